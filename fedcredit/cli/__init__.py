@@ -1,0 +1,1 @@
+"""Command line interface (``fedcredit ...``), one module per command group."""

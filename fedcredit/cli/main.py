@@ -1,0 +1,40 @@
+"""Entry point of the ``fedcredit`` console script.
+
+Each command group lives in its own module and registers itself here, so the modules stay small
+and import their heavy dependencies (torch, Flower) only when their command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="fedcredit",
+    help="Privacy-preserving joint credit-risk modelling: credit centre + banks on Flower.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    # Imported here (not at module top) so `fedcredit --help` stays fast.
+    from fedcredit.cli import data_cmd
+
+    app.add_typer(data_cmd.app, name="data", help="Generate and validate party data.")
+
+
+_register()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Data: USCC ids, schemas per role, loaders for bundled and user data, synthetic SMEs."""
