@@ -31,6 +31,9 @@ def _register() -> None:
     from fedcredit.cli import data_cmd
 
     app.add_typer(data_cmd.app, name="data", help="Generate and validate party data.")
+    from fedcredit.cli import baseline_cmd
+
+    app.command(name="baseline")(baseline_cmd.baseline)
 
 
 _register()
