@@ -1,0 +1,424 @@
+"""Offline verification of a run ledger and its data nodes' egress logs (what an auditor runs).
+
+The procedure is written out in docs/ledger.md so it can be re-implemented independently. In short:
+records are read in ``seq`` order and each must (1) have well-formed fields, (2) carry the next
+sequence number, (3) belong to the same run/log/writer as record 0, (4) point at the previous
+record's hash, (5) hash to its stored hash, (6) carry a valid Ed25519 signature over that hash,
+(7) hold a canonical JSON object as payload and respect the kind grammar (run_start first, nothing
+after run_end). Then every message a node sent according to the ledger must appear in that node's
+own signed egress log, and vice versa.
+
+A ledger that passes (1)-(7) but lacks ``run_end`` is *intact but incomplete*: that is what a crash
+leaves behind, and it is also what deleting trailing records produces -- the two cannot be told apart
+from the file alone (see docs/ledger.md, "What is and is not proven"), so it is reported separately
+and rejected unless the auditor explicitly allows incomplete ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
+from fedcredit.ledger.records import (
+    EGRESS_SENT, EGRESS_START, GENESIS_HASH, HEX64, HEX128, KIND_RE, LOG_EGRESS, LOG_LEDGER,
+    LedgerError, LedgerFileError, Record, canonical_json,
+)
+from fedcredit.ledger.store import read_records
+
+MAX_ERRORS = 50
+_TEXT_FIELDS = ("log", "run_id", "kind", "ts", "writer", "prev_hash", "payload_text", "hash", "sig")
+
+
+@dataclass
+class EgressCheck:
+    """Cross-check result for one node's egress log."""
+
+    node: str
+    path: str
+    records: int = 0
+    messages_in_ledger: int = 0
+    messages_in_egress: int = 0
+    matched: int = 0
+
+
+@dataclass
+class VerificationReport:
+    """Outcome of :func:`verify`.
+
+    ``intact``: no record was tampered with (chain, hashes, signatures, grammar, egress all hold).
+    ``complete``: the ledger ends with ``run_end``. ``ok`` = intact and complete.
+    ``ok_up_to``: highest seq such that records 0..ok_up_to all verified (None if record 0 fails).
+    ``first_bad``: seq position of the first record that failed a check (None if none did).
+    ``key_source``: "given" (auditor's --pubkey), "self-declared" (taken from run_start: proves only
+    internal consistency), or "none" (no key could be found).
+    """
+
+    path: str
+    ok: bool = False
+    records: int = 0
+    errors: list[str] = field(default_factory=list)
+    first_bad: int | None = None
+    intact: bool = False
+    complete: bool = False
+    ok_up_to: int | None = None
+    run_id: str | None = None
+    key_source: str = "none"
+    coordinator_pubkey: str | None = None
+    head_hash: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    egress: list[EgressCheck] = field(default_factory=list)
+    suppressed_errors: int = 0
+
+    def _error(self, msg: str) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(msg)
+        else:
+            self.suppressed_errors += 1
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: {self.records} records, chain/signatures/egress verified, run complete"
+        if self.intact and not self.complete:
+            return (f"INCOMPLETE: {self.records} records verify (up to #{self.ok_up_to}) but the run has "
+                    "no run_end: the ledger was truncated (crash or deletion of trailing records)")
+        where = f"first bad record #{self.first_bad}: " if self.first_bad is not None else ""
+        return f"FAILED: {where}{self.errors[0] if self.errors else 'unknown error'}"
+
+
+@dataclass
+class _ChainResult:
+    records: list[Record]
+    bad: dict[int, list[str]]  # position -> reasons
+    payloads: dict[int, dict[str, Any]]
+
+    @property
+    def first_bad(self) -> int | None:
+        return min(self.bad) if self.bad else None
+
+
+def _field_problems(rec: Record) -> list[str]:
+    probs = []
+    if type(rec.seq) is not int:
+        probs.append(f"seq has type {type(rec.seq).__name__}, expected integer")
+    for name in _TEXT_FIELDS:
+        if not isinstance(getattr(rec, name), str):
+            probs.append(f"{name} has type {type(getattr(rec, name)).__name__}, expected text")
+    return probs
+
+
+def _check_chain(records: list[Record], *, log: str, pub: Ed25519PublicKey | None,
+                 start_kind: str, key_label: str = "the writer's public key") -> _ChainResult:
+    """Checks (1)-(7) of the module docstring on one file's records."""
+    res = _ChainResult(records, {}, {})
+    if not records:
+        return res
+    first = records[0]
+    prev_hash: Any = GENESIS_HASH
+    ended_at: int | None = None
+    for i, rec in enumerate(records):
+        probs = _field_problems(rec)
+        if probs:
+            res.bad[i] = probs
+            prev_hash = rec.hash
+            continue
+        p: list[str] = []
+        if rec.seq != i:
+            p.append(f"expected seq {i} here but found seq {rec.seq} "
+                     f"({'record(s) missing' if rec.seq > i else 'duplicate or reordered record'})")
+        if rec.log != log:
+            p.append(f"record belongs to a {rec.log!r} log, expected {log!r}")
+        if i and rec.run_id != first.run_id:
+            p.append(f"run_id {rec.run_id!r} differs from the run's {first.run_id!r} (spliced from another run?)")
+        if i and rec.writer != first.writer:
+            p.append(f"writer {rec.writer!r} differs from {first.writer!r}")
+        if not KIND_RE.fullmatch(rec.kind):
+            p.append(f"malformed kind {rec.kind!r}")
+        if rec.prev_hash != prev_hash:
+            p.append("prev_hash does not match the previous record's hash (chain broken: "
+                     "record inserted, deleted, reordered or spliced)")
+        hash_ok = False
+        if not HEX64.fullmatch(rec.hash):
+            p.append("hash is not 64 lowercase hex characters")
+        elif rec.expected_hash() != rec.hash:
+            p.append("hash does not match the record's contents (a field was changed)")
+        else:
+            hash_ok = True
+        if not HEX128.fullmatch(rec.sig):
+            p.append("signature is not 128 lowercase hex characters")
+        elif pub is None:
+            p.append("no public key to check the signature")
+        elif hash_ok and not signature_valid(pub, rec.hash, rec.sig):
+            p.append(f"Ed25519 signature does not verify with {key_label} "
+                     "(re-signed with another key, or altered)")
+        try:
+            payload = json.loads(rec.payload_text)
+            if not isinstance(payload, dict):
+                p.append("payload is not a JSON object")
+            elif canonical_json(payload) != rec.payload_text:
+                p.append("payload is not in canonical JSON form")
+            else:
+                res.payloads[i] = payload
+        except (ValueError, LedgerError) as exc:
+            p.append(f"payload is not valid JSON ({exc})")
+        if i == 0 and rec.kind != start_kind:
+            p.append(f"first record must be {start_kind}, found {rec.kind!r}")
+        if i > 0 and rec.kind == start_kind:
+            p.append(f"{start_kind} appears again at position {i}")
+        if ended_at is not None:
+            p.append(f"record after run_end (#{ended_at})")
+        if rec.kind == "run_end" and ended_at is None:
+            ended_at = i
+        if p:
+            res.bad[i] = p
+        prev_hash = rec.hash
+    return res
+
+
+def _declared_key(rec: Record, field_name: str) -> tuple[str | None, str | None]:
+    """(key hex, problem) declared in a start record's payload."""
+    try:
+        payload = json.loads(rec.payload_text) if isinstance(rec.payload_text, str) else None
+    except ValueError:
+        return None, "record 0 payload is not JSON"
+    if not isinstance(payload, dict) or not isinstance(payload.get(field_name), str):
+        return None, f"record 0 declares no {field_name}"
+    return payload[field_name], None
+
+
+def _resolve_key(value: Any) -> Ed25519PublicKey:
+    if isinstance(value, Ed25519PublicKey):
+        return value
+    if hasattr(value, "public_key"):
+        return value.public_key()
+    if isinstance(value, str):
+        return public_key_from_hex(value)
+    raise LedgerError(f"unsupported public key value {type(value).__name__}")
+
+
+def verify(path: str | os.PathLike[str], *, public_key: Any = None,
+           egress: Iterable[str | os.PathLike[str]] = (),
+           egress_public_keys: Mapping[str, Any] | None = None) -> VerificationReport:
+    """Verify a run ledger (and optionally its nodes' egress logs). Never raises for bad files."""
+    report = VerificationReport(path=str(path))
+    try:
+        records = read_records(path)
+    except LedgerFileError as exc:
+        report._error(str(exc))
+        return report
+    report.records = len(records)
+    if not records:
+        report._error("ledger has no records (not even run_start)")
+        return report
+    first = records[0]
+    if first.log == LOG_EGRESS:
+        report._error(f"{path} is an egress log (node {first.writer!r}), not a run ledger: "
+                      "pass it with --egress next to its ledger")
+        return report
+    report.run_id = first.run_id if isinstance(first.run_id, str) else None
+
+    declared, problem = _declared_key(first, "coordinator_pubkey")
+    pub: Ed25519PublicKey | None = None
+    if public_key is not None:
+        pub = _resolve_key(public_key)
+        report.key_source = "given"
+        report.coordinator_pubkey = public_key_hex(pub)
+        if declared is not None and declared != report.coordinator_pubkey:
+            report.warnings.append(
+                f"run_start declares coordinator key {declared[:16]}... but the auditor's key is "
+                f"{report.coordinator_pubkey[:16]}...: the ledger was not signed by the expected key")
+    elif declared is not None:
+        try:
+            pub = public_key_from_hex(declared)
+            report.key_source = "self-declared"
+            report.coordinator_pubkey = declared
+            report.warnings.append(
+                "signatures checked with the key declared inside the ledger (run_start): this proves "
+                "internal consistency only; pass --pubkey with the coordinator's published key to "
+                "prove who wrote it")
+        except LedgerError as exc:
+            report.warnings.append(str(exc))
+    else:
+        report.warnings.append(f"no coordinator key: {problem}")
+
+    label = ("the auditor's public key" if report.key_source == "given"
+             else "the coordinator key declared in run_start")
+    chain = _check_chain(records, log=LOG_LEDGER, pub=pub, start_kind="run_start", key_label=label)
+    for pos in sorted(chain.bad):
+        for reason in chain.bad[pos]:
+            report._error(f"ledger record #{pos}: {reason}")
+    report.first_bad = chain.first_bad
+    report.ok_up_to = (len(records) - 1) if chain.first_bad is None else (chain.first_bad - 1)
+    if report.ok_up_to is not None and report.ok_up_to < 0:
+        report.ok_up_to = None
+    report.head_hash = records[-1].hash if isinstance(records[-1].hash, str) else None
+    report.complete = records[-1].kind == "run_end" and chain.first_bad is None
+
+    _cross_check(report, chain, list(egress), egress_public_keys or {})
+    report.intact = not report.errors and report.suppressed_errors == 0
+    report.ok = report.intact and report.complete
+    return report
+
+
+def _ledger_messages(report: VerificationReport, chain: _ChainResult, parties: Mapping[str, Any],
+                     coordinator: str) -> tuple[dict[str, Counter], dict[tuple, list[int]], set[str]]:
+    """Messages sent by each node according to the ledger's step records."""
+    per_node: dict[str, Counter] = {}
+    where: dict[tuple, list[int]] = {}
+    steps: set[str] = set()
+    for pos, payload in sorted(chain.payloads.items()):
+        if chain.records[pos].kind != "step":
+            continue
+        if "step" not in payload:
+            report._error(f"ledger record #{pos}: step record without a 'step' field")
+            continue
+        steps.add(str(payload["step"]))
+        msgs = payload.get("messages", [])
+        if not isinstance(msgs, list):
+            report._error(f"ledger record #{pos}: 'messages' is not a list")
+            continue
+        for j, m in enumerate(msgs):
+            key = _message_key(m, payload["step"]) if isinstance(m, dict) else None
+            if key is None or not isinstance(m.get("sender"), str):
+                report._error(f"ledger record #{pos}: message {j} lacks sender/recipient/kind/size/sha256")
+                continue
+            sender = m["sender"]
+            if sender in parties:
+                per_node.setdefault(sender, Counter())[key] += 1
+                where.setdefault((sender, *key), []).append(pos)
+            elif sender != coordinator:
+                report._error(f"ledger record #{pos}: message {j} sender {sender!r} is neither the "
+                              "coordinator nor a party declared in run_start")
+    return per_node, where, steps
+
+
+def _cross_check(report: VerificationReport, chain: _ChainResult, egress_paths: list,
+                 egress_keys: Mapping[str, Any]) -> None:
+    start = chain.payloads.get(0)
+    if start is None:
+        if egress_paths:
+            report._error("cannot cross-check egress logs: ledger run_start is unreadable")
+        return
+    parties = start.get("parties", {})
+    if not isinstance(parties, dict):
+        report._error("ledger record #0: 'parties' is not a mapping")
+        return
+    coordinator = chain.records[0].writer
+    per_node, where, ledger_steps = _ledger_messages(report, chain, parties, coordinator)
+    seen: dict[str, str] = {}
+    for path in egress_paths:
+        node_check = _check_egress(report, Path(path), parties, egress_keys)
+        if node_check is None:
+            continue
+        check, counter, egress_where = node_check
+        if check.node in seen:
+            report._error(f"two egress logs for node {check.node!r}: {seen[check.node]} and {path}")
+            continue
+        seen[check.node] = str(path)
+        report.egress.append(check)
+        expected = per_node.get(check.node, Counter())
+        check.messages_in_ledger = sum(expected.values())
+        check.matched = sum((expected & counter).values())
+        for key, n in sorted((expected - counter).items()):
+            recs = where[(check.node, *key)]
+            report._error(f"ledger record #{recs[0]}: message {_fmt(check.node, key)} is not in the "
+                          f"node's own egress log {path} ({n} missing)")
+        for key, n in sorted((counter - expected).items()):
+            pos = egress_where[key][0]
+            msg = (f"egress log {path} record #{pos}: node {check.node!r} sent {_fmt(check.node, key)} "
+                   f"which the ledger does not record ({n} unmatched)")
+            if not report.complete and key[2] not in ledger_steps:
+                report.warnings.append(msg + " -- its step is past the end of the incomplete ledger")
+            else:
+                report._error(msg)
+    for node, counter in per_node.items():
+        if node not in seen:
+            report.warnings.append(f"no egress log given for node {node!r}: {sum(counter.values())} "
+                                   "message(s) it sent were not cross-checked")
+
+
+def _message_key(m: Mapping[str, Any], step: Any) -> tuple | None:
+    """(recipient, kind, step, size, sha256) of a message description, or None if malformed."""
+    recipient, kind, size, sha = m.get("recipient"), m.get("kind"), m.get("size"), m.get("sha256")
+    if not (isinstance(recipient, str) and isinstance(kind, str) and isinstance(sha, str)
+            and type(size) is int and isinstance(step, (str, int)) and type(step) is not bool):
+        return None
+    return (recipient, kind, str(step), size, sha)
+
+
+def _fmt(node: str, key: tuple) -> str:
+    recipient, kind, step, size, sha = key
+    return f"{kind!r} {node}->{recipient} step {step!r} ({size} bytes, sha256 {str(sha)[:12]}...)"
+
+
+def _check_egress(report: VerificationReport, path: Path, parties: Mapping[str, Any],
+                  egress_keys: Mapping[str, Any]) -> tuple[EgressCheck, Counter, dict] | None:
+    try:
+        records = read_records(path)
+    except LedgerFileError as exc:
+        report._error(f"egress log: {exc}")
+        return None
+    if not records:
+        report._error(f"egress log {path} has no records")
+        return None
+    first = records[0]
+    node = first.writer
+    if first.log != LOG_EGRESS:
+        report._error(f"{path} is not an egress log (it is a {first.log!r} file)")
+        return None
+    if not isinstance(node, str) or node not in parties:
+        report._error(f"egress log {path} is from node {node!r}, which is not a party declared in "
+                      "the ledger's run_start")
+        return None
+    if first.run_id != report.run_id:
+        report._error(f"egress log {path} belongs to run {first.run_id!r}, not {report.run_id!r}")
+        return None
+    info = parties[node] if isinstance(parties[node], dict) else {}
+    listed = info.get("egress_pubkey")
+    try:
+        if node in egress_keys:
+            pub = _resolve_key(egress_keys[node])
+            if listed is not None and listed != public_key_hex(pub):
+                report._error(f"egress log {path}: the auditor's key for node {node!r} differs from the "
+                              "egress_pubkey the ledger's run_start lists for it")
+        elif isinstance(listed, str):
+            pub = public_key_from_hex(listed)
+        else:
+            report._error(f"egress log {path}: run_start lists no egress_pubkey for node {node!r} "
+                          "and none was given")
+            return None
+    except LedgerError as exc:
+        report._error(f"egress log {path}: {exc}")
+        return None
+    declared, _ = _declared_key(first, "node_pubkey")
+    if declared != public_key_hex(pub):
+        report._error(f"egress log {path} record #0: node_pubkey is not the node's registered key")
+    chain = _check_chain(records, log=LOG_EGRESS, pub=pub, start_kind=EGRESS_START,
+                         key_label=f"node {node!r}'s egress key")
+    for pos in sorted(chain.bad):
+        for reason in chain.bad[pos]:
+            report._error(f"egress log {path} record #{pos}: {reason}")
+    check = EgressCheck(node=node, path=str(path), records=len(records))
+    counter: Counter = Counter()
+    where: dict[tuple, list[int]] = {}
+    for pos, payload in sorted(chain.payloads.items()):
+        if records[pos].kind == EGRESS_START:
+            continue
+        if records[pos].kind != EGRESS_SENT:
+            report._error(f"egress log {path} record #{pos}: unknown kind {records[pos].kind!r}")
+            continue
+        key = _message_key(payload, payload.get("step"))
+        if key is None:
+            report._error(f"egress log {path} record #{pos}: sent record lacks recipient/kind/step/size/sha256")
+            continue
+        counter[key] += 1
+        where.setdefault(key, []).append(pos)
+    check.messages_in_egress = sum(counter.values())
+    return check, counter, where

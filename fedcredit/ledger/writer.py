@@ -1,0 +1,243 @@
+"""Writers: the coordinator's run :class:`Ledger` and a data node's :class:`EgressLog`.
+
+Both append hash-chained, Ed25519-signed :class:`~fedcredit.ledger.records.Record` s to their own
+SQLite file. The ledger is what the coordinator claims happened; each egress log is what one data
+node itself says it sent. An auditor cross-checks the two with :func:`fedcredit.ledger.verify`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
+from fedcredit.ledger.records import (
+    EGRESS_SENT, EGRESS_START, GENESIS_HASH, KIND_RE, LOG_EGRESS, LOG_LEDGER, LedgerError, Record,
+    canonical_json, message_digest, record_hash, utc_timestamp,
+)
+from fedcredit.ledger.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def _make_record(key: Ed25519PrivateKey, *, log_name: str, run_id: str, writer: str, kind: str,
+                 payload: Mapping[str, Any], head: Record | None) -> Record:
+    if not isinstance(payload, Mapping):
+        raise LedgerError(f"record payload must be a mapping, got {type(payload).__name__}")
+    text = canonical_json(payload)
+    seq = 0 if head is None else head.seq + 1
+    prev = GENESIS_HASH if head is None else head.hash
+    ts = utc_timestamp()
+    h = record_hash(log=log_name, run_id=run_id, seq=seq, kind=kind, ts=ts, writer=writer,
+                    prev_hash=prev, payload_text=text)
+    return Record(log=log_name, seq=seq, run_id=run_id, kind=kind, ts=ts, writer=writer,
+                  prev_hash=prev, payload_text=text, hash=h, sig=sign_hash(key, h))
+
+
+def _check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise LedgerError(f"{what} must be a non-empty string of at most 200 characters, got {value!r}")
+    return value
+
+
+class Ledger:
+    """The coordinator's append-only run ledger (one SQLite file per run).
+
+    The first record must be ``run_start``; nothing may follow ``run_end``. Every :meth:`append`
+    is committed before it returns, so a crash loses at most the record being written.
+    """
+
+    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, writer: str,
+                 head: Record | None, ended: bool) -> None:
+        self._store = store
+        self._key = key
+        self.run_id = run_id
+        self.writer = writer
+        self.pubkey_hex = public_key_hex(key)
+        self._head = head
+        self._ended = ended
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str,
+               writer: str = "coordinator") -> Ledger:
+        """Create a new ledger file; refuses to touch an existing one (a ledger is never reused)."""
+        p = Path(path)
+        _check_name(run_id, "run_id")
+        _check_name(writer, "writer")
+        for existing in (p, Path(f"{p}-wal"), Path(f"{p}-journal")):
+            if existing.exists():
+                raise LedgerError(f"refusing to overwrite existing file {existing}: "
+                                  "each run gets a new ledger file")
+        store = SqliteStore(p, log=LOG_LEDGER, create=True)
+        return cls(store, signing_key, run_id, writer, None, False)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey) -> Ledger:
+        """Re-open an existing ledger to continue it (e.g. after a coordinator restart).
+
+        Only the key that signed ``run_start`` may continue the chain.
+        """
+        store = SqliteStore(path, log=LOG_LEDGER, create=False)
+        with store.transaction() as conn:
+            first, head = store.first(conn), store.head(conn)
+        if first is None or first.log != LOG_LEDGER or first.kind != "run_start":
+            store.close()
+            raise LedgerError(f"{path}: not a run ledger (no run_start record)")
+        declared = first.payload.get("coordinator_pubkey")
+        if declared != public_key_hex(signing_key):
+            store.close()
+            raise LedgerError(f"{path}: the signing key is not the key declared in run_start")
+        return cls(store, signing_key, first.run_id, first.writer, head,
+                   head is not None and head.kind == "run_end")
+
+    def append(self, kind: str, payload: Mapping[str, Any]) -> Record:
+        """Sign and commit one record; returns it as stored."""
+        if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
+            raise LedgerError(f"record kind {kind!r} must match {KIND_RE.pattern}")
+        if self._store is None:
+            raise LedgerError("ledger is closed")
+        payload = dict(payload)
+        if kind == "run_start":
+            declared = payload.setdefault("coordinator_pubkey", self.pubkey_hex)
+            if declared != self.pubkey_hex:
+                raise LedgerError("run_start declares a coordinator_pubkey that is not the ledger's "
+                                  "signing key")
+            _check_parties(payload.get("parties", {}))
+
+        def build(head: Record | None) -> Record:
+            if head is None and kind != "run_start":
+                raise LedgerError(f"the first ledger record must be run_start, not {kind!r}")
+            if head is not None and kind == "run_start":
+                raise LedgerError("run_start may only be the first record")
+            if head is not None and head.kind == "run_end":
+                raise LedgerError(f"ledger {self.path} already has run_end; cannot append {kind!r}")
+            return _make_record(self._key, log_name=LOG_LEDGER, run_id=self.run_id,
+                                writer=self.writer, kind=kind, payload=payload, head=head)
+
+        rec = self._store.append(build)
+        self._head = rec
+        self._ended = kind == "run_end"
+        log.debug("ledger %s: #%d %s", self.path.name, rec.seq, kind)
+        return rec
+
+    @property
+    def head(self) -> Record | None:
+        """The last record written by this handle (its hash identifies the whole chain so far)."""
+        return self._head
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_parties(parties: Any) -> None:
+    if not isinstance(parties, Mapping):
+        raise LedgerError("run_start 'parties' must be a mapping {name: {role, egress_pubkey}}")
+    for name, info in parties.items():
+        if not isinstance(info, Mapping):
+            raise LedgerError(f"run_start party {name!r}: expected a mapping with role/egress_pubkey")
+        pk = info.get("egress_pubkey")
+        if pk is not None:
+            public_key_from_hex(pk)
+
+
+class EgressLog:
+    """A data node's own signed log of every payload it sent (hash and size only, never the bytes).
+
+    Opening an existing log for the same run and node appends to it, because in Flower each
+    message-handler call is a fresh invocation that opens, appends and closes.
+    """
+
+    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, node: str) -> None:
+        self._store = store
+        self._key = key
+        self.run_id = run_id
+        self.node = node
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str,
+               node: str) -> EgressLog:
+        """Create the node's egress log, or open it for appending if it belongs to this run/node."""
+        _check_name(run_id, "run_id")
+        _check_name(node, "node")
+        p = Path(path)
+        store = SqliteStore(p, log=LOG_EGRESS, create=True)
+        pub = public_key_hex(signing_key)
+        try:
+            with store.transaction() as conn:
+                first = store.first(conn)
+                if first is None:
+                    rec = _make_record(signing_key, log_name=LOG_EGRESS, run_id=run_id, writer=node,
+                                       kind=EGRESS_START,
+                                       payload={"node": node, "node_pubkey": pub}, head=None)
+                    store.insert(conn, rec)
+                else:
+                    _check_same_log(p, first, run_id=run_id, node=node, pub=pub)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, signing_key, run_id, node)
+
+    def record_sent(self, *, kind: str, recipient: str, step: str | int, payload: bytes) -> Record:
+        """Log that ``payload`` (the exact bytes sent) went to ``recipient`` at ``step``."""
+        digest, size = message_digest(payload)
+        return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size)
+
+    def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str,
+                           size: int) -> Record:
+        """As :meth:`record_sent` when only the digest and size are at hand."""
+        if self._store is None:
+            raise LedgerError("egress log is closed")
+        entry = {"kind": _check_name(kind, "message kind"), "recipient": _check_name(recipient, "recipient"),
+                 "step": str(step), "size": int(size), "sha256": sha256}
+
+        def build(head: Record | None) -> Record:
+            if head is None:
+                raise LedgerError(f"{self.path}: egress log lost its egress_start record")
+            return _make_record(self._key, log_name=LOG_EGRESS, run_id=self.run_id, writer=self.node,
+                                kind=EGRESS_SENT, payload=entry, head=head)
+
+        return self._store.append(build)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> EgressLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_same_log(path: Path, first: Record, *, run_id: str, node: str, pub: str) -> None:
+    if first.log != LOG_EGRESS or first.kind != EGRESS_START:
+        raise LedgerError(f"{path} exists and is not an egress log")
+    if first.run_id != run_id:
+        raise LedgerError(f"{path} is the egress log of run {first.run_id!r}, not {run_id!r}: "
+                          "use one egress log file per run")
+    if first.writer != node:
+        raise LedgerError(f"{path} is the egress log of node {first.writer!r}, not {node!r}")
+    if first.payload.get("node_pubkey") != pub:
+        raise LedgerError(f"{path} was started with another signing key than this node's")
