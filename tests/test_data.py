@@ -190,3 +190,81 @@ def test_lowercase_ids_are_normalised(tmp_path):
     df["uscc"] = " " + df["uscc"].str.lower()
     got = load_party_table(_bad(tmp_path, df), "credit_centre")
     assert all(uscc.is_valid(i) and i == i.upper() and i == i.strip() for i in got.ids)
+
+
+# --- `fedcredit data check` -------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from fedcredit.cli.main import app
+
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def test_check_good_file_exits_zero(tmp_path):
+    p = _bad(tmp_path, _table(20, label=True))
+    res = _cli("data", "check", p, "--role", "bank")
+    assert res.exit_code == 0, res.output
+    assert "OK" in res.output and "20 rows" in res.output
+
+
+def test_check_corrupted_uscc_exits_nonzero(tmp_path):
+    df = _table(20, label=True)
+    df.loc[6, "uscc"] = uscc.corrupt_check_character(df.loc[6, "uscc"])
+    res = _cli("data", "check", _bad(tmp_path, df), "--role", "bank")
+    assert res.exit_code == 1
+    assert "row 7, column 'uscc'" in res.output and "check character" in res.output
+
+
+def test_check_duplicate_id_exits_nonzero(tmp_path):
+    df = _table(20, label=False)
+    df.loc[11, "uscc"] = df.loc[4, "uscc"]
+    res = _cli("data", "check", _bad(tmp_path, df), "--role", "credit_centre")
+    assert res.exit_code == 1
+    assert "row 12, column 'uscc'" in res.output and "duplicate" in res.output
+
+
+def test_check_text_in_numeric_column_exits_nonzero(tmp_path):
+    df = _table(20, label=True).astype({"x2": object})
+    df.loc[2, "x2"] = "n/a?"
+    res = _cli("data", "check", _bad(tmp_path, df), "--role", "bank")
+    assert res.exit_code == 1
+    assert "row 3, column 'x2'" in res.output and "non-numeric" in res.output
+
+
+def test_check_reports_every_rejected_row_with_counts(tmp_path):
+    df = _table(30, label=True).astype({"x1": object})
+    for r in (1, 5, 9):
+        df.loc[r, "x1"] = "bad"
+    df.loc[20, "default_12m"] = 7
+    df.loc[25, "uscc"] = "91XXXXXXXXXXXXXXXX"
+    rejects = tmp_path / "rejects.csv"
+    res = _cli("data", "check", _bad(tmp_path, df), "--role", "bank", "--rejects", rejects)
+    assert res.exit_code == 1
+    for r in (2, 6, 10):
+        assert f"row {r}, column 'x1'" in res.output
+    assert "row 21, column 'default_12m'" in res.output and "row 26, column 'uscc'" in res.output
+    assert "5 problem(s) in 5 of 30 row(s)" in res.output
+    assert "non_numeric" in res.output
+    assert len(pd.read_csv(rejects)) == 5
+
+
+def test_check_empty_and_missing_column(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    res = _cli("data", "check", p, "--role", "bank")
+    assert res.exit_code == 1 and "empty file" in res.output
+    res = _cli("data", "check", _bad(tmp_path, _table(5, label=False)), "--role", "bank")
+    assert res.exit_code == 1 and "missing label column" in res.output
+    res = _cli("data", "check", _bad(tmp_path, _table(5, label=False)), "--role", "nobody")
+    assert res.exit_code == 2
+
+
+def test_check_parquet(tmp_path):
+    df = _table(10, label=True)
+    df.loc[3, "default_12m"] = -1
+    p = tmp_path / "b.parquet"
+    df.to_parquet(p, index=False)
+    res = _cli("data", "check", p, "--role", "bank")
+    assert res.exit_code == 1 and "row 4, column 'default_12m'" in res.output
