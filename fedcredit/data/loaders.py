@@ -121,10 +121,13 @@ def _part(data: PartyData, part: str, seed: int) -> PartyData:
     return data.subset(test if part == "test" else ~test)
 
 
-def load_party_data(source: str, role: str, *, party: str = "", part: str = "all", seed: int = 42) -> PartyData:
+def load_party_data(source: str, role: str, *, party: str = "", part: str = "all", seed: int = 42,
+                    scaled: bool = True) -> PartyData:
     """Load ``role``'s data from ``source`` (see module docstring); ``part`` is train, test or all.
 
     For ``synthetic:DIR`` a bank's ``party`` names its table (``bank_a`` or just ``a``).
+    ``seed`` keys the USCC-hash split of file sources; ``default_credit`` always uses its fixed,
+    documented stratified split (seed 42) so results stay comparable with ANCHORS.md.
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -132,7 +135,7 @@ def load_party_data(source: str, role: str, *, party: str = "", part: str = "all
     if source == "default_credit":
         from fedcredit.data.default_credit import load_vertical
 
-        bank, centre = load_vertical(part)
+        bank, centre = load_vertical(part, scaled=scaled)
         return bank if schema.role == "bank" else centre
     if source.startswith("synthetic:"):
         directory = Path(source.split(":", 1)[1])
