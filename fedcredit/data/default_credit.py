@@ -88,11 +88,13 @@ def _zscore(df: pd.DataFrame, cols: list[str], train_rows: np.ndarray) -> np.nda
     return (x - mu) / np.where(sd > 0, sd, 1.0)
 
 
-def load_vertical(part: str = "all") -> tuple[PartyData, PartyData]:
+def load_vertical(part: str = "all", *, scaled: bool = True) -> tuple[PartyData, PartyData]:
     """(bank, credit centre) for ``part``; each party z-scores its features with TRAIN statistics.
 
     The bank's rows are in UCI ID order; the centre's are in a fixed shuffled order of their own,
     as two real organisations' tables would be, so protocols must align them by USCC (PSI).
+    ``scaled=False`` returns the raw UCI values, for pipelines that fit their own local
+    preprocessing on the training rows (see :mod:`fedcredit.features`).
     """
     df = _raw()
     rows = _rows(part)
@@ -100,14 +102,16 @@ def load_vertical(part: str = "all") -> tuple[PartyData, PartyData]:
     ids = df[ID_COLUMN].to_numpy()
     bank = PartyData(
         ids=ids[rows].tolist(),
-        features=_zscore(df, BANK_FEATURES, train)[rows],
+        features=(_zscore(df, BANK_FEATURES, train) if scaled
+                  else df[BANK_FEATURES].to_numpy(dtype=np.float64))[rows],
         feature_names=list(BANK_FEATURES),
         labels=df[LABEL_COLUMN].to_numpy()[rows],
     )
     centre_rows = np.random.default_rng(CENTRE_ORDER_SEED).permutation(rows)
     centre = PartyData(
         ids=ids[centre_rows].tolist(),
-        features=_zscore(df, CENTRE_FEATURES, train)[centre_rows],
+        features=(_zscore(df, CENTRE_FEATURES, train) if scaled
+                  else df[CENTRE_FEATURES].to_numpy(dtype=np.float64))[centre_rows],
         feature_names=list(CENTRE_FEATURES),
         labels=None,
     )

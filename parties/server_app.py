@@ -1,0 +1,93 @@
+"""The coordinator's Flower ServerApp (hosted by the credit centre's platform operator).
+
+``build_server_app(scenario, out_dir)`` is used by ``fedcredit simulate`` (scenario passed in
+memory); the module-level ``app`` is what ``flwr run`` loads in deployment, reading the scenario
+path and output directory from the run config (``scenario``, ``out-dir``). Whatever happens, the
+ledger gets a ``run_end`` record and ``status.json`` says how the run ended and who failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedcredit import config
+from fedcredit.config import Scenario
+from parties.recorder import Recorder
+from parties.relay import RunFailed
+
+log = logging.getLogger(__name__)
+
+
+def _scenario_from(context: Context) -> Scenario:
+    path = context.run_config.get("scenario")
+    if not path:
+        raise RunFailed("coordinator", "setup", "run config has no 'scenario' path")
+    return config.load(str(path))
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
+
+
+def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) -> dict:
+    """Run one scenario end to end; returns the status dict also written to status.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = None
+    if "coordinator-key" in context.run_config:
+        from fedcredit.ledger import load_private_key
+
+        key = load_private_key(str(context.run_config["coordinator-key"]))
+    timeout = float(scenario.section("run").get("step_timeout", 900) if scenario.section("run") else 900)
+    recorder = Recorder(out_dir, scenario, signing_key=key)
+    started = time.time()
+    status: dict = {"scenario": scenario.name, "mode": scenario.mode, "run_id": recorder.run_id,
+                    "ledger": str(recorder.path)}
+    try:
+        if scenario.mode == "horizontal":
+            from parties.horizontal_server import run as run_horizontal
+            from parties.vertical_server import introduce
+
+            introduce(grid, recorder, scenario, timeout)
+            metrics = run_horizontal(grid, context, scenario, recorder, out_dir)
+        else:
+            from parties.vertical_server import run_vertical
+
+            metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout)
+        metrics.setdefault("seconds", round(time.time() - started, 2))
+        _write_json(out_dir / "metrics.json", metrics)
+        recorder.close("completed", {"metrics": {k: metrics[k] for k in ("auc", "ks", "gini") if k in metrics}})
+        status.update(status="completed", metrics_path=str(out_dir / "metrics.json"))
+    except RunFailed as exc:
+        log.error("run failed: %s", exc)
+        recorder.close("failed", {"party": exc.party, "step": exc.step, "reason": exc.reason[:2000]})
+        status.update(status="failed", party=exc.party, step=exc.step, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - the ledger must still be closed and the status written
+        log.exception("coordinator error")
+        recorder.event("failure", {"party": "coordinator", "step": "?", "reason": f"{type(exc).__name__}: {exc}"})
+        recorder.close("failed", {"party": "coordinator", "reason": f"{type(exc).__name__}: {exc}"})
+        status.update(status="failed", party="coordinator", error=f"{type(exc).__name__}: {exc}")
+    _write_json(out_dir / "status.json", status)
+    return status
+
+
+def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        sc = scenario or _scenario_from(context)
+        out = out_dir or Path(str(context.run_config.get("out-dir", f"runs/{sc.name}")))
+        coordinate(grid, context, sc, Path(out))
+
+    return app
+
+
+app = build_server_app()
