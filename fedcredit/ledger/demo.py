@@ -74,7 +74,7 @@ def write_demo_run(directory: str | Path, *, run_id: str = "demo-run", steps: in
                 messages.append(message_entry(sender=node, recipient="coordinator",
                                               kind="encrypted_gradient", payload=payload))
             ledger.append("step", {"step": f"round-{step}", "round": step, "messages": messages,
-                                   "participants": sorted(keys), "metrics": {"loss": 0.69 - 0.01 * step}})
+                                   "participants": sorted(keys), "metrics": {"loss": round(0.69 - 0.01 * step, 4)}})
         if finish:
             ledger.append("model_release", {"parts": {n: sha256_hex(rng.randbytes(64)) for n in keys}})
             ledger.append("run_end", {"status": "completed"})

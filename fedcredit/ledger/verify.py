@@ -57,12 +57,14 @@ class VerificationReport:
     ``complete``: the ledger ends with ``run_end``. ``ok`` = intact and complete.
     ``ok_up_to``: highest seq such that records 0..ok_up_to all verified (None if record 0 fails).
     ``first_bad``: seq position of the first record that failed a check (None if none did).
+    ``readable``: the file could be opened as a ledger (False: missing, not SQLite, no ledger table).
     ``key_source``: "given" (auditor's --pubkey), "self-declared" (taken from run_start: proves only
     internal consistency), or "none" (no key could be found).
     """
 
     path: str
     ok: bool = False
+    readable: bool = False
     records: int = 0
     errors: list[str] = field(default_factory=list)
     first_bad: int | None = None
@@ -213,6 +215,7 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
     except LedgerFileError as exc:
         report._error(str(exc))
         return report
+    report.readable = True
     report.records = len(records)
     if not records:
         report._error("ledger has no records (not even run_start)")
