@@ -1,0 +1,128 @@
+"""Benchmark ECDH-PSI: both parties in one process tree, checked against a plaintext join.
+
+    .venv/bin/python simulations/bench/psi.py --size 200000 [--overlap 0.5] [--workers 2]
+
+Generates two sets of ``size`` valid USCCs sharing ``overlap * size`` ids, runs
+``protocols.psi.run_local`` (through the wire encoding, one shared worker pool), checks the
+intersection, row alignment and row indices against plain Python sets, and, when
+``openmined.psi`` is importable, times OpenMined PSI (client learns the intersection, raw
+encoding, no false positives) on the same sets. The last line of output is JSON.
+
+``items_per_s`` is ``size / seconds`` (ids per party per second); ``ops_per_s`` counts the
+4 * size X25519 multiplications the protocol needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+from fedcredit.data import uscc
+from protocols.psi import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
+
+
+def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str], set[str]]:
+    """Two shuffled id lists of ``size`` each with ``round(overlap * size)`` in common."""
+    common = round(overlap * size)
+    rng = np.random.default_rng(seed)
+    ids = uscc.generate(2 * size - common, rng)
+    a = ids[:size]
+    b = ids[size - common:]
+    rng.shuffle(a)
+    rng.shuffle(b)
+    return a, b, set(ids[size - common:size])
+
+
+def check(a: list[str], b: list[str], truth: set[str], res_a, res_b) -> bool:
+    return (set(res_a.ids) == truth
+            and res_a.ids == res_b.ids  # same agreed order on both sides
+            and len(res_a.ids) == len(truth)
+            and all(a[r] == i for r, i in zip(res_a.rows.tolist(), res_a.ids))
+            and all(b[r] == i for r, i in zip(res_b.rows.tolist(), res_b.ids)))
+
+
+def openmined(a: list[str], b: list[str], truth: set[str]) -> tuple[float, bool] | None:
+    """OpenMined PSI on the same sets: B is the server, A the client (learns the result)."""
+    try:
+        import private_set_intersection.python as omp
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    client = omp.client.CreateWithNewKey(True)
+    server = omp.server.CreateWithNewKey(True)
+    setup = server.CreateSetupMessage(0.0, len(a), b, omp.DataStructure.RAW)
+    request = client.CreateRequest(a)
+    response = server.ProcessRequest(request)
+    idx = client.GetIntersection(setup, response)
+    seconds = time.perf_counter() - t0
+    return seconds, {a[i] for i in idx} == truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=200_000, help="ids per party")
+    p.add_argument("--overlap", type=float, default=0.5, help="fraction of ids in common")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="items per worker task")
+    p.add_argument("--truncate", type=int, default=DEFAULT_TRUNCATE)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-openmined", action="store_true", help="skip the OpenMined baseline")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if not 0 <= args.overlap <= 1:
+        p.error("--overlap must be in [0, 1]")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
+
+    t0 = time.perf_counter()
+    a, b, truth = make_sets(args.size, args.overlap, args.seed)
+    print(f"generated 2 x {args.size} ids ({len(truth)} common) in "
+          f"{time.perf_counter() - t0:.1f}s; load average {os.getloadavg()[0]:.2f}")
+
+    transcript: list[tuple[str, str, bytes]] = []
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    res_a, res_b = run_local(a, b, session="bench", workers=args.workers,
+                             chunk_size=args.chunk, truncate=args.truncate,
+                             transcript=transcript)
+    seconds = time.perf_counter() - t0
+    correct = check(a, b, truth, res_a, res_b)
+    out: dict[str, object] = {
+        "size": args.size,
+        "overlap": args.overlap,
+        "workers": args.workers,
+        "cpu_count": os.cpu_count(),
+        "seconds": round(seconds, 2),
+        "items_per_s": round(args.size / seconds),
+        "ops_per_s": round(4 * args.size / seconds),
+        "intersection": res_a.size,
+        "correct": correct,
+        "wire_bytes": sum(len(d) for _, _, d in transcript),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+        "load_avg_before": round(load_before, 2),
+        "load_avg_after": round(os.getloadavg()[0], 2),
+    }
+    print(f"fedcredit PSI: {seconds:.1f}s, correct={correct}")
+    if not args.no_openmined:
+        om = openmined(a, b, truth)
+        if om is None:
+            print("openmined.psi not importable: baseline skipped")
+        else:
+            out["openmined_seconds"] = round(om[0], 2)
+            out["openmined_correct"] = om[1]
+            out["speedup_vs_openmined"] = round(om[0] / seconds, 2)
+            print(f"OpenMined PSI: {om[0]:.1f}s, correct={om[1]}")
+    print(json.dumps(out))
+    return 0 if correct else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
