@@ -310,3 +310,11 @@ def test_egress_log_reopen_rules(tmp_path):
         EgressLog.create(p, key, run_id="r", node="centre")
     with pytest.raises(LedgerError, match="another signing key"):
         EgressLog.create(p, generate_signing_key(), run_id="r", node="bank")
+
+
+@pytest.mark.parametrize("bad", ["", "has space", 'quo"te', "ü-run", "x" * 201])
+def test_header_names_are_plain_ascii(tmp_path, bad):
+    with pytest.raises(LedgerError, match="must match"):
+        Ledger.create(tmp_path / "l.db", generate_signing_key(), run_id=bad)
+    with pytest.raises(LedgerError, match="must match"):
+        EgressLog.create(tmp_path / "e.db", generate_signing_key(), run_id="r", node=bad)

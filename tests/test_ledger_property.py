@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import string
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,20 @@ from fedcredit.ledger.records import record_hash
 TEXT_FIELDS = ["log", "run_id", "kind", "ts", "writer", "prev_hash", "payload", "hash", "sig"]
 CHARS = string.ascii_letters + string.digits + "{}[]\":,.-_ é"
 MUTATIONS = ["byte", "seq", "delete", "swap", "duplicate", "truncate", "resign", "splice"]
+
+
+def load_reference_verifier():
+    """The independent verifier printed in docs/ledger.md §7 (so the doc cannot drift)."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ledger.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## 7."):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    namespace: dict = {}
+    exec(compile(code, "docs/ledger.md#7", "exec"), namespace)
+    return namespace["reference_verify"]
+
+
+REFERENCE = load_reference_verifier()
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +119,7 @@ def test_every_random_mutation_is_rejected(runs, data):
     target = data.draw(st.sampled_from(["ledger", "ledger", "bank", "centre"]), label="file")
     source = good.ledger_path if target == "ledger" else good.egress_paths[target]
     donor = other.ledger_path if target == "ledger" else other.egress_paths[target]
-    case = copy_run(good, work / "case")
+    case = copy_run(good, tempfile.mkdtemp(dir=work))
     victim = case.ledger_path if target == "ledger" else case.egress_paths[target]
     conn = sqlite3.connect(victim)
     kind = _mutate(conn, data, read_records(source), read_records(donor), generate_signing_key())
@@ -113,6 +128,10 @@ def test_every_random_mutation_is_rejected(runs, data):
     rep = verify(case.ledger_path, public_key=good.coordinator_key.public_key(),
                  egress=list(case.egress_paths.values()))
     assert not rep.ok, f"{kind} mutation of {target} was accepted"
+    if target == "ledger":  # the documented reference verifier must reject it too
+        _ok_up_to, complete, error = REFERENCE(str(case.ledger_path), good.coordinator_key.public_key()
+                                               .public_bytes_raw())
+        assert error is not None or not complete, f"reference verifier accepted {kind}"
     if target != "ledger":
         assert not rep.intact and any("egress" in e for e in rep.errors), rep.errors
     elif kind != "truncate":
@@ -127,3 +146,5 @@ def test_unmutated_copy_verifies(runs):
     rep = verify(case.ledger_path, public_key=good.coordinator_key.public_key(),
                  egress=list(case.egress_paths.values()))
     assert rep.ok, rep.errors
+    assert REFERENCE(str(case.ledger_path)) == (7, True, None)
+    assert REFERENCE(str(case.ledger_path), good.coordinator_key.public_key().public_bytes_raw()) == (7, True, None)

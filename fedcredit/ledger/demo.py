@@ -32,11 +32,17 @@ def copy_run(run: DemoRun, directory: str | Path) -> DemoRun:
     """Copy a finished demo run's files (ledger and egress logs) into ``directory``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.ledger_path, d / run.ledger_path.name)
-    paths = {}
-    for node, p in run.egress_paths.items():
-        shutil.copyfile(p, d / p.name)
-        paths[node] = d / p.name
+
+    def _copy(src: Path) -> Path:
+        dst = d / src.name
+        # A stale -wal next to a replaced database would be replayed onto it: remove it first.
+        for side in (Path(f"{dst}-wal"), Path(f"{dst}-shm")):
+            side.unlink(missing_ok=True)
+        shutil.copyfile(src, dst)
+        return dst
+
+    _copy(run.ledger_path)
+    paths = {node: _copy(p) for node, p in run.egress_paths.items()}
     return DemoRun(d / run.ledger_path.name, paths, run.coordinator_key, dict(run.node_keys), run.run_id)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,15 @@ def _make_record(key: Ed25519PrivateKey, *, log_name: str, run_id: str, writer: 
                   prev_hash=prev, payload_text=text, hash=h, sig=sign_hash(key, h))
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
+
+
 def _check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 200:
-        raise LedgerError(f"{what} must be a non-empty string of at most 200 characters, got {value!r}")
+    """Names that enter the signed header are plain ASCII without JSON escapes, so an auditor's
+    re-implementation of the header's canonical JSON is a simple string concatenation."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise LedgerError(f"{what} {value!r} must match {NAME_RE.pattern} "
+                          "(letters, digits, . _ : @ + -; at most 200 characters)")
     return value
 
 
@@ -208,7 +215,9 @@ class EgressLog:
         """As :meth:`record_sent` when only the digest and size are at hand."""
         if self._store is None:
             raise LedgerError("egress log is closed")
-        entry = {"kind": _check_name(kind, "message kind"), "recipient": _check_name(recipient, "recipient"),
+        if not isinstance(kind, str) or not kind or not isinstance(recipient, str) or not recipient:
+            raise LedgerError("message kind and recipient must be non-empty strings")
+        entry = {"kind": kind, "recipient": recipient,
                  "step": str(step), "size": int(size), "sha256": sha256}
 
         def build(head: Record | None) -> Record:
