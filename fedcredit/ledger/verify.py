@@ -218,7 +218,8 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
     report.readable = True
     report.records = len(records)
     if not records:
-        report._error("ledger has no records (not even run_start)")
+        report._error("ledger has no records, not even run_start (created but never written, "
+                      "e.g. the run died before starting, or every record was deleted)")
         return report
     first = records[0]
     if first.log == LOG_EGRESS:
