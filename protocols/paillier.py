@@ -549,9 +549,11 @@ class EncryptedVector:
         return ms
 
     def add_plain(self, plaintexts: Iterable[int] | np.ndarray | int) -> "EncryptedVector":
-        """``[[m + k]]`` for integer ``k`` (a vector of the same length, or one int for all)."""
+        """``[[m + k]]`` for integer ``k`` (a vector of the same length, or one int for all).
+
+        ``k`` is taken mod ``n`` (so values already reduced into ``[0, n)`` work too).
+        """
         ms = self._plain_list(plaintexts, "plaintexts")
-        self.public_key._check_range(ms)
         pk = self.public_key
         return EncryptedVector(pk, _apply_obfuscators(ms, self.ciphertexts, pk.n, pk.nsquare))
 

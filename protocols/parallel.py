@@ -45,12 +45,15 @@ _broken = False
 
 
 def default_workers() -> int:
+    """``FEDCREDIT_PAILLIER_WORKERS`` or the core count; 1 inside a worker process (no nested pools)."""
     env = os.environ.get("FEDCREDIT_PAILLIER_WORKERS")
     if env:
         try:
             return max(1, int(env))
         except ValueError:
             log.warning("ignoring FEDCREDIT_PAILLIER_WORKERS=%r (not an integer)", env)
+    if multiprocessing.parent_process() is not None:
+        return 1
     return os.cpu_count() or 1
 
 

@@ -113,6 +113,7 @@ def test_add_sub_add_plain(keys, data):
     assert sk.decrypt(-ea).tolist() == [-x for x in a]
     assert sk.decrypt(ea.add_plain(obj(b))).tolist() == [x + y for x, y in zip(a, b)]
     assert sk.decrypt(ea.add_plain(-3)).tolist() == [x - 3 for x in a]
+    assert sk.decrypt(ea.add_plain(int(pk.n) - 3)).tolist() == [x - 3 for x in a]  # taken mod n
 
 
 @FAST
