@@ -30,6 +30,7 @@ Usage (one process; over Flower the messages travel as ``wire.encode(msg)`` byte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -71,6 +72,7 @@ Role = Literal["A", "B"]
 Allowed = Callable[[str], bool] | Container[str]
 Validator = Callable[[str], bool]
 
+_FIELD_TYPES = {"str": str, "int": int, "bytes": bytes}  # message annotations -> types
 STEP1 = "step 1 (blinded points)"
 STEP2 = "step 2 (re-blinded keys)"
 
@@ -423,6 +425,11 @@ class PsiParty:
         if not isinstance(msg, cls):
             raise PsiProtocolError(f"PSI party {self.role}, {step}: expected {cls.__name__}, "
                                    f"got {type(msg).__name__} (message from the wrong step)")
+        for f in dataclasses.fields(msg):
+            value, want = getattr(msg, f.name), _FIELD_TYPES[f.type]  # type: ignore[index]
+            if type(value) is not want:  # exact: a bool is not a count
+                raise PsiProtocolError(f"PSI party {self.role}, {step}: field {f.name} is "
+                                       f"{type(value).__name__}, expected {want.__name__}")
         if msg.protocol != PROTOCOL:
             raise PsiProtocolError(f"PSI party {self.role}, {step}: protocol {msg.protocol!r},"
                                    f" expected {PROTOCOL!r}")

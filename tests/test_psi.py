@@ -272,6 +272,10 @@ def test_wrong_sender_session_truncate_and_garbage() -> None:
     t16.start()
     with pytest.raises(PsiProtocolError, match="truncates keys to 12 bytes"):
         t16.handle(m1b)
+    with pytest.raises(PsiProtocolError, match="step 1.*field points is str, expected bytes"):
+        pa.handle(wire.encode(dataclasses.replace(m1b, points="x" * len(m1b.points))))
+    with pytest.raises(PsiProtocolError, match="step 1.*field count is bool"):
+        pa.handle(dataclasses.replace(m1b, count=True))
     with pytest.raises(PsiProtocolError, match="step 1.*bad magic"):
         pa.handle(b"garbage")
     with pytest.raises(ValueError, match="truncate"):

@@ -40,6 +40,34 @@ def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str
     return a, b, set(ids[size - common:size])
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its joined children: load-independent cost."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _reset_peak_rss() -> None:
+    """Reset Linux's peak-RSS mark so the figure covers the PSI run only, not data set-up."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> int | None:
+    """Peak RSS of the party process (both parties; workers excluded), in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def check(a: list[str], b: list[str], truth: set[str], res_a, res_b) -> bool:
     return (set(res_a.ids) == truth
             and res_a.ids == res_b.ids  # same agreed order on both sides
@@ -88,11 +116,15 @@ def main(argv: list[str] | None = None) -> int:
 
     transcript: list[tuple[str, str, bytes]] = []
     load_before = os.getloadavg()[0]
+    cpu0 = _cpu_seconds()
+    _reset_peak_rss()
     t0 = time.perf_counter()
     res_a, res_b = run_local(a, b, session="bench", workers=args.workers,
                              chunk_size=args.chunk, truncate=args.truncate,
                              transcript=transcript)
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0  # workers are joined by run_local, so they are counted
+    peak = _peak_rss_mb()
     correct = check(a, b, truth, res_a, res_b)
     out: dict[str, object] = {
         "size": args.size,
@@ -102,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 2),
         "items_per_s": round(args.size / seconds),
         "ops_per_s": round(4 * args.size / seconds),
+        "cpu_seconds": round(cpu, 2),
+        "ops_per_cpu_s": round(4 * args.size / cpu),
         "intersection": res_a.size,
         "correct": correct,
         "wire_bytes": sum(len(d) for _, _, d in transcript),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "psi_peak_rss_mb": peak,
         "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "load_avg_before": round(load_before, 2),
         "load_avg_after": round(os.getloadavg()[0], 2),
