@@ -678,22 +678,53 @@ def _mul_plain_chunk(nsq: mpz, cts: Sequence[mpz], ks: Sequence[mpz]) -> list[mp
 
 
 def _int64_matrix(X: np.ndarray) -> np.ndarray:
+    """``X`` as int64 when every entry fits, else as an object array of Python ints (slow path)."""
     if X.dtype.kind == "f":
         raise PaillierError("dot needs an integer matrix; encode floats with protocols.encoding")
     if X.dtype.kind == "b":
         return X.astype(np.int64)
-    if X.dtype.kind == "O":
-        try:
-            return X.astype(np.int64)
-        except (OverflowError, TypeError, ValueError):
-            raise PaillierError("dot needs integer exponents with |x| < 2**63") from None
-    if X.dtype.kind == "u" and X.dtype.itemsize >= 8 and X.size and int(X.max()) >= 2 ** 63:
-        raise PaillierError("dot needs integer exponents with |x| < 2**63")
-    if X.dtype.kind not in "iu":
+    if X.dtype.kind not in "iuO":
         raise PaillierError(f"dot needs an integer matrix, got dtype {X.dtype}")
-    if X.dtype.kind == "i" and X.size and int(X.min()) == np.iinfo(np.int64).min:
-        raise PaillierError("dot exponent -2**63 cannot be negated")
-    return X.astype(np.int64, copy=False)
+    e64 = _as_int64(X)
+    if e64 is not None:
+        return e64
+    out = np.empty(X.shape, dtype=object)
+    out.ravel()[:] = [int(v) for v in X.ravel().tolist()]
+    return out
+
+
+_INT_TYPES = (int, np.integer, type(mpz(0)))
+
+
+def _check_int_entries(e: np.ndarray) -> None:
+    for i, v in enumerate(e.ravel().tolist()):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, _INT_TYPES):
+            where = np.unravel_index(i, e.shape) if e.ndim > 1 else i
+            raise PaillierError(f"exponent/matrix entry {where} is a {type(v).__name__}, not an integer")
+
+
+def _as_int64(e: np.ndarray) -> np.ndarray | None:
+    """int64 view of integer exponents when all fit in (-2^63, 2^63), else ``None``."""
+    if e.dtype.kind == "b":
+        return e.astype(np.int64)
+    if e.dtype.kind == "i":
+        if e.size and int(e.min()) == np.iinfo(np.int64).min:
+            return None  # cannot be negated in int64
+        return e.astype(np.int64, copy=False)
+    if e.dtype.kind == "u":
+        if e.size and int(e.max()) >= 2 ** 63:
+            return None
+        return e.astype(np.int64)
+    if e.dtype == object:
+        _check_int_entries(e)
+        try:
+            out = e.astype(np.int64)
+        except (OverflowError, TypeError, ValueError):
+            return None
+        if out.size and int(out.min()) == np.iinfo(np.int64).min:
+            return None
+        return out
+    return None
 
 
 def _dot_chunk(nsq: mpz, cts: Sequence[mpz], X: np.ndarray) -> list[mpz]:
@@ -705,17 +736,43 @@ def multi_exponentiate(bases: Sequence[mpz], exponents: np.ndarray, modulus: mpz
 
     Signed exponents: positive and negative parts are accumulated separately and the negative
     product is inverted once, so a column costs one inversion instead of one per base.
+    Exponents that fit int64 take a numpy fast path; larger Python ints a generic one.
     """
     e = np.asarray(exponents)
-    if e.dtype == object:
-        e = e.astype(np.int64)
     if e.shape != (len(bases),):
         raise PaillierError(f"{len(bases)} bases but exponents of shape {e.shape}")
-    pos = _pippenger(bases, np.where(e > 0, e, 0), modulus, window)
-    if (e < 0).any():
-        neg = _pippenger(bases, np.where(e < 0, -e, 0), modulus, window)
-        pos = pos * gmpy2.invert(neg, modulus) % modulus
+    if e.dtype.kind == "f":
+        raise PaillierError("exponents must be integers; encode floats with protocols.encoding")
+    e64 = _as_int64(e)
+    if e64 is not None:
+        pos = _pippenger(bases, np.where(e64 > 0, e64, 0), modulus, window)
+        negs = np.where(e64 < 0, -e64, 0)
+        if negs.any():
+            pos = pos * gmpy2.invert(_pippenger(bases, negs, modulus, window), modulus) % modulus
+        return pos
+    ints = [int(v) for v in e.tolist()]
+    pos = _pippenger_big(bases, [v if v > 0 else 0 for v in ints], modulus, window)
+    negs = [-v if v < 0 else 0 for v in ints]
+    if any(negs):
+        pos = pos * gmpy2.invert(_pippenger_big(bases, negs, modulus, window), modulus) % modulus
     return pos
+
+
+def _best_window(max_bits: int, n: int) -> int:
+    # cost ~ (bits/w) * (N + 2^(w+1)) multiplications; pick the best w for this N
+    return min(range(1, 17), key=lambda w: -(-max_bits // w) * (n + (2 << w)))
+
+
+def _bucket_combine(buckets: list, top: int, modulus: mpz) -> mpz:
+    """``prod_d B_d^d`` via running products from the top bucket down (2 * top multiplications)."""
+    running = mpz(1)
+    acc = mpz(1)
+    for d in range(top, 0, -1):
+        bd = buckets[d]
+        if bd is not None:
+            running = running * bd % modulus
+        acc = acc * running % modulus
+    return acc
 
 
 def _pippenger(bases: Sequence[mpz], exps: np.ndarray, modulus: mpz, window: int | None) -> mpz:
@@ -724,9 +781,7 @@ def _pippenger(bases: Sequence[mpz], exps: np.ndarray, modulus: mpz, window: int
         return mpz(1)
     e_nz = exps[nz].astype(np.int64)
     max_bits = int(e_nz.max()).bit_length()
-    if window is None:
-        # cost ~ (bits/w) * (N + 2^(w+1)) multiplications; pick the best w for this N
-        window = min(range(1, 17), key=lambda w: -(-max_bits // w) * (nz.size + (2 << w)))
+    window = window or _best_window(max_bits, nz.size)
     mask = (1 << window) - 1
     n_windows = -(-max_bits // window)
     base_nz = [bases[i] for i in nz.tolist()]
@@ -739,19 +794,36 @@ def _pippenger(bases: Sequence[mpz], exps: np.ndarray, modulus: mpz, window: int
         if idx.size == 0:
             continue
         buckets: list[mpz | None] = [None] * (mask + 1)
-        for i, d in zip(idx.tolist(), digits[idx].tolist()):
+        dig = digits[idx]
+        for i, d in zip(idx.tolist(), dig.tolist()):
             cur = buckets[d]
             buckets[d] = base_nz[i] if cur is None else cur * base_nz[i] % modulus
-        # sum_d d * B_d via running sums from the top bucket down
-        running = mpz(1)
-        acc = mpz(1)
-        top = int(digits[idx].max())
-        for d in range(top, 0, -1):
-            bd = buckets[d]
-            if bd is not None:
-                running = running * bd % modulus
-            acc = acc * running % modulus
-        result = result * acc % modulus
+        result = result * _bucket_combine(buckets, int(dig.max()), modulus) % modulus
+    return result
+
+
+def _pippenger_big(bases: Sequence[mpz], exps: list[int], modulus: mpz, window: int | None) -> mpz:
+    pairs = [(b, e) for b, e in zip(bases, exps) if e]
+    if not pairs:
+        return mpz(1)
+    max_bits = max(e.bit_length() for _, e in pairs)
+    window = window or _best_window(max_bits, len(pairs))
+    mask = (1 << window) - 1
+    result = mpz(1)
+    for k in reversed(range(-(-max_bits // window))):
+        if result != 1:
+            result = gmpy2.powmod(result, 1 << window, modulus)
+        shift = k * window
+        buckets: list[mpz | None] = [None] * (mask + 1)
+        top = 0
+        for b, e in pairs:
+            d = (e >> shift) & mask
+            if d:
+                cur = buckets[d]
+                buckets[d] = b if cur is None else cur * b % modulus
+                top = max(top, d)
+        if top:
+            result = result * _bucket_combine(buckets, top, modulus) % modulus
     return result
 
 

@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,16 @@ def map_processes(fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]], worker
     pool = process_pool(workers)
     if pool is None:
         return None
-    futures = [pool.submit(fn, *t) for t in tasks]
-    return [f.result() for f in futures]
+    try:
+        futures = [pool.submit(fn, *t) for t in tasks]
+        return [f.result() for f in futures]
+    except BrokenProcessPool as exc:  # a worker died (e.g. killed for memory): drop the pool, go serial
+        log.warning("Paillier worker pool broke (%s); recomputing serially", exc)
+        with _lock:
+            if _process_pools.get(workers) is pool:
+                del _process_pools[workers]
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
 
 
 def map_threads(fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]], workers: int) -> list[T]:

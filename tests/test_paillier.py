@@ -143,16 +143,18 @@ def test_dot_matches_integer_matrix_product(keys, data):
 
 
 @FAST
-@given(exps=st.lists(st.integers(-(2 ** 20), 2 ** 20), min_size=1, max_size=30), window=st.integers(1, 10))
-def test_multi_exponentiate_windows(keys, exps, window):
+@given(bits=st.sampled_from([1, 20, 63, 64, 100]), data=st.data(), window=st.integers(1, 10))
+def test_multi_exponentiate_windows(keys, bits, data, window):
     pk, _ = keys
+    exps = data.draw(st.lists(st.integers(-(2 ** bits), 2 ** bits), min_size=1, max_size=30))
     nsq = pk.nsquare
     bases = pk.random_obfuscators(len(exps))
     want = mpz(1)
     for b, e in zip(bases, exps):
         want = want * gmpy2.powmod(b, e, nsq) % nsq
-    assert multi_exponentiate(bases, np.array(exps), nsq, window=window) == want
-    assert multi_exponentiate(bases, np.array(exps), nsq) == want
+    arr = np.array(exps, dtype=object)
+    assert multi_exponentiate(bases, arr, nsq, window=window) == want
+    assert multi_exponentiate(bases, arr, nsq) == want
 
 
 def test_dot_edge_cases(keys):
@@ -163,6 +165,10 @@ def test_dot_edge_cases(keys):
     assert sk.decrypt(e.dot(np.array([[True], [False], [True]]))).tolist() == [8]
     assert sk.decrypt(e.dot(np.array([[2], [3], [-1]], dtype=object))).tolist() == [-11]
     assert len(e.dot(np.zeros((3, 0), dtype=np.int64))) == 0
+    # exponents beyond int64 take the generic path
+    big = np.array([[2 ** 70, -(2 ** 63)], [-(2 ** 90), 1], [1, 2 ** 64]], dtype=object)
+    assert sk.decrypt(e.dot(big)).tolist() == (big.T @ np.array([3, -4, 5], dtype=object)).tolist()
+    assert sk.decrypt(e.dot(np.array([[2 ** 63], [0], [1]], dtype=np.uint64))).tolist() == [3 * 2 ** 63 + 5]
 
 
 def test_fixed_point_through_paillier(keys):
@@ -311,8 +317,8 @@ def test_wrong_shapes_and_types(keys):
         e.dot(np.ones((3, 2, 2), dtype=np.int64))
     with pytest.raises(PaillierError, match="encode floats"):
         e.dot(np.ones((3, 2)))
-    with pytest.raises(PaillierError, match="2\\*\\*63"):
-        e.dot(np.array([[2 ** 70], [1], [1]], dtype=object))
+    with pytest.raises(PaillierError, match="not an integer"):
+        e.dot(np.array([[1], ["2"], [3]], dtype=object))
     with pytest.raises(PaillierError, match="1-D"):
         pk.encrypt(np.ones((2, 2), dtype=np.int64))
     with pytest.raises(PaillierError, match="EncryptedVector"):
@@ -390,3 +396,12 @@ def test_parallel_paths_give_identical_results(keys, force_parallel):
         vals = sk.decrypt(enc, workers=2).tolist()
         assert vals == (a if len(enc) == len(a) else [0] * 5)
     assert sk.decrypt(e.rerandomize(workers=2)).tolist() == a
+
+
+def test_broken_worker_pool_falls_back_to_serial(keys, force_parallel):
+    import os
+
+    assert parallel.map_processes(os._exit, [(3,)], 2) is None  # the worker died: no pool, no hang
+    pk, sk = keys
+    e = pk.encrypt(np.arange(5))
+    assert sk.decrypt(e.mul_plain(np.full(5, 2), workers=2)).tolist() == [0, 2, 4, 6, 8]  # a fresh pool
