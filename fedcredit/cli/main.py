@@ -41,6 +41,10 @@ def _register() -> None:
 
     app.add_typer(ledger_cmd.app, name="ledger", help="Verify, show and export compliance ledgers.")
 
+    from fedcredit.cli import deploy_cmd
+
+    deploy_cmd.register(app)
+
 
 _register()
 

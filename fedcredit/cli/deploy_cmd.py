@@ -1,0 +1,146 @@
+"""``fedcredit keys ...`` and ``fedcredit deploy local``: real deployment on Flower's Deployment Engine.
+
+``keys init`` makes a federation's key material (CA, coordinator TLS certificate, SuperNode auth
+keys, ledger and egress signing keys); ``keys party`` makes one party's keys on its own machine.
+``deploy local`` runs a scenario with every party as its own SuperNode process over TLS with
+SuperNode authentication, verifies the ledger and stops every process. See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+log = logging.getLogger(__name__)
+
+keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                       help="Key material for a real deployment (TLS, SuperNode auth, ledger signing).")
+deploy_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                         help="Run scenarios on Flower's Deployment Engine (separate processes, TLS, auth).")
+
+
+@keys_app.command("init")
+def keys_init(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for the keys (created, mode 0700)."),
+    parties: str = typer.Option(..., "--parties", help="Comma-separated party names, e.g. credit_centre,bank_a."),
+    hosts: str = typer.Option("127.0.0.1", "--hosts",
+                              help="Comma-separated IPs / DNS names of the coordinator (certificate SAN)."),
+) -> None:
+    """Make a CA, the coordinator's TLS certificate and ledger key, and every party's keys."""
+    from fedcredit.deploy.keys import KeyMaterialError, init_keys
+
+    try:
+        fk = init_keys(out, parties.split(","), hosts=hosts)
+    except KeyMaterialError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    t = Table(title=f"federation keys in {fk.root} (all files mode 0600)")
+    t.add_column("what")
+    t.add_column("file")
+    t.add_row("CA certificate (give to every party)", str(fk.ca_cert))
+    t.add_row("coordinator TLS certificate / key", f"{fk.server_cert} / {fk.server_key.name}")
+    t.add_row("coordinator ledger key / public", f"{fk.ledger_key} / {fk.ledger_pub.name}")
+    for name, pk in fk.parties.items():
+        t.add_row(f"{name}: SuperNode auth key / public", f"{pk.auth_key} / {pk.auth_pub.name}")
+        t.add_row(f"{name}: egress-log key / public", f"{pk.egress_key} / {pk.egress_pub.name}")
+    console.print(t)
+    console.print(f"certificate valid for: {', '.join(fk.hosts)}")
+
+
+@keys_app.command("party")
+def keys_party(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory (the party's own machine)."),
+    name: str = typer.Option(..., "--name", help="This party's name in the scenario, e.g. bank_a."),
+) -> None:
+    """Make one party's SuperNode auth key pair and egress-log key (private keys stay here)."""
+    from fedcredit.deploy.keys import KeyMaterialError, fingerprint, make_party_keys
+
+    try:
+        pk = make_party_keys(out, name)
+    except KeyMaterialError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    typer.echo(f"send these two PUBLIC files to the coordinator's operator:\n"
+                  f"  {pk.auth_pub}  (sha256 {fingerprint(pk.auth_pub)[:16]}...)\n"
+                  f"  {pk.egress_pub}  (sha256 {fingerprint(pk.egress_pub)[:16]}...)\n"
+                  f"keep {pk.auth_key} and {pk.egress_key} on this machine.")
+
+
+def _parse_data(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        party, sep, path = item.partition("=")
+        if not sep or not party or not path:
+            raise typer.BadParameter(f"--data expects PARTY=PATH, got {item!r}")
+        out[party.strip()] = path.strip()
+    return out
+
+
+@deploy_app.command("local")
+def deploy_local_cmd(
+    scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario TOML (configs/*.toml)."),
+    out: Path = typer.Option(Path("runs/deploy"), "--out", "-o", help="Run directory (must not hold a run)."),
+    keys: Path = typer.Option(None, "--keys", help="Keys from `fedcredit keys init` (default: OUT/keys, made if absent)."),
+    data: list[str] = typer.Option([], "--data", help="PARTY=PATH: a party's data source (repeatable)."),
+    run_timeout: float = typer.Option(3600.0, "--run-timeout", help="Seconds before the run is stopped."),
+) -> None:
+    """Run a scenario with each party as its own Flower SuperNode process (TLS + node auth)."""
+    from fedcredit.config import ConfigError
+    from fedcredit.deploy.keys import KeyMaterialError
+    from fedcredit.deploy.local import DeployError, DeployOptions, Interrupted, deploy_local
+
+    opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
+    try:
+        with console.status(f"[bold]deploying {scenario}[/] (SuperLink + one SuperNode per party; "
+                            f"logs in {out}/logs)"):
+            summary = deploy_local(opts)
+    except Interrupted as exc:
+        console.print(f"[yellow]{exc}[/] -- every process was stopped")
+        raise typer.Exit(130) from None
+    except (DeployError, KeyMaterialError, ConfigError) as exc:
+        console.print(f"[red]deployment failed:[/] {exc}")
+        raise typer.Exit(2) from None
+    _print(summary)
+    status = summary["status"]
+    if status.get("status") != "completed":
+        console.print(f"[red]run failed:[/] {status.get('error')}")
+        raise typer.Exit(1)
+    if not (summary.get("verification") or {}).get("ok"):
+        console.print("[red]ledger verification failed[/]")
+        raise typer.Exit(1)
+
+
+def _print(summary: dict) -> None:
+    status = summary["status"]
+    out = Path(summary["out"])
+    mpath = out / "metrics.json"
+    if mpath.exists():
+        m = json.loads(mpath.read_text())
+        if "auc" in m:
+            console.print(f"[bold]federated model[/] (test set): AUC {m['auc']:.4f}  KS {m['ks']:.4f}  "
+                          f"Gini {m['gini']:.4f}")
+    lat = summary.get("latency", {})
+    console.print(f"run {summary.get('run_id')}: {status.get('status')} in {summary.get('timings', {}).get('run_s')} s "
+                  f"(whole deployment {summary.get('wall_seconds')} s)")
+    console.print(f"Flower round trips: {lat.get('flower_round_trips')} "
+                  f"({lat.get('round_trips_per_epoch')} per epoch, {lat.get('seconds_per_round_trip')} s each); "
+                  f"training {lat.get('train_seconds')} s = {lat.get('train_seconds_per_epoch')} s per epoch")
+    v = summary.get("verification") or {}
+    console.print("ledger: " + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
+                  + f" ({v.get('records')} records; egress matched {v.get('egress_matched')})")
+    for e in v.get("errors", []):
+        console.print(f"  [red]{e}[/]")
+    console.print(f"processes left running: {len(summary.get('left_running', []))}; "
+                  f"summary in {out / 'deploy.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Called from fedcredit.cli.main._register()."""
+    app.add_typer(keys_app, name="keys", help="Key material for a real deployment.")
+    app.add_typer(deploy_app, name="deploy", help="Run on Flower's Deployment Engine (TLS, node auth).")

@@ -1,0 +1,425 @@
+"""``fedcredit deploy local``: a whole federation as separate processes on this machine.
+
+Exactly what the organisations would run on their own machines (docs/deploy.md), on 127.0.0.1:
+one ``flower-superlink`` (the coordinator: TLS with the federation CA's certificate, SuperNode
+authentication on, no runtime dependency installation), one ``flower-supernode`` per party (its
+own process, its own FLWR_HOME, its registered EC auth key, its ``--node-config`` with party, role,
+data, node directory and egress-log key), the app submitted with ``flwr run``. The command waits
+for the coordinator's ``status.json``, verifies the ledger against every node's egress log with
+the *provisioned* public keys (not the ones the ledger declares), and stops every process it
+started -- also on Ctrl-C, SIGTERM or any error.
+
+Layout of the run directory ``DIR``: the coordinator's outputs at the top (ledger.sqlite,
+metrics.json, status.json, models.json), ``nodes/<party>/`` each node's egress log and model part,
+``keys/`` (unless ``--keys``), ``flower/`` Flower state (FLWR_HOME per process, generated app,
+run and node configs), ``logs/`` one log per process, ``deploy.json`` this command's summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from fedcredit import config
+from fedcredit.config import Scenario
+from fedcredit.deploy.flwr_cli import (
+    CLIENT_COMPONENT, SERVER_COMPONENT, FlwrCli, FlwrCliError, base_env, venv_bin, write_app_dir,
+)
+from fedcredit.deploy.keys import FederationKeys, ensure_keys, load_keys
+from fedcredit.deploy.processes import ProcessSet
+
+log = logging.getLogger(__name__)
+SUPERLINK = "superlink"
+
+
+class DeployError(RuntimeError):
+    """The deployment could not start, the run failed, or the ledger did not verify."""
+
+
+class Interrupted(DeployError):
+    """Ctrl-C or SIGTERM while the federation was running."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def supernode_name(party: str) -> str:
+    return f"supernode:{party}"
+
+
+@dataclass
+class DeployOptions:
+    """What ``fedcredit deploy local`` needs; everything else comes from the scenario."""
+
+    scenario: Path
+    out: Path
+    keys: Path | None = None            # default: OUT/keys (made if absent)
+    host: str = "127.0.0.1"
+    data: dict[str, str] = field(default_factory=dict)  # party -> data source override
+    startup_timeout: float = 90.0
+    run_timeout: float = 3600.0
+    poll_seconds: float = 1.0
+    grace_seconds: float = 8.0
+    server_app: str = SERVER_COMPONENT  # "module:attribute" of an installed ServerApp
+    client_app: str = CLIENT_COMPONENT
+
+
+@dataclass
+class Deployment:
+    """One local federation: start it, submit the run, wait, collect, stop."""
+
+    opts: DeployOptions
+    scenario: Scenario = field(init=False)
+    out: Path = field(init=False)
+    keys: FederationKeys = field(init=False)
+    procs: ProcessSet = field(default_factory=ProcessSet)
+    port: int = 0
+    cli: FlwrCli | None = None
+    node_ids: dict[str, int] = field(default_factory=dict)
+    run_id: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    _down: set[str] = field(default_factory=set)
+    _t_submit: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.scenario = config.load(self.opts.scenario)
+        self.out = Path(self.opts.out).resolve()
+        if (self.out / "ledger.sqlite").exists():
+            raise DeployError(f"{self.out} already holds a run (ledger.sqlite); choose another --out "
+                              "so the earlier run's ledger is not lost")
+        self.out.mkdir(parents=True, exist_ok=True)
+        names = [p.name for p in self.scenario.parties]
+        if self.opts.keys is None:
+            self.keys = ensure_keys(self.out / "keys", names, hosts=(self.opts.host,))
+        else:
+            self.keys = load_keys(self.opts.keys)
+            for n in names:
+                self.keys.party(n)  # clear error if a party has no keys
+        if self.opts.host not in self.keys.hosts:
+            raise DeployError(f"the coordinator certificate under {self.keys.root} is for "
+                              f"{list(self.keys.hosts)}, not {self.opts.host}")
+        unknown = set(self.opts.data) - set(names)
+        if unknown:
+            raise DeployError(f"--data for unknown part{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}; "
+                              f"the scenario has {names}")
+        self.flower = self.out / "flower"
+        self.logs = self.out / "logs"
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        return f"{self.opts.host}:{self.port}"
+
+    def _note(self, msg: str) -> None:
+        log.info(msg)
+        self.events.append(f"{time.strftime('%H:%M:%S')} {msg}")
+
+    # -- coordinator ----------------------------------------------------------------------------
+    def start_superlink(self) -> None:
+        """Start the SuperLink with TLS and SuperNode authentication; wait until it answers."""
+        t0 = time.monotonic()
+        self.port = free_port(self.opts.host)
+        k = self.keys
+        argv = [venv_bin("flower-superlink"),
+                "--ssl-ca-certfile", str(k.ca_cert), "--ssl-certfile", str(k.server_cert),
+                "--ssl-keyfile", str(k.server_key),
+                "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+                "--isolation", "subprocess",
+                "--database", str(self.flower / "superlink" / "state.db"),
+                "--host", self.opts.host, "--port", str(self.port)]
+        (self.flower / "superlink").mkdir(parents=True, exist_ok=True)
+        self.procs.start(SUPERLINK, argv, env=base_env(self.flower / "superlink"),
+                         log_path=self.logs / "superlink.log")
+        self.cli = FlwrCli(self.flower / "cli", self.address, k.ca_cert)
+        self._wait(lambda: self._superlink_answers(), self.opts.startup_timeout,
+                   "the SuperLink did not come up", proc=SUPERLINK)
+        self.timings["superlink_start_s"] = round(time.monotonic() - t0, 2)
+        self._note(f"SuperLink up on https://{self.address} (TLS, SuperNode auth on)")
+
+    def _superlink_answers(self) -> bool:
+        assert self.cli is not None
+        try:
+            self.cli.supernodes()
+            return True
+        except FlwrCliError:
+            return False
+
+    # -- parties --------------------------------------------------------------------------------
+    def party_node_config(self, party: str) -> dict[str, str]:
+        spec = self.scenario.party(party)
+        data = self.opts.data.get(party) or self.scenario.resolve(spec.data)
+        if not data.startswith(("default_credit", "synthetic:")) and Path(data).exists():
+            data = str(Path(data).resolve())
+        pk = self.keys.party(party)
+        return {"party": party, "role": spec.role, "data": data,
+                "node-dir": str(self.out / "nodes" / party), "egress-key": str(pk.egress_key),
+                "scenario": str(Path(self.opts.scenario).resolve())}
+
+    def register_parties(self) -> None:
+        assert self.cli is not None
+        for spec in self.scenario.parties:
+            self.node_ids[spec.name] = self.cli.register(self.keys.party(spec.name).auth_pub, spec.name)
+        self._note("registered SuperNode keys: " + ", ".join(f"{p}={n}" for p, n in self.node_ids.items()))
+
+    def supernode_argv(self, party: str, *, auth_key: Path | None = None, use_ca: bool = True,
+                       max_wait: float | None = None) -> list[str]:
+        """The exact command a party runs on its own machine (docs/deploy.md).
+
+        ``auth_key`` / ``use_ca=False`` exist for the negative tests (an unregistered key, a node
+        that does not trust the federation CA); ``max_wait`` bounds its reconnection attempts.
+        """
+        cfg_path = self.flower / "nodes" / f"{party}.toml"
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(tomli_w.dumps(self.party_node_config(party)))
+        argv = [venv_bin("flower-supernode"), "--superlink", self.address]
+        if use_ca:
+            argv += ["--root-certificates", str(self.keys.ca_cert)]
+        argv += ["--auth-supernode-private-key", str(auth_key or self.keys.party(party).auth_key),
+                 "--node-config", str(cfg_path), "--isolation", "subprocess",
+                 "--host", "127.0.0.1", "--port", str(free_port())]
+        if max_wait is not None:
+            argv += ["--max-wait-time", str(max_wait)]
+        return argv
+
+    def start_supernode(self, party: str, argv: list[str] | None = None) -> None:
+        home = self.flower / party
+        home.mkdir(parents=True, exist_ok=True)
+        (self.out / "nodes" / party).mkdir(parents=True, exist_ok=True)
+        self.procs.start(supernode_name(party), argv or self.supernode_argv(party), env=base_env(home),
+                         log_path=self.logs / f"{party}.log")
+
+    def start_parties(self) -> None:
+        t0 = time.monotonic()
+        self.register_parties()
+        for spec in self.scenario.parties:
+            self.start_supernode(spec.name)
+        want = set(self.node_ids.values())
+        assert self.cli is not None
+        self._wait(lambda: want <= self.cli.online_nodes(), self.opts.startup_timeout,
+                   "not every party's SuperNode came online",
+                   procs=[supernode_name(p) for p in self.node_ids])
+        self.timings["supernodes_start_s"] = round(time.monotonic() - t0, 2)
+        self._note(f"{len(want)} SuperNodes online")
+
+    # -- the run --------------------------------------------------------------------------------
+    def submit(self) -> int:
+        assert self.cli is not None
+        run_config = {"scenario": str(Path(self.opts.scenario).resolve()), "out-dir": str(self.out),
+                      "coordinator-key": str(self.keys.ledger_key)}
+        app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app,
+                            client=self.opts.client_app)
+        rc_file = self.flower / "run-config.toml"
+        rc_file.write_text(tomli_w.dumps(run_config))
+        self.run_id = self.cli.run(app, rc_file)
+        self._t_submit = time.monotonic()
+        self._note(f"run {self.run_id} submitted")
+        return self.run_id
+
+    def wait(self, on_poll: Callable[[Deployment], None] | None = None) -> dict[str, Any]:
+        """Wait for the coordinator's status.json; returns it. Checks the SuperLink stays up."""
+        assert self.cli is not None and self.run_id is not None
+        status_path = self.out / "status.json"
+        deadline = self._t_submit + self.opts.run_timeout
+        next_check = time.monotonic() + 15
+        finished_at: float | None = None
+        while True:
+            if status_path.exists():
+                try:
+                    status = json.loads(status_path.read_text())
+                    break
+                except json.JSONDecodeError:
+                    pass  # being written
+            self.procs.refresh()
+            if not self.procs.procs[SUPERLINK].alive():
+                raise DeployError("the SuperLink exited during the run:\n"
+                                  + self.procs.procs[SUPERLINK].log_tail())
+            for p in self.node_ids:
+                m = self.procs.procs.get(supernode_name(p))
+                if m is not None and not m.alive() and p not in self._down:
+                    self._down.add(p)
+                    self._note(f"party {p!r}: its SuperNode process exited (code {m.popen.returncode}); "
+                               "the coordinator will stop the run when it notices")
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + 15
+                try:
+                    st = str(self.cli.run_info(self.run_id).get("status", ""))
+                except FlwrCliError as exc:
+                    log.warning("could not read the run status: %s", exc)
+                    st = ""
+                if st.startswith("finished") and finished_at is None:
+                    finished_at = now
+            if finished_at is not None and now - finished_at > 10:
+                raise DeployError(f"Flower says run {self.run_id} finished but the coordinator wrote no "
+                                  f"status.json (see {self.logs / 'superlink.log'})")
+            if now > deadline:
+                self.cli.stop(self.run_id)
+                raise DeployError(f"run {self.run_id} did not finish within {self.opts.run_timeout:.0f} s")
+            if on_poll is not None:
+                on_poll(self)
+            time.sleep(self.opts.poll_seconds)
+        self.timings["run_s"] = round(time.monotonic() - self._t_submit, 2)
+        self._note(f"run {self.run_id} ended: {status.get('status')}"
+                   + (f" (party {status.get('party')!r}: {status.get('error')})" if status.get("status") != "completed" else ""))
+        return status
+
+    # -- results --------------------------------------------------------------------------------
+    def verify(self) -> dict[str, Any]:
+        from fedcredit.ledger import load_public_key, verify
+
+        egress = sorted((self.out / "nodes").glob("*/egress.sqlite"))
+        keys = {p: load_public_key(self.keys.party(p).egress_pub) for p in self.node_ids}
+        report = verify(self.out / "ledger.sqlite", public_key=load_public_key(self.keys.ledger_pub),
+                        egress=egress, egress_public_keys=keys)
+        return {"ok": report.ok, "intact": report.intact, "complete": report.complete,
+                "records": report.records, "errors": report.errors[:10], "warnings": report.warnings[:10],
+                "egress_logs": [str(p) for p in egress],
+                "egress_matched": {c.node: f"{c.matched}/{c.messages_in_ledger}" for c in report.egress}}
+
+    def summary(self, status: dict[str, Any]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        mpath = self.out / "metrics.json"
+        if mpath.exists():
+            metrics = json.loads(mpath.read_text())
+        return {"status": status, "run_id": self.run_id, "superlink": self.address,
+                "node_ids": self.node_ids, "timings": self.timings,
+                "latency": epoch_latency(metrics, self.timings.get("run_s")),
+                "verification": self.verify() if (self.out / "ledger.sqlite").exists() else None,
+                "events": self.events, "logs": str(self.logs)}
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str, *, proc: str | None = None,
+              procs: list[str] | None = None) -> None:
+        names = ([proc] if proc else []) + (procs or [])
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for n in names:
+                m = self.procs.procs[n]
+                if not m.alive():
+                    raise DeployError(f"{what}: {n} exited with code {m.popen.returncode}:\n{m.log_tail()}")
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n} ---\n{self.procs.procs[n].log_tail(10)}" for n in names)
+                raise DeployError(f"{what} within {timeout:.0f} s\n{tails}")
+            time.sleep(0.5)
+
+    def stop(self) -> list[int]:
+        """Stop every process (parties first, then the SuperLink). Returns pids still alive."""
+        order = [supernode_name(p) for p in self.node_ids] + [SUPERLINK]
+        left = self.procs.stop_all(grace=self.opts.grace_seconds, order=order)
+        if left:
+            log.error("processes still running after stop: %s", left)
+        return left
+
+
+def epoch_latency(metrics: dict[str, Any], run_seconds: float | None) -> dict[str, Any]:
+    """Flower round trips per epoch and wall time per epoch, from the coordinator's metrics."""
+    history = metrics.get("history") or []
+    epochs = metrics.get("epochs") or len(history) or None
+    trips = metrics.get("flower_round_trips")
+    out: dict[str, Any] = {"flower_round_trips": trips, "epochs": epochs,
+                           "train_seconds": metrics.get("train_seconds"), "run_seconds": run_seconds}
+    if epochs and trips is not None:
+        out["round_trips_per_epoch"] = round(float(trips) / float(epochs), 2)
+    if epochs and metrics.get("train_seconds") is not None:
+        out["train_seconds_per_epoch"] = round(float(metrics["train_seconds"]) / float(epochs), 2)
+    steps = [h.get("steps") for h in history if isinstance(h, dict) and h.get("steps") is not None]
+    if steps:
+        out["train_steps_per_epoch"] = steps
+    secs = [h.get("seconds") for h in history if isinstance(h, dict) and h.get("seconds") is not None]
+    if secs:
+        out["seconds_per_epoch"] = secs
+    if trips and metrics.get("seconds"):
+        out["seconds_per_round_trip"] = round(float(metrics["seconds"]) / float(trips), 2)
+    return out
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted` so ``finally`` blocks stop the federation."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopping every process")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] | None = None) -> dict[str, Any]:
+    """Start a local federation, run the scenario, verify the ledger, stop everything.
+
+    Returns the summary also written to ``OUT/deploy.json``. Raises :class:`DeployError` if the
+    federation could not start or the run produced no status; a run that *failed* (a party
+    crashed) is returned with ``status.status == "failed"`` and the failing party named.
+    """
+    t0 = time.monotonic()
+    dep = Deployment(opts)
+    summary: dict[str, Any] = {}
+    error: BaseException | None = None
+    try:
+        with _signals_raise():
+            try:
+                dep.start_superlink()
+                dep.start_parties()
+                dep.submit()
+                status = dep.wait(on_poll)
+                summary = dep.summary(status)
+            finally:
+                with _block_signals():
+                    left = dep.stop()
+    except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
+        error = exc
+        left = dep.procs.running()
+    summary.update({"wall_seconds": round(time.monotonic() - t0, 2), "left_running": left,
+                    "out": str(dep.out)})
+    if error is not None:
+        summary["error"] = f"{type(error).__name__}: {error}"
+    (dep.out / "deploy.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    if error is not None:
+        raise error
+    if left:
+        raise DeployError(f"processes still running after stop: {left}")
+    return summary
+
+
+@contextlib.contextmanager
+def _block_signals() -> Iterator[None]:
+    """While stopping, a second Ctrl-C must not abort the cleanup half-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def scenario_parties(path: Path) -> list[str]:
+    return [p.name for p in config.load(path).parties]
+
+
+__all__ = ["DeployError", "DeployOptions", "Deployment", "Interrupted", "deploy_local", "epoch_latency",
+           "free_port", "scenario_parties", "supernode_name"]
