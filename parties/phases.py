@@ -183,4 +183,179 @@ class ReleasePhase(Phase):
         return {"model_sha256": hashlib.sha256(body).hexdigest(), "model_path": str(path)}
 
 
-PHASES: dict[str, Phase] = {"split": SplitPhase(), "release": ReleasePhase()}
+# -- align: consent-filtered PSI -----------------------------------------------------------
+
+def consent_filter(node: NodeRuntime, ids: list[str]):
+    """The bank's consent registry for this run's purpose (counts go to the ledger, ids stay here).
+
+    ``[consent] registry = "consents.csv"`` (or node_config ``consent``) loads real authorisations.
+    Bundled and synthetic data have none, so by default every enterprise is granted; the
+    ``demo_revoked`` / ``demo_expired`` fractions then withdraw a seeded share, to exercise the
+    refusal path end to end.
+    """
+    import datetime as dt
+
+    from fedcredit.consent import ConsentRecord, ConsentRegistry
+
+    section = node.scenario.section("consent")
+    purpose = node.scenario.purpose
+    at = dt.date.fromisoformat(str(section["at"])) if "at" in section else dt.date.today()
+    path = node.context.node_config.get("consent") or section.get("registry")
+    if path:
+        registry = ConsentRegistry.from_csv(node.scenario.resolve(str(path)))
+    else:
+        rng = np.random.default_rng(node.scenario.seed + 1)
+        n = len(ids)
+        draw = rng.random(n)
+        revoked_share, expired_share = float(section.get("demo_revoked", 0.0)), float(section.get("demo_expired", 0.0))
+        revoked = draw < revoked_share
+        expired = (draw >= revoked_share) & (draw < revoked_share + expired_share)
+        registry = ConsentRegistry.grant_all([u for u, e in zip(ids, expired) if not e], node.name, purpose)
+        for u in (u for u, r in zip(ids, revoked) if r):
+            registry.revoke(u, node.name, at - dt.timedelta(days=30), purpose)
+        for u in (u for u, e in zip(ids, expired) if e):
+            registry.add(ConsentRecord(u, node.name, purpose, frozenset({"*"}), dt.date(2020, 1, 1),
+                                       at - dt.timedelta(days=1)))
+    return registry.filter(ids, node.name, purpose, at)
+
+
+class AlignPhase(Phase):
+    """ECDH-PSI; the bank (role A) inputs only enterprises whose consent covers the purpose."""
+
+    def _kwargs(self, node: NodeRuntime) -> dict:
+        section = node.scenario.section("psi")
+        return {"session": str(node.get("run_id")), "truncate": int(section.get("truncate", 12)),
+                "workers": int(section.get("workers", 1))}
+
+    def _ids(self, node: NodeRuntime) -> list[str]:
+        ids = node.data().ids
+        if node.role != "bank":
+            return ids
+        cached = node.get("consented_ids")
+        if cached is not None:
+            return json.loads(str(cached))
+        result = consent_filter(node, ids)
+        node.put("consented_ids", json.dumps(result.allowed))
+        node.put("consent_summary", json.dumps(result.ledger_payload()))
+        return result.allowed
+
+    def create(self, node: NodeRuntime, params: dict) -> Party:
+        from protocols.psi_party import PsiRelayParty
+
+        role = "A" if node.role == "bank" else "B"
+        return PsiRelayParty(node.name, params["peer"], role, self._ids(node), **self._kwargs(node))
+
+    def dump(self, party: Party) -> bytes:
+        return party.to_state()  # type: ignore[attr-defined]
+
+    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+        from protocols.psi_party import PsiRelayParty
+
+        return PsiRelayParty.from_state(state, self._ids(node), **self._kwargs(node))
+
+    def finish(self, node: NodeRuntime, party: Party) -> dict:
+        result = party.result()  # type: ignore[attr-defined]
+        ids_used = self._ids(node)
+        if node.role == "bank":
+            # PSI rows index the consented list; map back to the bank's own table rows.
+            pos = {u: i for i, u in enumerate(node.data().ids)}
+            rows = np.array([pos[ids_used[i]] for i in result.rows], dtype=np.int64)
+        else:
+            rows = np.asarray(result.rows, dtype=np.int64)
+        put_array(node, "common_rows", rows)
+        summary = {"intersection": int(result.size), **{k: int(v) for k, v in result.stats.items()}}
+        if node.role == "bank":
+            summary["consent"] = json.loads(str(node.get("consent_summary")))
+        return summary
+
+
+# -- train: two-party Paillier logistic regression ---------------------------------------
+
+class HeteroLRPhase(Phase):
+    def _config(self, node: NodeRuntime):
+        from protocols.hetero_lr import HeteroLRConfig
+
+        section = node.scenario.section("lr")
+        section.setdefault("seed", node.scenario.seed)
+        return HeteroLRConfig.from_section(section)
+
+    def create(self, node: NodeRuntime, params: dict) -> Party:
+        from protocols.hetero_lr import BankLR, CentreLR
+
+        d = aligned_features(node)
+        cfg = self._config(node)
+        if node.role == "bank":
+            return BankLR(node.name, params["peer"], d["X_train"], d["y_train"], cfg, X_val=d["X_val"], y_val=d["y_val"])
+        return CentreLR(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"])
+
+    def dump(self, party: Party) -> bytes:
+        return party.to_state()  # type: ignore[attr-defined]
+
+    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+        from protocols.hetero_lr import BankLR, CentreLR
+
+        d = aligned_features(node)
+        if node.role == "bank":
+            return BankLR.from_state(state, d["X_train"], d["y_train"], X_val=d["X_val"], y_val=d["y_val"])
+        return CentreLR.from_state(state, d["X_train"], X_val=d["X_val"])
+
+    def progress(self, party: Party) -> dict:
+        hist = party.history  # type: ignore[attr-defined]
+        if not hist:
+            return {}
+        last = {k: v for k, v in hist[-1].items() if isinstance(v, (int, float)) and v == v}
+        return {"metrics": last}
+
+    def finish(self, node: NodeRuntime, party: Party) -> dict:
+        model = party.model()  # type: ignore[attr-defined]
+        node.put("model", json.dumps({"type": "hetero_lr", **model}))
+        hist = party.history  # type: ignore[attr-defined]
+        return {"epochs": len(hist), "history": hist if node.role == "bank" else []}
+
+
+# -- score: joint scoring of the held-out rows ---------------------------------------------
+
+class ScorePhase(Phase):
+    """The bank learns the joint scores of the test rows and computes metrics (documented leak:
+    the centre's partial scores of scored rows, as in any joint inference)."""
+
+    def create(self, node: NodeRuntime, params: dict) -> Party:
+        from protocols.hetero_lr import BankScorer, CentreScorer
+
+        model = json.loads(str(node.get("model")))
+        X = aligned_features(node)["X_test"]
+        if model["type"] == "hetero_lr":
+            cls = BankScorer if node.role == "bank" else CentreScorer
+            return cls(node.name, params["peer"], np.asarray(model["weights"]), X)
+        from parties.secureboost_phases import scorer
+
+        return scorer(node, params, model, X)
+
+    def dump(self, party: Party) -> bytes:
+        return party.to_state()  # type: ignore[attr-defined]
+
+    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+        from protocols.hetero_lr import BankScorer, CentreScorer
+
+        model = json.loads(str(node.get("model")))
+        X = aligned_features(node)["X_test"]
+        if model["type"] == "hetero_lr":
+            cls = BankScorer if node.role == "bank" else CentreScorer
+            return cls.from_state(state, X)
+        from parties.secureboost_phases import restore_scorer
+
+        return restore_scorer(node, state, model, X)
+
+    def finish(self, node: NodeRuntime, party: Party) -> dict:
+        if node.role != "bank":
+            return {}
+        from fedcredit import metrics
+
+        y = aligned_features(node)["y_test"]
+        scores = party.scores  # type: ignore[attr-defined]
+        m = metrics.summary(y, scores)
+        return {"metrics": {k: round(float(v), 6) for k, v in m.items()}, "rows": int(len(y))}
+
+
+PHASES: dict[str, Phase] = {"align": AlignPhase(), "split": SplitPhase(), "hetero_lr": HeteroLRPhase(),
+                            "score": ScorePhase(), "release": ReleasePhase()}

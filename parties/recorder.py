@@ -45,9 +45,11 @@ class Recorder:
         self.path = self.out_dir / "ledger.sqlite"
         self.ledger = Ledger.create(self.path, signing_key, run_id=self.run_id, writer="coordinator")
         self.closed = False
+        self.started = False
 
     def run_start(self, parties: dict[str, dict]) -> None:
         s = self.scenario
+        self.started = True
         self.ledger.append("run_start", {
             "config_hash": s.config_hash, "scenario": s.name, "mode": s.mode, "purpose": s.purpose,
             "code_version": code_version(), "parties": parties,
@@ -61,11 +63,15 @@ class Recorder:
                                     "participants": senders, "metrics": metrics or {}})
 
     def event(self, kind: str, payload: dict) -> None:
+        if not self.started:  # failed before the parties were introduced: still a valid ledger
+            self.run_start({})
         self.ledger.append(kind, payload)
 
     def close(self, status: str, summary: dict | None = None) -> None:
         if self.closed:
             return
+        if not self.started:
+            self.run_start({})
         self.ledger.append("run_end", {"status": status, **(summary or {})})
         self.ledger.close()
         self.closed = True

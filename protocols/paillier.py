@@ -34,7 +34,7 @@ import hashlib
 import logging
 import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -152,6 +152,32 @@ class _FixedBaseTable:
         return out
 
 
+_TABLE_CACHE: "OrderedDict[tuple[int, int, int, int], _FixedBaseTable]" = OrderedDict()
+_TABLE_CACHE_SIZE = 8
+_TABLE_CACHE_LOCK = threading.Lock()
+
+
+def cached_table(base: mpz, modulus: mpz, exponent_bits: int, window: int) -> "_FixedBaseTable":
+    """A fixed-base table, reused within this process for the same (base, modulus, bits, window).
+
+    Protocol parties are rebuilt from bytes on every Flower message (see protocols.party), which
+    would otherwise recompute ~0.5-1 s of tables per key per message. The cache holds only
+    public values derived from the key (``hs`` powers), and entries are keyed by them exactly.
+    """
+    key = (int(base), int(modulus), int(exponent_bits), int(window))
+    with _TABLE_CACHE_LOCK:
+        table = _TABLE_CACHE.get(key)
+        if table is not None:
+            _TABLE_CACHE.move_to_end(key)
+            return table
+    table = _FixedBaseTable(mpz(base), mpz(modulus), exponent_bits, window)
+    with _TABLE_CACHE_LOCK:
+        _TABLE_CACHE[key] = table
+        while len(_TABLE_CACHE) > _TABLE_CACHE_SIZE:
+            _TABLE_CACHE.popitem(last=False)
+    return table
+
+
 def _default_window(bits: int) -> int:
     return _TABLE_WINDOW if bits >= MIN_KEY_BITS - 1 else _SMALL_KEY_WINDOW
 
@@ -241,7 +267,7 @@ class PublicKey:
         if self._table is None:
             with self._table_lock:
                 if self._table is None:
-                    self._table = _FixedBaseTable(self.hs, self.nsquare, self.djn_exponent_bits,
+                    self._table = cached_table(self.hs, self.nsquare, self.djn_exponent_bits,
                                                   self.table_window)
         return self._table
 
@@ -354,8 +380,8 @@ class PrivateKey:
                 if self._tables is None:
                     pk = self.public_key
                     self._tables = (
-                        _FixedBaseTable(pk.hs % self.psquare, self.psquare, pk.djn_exponent_bits, pk.table_window),
-                        _FixedBaseTable(pk.hs % self.qsquare, self.qsquare, pk.djn_exponent_bits, pk.table_window))
+                        cached_table(pk.hs % self.psquare, self.psquare, pk.djn_exponent_bits, pk.table_window),
+                        cached_table(pk.hs % self.qsquare, self.qsquare, pk.djn_exponent_bits, pk.table_window))
         return self._tables
 
     def random_obfuscators(self, count: int, *, workers: int | None = None) -> list[mpz]:

@@ -32,9 +32,13 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
         raise FileExistsError(f"{out} already holds a run (ledger.sqlite); choose another --out "
                               "so the earlier run's ledger is not lost")
     out.mkdir(parents=True, exist_ok=True)
+    ensure_synthetic_data(scenario)
     from fedcredit.runtime import flower_environment
 
     flower_environment(out / ".flower")
+    # Every simulated node already gets its own core from Ray; nested worker pools inside the
+    # actors would only oversubscribe the machine.
+    os.environ.setdefault("FEDCREDIT_PAILLIER_WORKERS", "1")
     if quiet_flower:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     from flwr.simulation import run_simulation
@@ -62,6 +66,21 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     status["verification"] = _verify(out)
     status_path.write_text(json.dumps(status, indent=2, sort_keys=True))
     return status
+
+
+def ensure_synthetic_data(scenario: config.Scenario) -> None:
+    """Generate the scenario's synthetic SME tables (``[data] synthetic = DIR``) if DIR is missing."""
+    section = scenario.section("data")
+    if "synthetic" not in section:
+        return
+    directory = Path(section["synthetic"])
+    if (directory / "credit_centre.csv").exists() or (directory / "credit_centre.parquet").exists():
+        return
+    from fedcredit.data.synth import generate
+
+    stats = generate(int(section.get("firms", 20_000)), int(section.get("banks", 1)), directory,
+                     seed=int(section.get("seed", scenario.seed)), fmt="csv")
+    log.info("generated synthetic SMEs in %s: centre %d rows", directory, stats.centre_rows)
 
 
 def _add_reference(scenario: config.Scenario, out: Path) -> None:
