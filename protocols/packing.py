@@ -107,15 +107,15 @@ class Packer:
 
     # -- layout ---------------------------------------------------------------------------
     @property
-    def n_slots_(self) -> int:
+    def _slots(self) -> int:
         return int(self.n_slots)  # type: ignore[arg-type]
 
     @property
     def plaintext_bits(self) -> int:
-        return self.n_slots_ * self.slot_bits
+        return self._slots * self.slot_bits
 
     def n_plaintexts(self, n_values: int) -> int:
-        return -(-n_values // self.n_slots_)
+        return -(-n_values // self._slots)
 
     # -- plaintext packing ----------------------------------------------------------------
     def pack(self, ints: np.ndarray | list) -> list[int]:
@@ -140,7 +140,7 @@ class Packer:
                     raise EncodingError(f"value {v} at index {i} does not fit a {self.value_bits}-bit signed "
                                         f"slot value ([{lo}, {hi}]; slot_bits={self.slot_bits}, "
                                         f"headroom_bits={self.headroom_bits})")
-        s, k = self.slot_bits, self.n_slots_
+        s, k = self.slot_bits, self._slots
         out = []
         for start in range(0, len(values), k):
             p = mpz(0)
@@ -163,7 +163,7 @@ class Packer:
         expected = self.n_plaintexts(n_values)
         if len(pts) != expected:
             raise EncodingError(f"{n_values} values need {expected} packed plaintexts, got {len(pts)}")
-        s, k = self.slot_bits, self.n_slots_
+        s, k = self.slot_bits, self._slots
         mask = mpz((1 << s) - 1)
         top = mpz(1) << self.plaintext_bits
         bias = n_summands * self.offset
@@ -207,7 +207,7 @@ class Packer:
         if n_summands < 1 or n_summands > self.max_summands:
             raise EncodingError(f"n_summands={n_summands} outside [1, {self.max_summands}]")
         shifted = vec.add_plain(np.full(len(vec), n_summands * self.offset, dtype=object))
-        return self._horner(shifted, self.n_slots_, self.slot_bits)
+        return self._horner(shifted, self._slots, self.slot_bits)
 
     def repack_encrypted(self, vec: "EncryptedVector", slots_per_input: int) -> "EncryptedVector":
         """Combine ciphertexts that are already packed with this slot layout (``slots_per_input``
@@ -216,10 +216,10 @@ class Packer:
         ``n_slots`` must be a multiple of ``slots_per_input`` (see :meth:`aligned`); unpack with
         ``unpack(pts, len(vec) * slots_per_input, n_summands)``.
         """
-        if slots_per_input < 1 or self.n_slots_ % slots_per_input:
+        if slots_per_input < 1 or self._slots % slots_per_input:
             raise EncodingError(f"n_slots={self.n_slots} is not a multiple of slots_per_input={slots_per_input}; "
                                 "use Packer.aligned(slots_per_input)")
-        return self._horner(vec, self.n_slots_ // slots_per_input, self.slot_bits * slots_per_input)
+        return self._horner(vec, self._slots // slots_per_input, self.slot_bits * slots_per_input)
 
     @staticmethod
     def _horner(vec: "EncryptedVector", group: int, shift_bits: int) -> "EncryptedVector":

@@ -206,7 +206,7 @@ def test_encrypted_packed_sums(keys, data):
     for v in vecs[1:]:
         acc = acc + sk.encrypt(p.pack(v))
     assert len(acc) == p.n_plaintexts(n)
-    assert p.unpack(list(sk.decrypt(acc)), n, n_summands=k).tolist() == sum(vecs).tolist()
+    assert p.unpack(sk.decrypt(acc), n, n_summands=k).tolist() == sum(vecs).tolist()
 
 
 def test_pack_encrypted_and_repack_gh_pairs(keys):
