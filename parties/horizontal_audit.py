@@ -79,7 +79,7 @@ class Captured:
 class _Pending:
     step: str
     round: int
-    entry: dict
+    entry: dict  # sender/recipient: party name, or node id resolved in take()
 
 
 @dataclass
@@ -136,7 +136,7 @@ class RecordingGrid(Grid):
             step, req_kind, rep_kind = classify(m.metadata.message_type, m.content)
             sent[dst] = (step, req_kind, rep_kind)
             size, sha = digest(m.content)
-            self._add(step, rnd, {"sender": COORDINATOR, "recipient": self.name(dst), "kind": req_kind,
+            self._add(step, rnd, {"sender": COORDINATOR, "recipient": dst, "kind": req_kind,
                                   "size": size, "sha256": sha})
         replies = list(self.inner.send_and_receive(msgs, timeout=timeout if timeout is not None
                                                    else self.default_timeout))
@@ -153,7 +153,7 @@ class RecordingGrid(Grid):
                 self._event(kind, {"party": party, "round": rnd, "step": step, "reason": reason[-600:]})
                 continue
             size, sha = digest(r.content)
-            self._add(step, rnd, {"sender": party, "recipient": COORDINATOR, "kind": rep_kind,
+            self._add(step, rnd, {"sender": src, "recipient": COORDINATOR, "kind": rep_kind,
                                   "size": size, "sha256": sha})
             if self.capture:
                 self.captured.append(Captured(round=rnd, step=step, party=party, content=r.content))
@@ -172,10 +172,17 @@ class RecordingGrid(Grid):
             self.on_event(kind, payload)
 
     def take(self) -> list[tuple[str, int, list[dict]]]:
-        """Drain the recorded messages grouped by (step, round), in first-seen order."""
+        """Drain the recorded messages grouped by (step, round), in first-seen order.
+
+        Node ids are turned into party names only here, so traffic recorded before the nodes
+        introduced themselves (the set-up step) still carries the right names."""
         with self._lock:
             pending, self._pending = self._pending, []
         groups: dict[tuple[str, int], list[dict]] = {}
         for p in pending:
-            groups.setdefault((p.step, p.round), []).append(p.entry)
+            e = dict(p.entry)
+            for key in ("sender", "recipient"):
+                if isinstance(e[key], int):
+                    e[key] = self.name(e[key])
+            groups.setdefault((p.step, p.round), []).append(e)
         return [(step, rnd, entries) for (step, rnd), entries in groups.items()]

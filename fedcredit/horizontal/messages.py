@@ -1,0 +1,84 @@
+"""Wire messages of the horizontal protocol's setup and key steps (``protocols.wire`` bytes).
+
+Training rounds themselves use Flower's FitIns/FitRes records, because Flower's SecAgg+ and
+DP mods operate on those; everything else a horizontal run exchanges is one of these
+dataclasses, encoded with :func:`protocols.wire.encode` and carried as one bytes value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SetupRequest:
+    """Coordinator -> every node: which scenario runs; banks answer with what the run needs."""
+
+    scenario_sha256: str
+    want_x25519: bool
+
+
+@dataclass
+class SetupReply:
+    party: str
+    role: str
+    scenario_sha256: str
+    n_train: int
+    n_features: int
+    schema_sha256: str
+    x25519_public: bytes  # empty unless asked for (CKKS key hand-over)
+
+
+@dataclass
+class KeygenRequest:
+    """Coordinator -> the key-generating bank: the other banks' X25519 public keys."""
+
+    scenario_sha256: str
+    recipients: list[str]
+    recipient_publics: list[bytes]
+
+
+@dataclass
+class KeygenReply:
+    party: str
+    params_context: bytes  # keyless CKKS parameters: all the coordinator gets
+    params_fp: str
+    key_fp: str
+    envelopes: list[bytes]  # wire-encoded keyshare.Envelope, one per recipient, same order
+
+
+@dataclass
+class InstallRequest:
+    scenario_sha256: str
+    envelope: bytes
+    key_fp: str
+    params_fp: str
+
+
+@dataclass
+class InstallReply:
+    party: str
+    key_fp: str
+    params_fp: str
+
+
+@dataclass
+class ReleaseRequest:
+    """Coordinator -> one bank: decrypt the encrypted aggregate model and its standardisation
+    moments (the model release; the preprocessing is part of the model)."""
+
+    scenario_sha256: str
+    chunks: list[bytes]
+    length: int
+    key_fp: str
+    stats_chunks: list[bytes]  # encrypted feature moments (federated standardisation), or empty
+    stats_length: int
+
+
+@dataclass
+class ReleaseReply:
+    party: str
+    weights: np.ndarray  # flat float64 aggregate model
+    moments: np.ndarray  # flat [mean, mean of squares] the model's standardisation uses, or empty
