@@ -314,3 +314,20 @@ def test_error_in_one_party_does_not_hang_run_local() -> None:
     with pytest.raises(InvalidIdError):
         run_local(["bad"], ["worse"], workers=1, validator=lambda s: (_ for _ in ()).throw(
             InvalidIdError("validator failed")))
+
+
+def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "simulations" / "bench" / "psi.py"
+    spec = importlib.util.spec_from_file_location("bench_psi", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--size", "300", "--overlap", "0.3", "--workers", "1",
+                       "--no-openmined"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["correct"] is True and out["size"] == 300 and out["intersection"] == 90
+    assert out["seconds"] > 0 and out["items_per_s"] > 0
