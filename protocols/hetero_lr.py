@@ -814,8 +814,10 @@ class BankLR(_HeteroLRParty):
             plain_total = [0] * X.shape[1]
             for weight, idx in groups:
                 # X^T d = X^T Enc(0.25 u_c) * g^(X^T d_bank): the bank's own term stays in the clear
-                part = enc_c[idx].dot(X[idx]).ciphertexts
-                plain = _exact_matvec(X[idx], d[idx])
+                sub = enc_c if weight is None else enc_c[idx]
+                Xs, ds = (X, d) if weight is None else (X[idx], d[idx])
+                part = sub.dot(Xs).ciphertexts
+                plain = _exact_matvec(Xs, ds)
                 if weight is not None:
                     part = [gmpy2.powmod(c, weight, pk.nsquare) for c in part]
                     plain = [p * weight for p in plain]

@@ -54,10 +54,10 @@ def _cfg(**kw) -> HeteroLRConfig:
     return HeteroLRConfig(**base)
 
 
-def _run(cfg, train, val, *, restart=True, parties=None):
+def _run(cfg, train, val, *, restart=True, parties=None, on_epoch=None):
     Xb, y, Xc = train
     Xbv, yv, Xcv = val if val is not None else (None, None, None)
-    bank = BankLR("bank", "centre", Xb, y, cfg, X_val=Xbv, y_val=yv)
+    bank = BankLR("bank", "centre", Xb, y, cfg, X_val=Xbv, y_val=yv, on_epoch=on_epoch)
     centre = CentreLR("centre", "bank", Xc, cfg, X_val=Xcv)
     ps = parties if parties is not None else {}
     ps.update({"bank": bank, "centre": centre})
@@ -201,9 +201,11 @@ def test_balanced_class_weights_match_weighted_reference():
 def test_without_validation_rows():
     train, _ = _data(seed=3)
     cfg = _cfg(epochs=2, momentum=0.0)
-    bank, centre, _ = _run(cfg, train, None, restart=False)
+    seen = []
+    bank, centre, _ = _run(cfg, train, None, restart=False, on_epoch=seen.append)
     _assert_matches(bank, centre, _reference(cfg, train, None))
     assert all(h["val_loss"] is None for h in bank.history)
+    assert seen == bank.history and {"epoch", "train_loss", "val_loss", "seconds"} <= set(seen[0])
 
 
 def test_scoring_protocol_gives_joint_probabilities():
@@ -224,6 +226,10 @@ def test_scoring_protocol_gives_joint_probabilities():
     np.testing.assert_allclose(parties["bank"].scores, want, rtol=1e-12)
     kinds = [e.kind for e in transcript.sent_by("centre")]
     assert kinds == ["PartialScores"]
+    bad = {"bank": BankScorer("bank", "centre", bank.model(), Xbv),
+           "centre": CentreScorer("centre", "bank", centre.model(), Xcv[:10])}
+    with pytest.raises(ProtocolError, match=r"credit_centre scorer 'centre'.*rows must be integer positions"):
+        run_local(bad)
 
 
 # -- privacy: every message that crosses a boundary ------------------------------------------
