@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from protocols import wire
+from protocols.binning import BinEdges
 from protocols.gbdt_plain import (OWNER_GUEST, OWNER_HOST, EarlyStopper, Tree, TreeBuilder, base_score,
                                   can_split, candidate_mask, first_max, logloss, node_histograms,
                                   quantized_grad_hess, roc_auc, split_gains)
@@ -41,6 +42,8 @@ class _GuestState:
     peer: str
     config: dict
     data_digest: str
+    bin_edges: Any             # own quantile thresholds (flat) and per-feature counts: refitting
+    bin_sizes: Any             # on every restart would cost more than the step itself
     phase: str                 # init | wait | done
     step: int
     private_key: bytes
@@ -71,7 +74,7 @@ class SecureBoostGuest(Party):
 
     def __init__(self, name: str, peer: str, X_train: np.ndarray, y_train: np.ndarray,
                  config: SecureBoostConfig, *, X_val: np.ndarray | None = None,
-                 y_val: np.ndarray | None = None) -> None:
+                 y_val: np.ndarray | None = None, bins: BinEdges | None = None) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
         if name == peer:
@@ -87,7 +90,9 @@ class SecureBoostGuest(Party):
             raise ValueError(f"{who}: give both X_val and y_val, or neither")
         self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
         self.y_val = None if self.X_val is None else as_labels(y_val, self.X_val.shape[0], who, "y_val")
-        self.bins = fit_party_bins(self.X, config.max_bins, who)
+        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
+        if self.bins.n_features != self.X.shape[1]:
+            raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
         self.Xb = self.bins.transform(self.X)
         self.Xb_val = (self.bins.transform(self.X_val) if self.X_val is not None
                        else np.zeros((0, self.X.shape[1]), dtype=np.uint8))
@@ -100,7 +105,8 @@ class SecureBoostGuest(Party):
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         self.s = _GuestState(
             version=STATE_VERSION, role=self.role, name=name, peer=peer, config=config.to_dict(),
-            data_digest=digest(self.X, self.y, self.X_val, self.y_val), phase="init", step=0,
+            data_digest=digest(self.X, self.y, self.X_val, self.y_val), bin_edges=self.bins.to_arrays()[0],
+            bin_sizes=self.bins.to_arrays()[1], phase="init", step=0,
             private_key=b"", tree=0, level=0, base=0.0, raw=np.zeros(n), raw_val=np.zeros(nv),
             g=np.zeros(n, dtype=np.int64), h=np.zeros(n, dtype=np.int64), builder={},
             node_of_row=np.zeros(n, dtype=np.int64), node_of_val=np.zeros(nv, dtype=np.int64),
@@ -124,7 +130,8 @@ class SecureBoostGuest(Party):
             raise ProtocolError(f"guest state cannot be restored: {exc}") from None
         if s.version != STATE_VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a guest ({STATE_VERSION})")
-        party = cls(s.name, s.peer, X_train, y_train, SecureBoostConfig(**s.config), X_val=X_val, y_val=y_val)
+        party = cls(s.name, s.peer, X_train, y_train, SecureBoostConfig(**s.config), X_val=X_val, y_val=y_val,
+                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)))
         if s.data_digest != party.s.data_digest:
             raise ProtocolError(f"guest {s.name!r}: the data given to from_state is not the data this party "
                                 "was trained on (digest mismatch)")

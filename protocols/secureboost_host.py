@@ -18,6 +18,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from protocols import wire
+from protocols.binning import BinEdges
 from protocols.gbdt_plain import candidate_mask
 from protocols.paillier import PaillierError, PublicKey
 from protocols.party import Envelope, Party, ProtocolError
@@ -58,6 +59,8 @@ class _HostState:
     peer: str
     config: dict
     data_digest: str
+    bin_edges: Any             # own quantile thresholds (flat) and per-feature counts: refitting
+    bin_sizes: Any             # on every restart would cost more than the step itself
     phase: str                 # wait | done
     step: int
     expect: str                # gradients | splits
@@ -95,7 +98,7 @@ class SecureBoostHost(Party):
     role = "host"
 
     def __init__(self, name: str, peer: str, X_train: np.ndarray, config: SecureBoostConfig, *,
-                 X_val: np.ndarray | None = None) -> None:
+                 X_val: np.ndarray | None = None, bins: BinEdges | None = None) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
         if name == peer:
@@ -107,7 +110,9 @@ class SecureBoostHost(Party):
         if self.X.shape[0] == 0:
             raise ValueError(f"{who}: X_train has no rows")
         self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
-        self.bins = fit_party_bins(self.X, config.max_bins, who)
+        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
+        if self.bins.n_features != self.X.shape[1]:
+            raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
         self.Xb = self.bins.transform(self.X)
         self.Xb_val = (self.bins.transform(self.X_val) if self.X_val is not None
                        else np.zeros((0, self.X.shape[1]), dtype=np.uint8))
@@ -118,7 +123,8 @@ class SecureBoostHost(Party):
         e_i, e_u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         self.s = _HostState(
             version=STATE_VERSION, role=self.role, name=name, peer=peer, config=config.to_dict(),
-            data_digest=digest(self.X, self.X_val), phase="wait", step=0, expect="gradients",
+            data_digest=digest(self.X, self.X_val), bin_edges=self.bins.to_arrays()[0],
+            bin_sizes=self.bins.to_arrays()[1], phase="wait", step=0, expect="gradients",
             public_key=b"", fingerprint="", tree=-1, level=0, precision_bits=config.precision_bits, blob=b"",
             n_nodes=0, node_of_row=np.zeros(n, dtype=np.int64), node_of_val=np.zeros(nv, dtype=np.int64),
             frontier=e_i, hist_nodes=e_i, hist_blob=b"", cand_id=e_u, cand_node=e_i, cand_feature=e_i,
@@ -138,7 +144,8 @@ class SecureBoostHost(Party):
             raise ProtocolError(f"host state cannot be restored: {exc}") from None
         if s.version != STATE_VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a host ({STATE_VERSION})")
-        party = cls(s.name, s.peer, X_train, SecureBoostConfig(**s.config), X_val=X_val)
+        party = cls(s.name, s.peer, X_train, SecureBoostConfig(**s.config), X_val=X_val,
+                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)))
         if s.data_digest != party.s.data_digest:
             raise ProtocolError(f"host {s.name!r}: the data given to from_state is not the data this party "
                                 "was trained on (digest mismatch)")
