@@ -10,6 +10,7 @@ the coordinator (ciphertexts or blinded points), and never stored.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,33 +64,36 @@ class Relay:
         self.steps += 1
         out: dict[str, NodeReply] = {}
         described: list[dict] = []
+        failures: list[tuple[str, str]] = []
         for rep in replies:
             party = by_node.get(rep.metadata.src_node_id)
             if party is None:
                 continue
             if rep.has_error():
-                reason = rep.error.reason or f"error code {rep.error.code}"
-                self._fail(party, step, reason)
+                failures.append((party, rep.error.reason or f"error code {rep.error.code}"))
+                continue
             try:
                 outbox, finished, summary, summary_bytes = transport.read_reply(rep.content)
-            except Exception as exc:  # noqa: BLE001 - malformed reply from a node
-                self._fail(party, step, f"malformed reply: {exc}")
-            for env in outbox:
-                if env.sender != party:
-                    self._fail(party, step, f"sent an envelope claiming to be from {env.sender!r}")
-                if env.recipient not in self.nodes:
-                    self._fail(party, step, f"addressed unknown party {env.recipient!r}")
-                described.append(env.describe())
-            import hashlib
-
+                for env in outbox:
+                    if env.sender != party:
+                        raise ValueError(f"sent an envelope claiming to be from {env.sender!r}")
+                    if env.recipient not in self.nodes:
+                        raise ValueError(f"addressed unknown party {env.recipient!r}")
+            except Exception as exc:  # noqa: BLE001 - a malformed reply is that party's failure
+                failures.append((party, f"malformed reply: {exc}"))
+                continue
+            described.extend(env.describe() for env in outbox)
             described.append({"sender": party, "recipient": "coordinator", "kind": "Summary",
                               "size": len(summary_bytes), "sha256": hashlib.sha256(summary_bytes).hexdigest()})
             out[party] = NodeReply(outbox, finished, summary)
-        missing = [p for p in order if p not in out]
-        if missing:
-            self._fail(missing[0], step, f"no reply within {self.timeout:.0f} s (node down or too slow)")
+        failures.extend((p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
+                        for p in order if p not in out and p not in {f[0] for f in failures})
+        # Record what did cross boundaries in this step before stopping, so the ledger still
+        # matches every node's egress log even when the step failed.
         metrics = {p: r.summary.get("metrics") for p, r in out.items() if r.summary.get("metrics")}
         self.recorder.step(step, self.round, described, metrics=metrics, participants=order)
+        if failures:
+            self._fail(failures[0][0], step, failures[0][1])
         if self.on_step:
             self.on_step(step, out)
         return out

@@ -39,12 +39,17 @@ def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioP
         node = NodeRuntime(context, scenario, out_dir)
         node_name = node.name
         phase, step, params, inbox = transport.read_request(message.content)
+        if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
+            raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
         if kind == transport.HELLO:
             node.put("run_id", str(params["run_id"]))
-            data = node.data()
             summary = {"party": node.name, "role": node.role,
-                       "egress_pubkey": public_key_hex(node.signing_key()),
-                       "rows": len(data), "features": data.n_features}
+                       "egress_pubkey": public_key_hex(node.signing_key())}
+            try:  # a node with bad data still introduces itself, so the run is recorded and named
+                data = node.data()
+                summary.update(rows=len(data), features=data.n_features)
+            except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which stops the run
+                summary.update(rows=0, features=0, error=f"{type(exc).__name__}: {exc}")
             outbox, finished = [], True
         else:
             if phase not in PHASES:
@@ -70,7 +75,8 @@ def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioP
         return Message(transport.reply(outbox=outbox, finished=finished, summary=summary), reply_to=message)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the coordinator, named
         log.error("party %s failed at %s:\n%s", node_name, step, traceback.format_exc())
-        return Message(Error(code=ERROR_CODE, reason=f"{type(exc).__name__}: {exc}"), reply_to=message)
+        return Message(Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
+                       reply_to=message)
 
 
 def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:

@@ -66,9 +66,6 @@ def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float
             raise RunFailed(name, "hello", f"two nodes claim to be {name!r}")
         nodes[name] = nid
         parties[name] = summary
-    missing = [p.name for p in scenario.parties if p.name not in nodes]
-    if missing:
-        raise RunFailed(missing[0], "hello", "party did not answer")
     relay = Relay(grid, nodes, recorder, timeout=timeout)
     recorder.run_start({name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"],
                                "features": s["features"]} for name, s in parties.items()})
@@ -79,6 +76,15 @@ def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float
         {"sender": name, "recipient": "coordinator", "kind": "Summary", "size": len(b),
          "sha256": hashlib.sha256(b).hexdigest()}
         for name, b in ((n, transport.canonical_json(parties[n])) for n in parties)])
+    for name, s in parties.items():
+        if "error" in s:
+            raise RunFailed(name, "hello", f"cannot load its data: {s['error']}")
+        expected_role = scenario.party(name).role
+        if s["role"] != expected_role:
+            raise RunFailed(name, "hello", f"reports role {s['role']!r}, scenario says {expected_role!r}")
+    missing = [p.name for p in scenario.parties if p.name not in nodes]
+    if missing:
+        raise RunFailed(missing[0], "hello", "party did not answer")
     return relay, parties
 
 
