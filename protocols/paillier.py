@@ -271,6 +271,10 @@ class PublicKey:
                                                   self.table_window)
         return self._table
 
+    def precompute(self) -> None:
+        """Build the fixed-base table now (offline) instead of on the first encryption."""
+        self._obfuscator_table()
+
     def random_obfuscators(self, count: int, *, workers: int | None = None) -> list[mpz]:
         """``count`` fresh ``hs^a`` values (each with a fresh random short exponent)."""
         w = parallel.resolve_workers(workers, count, "encrypt")
@@ -383,6 +387,10 @@ class PrivateKey:
                         cached_table(pk.hs % self.psquare, self.psquare, pk.djn_exponent_bits, pk.table_window),
                         cached_table(pk.hs % self.qsquare, self.qsquare, pk.djn_exponent_bits, pk.table_window))
         return self._tables
+
+    def precompute(self) -> None:
+        """Build the key owner's CRT tables now (offline) instead of on the first encryption."""
+        self._crt_tables()
 
     def random_obfuscators(self, count: int, *, workers: int | None = None) -> list[mpz]:
         """``hs^a mod n^2`` computed mod p^2 and q^2 with the same ``a`` (~2-3x faster than public-key)."""

@@ -357,6 +357,9 @@ def test_plaintext_too_large(keys):
 
 def test_obfuscator_pool(keys):
     pk, sk = keys
+    sk.precompute()
+    pk.precompute()  # offline table builds: later encryptions only walk the tables
+    assert sk._tables is not None and pk._table is not None
     pool = ObfuscatorPool(sk, 5)
     assert len(pool) == 5
     e = pool.encrypt(np.array([1, -2, 3]))
