@@ -408,3 +408,21 @@ def test_broken_worker_pool_falls_back_to_serial(keys, force_parallel):
     pk, sk = keys
     e = pk.encrypt(np.arange(5))
     assert sk.decrypt(e.mul_plain(np.full(5, 2), workers=2)).tolist() == [0, 2, 4, 6, 8]  # a fresh pool
+
+
+def test_benchmark_script_smoke(capsys):
+    """The benchmark runs end to end (small key, small sizes) and ends with the required JSON keys."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "simulations" / "bench" / "paillier.py"
+    spec = importlib.util.spec_from_file_location("bench_paillier", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--quick", "--bits", "1024", "--rows", "3000", "--cols", "2", "--workers", "1"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("enc_per_s", "pub_enc_per_s", "phe_enc_per_s", "enc_ratio", "dec_per_s", "phe_dec_per_s",
+                "dot_30k_x10_s", "phe_dot_30k_x10_s_est", "packed_values_per_ct"):
+        assert last[key] > 0, key
+    assert last["packed_values_per_ct"] == (1024 - 2) // 40
