@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,13 +75,15 @@ class SecureBoostGuest(Party):
 
     def __init__(self, name: str, peer: str, X_train: np.ndarray, y_train: np.ndarray,
                  config: SecureBoostConfig, *, X_val: np.ndarray | None = None,
-                 y_val: np.ndarray | None = None, bins: BinEdges | None = None) -> None:
+                 y_val: np.ndarray | None = None, bins: BinEdges | None = None,
+                 on_tree: Callable[[dict], None] | None = None) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
         if name == peer:
             raise ValueError(f"party name and peer name are both {name!r}")
         who = f"guest {name!r}"
         self.name, self.peer, self.config = name, peer, config
+        self.on_tree = on_tree  # called with each tree's history record (metrics, ledger)
         self.params = config.gbdt_params()
         self.X = as_features(X_train, who, "X_train")
         if self.X.shape[0] == 0:
@@ -123,7 +126,8 @@ class SecureBoostGuest(Party):
 
     @classmethod
     def from_state(cls, state: bytes, X_train: np.ndarray, y_train: np.ndarray,
-                   X_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> "SecureBoostGuest":
+                   X_val: np.ndarray | None = None, y_val: np.ndarray | None = None, *,
+                   on_tree: Callable[[dict], None] | None = None) -> "SecureBoostGuest":
         try:
             s = wire.decode(state, _GuestState)
         except wire.WireError as exc:
@@ -131,7 +135,7 @@ class SecureBoostGuest(Party):
         if s.version != STATE_VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a guest ({STATE_VERSION})")
         party = cls(s.name, s.peer, X_train, y_train, SecureBoostConfig(**s.config), X_val=X_val, y_val=y_val,
-                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)))
+                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)), on_tree=on_tree)
         if s.data_digest != party.s.data_digest:
             raise ProtocolError(f"guest {s.name!r}: the data given to from_state is not the data this party "
                                 "was trained on (digest mismatch)")
@@ -296,6 +300,8 @@ class SecureBoostGuest(Party):
                 s.stop = True
         s.history.append(rec)
         log.info("secureboost guest %s: tree %d done (%s)", self.name, s.tree, rec)
+        if self.on_tree is not None:
+            self.on_tree(dict(rec))
         s.tree += 1
 
     def _finish(self) -> Envelope:

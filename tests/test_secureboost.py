@@ -483,3 +483,13 @@ def test_default_credit_full_lossless_vs_reference_and_sklearn():
                                         early_stopping=False).fit(np.hstack([Xg, Xh]), y)
     auc_sk = roc_auc(yt, sk.predict_proba(np.hstack([Xgt, Xht]))[:, 1])
     assert auc_fed > 0.77 and abs(auc_fed - auc_sk) < 0.01
+
+
+def test_on_tree_callback_reports_every_tree():
+    data, val = make_data(n=150, seed=11, n_val=40)
+    cfg = config(n_trees=2, max_depth=2)
+    seen: list[dict] = []
+    g = SecureBoostGuest(GUEST, HOST, data[0], data[2], cfg, X_val=val[0], y_val=val[2], on_tree=seen.append)
+    h = SecureBoostHost(HOST, GUEST, data[1], cfg, X_val=val[1])
+    run_local({GUEST: g, HOST: h})
+    assert [r["tree"] for r in seen] == [0, 1] and all("val_auc" in r and "decryptions" in r for r in seen)
