@@ -313,6 +313,86 @@ class HeteroLRPhase(Phase):
         return {"epochs": len(hist), "history": hist if node.role == "bank" else []}
 
 
+# -- train: SecureBoost ----------------------------------------------------------------------
+
+class SecureBoostPhase(Phase):
+    """Bank = guest (labels, Paillier key), centre = host; each keeps only its own splits."""
+
+    def _config(self, node: NodeRuntime):
+        from protocols.secureboost import SecureBoostConfig
+
+        section = node.scenario.section("secureboost")
+        section.setdefault("seed", node.scenario.seed)
+        return SecureBoostConfig.from_section(section)
+
+    def create(self, node: NodeRuntime, params: dict) -> Party:
+        from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+
+        d = aligned_features(node)
+        cfg = self._config(node)
+        if node.role == "bank":
+            return SecureBoostGuest(node.name, params["peer"], d["X_train"], d["y_train"], cfg,
+                                    X_val=d["X_val"], y_val=d["y_val"])
+        return SecureBoostHost(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"])
+
+    def dump(self, party: Party) -> bytes:
+        return party.to_state()  # type: ignore[attr-defined]
+
+    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+        from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+
+        d = aligned_features(node)
+        if node.role == "bank":
+            return SecureBoostGuest.from_state(state, d["X_train"], d["y_train"], d["X_val"], d["y_val"])
+        return SecureBoostHost.from_state(state, d["X_train"], d["X_val"])
+
+    def progress(self, party: Party) -> dict:
+        hist = party.history  # type: ignore[attr-defined]
+        if not hist:
+            return {}
+        return {"metrics": {k: v for k, v in hist[-1].items() if isinstance(v, (int, float)) and v == v}}
+
+    def finish(self, node: NodeRuntime, party: Party) -> dict:
+        model = party.model()  # type: ignore[attr-defined]
+        node.put("model", json.dumps({"type": "secureboost", "role": node.role,
+                                      "n_trees": len(getattr(model, "trees", [])) if node.role == "bank" else None,
+                                      "model_hex": model.to_bytes().hex()}))
+        hist = party.history  # type: ignore[attr-defined]
+        return {"trees": len(hist), "history": hist if node.role == "bank" else [],
+                "feature_importance": _named_importance(party.feature_importance(), node)}  # type: ignore[attr-defined]
+
+
+def _named_importance(imp: dict, node: NodeRuntime) -> dict:
+    """Attach this party's own feature names to per-feature lists (never the other side's)."""
+    names = node.data().feature_names
+
+    def name(v):
+        if isinstance(v, dict):
+            return {k: name(x) for k, x in v.items()}
+        if isinstance(v, list) and len(v) == len(names):
+            return dict(zip(names, v))
+        return v
+    return name(imp)
+
+
+def _secureboost_scorer(node: NodeRuntime, peer: str, model: dict, X: np.ndarray, *, state: bytes | None = None) -> Party:
+    from protocols.secureboost import (
+        SecureBoostGuestModel, SecureBoostHostModel, SecureBoostScoringGuest, SecureBoostScoringHost,
+    )
+
+    raw = bytes.fromhex(model["model_hex"])
+    mode = str(node.scenario.section("secureboost").get("scoring_mode", "cross"))
+    if node.role == "bank":
+        gm = SecureBoostGuestModel.from_bytes(raw)
+        if state is not None:
+            return SecureBoostScoringGuest.from_state(state, gm, X)
+        return SecureBoostScoringGuest(node.name, peer, gm, X, mode=mode)
+    hm = SecureBoostHostModel.from_bytes(raw)
+    if state is not None:
+        return SecureBoostScoringHost.from_state(state, hm, X)
+    return SecureBoostScoringHost(node.name, peer, hm, X)
+
+
 # -- score: joint scoring of the held-out rows ---------------------------------------------
 
 class ScorePhase(Phase):
@@ -327,9 +407,7 @@ class ScorePhase(Phase):
         if model["type"] == "hetero_lr":
             cls = BankScorer if node.role == "bank" else CentreScorer
             return cls(node.name, params["peer"], np.asarray(model["weights"]), X)
-        from parties.secureboost_phases import scorer
-
-        return scorer(node, params, model, X)
+        return _secureboost_scorer(node, params["peer"], model, X)
 
     def dump(self, party: Party) -> bytes:
         return party.to_state()  # type: ignore[attr-defined]
@@ -342,9 +420,7 @@ class ScorePhase(Phase):
         if model["type"] == "hetero_lr":
             cls = BankScorer if node.role == "bank" else CentreScorer
             return cls.from_state(state, X)
-        from parties.secureboost_phases import restore_scorer
-
-        return restore_scorer(node, state, model, X)
+        return _secureboost_scorer(node, "", model, X, state=state)
 
     def finish(self, node: NodeRuntime, party: Party) -> dict:
         if node.role != "bank":
@@ -358,4 +434,5 @@ class ScorePhase(Phase):
 
 
 PHASES: dict[str, Phase] = {"align": AlignPhase(), "split": SplitPhase(), "hetero_lr": HeteroLRPhase(),
+                            "secureboost": SecureBoostPhase(),
                             "score": ScorePhase(), "release": ReleasePhase()}

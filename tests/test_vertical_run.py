@@ -87,7 +87,11 @@ def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, tmp_p
     assert bank_model["feature_names"] == list(subset["bank"].columns[2:])
     assert centre_model["feature_names"] == list(subset["centre"].columns[1:])
     assert len(centre_model["model"]["weights"]) == len(centre_model["feature_names"])
-    _assert_nothing_private_left_a_node(captured, subset)
+    _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
+
+
+def _sizes(m: dict) -> set[int]:
+    return {m["rows_train"], m["rows_validation"], m["rows_test"], m["rows_intersection"]}
 
 
 def _decoded_fields(payload: bytes) -> tuple[str, dict]:
@@ -120,10 +124,14 @@ PER_SAMPLE_ALLOWED = {
     "SplitPlan",      # bank -> centre: which aligned positions are test/validation (no labels)
     "ScoreRequest",   # bank -> centre: positions of the rows to score
     "PartialScores",  # centre -> bank at evaluation only: the documented scoring leak
+    "SbDirectionQuery",  # bank -> centre at SecureBoost scoring: positions of the rows to route
+    "SbDirectionReply",  # centre -> bank: left/right bit per (row, host node): documented
 }
 
 
-def _assert_nothing_private_left_a_node(captured, subset) -> None:
+def _assert_nothing_private_left_a_node(captured, subset, sizes: set[int]) -> None:
+    """``sizes``: the row counts of the aligned train/validation/test sets; an array of one of
+    these lengths carries one value per sample."""
     centre_raw = subset["centre"].iloc[:, 1:].to_numpy(dtype=np.float64)
     pre = LocalPreprocessor().fit(centre_raw)
     centre_values = np.concatenate([pre.transform(centre_raw)[:40].ravel(), centre_raw[:40].ravel()])
@@ -141,7 +149,7 @@ def _assert_nothing_private_left_a_node(captured, subset) -> None:
             assert not any(u.encode() in blob for u in ids), f"a plaintext USCC left {env.sender} in {env.kind}"
             kind, fields = _decoded_fields(blob)
             for name, shape in _arrays(fields):
-                if shape and shape[0] >= 64 and kind not in PER_SAMPLE_ALLOWED:
+                if shape and shape[0] in sizes and kind not in PER_SAMPLE_ALLOWED:
                     pytest.fail(f"{env.sender} sent a per-sample array {kind}.{name} {shape}")
             if env.sender == "credit_centre" and kind != "PartialScores":
                 for p in patterns:
@@ -230,3 +238,28 @@ def test_flower_simulation_engine_run_and_no_processes_left(subset, tmp_path):
     assert _processes_mentioning(os.environ["RAY_TMPDIR"]) == []
     with pytest.raises(FileExistsError):  # an earlier run's ledger is never overwritten
         run_simulation_scenario(path, tmp_path / "run")
+
+
+def test_secureboost_run_in_process_keeps_each_partys_splits_local(subset, tmp_path):
+    text = scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv").replace(
+        'mode = "vertical-lr"', 'mode = "secureboost"').split("[lr]")[0] + """
+[secureboost]
+n_trees = 2
+max_depth = 3
+key_bits = 1024
+insecure_test_key = true
+n_workers = 1
+"""
+    captured: list = []
+    status = run_in_process(config.loads(text), tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
+    assert status["status"] == "completed", status
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["auc"] > 0.68 and m["trees"] == 2
+    assert verified(tmp_path).ok
+    centre_model = json.loads((tmp_path / "nodes/credit_centre/model.json").read_text())
+    bank_model = json.loads((tmp_path / "nodes/bank/model.json").read_text())
+    assert centre_model["model"]["type"] == bank_model["model"]["type"] == "secureboost"
+    # the bank's importance names only its own features; the centre's only its own
+    fi = m["feature_importance"]
+    assert set(fi["bank"]["guest"]["split_count"]) == set(subset["bank"].columns[2:])
+    _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
