@@ -67,11 +67,13 @@ def digest(content: RecordDict) -> tuple[int, str]:
 
 @dataclass
 class Captured:
-    """A reply as the coordinator received it (kept only when capturing, for privacy tests)."""
+    """A message as the coordinator sent ("out") or received ("in") it; kept only when capturing
+    (privacy tests, audits)."""
 
     round: int
     step: str
     party: str
+    direction: str
     content: RecordDict
 
 
@@ -136,6 +138,9 @@ class RecordingGrid(Grid):
             step, req_kind, rep_kind = classify(m.metadata.message_type, m.content)
             sent[dst] = (step, req_kind, rep_kind)
             size, sha = digest(m.content)
+            if self.capture:
+                self.captured.append(Captured(round=rnd, step=step, party=self.name(dst), direction="out",
+                                              content=m.content))
             self._add(step, rnd, {"sender": COORDINATOR, "recipient": dst, "kind": req_kind,
                                   "size": size, "sha256": sha})
         replies = list(self.inner.send_and_receive(msgs, timeout=timeout if timeout is not None
@@ -156,7 +161,8 @@ class RecordingGrid(Grid):
             self._add(step, rnd, {"sender": src, "recipient": COORDINATOR, "kind": rep_kind,
                                   "size": size, "sha256": sha})
             if self.capture:
-                self.captured.append(Captured(round=rnd, step=step, party=party, content=r.content))
+                self.captured.append(Captured(round=rnd, step=step, party=party, direction="in",
+                                              content=r.content))
         for dst in sorted(set(sent) - answered):
             self._event("dropout", {"party": self.name(dst), "round": rnd, "step": sent[dst][0],
                                     "reason": "no reply within the timeout"})

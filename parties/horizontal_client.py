@@ -44,7 +44,8 @@ from fedcredit.horizontal import data as hdata
 from fedcredit.horizontal import keyshare, local
 from fedcredit.horizontal.aggregation import UpdateRejected, flatten, unflatten, validate_update
 from fedcredit.horizontal.messages import (InstallReply, InstallRequest, KeygenReply, KeygenRequest,
-                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest)
+                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest,
+                                           pack_floats, unpack_chunks, unpack_floats)
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
 from parties.horizontal_audit import COORDINATOR, classify, digest
 from protocols import wire
@@ -162,8 +163,8 @@ class _BankClient(NumPyClient):
             raise ValueError(f"{self.party}: unknown task {task!r}")
         mean = config.get(CFG_MEAN)
         std = config.get(CFG_STD)
-        prep = local.preprocessor(self.settings, list(mean) if mean is not None else None,
-                                  list(std) if std is not None else None)
+        prep = local.preprocessor(self.settings, None if mean is None else unpack_floats(mean).tolist(),
+                                  None if std is None else unpack_floats(std).tolist())
         res = local.train_round(self.scenario, self.settings, self.party, [np.asarray(p) for p in parameters],
                                 int(config.get(CFG_ROUND, 0)), prep)
         arrays = local.apply_fault(str(config.get(CFG_FAULT, "")), self.party, res.arrays)
@@ -217,9 +218,9 @@ def _ckks_mod(msg: Message, ctx: Context, call_next, *, party: str, settings: Ho
         fitins.parameters = ndarrays_to_parameters(unflatten(vec, shapes))
     if CFG_STATS_CKKS in cfg:
         secret = _secret(ctx, party, str(cfg.get(CFG_KEY_FP, "")))
-        mom = hckks.unweight(secret.decrypt(list(cfg.pop(CFG_STATS_CKKS)), int(cfg.pop(CFG_STATS_LEN))))
+        mom = hckks.unweight(secret.decrypt(unpack_chunks(cfg.pop(CFG_STATS_CKKS)), int(cfg.pop(CFG_STATS_LEN))))
         mean, std = hdata.moments_to_mean_std(mom.reshape(2, -1))
-        cfg[CFG_MEAN], cfg[CFG_STD] = mean.tolist(), std.tolist()
+        cfg[CFG_MEAN], cfg[CFG_STD] = pack_floats(mean), pack_floats(std)
     fitins.config = cfg
     msg.content = compat.fitins_to_recorddict(fitins, keep_input=True)
     out = call_next(msg, ctx)
@@ -270,7 +271,8 @@ def _inner(msg: Message, ctx: Context, env: _Env) -> Message:
     if secagg:
         mods.append(partial(_secagg_guard, party=party))
     if env.tap is not None:
-        mods.append(partial(_tap_mod, tap=env.tap, info={"party": party, "round": rnd, "task": task,
+        mods.append(partial(_tap_mod, tap=env.tap, info={"scenario": scenario.name, "party": party,
+                                                         "round": rnd, "task": task,
                                                          "aggregation": settings.aggregation}))
     if task == "train" and settings.dp.kind == "central":
         mods.append(fixedclipping_mod)

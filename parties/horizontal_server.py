@@ -54,7 +54,8 @@ from fedcredit.horizontal import local
 from fedcredit.horizontal.aggregation import (UpdateRejected, auto_clipping_range, auto_quantization_range,
                                               auto_shares, unflatten, validate_update, weighted_average)
 from fedcredit.horizontal.messages import (InstallReply, InstallRequest, KeygenReply, KeygenRequest,
-                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest)
+                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest,
+                                           pack_chunks, pack_floats, unpack_chunks)
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
 from parties import horizontal_client as hc
 from parties.horizontal_audit import RecordingGrid
@@ -420,7 +421,7 @@ class CkksFitWorkflow:
 
 def _release(run: _Run, summed: list[bytes], length: int) -> tuple[np.ndarray, np.ndarray]:
     """Ask a bank to decrypt the aggregate (+ standardisation moments): the model release."""
-    stats_chunks = list(run.stats_cfg.get(hc.CFG_STATS_CKKS, []))
+    stats_chunks = unpack_chunks(run.stats_cfg[hc.CFG_STATS_CKKS]) if hc.CFG_STATS_CKKS in run.stats_cfg else []
     stats_len = int(run.stats_cfg.get(hc.CFG_STATS_LEN, 0))
     errors = []
     for bank in run.banks:  # the first bank that answers releases
@@ -533,11 +534,11 @@ def _standardise(run: _Run, context: Context) -> None:
     legacy = _legacy_rounds(run, context, strategy, 1)
     params = compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
     if params.tensor_type == hc.CKKS_TENSOR_TYPE:
-        run.stats_cfg = {hc.CFG_STATS_CKKS: list(params.tensors), hc.CFG_STATS_LEN: 2 * d + 1}
+        run.stats_cfg = {hc.CFG_STATS_CKKS: pack_chunks(list(params.tensors)), hc.CFG_STATS_LEN: 2 * d + 1}
     else:
         run.moments = parameters_to_ndarrays(params)[0]
         mean, std = hdata.moments_to_mean_std(run.moments)
-        run.stats_cfg = {hc.CFG_MEAN: mean.tolist(), hc.CFG_STD: std.tolist()}
+        run.stats_cfg = {hc.CFG_MEAN: pack_floats(mean), hc.CFG_STD: pack_floats(std)}
     run.flush()
 
 
@@ -547,7 +548,11 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = from_scenario(scenario)
-    rgrid = RecordingGrid(grid, default_timeout=settings.timeout)
+    if isinstance(grid, RecordingGrid):  # a caller that captures traffic (audits, privacy tests)
+        rgrid = grid
+        rgrid.default_timeout = settings.timeout
+    else:
+        rgrid = RecordingGrid(grid, default_timeout=settings.timeout)
     banks = _setup(rgrid, scenario, settings)
     rgrid.on_event = recorder.event
     run_ = _Run(scenario=scenario, settings=settings, recorder=recorder, grid=rgrid, banks=banks)
@@ -569,6 +574,7 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
                              clipping_norm=settings.dp.clipping_norm, num_sampled_clients=len(banks))
     legacy = _legacy_rounds(run_, context, strategy, settings.rounds, wrapped)
     train_seconds = time.time() - t_train
+    log.info("%s: %d rounds trained in %.1f s", scenario.name, settings.rounds, train_seconds)
     if settings.aggregation == "ckks":
         final = strategy.released[settings.rounds]
     else:
@@ -576,6 +582,7 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
             legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True))
     names = hdata.load_holdout(scenario, settings).feature_names if run_.holdout is not None else None
     release = _save_model(run_, final, out_dir, names)
+    log.info("%s: model saved at %.1f s", scenario.name, time.time() - t0)
     recorder.event("model_release", {"coordinator": release, "rounds": settings.rounds})
     run_.flush()
     result: dict[str, Any] = {
@@ -591,6 +598,7 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
             base = centralised_baseline(scenario, settings)
             if base is not None:
                 result["centralised"] = {"pooled_same_model": base}
+    log.info("%s: evaluated at %.1f s", scenario.name, time.time() - t0)
     result.update(_mode_details(run_, settings))
     result["seconds"] = round(time.time() - t0, 2)
     return result

@@ -6,8 +6,10 @@ scenarios one after another; the ClientApp resolves each message's scenario by i
 (``horizontal_client.register`` accepts ``scenario_of(context, config_hash)``). Simulated node i
 is party i of whichever scenario is running, so scenarios may have fewer parties than nodes.
 
-Each scenario gets an in-memory :class:`MemoryRecorder` (the production path,
-``fedcredit simulate``, uses the signed ledger instead).
+Each scenario gets an in-memory :class:`MemoryRecorder`. Optionally one more scenario
+(``ledger_scenario``, run last, with as many parties as there are nodes) goes through the
+production coordinator (``parties.server_app.coordinate``): signed ledger, node introduction,
+and every node's signed egress log -- so a sweep can still produce one verifiable ledger.
 """
 
 from __future__ import annotations
@@ -46,6 +48,29 @@ class MemoryRecorder:
         return [p for k, p in self.events if k == kind]
 
 
+@dataclass(frozen=True)
+class DirTap:
+    """A bank-side tap that saves each plaintext update (just before masking/encryption) as
+    ``DIR/<scenario>-<party>-<task>-r<round>.npz`` with its sample count: the ground truth that
+    audits and privacy tests compare the coordinator's view with."""
+
+    directory: str
+
+    def __call__(self, info: dict) -> None:
+        import numpy as np
+
+        path = Path(self.directory) / f"{info['scenario']}-{info['party']}-{info['task']}-r{info['round']}.npz"
+        np.savez(path, n=np.array(info["n"]), *info["arrays"])
+
+    def load(self, scenario: str, party: str, rnd: int, task: str = "train") -> tuple[int, list]:
+        import numpy as np
+
+        path = Path(self.directory) / f"{scenario}-{party}-{task}-r{rnd}.npz"
+        with np.load(path) as z:
+            arrays = [z[f"arr_{i}"] for i in range(len(z.files) - 1)]
+            return int(z["n"]), arrays
+
+
 @dataclass
 class ScenarioResult:
     scenario: Scenario
@@ -56,8 +81,12 @@ class ScenarioResult:
 
 
 def build_apps(scenarios: list[Scenario], out_root: Path, results: list[ScenarioResult], *,
-               tap: horizontal_client.Tap | None = None, capture: bool = False) -> tuple[ServerApp, ClientApp]:
+               tap: horizontal_client.Tap | None = None, capture: bool = False,
+               ledger_scenario: Scenario | None = None) -> tuple[ServerApp, ClientApp]:
     by_hash = {s.config_hash: s for s in scenarios}
+    ledger_dir = out_root / "ledger-run"
+    if ledger_scenario is not None:
+        by_hash[ledger_scenario.config_hash] = ledger_scenario
     server = ServerApp()
 
     @server.main()
@@ -71,6 +100,17 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
             except Exception as exc:  # noqa: BLE001 - report and go on with the next scenario
                 log.error("scenario %s failed:\n%s", sc.name, traceback.format_exc())
                 results.append(ScenarioResult(sc, None, rec, cap.captured, error=f"{type(exc).__name__}: {exc}"))
+        if ledger_scenario is not None:
+            import json
+
+            from parties.server_app import coordinate
+
+            status = coordinate(grid, context, ledger_scenario, ledger_dir)
+            mpath = ledger_dir / "metrics.json"
+            metrics = json.loads(mpath.read_text()) if mpath.exists() else None
+            results.append(ScenarioResult(ledger_scenario, metrics, MemoryRecorder(), [],
+                                          error="" if status.get("status") == "completed"
+                                          else str(status.get("error"))))
 
     client = ClientApp()
 
@@ -79,14 +119,19 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
             raise KeyError(f"no scenario with hash {config_hash[:12]} in this simulation")
         return by_hash[config_hash]
 
-    horizontal_client.register(client, scenario_for, None, tap=tap)
+    if ledger_scenario is not None:
+        from parties import vertical_client
+
+        vertical_client.register(client, lambda _ctx: ledger_scenario, ledger_dir)  # node introduction
+    horizontal_client.register(client, scenario_for, ledger_dir if ledger_scenario is not None else None, tap=tap)
     return server, client
 
 
 def run_scenarios(scenarios: list[Scenario], out_root: Path, *, num_supernodes: int | None = None,
                   tap: horizontal_client.Tap | None = None, capture: bool = False,
-                  quiet: bool = True) -> list[ScenarioResult]:
-    """Run ``scenarios`` in one simulation; Ray is shut down before returning."""
+                  ledger_scenario: Scenario | None = None, quiet: bool = True) -> list[ScenarioResult]:
+    """Run ``scenarios`` (then ``ledger_scenario`` with the signed ledger, in ``out_root/ledger-run``)
+    in one simulation; Ray is shut down before returning."""
     from fedcredit.runtime import flower_environment
 
     out_root = Path(out_root)
@@ -97,8 +142,13 @@ def run_scenarios(scenarios: list[Scenario], out_root: Path, *, num_supernodes: 
     from flwr.simulation import run_simulation
 
     results: list[ScenarioResult] = []
-    server, client = build_apps(scenarios, out_root, results, tap=tap, capture=capture)
-    n = num_supernodes or max(len(s.parties) for s in scenarios)
+    server, client = build_apps(scenarios, out_root, results, tap=tap, capture=capture,
+                                ledger_scenario=ledger_scenario)
+    everything = scenarios + ([ledger_scenario] if ledger_scenario is not None else [])
+    n = num_supernodes or max(len(s.parties) for s in everything)
+    if ledger_scenario is not None and len(ledger_scenario.parties) != n:
+        raise ValueError("the ledger scenario must have one party per simulated node "
+                         f"({len(ledger_scenario.parties)} parties, {n} nodes)")
     try:
         run_simulation(server_app=server, client_app=client, num_supernodes=n,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},

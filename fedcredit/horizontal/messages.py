@@ -82,3 +82,31 @@ class ReleaseReply:
     party: str
     weights: np.ndarray  # flat float64 aggregate model
     moments: np.ndarray  # flat [mean, mean of squares] the model's standardisation uses, or empty
+
+
+@dataclass
+class Chunks:
+    """A list of ciphertexts carried as ONE bytes value (Flower's legacy FitIns config takes
+    only scalars, so lists travel wire-encoded)."""
+
+    items: list[bytes]
+
+
+def pack_chunks(items: list[bytes]) -> bytes:
+    from protocols import wire
+
+    return wire.encode(Chunks(items=list(items)))
+
+
+def unpack_chunks(data: bytes) -> list[bytes]:
+    from protocols import wire
+
+    return list(wire.decode(bytes(data), Chunks).items)
+
+
+def pack_floats(values: np.ndarray) -> bytes:
+    return np.asarray(values, dtype="<f8").tobytes()
+
+
+def unpack_floats(data: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(data), dtype="<f8").astype(np.float64)
