@@ -92,6 +92,9 @@ class Relay:
         # matches every node's egress log even when the step failed.
         metrics = {p: r.summary.get("metrics") for p, r in out.items() if r.summary.get("metrics")}
         self.recorder.step(step, self.round, described, metrics=metrics, participants=order)
+        if metrics:
+            log.info("%s: %s", step, "; ".join(f"{p} " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()) for p, m in metrics.items()))
         if failures:
             self._fail(failures[0][0], step, failures[0][1])
         if self.on_step:
@@ -106,6 +109,7 @@ class Relay:
         """init -> relay steps until quiet -> finish; returns each party's finish summary."""
         parties = list(params)
         replies = self.call(transport.INIT, phase, f"{phase}/init", {p: (params[p], []) for p in parties})
+        finished = {p: r.finished for p, r in replies.items()}
         n = 0
         while True:
             inflight = [e for r in replies.values() for e in r.outbox]
@@ -119,8 +123,10 @@ class Relay:
                 inbox.setdefault(env.recipient, []).append(env)
             self.round = n
             replies = self.call(transport.STEP, phase, f"{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
-        unfinished = [p for p, r in replies.items() if not r.finished]
+            finished.update({p: r.finished for p, r in replies.items()})
+        unfinished = [p for p, done in finished.items() if not done]
         if unfinished:
             raise RunFailed(unfinished[0], f"{phase}/{n}", "stopped sending but did not finish the phase")
         done = self.call(transport.FINISH, phase, f"{phase}/finish", {p: (params[p], []) for p in parties})
+        log.info("phase %s done: %d relay steps", phase, n)
         return {p: r.summary for p, r in done.items()}

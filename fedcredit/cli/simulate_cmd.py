@@ -39,9 +39,13 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     # Every simulated node already gets its own core from Ray; nested worker pools inside the
     # actors would only oversubscribe the machine.
     os.environ.setdefault("FEDCREDIT_PAILLIER_WORKERS", "1")
+    from flwr.simulation import run_simulation
+
+    # Flower has its own console handler; do not echo its (DEBUG) records through ours too.
+    logging.getLogger("flwr").propagate = False
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if quiet_flower:
         logging.getLogger("flwr").setLevel(logging.WARNING)
-    from flwr.simulation import run_simulation
 
     from parties.client_app import build_client_app
     from parties.server_app import build_server_app
