@@ -85,7 +85,13 @@ def batch_invert(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
 
 @dataclass(frozen=True)
 class GHLayout:
-    """Where g and h sit in a plaintext and how many candidate sums share one ciphertext."""
+    """Where g and h sit in a plaintext and how many candidate sums share one ciphertext.
+
+    Why not :class:`protocols.packing.Packer`: its offset-binary slots need the number of
+    summands to remove the offsets after decryption, and the guest must not learn the host's
+    per-candidate row counts. Here ``h >= 0`` needs no offset and ``g`` rides signed above it,
+    so any sum decodes without knowing how many rows formed it.
+    """
 
     precision_bits: int
     max_rows: int
