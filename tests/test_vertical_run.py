@@ -263,3 +263,25 @@ n_workers = 1
     fi = m["feature_importance"]
     assert set(fi["bank"]["guest"]["split_count"]) == set(subset["bank"].columns[2:])
     _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
+
+
+def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_shows_it(subset, tmp_path):
+    from fedcredit.ledger import read_records
+
+    text = scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv", lr=FAST_KEYS)
+    text = text.replace("[lr]", "[consent]\ndemo_revoked = 0.05\ndemo_expired = 0.03\n\n[lr]").replace(
+        "epochs = 2", "epochs = 1")
+    status = run_in_process(config.loads(text), tmp_path)
+    assert status["status"] == "completed", status
+    records = read_records(tmp_path / "ledger.sqlite")
+    consent = next(r.payload for r in records if r.kind == "consent_check")
+    refused = consent["refused"]
+    assert refused.get("revoked", 0) > 30 and refused.get("expired", 0) > 15
+    assert consent["allowed"] == N_ROWS - refused["revoked"] - refused["expired"]
+    psi = next(r.payload for r in records if r.kind == "psi")
+    # refused enterprises never entered the intersection (the centre has all N_ROWS)
+    assert psi["bank"]["intersection"] == consent["allowed"] < N_ROWS
+    assert json.loads((tmp_path / "metrics.json").read_text())["rows_intersection"] == consent["allowed"]
+    # the ledger holds counts, never the refused ids
+    blob = (tmp_path / "ledger.sqlite").read_bytes()
+    assert not any(u.encode() in blob for u in subset["bank"]["uscc"][:300])
