@@ -465,8 +465,26 @@ def _evaluate(run: _Run, arrays: list[np.ndarray]) -> dict[str, float]:
     return _score(_build(run, arrays), run.holdout, _preprocessor(run))
 
 
+_BASELINES: dict[tuple, dict[str, float] | None] = {}
+
+
+def _baseline_key(scenario: Scenario, s: HorizontalSettings) -> tuple:
+    banks = tuple((n, scenario.resolve(scenario.party(n).data)) for n in hdata.bank_names(scenario))
+    return (banks, scenario.seed, s.skew, s.max_rows_per_bank, s.transform, s.standardize, s.model, s.hidden,
+            s.rounds, s.local_epochs, s.batch_size, s.lr, s.optimizer, s.weight_decay, s.class_weight)
+
+
 def centralised_baseline(scenario: Scenario, settings: HorizontalSettings) -> dict[str, float] | None:
-    """The same model trained on all banks' rows pooled in one place (what FL should approach)."""
+    """The same model trained on all banks' rows pooled in one place (what FL should approach).
+
+    Cached per (data, model, training settings): modes compared side by side share it."""
+    key = _baseline_key(scenario, settings)
+    if key not in _BASELINES:
+        _BASELINES[key] = _pooled_training(scenario, settings)
+    return _BASELINES[key]
+
+
+def _pooled_training(scenario: Scenario, settings: HorizontalSettings) -> dict[str, float] | None:
     holdout = hdata.load_holdout(scenario, settings)
     if holdout is None:
         return None

@@ -89,7 +89,6 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
         by_hash[ledger_scenario.config_hash] = ledger_scenario
     server = ServerApp()
 
-    @server.main()
     def main(grid: Grid, context: Context) -> None:
         for i, sc in enumerate(scenarios):
             rec = MemoryRecorder()
@@ -112,6 +111,8 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
                                           error="" if status.get("status") == "completed"
                                           else str(status.get("error"))))
 
+    server.main()(main)
+    server.run_all = main  # type: ignore[attr-defined]  # for drivers without a Flower runtime
     client = ClientApp()
 
     def scenario_for(context: Context, config_hash: str) -> Scenario:
@@ -125,6 +126,98 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
         vertical_client.register(client, lambda _ctx: ledger_scenario, ledger_dir)  # node introduction
     horizontal_client.register(client, scenario_for, ledger_dir if ledger_scenario is not None else None, tap=tap)
     return server, client
+
+
+class InProcessGrid(Grid):
+    """The real ServerApp logic and ClientApp handlers in one process, without Ray.
+
+    Faithful where it matters for protocol tests: every message and every reply crosses as the
+    deflated object tree Flower's transport ships (so neither side can see the other's objects,
+    and content ids are those of a real run), each node keeps its own
+    ``Context``, and a raising ClientApp becomes an error reply while its node state stays as it
+    was -- what Flower's runtime does. Used for the many small failure-handling scenarios; the
+    real simulation engine is exercised by :func:`run_scenarios`.
+    """
+
+    def __init__(self, client_app: ClientApp, n_nodes: int, run_id: int = 1) -> None:
+        from flwr.app import RecordDict
+
+        self.client_app = client_app
+        self._run_id = run_id
+        self.contexts = {1000 + i: Context(run_id=run_id, node_id=1000 + i,
+                                           node_config={"partition-id": i, "num-partitions": n_nodes},
+                                           state=RecordDict(), run_config={})
+                         for i in range(n_nodes)}
+
+    def set_run(self, run_id: int) -> None:  # type: ignore[override]
+        self._run_id = run_id
+
+    @property
+    def run(self):  # type: ignore[no-untyped-def]
+        from flwr.supercore.run import Run
+
+        return Run.create_empty(self._run_id)
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):  # type: ignore[no-untyped-def]
+        from flwr.app import Message
+
+        return Message(content, dst_node_id=dst_node_id, message_type=message_type, group_id=group_id, ttl=ttl)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def push_messages(self, messages):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use send_and_receive")
+
+    def pull_messages(self, message_ids):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("use send_and_receive")
+
+    def send_and_receive(self, messages, *, timeout=None):  # type: ignore[no-untyped-def]
+        import copy
+
+        from flwr.app import Error, Message
+        from flwr.common.constant import ErrorCode
+
+        replies = []
+        for msg in messages:
+            inbound = _wire_copy(msg)
+            ctx = self.contexts[inbound.metadata.dst_node_id]
+            saved = copy.deepcopy(ctx.state)
+            try:
+                reply = self.client_app(inbound, ctx)
+            except Exception as ex:  # noqa: BLE001 - Flower turns this into an error reply too
+                ctx.state = saved
+                reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                                      reason=f"{type(ex)}:<'{ex}'>"), reply_to=inbound)
+            replies.append(_wire_copy(reply))
+        return replies
+
+
+def _wire_copy(msg):  # type: ignore[no-untyped-def]
+    """Deflate a Message into Flower's object contents and inflate a new one from them."""
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
+
+    contents = {oid: obj.deflate() for oid, obj in get_all_nested_objects(msg).items()}
+    return inflate_object_from_contents(msg.object_id, contents)
+
+
+def run_in_process(scenarios: list[Scenario], out_root: Path, *, n_nodes: int | None = None,
+                   tap: horizontal_client.Tap | None = None, capture: bool = False) -> list[ScenarioResult]:
+    """Run ``scenarios`` on an :class:`InProcessGrid` (no Ray)."""
+    from flwr.app import RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    results: list[ScenarioResult] = []
+    server, client = build_apps(scenarios, out_root, results, tap=tap, capture=capture)
+    grid = InProcessGrid(client, n_nodes or max(len(s.parties) for s in scenarios))
+    # Flower stamps messages with the running task's identity (the runtime sets it normally)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    ctx = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    server.run_all(grid, ctx)  # type: ignore[attr-defined]
+    return results
 
 
 def run_scenarios(scenarios: list[Scenario], out_root: Path, *, num_supernodes: int | None = None,

@@ -1,14 +1,15 @@
-"""Horizontal training over Flower's simulation engine (Ray), in ONE simulation of 5 nodes.
+"""Horizontal training over Flower: one Ray simulation of 5 nodes, plus in-process runs.
 
 3-bank scenarios on the bundled default_credit (nodes 3-4 idle): plain, SecAgg+ and CKKS with the
 same seed and rounds, and the non-IID FedProx configuration with central DP. Checks accuracy
 against plain and centralised pooled training, and privacy: what the coordinator received is
 compared with each bank's plaintext update captured at the bank (``DirTap``).
 
-5-bank scenarios: SecAgg+ with a bank raising mid-round and another sending out-of-range values,
-plain with NaN / wrong-shape / Inf updates, CKKS + local DP with a NaN update, the synthetic-SME
-configuration (MLP, CKKS-averaged standardisation moments), and finally a SecAgg+ run through the
-production coordinator whose signed ledger must verify against every bank's egress log.
+5-bank scenarios: SecAgg+ with a bank raising mid-round and another sending out-of-range values
+(on Ray), and a SecAgg+ run through the production coordinator whose signed ledger must verify
+against every bank's egress log (on Ray); in-process (the same apps on a grid that ships Flower's
+deflated messages, no Ray): plain with NaN / wrong-shape / Inf updates, CKKS + local DP with a NaN
+update, and the synthetic-SME configuration (MLP, CKKS-averaged standardisation moments).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from fedcredit import config
 from fedcredit.horizontal.aggregation import weighted_average
-from parties.horizontal_sim import DirTap, run_scenarios
+from parties.horizontal_sim import DirTap, run_in_process, run_scenarios
 
 pytestmark = [pytest.mark.flower, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +90,8 @@ FIVE = "".join(f'\n[parties.bank_{c}]\nrole = "bank"\ndata = "default_credit"\n'
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
+    """One Ray simulation (5 nodes) for the mode comparison, the mid-round dropout and the
+    production-ledger run; the other failure scenarios run in-process (same apps, no Ray)."""
     from fedcredit.data.synth import generate
 
     sme = tmp_path_factory.mktemp("sme")
@@ -97,14 +100,16 @@ def sim(tmp_path_factory):
     three = {"rounds": 3}
     small = {"rounds": 2, "max_rows_per_bank": 1500, "baseline": "false"}
     banks5 = {"[horizontal]": FIVE + "\n[horizontal]"}
-    scenarios = [
+    on_ray = [
         _variant("horizontal-plain", "a-plain", horizontal=three),
         _variant("horizontal-secagg", "a-secagg", horizontal=three),
         _variant("horizontal-ckks", "a-ckks", horizontal=three),
-        _variant("horizontal-noniid", "a-noniid-cdp", horizontal={"rounds": 3},
-                 extra='\n[horizontal.dp]\nkind = "central"\nclipping_norm = 0.5\nnoise_multiplier = 0.1\n'),
         _variant("horizontal-secagg", "b-secagg-drop", horizontal=small, replace=banks5,
                  extra=_faults(("bank_e", 1, "raise"), ("bank_d", 2, "range"))),
+    ]
+    in_process = [
+        _variant("horizontal-noniid", "a-noniid-cdp", horizontal={"rounds": 3},
+                 extra='\n[horizontal.dp]\nkind = "central"\nclipping_norm = 0.5\nnoise_multiplier = 0.1\n'),
         _variant("horizontal-plain", "b-plain-bad", horizontal=small, replace=banks5,
                  extra=_faults(("bank_b", 1, "nan"), ("bank_c", 1, "shape"), ("bank_d", 2, "inf"))),
         _variant("horizontal-ckks", "b-ckks-ldp", horizontal=small, replace=banks5,
@@ -115,9 +120,10 @@ def sim(tmp_path_factory):
     ]
     ledger = _variant("horizontal-secagg", "c-ledger", horizontal=small, replace=banks5)
     out = tmp_path_factory.mktemp("sim")
-    results = run_scenarios(scenarios, out, tap=DirTap(str(taps)), capture=True, ledger_scenario=ledger)
+    results = run_scenarios(on_ray, out / "ray", tap=DirTap(str(taps)), capture=True, ledger_scenario=ledger)
     _no_ray_left()
-    return {r.scenario.name: r for r in results}, DirTap(str(taps)), out / "ledger-run"
+    results += run_in_process(in_process, out / "local", tap=DirTap(str(taps)), capture=True)
+    return {r.scenario.name: r for r in results}, DirTap(str(taps)), out / "ray" / "ledger-run"
 
 
 @pytest.fixture(scope="module")
