@@ -505,8 +505,7 @@ class PsiParty:
                                    "authentication (tampered, or from another run)") from None
         own = _key_columns(np.frombuffer(raw, dtype=np.uint8).reshape(n, self.truncate))
         peer = _key_columns(self._peer_keys)
-        hit = np.flatnonzero(_member(own, peer))
-        order = hit[np.lexsort(own[hit].T[::-1])] if hit.size else hit
+        order = _common_in_key_order(own, peer)
         if order.size > 1 and (np.diff(own[order], axis=0) == 0).all(axis=1).any():
             raise PsiProtocolError(f"PSI party {self.role}, {STEP2}: two intersection items "
                                    f"share a {self.truncate}-byte key; rerun with a larger "
@@ -552,19 +551,35 @@ def _key_columns(keys: np.ndarray) -> np.ndarray:
     return padded.view(">u8").astype(np.uint64)
 
 
-def _member(own: np.ndarray, peer: np.ndarray) -> np.ndarray:
-    """Which rows of ``own`` occur in ``peer`` (both (n, k) uint64); sort + binary search."""
-    hit = np.zeros(own.shape[0], dtype=bool)
+def _sorted_by_key(keys: np.ndarray) -> np.ndarray:
+    """Row order of ``keys`` ((n, k) uint64) by the full key; fast path sorts one column."""
+    order = np.argsort(keys[:, 0])  # SIMD quicksort; exact unless first columns tie
+    first = keys[order, 0]
+    if keys.shape[1] > 1 and first.size > 1 and (first[1:] == first[:-1]).any():
+        order = np.lexsort(keys.T[::-1])  # rare (2^-64 per pair): full lexical order
+    return order
+
+
+def _common_in_key_order(own: np.ndarray, peer: np.ndarray) -> np.ndarray:
+    """Indices of the rows of ``own`` that occur in ``peer``, sorted by key.
+
+    Sorting both sides first turns the membership test into cache-friendly merges (random
+    binary searches over 1M keys cost ~5x more). The result is sorted by the full key, the
+    order both parties agree on.
+    """
     if own.shape[0] == 0 or peer.shape[0] == 0:
-        return hit
-    srt = peer[np.argsort(peer[:, 0], kind="stable")]
-    lo = np.searchsorted(srt[:, 0], own[:, 0], side="left")
-    hi = np.searchsorted(srt[:, 0], own[:, 0], side="right")
+        return np.zeros(0, dtype=np.int64)
+    oi = _sorted_by_key(own)
+    os_ = own[oi]
+    ps = peer[np.argsort(peer[:, 0])]
+    lo = np.searchsorted(ps[:, 0], os_[:, 0], side="left")
+    hi = np.searchsorted(ps[:, 0], os_[:, 0], side="right")
+    hit = np.zeros(oi.size, dtype=bool)
     single = np.flatnonzero(hi - lo == 1)
-    hit[single] = (srt[lo[single]] == own[single]).all(axis=1)
+    hit[single] = (ps[lo[single]] == os_[single]).all(axis=1)
     for i in np.flatnonzero(hi - lo > 1):  # first 8 bytes collide: rare, compare in full
-        hit[i] = bool((srt[lo[i]:hi[i]] == own[i]).all(axis=1).any())
-    return hit
+        hit[i] = bool((ps[lo[i]:hi[i]] == os_[i]).all(axis=1).any())
+    return oi[hit].astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ local run

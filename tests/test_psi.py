@@ -331,3 +331,17 @@ def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["correct"] is True and out["size"] == 300 and out["intersection"] == 90
     assert out["seconds"] > 0 and out["items_per_s"] > 0
+
+
+def test_matching_handles_keys_sharing_their_first_8_bytes() -> None:
+    from protocols.psi import _common_in_key_order, _key_columns
+
+    rng = np.random.default_rng(13)
+    own = rng.integers(0, 256, (200, 12), dtype=np.uint8)
+    own[10:20, :8] = own[0, :8]  # ten keys share their first 8 bytes, differ after
+    peer = rng.integers(0, 256, (150, 12), dtype=np.uint8)
+    peer[:5] = own[[12, 3, 15, 77, 0]]
+    peer[5:9, :8] = own[0, :8]  # near-misses: same first 8 bytes, not in own
+    got = _common_in_key_order(_key_columns(own), _key_columns(peer))
+    assert sorted(got.tolist()) == [0, 3, 12, 15, 77]
+    assert [bytes(own[i]) for i in got] == sorted(bytes(own[i]) for i in got)
