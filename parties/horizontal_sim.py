@@ -144,6 +144,7 @@ class InProcessGrid(Grid):
 
         self.client_app = client_app
         self._run_id = run_id
+        self.wire_seconds = 0.0  # time spent (de)serialising, i.e. emulating the transport
         self.contexts = {1000 + i: Context(run_id=run_id, node_id=1000 + i,
                                            node_config={"partition-id": i, "num-partitions": n_nodes},
                                            state=RecordDict(), run_config={})
@@ -178,9 +179,13 @@ class InProcessGrid(Grid):
         from flwr.app import Error, Message
         from flwr.common.constant import ErrorCode
 
+        import time
+
         replies = []
         for msg in messages:
+            t = time.perf_counter()
             inbound = _wire_copy(msg)
+            self.wire_seconds += time.perf_counter() - t
             ctx = self.contexts[inbound.metadata.dst_node_id]
             saved = copy.deepcopy(ctx.state)
             try:
@@ -189,7 +194,9 @@ class InProcessGrid(Grid):
                 ctx.state = saved
                 reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
                                       reason=f"{type(ex)}:<'{ex}'>"), reply_to=inbound)
+            t = time.perf_counter()
             replies.append(_wire_copy(reply))
+            self.wire_seconds += time.perf_counter() - t
         return replies
 
 
