@@ -251,12 +251,10 @@ def _parse_ciphertexts(pk: PublicKey, data: bytes, count: int, what: str) -> Enc
     if len(data) != count * width:
         raise ProtocolError(f"{what}: expected {count} ciphertexts ({count * width} bytes), got {len(data)} bytes "
                             "(wrong length, wrong key size or truncated)")
-    vec = EncryptedVector.from_bytes(pk, data, validate=False)
-    if count:
-        cts = vec.ciphertexts
-        if min(cts) <= 0 or max(cts) >= pk.nsquare:
-            raise ProtocolError(f"{what}: ciphertext outside Z_(n^2): made under a different key or corrupted")
-    return vec
+    try:
+        return EncryptedVector.from_bytes(pk, data, validate=True)  # 0 < c < n^2, gcd(c, n) = 1 (batched)
+    except PaillierError as exc:
+        raise ProtocolError(f"{what}: {exc}") from None
 
 
 def _encrypt_fresh(pk: PublicKey, values: list[int]) -> EncryptedVector:
