@@ -605,7 +605,8 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
     run_.flush()
     result: dict[str, Any] = {
         "mode": "horizontal", "aggregation": settings.aggregation, "rounds": settings.rounds,
-        "banks": {b.name: b.n_train for b in banks}, "model": settings.model, "fedprox_mu": settings.fedprox_mu,
+        "banks": {b.name: b.n_train for b in banks}, "rows_train": sum(b.n_train for b in banks),
+        "rows_test": len(run_.holdout) if run_.holdout is not None else 0, "model": settings.model, "fedprox_mu": settings.fedprox_mu,
         "local_epochs": settings.local_epochs, "skew": settings.skew, "history": run_.history,
         "train_seconds": round(train_seconds, 2), "flower_round_trips": rgrid_calls(rgrid),
         "model_sha256": release["sha256"], "model_path": release["path"],
