@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("vertical-lr", "secureboost", "horizontal")
+MODES = ("vertical-lr", "secureboost", "horizontal", "inference")
 ROLES = ("bank", "credit_centre")
 _TOP_LEVEL = {"run", "data", "parties", "psi", "lr", "secureboost", "horizontal", "simulation",
-              "ledger", "consent", "deploy", "evaluation"}
+              "ledger", "consent", "deploy", "evaluation", "inference"}
 
 
 class ConfigError(ValueError):

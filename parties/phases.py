@@ -436,3 +436,6 @@ class ScorePhase(Phase):
 PHASES: dict[str, Phase] = {"align": AlignPhase(), "split": SplitPhase(), "hetero_lr": HeteroLRPhase(),
                             "secureboost": SecureBoostPhase(),
                             "score": ScorePhase(), "release": ReleasePhase()}
+
+# joint inference builds on the helpers above and adds PHASES["inference"] itself
+import parties.inference_phase  # noqa: E402,F401

@@ -57,6 +57,10 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
 
             introduce(grid, recorder, scenario, timeout)
             metrics = run_horizontal(grid, context, scenario, recorder, out_dir)
+        elif scenario.mode == "inference":
+            from parties.inference_server import run_inference
+
+            metrics = run_inference(grid, scenario, recorder, out_dir, timeout=timeout)
         else:
             from parties.vertical_server import run_vertical
 
