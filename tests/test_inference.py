@@ -252,6 +252,28 @@ def test_centre_refuses_a_purpose_other_than_loan_decision(trained, applicants, 
     assert "loan_decision" in status["error"]
 
 
+@pytest.mark.slow
+def test_secureboost_model_scores_applicants_exactly(trained, applicants, tmp_path):
+    """Train small SecureBoost (slow: ~20 s), then score through the apps; equals predict_local."""
+    text = inference_text(trained).replace('mode = "inference"', 'mode = "secureboost"').split("[inference]")[0]
+    text += "[secureboost]\nn_trees = 2\nmax_depth = 2\nmax_bins = 8\nkey_bits = 1024\ninsecure_test_key = true\n"
+    text = text.replace('purpose = "loan_decision"', 'purpose = "credit_risk_modelling"')
+    assert run_in_process(config.loads(text), tmp_path / "train")["status"] == "completed"
+    status = run_in_process(config.loads(inference_text(trained, model_dir=tmp_path / "train")), tmp_path / "inf")
+    assert status["status"] == "completed", status
+    parts = {p: json.loads((tmp_path / f"train/nodes/{p}/model.json").read_text()) for p in ("bank", "credit_centre")}
+    guest = SecureBoostGuestModel.from_bytes(bytes.fromhex(parts["bank"]["model"]["model_hex"]))
+    host = SecureBoostHostModel.from_bytes(bytes.fromhex(parts["credit_centre"]["model"]["model_hex"]))
+    scored = applicants["allowed_known"]
+    xb = LocalPreprocessor.from_dict(parts["bank"]["preprocessor"]).transform(
+        applicants["frame"].set_index("uscc").loc[scored, parts["bank"]["feature_names"]].to_numpy(float))
+    xc = LocalPreprocessor.from_dict(parts["credit_centre"]["preprocessor"]).transform(
+        trained["centre"].set_index("uscc").loc[scored, parts["credit_centre"]["feature_names"]].to_numpy(float))
+    s = pd.read_csv(tmp_path / "inf/nodes/bank/scores.csv", dtype={"uscc": str}).set_index("uscc")
+    np.testing.assert_allclose(s.loc[scored, "score"].to_numpy(), predict_local(guest, host, xb, xc), rtol=1e-9)
+    assert json.loads((tmp_path / "inf/metrics.json").read_text())["model_type"] == "secureboost"
+
+
 # -- protocol level ---------------------------------------------------------------------------
 
 def _lr_parties(n_bank=30, n_known=25, refuse=(3, 7), batch=0, session="s1"):
