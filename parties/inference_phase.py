@@ -175,7 +175,9 @@ class InferencePhase(Phase):
     def progress(self, party: Party) -> dict:
         """After init: which model part this node loaded (the coordinator checks it before any query)."""
         sha = getattr(party, "model_sha256", None)
-        return {"model": {"type": party.model.model_type, "sha256": sha}} if sha else {}  # type: ignore[attr-defined]
+        if not sha or party.s.phase not in ("wait_key", "wait_request"):  # type: ignore[attr-defined]
+            return {}
+        return {"model": {"type": party.model.model_type, "sha256": sha}}  # type: ignore[attr-defined]
 
     def dump(self, party: Party) -> bytes:
         return party.to_state()  # type: ignore[attr-defined]
