@@ -252,7 +252,10 @@ def _needles(values: np.ndarray) -> tuple[set[bytes], set[bytes]]:
     for v in np.asarray(values, dtype=np.float64).ravel().tolist():
         if v == 0.0:
             continue
-        binary.update({struct.pack("<d", v), struct.pack(">d", v), struct.pack("<f", v)})
+        # 8-byte needles only: a 4-byte float32 pattern occurs by chance in megabytes of
+        # ciphertext (expected ~1 hit per run), which made this test flaky; plaintext arrays
+        # are already excluded structurally above.
+        binary.update({struct.pack("<d", v), struct.pack(">d", v)})
         text.add(repr(v).encode())
         for fb in (12, 24):
             iv = int(round(v * 2**fb))
