@@ -128,9 +128,11 @@ def _print(summary: dict) -> None:
     lat = summary.get("latency", {})
     console.print(f"run {summary.get('run_id')}: {status.get('status')} in {summary.get('timings', {}).get('run_s')} s "
                   f"(whole deployment {summary.get('wall_seconds')} s)")
-    console.print(f"Flower round trips: {lat.get('flower_round_trips')} "
-                  f"({lat.get('round_trips_per_epoch')} per epoch, {lat.get('seconds_per_round_trip')} s each); "
-                  f"training {lat.get('train_seconds')} s = {lat.get('train_seconds_per_epoch')} s per epoch")
+    console.print(f"Flower round trips: {lat.get('flower_round_trips')} in all "
+                  f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each")
+    console.print(f"training: {lat.get('train_round_trips_per_epoch')} round trips and "
+                  f"{lat.get('train_wall_seconds_per_epoch')} s wall time per epoch "
+                  f"({lat.get('epochs')} epoch(s), key exchange included)")
     v = summary.get("verification") or {}
     console.print("ledger: " + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
                   + f" ({v.get('records')} records; egress matched {v.get('egress_matched')})")

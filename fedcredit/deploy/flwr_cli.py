@@ -45,6 +45,9 @@ def base_env(flwr_home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0",
                 "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"})
+    # SuperExec picks up a waiting ClientApp/ServerApp task every second by default; every
+    # protocol step waits for it once per node, so poll faster (documented Flower setting).
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
     bindir = str(Path(sys.executable).parent)
     if bindir not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

@@ -219,8 +219,11 @@ class Deployment:
     # -- the run --------------------------------------------------------------------------------
     def submit(self) -> int:
         assert self.cli is not None
+        # node-ids: which Flower node id each party's *registered key* got, so the coordinator can
+        # name a party that fails before introducing itself and check introductions against keys.
         run_config = {"scenario": str(Path(self.opts.scenario).resolve()), "out-dir": str(self.out),
-                      "coordinator-key": str(self.keys.ledger_key)}
+                      "coordinator-key": str(self.keys.ledger_key),
+                      "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True)}
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app,
                             client=self.opts.client_app)
         rc_file = self.flower / "run-config.toml"
@@ -296,9 +299,16 @@ class Deployment:
         mpath = self.out / "metrics.json"
         if mpath.exists():
             metrics = json.loads(mpath.read_text())
-        return {"status": status, "run_id": self.run_id, "superlink": self.address,
+        flower: dict[str, Any] = {}
+        if self.cli is not None and self.run_id is not None:
+            try:  # Flower's own accounting: bytes through the SuperLink, ServerApp/ClientApp CPU time
+                info = self.cli.run_info(self.run_id)
+                flower = {k: info.get(k) for k in ("status", "network-traffic", "compute-time", "elapsed")}
+            except FlwrCliError as exc:
+                flower = {"error": str(exc)}
+        return {"status": status, "run_id": self.run_id, "superlink": self.address, "flower_run": flower,
                 "node_ids": self.node_ids, "timings": self.timings,
-                "latency": epoch_latency(metrics, self.timings.get("run_s")),
+                "latency": epoch_latency(metrics, self.out / "ledger.sqlite", self.timings.get("run_s")),
                 "verification": self.verify() if (self.out / "ledger.sqlite").exists() else None,
                 "events": self.events, "logs": str(self.logs)}
 
@@ -326,25 +336,51 @@ class Deployment:
         return left
 
 
-def epoch_latency(metrics: dict[str, Any], run_seconds: float | None) -> dict[str, Any]:
-    """Flower round trips per epoch and wall time per epoch, from the coordinator's metrics."""
+TRAIN_PHASES = ("hetero_lr", "secureboost", "train")
+
+
+def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: float | None) -> dict[str, Any]:
+    """Flower round trips and wall time, overall and per training epoch.
+
+    Round trips are counted from the ledger's ``step`` records (one per coordinator -> nodes ->
+    coordinator exchange), grouped by protocol phase; their timestamps give the wall time of each.
+    The training phase's round trips, minus its init/finish, divided by the epochs run, is the
+    number that grows with training length; the rest is a fixed cost per run.
+    """
+    import datetime as dt
+    import statistics
+
     history = metrics.get("history") or []
     epochs = metrics.get("epochs") or len(history) or None
-    trips = metrics.get("flower_round_trips")
-    out: dict[str, Any] = {"flower_round_trips": trips, "epochs": epochs,
+    out: dict[str, Any] = {"epochs": epochs, "flower_round_trips": metrics.get("flower_round_trips"),
                            "train_seconds": metrics.get("train_seconds"), "run_seconds": run_seconds}
-    if epochs and trips is not None:
-        out["round_trips_per_epoch"] = round(float(trips) / float(epochs), 2)
     if epochs and metrics.get("train_seconds") is not None:
         out["train_seconds_per_epoch"] = round(float(metrics["train_seconds"]) / float(epochs), 2)
-    steps = [h.get("steps") for h in history if isinstance(h, dict) and h.get("steps") is not None]
-    if steps:
-        out["train_steps_per_epoch"] = steps
     secs = [h.get("seconds") for h in history if isinstance(h, dict) and h.get("seconds") is not None]
     if secs:
-        out["seconds_per_epoch"] = secs
-    if trips and metrics.get("seconds"):
-        out["seconds_per_round_trip"] = round(float(metrics["seconds"]) / float(trips), 2)
+        out["seconds_per_epoch"] = [round(float(x), 2) for x in secs]
+    if ledger is None or not Path(ledger).exists():
+        return out
+    from fedcredit.ledger import read_records
+
+    steps = [(r.payload.get("step", "?"), dt.datetime.fromisoformat(r.ts.replace("Z", "+00:00")))
+             for r in read_records(ledger) if r.kind == "step"]
+    by_phase: dict[str, int] = {}
+    for name, _ in steps:
+        phase = str(name).split("/", 1)[0]
+        by_phase[phase] = by_phase.get(phase, 0) + 1
+    out["round_trips_by_phase"] = by_phase
+    out["ledger_round_trips"] = len(steps)
+    gaps = [(b - a).total_seconds() for (_, a), (_, b) in zip(steps, steps[1:])]
+    if gaps:
+        out["seconds_per_round_trip_median"] = round(statistics.median(gaps), 2)
+    train = [(n, t) for n, t in steps if str(n).split("/", 1)[0] in TRAIN_PHASES]
+    if train and epochs:
+        inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
+        out["train_round_trips"] = len(inner)  # includes the phase's one-off key exchange
+        out["train_round_trips_per_epoch"] = round(len(inner) / float(epochs), 2)
+        out["train_wall_seconds_per_epoch"] = round(
+            (train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
     return out
 
 
