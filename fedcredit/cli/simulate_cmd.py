@@ -138,9 +138,16 @@ def _print_summary(out: Path, status: dict) -> None:
             t.add_row("[bold]federated[/]", f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['gini']:.4f}")
         for name, r in sorted(m.get("centralised", {}).items()):
             t.add_row(f"centralised {name}", f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
-        console.print(t)
-        console.print(f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
-                      f"Flower round trips: {m.get('flower_round_trips')}")
+        if "auc" in m:
+            console.print(t)
+            console.print(f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
+                          f"Flower round trips: {m.get('flower_round_trips')}")
+        if m.get("mode") == "inference":
+            refused = ", ".join(f"{k} {v}" for k, v in sorted(m.get("refused", {}).items())) or "none"
+            console.print(f"applicants {m.get('applicants')}: scored {m.get('scored')}, refused by consent "
+                          f"({refused}), unknown at the centre {m.get('unknown_at_centre')}; "
+                          f"scores in {m.get('scores_path')}")
+            console.print(f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}")
     v = status.get("verification", {})
     console.print(f"ledger: {status.get('ledger')} — "
                   + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
