@@ -269,7 +269,8 @@ class Deployment:
                     finished_at = now
             if finished_at is not None and now - finished_at > 10:
                 raise DeployError(f"Flower says run {self.run_id} finished but the coordinator wrote no "
-                                  f"status.json (see {self.logs / 'superlink.log'})")
+                                  f"status.json; end of {self.logs / 'superlink.log'}:\n"
+                                  + self.procs.procs[SUPERLINK].log_tail(40))
             if now > deadline:
                 self.cli.stop(self.run_id)
                 raise DeployError(f"run {self.run_id} did not finish within {self.opts.run_timeout:.0f} s")
@@ -426,7 +427,8 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
                     left = dep.stop()
     except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised below
         error = exc
-        left = dep.procs.running()
+        with _block_signals():  # idempotent; covers a signal that arrived just before the first stop
+            left = dep.stop()
     summary.update({"wall_seconds": round(time.monotonic() - t0, 2), "left_running": left,
                     "out": str(dep.out)})
     if error is not None:
