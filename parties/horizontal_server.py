@@ -229,6 +229,10 @@ class HorizontalStrategy(FedAvg):
     def __repr__(self) -> str:
         return f"HorizontalStrategy({self.run.settings.aggregation}, {self.task})"
 
+    def ledger_round(self, server_round: int) -> int:
+        """Round number in the ledger: the feature-moments round is round 0."""
+        return 0 if self.task == "stats" else server_round
+
     def round_config(self, server_round: int, bank: Bank) -> dict[str, Any]:
         cfg: dict[str, Any] = {hc.CFG_SCENARIO: self.run.scenario.config_hash, hc.CFG_ROUND: server_round,
                                hc.CFG_TASK: self.task, hc.CFG_N_REF: self.run.n_ref}
@@ -243,8 +247,11 @@ class HorizontalStrategy(FedAvg):
 
     def configure_fit(self, server_round: int, parameters: Parameters,
                       client_manager: ClientManager) -> list[tuple[ClientProxy, FitIns]]:
-        self.run.grid.round = server_round
-        client_manager.wait_for(len(self.run.banks), timeout=int(self.run.settings.timeout))
+        self.run.grid.round = self.ledger_round(server_round)
+        # num_available() makes Flower's client-manager thread register the grid's nodes now (a bare
+        # wait_for would sleep until its next 5 s poll); a node that went away must not stall a round
+        client_manager.num_available()
+        client_manager.wait_for(len(self.run.banks), timeout=int(min(10, self.run.settings.timeout)))
         proxies = {p.node_id: p for p in client_manager.all().values()}  # type: ignore[attr-defined]
         out = []
         for bank in self.run.banks:
@@ -353,8 +360,9 @@ class SecAggPlusRound(SecAggPlusWorkflow):
         else:
             self.clipping_range = auto_clipping_range(parameters_to_ndarrays(params), s.clipping_headroom,
                                                       s.min_clipping_range)
-        self.run.secagg_ranges.append(self.clipping_range)
-        self.run.grid.round = rnd
+        if self.strategy.task == "train":
+            self.run.secagg_ranges.append(self.clipping_range)
+        self.run.grid.round = self.strategy.ledger_round(rnd)
         super().__call__(grid, context)
         if rnd not in self.strategy.aggregated:
             self.run.flush()
@@ -377,7 +385,7 @@ class CkksFitWorkflow:
     def __call__(self, grid: Grid, context: Context) -> None:
         ctx = cast(LegacyContext, context)
         rnd, params = _current(ctx)
-        self.run.grid.round = rnd
+        self.run.grid.round = self.strategy.ledger_round(rnd)
         agg = self.run.ckks_agg
         assert agg is not None
         instructions = ctx.strategy.configure_fit(rnd, params, ctx.client_manager)
@@ -400,7 +408,8 @@ class CkksFitWorkflow:
                     raise hckks.CkksContextMismatch(f"{bank.name}: update encrypted under CKKS key {fp[:12]}…, "
                                                     f"the run's key is {self.run.key_fp[:12]}…")
                 loaded.append(agg.load(bank.name, res.parameters.tensors, expected))
-                self.run.ckks_upload_bytes.append(sum(len(t) for t in res.parameters.tensors))
+                if self.strategy.task == "train":
+                    self.run.ckks_upload_bytes.append(sum(len(t) for t in res.parameters.tensors))
             except hckks.CkksContextMismatch as exc:
                 self.run.recorder.event("update_rejected", {"party": bank.name, "round": rnd,
                                                             "step": "horizontal.fit", "reason": str(exc)})
