@@ -100,7 +100,7 @@ def loads(text: str, path: Path | None = None) -> Scenario:
         opts = {k: v for k, v in spec.items() if k not in ("role", "data")}
         parties.append(PartySpec(name=name, role=spec["role"], data=spec.get("data", "default_credit"),
                                  options=opts))
-    sections = {k: v for k, v in raw.items() if k not in ("run", "parties")}
+    sections = {k: v for k, v in raw.items() if k != "parties"}
     return Scenario(
         name=str(run["name"]),
         mode=str(run["mode"]),

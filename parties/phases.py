@@ -262,6 +262,11 @@ class AlignPhase(Phase):
             rows = np.array([pos[ids_used[i]] for i in result.rows], dtype=np.int64)
         else:
             rows = np.asarray(result.rows, dtype=np.int64)
+        # PSI's common order is random per run (it follows the ECDH keys). Both parties know the
+        # intersection's ids, so both re-sort it by USCC: the same order on both sides, and the
+        # same batches and validation rows in every run with the same seed.
+        own_ids = node.data().ids
+        rows = rows[np.argsort(np.array([own_ids[i] for i in rows]), kind="stable")]
         put_array(node, "common_rows", rows)
         summary = {"intersection": int(result.size), **{k: int(v) for k, v in result.stats.items()}}
         if node.role == "bank":

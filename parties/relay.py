@@ -61,13 +61,16 @@ class Relay:
             order.append(party)
         by_node = {m.metadata.dst_node_id: p for m, p in zip(msgs, order)}
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        # Flower answers for an unreachable node itself (from the SuperLink's id), so map replies
+        # to the message they answer first, and fall back to the sender id.
+        by_message = {m.metadata.message_id: p for m, p in zip(msgs, order) if m.metadata.message_id}
         self.steps += 1
         out: dict[str, NodeReply] = {}
         described: list[dict] = []
         failures: list[tuple[str, str]] = []
         for rep in replies:
-            party = by_node.get(rep.metadata.src_node_id)
-            if party is None:
+            party = by_message.get(rep.metadata.reply_to_message_id) or by_node.get(rep.metadata.src_node_id)
+            if party is None or party in out:
                 continue
             if rep.has_error():
                 failures.append((party, rep.error.reason or f"error code {rep.error.code}"))

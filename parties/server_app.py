@@ -45,7 +45,7 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
         from fedcredit.ledger import load_private_key
 
         key = load_private_key(str(context.run_config["coordinator-key"]))
-    timeout = float(scenario.section("run").get("step_timeout", 900) if scenario.section("run") else 900)
+    timeout = float(scenario.section("run").get("step_timeout", 900))
     recorder = Recorder(out_dir, scenario, signing_key=key)
     started = time.time()
     status: dict = {"scenario": scenario.name, "mode": scenario.mode, "run_id": recorder.run_id,
