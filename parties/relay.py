@@ -109,9 +109,21 @@ class Relay:
         raise RunFailed(party, step, reason)
 
     def run_phase(self, phase: str, params: dict[str, dict], *, max_steps: int = 100_000) -> dict[str, dict]:
-        """init -> relay steps until quiet -> finish; returns each party's finish summary."""
+        """init -> relay steps until quiet -> results; returns each party's finish summary.
+
+        A party that finishes during a step reports its result in that reply; only parties that
+        did not (none, in the protocols here) get a separate finish message.
+        """
         parties = list(params)
+        results: dict[str, dict] = {}
+
+        def absorb(replies: dict[str, NodeReply]) -> None:
+            for p, r in replies.items():
+                if transport.FINISHED in r.summary:
+                    results[p] = r.summary[transport.FINISHED]
+
         replies = self.call(transport.INIT, phase, f"{phase}/init", {p: (params[p], []) for p in parties})
+        absorb(replies)
         finished = {p: r.finished for p, r in replies.items()}
         n = 0
         while True:
@@ -126,10 +138,14 @@ class Relay:
                 inbox.setdefault(env.recipient, []).append(env)
             self.round = n
             replies = self.call(transport.STEP, phase, f"{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
+            absorb(replies)
             finished.update({p: r.finished for p, r in replies.items()})
         unfinished = [p for p, done in finished.items() if not done]
         if unfinished:
             raise RunFailed(unfinished[0], f"{phase}/{n}", "stopped sending but did not finish the phase")
-        done = self.call(transport.FINISH, phase, f"{phase}/finish", {p: (params[p], []) for p in parties})
+        remaining = [p for p in parties if p not in results]
+        if remaining:
+            done = self.call(transport.FINISH, phase, f"{phase}/finish", {p: (params[p], []) for p in remaining})
+            results.update({p: r.summary for p, r in done.items()})
         log.info("phase %s done: %d relay steps", phase, n)
-        return {p: r.summary for p, r in done.items()}
+        return results

@@ -21,6 +21,7 @@ HELLO = "query.fc_hello"
 INIT = "query.fc_init"
 STEP = "query.fc_step"
 FINISH = "query.fc_finish"
+FINISHED = "finished_summary"  # key of a summary that carries the party's phase result
 
 
 @dataclass

@@ -66,6 +66,10 @@ def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioP
                 outbox = party.receive(inbox) if kind == transport.STEP else []
             if kind == transport.FINISH:
                 summary = adapter.finish(node, party)
+            elif party.finished:
+                # Finish right away (persist results, report) instead of waiting for a separate
+                # finish message: one Flower round trip less per phase (~6 s in deployment).
+                summary = {**adapter.progress(party), transport.FINISHED: adapter.finish(node, party)}
             else:
                 node.put(_state_key(phase), adapter.dump(party))
                 summary = adapter.progress(party)
