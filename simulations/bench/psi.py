@@ -56,16 +56,23 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def _peak_rss_mb() -> int | None:
-    """Peak RSS of the party process (both parties; workers excluded), in MiB."""
+def _rss_mb(field: str) -> int | None:
+    """A memory figure of this process from /proc (VmRSS now, VmHWM peak), in MiB."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return round(int(line.split()[1]) / 1024)
     except OSError:
         pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return None
+
+
+class _SizeLog(list):  # type: ignore[type-arg]
+    """A transcript that keeps message sizes only, so it does not inflate the peak RSS."""
+
+    def append(self, item: tuple[str, str, bytes]) -> None:
+        super().append((item[0], item[1], len(item[2])))
 
 
 def check(a: list[str], b: list[str], truth: set[str], res_a, res_b) -> bool:
@@ -114,17 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generated 2 x {args.size} ids ({len(truth)} common) in "
           f"{time.perf_counter() - t0:.1f}s; load average {os.getloadavg()[0]:.2f}")
 
-    transcript: list[tuple[str, str, bytes]] = []
+    transcript = _SizeLog()
     load_before = os.getloadavg()[0]
     cpu0 = _cpu_seconds()
     _reset_peak_rss()
+    rss0 = _rss_mb("VmRSS:")
     t0 = time.perf_counter()
     res_a, res_b = run_local(a, b, session="bench", workers=args.workers,
                              chunk_size=args.chunk, truncate=args.truncate,
                              transcript=transcript)
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0  # workers are joined by run_local, so they are counted
-    peak = _peak_rss_mb()
+    peak = _rss_mb("VmHWM:")
     correct = check(a, b, truth, res_a, res_b)
     out: dict[str, object] = {
         "size": args.size,
@@ -138,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         "ops_per_cpu_s": round(4 * args.size / cpu),
         "intersection": res_a.size,
         "correct": correct,
-        "wire_bytes": sum(len(d) for _, _, d in transcript),
-        "psi_peak_rss_mb": peak,
+        "wire_bytes": sum(n for _, _, n in transcript),
+        "psi_peak_rss_mb": peak - rss0 if peak is not None and rss0 is not None else None,
         "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "load_avg_before": round(load_before, 2),
         "load_avg_after": round(os.getloadavg()[0], 2),
