@@ -29,13 +29,32 @@ def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = No
         return config.load(str(path))
 
     vertical_client.register(app, scenario_of, out_dir)
-    try:
-        from parties import horizontal_client
-    except ImportError:  # horizontal mode not installed in this build
-        pass
-    else:
-        horizontal_client.register(app, scenario_of, out_dir)
+    _register_horizontal_lazily(app, scenario_of, out_dir)
     return app
+
+
+# Message actions of the horizontal handlers (tests check this matches parties.horizontal_client).
+HORIZONTAL_QUERIES = ("horizontal_setup", "horizontal_keygen", "horizontal_install", "horizontal_release")
+
+
+def _register_horizontal_lazily(app: ClientApp, scenario_of, out_dir: Path | None) -> None:
+    """Horizontal training needs torch (~6 s to import). In deployment Flower starts a fresh
+    ClientApp process for every message, so vertical nodes must not pay for it: the horizontal
+    handlers are imported on the first horizontal message only."""
+    inner: dict[str, ClientApp] = {}
+
+    def delegate(message, context):
+        if "app" not in inner:
+            from parties import horizontal_client
+
+            sub = ClientApp()
+            horizontal_client.register(sub, scenario_of, out_dir)
+            inner["app"] = sub
+        return inner["app"](message, context)
+
+    app.train()(delegate)
+    for action in HORIZONTAL_QUERIES:
+        app.query(action)(delegate)
 
 
 app = build_client_app()

@@ -285,3 +285,9 @@ def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_
     # the ledger holds counts, never the refused ids
     blob = (tmp_path / "ledger.sqlite").read_bytes()
     assert not any(u.encode() in blob for u in subset["bank"]["uscc"][:300])
+
+
+def test_client_app_registers_every_horizontal_action_lazily():
+    from parties import client_app, horizontal_client
+
+    assert set(client_app.HORIZONTAL_QUERIES) == set(horizontal_client._QUERIES)
