@@ -173,9 +173,11 @@ class RecordingGrid(Grid):
             self._pending.append(_Pending(step, rnd, entry))
 
     def _event(self, kind: str, payload: dict) -> None:
+        if self.on_event is None:  # e.g. spare nodes declining the set-up: not part of the run
+            log.debug("%s: %s", kind, payload)
+            return
         log.warning("%s: %s", kind, payload)
-        if self.on_event is not None:
-            self.on_event(kind, payload)
+        self.on_event(kind, payload)
 
     def take(self) -> list[tuple[str, int, list[dict]]]:
         """Drain the recorded messages grouped by (step, round), in first-seen order.

@@ -389,7 +389,12 @@ def _query(action: str, msg: Message, ctx: Context, env: _Env) -> Message:
         _egress(env, ctx, scenario, step, kind, reply)
         return reply
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the coordinator, named
-        log.error("%s failed at %s:\n%s", who, action, traceback.format_exc())
+        from parties.roles import RoleError
+
+        if isinstance(exc, RoleError):  # a node that is no party of this scenario (e.g. a spare one)
+            log.info("%s: not part of this scenario: %s", who, exc)
+        else:
+            log.error("%s failed at %s:\n%s", who, action, traceback.format_exc())
         return Message(Error(code=ERROR_CODE, reason=f"{who}: {type(exc).__name__}: {exc}"), reply_to=msg)
 
 

@@ -121,11 +121,11 @@ class _Run:
 
 
 # -- messages --------------------------------------------------------------------------------
-def _query(run_or_grid: RecordingGrid, node_ids: list[int], action: str, payloads: dict[int, Any],
+def _query(grid: RecordingGrid, node_ids: list[int], action: str, payloads: dict[int, Any],
            timeout: float) -> dict[int, Message]:
     msgs = [Message(RecordDict({hc.MSG: ConfigRecord({"msg": wire.encode(payloads[n])})}), dst_node_id=n,
                     message_type=f"{MessageType.QUERY}.{action}", group_id=action) for n in node_ids]
-    return {r.metadata.src_node_id: r for r in run_or_grid.send_and_receive(msgs, timeout=timeout)}
+    return {r.metadata.src_node_id: r for r in grid.send_and_receive(msgs, timeout=timeout)}
 
 
 def _decode(reply: Message | None, cls: type, who: str, step: str) -> Any:
@@ -171,7 +171,7 @@ def _setup(grid: RecordingGrid, scenario: Scenario, settings: HorizontalSettings
                                  f"(answers from {sorted(found)})")
     banks = [found[n] for n in wanted]
     ref = banks[0]
-    for b in banks[1:]:
+    for b in banks:
         if b.schema != ref.schema or b.n_features != ref.n_features:
             raise HorizontalRunError(f"{b.name}: feature schema differs from {ref.name}'s "
                                      f"({b.n_features} vs {ref.n_features} columns); horizontal training "

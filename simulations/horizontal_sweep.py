@@ -75,28 +75,36 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """One panel per (banks, skew) -- banks across, skew down -- one line per mode."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    panels = sorted({(r["banks"], r["skew"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, sharey=True)
-    for ax, (k, skew) in zip(axes[0], panels):
-        for r in rows:
-            if (r["banks"], r["skew"]) != (k, skew) or r.get("error"):
-                continue
-            pts = [(h["round"], h["auc"]) for h in r["history"] if "auc" in h]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=r["mode"])
-            if r.get("pooled_auc") is not None:
-                ax.axhline(r["pooled_auc"], color="grey", ls=":", lw=1)
-        ax.set_title(f"{k} banks, skew {skew:g}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("round")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("holdout AUC (dotted: pooled)")
+    banks = sorted({r["banks"] for r in rows})
+    skews = sorted({r["skew"] for r in rows})
+    style = {"plain": ("-", "o"), "secagg+": ("--", "s"), "ckks": (":", "^")}  # modes overlap when equal
+    fig, axes = plt.subplots(len(skews), len(banks), figsize=(4.2 * len(banks), 3.2 * len(skews)),
+                             squeeze=False, sharey=True)
+    for i, skew in enumerate(skews):
+        for j, k in enumerate(banks):
+            ax = axes[i][j]
+            for r in rows:
+                if (r["banks"], r["skew"]) != (k, skew) or r.get("error"):
+                    continue
+                pts = [(h["round"], h["auc"]) for h in r["history"] if "auc" in h]
+                ls, mk = style.get(r["mode"], ("-", "."))
+                if pts:
+                    ax.plot(*zip(*pts), ls=ls, marker=mk, ms=4, mfc="none", label=r["mode"])
+                if r.get("pooled_auc") is not None:
+                    ax.axhline(r["pooled_auc"], color="grey", ls=":", lw=1)
+            ax.set_title(f"{k} banks, skew {skew:g}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if i == len(skews) - 1:
+                ax.set_xlabel("round")
+        axes[i][0].set_ylabel("holdout AUC (dotted: pooled)")
     axes[0][-1].legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
