@@ -275,14 +275,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--phe-rows", type=int, default=96)
     ap.add_argument("--workers", type=int, default=1, help="Paillier worker processes per party (default 1)")
     ap.add_argument("--skip-sequential", action="store_true")
+    ap.add_argument("--frac-bits-x", type=int, default=None,
+                    help="fixed-point fraction bits of the features (default: HeteroLRConfig's)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(args.workers)
     rows, phe_rows = (8192, 48) if args.quick else (args.rows, args.phe_rows)
     Xb, y, Xc, source = load_data(rows)
     data = {"Xb": Xb, "y": y, "Xc": Xc}
+    extra = {} if args.frac_bits_x is None else {"frac_bits_x": args.frac_bits_x}
     cfg = HeteroLRConfig(epochs=1, batch_size=args.batch_size, key_bits=args.key_bits,
-                         insecure_test_key=args.key_bits < 2048, early_stopping_patience=0)
+                         insecure_test_key=args.key_bits < 2048, early_stopping_patience=0, **extra)
     nb = batches_per_epoch(rows, cfg.batch_size)
     print(f"hetero-LR epoch: {rows} rows ({source}), bank {Xb.shape[1]}+1 / centre {Xc.shape[1]} features, "
           f"{nb} batches of ~{len(batch_schedule(rows, cfg.batch_size, cfg.seed, 0)[0])}, "
