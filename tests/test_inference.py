@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_vertical_subset
 
 from fedcredit import config
 from fedcredit.data import uscc
 from fedcredit.data.applicants import load_applicants
-from fedcredit.data.default_credit import load_vertical
 from fedcredit.data.schema import LABEL_COLUMN, DataError
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, read_records, verify
@@ -47,16 +47,7 @@ N_KNOWN, N_UNKNOWN = 42, 8
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("inf-data")
-    bank, centre = load_vertical("all", scaled=False)
-    keep = set(bank.ids[:N_ROWS])
-    b = pd.DataFrame(bank.features[:N_ROWS], columns=bank.feature_names)
-    b.insert(0, "uscc", bank.ids[:N_ROWS])
-    b.insert(1, LABEL_COLUMN, bank.labels[:N_ROWS])
-    cm = np.array([u in keep for u in centre.ids])
-    c = pd.DataFrame(centre.features[cm], columns=centre.feature_names)
-    c.insert(0, "uscc", np.array(centre.ids)[cm])
-    b.to_csv(d / "bank.csv", index=False)
-    c.to_csv(d / "centre.csv", index=False)
+    b, c = write_vertical_subset(d, N_ROWS)
     train_dir = d / "train"
     text = f"""
 [run]

@@ -11,14 +11,13 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from fedcredit import config
-from fedcredit.data.default_credit import load_vertical
 from fedcredit.data.schema import LABEL_COLUMN
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, verify
+from conftest import write_vertical_subset
 from parties import transport
 from parties.local_grid import run_in_process
 from protocols import wire
@@ -30,16 +29,7 @@ N_ROWS = 1500
 def subset(tmp_path_factory) -> dict:
     """The first N_ROWS bank customers of default_credit and the centre's rows for them, as CSVs."""
     d = tmp_path_factory.mktemp("vdata")
-    bank, centre = load_vertical("all", scaled=False)
-    keep = set(bank.ids[:N_ROWS])
-    b = pd.DataFrame(bank.features[:N_ROWS], columns=bank.feature_names)
-    b.insert(0, "uscc", bank.ids[:N_ROWS])
-    b.insert(1, LABEL_COLUMN, bank.labels[:N_ROWS])
-    cm = np.array([u in keep for u in centre.ids])
-    c = pd.DataFrame(centre.features[cm], columns=centre.feature_names)
-    c.insert(0, "uscc", np.array(centre.ids)[cm])
-    b.to_csv(d / "bank.csv", index=False)
-    c.to_csv(d / "centre.csv", index=False)
+    b, c = write_vertical_subset(d, N_ROWS)
     return {"dir": d, "bank": b, "centre": c}
 
 
