@@ -59,6 +59,7 @@ from fedcredit.horizontal.messages import (InstallReply, InstallRequest, KeygenR
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
 from parties import horizontal_client as hc
 from parties.horizontal_audit import RecordingGrid
+from parties.relay import wait_for_nodes
 from protocols import wire
 
 log = logging.getLogger(__name__)
@@ -136,20 +137,8 @@ def _decode(reply: Message | None, cls: type, who: str, step: str) -> Any:
     return wire.decode(bytes(reply.content.config_records[hc.MSG]["msg"]), cls)
 
 
-def _wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        ids = sorted(grid.get_node_ids())
-        if len(ids) >= expected:
-            return ids
-        if time.monotonic() > deadline:
-            raise HorizontalRunError(f"coordinator: only {len(ids)} of {expected} nodes connected within "
-                                     f"{timeout:.0f} s")
-        time.sleep(0.2)
-
-
 def _setup(grid: RecordingGrid, scenario: Scenario, settings: HorizontalSettings) -> list[Bank]:
-    node_ids = _wait_for_nodes(grid, len(scenario.parties), settings.timeout)
+    node_ids = wait_for_nodes(grid, len(scenario.parties), settings.timeout)
     req = SetupRequest(scenario_sha256=scenario.config_hash, want_x25519=settings.aggregation == "ckks")
     replies = _query(grid, node_ids, "horizontal_setup", {n: req for n in node_ids}, settings.timeout)
     wanted = hdata.bank_names(scenario)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,18 @@ class NodeReply:
     outbox: list[Envelope]
     finished: bool
     summary: dict
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = sorted(grid.get_node_ids())
+        if len(ids) >= expected:
+            return ids
+        if time.monotonic() > deadline:
+            raise RunFailed("coordinator", "connect",
+                            f"only {len(ids)} of {expected} party nodes connected within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 class Relay:

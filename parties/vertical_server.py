@@ -26,23 +26,11 @@ from flwr.serverapp import Grid
 from fedcredit.config import Scenario
 from parties import transport
 from parties.recorder import Recorder
-from parties.relay import Relay, RunFailed
+from parties.relay import Relay, RunFailed, wait_for_nodes
 
 log = logging.getLogger(__name__)
 
 TRAIN_PHASE = {"vertical-lr": "hetero_lr", "secureboost": "secureboost"}
-
-
-def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        ids = sorted(grid.get_node_ids())
-        if len(ids) >= expected:
-            return ids
-        if time.monotonic() > deadline:
-            raise RunFailed("coordinator", "connect",
-                            f"only {len(ids)} of {expected} party nodes connected within {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float) -> tuple[Relay, dict]:

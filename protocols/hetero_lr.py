@@ -72,6 +72,7 @@ from protocols.paillier import (
     generate_keypair,
     multi_exponentiate,
 )
+from protocols.inputs import as_features
 from protocols.party import Envelope, Party, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -308,21 +309,6 @@ def _digest(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def _as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None:
-    if X is None:
-        return None
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"{who}: {what} must be a 2-D matrix, got shape {X.shape}")
-    if n_cols is not None and X.shape[1] != n_cols:
-        raise ValueError(f"{who}: {what} has {X.shape[1]} columns, the training data has {n_cols}")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        r, c = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{who}: {what} has a non-finite value at row {r}, column {c}")
-    return np.ascontiguousarray(X)
-
-
 def _as_labels(y: np.ndarray | None, n: int, who: str, what: str) -> np.ndarray | None:
     """Labels as ±1 float64 (accepts 0/1 or -1/+1)."""
     if y is None:
@@ -391,10 +377,10 @@ class _HeteroLRParty(Party):
         self.peer = peer
         self.config = config
         self.on_epoch = on_epoch
-        self.X = _as_features(X_train, f"{self.role} {name!r}", "X_train")
+        self.X = as_features(X_train, f"{self.role} {name!r}", "X_train")
         if self.X.shape[0] == 0:
             raise ValueError(f"{self.role} {name!r}: X_train has no rows")
-        self.X_val = _as_features(X_val, f"{self.role} {name!r}", "X_val", self.X.shape[1])
+        self.X_val = as_features(X_val, f"{self.role} {name!r}", "X_val", self.X.shape[1])
         self._fp_x = FixedPoint(config.frac_bits_x, X_INT_BITS)
         self.X_int = self._encode_features(self.X, "X_train")
         self.X_val_int = None if self.X_val is None else self._encode_features(self.X_val, "X_val")
@@ -695,8 +681,8 @@ class BankLR(_HeteroLRParty):
     def __init__(self, name: str, peer: str, X_train: np.ndarray, y_train: np.ndarray, config: HeteroLRConfig, *,
                  X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
                  on_epoch: Callable[[dict], None] | None = None) -> None:
-        X_train = _as_features(X_train, f"bank {name!r}", "X_train")
-        X_val = _as_features(X_val, f"bank {name!r}", "X_val", X_train.shape[1])
+        X_train = as_features(X_train, f"bank {name!r}", "X_train")
+        X_val = as_features(X_val, f"bank {name!r}", "X_val", X_train.shape[1])
         self.n_raw = X_train.shape[1]
         self.y = _as_labels(y_train, X_train.shape[0], f"bank {name!r}", "y_train")
         if (X_val is None) != (y_val is None):
@@ -936,7 +922,7 @@ class BankLR(_HeteroLRParty):
 
     def partial_scores(self, X_new: np.ndarray) -> np.ndarray:
         """``X_new @ coef + intercept`` (local)."""
-        X_new = _as_features(X_new, f"bank {self.name!r}", "X_new", self.n_raw)
+        X_new = as_features(X_new, f"bank {self.name!r}", "X_new", self.n_raw)
         return X_new @ self.s.weights[:-1] + self.s.weights[-1]
 
 
@@ -1093,7 +1079,7 @@ class CentreLR(_HeteroLRParty):
 
     def partial_scores(self, X_new: np.ndarray) -> np.ndarray:
         """``X_new @ w_centre`` (local; leaves the node only through the scoring protocol)."""
-        X_new = _as_features(X_new, f"credit centre {self.name!r}", "X_new", self.n_weights)
+        X_new = as_features(X_new, f"credit centre {self.name!r}", "X_new", self.n_weights)
         return X_new @ self.s.weights
 
 
@@ -1120,7 +1106,7 @@ class _ScoringParty(Party):
             weights = weights["weights"]
         self.name, self.peer = name, peer
         w = np.asarray(weights, dtype=np.float64).ravel()
-        self.X = _as_features(X, f"{self.role} {name!r}", "X")
+        self.X = as_features(X, f"{self.role} {name!r}", "X")
         expected = self.X.shape[1] + (1 if self.role == BANK else 0)
         if w.shape[0] != expected:
             raise ValueError(f"{self.role} {name!r}: model has {w.shape[0]} weights, data has {self.X.shape[1]} "

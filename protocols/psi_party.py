@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from protocols import wire
 from protocols.party import Envelope, Party, ProtocolError
-from protocols.psi import PsiBlinded, PsiParty, PsiReblinded, PsiResult
+from protocols.psi import PsiBlinded, PsiParty, PsiResult
 
 _VERSION = "psi-party-v1"
 

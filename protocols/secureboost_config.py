@@ -18,6 +18,7 @@ import numpy as np
 from protocols import wire
 from protocols.binning import BinEdges, BinningError, fit_bins
 from protocols.gbdt_plain import GBDTParams
+from protocols.inputs import as_features  # noqa: F401  (re-exported for the SecureBoost parties)
 from protocols.paillier import MIN_KEY_BITS
 from protocols.party import Envelope, ProtocolError
 
@@ -121,21 +122,6 @@ class SecureBoostConfig:
 # ---------------------------------------------------------------------------------------------
 # input hygiene
 # ---------------------------------------------------------------------------------------------
-def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None:
-    if X is None:
-        return None
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"{who}: {what} must be a 2-D matrix, got shape {X.shape}")
-    if n_cols is not None and X.shape[1] != n_cols:
-        raise ValueError(f"{who}: {what} has {X.shape[1]} columns, the training data has {n_cols}")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        r, c = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{who}: {what} has a non-finite value at row {r}, column {c}")
-    return np.ascontiguousarray(X)
-
-
 def as_labels(y: np.ndarray | None, n: int, who: str, what: str) -> np.ndarray | None:
     if y is None:
         return None

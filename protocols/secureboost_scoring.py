@@ -25,6 +25,7 @@ import numpy as np
 
 from protocols import wire
 from protocols.gbdt_plain import OWNER_GUEST, OWNER_HOST, sigmoid
+from protocols.inputs import as_features
 from protocols.party import Envelope, Party, ProtocolError
 from protocols.secureboost_messages import (PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone)
 from protocols.secureboost_model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
@@ -47,16 +48,6 @@ class _ScoringState:
     raw: Any
 
 
-def _as_matrix(X: np.ndarray, who: str) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"{who}: features must be a 2-D matrix, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        r, c = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
-        raise ValueError(f"{who}: non-finite value at row {r}, column {c}")
-    return X
-
-
 class SecureBoostScoringGuest(Party):
     """Scores the guest's rows with the joint model; result in :attr:`scores` once finished."""
 
@@ -67,7 +58,7 @@ class SecureBoostScoringGuest(Party):
         if mode not in ("cross", "pairs"):
             raise ValueError(f'scoring mode must be "cross" or "pairs", got {mode!r}')
         self.name, self.peer, self.model = name, peer, model
-        self.X = _as_matrix(X, f"scoring guest {name!r}")
+        self.X = as_features(X, f"scoring guest {name!r}", "features")
         if self.X.shape[1] != model.n_features:
             raise ValueError(f"scoring guest {name!r}: model expects {model.n_features} features, X has "
                              f"{self.X.shape[1]}")
@@ -205,7 +196,7 @@ class SecureBoostScoringHost(Party):
 
     def __init__(self, name: str, peer: str, model: SecureBoostHostModel, X: np.ndarray) -> None:
         self.name, self.peer, self.model = name, peer, model
-        self.X = _as_matrix(X, f"scoring host {name!r}")
+        self.X = as_features(X, f"scoring host {name!r}", "features")
         if self.X.shape[1] != model.n_features:
             raise ValueError(f"scoring host {name!r}: model expects {model.n_features} features, X has "
                              f"{self.X.shape[1]}")
