@@ -55,8 +55,12 @@ def _default_credit() -> Pooled:
         xb, xj, y, _ = _join(bank, centre)
         parts[part] = (xb, xj, y)
     tr, te = parts["train"], parts["test"]
-    return Pooled((tr[0], te[0]), (tr[1], te[1]), (tr[2], te[2]),
-                  f"default_credit: {len(tr[2])} train / {len(te[2])} test rows (stratified 70/30, seed 42)")
+    return Pooled(
+        (tr[0], te[0]),
+        (tr[1], te[1]),
+        (tr[2], te[2]),
+        f"default_credit: {len(tr[2])} train / {len(te[2])} test rows (stratified 70/30, seed 42)",
+    )
 
 
 def _synthetic(directory: Path, seed: int) -> Pooled:
@@ -84,8 +88,10 @@ def _synthetic(directory: Path, seed: int) -> Pooled:
         ids.extend(np.asarray(bank.ids, dtype=object)[matched].tolist())
     xb, xj, y = np.vstack(xbs), np.vstack(xjs), np.concatenate(ys)
     test = hash_split_mask(ids, seed)
-    note = (f"{directory}: {len(banks)} bank(s) pooled, {len(y)} rows known to the centre "
-            f"({unmatched} bank rows unknown to the centre left out), {int((~test).sum())} train / {int(test.sum())} test")
+    note = (
+        f"{directory}: {len(banks)} bank(s) pooled, {len(y)} rows known to the centre "
+        f"({unmatched} bank rows unknown to the centre left out), {int((~test).sum())} train / {int(test.sum())} test"
+    )
     return Pooled((xb[~test], xb[test]), (xj[~test], xj[test]), (y[~test], y[test]), note)
 
 
@@ -109,8 +115,9 @@ def _pooled(dataset: str, seed: int) -> Pooled:
         return _default_credit()
     d = Path(dataset.split(":", 1)[1] if dataset.startswith("synthetic:") else dataset)
     if not d.is_dir():
-        raise DataError("dataset must be 'default_credit' or a directory written by `fedcredit data synth`",
-                        file=str(d))
+        raise DataError(
+            "dataset must be 'default_credit' or a directory written by `fedcredit data synth`", file=str(d)
+        )
     return _synthetic(d, seed)
 
 
@@ -125,13 +132,20 @@ def render_table(results: dict, title: str = "Centralised baselines (test set)")
     for name in MODELS:
         m = results[name]
         kind, feats = name.split("_", 1)
-        table.add_row(kind.upper(), "bank only" if feats == "bank_only" else "bank + centre",
-                      f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['gini']:.4f}", f"{m['log_loss']:.4f}")
+        table.add_row(
+            kind.upper(),
+            "bank only" if feats == "bank_only" else "bank + centre",
+            f"{m['auc']:.4f}",
+            f"{m['ks']:.4f}",
+            f"{m['gini']:.4f}",
+            f"{m['log_loss']:.4f}",
+        )
     Console().print(table)
 
 
-def run_baseline(dataset: str = "default_credit", out: Path | None = None, seed: int = 42,
-                 *, show: bool = True) -> dict:
+def run_baseline(
+    dataset: str = "default_credit", out: Path | None = None, seed: int = 42, *, show: bool = True
+) -> dict:
     """Fit the four pooled models; write ``out/metrics.json`` if ``out`` is given; return the metrics."""
     data = _pooled(dataset, seed)
     log.info("baseline data: %s", data.note)

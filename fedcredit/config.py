@@ -9,15 +9,29 @@ rejected so a typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 MODES = ("vertical-lr", "secureboost", "horizontal", "inference")
 ROLES = ("bank", "credit_centre")
-_TOP_LEVEL = {"run", "data", "parties", "psi", "lr", "secureboost", "horizontal", "simulation",
-              "ledger", "consent", "deploy", "evaluation", "inference"}
+_TOP_LEVEL = {
+    "run",
+    "data",
+    "parties",
+    "psi",
+    "lr",
+    "secureboost",
+    "horizontal",
+    "simulation",
+    "ledger",
+    "consent",
+    "deploy",
+    "evaluation",
+    "inference",
+}
 
 
 class ConfigError(ValueError):
@@ -80,8 +94,7 @@ def loads(text: str, path: Path | None = None) -> Scenario:
         raise ConfigError(f"{path or 'scenario'}: not valid TOML: {exc}") from None
     unknown = set(raw) - _TOP_LEVEL
     if unknown:
-        raise ConfigError(f"{path or 'scenario'}: unknown section(s) {sorted(unknown)}; "
-                          f"allowed: {sorted(_TOP_LEVEL)}")
+        raise ConfigError(f"{path or 'scenario'}: unknown section(s) {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL)}")
     run = raw.get("run", {})
     for key in ("name", "mode"):
         if key not in run:
@@ -98,8 +111,7 @@ def loads(text: str, path: Path | None = None) -> Scenario:
         if spec["role"] not in ROLES:
             raise ConfigError(f"[parties.{name}] role {spec['role']!r} is not one of {ROLES}")
         opts = {k: v for k, v in spec.items() if k not in ("role", "data")}
-        parties.append(PartySpec(name=name, role=spec["role"], data=spec.get("data", "default_credit"),
-                                 options=opts))
+        parties.append(PartySpec(name=name, role=spec["role"], data=spec.get("data", "default_credit"), options=opts))
     sections = {k: v for k, v in raw.items() if k != "parties"}
     return Scenario(
         name=str(run["name"]),

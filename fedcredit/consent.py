@@ -114,8 +114,12 @@ class ConsentFilterResult:
 
     def ledger_payload(self) -> dict[str, Any]:
         return {
-            "bank": self.bank, "purpose": self.purpose, "at": self.at.isoformat(),
-            "category": self.category, "checked": self.checked, "allowed": len(self.allowed),
+            "bank": self.bank,
+            "purpose": self.purpose,
+            "at": self.at.isoformat(),
+            "category": self.category,
+            "checked": self.checked,
+            "allowed": len(self.allowed),
             "refused": dict(sorted(self.refused.items())),
         }
 
@@ -140,8 +144,9 @@ class ConsentRegistry:
 
     # -- queries ---------------------------------------------------------------------------------
 
-    def check(self, uscc: str, bank: str, purpose: str, at: dt.date | dt.datetime,
-              category: str | None = None) -> str | None:
+    def check(
+        self, uscc: str, bank: str, purpose: str, at: dt.date | dt.datetime, category: str | None = None
+    ) -> str | None:
         """``None`` if ``bank`` may use ``uscc``'s data for ``purpose`` on ``at``, else the reason.
 
         With several records, any one that authorises suffices; otherwise the reason comes from the
@@ -162,8 +167,9 @@ class ConsentRegistry:
             return None
         return max(reasons)[2]
 
-    def filter(self, ids: Iterable[str], bank: str, purpose: str, at: dt.date | dt.datetime,
-               category: str | None = None) -> ConsentFilterResult:
+    def filter(
+        self, ids: Iterable[str], bank: str, purpose: str, at: dt.date | dt.datetime, category: str | None = None
+    ) -> ConsentFilterResult:
         """Split ``ids`` into those ``bank`` may use for ``purpose`` on ``at`` and refusal counts."""
         allowed: list[str] = []
         mask: list[bool] = []
@@ -177,21 +183,26 @@ class ConsentRegistry:
             else:
                 counts[reason] += 1
                 refused_ids[i] = reason
-        return ConsentFilterResult(bank, purpose, _as_date(at), category, allowed, dict(counts),
-                                   refused_ids, mask)
+        return ConsentFilterResult(bank, purpose, _as_date(at), category, allowed, dict(counts), refused_ids, mask)
 
     # -- construction ----------------------------------------------------------------------------
 
     @classmethod
-    def grant_all(cls, ids: Iterable[str], bank: str, purpose: str | Iterable[str] = PURPOSES, *,
-                  valid_from: dt.date = dt.date(2000, 1, 1), valid_until: dt.date = dt.date(2099, 12, 31),
-                  scope: Iterable[str] = (ALL_CATEGORIES,)) -> ConsentRegistry:
+    def grant_all(
+        cls,
+        ids: Iterable[str],
+        bank: str,
+        purpose: str | Iterable[str] = PURPOSES,
+        *,
+        valid_from: dt.date = dt.date(2000, 1, 1),
+        valid_until: dt.date = dt.date(2099, 12, 31),
+        scope: Iterable[str] = (ALL_CATEGORIES,),
+    ) -> ConsentRegistry:
         """Registry where every id consents (for bundled/synthetic-data demos, which have no real
         authorisations). Invalid ids raise, so a demo cannot silently skip the consent path."""
         purposes = (purpose,) if isinstance(purpose, str) else tuple(purpose)
         scope_set = frozenset(scope)
-        return cls(ConsentRecord(u, bank, p, scope_set, valid_from, valid_until)
-                   for u in ids for p in purposes)
+        return cls(ConsentRecord(u, bank, p, scope_set, valid_from, valid_until) for u in ids for p in purposes)
 
     def revoke(self, uscc: str, bank: str, on: dt.date, purpose: str | None = None) -> int:
         """Mark matching consents revoked from ``on``; returns how many records changed."""
@@ -213,8 +224,9 @@ class ConsentRegistry:
         try:
             text = p.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ConsentError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                               "save the CSV as UTF-8") from None
+            raise ConsentError(
+                f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the CSV as UTF-8"
+            ) from None
         reader = csv.DictReader(text.splitlines(), restkey="__extra__", restval=None)
         header = reader.fieldnames
         if not header:
@@ -256,8 +268,17 @@ class ConsentRegistry:
             w = csv.writer(fh)
             w.writerow(COLUMNS)
             for r in rows:
-                w.writerow([r.uscc, r.bank, r.purpose, ";".join(sorted(r.scope)), r.valid_from.isoformat(),
-                            r.valid_until.isoformat(), r.revoked_at.isoformat() if r.revoked_at else ""])
+                w.writerow(
+                    [
+                        r.uscc,
+                        r.bank,
+                        r.purpose,
+                        ";".join(sorted(r.scope)),
+                        r.valid_from.isoformat(),
+                        r.valid_until.isoformat(),
+                        r.revoked_at.isoformat() if r.revoked_at else "",
+                    ]
+                )
         return p
 
 
@@ -298,8 +319,10 @@ def _parse_row(row: dict[str, Any]) -> ConsentRecord:
     scope = frozenset(s.strip() for s in row["scope"].split(";") if s.strip())
     bad = sorted(c for c in scope if c != ALL_CATEGORIES and not _CATEGORY_RE.fullmatch(c))
     if not scope or bad:
-        raise _RowError("scope", f"invalid data category {bad[0]!r}" if bad else
-                        "empty (list categories separated by ';', or '*' for all)")
+        raise _RowError(
+            "scope",
+            f"invalid data category {bad[0]!r}" if bad else "empty (list categories separated by ';', or '*' for all)",
+        )
     valid_from = _parse_date(row, "valid_from")
     valid_until = _parse_date(row, "valid_until")
     revoked_at = _parse_date(row, "revoked_at", optional=True)

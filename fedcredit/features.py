@@ -26,7 +26,7 @@ class LocalPreprocessor:
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
 
-    def fit(self, X: np.ndarray, feature_names: list[str] | None = None) -> "LocalPreprocessor":
+    def fit(self, X: np.ndarray, feature_names: list[str] | None = None) -> LocalPreprocessor:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise ValueError(f"expected a 2-D feature matrix, got shape {X.shape}")
@@ -59,11 +59,10 @@ class LocalPreprocessor:
 
     def to_dict(self) -> dict:
         assert self.log_columns is not None and self.mean is not None and self.scale is not None
-        return {"log_columns": self.log_columns.tolist(), "mean": self.mean.tolist(),
-                "scale": self.scale.tolist()}
+        return {"log_columns": self.log_columns.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LocalPreprocessor":
+    def from_dict(cls, d: dict) -> LocalPreprocessor:
         return cls(np.array(d["log_columns"], dtype=bool), np.array(d["mean"]), np.array(d["scale"]))
 
 

@@ -144,7 +144,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig) -> d
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             for p in params:
                 p.grad = None
             loss = loss_fn(model(xt[idx]), yt[idx])
@@ -189,8 +189,8 @@ class _Optimizer:
                 b1, b2 = 0.9, 0.999
                 self.m[i].mul_(b1).add_(g, alpha=1 - b1)
                 self.v[i].mul_(b2).addcmul_(g, g, value=1 - b2)
-                mhat = self.m[i] / (1 - b1 ** self.t)
-                vhat = self.v[i] / (1 - b2 ** self.t)
+                mhat = self.m[i] / (1 - b1**self.t)
+                vhat = self.v[i] / (1 - b2**self.t)
                 p.sub_(cfg.lr * mhat / (vhat.sqrt() + 1e-8))
 
 

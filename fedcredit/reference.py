@@ -20,10 +20,12 @@ def pooled_vertical(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[str
     """Bank and centre tables joined on USCC, split and preprocessed as the federated run does."""
     bank_spec = scenario.parties_with_role("bank")[0]
     centre_spec = scenario.parties_with_role("credit_centre")[0]
-    bank = load_party_data(scenario.resolve(bank_spec.data), "bank", party=bank_spec.name,
-                           seed=scenario.seed, scaled=False)
-    centre = load_party_data(scenario.resolve(centre_spec.data), "credit_centre", party=centre_spec.name,
-                             seed=scenario.seed, scaled=False)
+    bank = load_party_data(
+        scenario.resolve(bank_spec.data), "bank", party=bank_spec.name, seed=scenario.seed, scaled=False
+    )
+    centre = load_party_data(
+        scenario.resolve(centre_spec.data), "credit_centre", party=centre_spec.name, seed=scenario.seed, scaled=False
+    )
     pos = {u: i for i, u in enumerate(centre.ids)}
     keep = np.array([u in pos for u in bank.ids])
     ids = [u for u, k in zip(bank.ids, keep) if k]
@@ -62,9 +64,13 @@ def vertical_reference(scenario: Scenario) -> dict[str, dict[str, float]]:
         lr = LogisticRegression(max_iter=5000).fit(tr, d["y_train"])
         out[f"lr_{feats}"] = _m(d["y_test"], lr.decision_function(te))
         gb = HistGradientBoostingClassifier(
-            max_iter=int(sb.get("n_trees", 30)), max_depth=int(sb.get("max_depth", 3)),
-            max_bins=int(sb.get("max_bins", 32)), learning_rate=float(sb.get("learning_rate", 0.3)),
-            early_stopping=False, random_state=scenario.seed).fit(tr, d["y_train"])
+            max_iter=int(sb.get("n_trees", 30)),
+            max_depth=int(sb.get("max_depth", 3)),
+            max_bins=int(sb.get("max_bins", 32)),
+            learning_rate=float(sb.get("learning_rate", 0.3)),
+            early_stopping=False,
+            random_state=scenario.seed,
+        ).fit(tr, d["y_train"])
         out[f"gbdt_{feats}"] = _m(d["y_test"], gb.predict_proba(te)[:, 1])
     return out
 

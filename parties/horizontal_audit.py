@@ -139,12 +139,15 @@ class RecordingGrid(Grid):
             sent[dst] = (step, req_kind, rep_kind)
             size, sha = digest(m.content)
             if self.capture:
-                self.captured.append(Captured(round=rnd, step=step, party=self.name(dst), direction="out",
-                                              content=m.content))
-            self._add(step, rnd, {"sender": COORDINATOR, "recipient": dst, "kind": req_kind,
-                                  "size": size, "sha256": sha})
-        replies = list(self.inner.send_and_receive(msgs, timeout=timeout if timeout is not None
-                                                   else self.default_timeout))
+                self.captured.append(
+                    Captured(round=rnd, step=step, party=self.name(dst), direction="out", content=m.content)
+                )
+            self._add(
+                step, rnd, {"sender": COORDINATOR, "recipient": dst, "kind": req_kind, "size": size, "sha256": sha}
+            )
+        replies = list(
+            self.inner.send_and_receive(msgs, timeout=timeout if timeout is not None else self.default_timeout)
+        )
         answered = set()
         for r in replies:
             src = r.metadata.src_node_id
@@ -153,19 +156,20 @@ class RecordingGrid(Grid):
             party = self.name(src)
             if r.has_error():
                 reason = str(r.error.reason)
-                kind = "update_rejected" if "UpdateRejected" in reason or "CkksContextMismatch" in reason \
-                    else "dropout"
+                kind = "update_rejected" if "UpdateRejected" in reason or "CkksContextMismatch" in reason else "dropout"
                 self._event(kind, {"party": party, "round": rnd, "step": step, "reason": reason[-600:]})
                 continue
             size, sha = digest(r.content)
-            self._add(step, rnd, {"sender": src, "recipient": COORDINATOR, "kind": rep_kind,
-                                  "size": size, "sha256": sha})
+            self._add(
+                step, rnd, {"sender": src, "recipient": COORDINATOR, "kind": rep_kind, "size": size, "sha256": sha}
+            )
             if self.capture:
-                self.captured.append(Captured(round=rnd, step=step, party=party, direction="in",
-                                              content=r.content))
+                self.captured.append(Captured(round=rnd, step=step, party=party, direction="in", content=r.content))
         for dst in sorted(set(sent) - answered):
-            self._event("dropout", {"party": self.name(dst), "round": rnd, "step": sent[dst][0],
-                                    "reason": "no reply within the timeout"})
+            self._event(
+                "dropout",
+                {"party": self.name(dst), "round": rnd, "step": sent[dst][0], "reason": "no reply within the timeout"},
+            )
         return replies
 
     def _add(self, step: str, rnd: int, entry: dict) -> None:

@@ -43,9 +43,19 @@ from fedcredit.horizontal import ckks as hckks
 from fedcredit.horizontal import data as hdata
 from fedcredit.horizontal import keyshare, local
 from fedcredit.horizontal.aggregation import UpdateRejected, flatten, unflatten, validate_update
-from fedcredit.horizontal.messages import (InstallReply, InstallRequest, KeygenReply, KeygenRequest,
-                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest,
-                                           pack_floats, unpack_chunks, unpack_floats)
+from fedcredit.horizontal.messages import (
+    InstallReply,
+    InstallRequest,
+    KeygenReply,
+    KeygenRequest,
+    ReleaseReply,
+    ReleaseRequest,
+    SetupReply,
+    SetupRequest,
+    pack_floats,
+    unpack_chunks,
+    unpack_floats,
+)
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
 from parties.horizontal_audit import COORDINATOR, classify, digest
 from protocols import wire
@@ -86,8 +96,10 @@ class _Env:
         """The bank's scenario; it must be the one the coordinator runs (same config hash)."""
         sc = self.scenario_of(context, wanted) if self._by_hash else self.scenario_of(context)
         if wanted and sc.config_hash != wanted:
-            raise ConfigError(f"the coordinator runs scenario {wanted[:12]}… but this node's scenario "
-                              f"{sc.name!r} has hash {sc.config_hash[:12]}…; both must use the same file")
+            raise ConfigError(
+                f"the coordinator runs scenario {wanted[:12]}… but this node's scenario "
+                f"{sc.name!r} has hash {sc.config_hash[:12]}…; both must use the same file"
+            )
         return sc
 
 
@@ -117,8 +129,9 @@ def _secret(context: Context, party: str, key_fp: str | None = None) -> hckks.Se
         raise ProtocolRefused(f"{party}: holds no CKKS key (key set-up did not complete on this node)")
     fp = str(st["ckks_key_fp"])
     if key_fp is not None and fp != key_fp:
-        raise hckks.CkksContextMismatch(f"{party}: the aggregate was produced under CKKS key {key_fp[:12]}…, "
-                                        f"this bank holds key {fp[:12]}…")
+        raise hckks.CkksContextMismatch(
+            f"{party}: the aggregate was produced under CKKS key {key_fp[:12]}…, this bank holds key {fp[:12]}…"
+        )
     if fp not in _CKKS_CACHE:
         _CKKS_CACHE[fp] = hckks.SecretCkks.load(bytes(st["ckks_secret"]), expect_key_fp=fp)
     return _CKKS_CACHE[fp]
@@ -163,10 +176,19 @@ class _BankClient(NumPyClient):
             raise ValueError(f"{self.party}: unknown task {task!r}")
         mean = config.get(CFG_MEAN)
         std = config.get(CFG_STD)
-        prep = local.preprocessor(self.settings, None if mean is None else unpack_floats(mean).tolist(),
-                                  None if std is None else unpack_floats(std).tolist())
-        res = local.train_round(self.scenario, self.settings, self.party, [np.asarray(p) for p in parameters],
-                                int(config.get(CFG_ROUND, 0)), prep)
+        prep = local.preprocessor(
+            self.settings,
+            None if mean is None else unpack_floats(mean).tolist(),
+            None if std is None else unpack_floats(std).tolist(),
+        )
+        res = local.train_round(
+            self.scenario,
+            self.settings,
+            self.party,
+            [np.asarray(p) for p in parameters],
+            int(config.get(CFG_ROUND, 0)),
+            prep,
+        )
         arrays = local.apply_fault(str(config.get(CFG_FAULT, "")), self.party, res.arrays)
         metrics = res.metrics if self.settings.aggregation == "plain" else {}
         return arrays, res.n, metrics
@@ -197,8 +219,16 @@ def _secagg_guard(msg: Message, ctx: Context, call_next, *, party: str) -> Messa
     return out
 
 
-def _ckks_mod(msg: Message, ctx: Context, call_next, *, party: str, settings: HorizontalSettings,  # noqa: ANN001
-              scenario: Scenario, task: str) -> Message:
+def _ckks_mod(
+    msg: Message,
+    ctx: Context,
+    call_next,
+    *,
+    party: str,
+    settings: HorizontalSettings,  # noqa: ANN001
+    scenario: Scenario,
+    task: str,
+) -> Message:
     """Decrypt the encrypted global model (and moments) in; check and encrypt the update out."""
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
     cfg = dict(fitins.config)
@@ -211,8 +241,9 @@ def _ckks_mod(msg: Message, ctx: Context, call_next, *, party: str, settings: Ho
     length = int(sum(int(np.prod(s)) for s in shapes))
     if fitins.parameters.tensor_type == CKKS_TENSOR_TYPE:
         if int(cfg.get(CFG_LEN, -1)) != length + 1:
-            raise hckks.CkksContextMismatch(f"{party}: encrypted model has {cfg.get(CFG_LEN)} values, "
-                                            f"this bank's model needs {length + 1}")
+            raise hckks.CkksContextMismatch(
+                f"{party}: encrypted model has {cfg.get(CFG_LEN)} values, this bank's model needs {length + 1}"
+            )
         secret = _secret(ctx, party, str(cfg.get(CFG_KEY_FP, "")))
         vec = hckks.unweight(secret.decrypt(fitins.parameters.tensors, length + 1))
         fitins.parameters = ndarrays_to_parameters(unflatten(vec, shapes))
@@ -260,20 +291,30 @@ def _inner(msg: Message, ctx: Context, env: _Env) -> Message:
     rnd = int(cfg.get(CFG_ROUND, 0))
     secagg = RECORD_KEY_CONFIGS in msg.content.config_records
     if settings.aggregation == "secagg+" and not secagg:
-        raise ProtocolRefused(f"{party}: scenario requires secagg+ but the coordinator asked for an "
-                              "unmasked update; refusing")
+        raise ProtocolRefused(
+            f"{party}: scenario requires secagg+ but the coordinator asked for an unmasked update; refusing"
+        )
     if settings.aggregation != "secagg+" and secagg:
-        raise ProtocolRefused(f"{party}: SecAgg+ round, but this bank's scenario says "
-                              f"{settings.aggregation!r}")
+        raise ProtocolRefused(f"{party}: SecAgg+ round, but this bank's scenario says {settings.aggregation!r}")
     mods: list = []
     if settings.aggregation == "ckks":
         mods.append(partial(_ckks_mod, party=party, settings=settings, scenario=scenario, task=task))
     if secagg:
         mods.append(partial(_secagg_guard, party=party))
     if env.tap is not None:
-        mods.append(partial(_tap_mod, tap=env.tap, info={"scenario": scenario.name, "party": party,
-                                                         "round": rnd, "task": task,
-                                                         "aggregation": settings.aggregation}))
+        mods.append(
+            partial(
+                _tap_mod,
+                tap=env.tap,
+                info={
+                    "scenario": scenario.name,
+                    "party": party,
+                    "round": rnd,
+                    "task": task,
+                    "aggregation": settings.aggregation,
+                },
+            )
+        )
     if task == "train" and settings.dp.kind == "central":
         mods.append(fixedclipping_mod)
     elif task == "train" and settings.dp.kind == "local":
@@ -312,8 +353,15 @@ def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) ->
     name, role = _party(ctx, scenario)
     _state(ctx)["scenario_sha256"] = scenario.config_hash
     if role != "bank":
-        return SetupReply(party=name, role=role, scenario_sha256=scenario.config_hash, n_train=0,
-                          n_features=0, schema_sha256="", x25519_public=b"")
+        return SetupReply(
+            party=name,
+            role=role,
+            scenario_sha256=scenario.config_hash,
+            n_train=0,
+            n_features=0,
+            schema_sha256="",
+            x25519_public=b"",
+        )
     d = local.bank_data(scenario, name)
     pub = b""
     if req.want_x25519:
@@ -321,9 +369,15 @@ def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) ->
         if "x25519_private" not in st:
             st["x25519_private"] = keyshare.generate_private()
         pub = keyshare.public_of(bytes(st["x25519_private"]))
-    return SetupReply(party=name, role=role, scenario_sha256=scenario.config_hash, n_train=len(d),
-                      n_features=d.n_features, schema_sha256=hdata.schema_digest(d.feature_names),
-                      x25519_public=pub)
+    return SetupReply(
+        party=name,
+        role=role,
+        scenario_sha256=scenario.config_hash,
+        n_train=len(d),
+        n_features=d.n_features,
+        schema_sha256=hdata.schema_digest(d.feature_names),
+        x25519_public=pub,
+    )
 
 
 def _keygen(msg: Message, ctx: Context, scenario: Scenario, req: KeygenRequest) -> KeygenReply:
@@ -336,11 +390,19 @@ def _keygen(msg: Message, ctx: Context, scenario: Scenario, req: KeygenRequest) 
     st["ckks_secret"], st["ckks_key_fp"] = secret.secret_bytes, secret.key_fp
     _CKKS_CACHE[secret.key_fp] = secret
     run_id = str(msg.metadata.run_id)
-    envelopes = [wire.encode(keyshare.seal(secret.secret_bytes, run_id=run_id, sender=party, recipient=r,
-                                           recipient_public=bytes(pk)))
-                 for r, pk in zip(req.recipients, req.recipient_publics, strict=True)]
-    return KeygenReply(party=party, params_context=secret.params_bytes, params_fp=secret.params_fp,
-                       key_fp=secret.key_fp, envelopes=envelopes)
+    envelopes = [
+        wire.encode(
+            keyshare.seal(secret.secret_bytes, run_id=run_id, sender=party, recipient=r, recipient_public=bytes(pk))
+        )
+        for r, pk in zip(req.recipients, req.recipient_publics, strict=True)
+    ]
+    return KeygenReply(
+        party=party,
+        params_context=secret.params_bytes,
+        params_fp=secret.params_fp,
+        key_fp=secret.key_fp,
+        envelopes=envelopes,
+    )
 
 
 def _install(msg: Message, ctx: Context, scenario: Scenario, req: InstallRequest) -> InstallReply:
@@ -349,8 +411,9 @@ def _install(msg: Message, ctx: Context, scenario: Scenario, req: InstallRequest
     if "x25519_private" not in st:
         raise ProtocolRefused(f"{party}: no X25519 key on this node; the setup step did not ask for one")
     env = wire.decode(req.envelope, keyshare.Envelope)
-    secret_bytes = keyshare.open_envelope(env, private_raw=bytes(st["x25519_private"]), me=party,
-                                          run_id=str(msg.metadata.run_id))
+    secret_bytes = keyshare.open_envelope(
+        env, private_raw=bytes(st["x25519_private"]), me=party, run_id=str(msg.metadata.run_id)
+    )
     secret = hckks.SecretCkks.load(secret_bytes, expect_key_fp=req.key_fp, expect_params_fp=req.params_fp)
     st["ckks_secret"], st["ckks_key_fp"] = secret.secret_bytes, secret.key_fp
     _CKKS_CACHE[secret.key_fp] = secret
@@ -361,8 +424,7 @@ def _release(msg: Message, ctx: Context, scenario: Scenario, req: ReleaseRequest
     party = _bank(ctx, scenario)
     secret = _secret(ctx, party, req.key_fp)
     weights = hckks.unweight(secret.decrypt(req.chunks, req.length))
-    moments = (hckks.unweight(secret.decrypt(req.stats_chunks, req.stats_length)) if req.stats_length
-               else np.zeros(0))
+    moments = hckks.unweight(secret.decrypt(req.stats_chunks, req.stats_length)) if req.stats_length else np.zeros(0)
     return ReleaseReply(party=party, weights=weights, moments=moments)
 
 
@@ -398,8 +460,9 @@ def _query(action: str, msg: Message, ctx: Context, env: _Env) -> Message:
         return Message(Error(code=ERROR_CODE, reason=f"{who}: {type(exc).__name__}: {exc}"), reply_to=msg)
 
 
-def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None = None, *,
-             tap: Tap | None = None) -> None:
+def register(
+    app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None = None, *, tap: Tap | None = None
+) -> None:
     """Add the horizontal handlers to ``app``.
 
     ``scenario_of(context)`` returns the node's scenario; a driver that runs several scenarios in
@@ -414,6 +477,7 @@ def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None
         return _train(msg, ctx, env)
 
     for action in _QUERIES:
+
         def handler(msg: Message, ctx: Context, _action: str = action) -> Message:
             return _query(_action, msg, ctx, env)
 

@@ -51,11 +51,28 @@ from fedcredit.horizontal import ckks as hckks
 from fedcredit.horizontal import data as hdata
 from fedcredit.horizontal import dp as hdp
 from fedcredit.horizontal import local
-from fedcredit.horizontal.aggregation import (UpdateRejected, auto_clipping_range, auto_quantization_range,
-                                              auto_shares, unflatten, validate_update, weighted_average)
-from fedcredit.horizontal.messages import (InstallReply, InstallRequest, KeygenReply, KeygenRequest,
-                                           ReleaseReply, ReleaseRequest, SetupReply, SetupRequest,
-                                           pack_chunks, pack_floats, unpack_chunks)
+from fedcredit.horizontal.aggregation import (
+    UpdateRejected,
+    auto_clipping_range,
+    auto_quantization_range,
+    auto_shares,
+    unflatten,
+    validate_update,
+    weighted_average,
+)
+from fedcredit.horizontal.messages import (
+    InstallReply,
+    InstallRequest,
+    KeygenReply,
+    KeygenRequest,
+    ReleaseReply,
+    ReleaseRequest,
+    SetupReply,
+    SetupRequest,
+    pack_chunks,
+    pack_floats,
+    unpack_chunks,
+)
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
 from parties import horizontal_client as hc
 from parties.horizontal_audit import RecordingGrid
@@ -122,10 +139,18 @@ class _Run:
 
 
 # -- messages --------------------------------------------------------------------------------
-def _query(grid: RecordingGrid, node_ids: list[int], action: str, payloads: dict[int, Any],
-           timeout: float) -> dict[int, Message]:
-    msgs = [Message(RecordDict({hc.MSG: ConfigRecord({"msg": wire.encode(payloads[n])})}), dst_node_id=n,
-                    message_type=f"{MessageType.QUERY}.{action}", group_id=action) for n in node_ids]
+def _query(
+    grid: RecordingGrid, node_ids: list[int], action: str, payloads: dict[int, Any], timeout: float
+) -> dict[int, Message]:
+    msgs = [
+        Message(
+            RecordDict({hc.MSG: ConfigRecord({"msg": wire.encode(payloads[n])})}),
+            dst_node_id=n,
+            message_type=f"{MessageType.QUERY}.{action}",
+            group_id=action,
+        )
+        for n in node_ids
+    ]
     return {r.metadata.src_node_id: r for r in grid.send_and_receive(msgs, timeout=timeout)}
 
 
@@ -156,15 +181,16 @@ def _setup(grid: RecordingGrid, scenario: Scenario, settings: HorizontalSettings
         found[r.party] = Bank(r.party, nid, r.n_train, r.n_features, r.schema_sha256, bytes(r.x25519_public))
     missing = [b for b in wanted if b not in found]
     if missing:
-        raise HorizontalRunError(f"{missing[0]}: did not answer the horizontal set-up "
-                                 f"(answers from {sorted(found)})")
+        raise HorizontalRunError(f"{missing[0]}: did not answer the horizontal set-up (answers from {sorted(found)})")
     banks = [found[n] for n in wanted]
     ref = banks[0]
     for b in banks:
         if b.schema != ref.schema or b.n_features != ref.n_features:
-            raise HorizontalRunError(f"{b.name}: feature schema differs from {ref.name}'s "
-                                     f"({b.n_features} vs {ref.n_features} columns); horizontal training "
-                                     "needs one schema")
+            raise HorizontalRunError(
+                f"{b.name}: feature schema differs from {ref.name}'s "
+                f"({b.n_features} vs {ref.n_features} columns); horizontal training "
+                "needs one schema"
+            )
         if b.n_train < 1:
             raise HorizontalRunError(f"{b.name}: has no training rows")
     return banks
@@ -174,23 +200,35 @@ def _ckks_keys(run: _Run) -> None:
     """Key generation at the first bank, sealed hand-over to the others, coordinator keyless."""
     leader, others = run.banks[0], run.banks[1:]
     timeout = run.settings.timeout
-    req = KeygenRequest(scenario_sha256=run.scenario.config_hash, recipients=[b.name for b in others],
-                        recipient_publics=[b.x25519 for b in others])
-    reply = _decode(_query(run.grid, [leader.node_id], "horizontal_keygen", {leader.node_id: req}, timeout
-                           ).get(leader.node_id), KeygenReply, leader.name, "ckks key generation")
+    req = KeygenRequest(
+        scenario_sha256=run.scenario.config_hash,
+        recipients=[b.name for b in others],
+        recipient_publics=[b.x25519 for b in others],
+    )
+    reply = _decode(
+        _query(run.grid, [leader.node_id], "horizontal_keygen", {leader.node_id: req}, timeout).get(leader.node_id),
+        KeygenReply,
+        leader.name,
+        "ckks key generation",
+    )
     run.ckks_agg = hckks.CkksAggregator(reply.params_context, expect_params_fp=reply.params_fp)
     run.key_fp = reply.key_fp
-    payloads = {b.node_id: InstallRequest(scenario_sha256=run.scenario.config_hash, envelope=env,
-                                          key_fp=reply.key_fp, params_fp=reply.params_fp)
-                for b, env in zip(others, reply.envelopes, strict=True)}
+    payloads = {
+        b.node_id: InstallRequest(
+            scenario_sha256=run.scenario.config_hash, envelope=env, key_fp=reply.key_fp, params_fp=reply.params_fp
+        )
+        for b, env in zip(others, reply.envelopes, strict=True)
+    }
     replies = _query(run.grid, list(payloads), "horizontal_install", payloads, timeout)
     for b in others:
         try:
             got = _decode(replies.get(b.node_id), InstallReply, b.name, "ckks key install")
             if got.key_fp != reply.key_fp or got.params_fp != reply.params_fp:
-                raise hckks.CkksContextMismatch(f"{b.name}: installed CKKS context {got.params_fp[:12]}/"
-                                                f"{got.key_fp[:12]} differs from the run's "
-                                                f"{reply.params_fp[:12]}/{reply.key_fp[:12]}")
+                raise hckks.CkksContextMismatch(
+                    f"{b.name}: installed CKKS context {got.params_fp[:12]}/"
+                    f"{got.key_fp[:12]} differs from the run's "
+                    f"{reply.params_fp[:12]}/{reply.key_fp[:12]}"
+                )
         except (HorizontalRunError, hckks.CkksContextMismatch) as exc:
             raise HorizontalRunError(f"CKKS key hand-over failed: {exc}") from None
     run.flush()
@@ -208,9 +246,14 @@ class HorizontalStrategy(FedAvg):
     """
 
     def __init__(self, run: _Run, task: str, initial: list[np.ndarray]) -> None:
-        super().__init__(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=MIN_CONTRIBUTORS,
-                         min_available_clients=MIN_CONTRIBUTORS, accept_failures=True,
-                         initial_parameters=ndarrays_to_parameters(initial))
+        super().__init__(
+            fraction_fit=1.0,
+            fraction_evaluate=0.0,
+            min_fit_clients=MIN_CONTRIBUTORS,
+            min_available_clients=MIN_CONTRIBUTORS,
+            accept_failures=True,
+            initial_parameters=ndarrays_to_parameters(initial),
+        )
         self.run, self.task = run, task
         self.aggregated: dict[int, int] = {}  # round -> number of contributing banks
         self.released: dict[int, list[np.ndarray]] = {}
@@ -223,8 +266,12 @@ class HorizontalStrategy(FedAvg):
         return 0 if self.task == "stats" else server_round
 
     def round_config(self, server_round: int, bank: Bank) -> dict[str, Any]:
-        cfg: dict[str, Any] = {hc.CFG_SCENARIO: self.run.scenario.config_hash, hc.CFG_ROUND: server_round,
-                               hc.CFG_TASK: self.task, hc.CFG_N_REF: self.run.n_ref}
+        cfg: dict[str, Any] = {
+            hc.CFG_SCENARIO: self.run.scenario.config_hash,
+            hc.CFG_ROUND: server_round,
+            hc.CFG_TASK: self.task,
+            hc.CFG_N_REF: self.run.n_ref,
+        }
         if self.task == "train":
             cfg.update(self.run.stats_cfg)
             fault = self.run.settings.fault_for(bank.name, server_round)
@@ -234,8 +281,9 @@ class HorizontalStrategy(FedAvg):
             cfg[hc.CFG_KEY_FP] = self.run.key_fp
         return cfg
 
-    def configure_fit(self, server_round: int, parameters: Parameters,
-                      client_manager: ClientManager) -> list[tuple[ClientProxy, FitIns]]:
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
         self.run.grid.round = self.ledger_round(server_round)
         # num_available() makes Flower's client-manager thread register the grid's nodes now (a bare
         # wait_for would sleep until its next 5 s poll); a node that went away must not stall a round
@@ -245,8 +293,10 @@ class HorizontalStrategy(FedAvg):
         out = []
         for bank in self.run.banks:
             if bank.node_id not in proxies:
-                self.run.recorder.event("dropout", {"party": bank.name, "round": server_round,
-                                                    "step": "configure", "reason": "node not connected"})
+                self.run.recorder.event(
+                    "dropout",
+                    {"party": bank.name, "round": server_round, "step": "configure", "reason": "node not connected"},
+                )
                 continue
             cfg = self.round_config(server_round, bank)
             if self.run.ckks_agg is not None and parameters.tensor_type == hc.CKKS_TENSOR_TYPE:
@@ -257,8 +307,9 @@ class HorizontalStrategy(FedAvg):
     def _shapes(self) -> list[tuple[int, ...]]:
         return self.run.shapes if self.task == "train" else [(2, self.run.banks[0].n_features)]
 
-    def aggregate_fit(self, server_round: int, results: list[tuple[ClientProxy, FitRes]],
-                      failures: list) -> tuple[Parameters | None, dict]:
+    def aggregate_fit(
+        self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list
+    ) -> tuple[Parameters | None, dict]:
         by_node = self.run.by_node
         settings = self.run.settings
         if settings.aggregation == "secagg+":
@@ -277,15 +328,18 @@ class HorizontalStrategy(FedAvg):
                 if res.num_examples < 1:
                     raise UpdateRejected(bank.name, f"sample count {res.num_examples} is not positive")
             except UpdateRejected as exc:
-                self.run.recorder.event("update_rejected", {"party": bank.name, "round": server_round,
-                                                            "step": "horizontal.fit", "reason": exc.reason})
+                self.run.recorder.event(
+                    "update_rejected",
+                    {"party": bank.name, "round": server_round, "step": "horizontal.fit", "reason": exc.reason},
+                )
                 log.warning("round %s: rejected %s", server_round, exc)
                 continue
             good.append(arrays)
             weights.append(res.num_examples)
         if len(good) < MIN_CONTRIBUTORS:
-            raise HorizontalRunError(f"round {server_round}: only {len(good)} valid update(s); need "
-                                     f">= {MIN_CONTRIBUTORS}")
+            raise HorizontalRunError(
+                f"round {server_round}: only {len(good)} valid update(s); need >= {MIN_CONTRIBUTORS}"
+            )
         self.aggregated[server_round] = len(good)
         return ndarrays_to_parameters(weighted_average(good, weights)), {"contributors": len(good)}
 
@@ -293,8 +347,11 @@ class HorizontalStrategy(FedAvg):
         if self.task != "train" or server_round == 0:
             self.run.flush()
             return None
-        entry: dict[str, Any] = {"round": server_round, "contributors": self.aggregated.get(server_round, 0),
-                                 "seconds": round(time.time() - self.run.started, 2)}
+        entry: dict[str, Any] = {
+            "round": server_round,
+            "contributors": self.aggregated.get(server_round, 0),
+            "seconds": round(time.time() - self.run.started, 2),
+        }
         arrays = None
         if parameters.tensor_type != hc.CKKS_TENSOR_TYPE:
             arrays = parameters_to_ndarrays(parameters)
@@ -347,16 +404,19 @@ class SecAggPlusRound(SecAggPlusWorkflow):
         elif s.clipping_range > 0:
             self.clipping_range = s.clipping_range
         else:
-            self.clipping_range = auto_clipping_range(parameters_to_ndarrays(params), s.clipping_headroom,
-                                                      s.min_clipping_range)
+            self.clipping_range = auto_clipping_range(
+                parameters_to_ndarrays(params), s.clipping_headroom, s.min_clipping_range
+            )
         if self.strategy.task == "train":
             self.run.secagg_ranges.append(self.clipping_range)
         self.run.grid.round = self.strategy.ledger_round(rnd)
         super().__call__(grid, context)
         if rnd not in self.strategy.aggregated:
             self.run.flush()
-            raise HorizontalRunError(f"round {rnd}: SecAgg+ halted (too few banks answered to reconstruct "
-                                     f"the masks: threshold {self.reconstruction_threshold}); see dropout events")
+            raise HorizontalRunError(
+                f"round {rnd}: SecAgg+ halted (too few banks answered to reconstruct "
+                f"the masks: threshold {self.reconstruction_threshold}); see dropout events"
+            )
 
 
 class CkksFitWorkflow:
@@ -378,8 +438,15 @@ class CkksFitWorkflow:
         agg = self.run.ckks_agg
         assert agg is not None
         instructions = ctx.strategy.configure_fit(rnd, params, ctx.client_manager)
-        msgs = [Message(content=compat.fitins_to_recorddict(ins, True), dst_node_id=proxy.node_id,
-                        message_type=MessageType.TRAIN, group_id=str(rnd)) for proxy, ins in instructions]
+        msgs = [
+            Message(
+                content=compat.fitins_to_recorddict(ins, True),
+                dst_node_id=proxy.node_id,
+                message_type=MessageType.TRAIN,
+                group_id=str(rnd),
+            )
+            for proxy, ins in instructions
+        ]
         replies = grid.send_and_receive(msgs, timeout=self.run.settings.timeout)
         length = sum(int(np.prod(s)) for s in self.strategy._shapes()) + 1
         expected = hckks.n_chunks(length, agg.slots)
@@ -394,22 +461,27 @@ class CkksFitWorkflow:
                     raise hckks.CkksContextMismatch(f"{bank.name}: sent an unencrypted update in a ckks run")
                 fp = str(res.metrics.get(hc.CFG_KEY_FP, ""))
                 if fp != self.run.key_fp:
-                    raise hckks.CkksContextMismatch(f"{bank.name}: update encrypted under CKKS key {fp[:12]}…, "
-                                                    f"the run's key is {self.run.key_fp[:12]}…")
+                    raise hckks.CkksContextMismatch(
+                        f"{bank.name}: update encrypted under CKKS key {fp[:12]}…, "
+                        f"the run's key is {self.run.key_fp[:12]}…"
+                    )
                 loaded.append(agg.load(bank.name, res.parameters.tensors, expected))
                 if self.strategy.task == "train":
                     self.run.ckks_upload_bytes.append(sum(len(t) for t in res.parameters.tensors))
             except hckks.CkksContextMismatch as exc:
-                self.run.recorder.event("update_rejected", {"party": bank.name, "round": rnd,
-                                                            "step": "horizontal.fit", "reason": str(exc)})
+                self.run.recorder.event(
+                    "update_rejected", {"party": bank.name, "round": rnd, "step": "horizontal.fit", "reason": str(exc)}
+                )
                 log.warning("round %s: rejected %s", rnd, exc)
         if len(loaded) < MIN_CONTRIBUTORS:
-            raise HorizontalRunError(f"round {rnd}: only {len(loaded)} valid encrypted update(s); need "
-                                     f">= {MIN_CONTRIBUTORS}")
+            raise HorizontalRunError(
+                f"round {rnd}: only {len(loaded)} valid encrypted update(s); need >= {MIN_CONTRIBUTORS}"
+            )
         summed = agg.sum(loaded)
         self.strategy.aggregated[rnd] = len(loaded)
         ctx.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
-            Parameters(tensors=summed, tensor_type=hc.CKKS_TENSOR_TYPE), keep_input=True)
+            Parameters(tensors=summed, tensor_type=hc.CKKS_TENSOR_TYPE), keep_input=True
+        )
         if self.strategy.task == "train" and (rnd == self.rounds or self.run.settings.release_each_round):
             weights, moments = _release(self.run, summed, length)
             self.strategy.released[rnd] = unflatten(weights, self.run.shapes)
@@ -423,8 +495,14 @@ def _release(run: _Run, summed: list[bytes], length: int) -> tuple[np.ndarray, n
     stats_len = int(run.stats_cfg.get(hc.CFG_STATS_LEN, 0))
     errors = []
     for bank in run.banks:  # the first bank that answers releases
-        req = ReleaseRequest(scenario_sha256=run.scenario.config_hash, chunks=summed, length=length,
-                             key_fp=run.key_fp, stats_chunks=stats_chunks, stats_length=stats_len)
+        req = ReleaseRequest(
+            scenario_sha256=run.scenario.config_hash,
+            chunks=summed,
+            length=length,
+            key_fp=run.key_fp,
+            stats_chunks=stats_chunks,
+            stats_length=stats_len,
+        )
         rep = _query(run.grid, [bank.node_id], "horizontal_release", {bank.node_id: req}, run.settings.timeout)
         try:
             got = _decode(rep.get(bank.node_id), ReleaseReply, bank.name, "release")
@@ -468,8 +546,23 @@ _BASELINES: dict[tuple, dict[str, float] | None] = {}
 
 def _baseline_key(scenario: Scenario, s: HorizontalSettings) -> tuple:
     banks = tuple((n, scenario.resolve(scenario.party(n).data)) for n in hdata.bank_names(scenario))
-    return (banks, scenario.seed, s.skew, s.max_rows_per_bank, s.transform, s.standardize, s.model, s.hidden,
-            s.rounds, s.local_epochs, s.batch_size, s.lr, s.optimizer, s.weight_decay, s.class_weight)
+    return (
+        banks,
+        scenario.seed,
+        s.skew,
+        s.max_rows_per_bank,
+        s.transform,
+        s.standardize,
+        s.model,
+        s.hidden,
+        s.rounds,
+        s.local_epochs,
+        s.batch_size,
+        s.lr,
+        s.optimizer,
+        s.weight_decay,
+        s.class_weight,
+    )
 
 
 def centralised_baseline(scenario: Scenario, settings: HorizontalSettings) -> dict[str, float] | None:
@@ -495,10 +588,15 @@ def _pooled_training(scenario: Scenario, settings: HorizontalSettings) -> dict[s
         prep = base
     spec = local.model_spec(settings, pooled.n_features)
     model = models.build_model(spec, seed=scenario.seed)
-    cfg = models.TrainConfig(epochs=settings.rounds * settings.local_epochs, batch_size=settings.batch_size,
-                             lr=settings.lr, optimizer=settings.optimizer, weight_decay=settings.weight_decay,
-                             pos_weight=models.pos_weight(pooled.labels, settings.class_weight),
-                             seed=scenario.seed)
+    cfg = models.TrainConfig(
+        epochs=settings.rounds * settings.local_epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        optimizer=settings.optimizer,
+        weight_decay=settings.weight_decay,
+        pos_weight=models.pos_weight(pooled.labels, settings.class_weight),
+        seed=scenario.seed,
+    )
     models.train(model, prep(pooled.features), pooled.labels, cfg)
     s = fmetrics.summary(holdout.labels, models.predict_proba(model, prep(holdout.features)))
     return {k: round(float(v), 6) for k, v in s.items() if k in ("auc", "ks", "gini", "log_loss")}
@@ -506,12 +604,18 @@ def _pooled_training(scenario: Scenario, settings: HorizontalSettings) -> dict[s
 
 def _save_model(run: _Run, arrays: list[np.ndarray], out_dir: Path, feature_names: list[str] | None) -> dict:
     prep = _preprocessor(run)
-    doc = {"kind": run.settings.model, "hidden": list(run.settings.hidden), "n_features": run.banks[0].n_features,
-           "feature_names": feature_names, "transform": prep.transform,
-           "mean": None if prep.mean is None else prep.mean.tolist(),
-           "std": None if prep.std is None else prep.std.tolist(),
-           "weights": [a.tolist() for a in arrays], "shapes": [list(a.shape) for a in arrays],
-           "scenario_sha256": run.scenario.config_hash}
+    doc = {
+        "kind": run.settings.model,
+        "hidden": list(run.settings.hidden),
+        "n_features": run.banks[0].n_features,
+        "feature_names": feature_names,
+        "transform": prep.transform,
+        "mean": None if prep.mean is None else prep.mean.tolist(),
+        "std": None if prep.std is None else prep.std.tolist(),
+        "weights": [a.tolist() for a in arrays],
+        "shapes": [list(a.shape) for a in arrays],
+        "scenario_sha256": run.scenario.config_hash,
+    }
     data = json.dumps(doc, sort_keys=True).encode()
     path = out_dir / "horizontal_model.json"
     path.write_bytes(data)
@@ -527,18 +631,24 @@ def _fit_workflow(run: _Run, strategy: HorizontalStrategy, rounds: int) -> Any:
         return CkksFitWorkflow(run, strategy, rounds)
     shares, threshold = auto_shares(len(run.banks))
     q = s.secagg.quantization_range or auto_quantization_range(len(run.banks), s.secagg.modulus_range)
-    return SecAggPlusRound(run, strategy,
-                           num_shares=s.secagg.num_shares or shares,
-                           reconstruction_threshold=s.secagg.reconstruction_threshold or threshold,
-                           max_weight=float(run.n_ref), clipping_range=s.secagg.min_clipping_range,
-                           quantization_range=q, modulus_range=s.secagg.modulus_range, timeout=s.timeout)
+    return SecAggPlusRound(
+        run,
+        strategy,
+        num_shares=s.secagg.num_shares or shares,
+        reconstruction_threshold=s.secagg.reconstruction_threshold or threshold,
+        max_weight=float(run.n_ref),
+        clipping_range=s.secagg.min_clipping_range,
+        quantization_range=q,
+        modulus_range=s.secagg.modulus_range,
+        timeout=s.timeout,
+    )
 
 
-def _legacy_rounds(run: _Run, context: Context, strategy: HorizontalStrategy, rounds: int,
-                   wrapped: Any = None) -> LegacyContext:
+def _legacy_rounds(
+    run: _Run, context: Context, strategy: HorizontalStrategy, rounds: int, wrapped: Any = None
+) -> LegacyContext:
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds), strategy=wrapped or strategy)
-    workflow = DefaultWorkflow(fit_workflow=_fit_workflow(run, strategy, rounds),
-                               evaluate_workflow=lambda _g, _c: None)
+    workflow = DefaultWorkflow(fit_workflow=_fit_workflow(run, strategy, rounds), evaluate_workflow=lambda _g, _c: None)
     workflow(run.grid, legacy)
     return legacy
 
@@ -586,28 +696,42 @@ def run(grid: Grid, context: Context, scenario: Scenario, recorder: Recorder, ou
     strategy = HorizontalStrategy(run_, "train", initial)
     wrapped = None
     if settings.dp.kind == "central":
-        wrapped = _CentralDp(strategy, noise_multiplier=settings.dp.noise_multiplier,
-                             clipping_norm=settings.dp.clipping_norm, num_sampled_clients=len(banks))
+        wrapped = _CentralDp(
+            strategy,
+            noise_multiplier=settings.dp.noise_multiplier,
+            clipping_norm=settings.dp.clipping_norm,
+            num_sampled_clients=len(banks),
+        )
     legacy = _legacy_rounds(run_, context, strategy, settings.rounds, wrapped)
     train_seconds = time.time() - t_train
     log.info("%s: %d rounds trained in %.1f s", scenario.name, settings.rounds, train_seconds)
     if settings.aggregation == "ckks":
         final = strategy.released[settings.rounds]
     else:
-        final = parameters_to_ndarrays(compat.arrayrecord_to_parameters(
-            legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True))
+        final = parameters_to_ndarrays(
+            compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
+        )
     names = hdata.load_holdout(scenario, settings).feature_names if run_.holdout is not None else None
     release = _save_model(run_, final, out_dir, names)
     log.info("%s: model saved at %.1f s", scenario.name, time.time() - t0)
     recorder.event("model_release", {"coordinator": release, "rounds": settings.rounds})
     run_.flush()
     result: dict[str, Any] = {
-        "mode": "horizontal", "aggregation": settings.aggregation, "rounds": settings.rounds,
-        "banks": {b.name: b.n_train for b in banks}, "rows_train": sum(b.n_train for b in banks),
-        "rows_test": len(run_.holdout) if run_.holdout is not None else 0, "model": settings.model, "fedprox_mu": settings.fedprox_mu,
-        "local_epochs": settings.local_epochs, "skew": settings.skew, "history": run_.history,
-        "train_seconds": round(train_seconds, 2), "flower_round_trips": rgrid_calls(rgrid),
-        "model_sha256": release["sha256"], "model_path": release["path"],
+        "mode": "horizontal",
+        "aggregation": settings.aggregation,
+        "rounds": settings.rounds,
+        "banks": {b.name: b.n_train for b in banks},
+        "rows_train": sum(b.n_train for b in banks),
+        "rows_test": len(run_.holdout) if run_.holdout is not None else 0,
+        "model": settings.model,
+        "fedprox_mu": settings.fedprox_mu,
+        "local_epochs": settings.local_epochs,
+        "skew": settings.skew,
+        "history": run_.history,
+        "train_seconds": round(train_seconds, 2),
+        "flower_round_trips": rgrid_calls(rgrid),
+        "model_sha256": release["sha256"],
+        "model_path": release["path"],
     }
     if run_.holdout is not None:
         result.update(_evaluate(run_, final))
@@ -630,24 +754,32 @@ def _mode_details(run: _Run, s: HorizontalSettings) -> dict:
     n_params = sum(int(np.prod(sh)) for sh in run.shapes)
     if s.aggregation == "secagg+":
         shares, threshold = auto_shares(len(run.banks))
-        out["secagg"] = {"num_shares": s.secagg.num_shares or shares,
-                         "reconstruction_threshold": s.secagg.reconstruction_threshold or threshold,
-                         "quantization_range": s.secagg.quantization_range
-                         or auto_quantization_range(len(run.banks), s.secagg.modulus_range),
-                         "modulus_range": s.secagg.modulus_range, "max_weight": run.n_ref,
-                         "clipping_ranges": run.secagg_ranges}
+        out["secagg"] = {
+            "num_shares": s.secagg.num_shares or shares,
+            "reconstruction_threshold": s.secagg.reconstruction_threshold or threshold,
+            "quantization_range": s.secagg.quantization_range
+            or auto_quantization_range(len(run.banks), s.secagg.modulus_range),
+            "modulus_range": s.secagg.modulus_range,
+            "max_weight": run.n_ref,
+            "clipping_ranges": run.secagg_ranges,
+        }
     if s.aggregation == "ckks":
         up = run.ckks_upload_bytes
-        out["ckks"] = {"poly_modulus_degree": s.ckks.poly_modulus_degree,
-                       "coeff_mod_bit_sizes": list(s.ckks.coeff_mod_bit_sizes), "scale_bits": s.ckks.scale_bits,
-                       "params_fingerprint": run.ckks_agg.params_fp if run.ckks_agg else "",
-                       "key_fingerprint": run.key_fp,
-                       "upload_bytes_per_bank": int(np.mean(up)) if up else 0,
-                       "bytes_ratio_vs_float32": round(float(np.mean(up)) / (4 * n_params), 2) if up else None}
+        out["ckks"] = {
+            "poly_modulus_degree": s.ckks.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(s.ckks.coeff_mod_bit_sizes),
+            "scale_bits": s.ckks.scale_bits,
+            "params_fingerprint": run.ckks_agg.params_fp if run.ckks_agg else "",
+            "key_fingerprint": run.key_fp,
+            "upload_bytes_per_bank": int(np.mean(up)) if up else 0,
+            "bytes_ratio_vs_float32": round(float(np.mean(up)) / (4 * n_params), 2) if up else None,
+        }
     if s.dp.kind == "central":
-        out["dp"] = hdp.central_report(s.dp.noise_multiplier, s.dp.clipping_norm, s.rounds, s.dp.delta,
-                                       [b.n_train for b in run.banks]).to_dict()
+        out["dp"] = hdp.central_report(
+            s.dp.noise_multiplier, s.dp.clipping_norm, s.rounds, s.dp.delta, [b.n_train for b in run.banks]
+        ).to_dict()
     elif s.dp.kind == "local":
-        out["dp"] = hdp.local_report(s.dp.epsilon, s.dp.delta, s.dp.clipping_norm, s.dp.local_sensitivity,
-                                     s.rounds).to_dict()
+        out["dp"] = hdp.local_report(
+            s.dp.epsilon, s.dp.delta, s.dp.clipping_norm, s.dp.local_sensitivity, s.rounds
+        ).to_dict()
     return out

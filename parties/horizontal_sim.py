@@ -60,7 +60,7 @@ class DirTap:
         import numpy as np
 
         path = Path(self.directory) / f"{info['scenario']}-{info['party']}-{info['task']}-r{info['round']}.npz"
-        np.savez(path, n=np.array(info["n"]), *info["arrays"])
+        np.savez(path, *info["arrays"], n=np.array(info["n"]))
 
     def load(self, scenario: str, party: str, rnd: int, task: str = "train") -> tuple[int, list]:
         import numpy as np
@@ -80,9 +80,15 @@ class ScenarioResult:
     error: str = ""
 
 
-def build_apps(scenarios: list[Scenario], out_root: Path, results: list[ScenarioResult], *,
-               tap: horizontal_client.Tap | None = None, capture: bool = False,
-               ledger_scenario: Scenario | None = None) -> tuple[ServerApp, ClientApp]:
+def build_apps(
+    scenarios: list[Scenario],
+    out_root: Path,
+    results: list[ScenarioResult],
+    *,
+    tap: horizontal_client.Tap | None = None,
+    capture: bool = False,
+    ledger_scenario: Scenario | None = None,
+) -> tuple[ServerApp, ClientApp]:
     by_hash = {s.config_hash: s for s in scenarios}
     ledger_dir = out_root / "ledger-run"
     if ledger_scenario is not None:
@@ -107,9 +113,15 @@ def build_apps(scenarios: list[Scenario], out_root: Path, results: list[Scenario
             status = coordinate(grid, context, ledger_scenario, ledger_dir)
             mpath = ledger_dir / "metrics.json"
             metrics = json.loads(mpath.read_text()) if mpath.exists() else None
-            results.append(ScenarioResult(ledger_scenario, metrics, MemoryRecorder(), [],
-                                          error="" if status.get("status") == "completed"
-                                          else str(status.get("error"))))
+            results.append(
+                ScenarioResult(
+                    ledger_scenario,
+                    metrics,
+                    MemoryRecorder(),
+                    [],
+                    error="" if status.get("status") == "completed" else str(status.get("error")),
+                )
+            )
 
     server.main()(main)
     server.run_all = main  # type: ignore[attr-defined]  # for drivers without a Flower runtime
@@ -145,10 +157,16 @@ class InProcessGrid(Grid):
         self.client_app = client_app
         self._run_id = run_id
         self.wire_seconds = 0.0  # time spent (de)serialising, i.e. emulating the transport
-        self.contexts = {1000 + i: Context(run_id=run_id, node_id=1000 + i,
-                                           node_config={"partition-id": i, "num-partitions": n_nodes},
-                                           state=RecordDict(), run_config={})
-                         for i in range(n_nodes)}
+        self.contexts = {
+            1000 + i: Context(
+                run_id=run_id,
+                node_id=1000 + i,
+                node_config={"partition-id": i, "num-partitions": n_nodes},
+                state=RecordDict(),
+                run_config={},
+            )
+            for i in range(n_nodes)
+        }
 
     def set_run(self, run_id: int) -> None:  # type: ignore[override]
         self._run_id = run_id
@@ -175,11 +193,10 @@ class InProcessGrid(Grid):
 
     def send_and_receive(self, messages, *, timeout=None):  # type: ignore[no-untyped-def]
         import copy
+        import time
 
         from flwr.app import Error, Message
         from flwr.common.constant import ErrorCode
-
-        import time
 
         replies = []
         for msg in messages:
@@ -192,8 +209,9 @@ class InProcessGrid(Grid):
                 reply = self.client_app(inbound, ctx)
             except Exception as ex:  # noqa: BLE001 - Flower turns this into an error reply too
                 ctx.state = saved
-                reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
-                                      reason=f"{type(ex)}:<'{ex}'>"), reply_to=inbound)
+                reply = Message(
+                    Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=f"{type(ex)}:<'{ex}'>"), reply_to=inbound
+                )
             t = time.perf_counter()
             replies.append(_wire_copy(reply))
             self.wire_seconds += time.perf_counter() - t
@@ -209,8 +227,14 @@ def _wire_copy(msg):  # type: ignore[no-untyped-def]
     return inflate_object_from_contents(msg.object_id, contents)
 
 
-def run_in_process(scenarios: list[Scenario], out_root: Path, *, n_nodes: int | None = None,
-                   tap: horizontal_client.Tap | None = None, capture: bool = False) -> list[ScenarioResult]:
+def run_in_process(
+    scenarios: list[Scenario],
+    out_root: Path,
+    *,
+    n_nodes: int | None = None,
+    tap: horizontal_client.Tap | None = None,
+    capture: bool = False,
+) -> list[ScenarioResult]:
     """Run ``scenarios`` on an :class:`InProcessGrid` (no Ray)."""
     from flwr.app import RecordDict
     from flwr.supercore.task_identity import TaskIdentity
@@ -227,9 +251,16 @@ def run_in_process(scenarios: list[Scenario], out_root: Path, *, n_nodes: int | 
     return results
 
 
-def run_scenarios(scenarios: list[Scenario], out_root: Path, *, num_supernodes: int | None = None,
-                  tap: horizontal_client.Tap | None = None, capture: bool = False,
-                  ledger_scenario: Scenario | None = None, quiet: bool = True) -> list[ScenarioResult]:
+def run_scenarios(
+    scenarios: list[Scenario],
+    out_root: Path,
+    *,
+    num_supernodes: int | None = None,
+    tap: horizontal_client.Tap | None = None,
+    capture: bool = False,
+    ledger_scenario: Scenario | None = None,
+    quiet: bool = True,
+) -> list[ScenarioResult]:
     """Run ``scenarios`` (then ``ledger_scenario`` with the signed ledger, in ``out_root/ledger-run``)
     in one simulation; Ray is shut down before returning."""
     from fedcredit.runtime import flower_environment
@@ -242,18 +273,24 @@ def run_scenarios(scenarios: list[Scenario], out_root: Path, *, num_supernodes: 
     from flwr.simulation import run_simulation
 
     results: list[ScenarioResult] = []
-    server, client = build_apps(scenarios, out_root, results, tap=tap, capture=capture,
-                                ledger_scenario=ledger_scenario)
+    server, client = build_apps(scenarios, out_root, results, tap=tap, capture=capture, ledger_scenario=ledger_scenario)
     everything = scenarios + ([ledger_scenario] if ledger_scenario is not None else [])
     n = num_supernodes or max(len(s.parties) for s in everything)
     if ledger_scenario is not None and len(ledger_scenario.parties) != n:
-        raise ValueError("the ledger scenario must have one party per simulated node "
-                         f"({len(ledger_scenario.parties)} parties, {n} nodes)")
+        raise ValueError(
+            "the ledger scenario must have one party per simulated node "
+            f"({len(ledger_scenario.parties)} parties, {n} nodes)"
+        )
     try:
-        run_simulation(server_app=server, client_app=client, num_supernodes=n,
-                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": 2, "include_dashboard": False,
-                                                     "logging_level": "error"}})
+        run_simulation(
+            server_app=server,
+            client_app=client,
+            num_supernodes=n,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {"num_cpus": 2, "include_dashboard": False, "logging_level": "error"},
+            },
+        )
     finally:
         _shutdown_ray()
     return results

@@ -45,14 +45,17 @@ class ModelPartError(RuntimeError):
 
 # -- inputs --------------------------------------------------------------------------------
 
+
 def model_path(node: NodeRuntime) -> Path:
     cfg = node.context.node_config
     if "model" in cfg:
         return Path(node.scenario.resolve(str(cfg["model"])))
     section = node.scenario.section("inference")
     if "model_dir" not in section:
-        raise ModelPartError(f"party {node.name!r}: no model part configured (set [inference] model_dir "
-                             "to the training run's directory, or node_config 'model')")
+        raise ModelPartError(
+            f"party {node.name!r}: no model part configured (set [inference] model_dir "
+            "to the training run's directory, or node_config 'model')"
+        )
     return Path(node.scenario.resolve(str(section["model_dir"]))) / "nodes" / node.name / "model.json"
 
 
@@ -66,9 +69,11 @@ def load_model_part(node: NodeRuntime) -> tuple[dict, str, Path]:
     """(model.json content, its SHA-256 as released by training, path); clear errors naming the party."""
     path = model_path(node)
     if not path.is_file():
-        raise ModelPartError(f"party {node.name!r} has no trained model part at {path} (train first, e.g. "
-                             "`fedcredit simulate configs/vertical-lr.toml --out <model_dir>`, or set "
-                             "node_config 'model')")
+        raise ModelPartError(
+            f"party {node.name!r} has no trained model part at {path} (train first, e.g. "
+            "`fedcredit simulate configs/vertical-lr.toml --out <model_dir>`, or set "
+            "node_config 'model')"
+        )
     st = path.stat()
     try:
         part, sha = _read_part(str(path), st.st_mtime_ns, st.st_size)
@@ -78,8 +83,7 @@ def load_model_part(node: NodeRuntime) -> tuple[dict, str, Path]:
         if key not in part:
             raise ModelPartError(f"party {node.name!r}: model part {path} has no {key!r}")
     if part["role"] != node.role:
-        raise ModelPartError(f"party {node.name!r} (role {node.role}): model part {path} belongs to a "
-                             f"{part['role']!r}")
+        raise ModelPartError(f"party {node.name!r} (role {node.role}): model part {path} belongs to a {part['role']!r}")
     return part, sha, path
 
 
@@ -102,8 +106,9 @@ def applicants(node: NodeRuntime, feature_names: list[str]) -> PartyData:
     source = node.context.node_config.get("applicants") or node.scenario.section("inference").get("applicants")
     if not source:
         data = node.data()
-        return PartyData(list(data.ids), _columns(data, feature_names, f"bank {node.name!r}"),
-                         list(feature_names), None)
+        return PartyData(
+            list(data.ids), _columns(data, feature_names, f"bank {node.name!r}"), list(feature_names), None
+        )
     path = Path(node.scenario.resolve(str(source)))
     st = path.stat() if path.exists() else None
     return _read_applicants(str(path), tuple(feature_names), st.st_mtime_ns if st else 0, st.st_size if st else 0)
@@ -119,12 +124,14 @@ def _refusals(node: NodeRuntime, ids: list[str]) -> tuple[list[str | None], dict
     result = consent_filter(node, ids)
     reasons = [result.refused_ids.get(u) for u in ids]
     summary = {k: v for k, v in result.ledger_payload().items() if k in ("purpose", "at", "category")}
-    node.put("inference_refusals", json.dumps({"n": len(ids), "reasons": [r or "" for r in reasons],
-                                                "summary": summary}))
+    node.put(
+        "inference_refusals", json.dumps({"n": len(ids), "reasons": [r or "" for r in reasons], "summary": summary})
+    )
     return reasons, summary
 
 
 # -- the phase -------------------------------------------------------------------------------
+
 
 class InferencePhase(Phase):
     """One batch of applicants per phase run; params: ``peer``, ``batch``, ``batch_size``."""
@@ -163,12 +170,29 @@ class InferencePhase(Phase):
         party: InferenceBank | InferenceCentre
         if node.role == "bank":
             model, ids, X, reasons = self._bank_inputs(node, p)
-            party = InferenceBank(node.name, p["peer"], session=session, batch=int(p["batch"]),
-                                  purpose=node.scenario.purpose, model=model, ids=ids, X=X, refusals=reasons)
+            party = InferenceBank(
+                node.name,
+                p["peer"],
+                session=session,
+                batch=int(p["batch"]),
+                purpose=node.scenario.purpose,
+                model=model,
+                ids=ids,
+                X=X,
+                refusals=reasons,
+            )
         else:
             cmodel, cids, raw, transform = self._centre_inputs(node)
-            party = InferenceCentre(node.name, p["peer"], session=session, batch=int(p["batch"]), model=cmodel,
-                                    ids=cids, features=raw, transform=transform)
+            party = InferenceCentre(
+                node.name,
+                p["peer"],
+                session=session,
+                batch=int(p["batch"]),
+                model=cmodel,
+                ids=cids,
+                features=raw,
+                transform=transform,
+            )
         party.model_sha256 = load_model_part(node)[1]  # type: ignore[union-attr]
         return party
 
@@ -213,8 +237,15 @@ class InferencePhase(Phase):
             for u, s, st in zip(ids, scores.tolist(), status):
                 w.writerow([u, "" if s != s else f"{s:.10g}", st])
         _, consent = _refusals(node, all_ids)
-        return {"batch": b, "more": (b + 1) * size < total, "applicants_total": total, **party.counts(),
-                "consent": consent, "model": model, "scores_path": str(path)}
+        return {
+            "batch": b,
+            "more": (b + 1) * size < total,
+            "applicants_total": total,
+            **party.counts(),
+            "consent": consent,
+            "model": model,
+            "scores_path": str(path),
+        }
 
     def _finish_centre(self, node: NodeRuntime, party: InferenceCentre, p: dict, model: dict) -> dict:
         queried, found = party.query_log()

@@ -52,14 +52,16 @@ def _training_release(scenario: Scenario) -> tuple[str, dict, str] | None:
     records = read_records(path)
     release = [r for r in records if r.kind == "model_release"]
     if not release:
-        raise RunFailed("coordinator", "setup", f"training ledger {path} has no model_release record "
-                        "(the training run did not finish)")
+        raise RunFailed(
+            "coordinator",
+            "setup",
+            f"training ledger {path} has no model_release record (the training run did not finish)",
+        )
     shas = {party: str(v["sha256"]) for party, v in release[-1].payload.items()}
     return release[-1].run_id, shas, str(path)
 
 
-def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *,
-                  timeout: float = 900.0) -> dict:
+def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *, timeout: float = 900.0) -> dict:
     t0 = time.monotonic()
     section = scenario.section("inference")
     batch_size = int(section.get("batch_size", DEFAULT_BATCH_SIZE))
@@ -69,8 +71,11 @@ def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: P
     banks = scenario.parties_with_role("bank")
     centres = scenario.parties_with_role("credit_centre")
     if len(banks) != 1 or len(centres) != 1:
-        raise RunFailed("coordinator", "setup", "inference needs exactly one bank and one credit centre "
-                        f"(scenario has {len(banks)} and {len(centres)})")
+        raise RunFailed(
+            "coordinator",
+            "setup",
+            f"inference needs exactly one bank and one credit centre (scenario has {len(banks)} and {len(centres)})",
+        )
     bank, centre = banks[0].name, centres[0].name
     training = _training_release(scenario)
     if training is not None:
@@ -86,10 +91,17 @@ def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: P
         b, c = done[bank], done[centre]
         models = {bank: b["model"], centre: c["model"]}
         if c["queried"] != b["sent"] or c["found"] != b["found"]:
-            raise RunFailed(centre, f"{PHASE}/finish", f"centre reports {c['queried']} queried / {c['found']} "
-                            f"found, bank sent {b['sent']} and got {b['found']} found")
+            raise RunFailed(
+                centre,
+                f"{PHASE}/finish",
+                f"centre reports {c['queried']} queried / {c['found']} "
+                f"found, bank sent {b['sent']} and got {b['found']} found",
+            )
         record = {
-            "batch": batch, "bank": bank, "credit_centre": centre, "purpose": scenario.purpose,
+            "batch": batch,
+            "bank": bank,
+            "credit_centre": centre,
+            "purpose": scenario.purpose,
             "consent": b["consent"],
             **{k: b[k] for k in ("requested", "refused", "sent", "found", "unknown_at_centre", "scored")},
             "model_type": b["model"]["type"],
@@ -102,15 +114,26 @@ def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: P
             totals[k] += int(b[k])
         for reason, n in b["refused"].items():
             refused[reason] = refused.get(reason, 0) + int(n)
-        log.info("inference batch %d: %d applicants, %d refused by consent, %d scored, %d unknown at the centre",
-                 batch, b["requested"], sum(b["refused"].values()), b["scored"], b["unknown_at_centre"])
+        log.info(
+            "inference batch %d: %d applicants, %d refused by consent, %d scored, %d unknown at the centre",
+            batch,
+            b["requested"],
+            sum(b["refused"].values()),
+            b["scored"],
+            b["unknown_at_centre"],
+        )
         more = bool(b["more"])
         batch += 1
     return {
-        "mode": "inference", "purpose": scenario.purpose, "batches": batch, "batch_size": batch_size,
-        "applicants": totals["requested"], "refused": dict(sorted(refused.items())),
+        "mode": "inference",
+        "purpose": scenario.purpose,
+        "batches": batch,
+        "batch_size": batch_size,
+        "applicants": totals["requested"],
+        "refused": dict(sorted(refused.items())),
         **{k: v for k, v in totals.items() if k != "requested"},
-        "model_type": models[bank]["type"], "models": {p: m["sha256"] for p, m in models.items()},
+        "model_type": models[bank]["type"],
+        "models": {p: m["sha256"] for p, m in models.items()},
         "training_run_id": training[0] if training else None,
         "training_ledger": training[2] if training else None,
         "scores_path": done[bank]["scores_path"],
@@ -132,10 +155,13 @@ def _release_guard(training: tuple[str, dict, str], recorder: Recorder):
             if party not in released:
                 reason = f"training run {run_id} ({path}) released no model part for {party!r}"
             elif sha != released[party]:
-                reason = (f"model part (sha256 {str(sha)[:16]}…) is not the one training run {run_id} released "
-                          f"({released[party][:16]}…): parts of different runs cannot score together")
+                reason = (
+                    f"model part (sha256 {str(sha)[:16]}…) is not the one training run {run_id} released "
+                    f"({released[party][:16]}…): parts of different runs cannot score together"
+                )
             else:
                 continue
             recorder.event("failure", {"party": party, "step": step, "reason": reason})
             raise RunFailed(party, step, reason)
+
     return check

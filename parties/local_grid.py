@@ -18,15 +18,26 @@ from flwr.serverapp import Grid
 
 
 class LocalGrid(Grid):
-    def __init__(self, client_app: ClientApp, node_configs: list[dict], *,
-                 tap: Callable[[int, Message, Message], None] | None = None,
-                 run_config: dict | None = None, run_id: int = 1):
+    def __init__(
+        self,
+        client_app: ClientApp,
+        node_configs: list[dict],
+        *,
+        tap: Callable[[int, Message, Message], None] | None = None,
+        run_config: dict | None = None,
+        run_id: int = 1,
+    ):
         self.client_app = client_app
         self.tap = tap
         self._run_id = run_id
         self.contexts = {
-            1000 + i: Context(run_id=run_id, node_id=1000 + i, node_config=dict(cfg), state=RecordDict(),
-                              run_config=dict(run_config or {}))
+            1000 + i: Context(
+                run_id=run_id,
+                node_id=1000 + i,
+                node_config=dict(cfg),
+                state=RecordDict(),
+                run_config=dict(run_config or {}),
+            )
             for i, cfg in enumerate(node_configs)
         }
         self.down: set[int] = set()  # nodes that stopped answering (for failure tests)
@@ -40,8 +51,9 @@ class LocalGrid(Grid):
     def run(self):  # type: ignore[override]
         raise NotImplementedError("LocalGrid has no Run object")
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
-                       ttl: float | None = None) -> Message:
+    def create_message(
+        self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+    ) -> Message:
         return Message(content, dst_node_id=dst_node_id, message_type=message_type, group_id=group_id, ttl=ttl)
 
     def get_node_ids(self) -> Iterable[int]:
@@ -74,8 +86,13 @@ class LocalGrid(Grid):
         return list(self.pull_messages(self.push_messages(messages)))
 
 
-def run_in_process(scenario, out_dir, *, tap: Callable[[int, Message, Message], None] | None = None,
-                   down: Callable[[LocalGrid], None] | None = None) -> dict:
+def run_in_process(
+    scenario,
+    out_dir,
+    *,
+    tap: Callable[[int, Message, Message], None] | None = None,
+    down: Callable[[LocalGrid], None] | None = None,
+) -> dict:
     """Run a scenario with the real apps on a :class:`LocalGrid`; returns the coordinator's status."""
     from pathlib import Path
 
@@ -84,8 +101,11 @@ def run_in_process(scenario, out_dir, *, tap: Callable[[int, Message, Message], 
 
     out = Path(out_dir)
     client = build_client_app(scenario, out)
-    grid = LocalGrid(client, [{"partition-id": i, "num-partitions": len(scenario.parties)}
-                              for i in range(len(scenario.parties))], tap=tap)
+    grid = LocalGrid(
+        client,
+        [{"partition-id": i, "num-partitions": len(scenario.parties)} for i in range(len(scenario.parties))],
+        tap=tap,
+    )
     if down is not None:
         down(grid)
     from flwr.supercore.task_identity import TaskIdentity

@@ -73,9 +73,12 @@ class NodeRuntime:
         pem = self.get("egress_key_pem")
         if pem is None:  # simulation: the node makes its own key on first contact
             key = Ed25519PrivateKey.generate()
-            self.put("egress_key_pem", key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+            self.put(
+                "egress_key_pem",
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                ),
+            )
             return key
         return serialization.load_pem_private_key(bytes(pem), password=None)  # type: ignore[return-value]
 

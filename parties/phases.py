@@ -45,6 +45,7 @@ class Phase(ABC):
 
 # -- helpers over persisted node state ---------------------------------------------------
 
+
 @dataclass
 class _Arr:
     a: np.ndarray
@@ -78,6 +79,7 @@ def aligned_features(node: NodeRuntime) -> dict[str, np.ndarray]:
 
 # -- split ------------------------------------------------------------------------------
 
+
 def bank_test_mask(node: NodeRuntime, ids: list[str]) -> np.ndarray:
     """The bank's held-out rows: the documented stratified split for bundled data, else a keyed hash."""
     source = node.scenario.resolve(node.spec.data)
@@ -98,9 +100,11 @@ class SplitPhase(Phase):
         if node.role == "bank":
             ids = [node.data().ids[i] for i in rows]
             section = node.scenario.section("evaluation")
-            plan = make_plan(bank_test_mask(node, ids),
-                             validation_fraction=float(section.get("validation_fraction", 0.1)),
-                             seed=node.scenario.seed)
+            plan = make_plan(
+                bank_test_mask(node, ids),
+                validation_fraction=float(section.get("validation_fraction", 0.1)),
+                seed=node.scenario.seed,
+            )
             self._store(node, plan)
             return SplitSender(node.name, params["peer"], plan)
         return SplitReceiver(node.name, params["peer"], n_rows=len(rows))
@@ -112,9 +116,15 @@ class SplitPhase(Phase):
 
     def dump(self, party: Party) -> bytes:
         plan = party.plan if isinstance(party, (SplitSender, SplitReceiver)) else None
-        return json.dumps({"type": type(party).__name__, "name": party.name, "peer": party.peer,  # type: ignore[attr-defined]
-                           "n_rows": getattr(party, "n_rows", 0),
-                           "plan": wire.encode(plan).hex() if plan is not None else None}).encode()
+        return json.dumps(
+            {
+                "type": type(party).__name__,
+                "name": party.name,
+                "peer": party.peer,  # type: ignore[attr-defined]
+                "n_rows": getattr(party, "n_rows", 0),
+                "plan": wire.encode(plan).hex() if plan is not None else None,
+            }
+        ).encode()
 
     def restore(self, node: NodeRuntime, state: bytes) -> Party:
         s = json.loads(state)
@@ -141,6 +151,7 @@ class SplitPhase(Phase):
 
 
 # -- release ----------------------------------------------------------------------------
+
 
 class _Done(Party):
     """Phases without messages (release) still go through the relay for a signed record."""
@@ -175,8 +186,13 @@ class ReleasePhase(Phase):
         model = node.get("model")
         if model is None:
             raise RuntimeError(f"node {node.name} has no trained model to release")
-        part = {"party": node.name, "role": node.role, "feature_names": node.data().feature_names,
-                "preprocessor": json.loads(str(node.get("preprocessor"))), "model": json.loads(str(model))}
+        part = {
+            "party": node.name,
+            "role": node.role,
+            "feature_names": node.data().feature_names,
+            "preprocessor": json.loads(str(node.get("preprocessor"))),
+            "model": json.loads(str(model)),
+        }
         body = json.dumps(part, indent=1, sort_keys=True).encode()
         path = node.dir / "model.json"
         path.write_bytes(body)
@@ -184,6 +200,7 @@ class ReleasePhase(Phase):
 
 
 # -- align: consent-filtered PSI -----------------------------------------------------------
+
 
 def consent_filter(node: NodeRuntime, ids: list[str]):
     """The bank's consent registry for this run's purpose (counts go to the ledger, ids stay here).
@@ -214,8 +231,9 @@ def consent_filter(node: NodeRuntime, ids: list[str]):
         for u in (u for u, r in zip(ids, revoked) if r):
             registry.revoke(u, node.name, at - dt.timedelta(days=30), purpose)
         for u in (u for u, e in zip(ids, expired) if e):
-            registry.add(ConsentRecord(u, node.name, purpose, frozenset({"*"}), dt.date(2020, 1, 1),
-                                       at - dt.timedelta(days=1)))
+            registry.add(
+                ConsentRecord(u, node.name, purpose, frozenset({"*"}), dt.date(2020, 1, 1), at - dt.timedelta(days=1))
+            )
     return registry.filter(ids, node.name, purpose, at)
 
 
@@ -224,8 +242,11 @@ class AlignPhase(Phase):
 
     def _kwargs(self, node: NodeRuntime) -> dict:
         section = node.scenario.section("psi")
-        return {"session": str(node.get("run_id")), "truncate": int(section.get("truncate", 12)),
-                "workers": int(section.get("workers", 1))}
+        return {
+            "session": str(node.get("run_id")),
+            "truncate": int(section.get("truncate", 12)),
+            "workers": int(section.get("workers", 1)),
+        }
 
     def _ids(self, node: NodeRuntime) -> list[str]:
         ids = node.data().ids
@@ -276,6 +297,7 @@ class AlignPhase(Phase):
 
 # -- train: two-party Paillier logistic regression ---------------------------------------
 
+
 class HeteroLRPhase(Phase):
     def _config(self, node: NodeRuntime):
         from protocols.hetero_lr import HeteroLRConfig
@@ -290,7 +312,9 @@ class HeteroLRPhase(Phase):
         d = aligned_features(node)
         cfg = self._config(node)
         if node.role == "bank":
-            return BankLR(node.name, params["peer"], d["X_train"], d["y_train"], cfg, X_val=d["X_val"], y_val=d["y_val"])
+            return BankLR(
+                node.name, params["peer"], d["X_train"], d["y_train"], cfg, X_val=d["X_val"], y_val=d["y_val"]
+            )
         return CentreLR(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"])
 
     def dump(self, party: Party) -> bytes:
@@ -320,6 +344,7 @@ class HeteroLRPhase(Phase):
 
 # -- train: SecureBoost ----------------------------------------------------------------------
 
+
 class SecureBoostPhase(Phase):
     """Bank = guest (labels, Paillier key), centre = host; each keeps only its own splits."""
 
@@ -336,8 +361,9 @@ class SecureBoostPhase(Phase):
         d = aligned_features(node)
         cfg = self._config(node)
         if node.role == "bank":
-            return SecureBoostGuest(node.name, params["peer"], d["X_train"], d["y_train"], cfg,
-                                    X_val=d["X_val"], y_val=d["y_val"])
+            return SecureBoostGuest(
+                node.name, params["peer"], d["X_train"], d["y_train"], cfg, X_val=d["X_val"], y_val=d["y_val"]
+            )
         return SecureBoostHost(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"])
 
     def dump(self, party: Party) -> bytes:
@@ -359,12 +385,23 @@ class SecureBoostPhase(Phase):
 
     def finish(self, node: NodeRuntime, party: Party) -> dict:
         model = party.model()  # type: ignore[attr-defined]
-        node.put("model", json.dumps({"type": "secureboost", "role": node.role,
-                                      "n_trees": len(getattr(model, "trees", [])) if node.role == "bank" else None,
-                                      "model_hex": model.to_bytes().hex()}))
+        node.put(
+            "model",
+            json.dumps(
+                {
+                    "type": "secureboost",
+                    "role": node.role,
+                    "n_trees": len(getattr(model, "trees", [])) if node.role == "bank" else None,
+                    "model_hex": model.to_bytes().hex(),
+                }
+            ),
+        )
         hist = party.history  # type: ignore[attr-defined]
-        return {"trees": len(hist), "history": hist if node.role == "bank" else [],
-                "feature_importance": _named_importance(party.feature_importance(), node)}  # type: ignore[attr-defined]
+        return {
+            "trees": len(hist),
+            "history": hist if node.role == "bank" else [],
+            "feature_importance": _named_importance(party.feature_importance(), node),
+        }  # type: ignore[attr-defined]
 
 
 def _named_importance(imp: dict, node: NodeRuntime) -> dict:
@@ -377,12 +414,18 @@ def _named_importance(imp: dict, node: NodeRuntime) -> dict:
         if isinstance(v, list) and len(v) == len(names):
             return dict(zip(names, v))
         return v
+
     return name(imp)
 
 
-def _secureboost_scorer(node: NodeRuntime, peer: str, model: dict, X: np.ndarray, *, state: bytes | None = None) -> Party:
+def _secureboost_scorer(
+    node: NodeRuntime, peer: str, model: dict, X: np.ndarray, *, state: bytes | None = None
+) -> Party:
     from protocols.secureboost import (
-        SecureBoostGuestModel, SecureBoostHostModel, SecureBoostScoringGuest, SecureBoostScoringHost,
+        SecureBoostGuestModel,
+        SecureBoostHostModel,
+        SecureBoostScoringGuest,
+        SecureBoostScoringHost,
     )
 
     raw = bytes.fromhex(model["model_hex"])
@@ -399,6 +442,7 @@ def _secureboost_scorer(node: NodeRuntime, peer: str, model: dict, X: np.ndarray
 
 
 # -- score: joint scoring of the held-out rows ---------------------------------------------
+
 
 class ScorePhase(Phase):
     """The bank learns the joint scores of the test rows and computes metrics (documented leak:
@@ -438,9 +482,14 @@ class ScorePhase(Phase):
         return {"metrics": {k: round(float(v), 6) for k, v in m.items()}, "rows": int(len(y))}
 
 
-PHASES: dict[str, Phase] = {"align": AlignPhase(), "split": SplitPhase(), "hetero_lr": HeteroLRPhase(),
-                            "secureboost": SecureBoostPhase(),
-                            "score": ScorePhase(), "release": ReleasePhase()}
+PHASES: dict[str, Phase] = {
+    "align": AlignPhase(),
+    "split": SplitPhase(),
+    "hetero_lr": HeteroLRPhase(),
+    "secureboost": SecureBoostPhase(),
+    "score": ScorePhase(),
+    "release": ReleasePhase(),
+}
 
 # joint inference builds on the helpers above and adds PHASES["inference"] itself
 import parties.inference_phase  # noqa: E402,F401

@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 def code_version() -> str:
     """Package version plus the git commit when run from a checkout."""
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         rev = ""
     return f"{fedcredit.__version__}+{rev}" if rev else fedcredit.__version__
@@ -50,17 +55,32 @@ class Recorder:
     def run_start(self, parties: dict[str, dict]) -> None:
         s = self.scenario
         self.started = True
-        self.ledger.append("run_start", {
-            "config_hash": s.config_hash, "scenario": s.name, "mode": s.mode, "purpose": s.purpose,
-            "code_version": code_version(), "parties": parties,
-            "coordinator_pubkey": public_key_hex(self.key),
-        })
+        self.ledger.append(
+            "run_start",
+            {
+                "config_hash": s.config_hash,
+                "scenario": s.name,
+                "mode": s.mode,
+                "purpose": s.purpose,
+                "code_version": code_version(),
+                "parties": parties,
+                "coordinator_pubkey": public_key_hex(self.key),
+            },
+        )
 
-    def step(self, step: str, round: int, messages: list[dict], metrics: dict | None = None,
-             participants: list[str] | None = None) -> None:
+    def step(
+        self,
+        step: str,
+        round: int,
+        messages: list[dict],
+        metrics: dict | None = None,
+        participants: list[str] | None = None,
+    ) -> None:
         senders = sorted({m["sender"] for m in messages} | set(participants or []))
-        self.ledger.append("step", {"step": step, "round": round, "messages": messages,
-                                    "participants": senders, "metrics": metrics or {}})
+        self.ledger.append(
+            "step",
+            {"step": step, "round": round, "messages": messages, "participants": senders, "metrics": metrics or {}},
+        )
 
     def event(self, kind: str, payload: dict) -> None:
         if not self.started:  # failed before the parties were introduced: still a valid ledger

@@ -48,14 +48,22 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
         if len(ids) >= expected:
             return ids
         if time.monotonic() > deadline:
-            raise RunFailed("coordinator", "connect",
-                            f"only {len(ids)} of {expected} party nodes connected within {timeout:.0f} s")
+            raise RunFailed(
+                "coordinator", "connect", f"only {len(ids)} of {expected} party nodes connected within {timeout:.0f} s"
+            )
         time.sleep(0.2)
 
 
 class Relay:
-    def __init__(self, grid: Grid, nodes: dict[str, int], recorder: Recorder, *,
-                 timeout: float = 600.0, on_step: Callable[[str, dict[str, NodeReply]], None] | None = None):
+    def __init__(
+        self,
+        grid: Grid,
+        nodes: dict[str, int],
+        recorder: Recorder,
+        *,
+        timeout: float = 600.0,
+        on_step: Callable[[str, dict[str, NodeReply]], None] | None = None,
+    ):
         self.grid = grid
         self.nodes = nodes  # party name -> Flower node id
         self.recorder = recorder
@@ -64,13 +72,20 @@ class Relay:
         self.round = 0
         self.steps = 0
 
-    def call(self, kind: str, phase: str, step: str,
-             requests: dict[str, tuple[dict, list[Envelope]]]) -> dict[str, NodeReply]:
+    def call(
+        self, kind: str, phase: str, step: str, requests: dict[str, tuple[dict, list[Envelope]]]
+    ) -> dict[str, NodeReply]:
         """One Flower round trip to the named parties; records the step in the ledger."""
         msgs, order = [], []
         for party, (params, inbox) in requests.items():
-            msgs.append(Message(transport.request(phase=phase, step=step, params=params, inbox=inbox),
-                                dst_node_id=self.nodes[party], message_type=kind, group_id=step))
+            msgs.append(
+                Message(
+                    transport.request(phase=phase, step=step, params=params, inbox=inbox),
+                    dst_node_id=self.nodes[party],
+                    message_type=kind,
+                    group_id=step,
+                )
+            )
             order.append(party)
         by_node = {m.metadata.dst_node_id: p for m, p in zip(msgs, order)}
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
@@ -99,18 +114,34 @@ class Relay:
                 failures.append((party, f"malformed reply: {exc}"))
                 continue
             described.extend(env.describe() for env in outbox)
-            described.append({"sender": party, "recipient": "coordinator", "kind": "Summary",
-                              "size": len(summary_bytes), "sha256": hashlib.sha256(summary_bytes).hexdigest()})
+            described.append(
+                {
+                    "sender": party,
+                    "recipient": "coordinator",
+                    "kind": "Summary",
+                    "size": len(summary_bytes),
+                    "sha256": hashlib.sha256(summary_bytes).hexdigest(),
+                }
+            )
             out[party] = NodeReply(outbox, finished, summary)
-        failures.extend((p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
-                        for p in order if p not in out and p not in {f[0] for f in failures})
+        failures.extend(
+            (p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
+            for p in order
+            if p not in out and p not in {f[0] for f in failures}
+        )
         # Record what did cross boundaries in this step before stopping, so the ledger still
         # matches every node's egress log even when the step failed.
         metrics = {p: r.summary.get("metrics") for p, r in out.items() if r.summary.get("metrics")}
         self.recorder.step(step, self.round, described, metrics=metrics, participants=order)
         if metrics:
-            log.info("%s: %s", step, "; ".join(f"{p} " + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()) for p, m in metrics.items()))
+            log.info(
+                "%s: %s",
+                step,
+                "; ".join(
+                    f"{p} " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+                    for p, m in metrics.items()
+                ),
+            )
         if failures:
             self._fail(failures[0][0], step, failures[0][1])
         if self.on_step:

@@ -22,8 +22,10 @@ def resolve_party(context: Context, scenario: Scenario) -> PartySpec:
         name = str(cfg["party"])
         spec = scenario.party(name)
         if "role" in cfg and str(cfg["role"]) != spec.role:
-            raise RoleError(f"node says it is {name!r} with role {cfg['role']!r}, "
-                            f"but the scenario gives {name!r} the role {spec.role!r}")
+            raise RoleError(
+                f"node says it is {name!r} with role {cfg['role']!r}, "
+                f"but the scenario gives {name!r} the role {spec.role!r}"
+            )
         if "data" in cfg:
             spec = PartySpec(name=spec.name, role=spec.role, data=str(cfg["data"]), options=spec.options)
         return spec

@@ -48,8 +48,12 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
     timeout = float(scenario.section("run").get("step_timeout", 900))
     recorder = Recorder(out_dir, scenario, signing_key=key)
     started = time.time()
-    status: dict = {"scenario": scenario.name, "mode": scenario.mode, "run_id": recorder.run_id,
-                    "ledger": str(recorder.path)}
+    status: dict = {
+        "scenario": scenario.name,
+        "mode": scenario.mode,
+        "run_id": recorder.run_id,
+        "ledger": str(recorder.path),
+    }
     try:
         if scenario.mode == "horizontal":
             from parties.horizontal_server import run as run_horizontal

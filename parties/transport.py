@@ -33,9 +33,8 @@ class RelayBatch:
     payloads: list[bytes] = field(default_factory=list)
 
     @classmethod
-    def of(cls, envelopes: list[Envelope]) -> "RelayBatch":
-        return cls([e.sender for e in envelopes], [e.recipient for e in envelopes],
-                   [e.payload for e in envelopes])
+    def of(cls, envelopes: list[Envelope]) -> RelayBatch:
+        return cls([e.sender for e in envelopes], [e.recipient for e in envelopes], [e.payload for e in envelopes])
 
     def envelopes(self) -> list[Envelope]:
         if not len(self.senders) == len(self.recipients) == len(self.payloads):
@@ -47,32 +46,51 @@ def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=float).encode()
 
 
-def request(*, phase: str, step: str, params: dict | None = None,
-            inbox: list[Envelope] | None = None) -> RecordDict:
-    return RecordDict({RECORD: ConfigRecord({
-        "phase": phase,
-        "step": step,
-        "params": canonical_json(params or {}),
-        "inbox": wire.encode(RelayBatch.of(inbox or [])),
-    })})
+def request(*, phase: str, step: str, params: dict | None = None, inbox: list[Envelope] | None = None) -> RecordDict:
+    return RecordDict(
+        {
+            RECORD: ConfigRecord(
+                {
+                    "phase": phase,
+                    "step": step,
+                    "params": canonical_json(params or {}),
+                    "inbox": wire.encode(RelayBatch.of(inbox or [])),
+                }
+            )
+        }
+    )
 
 
 def read_request(content: RecordDict) -> tuple[str, str, dict, list[Envelope]]:
     rec = content[RECORD]
-    return (str(rec["phase"]), str(rec["step"]), json.loads(rec["params"]),
-            wire.decode(rec["inbox"], RelayBatch).envelopes())
+    return (
+        str(rec["phase"]),
+        str(rec["step"]),
+        json.loads(rec["params"]),
+        wire.decode(rec["inbox"], RelayBatch).envelopes(),
+    )
 
 
 def reply(*, outbox: list[Envelope], finished: bool, summary: dict) -> RecordDict:
-    return RecordDict({RECORD: ConfigRecord({
-        "outbox": wire.encode(RelayBatch.of(outbox)),
-        "finished": finished,
-        "summary": canonical_json(summary),
-    })})
+    return RecordDict(
+        {
+            RECORD: ConfigRecord(
+                {
+                    "outbox": wire.encode(RelayBatch.of(outbox)),
+                    "finished": finished,
+                    "summary": canonical_json(summary),
+                }
+            )
+        }
+    )
 
 
 def read_reply(content: RecordDict) -> tuple[list[Envelope], bool, dict, bytes]:
     rec = content[RECORD]
     summary_bytes = bytes(rec["summary"])
-    return (wire.decode(rec["outbox"], RelayBatch).envelopes(), bool(rec["finished"]),
-            json.loads(summary_bytes), summary_bytes)
+    return (
+        wire.decode(rec["outbox"], RelayBatch).envelopes(),
+        bool(rec["finished"]),
+        json.loads(summary_bytes),
+        summary_bytes,
+    )

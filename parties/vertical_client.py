@@ -31,8 +31,9 @@ def _state_key(phase: str) -> str:
     return f"phase:{phase}"
 
 
-def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioProvider,
-           out_dir: Path | None) -> Message:
+def handle(
+    kind: str, message: Message, context: Context, scenario_of: ScenarioProvider, out_dir: Path | None
+) -> Message:
     node_name, step = "?", "?"
     try:
         scenario = scenario_of(context)
@@ -43,8 +44,7 @@ def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioP
             raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
         if kind == transport.HELLO:
             node.put("run_id", str(params["run_id"]))
-            summary = {"party": node.name, "role": node.role,
-                       "egress_pubkey": public_key_hex(node.signing_key())}
+            summary = {"party": node.name, "role": node.role, "egress_pubkey": public_key_hex(node.signing_key())}
             try:  # a node with bad data still introduces itself, so the run is recorded and named
                 data = node.data()
                 summary.update(rows=len(data), features=data.n_features)
@@ -79,8 +79,10 @@ def handle(kind: str, message: Message, context: Context, scenario_of: ScenarioP
         return Message(transport.reply(outbox=outbox, finished=finished, summary=summary), reply_to=message)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the coordinator, named
         log.error("party %s failed at %s:\n%s", node_name, step, traceback.format_exc())
-        return Message(Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
-                       reply_to=message)
+        return Message(
+            Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
+            reply_to=message,
+        )
 
 
 def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:

@@ -39,8 +39,15 @@ def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float
     hello = {"run_id": recorder.run_id, "scenario_hash": scenario.config_hash}
     from flwr.app import Message
 
-    msgs = [Message(transport.request(phase="hello", step="hello", params=hello), dst_node_id=nid,
-                    message_type=transport.HELLO, group_id="hello") for nid in node_ids]
+    msgs = [
+        Message(
+            transport.request(phase="hello", step="hello", params=hello),
+            dst_node_id=nid,
+            message_type=transport.HELLO,
+            group_id="hello",
+        )
+        for nid in node_ids
+    ]
     replies = list(grid.send_and_receive(msgs, timeout=timeout))
     nodes: dict[str, int] = {}
     parties: dict[str, dict] = {}
@@ -55,15 +62,29 @@ def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float
         nodes[name] = nid
         parties[name] = summary
     relay = Relay(grid, nodes, recorder, timeout=timeout)
-    recorder.run_start({name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"],
-                               "features": s["features"]} for name, s in parties.items()})
+    recorder.run_start(
+        {
+            name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"], "features": s["features"]}
+            for name, s in parties.items()
+        }
+    )
     # the hello answers crossed a boundary too: record them like any step
     import hashlib
 
-    recorder.step("hello", 0, [
-        {"sender": name, "recipient": "coordinator", "kind": "Summary", "size": len(b),
-         "sha256": hashlib.sha256(b).hexdigest()}
-        for name, b in ((n, transport.canonical_json(parties[n])) for n in parties)])
+    recorder.step(
+        "hello",
+        0,
+        [
+            {
+                "sender": name,
+                "recipient": "coordinator",
+                "kind": "Summary",
+                "size": len(b),
+                "sha256": hashlib.sha256(b).hexdigest(),
+            }
+            for name, b in ((n, transport.canonical_json(parties[n])) for n in parties)
+        ],
+    )
     for name, s in parties.items():
         if "error" in s:
             raise RunFailed(name, "hello", f"cannot load its data: {s['error']}")
@@ -76,24 +97,32 @@ def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float
     return relay, parties
 
 
-def run_vertical(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *,
-                 timeout: float = 900.0) -> dict:
+def run_vertical(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *, timeout: float = 900.0) -> dict:
     t0 = time.monotonic()
     relay, parties = introduce(grid, recorder, scenario, timeout)
     banks = scenario.parties_with_role("bank")
     centres = scenario.parties_with_role("credit_centre")
     if len(banks) != 1 or len(centres) != 1:
-        raise RunFailed("coordinator", "setup", "vertical mode needs exactly one bank and one credit centre "
-                        f"(scenario has {len(banks)} and {len(centres)})")
+        raise RunFailed(
+            "coordinator",
+            "setup",
+            "vertical mode needs exactly one bank and one credit centre "
+            f"(scenario has {len(banks)} and {len(centres)})",
+        )
     bank, centre = banks[0].name, centres[0].name
     pair = {bank: {"peer": centre}, centre: {"peer": bank}}
     t_phase = time.monotonic()
 
     align = relay.run_phase("align", pair)
     n_common = int(align[bank]["intersection"])
-    recorder.event("psi", {"bank": {k: v for k, v in align[bank].items() if k != "metrics"},
-                           "credit_centre": {k: v for k, v in align[centre].items() if k != "metrics"},
-                           "seconds": round(time.monotonic() - t_phase, 3)})
+    recorder.event(
+        "psi",
+        {
+            "bank": {k: v for k, v in align[bank].items() if k != "metrics"},
+            "credit_centre": {k: v for k, v in align[centre].items() if k != "metrics"},
+            "seconds": round(time.monotonic() - t_phase, 3),
+        },
+    )
     consent = align[bank].get("consent")
     if consent is not None:
         recorder.event("consent_check", {"bank": bank, "purpose": scenario.purpose, **consent})
@@ -109,22 +138,27 @@ def run_vertical(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Pa
     train_seconds = time.monotonic() - t_train
     scored = relay.run_phase("score", pair)
     released = relay.run_phase("release", pair)
-    recorder.event("model_release", {p: {"sha256": s["model_sha256"], "path": s["model_path"]}
-                                     for p, s in released.items()})
+    recorder.event(
+        "model_release", {p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}
+    )
     metrics = {
         **scored[bank]["metrics"],
         "rows_intersection": n_common,
-        "rows_train": split[bank]["train"], "rows_test": split[bank]["test"],
+        "rows_train": split[bank]["train"],
+        "rows_test": split[bank]["test"],
         "rows_validation": split[bank]["validation"],
-        "epochs": trained[bank].get("epochs"), "trees": trained[bank].get("trees"),
+        "epochs": trained[bank].get("epochs"),
+        "trees": trained[bank].get("trees"),
         "history": trained[bank].get("history", []),
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.monotonic() - t0, 2),
         "flower_round_trips": relay.steps,
         "psi": align[bank],
-        "feature_importance": {p: s.get("feature_importance") for p, s in trained.items()
-                               if s.get("feature_importance") is not None},
+        "feature_importance": {
+            p: s.get("feature_importance") for p, s in trained.items() if s.get("feature_importance") is not None
+        },
     }
-    (out_dir / "models.json").write_text(json.dumps(
-        {p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}, indent=2))
+    (out_dir / "models.json").write_text(
+        json.dumps({p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}, indent=2)
+    )
     return metrics

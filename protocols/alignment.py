@@ -70,8 +70,10 @@ class SplitReceiver(Party):
             raise ProtocolError(f"{self.name}: split step expects one plan from {self.peer}")
         plan = wire.decode(inbox[0].payload, SplitPlan)
         if plan.n_rows != self.n_rows or plan.test.shape != (self.n_rows,) or plan.validation.shape != (self.n_rows,):
-            raise ProtocolError(f"{self.name}: split plan covers {plan.n_rows} rows but the intersection "
-                                f"has {self.n_rows} (plan from another run?)")
+            raise ProtocolError(
+                f"{self.name}: split plan covers {plan.n_rows} rows but the intersection "
+                f"has {self.n_rows} (plan from another run?)"
+            )
         if plan.test.dtype != bool or plan.validation.dtype != bool or (plan.test & plan.validation).any():
             raise ProtocolError(f"{self.name}: malformed split plan (test and validation overlap)")
         self.plan = plan

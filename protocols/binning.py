@@ -39,8 +39,9 @@ def _check_matrix(X: np.ndarray, what: str, n_features: int | None = None) -> np
     bad = ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise BinningError(f"{what}: non-finite value at row {row}, column {col} "
-                           "(impute missing values before training)")
+        raise BinningError(
+            f"{what}: non-finite value at row {row}, column {col} (impute missing values before training)"
+        )
     return X
 
 
@@ -81,10 +82,9 @@ class BinEdges:
         return flat.astype(np.float64), np.array([t.size for t in self.thresholds], dtype=np.int64)
 
     @classmethod
-    def from_arrays(cls, flat: np.ndarray, sizes: np.ndarray) -> "BinEdges":
+    def from_arrays(cls, flat: np.ndarray, sizes: np.ndarray) -> BinEdges:
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return cls([np.asarray(flat[bounds[j]:bounds[j + 1]], dtype=np.float64).copy()
-                    for j in range(len(sizes))])
+        return cls([np.asarray(flat[bounds[j] : bounds[j + 1]], dtype=np.float64).copy() for j in range(len(sizes))])
 
 
 def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features") -> BinEdges:

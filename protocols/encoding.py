@@ -60,7 +60,7 @@ class FixedPoint:
 
     @property
     def scale(self) -> float:
-        return float(2.0 ** self.frac_bits)
+        return float(2.0**self.frac_bits)
 
     @property
     def max_int(self) -> int:
@@ -75,7 +75,7 @@ class FixedPoint:
     @property
     def resolution(self) -> float:
         """Spacing between representable values; encoding error is at most half of it."""
-        return float(2.0 ** -self.frac_bits)
+        return float(2.0**-self.frac_bits)
 
     def encode(self, x: np.ndarray | float | list) -> np.ndarray:
         """``round(x * 2**frac_bits)`` element-wise (round half to even), any shape.
@@ -99,9 +99,11 @@ class FixedPoint:
         too_big = np.abs(scaled) > float(self.max_int)
         if too_big.any():
             i = int(np.flatnonzero(too_big)[0])
-            raise EncodingError(f"value {float(flat[i])!r} at index {_where(arr.shape, i)} exceeds the fixed-point "
-                                f"range |x| <= {self.max_abs:.6g} (int_bits={self.int_bits}, "
-                                f"frac_bits={self.frac_bits})")
+            raise EncodingError(
+                f"value {float(flat[i])!r} at index {_where(arr.shape, i)} exceeds the fixed-point "
+                f"range |x| <= {self.max_abs:.6g} (int_bits={self.int_bits}, "
+                f"frac_bits={self.frac_bits})"
+            )
         if self.bits <= _INT64_SAFE_BITS:
             return scaled.astype(np.int64).reshape(arr.shape)
         # float64 integers are exact; int() converts each without loss
@@ -129,8 +131,10 @@ class FixedPoint:
             try:
                 out[i] = int(v) / denom
             except OverflowError:
-                raise EncodingError(f"encoded value at index {_where(arr.shape, i)} is too large for float64 "
-                                    "(overflowed sum or wrong scale?)") from None
+                raise EncodingError(
+                    f"encoded value at index {_where(arr.shape, i)} is too large for float64 "
+                    "(overflowed sum or wrong scale?)"
+                ) from None
             except (TypeError, ValueError):
                 raise EncodingError(f"non-integer {v!r} at index {_where(arr.shape, i)}") from None
         return out.reshape(arr.shape)

@@ -55,6 +55,7 @@ class GBDTParams:
 
 # -- loss and quantisation ------------------------------------------------------------------
 
+
 def sigmoid(raw: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw, dtype=np.float64)))
 
@@ -68,7 +69,7 @@ def base_score(y: np.ndarray) -> float:
 def quantized_grad_hess(y: np.ndarray, raw: np.ndarray, precision_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Logistic-loss gradient and hessian as int64 fixed-point with ``precision_bits`` fraction bits."""
     p = sigmoid(raw)
-    scale = float(2 ** precision_bits)
+    scale = float(2**precision_bits)
     g = np.rint((p - y) * scale).astype(np.int64)
     h = np.rint(p * (1.0 - p) * scale).astype(np.int64)
     return g, h
@@ -100,6 +101,7 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 # -- exact histograms -----------------------------------------------------------------------
 
+
 def exact_bincount(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     """``sum(values[keys == k])`` for every ``k < size`` as exact int64 (values int64)."""
     if keys.size >= MAX_ROWS:
@@ -112,9 +114,15 @@ def exact_bincount(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarra
     return (s_hi.astype(np.int64) << _LO_BITS) + s_lo.astype(np.int64)
 
 
-def node_histograms(bins: np.ndarray, rows: np.ndarray, local_node: np.ndarray, n_nodes: int,
-                    n_bins_max: int, g: np.ndarray, h: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def node_histograms(
+    bins: np.ndarray,
+    rows: np.ndarray,
+    local_node: np.ndarray,
+    n_nodes: int,
+    n_bins_max: int,
+    g: np.ndarray,
+    h: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per (node, feature, bin) sums of g, h and counts, shape ``(n_nodes, F, B)`` each.
 
     ``rows`` are the training rows involved, ``local_node[i]`` the index (< n_nodes) of the
@@ -123,8 +131,9 @@ def node_histograms(bins: np.ndarray, rows: np.ndarray, local_node: np.ndarray, 
     F = bins.shape[1]
     B = n_bins_max
     size = n_nodes * F * B
-    keys = ((local_node.astype(np.int64)[:, None] * F + np.arange(F)[None, :]) * B
-            + bins[rows].astype(np.int64)).ravel()
+    keys = (
+        (local_node.astype(np.int64)[:, None] * F + np.arange(F)[None, :]) * B + bins[rows].astype(np.int64)
+    ).ravel()
     hg = exact_bincount(keys, np.repeat(g[rows], F), size).reshape(n_nodes, F, B)
     hh = exact_bincount(keys, np.repeat(h[rows], F), size).reshape(n_nodes, F, B)
     cnt = np.bincount(keys, minlength=size).astype(np.int64).reshape(n_nodes, F, B)
@@ -142,8 +151,12 @@ def candidate_mask(cnt: np.ndarray, n_bins: np.ndarray, min_samples_leaf: int) -
     cum = np.cumsum(cnt, axis=-1)
     total = cum[..., -1:]
     b = np.arange(cnt.shape[-1])
-    return ((b[None, :] < (np.asarray(n_bins)[:, None] - 1)) & (cnt > 0)
-            & (cum >= min_samples_leaf) & (total - cum >= min_samples_leaf))
+    return (
+        (b[None, :] < (np.asarray(n_bins)[:, None] - 1))
+        & (cnt > 0)
+        & (cum >= min_samples_leaf)
+        & (total - cum >= min_samples_leaf)
+    )
 
 
 def split_gains(GL: np.ndarray, HL: np.ndarray, G: int, H: int, params: GBDTParams) -> np.ndarray:
@@ -152,7 +165,7 @@ def split_gains(GL: np.ndarray, HL: np.ndarray, G: int, H: int, params: GBDTPara
     Invalid candidates (a child below ``min_child_weight``) get ``-inf``. Used verbatim by the
     reference and the federated guest so equal integers give bit-identical gains.
     """
-    s = 2.0 ** -params.precision_bits
+    s = 2.0**-params.precision_bits
     GL = np.asarray(GL, dtype=np.int64)
     HL = np.asarray(HL, dtype=np.int64)
     gl, hl = GL * s, HL * s
@@ -175,15 +188,16 @@ def first_max(gains: np.ndarray) -> tuple[int, float]:
 
 def can_split(n: int, H: int, params: GBDTParams) -> bool:
     """Whether a node could still be split (so it is worth building its histograms)."""
-    return n >= max(2, 2 * params.min_samples_leaf) and H * 2.0 ** -params.precision_bits >= 2 * params.min_child_weight
+    return n >= max(2, 2 * params.min_samples_leaf) and H * 2.0**-params.precision_bits >= 2 * params.min_child_weight
 
 
 def leaf_values(G: np.ndarray, H: np.ndarray, params: GBDTParams) -> np.ndarray:
-    s = 2.0 ** -params.precision_bits
+    s = 2.0**-params.precision_bits
     return -params.learning_rate * (np.asarray(G) * s) / (np.asarray(H) * s + params.reg_lambda)
 
 
 # -- trees ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Tree:
@@ -214,7 +228,7 @@ class Tree:
         return {k: getattr(self, k) for k in _TREE_FIELDS}
 
     @classmethod
-    def from_dict(cls, d: dict[str, np.ndarray]) -> "Tree":
+    def from_dict(cls, d: dict[str, np.ndarray]) -> Tree:
         return cls(**{k: np.asarray(d[k], dtype=_TREE_FIELDS[k]) for k in _TREE_FIELDS})
 
     def leaves(self, go_left, n_rows: int) -> np.ndarray:
@@ -235,9 +249,17 @@ class Tree:
         return node
 
 
-_TREE_FIELDS = {"left": np.int32, "right": np.int32, "owner": np.int8, "feature": np.int32,
-                "threshold": np.float64, "split_id": np.uint64, "value": np.float64,
-                "gain": np.float64, "n_samples": np.int64}
+_TREE_FIELDS = {
+    "left": np.int32,
+    "right": np.int32,
+    "owner": np.int8,
+    "feature": np.int32,
+    "threshold": np.float64,
+    "split_id": np.uint64,
+    "value": np.float64,
+    "gain": np.float64,
+    "n_samples": np.int64,
+}
 
 
 @dataclass
@@ -268,8 +290,17 @@ class TreeBuilder:
         self.gain.append(0.0)
         return len(self.left) - 1
 
-    def split(self, node: int, owner: int, feature: int, threshold: float, split_id: int, gain: float,
-              left_sums: tuple[int, int, int], right_sums: tuple[int, int, int]) -> tuple[int, int]:
+    def split(
+        self,
+        node: int,
+        owner: int,
+        feature: int,
+        threshold: float,
+        split_id: int,
+        gain: float,
+        left_sums: tuple[int, int, int],
+        right_sums: tuple[int, int, int],
+    ) -> tuple[int, int]:
         lid = self.add_node(*left_sums)
         rid = self.add_node(*right_sums)
         self.left[node], self.right[node] = lid, rid
@@ -282,21 +313,28 @@ class TreeBuilder:
 
     def finish(self, params: GBDTParams) -> Tree:
         return Tree(
-            left=np.array(self.left, dtype=np.int32), right=np.array(self.right, dtype=np.int32),
-            owner=np.array(self.owner, dtype=np.int8), feature=np.array(self.feature, dtype=np.int32),
+            left=np.array(self.left, dtype=np.int32),
+            right=np.array(self.right, dtype=np.int32),
+            owner=np.array(self.owner, dtype=np.int8),
+            feature=np.array(self.feature, dtype=np.int32),
             threshold=np.array(self.threshold, dtype=np.float64),
             split_id=np.array(self.split_id, dtype=np.uint64),
             value=leaf_values(np.array(self.G, dtype=np.float64), np.array(self.H, dtype=np.float64), params),
-            gain=np.array(self.gain, dtype=np.float64), n_samples=np.array(self.n, dtype=np.int64))
+            gain=np.array(self.gain, dtype=np.float64),
+            n_samples=np.array(self.n, dtype=np.int64),
+        )
 
     def to_dict(self) -> dict[str, list]:
-        return {k: list(getattr(self, k)) for k in ("left", "right", "owner", "feature", "threshold",
-                                                     "split_id", "G", "H", "n", "gain")}
+        return {
+            k: list(getattr(self, k))
+            for k in ("left", "right", "owner", "feature", "threshold", "split_id", "G", "H", "n", "gain")
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, list]) -> "TreeBuilder":
-        return cls(**{k: [int(v) for v in d[k]] if k not in ("threshold", "gain") else [float(v) for v in d[k]]
-                      for k in d})
+    def from_dict(cls, d: dict[str, list]) -> TreeBuilder:
+        return cls(
+            **{k: [int(v) for v in d[k]] if k not in ("threshold", "gain") else [float(v) for v in d[k]] for k in d}
+        )
 
 
 @dataclass
@@ -346,8 +384,15 @@ class PlainGBDT:
         self.tree_seconds: list[float] = []
         self._split_bins: list[np.ndarray] = []  # per tree: bin index of each split node
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, n_guest_features: int | None = None,
-            X_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> "PlainGBDT":
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        n_guest_features: int | None = None,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> PlainGBDT:
         p = self.params
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
@@ -381,18 +426,20 @@ class PlainGBDT:
                     break
             self.history.append(rec)
         if val_raw is not None and p.early_stopping_rounds > 0:
-            self.trees = self.trees[:stopper.best_n_trees]
-            self._split_bins = self._split_bins[:stopper.best_n_trees]
+            self.trees = self.trees[: stopper.best_n_trees]
+            self._split_bins = self._split_bins[: stopper.best_n_trees]
         return self
 
     def _splitter(self, t: int, Xb: np.ndarray) -> _BinnedSplitter:
         tree, sb = self.trees[t], self._split_bins[t]
         ng = self.n_guest_features
-        return _BinnedSplitter(tree, Xb, lambda k: tree.feature[k] + (ng if tree.owner[k] == OWNER_HOST else 0),
-                               lambda k: sb[k])
+        return _BinnedSplitter(
+            tree, Xb, lambda k: tree.feature[k] + (ng if tree.owner[k] == OWNER_HOST else 0), lambda k: sb[k]
+        )
 
-    def _grow(self, Xb: np.ndarray, n_bins: np.ndarray, g: np.ndarray, h: np.ndarray,
-              n_cols: int) -> tuple[Tree, np.ndarray, np.ndarray]:
+    def _grow(
+        self, Xb: np.ndarray, n_bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_cols: int
+    ) -> tuple[Tree, np.ndarray, np.ndarray]:
         p = self.params
         n = Xb.shape[0]
         B = int(n_bins.max())
@@ -424,10 +471,16 @@ class PlainGBDT:
                 owner = OWNER_GUEST if col < ng else OWNER_HOST
                 feat = col if owner == OWNER_GUEST else col - ng
                 assert self.bins is not None
-                lid, rid = tb.split(node, owner, feat, self.bins.threshold(col, b), 0, gain,
-                                    (int(GL[col, b]), int(HL[col, b]), int(NL[col, b])),
-                                    (tb.G[node] - int(GL[col, b]), tb.H[node] - int(HL[col, b]),
-                                     tb.n[node] - int(NL[col, b])))
+                lid, rid = tb.split(
+                    node,
+                    owner,
+                    feat,
+                    self.bins.threshold(col, b),
+                    0,
+                    gain,
+                    (int(GL[col, b]), int(HL[col, b]), int(NL[col, b])),
+                    (tb.G[node] - int(GL[col, b]), tb.H[node] - int(HL[col, b]), tb.n[node] - int(NL[col, b])),
+                )
                 split_bin[node] = b
                 at = rows[local == k]
                 go = Xb[at, col] <= b

@@ -62,6 +62,7 @@ from protocols.hetero_lr_messages import (
     PartialScores,
     ScoreRequest,
 )
+from protocols.inputs import as_features
 from protocols.paillier import (
     DJN_EXPONENT_BITS,
     MIN_KEY_BITS,
@@ -72,7 +73,6 @@ from protocols.paillier import (
     generate_keypair,
     multi_exponentiate,
 )
-from protocols.inputs import as_features
 from protocols.party import Envelope, Party, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,13 @@ log = logging.getLogger(__name__)
 BANK = "bank"
 CENTRE = "credit_centre"
 
-STAT_SEC_BITS = 80        # statistical hiding of every masked value
-X_INT_BITS = 11           # |feature| < 2^11 after the caller's standardisation
-LOGIT_LIMIT_BITS = 12     # |u_bank|, |u_centre| < 2^12, otherwise training has diverged
-FRAC_BITS_S = 16          # fixed-point bits of class weights
-S_INT_BITS = 8            # class weights < 2^8
-MIN_BATCH_ROWS = 32       # no aggregate (gradient, loss) over fewer rows ever leaves a party
-ROWS_PER_FEATURE = 4      # batch rows >= 4x the larger party's gradient length
+STAT_SEC_BITS = 80  # statistical hiding of every masked value
+X_INT_BITS = 11  # |feature| < 2^11 after the caller's standardisation
+LOGIT_LIMIT_BITS = 12  # |u_bank|, |u_centre| < 2^12, otherwise training has diverged
+FRAC_BITS_S = 16  # fixed-point bits of class weights
+S_INT_BITS = 8  # class weights < 2^8
+MIN_BATCH_ROWS = 32  # no aggregate (gradient, loss) over fewer rows ever leaves a party
+ROWS_PER_FEATURE = 4  # batch rows >= 4x the larger party's gradient length
 _STATE_VERSION = "hetero-lr-state/1"
 _SCORE_STATE_VERSION = "hetero-lr-score-state/1"
 _LOG2 = math.log(2.0)
@@ -108,18 +108,18 @@ class HeteroLRConfig:
     epochs: int = 10
     batch_size: int = 4096
     learning_rate: float = 0.5
-    lr_decay: float = 0.3          # lr(epoch) = learning_rate / (1 + lr_decay * epoch)
-    momentum: float = 0.9          # heavy ball: v = momentum v + g; w -= lr v
-    l2: float = 1e-3               # not applied to the intercept
-    early_stopping_patience: int = 3   # epochs without val improvement > tol; 0 disables
+    lr_decay: float = 0.3  # lr(epoch) = learning_rate / (1 + lr_decay * epoch)
+    momentum: float = 0.9  # heavy ball: v = momentum v + g; w -= lr v
+    l2: float = 1e-3  # not applied to the intercept
+    early_stopping_patience: int = 3  # epochs without val improvement > tol; 0 disables
     early_stopping_tol: float = 1e-4
-    class_weight: str | None = None    # None or "balanced"
+    class_weight: str | None = None  # None or "balanced"
     frac_bits_x: int = 12
     frac_bits_d: int = 24
     key_bits: int = 2048
     insecure_test_key: bool = False
-    seed: int = 42                 # batch schedule (shared, checked at setup)
-    validation_fraction: float = 0.1   # for the caller's split; the protocol receives val rows
+    seed: int = 42  # batch schedule (shared, checked at setup)
+    validation_fraction: float = 0.1  # for the caller's split; the protocol receives val rows
     restore_best_weights: bool = True  # on finish, each party keeps its best-val-epoch weights
 
     def __post_init__(self) -> None:
@@ -127,14 +127,24 @@ class HeteroLRConfig:
             if not cond:
                 raise HeteroLRConfigError(f"hetero-LR setting {key!r}={getattr(self, key)!r}: {what}")
 
-        for key in ("epochs", "batch_size", "early_stopping_patience", "frac_bits_x", "frac_bits_d",
-                    "key_bits", "seed"):
+        for key in (
+            "epochs",
+            "batch_size",
+            "early_stopping_patience",
+            "frac_bits_x",
+            "frac_bits_d",
+            "key_bits",
+            "seed",
+        ):
             v = getattr(self, key)
             need(isinstance(v, int) and not isinstance(v, bool), key, "must be an integer")
         for key in ("learning_rate", "lr_decay", "momentum", "l2", "early_stopping_tol", "validation_fraction"):
             v = getattr(self, key)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), key,
-                 "must be a finite number")
+            need(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                key,
+                "must be a finite number",
+            )
             setattr(self, key, float(v))
         for key in ("insecure_test_key", "restore_best_weights"):
             need(isinstance(getattr(self, key), bool), key, "must be true or false")
@@ -153,8 +163,11 @@ class HeteroLRConfig:
         need(8 <= self.frac_bits_d <= 40, "frac_bits_d", "must be in [8, 40]")
         need(self.seed >= 0, "seed", "must be >= 0")
         need(0 <= self.validation_fraction < 1, "validation_fraction", "must be in [0, 1)")
-        need(self.key_bits >= MIN_KEY_BITS or self.insecure_test_key, "key_bits",
-             f"must be >= {MIN_KEY_BITS} (smaller keys only with insecure_test_key = true, in tests)")
+        need(
+            self.key_bits >= MIN_KEY_BITS or self.insecure_test_key,
+            "key_bits",
+            f"must be >= {MIN_KEY_BITS} (smaller keys only with insecure_test_key = true, in tests)",
+        )
         need(self.key_bits >= 512, "key_bits", "must be >= 512 even for tests")
 
     @classmethod
@@ -176,9 +189,14 @@ class HeteroLRConfig:
 
     def shared_settings(self) -> dict[str, Any]:
         """What both parties must agree on for the schedule and the fixed-point scales to match."""
-        return {"seed": self.seed, "batch_size": self.batch_size, "epochs": self.epochs,
-                "frac_bits_x": self.frac_bits_x, "frac_bits_d": self.frac_bits_d,
-                "weighted": self.weighted}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "frac_bits_x": self.frac_bits_x,
+            "frac_bits_d": self.frac_bits_d,
+            "weighted": self.weighted,
+        }
 
     def learning_rate_at(self, epoch: int) -> float:
         return self.learning_rate / (1.0 + self.lr_decay * epoch)
@@ -250,8 +268,10 @@ def _parse_ciphertexts(pk: PublicKey, data: bytes, count: int, what: str) -> Enc
     """``count`` ciphertexts under ``pk``; a wrong length or out-of-range value is refused."""
     width = pk.ciphertext_bytes
     if len(data) != count * width:
-        raise ProtocolError(f"{what}: expected {count} ciphertexts ({count * width} bytes), got {len(data)} bytes "
-                            "(wrong length, wrong key size or truncated)")
+        raise ProtocolError(
+            f"{what}: expected {count} ciphertexts ({count * width} bytes), got {len(data)} bytes "
+            "(wrong length, wrong key size or truncated)"
+        )
     try:
         return EncryptedVector.from_bytes(pk, data, validate=True)  # 0 < c < n^2, gcd(c, n) = 1 (batched)
     except PaillierError as exc:
@@ -367,8 +387,16 @@ class _HeteroLRParty(Party):
     role: str = ""
     peer_role: str = ""
 
-    def __init__(self, name: str, peer: str, X_train: np.ndarray, config: HeteroLRConfig, *,
-                 X_val: np.ndarray | None = None, on_epoch: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        config: HeteroLRConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
         if not isinstance(config, HeteroLRConfig):
             raise TypeError("config must be a HeteroLRConfig (use HeteroLRConfig.from_section)")
         if name == peer:
@@ -385,7 +413,7 @@ class _HeteroLRParty(Party):
         self.X_int = self._encode_features(self.X, "X_train")
         self.X_val_int = None if self.X_val is None else self._encode_features(self.X_val, "X_val")
         self._fp_d_bank = FixedPoint(config.frac_bits_d, LOGIT_LIMIT_BITS - 2 + 1)  # |0.25u - 0.5y| < 2^11
-        self._fp_d_centre = FixedPoint(config.frac_bits_d, LOGIT_LIMIT_BITS - 2)    # |0.25u| < 2^10
+        self._fp_d_centre = FixedPoint(config.frac_bits_d, LOGIT_LIMIT_BITS - 2)  # |0.25u| < 2^10
         self._fp_u = FixedPoint(config.frac_bits_x, LOGIT_LIMIT_BITS)
         self._sk: PrivateKey | None = None
         self._peer_pk: PublicKey | None = None
@@ -396,8 +424,9 @@ class _HeteroLRParty(Party):
         try:
             return self._fp_x.encode(X)
         except EncodingError as exc:
-            raise ValueError(f"{self.role} {self.name!r}: {what}: {exc} (features must be standardised; "
-                             f"|x| < 2^{X_INT_BITS})") from None
+            raise ValueError(
+                f"{self.role} {self.name!r}: {what}: {exc} (features must be standardised; |x| < 2^{X_INT_BITS})"
+            ) from None
 
     @property
     def n_train(self) -> int:
@@ -416,11 +445,27 @@ class _HeteroLRParty(Party):
 
     def _new_state(self) -> _LRState:
         zeros = np.zeros(self.n_weights)
-        return _LRState(version=_STATE_VERSION, role=self.role, name=self.name, peer=self.peer,
-                        config=self.config.to_dict(), data_digest=self._data_digest(), phase="init", step=0,
-                        round=0, private_key=b"", peer_key=b"", peer_features=-1, weights=zeros,
-                        velocity=zeros.copy(), best_weights=np.zeros(0), history=[], masks=[],
-                        epoch_started=0.0, started=0.0)
+        return _LRState(
+            version=_STATE_VERSION,
+            role=self.role,
+            name=self.name,
+            peer=self.peer,
+            config=self.config.to_dict(),
+            data_digest=self._data_digest(),
+            phase="init",
+            step=0,
+            round=0,
+            private_key=b"",
+            peer_key=b"",
+            peer_features=-1,
+            weights=zeros,
+            velocity=zeros.copy(),
+            best_weights=np.zeros(0),
+            history=[],
+            masks=[],
+            epoch_started=0.0,
+            started=0.0,
+        )
 
     # -- restartability ------------------------------------------------------------------
     def to_state(self) -> bytes:
@@ -435,8 +480,10 @@ class _HeteroLRParty(Party):
         if s.version != _STATE_VERSION or s.role != self.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a {self.role} party ({_STATE_VERSION})")
         if s.data_digest != self._data_digest():
-            raise ProtocolError(f"{self.role} {s.name!r}: the data given to from_state is not the data this "
-                                "party was trained on (digest mismatch)")
+            raise ProtocolError(
+                f"{self.role} {s.name!r}: the data given to from_state is not the data this "
+                "party was trained on (digest mismatch)"
+            )
         s.weights = np.asarray(s.weights, dtype=np.float64)
         s.velocity = np.asarray(s.velocity, dtype=np.float64)
         s.best_weights = np.asarray(s.best_weights, dtype=np.float64)
@@ -503,8 +550,10 @@ class _HeteroLRParty(Party):
 
     def _check_fingerprint(self, msg: Any, pk: PublicKey) -> None:
         if msg.key_fingerprint != pk.fingerprint:
-            raise self._fail(f"{type(msg).__name__} was encrypted under key {msg.key_fingerprint}, "
-                             f"expected {pk.fingerprint} (wrong key)")
+            raise self._fail(
+                f"{type(msg).__name__} was encrypted under key {msg.key_fingerprint}, "
+                f"expected {pk.fingerprint} (wrong key)"
+            )
 
     def _cts(self, pk: PublicKey, data: bytes, count: int, what: str) -> EncryptedVector:
         try:
@@ -522,9 +571,15 @@ class _HeteroLRParty(Party):
         self._sk.random_obfuscators(1)  # build the fixed-base tables now: setup, not the first batch
         self.s.started = time.time()
         self.s.phase = "hello_sent"
-        hello = LRHello(protocol=PROTOCOL_ID, role=self.role, public_key=sk.public_key.to_bytes(),
-                        n_train=self.n_train, n_val=self.n_val, n_features=self._raw_features(),
-                        shared=self.config.shared_settings())
+        hello = LRHello(
+            protocol=PROTOCOL_ID,
+            role=self.role,
+            public_key=sk.public_key.to_bytes(),
+            n_train=self.n_train,
+            n_val=self.n_val,
+            n_features=self._raw_features(),
+            shared=self.config.shared_settings(),
+        )
         return [self.send(self.peer, hello)]
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
@@ -542,8 +597,10 @@ class _HeteroLRParty(Party):
                 "finishing": self._on_final_plain,
             }.get(self.s.phase)
             if handler is None:
-                raise self._fail(f"received {env.kind if _is_wire(env) else 'a message'} but the party is "
-                                 f"{'finished' if self.finished else 'not started'}")
+                raise self._fail(
+                    f"received {env.kind if _is_wire(env) else 'a message'} but the party is "
+                    f"{'finished' if self.finished else 'not started'}"
+                )
             return handler(env)
         except ProtocolError:
             raise
@@ -557,13 +614,17 @@ class _HeteroLRParty(Party):
         if hello.role != self.peer_role:
             raise self._fail(f"peer {self.peer!r} announced role {hello.role!r}, expected {self.peer_role!r}")
         if (hello.n_train, hello.n_val) != (self.n_train, self.n_val):
-            raise self._fail(f"row counts differ: peer has {hello.n_train} train / {hello.n_val} validation rows, "
-                             f"we have {self.n_train} / {self.n_val} (alignment mismatch)")
+            raise self._fail(
+                f"row counts differ: peer has {hello.n_train} train / {hello.n_val} validation rows, "
+                f"we have {self.n_train} / {self.n_val} (alignment mismatch)"
+            )
         mine = self.config.shared_settings()
         diff = sorted(k for k in set(mine) | set(hello.shared) if mine.get(k) != hello.shared.get(k))
         if diff:
-            raise self._fail("settings differ between the parties: "
-                             + ", ".join(f"{k}: ours {mine.get(k)!r} vs peer {hello.shared.get(k)!r}" for k in diff))
+            raise self._fail(
+                "settings differ between the parties: "
+                + ", ".join(f"{k}: ours {mine.get(k)!r} vs peer {hello.shared.get(k)!r}" for k in diff)
+            )
         try:
             peer_pk = PublicKey.from_bytes(hello.public_key, insecure_test_key=self.config.insecure_test_key)
         except PaillierError as exc:
@@ -572,17 +633,22 @@ class _HeteroLRParty(Party):
             raise self._fail("peer announced our own public key")
         if not isinstance(hello.n_features, int) or hello.n_features < 1:
             raise self._fail(f"peer announced {hello.n_features!r} features")
-        nb_feat, nc_feat = ((self._raw_features(), hello.n_features) if self.role == BANK
-                            else (hello.n_features, self._raw_features()))
+        nb_feat, nc_feat = (
+            (self._raw_features(), hello.n_features) if self.role == BANK else (hello.n_features, self._raw_features())
+        )
         need = required_batch_rows(nb_feat, nc_feat)
         have = min_batch_rows(self.n_train, self.config.batch_size)
         if have < need:
-            raise self._fail(f"batches would have {have} rows but at least {need} are required so that a "
-                             f"gradient never reveals residuals (bank {nb_feat}+1, centre {nc_feat} features): "
-                             "raise batch_size or use more rows")
+            raise self._fail(
+                f"batches would have {have} rows but at least {need} are required so that a "
+                f"gradient never reveals residuals (bank {nb_feat}+1, centre {nc_feat} features): "
+                "raise batch_size or use more rows"
+            )
         if 0 < self.n_val < MIN_BATCH_ROWS:
-            raise self._fail(f"{self.n_val} validation rows: at least {MIN_BATCH_ROWS} needed for the "
-                             "aggregate validation loss not to reveal per-row values")
+            raise self._fail(
+                f"{self.n_val} validation rows: at least {MIN_BATCH_ROWS} needed for the "
+                "aggregate validation loss not to reveal per-row values"
+            )
         self._peer_pk = peer_pk
         self.s.peer_key = hello.public_key
         self.s.peer_features = hello.n_features
@@ -635,12 +701,14 @@ class _HeteroLRParty(Party):
                 raise self._fail(f"masked gradient value {i} is not an integer")
             g = v - r
             if abs(g) >= bound:
-                raise self._fail(f"gradient {i} decrypted out of range: the peer decrypted with the wrong key, "
-                                 "or a ciphertext was corrupted")
+                raise self._fail(
+                    f"gradient {i} decrypted out of range: the peer decrypted with the wrong key, "
+                    "or a ciphertext was corrupted"
+                )
             grads.append(g)
         self.s.masks = []
         scale_bits = self.config.frac_bits_x + self.config.frac_bits_d + (FRAC_BITS_S if self.config.weighted else 0)
-        return np.array([g / 2.0 ** scale_bits for g in grads], dtype=np.float64) / n_rows
+        return np.array([g / 2.0**scale_bits for g in grads], dtype=np.float64) / n_rows
 
     def _l2_mask(self) -> np.ndarray:
         return np.ones(self.n_weights)
@@ -666,7 +734,7 @@ class _HeteroLRParty(Party):
 
 def _is_wire(env: Envelope) -> bool:
     try:
-        env.kind
+        _ = env.kind
         return True
     except wire.WireError:
         return False
@@ -678,9 +746,18 @@ class BankLR(_HeteroLRParty):
     role = BANK
     peer_role = CENTRE
 
-    def __init__(self, name: str, peer: str, X_train: np.ndarray, y_train: np.ndarray, config: HeteroLRConfig, *,
-                 X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                 on_epoch: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        config: HeteroLRConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
         X_train = as_features(X_train, f"bank {name!r}", "X_train")
         X_val = as_features(X_val, f"bank {name!r}", "X_val", X_train.shape[1])
         self.n_raw = X_train.shape[1]
@@ -703,15 +780,23 @@ class BankLR(_HeteroLRParty):
         super().__init__(name, peer, Xa, config, X_val=Xva, on_epoch=on_epoch)
 
     @classmethod
-    def from_state(cls, state: bytes, X_train: np.ndarray, y_train: np.ndarray, *,
-                   X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                   on_epoch: Callable[[dict], None] | None = None) -> BankLR:
+    def from_state(
+        cls,
+        state: bytes,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> BankLR:
         try:
             s = wire.decode(state, _LRState)
         except wire.WireError as exc:
             raise ProtocolError(f"bank state cannot be restored: {exc}") from None
-        party = cls(s.name, s.peer, X_train, y_train, HeteroLRConfig(**s.config), X_val=X_val, y_val=y_val,
-                    on_epoch=on_epoch)
+        party = cls(
+            s.name, s.peer, X_train, y_train, HeteroLRConfig(**s.config), X_val=X_val, y_val=y_val, on_epoch=on_epoch
+        )
         party._restore(state)
         return party
 
@@ -730,15 +815,16 @@ class BankLR(_HeteroLRParty):
     def _residual_int(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(u_bank, fixed-point ``0.25 u_bank - 0.5 y``) for ``rows`` at the current weights."""
         u = self.X[rows] @ self.s.weights
-        if not np.all(np.abs(u) < 2.0 ** LOGIT_LIMIT_BITS):
-            raise self._fail("the bank's partial scores left the fixed-point range: training diverged "
-                             "(lower learning_rate)")
+        if not np.all(np.abs(u) < 2.0**LOGIT_LIMIT_BITS):
+            raise self._fail(
+                "the bank's partial scores left the fixed-point range: training diverged (lower learning_rate)"
+            )
         return u, self._fp_d_bank.encode(0.25 * u - 0.5 * self.y[rows])
 
     def _own_loss(self, u: np.ndarray, y: np.ndarray, s_int: np.ndarray | None) -> float:
         terms = _LOG2 - 0.5 * y * u + 0.125 * u * u
         if s_int is not None:
-            terms = terms * (s_int / 2.0 ** FRAC_BITS_S)
+            terms = terms * (s_int / 2.0**FRAC_BITS_S)
         return float(terms.sum())
 
     # -- phase A --------------------------------------------------------------------------
@@ -761,7 +847,7 @@ class BankLR(_HeteroLRParty):
                 residual = sk.encrypt(d).to_bytes()
         if self._is_record_round(r) and self.n_val:
             u = self.X_val @ self.s.weights
-            if not np.all(np.abs(u) < 2.0 ** LOGIT_LIMIT_BITS):
+            if not np.all(np.abs(u) < 2.0**LOGIT_LIMIT_BITS):
                 raise self._fail("validation partial scores left the fixed-point range: training diverged")
             d = self._fp_d_bank.encode(0.25 * u - 0.5 * self.y_val)
             if self.s_val_int is not None:
@@ -770,8 +856,14 @@ class BankLR(_HeteroLRParty):
             else:
                 val_residual = sk.encrypt(d).to_bytes()
         self.s.phase = "partials_sent"
-        msg = BankPartials(round=r, key_fingerprint=sk.public_key.fingerprint, residual=residual,
-                           sample_weights=weights, val_residual=val_residual, val_sample_weights=val_weights)
+        msg = BankPartials(
+            round=r,
+            key_fingerprint=sk.public_key.fingerprint,
+            residual=residual,
+            sample_weights=weights,
+            val_residual=val_residual,
+            val_sample_weights=val_weights,
+        )
         return [self.send(self.peer, msg)]
 
     # -- phase B --------------------------------------------------------------------------
@@ -810,8 +902,11 @@ class BankLR(_HeteroLRParty):
             enc = EncryptedVector(pk, enc_total).add_plain(plain_total)
             gradient = self._mask_gradient(enc, len(rows)).to_bytes()
         self.s.phase = "gradient_sent"
-        return [self.send(self.peer, BankMaskedGradient(round=self.s.round, key_fingerprint=pk.fingerprint,
-                                                          gradient=gradient))]
+        return [
+            self.send(
+                self.peer, BankMaskedGradient(round=self.s.round, key_fingerprint=pk.fingerprint, gradient=gradient)
+            )
+        ]
 
     # -- phase C --------------------------------------------------------------------------
     def _on_masked_gradient(self, env: Envelope) -> list[Envelope]:
@@ -853,7 +948,7 @@ class BankLR(_HeteroLRParty):
         bound = 1 << (scale_bits + 2 * LOGIT_LIMIT_BITS + n_rows.bit_length() + 8)
         if abs(int(v)) >= bound:
             raise self._fail("loss aggregate decrypted out of range: ciphertext under the wrong key or corrupted")
-        return int(v) / 2.0 ** scale_bits
+        return int(v) / 2.0**scale_bits
 
     def _record_epoch(self, epoch: int, val_loss: float | None) -> tuple[bool, bool]:
         cfg = self.config
@@ -870,15 +965,27 @@ class BankLR(_HeteroLRParty):
         if improved:
             self.s.best_epoch = epoch
             self.s.best_weights = self.s.weights.copy()
-        stop_early = val_loss is not None and cfg.early_stopping_patience > 0 and self.s.wait >= cfg.early_stopping_patience
+        stop_early = (
+            val_loss is not None and cfg.early_stopping_patience > 0 and self.s.wait >= cfg.early_stopping_patience
+        )
         finish = epoch >= cfg.epochs - 1 or stop_early
-        entry = {"epoch": epoch, "train_loss": self.s.pending_train_loss,
-                 "val_loss": None if val_loss is None else float(val_loss),
-                 "seconds": time.time() - self.s.epoch_started, "learning_rate": cfg.learning_rate_at(epoch),
-                 "improved": improved}
+        entry = {
+            "epoch": epoch,
+            "train_loss": self.s.pending_train_loss,
+            "val_loss": None if val_loss is None else float(val_loss),
+            "seconds": time.time() - self.s.epoch_started,
+            "learning_rate": cfg.learning_rate_at(epoch),
+            "improved": improved,
+        }
         self.s.pending_train_loss = None
-        log.info("bank %r epoch %d: train %.5f val %s (%s)", self.name, epoch, entry["train_loss"],
-                 "-" if val_loss is None else f"{val_loss:.5f}", "improved" if improved else f"wait {self.s.wait}")
+        log.info(
+            "bank %r epoch %d: train %.5f val %s (%s)",
+            self.name,
+            epoch,
+            entry["train_loss"],
+            "-" if val_loss is None else f"{val_loss:.5f}",
+            "improved" if improved else f"wait {self.s.wait}",
+        )
         self._emit(entry)
         if stop_early and epoch < cfg.epochs - 1:
             log.info("bank %r: early stop after epoch %d (best epoch %d)", self.name, epoch, self.s.best_epoch)
@@ -895,8 +1002,7 @@ class BankLR(_HeteroLRParty):
         msg = self._decode(env, CentreMaskedPlain)
         self._check_round(msg)
         self.s.phase = "done"
-        log.info("bank %r finished after %d epochs (best epoch %d)", self.name, len(self.s.history),
-                 self.s.best_epoch)
+        log.info("bank %r finished after %d epochs (best epoch %d)", self.name, len(self.s.history), self.s.best_epoch)
         return []
 
     # -- phase D --------------------------------------------------------------------------
@@ -916,9 +1022,16 @@ class BankLR(_HeteroLRParty):
     # -- results --------------------------------------------------------------------------
     def model(self) -> dict[str, Any]:
         w = self.s.weights
-        return {"role": BANK, "n_features": self.n_raw, "coef": w[:-1].tolist(), "intercept": float(w[-1]),
-                "weights": w.tolist(), "best_epoch": self.s.best_epoch, "epochs_run": len(self.s.history),
-                "class_weights": self.class_weights}
+        return {
+            "role": BANK,
+            "n_features": self.n_raw,
+            "coef": w[:-1].tolist(),
+            "intercept": float(w[-1]),
+            "weights": w.tolist(),
+            "best_epoch": self.s.best_epoch,
+            "epochs_run": len(self.s.history),
+            "class_weights": self.class_weights,
+        }
 
     def partial_scores(self, X_new: np.ndarray) -> np.ndarray:
         """``X_new @ coef + intercept`` (local)."""
@@ -932,13 +1045,27 @@ class CentreLR(_HeteroLRParty):
     role = CENTRE
     peer_role = BANK
 
-    def __init__(self, name: str, peer: str, X_train: np.ndarray, config: HeteroLRConfig, *,
-                 X_val: np.ndarray | None = None, on_epoch: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        config: HeteroLRConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
         super().__init__(name, peer, X_train, config, X_val=X_val, on_epoch=on_epoch)
 
     @classmethod
-    def from_state(cls, state: bytes, X_train: np.ndarray, *, X_val: np.ndarray | None = None,
-                   on_epoch: Callable[[dict], None] | None = None) -> CentreLR:
+    def from_state(
+        cls,
+        state: bytes,
+        X_train: np.ndarray,
+        *,
+        X_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> CentreLR:
         try:
             s = wire.decode(state, _LRState)
         except wire.WireError as exc:
@@ -949,7 +1076,7 @@ class CentreLR(_HeteroLRParty):
 
     def _scores(self, X: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         u = X @ self.s.weights
-        if not np.all(np.abs(u) < 2.0 ** LOGIT_LIMIT_BITS):
+        if not np.all(np.abs(u) < 2.0**LOGIT_LIMIT_BITS):
             raise self._fail(f"the centre's {what} partial scores left the fixed-point range: training diverged")
         return u, self._fp_u.encode(u)
 
@@ -963,16 +1090,20 @@ class CentreLR(_HeteroLRParty):
                 self.s.loss_acc = b""
                 self.s.epoch_started = time.time()
             u = self.X[rows] @ self.s.weights
-            if not np.all(np.abs(u) < 2.0 ** LOGIT_LIMIT_BITS):
+            if not np.all(np.abs(u) < 2.0**LOGIT_LIMIT_BITS):
                 raise self._fail("the centre's partial scores left the fixed-point range: training diverged")
             scores = self._sk.encrypt(self._fp_d_centre.encode(0.25 * u)).to_bytes()
         self.s.phase = "partials_sent"
-        return [self.send(self.peer, CentrePartials(round=r, key_fingerprint=self._sk.public_key.fingerprint,
-                                                    scores=scores))]
+        return [
+            self.send(
+                self.peer, CentrePartials(round=r, key_fingerprint=self._sk.public_key.fingerprint, scores=scores)
+            )
+        ]
 
     # -- phase B --------------------------------------------------------------------------
-    def _cross_loss(self, enc_sd: EncryptedVector, enc_s: EncryptedVector | None, u: np.ndarray,
-                    u_int: np.ndarray) -> mpz:
+    def _cross_loss(
+        self, enc_sd: EncryptedVector, enc_s: EncryptedVector | None, u: np.ndarray, u_int: np.ndarray
+    ) -> mpz:
         """``Enc_b(sum s u_c d_bank + 0.125 sum s u_c^2)`` at scale 2^(fx+fd[+fs]) (not rerandomised)."""
         pk = self._peer_pk
         scale = self.config.frac_bits_x + self.config.frac_bits_d
@@ -980,7 +1111,7 @@ class CentreLR(_HeteroLRParty):
         if enc_s is None:
             ct = multi_exponentiate(enc_sd.ciphertexts, u_int, pk.nsquare)
             return ct * pk.encode_plain(mpz(int(quad.sum()))) % pk.nsquare
-        if np.abs(quad).max(initial=0) >= 2.0 ** 62:
+        if np.abs(quad).max(initial=0) >= 2.0**62:
             raise self._fail("partial scores too large for the weighted loss term: training diverged")
         exps = np.concatenate([u_int, quad.astype(np.int64)])
         return multi_exponentiate(enc_sd.ciphertexts + enc_s.ciphertexts, exps, pk.nsquare)
@@ -1015,8 +1146,10 @@ class CentreLR(_HeteroLRParty):
             else:
                 # Enc(s d) = Enc(s d_bank) * Enc(s)^c row by row (the centre never learns s)
                 nsq = pk.nsquare
-                sd = [a * gmpy2.powmod(b, int(ci), nsq) % nsq
-                      for a, b, ci in zip(enc_d.ciphertexts, enc_s.ciphertexts, c.tolist())]
+                sd = [
+                    a * gmpy2.powmod(b, int(ci), nsq) % nsq
+                    for a, b, ci in zip(enc_d.ciphertexts, enc_s.ciphertexts, c.tolist())
+                ]
                 grad = EncryptedVector(pk, sd).dot(X)
                 loss_ct = self._cross_loss(enc_d, enc_s, u, u_int)
             gradient = self._mask_gradient(grad, n).to_bytes()
@@ -1032,8 +1165,14 @@ class CentreLR(_HeteroLRParty):
             ct = self._cross_loss(enc_vd, enc_vs if weighted else None, u, u_int)
             val_loss = (EncryptedVector(pk, [ct]) + _encrypt_fresh(pk, [0])).to_bytes()
         self.s.phase = "gradient_sent"
-        return [self.send(self.peer, CentreMaskedGradient(round=r, key_fingerprint=pk.fingerprint, gradient=gradient,
-                                                          train_loss=train_loss, val_loss=val_loss))]
+        return [
+            self.send(
+                self.peer,
+                CentreMaskedGradient(
+                    round=r, key_fingerprint=pk.fingerprint, gradient=gradient, train_loss=train_loss, val_loss=val_loss
+                ),
+            )
+        ]
 
     # -- phase C --------------------------------------------------------------------------
     def _on_masked_gradient(self, env: Envelope) -> list[Envelope]:
@@ -1060,8 +1199,13 @@ class CentreLR(_HeteroLRParty):
         if record:
             if msg.improved:
                 self.s.best_weights = self.s.weights.copy()
-            self._emit({"epoch": r // self._nb - 1, "seconds": time.time() - self.s.epoch_started,
-                        "improved": bool(msg.improved)})
+            self._emit(
+                {
+                    "epoch": r // self._nb - 1,
+                    "seconds": time.time() - self.s.epoch_started,
+                    "improved": bool(msg.improved),
+                }
+            )
         if msg.finish:
             self._finish()
             return []
@@ -1074,8 +1218,13 @@ class CentreLR(_HeteroLRParty):
     # -- results --------------------------------------------------------------------------
     def model(self) -> dict[str, Any]:
         w = self.s.weights
-        return {"role": CENTRE, "n_features": self.n_weights, "coef": w.tolist(), "weights": w.tolist(),
-                "epochs_run": len(self.s.history)}
+        return {
+            "role": CENTRE,
+            "n_features": self.n_weights,
+            "coef": w.tolist(),
+            "weights": w.tolist(),
+            "epochs_run": len(self.s.history),
+        }
 
     def partial_scores(self, X_new: np.ndarray) -> np.ndarray:
         """``X_new @ w_centre`` (local; leaves the node only through the scoring protocol)."""
@@ -1109,10 +1258,10 @@ class _ScoringParty(Party):
         self.X = as_features(X, f"{self.role} {name!r}", "X")
         expected = self.X.shape[1] + (1 if self.role == BANK else 0)
         if w.shape[0] != expected:
-            raise ValueError(f"{self.role} {name!r}: model has {w.shape[0]} weights, data has {self.X.shape[1]} "
-                             "feature columns")
-        self.s = _ScoreState(_SCORE_STATE_VERSION, self.role, name, peer, w, "init", np.zeros(0, np.int64),
-                             np.zeros(0))
+            raise ValueError(
+                f"{self.role} {name!r}: model has {w.shape[0]} weights, data has {self.X.shape[1]} feature columns"
+            )
+        self.s = _ScoreState(_SCORE_STATE_VERSION, self.role, name, peer, w, "init", np.zeros(0, np.int64), np.zeros(0))
 
     def to_state(self) -> bytes:
         return wire.encode(self.s)
@@ -1145,8 +1294,9 @@ class BankScorer(_ScoringParty):
 
     role = BANK
 
-    def __init__(self, name: str, peer: str, model: np.ndarray | dict, X_bank: np.ndarray,
-                 rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self, name: str, peer: str, model: np.ndarray | dict, X_bank: np.ndarray, rows: np.ndarray | None = None
+    ) -> None:
         super().__init__(name, peer, model, X_bank)
         rows = np.arange(self.X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64).ravel()
         if rows.size and (rows.min() < 0 or rows.max() >= self.X.shape[0]):
@@ -1215,7 +1365,11 @@ class CentreScorer(_ScoringParty):
         if msg.protocol != PROTOCOL_ID:
             raise self._fail(f"request for protocol {msg.protocol!r}")
         rows = np.asarray(msg.rows)
-        if rows.ndim != 1 or rows.dtype.kind not in "iu" or (rows.size and (rows.min() < 0 or rows.max() >= self.X.shape[0])):
+        if (
+            rows.ndim != 1
+            or rows.dtype.kind not in "iu"
+            or (rows.size and (rows.min() < 0 or rows.max() >= self.X.shape[0]))
+        ):
             raise self._fail(f"score request rows must be integer positions in [0, {self.X.shape[0]})")
         u = self.X[rows] @ np.asarray(self.s.weights)
         self.s.phase = "done"

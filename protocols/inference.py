@@ -59,6 +59,7 @@ class InferenceError(ProtocolError):
 
 # -- messages (what the relay carries) ------------------------------------------------------
 
+
 @dataclass
 class InferenceKey:
     """Centre -> bank: the centre's ephemeral X25519 public key for this batch."""
@@ -92,6 +93,7 @@ class InferencePartials:
 
 # -- sealed bodies (only the two parties ever see these) ------------------------------------
 
+
 @dataclass
 class RequestBody:
     """What the bank asks: ``usccs`` is ``count * 18`` ASCII bytes (consented applicants only)."""
@@ -113,13 +115,14 @@ class PartialsBody:
     """
 
     count: int
-    found: Any   # bool (count,)
+    found: Any  # bool (count,)
     scores: Any  # float64 (count,) or empty
     n_bits: int
-    bits: Any    # uint8 packed bits or empty
+    bits: Any  # uint8 packed bits or empty
 
 
 # -- model parts ------------------------------------------------------------------------------
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
@@ -220,10 +223,12 @@ def _weights(model: Mapping[str, Any], who: str) -> np.ndarray:
 
 # -- sealing ----------------------------------------------------------------------------------
 
+
 def _aead(shared: bytes, session: str, batch: int, direction: str) -> ChaCha20Poly1305:
     salt = hashlib.sha256(f"{PROTOCOL}|{session}|{batch}".encode()).digest()
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt,
-               info=f"{PROTOCOL} seal {direction}".encode()).derive(shared)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=f"{PROTOCOL} seal {direction}".encode()).derive(
+        shared
+    )
     return ChaCha20Poly1305(key)
 
 
@@ -254,13 +259,14 @@ def pack_usccs(usccs: list[str]) -> bytes:
 
 def unpack_usccs(raw: bytes, count: int) -> list[str]:
     if not isinstance(raw, bytes) or len(raw) != USCC_LEN * count:
-        raise InferenceError(f"request holds {len(raw) if isinstance(raw, bytes) else '?'} bytes of USCCs, "
-                             f"expected {USCC_LEN} x {count}")
+        raise InferenceError(
+            f"request holds {len(raw) if isinstance(raw, bytes) else '?'} bytes of USCCs, expected {USCC_LEN} x {count}"
+        )
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         raise InferenceError("request USCCs are not ASCII") from None
-    return [text[i:i + USCC_LEN] for i in range(0, len(text), USCC_LEN)]
+    return [text[i : i + USCC_LEN] for i in range(0, len(text), USCC_LEN)]
 
 
 def _digest(ids: list[str], X: np.ndarray) -> str:
@@ -271,6 +277,7 @@ def _digest(ids: list[str], X: np.ndarray) -> str:
 
 # -- parties ----------------------------------------------------------------------------------
 
+
 @dataclass
 class _State:
     version: str
@@ -280,13 +287,13 @@ class _State:
     session: str
     batch: int
     phase: str
-    secret: bytes = b""          # bank: reply key material; centre: its X25519 private key
-    digest: str = ""             # bank: hash of the batch it was built on
+    secret: bytes = b""  # bank: reply key material; centre: its X25519 private key
+    digest: str = ""  # bank: hash of the batch it was built on
     status: list = field(default_factory=list)  # bank: per applicant
-    scores: Any = None           # bank: probabilities (nan when not scored)
+    scores: Any = None  # bank: probabilities (nan when not scored)
     purpose: str = ""
     queried: list = field(default_factory=list)  # centre: USCCs asked (its query log)
-    found: Any = None            # centre: bool per queried USCC
+    found: Any = None  # centre: bool per queried USCC
 
 
 class _InferenceParty(Party):
@@ -297,15 +304,18 @@ class _InferenceParty(Party):
 
     def _one(self, inbox: list[Envelope], cls: type) -> Any:
         if len(inbox) != 1 or inbox[0].sender != self.s.peer:
-            raise self._fail(f"expected one {cls.__name__} from {self.s.peer!r}, got "
-                             f"{[(e.sender, e.kind) for e in inbox]}")
+            raise self._fail(
+                f"expected one {cls.__name__} from {self.s.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
+            )
         try:
             msg = wire.decode(inbox[0].payload, cls)
         except wire.WireError as exc:
             raise self._fail(f"bad message: {exc}") from None
         if msg.protocol != PROTOCOL or msg.session != self.s.session or msg.batch != self.s.batch:
-            raise self._fail(f"{cls.__name__} for protocol {msg.protocol!r}, session {msg.session!r}, "
-                             f"batch {msg.batch!r} (wrong run or batch)")
+            raise self._fail(
+                f"{cls.__name__} for protocol {msg.protocol!r}, session {msg.session!r}, "
+                f"batch {msg.batch!r} (wrong run or batch)"
+            )
         return msg
 
     def _open(self, box: ChaCha20Poly1305, sealed: object, kind: str, cls: type) -> Any:
@@ -336,36 +346,71 @@ class InferenceBank(_InferenceParty):
 
     role = "bank"
 
-    def __init__(self, name: str, peer: str, *, session: str, batch: int, purpose: str,
-                 model: BankModelPart, ids: list[str], X: np.ndarray, refusals: list[str | None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        *,
+        session: str,
+        batch: int,
+        purpose: str,
+        model: BankModelPart,
+        ids: list[str],
+        X: np.ndarray,
+        refusals: list[str | None],
+    ) -> None:
         self.name = name
         self.model = model
         self.ids = list(ids)
         self.X = np.asarray(X, dtype=np.float64)
         self.refusals = list(refusals)
         if self.X.ndim != 2 or self.X.shape != (len(self.ids), model.n_features):
-            raise InferenceError(f"bank {name!r}: features of shape {self.X.shape} for {len(self.ids)} applicants, "
-                                 f"model expects {model.n_features} columns")
+            raise InferenceError(
+                f"bank {name!r}: features of shape {self.X.shape} for {len(self.ids)} applicants, "
+                f"model expects {model.n_features} columns"
+            )
         if len(self.refusals) != len(self.ids):
-            raise InferenceError(f"bank {name!r}: {len(self.refusals)} consent decisions for {len(self.ids)} applicants")
+            raise InferenceError(
+                f"bank {name!r}: {len(self.refusals)} consent decisions for {len(self.ids)} applicants"
+            )
         if not np.all(np.isfinite(self.X)):
             r, c = (int(i) for i in np.argwhere(~np.isfinite(self.X))[0])
             raise InferenceError(f"bank {name!r}: non-finite feature at applicant row {r}, column {c}")
         if len(set(self.ids)) != len(self.ids):
             raise InferenceError(f"bank {name!r}: duplicate applicant USCCs in batch {batch}")
         status = [REFUSED_PREFIX + r if r else "" for r in self.refusals]
-        self.s = _State(_STATE_VERSION, self.role, name, peer, session, int(batch), "init",
-                        digest=_digest(self.ids, self.X), status=status,
-                        scores=np.full(len(self.ids), np.nan), purpose=purpose)
+        self.s = _State(
+            _STATE_VERSION,
+            self.role,
+            name,
+            peer,
+            session,
+            int(batch),
+            "init",
+            digest=_digest(self.ids, self.X),
+            status=status,
+            scores=np.full(len(self.ids), np.nan),
+            purpose=purpose,
+        )
 
     @classmethod
-    def from_state(cls, state: bytes, *, model: BankModelPart, ids: list[str], X: np.ndarray,
-                   refusals: list[str | None]) -> InferenceBank:
+    def from_state(
+        cls, state: bytes, *, model: BankModelPart, ids: list[str], X: np.ndarray, refusals: list[str | None]
+    ) -> InferenceBank:
         s = wire.decode(state, _State)
         if s.version != _STATE_VERSION or s.role != cls.role:
             raise InferenceError("state is not an inference bank state")
-        party = cls(s.name, s.peer, session=s.session, batch=s.batch, purpose=s.purpose, model=model,
-                    ids=ids, X=X, refusals=refusals)
+        party = cls(
+            s.name,
+            s.peer,
+            session=s.session,
+            batch=s.batch,
+            purpose=s.purpose,
+            model=model,
+            ids=ids,
+            X=X,
+            refusals=refusals,
+        )
         if party.s.digest != s.digest:
             raise InferenceError(f"bank {s.name!r}: the applicant batch changed between steps")
         s.scores = np.asarray(s.scores, dtype=np.float64)
@@ -392,14 +437,23 @@ class InferenceBank(_InferenceParty):
         mine = X25519PrivateKey.generate()
         shared = _exchange(mine, msg.public_key, f"bank {self.name!r}")
         sent = self.sent
-        body = RequestBody(self.s.purpose, self.model.model_type, int(sent.size),
-                           pack_usccs([self.ids[i] for i in sent]), self.model.split_ids())
+        body = RequestBody(
+            self.s.purpose,
+            self.model.model_type,
+            int(sent.size),
+            pack_usccs([self.ids[i] for i in sent]),
+            self.model.split_ids(),
+        )
         sealed = _aead(shared, self.s.session, self.s.batch, "request").encrypt(
-            _NONCE, wire.encode(body), _aad("InferenceRequest", self.s.session, self.s.batch))
+            _NONCE, wire.encode(body), _aad("InferenceRequest", self.s.session, self.s.batch)
+        )
         self.s.secret = shared
         self.s.phase = "requested"
-        return [self.send(self.s.peer, InferenceRequest(PROTOCOL, self.s.session, self.s.batch,
-                                                       _public_bytes(mine), sealed))]
+        return [
+            self.send(
+                self.s.peer, InferenceRequest(PROTOCOL, self.s.session, self.s.batch, _public_bytes(mine), sealed)
+            )
+        ]
 
     def _on_partials(self, msg: InferencePartials) -> list[Envelope]:
         box = _aead(self.s.secret, self.s.session, self.s.batch, "partials")
@@ -442,10 +496,14 @@ class InferenceBank(_InferenceParty):
             if r:
                 refused[r] = refused.get(r, 0) + 1
         status = self.s.status
-        return {"requested": len(self.ids), "refused": dict(sorted(refused.items())),
-                "sent": int(self.sent.size), "found": sum(st == SCORED for st in status),
-                "unknown_at_centre": sum(st == UNKNOWN for st in status),
-                "scored": int(np.isfinite(np.asarray(self.s.scores)).sum())}
+        return {
+            "requested": len(self.ids),
+            "refused": dict(sorted(refused.items())),
+            "sent": int(self.sent.size),
+            "found": sum(st == SCORED for st in status),
+            "unknown_at_centre": sum(st == UNKNOWN for st in status),
+            "scored": int(np.isfinite(np.asarray(self.s.scores)).sum()),
+        }
 
 
 class InferenceCentre(_InferenceParty):
@@ -454,39 +512,69 @@ class InferenceCentre(_InferenceParty):
 
     role = "credit_centre"
 
-    def __init__(self, name: str, peer: str, *, session: str, batch: int, model: CentreModelPart,
-                 ids: list[str], features: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                 accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        *,
+        session: str,
+        batch: int,
+        model: CentreModelPart,
+        ids: list[str],
+        features: np.ndarray,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES,
+    ) -> None:
         self.name = name
         self.model = model
         self.ids = ids
         self.features = np.asarray(features, dtype=np.float64)
         if self.features.ndim != 2 or self.features.shape[1] != model.n_features:
-            raise InferenceError(f"credit centre {name!r}: table has {self.features.shape} features, "
-                                 f"model expects {model.n_features} columns")
+            raise InferenceError(
+                f"credit centre {name!r}: table has {self.features.shape} features, "
+                f"model expects {model.n_features} columns"
+            )
         self.transform = transform or (lambda X: X)
         self.accepted_purposes = tuple(accepted_purposes)
         self._index: dict[str, int] | None = None
-        self.s = _State(_STATE_VERSION, self.role, name, peer, session, int(batch), "init",
-                        found=np.zeros(0, dtype=bool))
+        self.s = _State(
+            _STATE_VERSION, self.role, name, peer, session, int(batch), "init", found=np.zeros(0, dtype=bool)
+        )
 
     @classmethod
-    def from_state(cls, state: bytes, *, model: CentreModelPart, ids: list[str], features: np.ndarray,
-                   transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                   accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES) -> InferenceCentre:
+    def from_state(
+        cls,
+        state: bytes,
+        *,
+        model: CentreModelPart,
+        ids: list[str],
+        features: np.ndarray,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES,
+    ) -> InferenceCentre:
         s = wire.decode(state, _State)
         if s.version != _STATE_VERSION or s.role != cls.role:
             raise InferenceError("state is not an inference centre state")
-        party = cls(s.name, s.peer, session=s.session, batch=s.batch, model=model, ids=ids, features=features,
-                    transform=transform, accepted_purposes=accepted_purposes)
+        party = cls(
+            s.name,
+            s.peer,
+            session=s.session,
+            batch=s.batch,
+            model=model,
+            ids=ids,
+            features=features,
+            transform=transform,
+            accepted_purposes=accepted_purposes,
+        )
         s.found = np.asarray(s.found, dtype=bool)
         party.s = s
         return party
 
     def start(self) -> list[Envelope]:
         key = X25519PrivateKey.generate()
-        self.s.secret = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                          serialization.NoEncryption())
+        self.s.secret = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
         self.s.phase = "wait_request"
         return [self.send(self.s.peer, InferenceKey(PROTOCOL, self.s.session, self.s.batch, _public_bytes(key)))]
 
@@ -496,14 +584,19 @@ class InferenceCentre(_InferenceParty):
         msg = self._one(inbox, InferenceRequest)
         mine = X25519PrivateKey.from_private_bytes(self.s.secret)
         shared = _exchange(mine, msg.public_key, f"credit centre {self.name!r}")
-        body = self._open(_aead(shared, self.s.session, self.s.batch, "request"), msg.sealed,
-                          "InferenceRequest", RequestBody)
+        body = self._open(
+            _aead(shared, self.s.session, self.s.batch, "request"), msg.sealed, "InferenceRequest", RequestBody
+        )
         if body.purpose not in self.accepted_purposes:
-            raise self._fail(f"request for purpose {body.purpose!r}: this centre answers inference queries "
-                             f"only for {list(self.accepted_purposes)}")
+            raise self._fail(
+                f"request for purpose {body.purpose!r}: this centre answers inference queries "
+                f"only for {list(self.accepted_purposes)}"
+            )
         if body.model_type != self.model.model_type:
-            raise self._fail(f"bank scores with a {body.model_type!r} model, this centre's part is "
-                             f"{self.model.model_type!r} (model parts from different training runs?)")
+            raise self._fail(
+                f"bank scores with a {body.model_type!r} model, this centre's part is "
+                f"{self.model.model_type!r} (model parts from different training runs?)"
+            )
         if not isinstance(body.count, int) or body.count < 0:
             raise self._fail(f"bad applicant count {body.count!r}")
         usccs = unpack_usccs(body.usccs, body.count)
@@ -527,7 +620,8 @@ class InferenceCentre(_InferenceParty):
             scores, bits, n_bits = np.zeros(0), np.packbits(left.ravel()), n * k
         reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits)
         sealed = _aead(shared, self.s.session, self.s.batch, "partials").encrypt(
-            _NONCE, wire.encode(reply), _aad("InferencePartials", self.s.session, self.s.batch))
+            _NONCE, wire.encode(reply), _aad("InferencePartials", self.s.session, self.s.batch)
+        )
         self.s.secret = b""  # the private key is not kept once used
         self.s.purpose, self.s.queried, self.s.found = body.purpose, usccs, found
         self.s.phase = "done"
@@ -539,5 +633,9 @@ class InferenceCentre(_InferenceParty):
 
     def counts(self) -> dict[str, Any]:
         found = np.asarray(self.s.found, dtype=bool)
-        return {"queried": len(self.s.queried), "found": int(found.sum()),
-                "not_found": int((~found).sum()), "purpose": self.s.purpose}
+        return {
+            "queried": len(self.s.queried),
+            "found": int(found.sum()),
+            "not_found": int((~found).sum()),
+            "purpose": self.s.purpose,
+        }

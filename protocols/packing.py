@@ -69,15 +69,19 @@ class Packer:
             raise EncodingError(f"headroom_bits must be >= 0, got {self.headroom_bits}")
         value_bits = self.slot_bits - self.headroom_bits
         if value_bits < 2:
-            raise EncodingError(f"slot_bits={self.slot_bits} leaves {value_bits} value bits after "
-                                f"headroom_bits={self.headroom_bits}; need >= 2")
+            raise EncodingError(
+                f"slot_bits={self.slot_bits} leaves {value_bits} value bits after "
+                f"headroom_bits={self.headroom_bits}; need >= 2"
+            )
         capacity = (self.key_bits - 2) // self.slot_bits
         if capacity < 1:
             raise EncodingError(f"a {self.slot_bits}-bit slot does not fit a {self.key_bits}-bit key")
         n_slots = capacity if self.n_slots is None else self.n_slots
         if not 1 <= n_slots <= capacity:
-            raise EncodingError(f"n_slots={n_slots} does not fit: a {self.key_bits}-bit key holds at most "
-                                f"{capacity} slots of {self.slot_bits} bits")
+            raise EncodingError(
+                f"n_slots={n_slots} does not fit: a {self.key_bits}-bit key holds at most "
+                f"{capacity} slots of {self.slot_bits} bits"
+            )
         object.__setattr__(self, "n_slots", n_slots)
         object.__setattr__(self, "value_bits", value_bits)
         object.__setattr__(self, "offset", 1 << (value_bits - 1))
@@ -86,8 +90,9 @@ class Packer:
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
-    def for_fixed_point(cls, fp: FixedPoint, max_summands: int, *, key_bits: int = 2048,
-                        n_slots: int | None = None, extra_bits: int = 0) -> "Packer":
+    def for_fixed_point(
+        cls, fp: FixedPoint, max_summands: int, *, key_bits: int = 2048, n_slots: int | None = None, extra_bits: int = 0
+    ) -> Packer:
         """Slots wide enough for sums of ``max_summands`` values encoded with ``fp``.
 
         ``extra_bits`` widens each value, e.g. for statistical masks added before packing.
@@ -98,7 +103,7 @@ class Packer:
         headroom = (max_summands - 1).bit_length()
         return cls(value_bits + headroom, n_slots=n_slots, key_bits=key_bits, headroom_bits=headroom)
 
-    def aligned(self, multiple: int) -> "Packer":
+    def aligned(self, multiple: int) -> Packer:
         """The same slots with ``n_slots`` rounded down to a multiple (for :meth:`repack_encrypted`)."""
         n = self.n_slots // multiple * multiple
         if n < 1:
@@ -137,14 +142,16 @@ class Packer:
         if check:
             for i, v in enumerate(values):
                 if v < lo or v > hi:
-                    raise EncodingError(f"value {v} at index {i} does not fit a {self.value_bits}-bit signed "
-                                        f"slot value ([{lo}, {hi}]; slot_bits={self.slot_bits}, "
-                                        f"headroom_bits={self.headroom_bits})")
+                    raise EncodingError(
+                        f"value {v} at index {i} does not fit a {self.value_bits}-bit signed "
+                        f"slot value ([{lo}, {hi}]; slot_bits={self.slot_bits}, "
+                        f"headroom_bits={self.headroom_bits})"
+                    )
         s, k = self.slot_bits, self._slots
         out = []
         for start in range(0, len(values), k):
             p = mpz(0)
-            for v in reversed(values[start:start + k]):
+            for v in reversed(values[start : start + k]):
                 p = (p << s) | (v + off)
             out.append(int(p))
         return out
@@ -157,8 +164,10 @@ class Packer:
         if n_summands < 1:
             raise EncodingError(f"n_summands must be >= 1, got {n_summands}")
         if n_summands > self.max_summands:
-            raise EncodingError(f"sum of {n_summands} packed vectors overflows {self.slot_bits}-bit slots: "
-                                f"capacity is {self.max_summands} (headroom_bits={self.headroom_bits})")
+            raise EncodingError(
+                f"sum of {n_summands} packed vectors overflows {self.slot_bits}-bit slots: "
+                f"capacity is {self.max_summands} (headroom_bits={self.headroom_bits})"
+            )
         pts = list(np.asarray(plaintexts, dtype=object).ravel()) if not isinstance(plaintexts, list) else plaintexts
         expected = self.n_plaintexts(n_values)
         if len(pts) != expected:
@@ -172,20 +181,25 @@ class Packer:
         for t, p in enumerate(pts):
             p = mpz(int(p))
             if p < 0 or p >= top:
-                raise EncodingError(f"packed plaintext {t} is outside [0, 2**{self.plaintext_bits}): "
-                                    "a slot sum overflowed (too many summands or out-of-range values)")
+                raise EncodingError(
+                    f"packed plaintext {t} is outside [0, 2**{self.plaintext_bits}): "
+                    "a slot sum overflowed (too many summands or out-of-range values)"
+                )
             used = min(k, n_values - t * k)
             for j in range(k):
                 word = int(p & mask)
                 p >>= s
                 if j >= used:
                     if word:
-                        raise EncodingError(f"packed plaintext {t}: unused slot {j} is non-zero "
-                                            "(carry from an overflowed slot)")
+                        raise EncodingError(
+                            f"packed plaintext {t}: unused slot {j} is non-zero (carry from an overflowed slot)"
+                        )
                     continue
                 if word > max_word:
-                    raise EncodingError(f"value {t * k + j} (plaintext {t}, slot {j}): slot word {word} exceeds "
-                                        f"the largest valid sum of {n_summands} values: overflow")
+                    raise EncodingError(
+                        f"value {t * k + j} (plaintext {t}, slot {j}): slot word {word} exceeds "
+                        f"the largest valid sum of {n_summands} values: overflow"
+                    )
                 out.append(word - bias)
         limit = n_summands * self.offset
         if limit.bit_length() <= 62:
@@ -193,7 +207,7 @@ class Packer:
         return np.array(out, dtype=object)
 
     # -- homomorphic packing of ciphertexts ------------------------------------------------
-    def pack_encrypted(self, vec: "EncryptedVector", n_summands: int = 1) -> "EncryptedVector":
+    def pack_encrypted(self, vec: EncryptedVector, n_summands: int = 1) -> EncryptedVector:
         """Pack a vector of ciphertexts of plain signed integers into ``ceil(len / n_slots)`` ciphertexts.
 
         Each input ciphertext must hold a sum of at most ``n_summands`` values within the slot
@@ -209,7 +223,7 @@ class Packer:
         shifted = vec.add_plain(np.full(len(vec), n_summands * self.offset, dtype=object))
         return self._horner(shifted, self._slots, self.slot_bits)
 
-    def repack_encrypted(self, vec: "EncryptedVector", slots_per_input: int) -> "EncryptedVector":
+    def repack_encrypted(self, vec: EncryptedVector, slots_per_input: int) -> EncryptedVector:
         """Combine ciphertexts that are already packed with this slot layout (``slots_per_input``
         slots each, e.g. 2 for SecureBoost (g, h) pairs summed into histogram bins) into fuller ones.
 
@@ -217,12 +231,14 @@ class Packer:
         ``unpack(pts, len(vec) * slots_per_input, n_summands)``.
         """
         if slots_per_input < 1 or self._slots % slots_per_input:
-            raise EncodingError(f"n_slots={self.n_slots} is not a multiple of slots_per_input={slots_per_input}; "
-                                "use Packer.aligned(slots_per_input)")
+            raise EncodingError(
+                f"n_slots={self.n_slots} is not a multiple of slots_per_input={slots_per_input}; "
+                "use Packer.aligned(slots_per_input)"
+            )
         return self._horner(vec, self._slots // slots_per_input, self.slot_bits * slots_per_input)
 
     @staticmethod
-    def _horner(vec: "EncryptedVector", group: int, shift_bits: int) -> "EncryptedVector":
+    def _horner(vec: EncryptedVector, group: int, shift_bits: int) -> EncryptedVector:
         from protocols.paillier import EncryptedVector
 
         nsq = vec.public_key.nsquare
@@ -230,7 +246,7 @@ class Packer:
         cts = vec.ciphertexts
         out = []
         for start in range(0, len(cts), group):
-            chunk = cts[start:start + group]
+            chunk = cts[start : start + group]
             acc = chunk[-1]
             for c in reversed(chunk[:-1]):
                 acc = gmpy2.powmod(acc, factor, nsq) * c % nsq

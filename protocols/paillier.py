@@ -66,8 +66,9 @@ def _to_mpz_list(values: Iterable[int] | np.ndarray) -> list[mpz]:
         if arr.dtype.kind == "f":
             if not np.all(np.isfinite(arr)):
                 bad = int(np.flatnonzero(~np.isfinite(arr.ravel()))[0])
-                raise PaillierError(f"plaintext at index {bad} is NaN or Inf; encode floats first "
-                                    "(protocols.encoding.FixedPoint)")
+                raise PaillierError(
+                    f"plaintext at index {bad} is NaN or Inf; encode floats first (protocols.encoding.FixedPoint)"
+                )
             raise PaillierError("plaintexts must be integers; encode floats with protocols.encoding")
         if arr.ndim != 1:
             raise PaillierError(f"expected a 1-D vector of plaintexts, got shape {arr.shape}")
@@ -152,12 +153,12 @@ class _FixedBaseTable:
         return out
 
 
-_TABLE_CACHE: "OrderedDict[tuple[int, int, int, int], _FixedBaseTable]" = OrderedDict()
+_TABLE_CACHE: OrderedDict[tuple[int, int, int, int], _FixedBaseTable] = OrderedDict()
 _TABLE_CACHE_SIZE = 8
 _TABLE_CACHE_LOCK = threading.Lock()
 
 
-def cached_table(base: mpz, modulus: mpz, exponent_bits: int, window: int) -> "_FixedBaseTable":
+def cached_table(base: mpz, modulus: mpz, exponent_bits: int, window: int) -> _FixedBaseTable:
     """A fixed-base table, reused within this process for the same (base, modulus, bits, window).
 
     Protocol parties are rebuilt from bytes on every Flower message (see protocols.party), which
@@ -189,19 +190,28 @@ class PublicKey:
     ``table_window`` tune the obfuscator (see the module docs); defaults are the audited ones.
     """
 
-    def __init__(self, phe_key: phe_paillier.PaillierPublicKey, *, hs: int | None = None,
-                 insecure_test_key: bool = False, djn_exponent_bits: int = DJN_EXPONENT_BITS,
-                 table_window: int | None = None):
+    def __init__(
+        self,
+        phe_key: phe_paillier.PaillierPublicKey,
+        *,
+        hs: int | None = None,
+        insecure_test_key: bool = False,
+        djn_exponent_bits: int = DJN_EXPONENT_BITS,
+        table_window: int | None = None,
+    ):
         if not isinstance(phe_key, phe_paillier.PaillierPublicKey):
             raise PaillierError(f"expected a phe PaillierPublicKey, got {type(phe_key).__name__}")
         if phe_key.n.bit_length() < MIN_KEY_BITS - 1 and not insecure_test_key:
-            raise PaillierError(f"refusing a {phe_key.n.bit_length()}-bit key: at least {MIN_KEY_BITS} "
-                                "bits required (pass insecure_test_key=True only in tests)")
+            raise PaillierError(
+                f"refusing a {phe_key.n.bit_length()}-bit key: at least {MIN_KEY_BITS} "
+                "bits required (pass insecure_test_key=True only in tests)"
+            )
         if phe_key.g != phe_key.n + 1:
             raise PaillierError("only keys with g = n + 1 are supported (phe's default)")
         if djn_exponent_bits < MIN_DJN_EXPONENT_BITS and not insecure_test_key:
-            raise PaillierError(f"DJN exponent of {djn_exponent_bits} bits is below the "
-                                f"{MIN_DJN_EXPONENT_BITS}-bit minimum")
+            raise PaillierError(
+                f"DJN exponent of {djn_exponent_bits} bits is below the {MIN_DJN_EXPONENT_BITS}-bit minimum"
+            )
         self.phe = phe_key
         self.n = mpz(phe_key.n)
         self.nsquare = self.n * self.n
@@ -240,23 +250,28 @@ class PublicKey:
     def to_bytes(self) -> bytes:
         """``n`` and ``hs`` (the DJN base) so the receiver encrypts with the same fast table."""
         nb = (self.bits + 7) // 8
-        return (nb.to_bytes(4, "big") + int(self.n).to_bytes(nb, "big")
-                + int(self.hs).to_bytes(self.ciphertext_bytes, "big"))
+        return (
+            nb.to_bytes(4, "big")
+            + int(self.n).to_bytes(nb, "big")
+            + int(self.hs).to_bytes(self.ciphertext_bytes, "big")
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, insecure_test_key: bool = False, **kwargs: int) -> "PublicKey":
+    def from_bytes(cls, data: bytes, *, insecure_test_key: bool = False, **kwargs: int) -> PublicKey:
         if len(data) < 4:
             raise PaillierError("public key bytes truncated")
         nb = int.from_bytes(data[:4], "big")
         if len(data) < 4 + nb or nb == 0:
             raise PaillierError("public key bytes truncated")
-        n = int.from_bytes(data[4:4 + nb], "big")
-        hs_bytes = data[4 + nb:]
+        n = int.from_bytes(data[4 : 4 + nb], "big")
+        hs_bytes = data[4 + nb :]
         if n < 3 or n % 2 == 0:
             raise PaillierError("public key modulus is not a valid odd modulus")
         if len(hs_bytes) != ((2 * n.bit_length()) + 7) // 8:
-            raise PaillierError(f"public key DJN base has {len(hs_bytes)} bytes, expected "
-                                f"{((2 * n.bit_length()) + 7) // 8}: truncated or corrupted")
+            raise PaillierError(
+                f"public key DJN base has {len(hs_bytes)} bytes, expected "
+                f"{((2 * n.bit_length()) + 7) // 8}: truncated or corrupted"
+            )
         hs = int.from_bytes(hs_bytes, "big")
         if not 0 < hs < n * n or gmpy2.gcd(hs, n) != 1:
             raise PaillierError("public key DJN base is not in Z*_{n^2}")
@@ -267,8 +282,7 @@ class PublicKey:
         if self._table is None:
             with self._table_lock:
                 if self._table is None:
-                    self._table = cached_table(self.hs, self.nsquare, self.djn_exponent_bits,
-                                                  self.table_window)
+                    self._table = cached_table(self.hs, self.nsquare, self.djn_exponent_bits, self.table_window)
         return self._table
 
     def precompute(self) -> None:
@@ -281,8 +295,12 @@ class PublicKey:
         if w > 1:
             parts = parallel.map_processes(
                 _task_public_obfuscators,
-                [(self.to_bytes(), self.djn_exponent_bits, self.table_window, b - a)
-                 for a, b in parallel.split(count, w)], w)
+                [
+                    (self.to_bytes(), self.djn_exponent_bits, self.table_window, b - a)
+                    for a, b in parallel.split(count, w)
+                ],
+                w,
+            )
             if parts is not None:
                 return [r for part in parts for r in part]
         table = self._obfuscator_table()
@@ -292,15 +310,20 @@ class PublicKey:
         """``g^m mod n^2`` for ``g = n+1`` (reducing negatives into Z_n)."""
         return (1 + (m % self.n) * self.n) % self.nsquare
 
-    def encrypt(self, plaintexts: Iterable[int] | np.ndarray, *,
-                obfuscators: Sequence[mpz] | None = None, workers: int | None = None) -> "EncryptedVector":
+    def encrypt(
+        self,
+        plaintexts: Iterable[int] | np.ndarray,
+        *,
+        obfuscators: Sequence[mpz] | None = None,
+        workers: int | None = None,
+    ) -> EncryptedVector:
         """Encrypt signed integers (``|m| <= n // 2``) as ``(1 + m n) * hs^a mod n^2``."""
         ms = _to_mpz_list(plaintexts)
         self._check_range(ms)
         obf = obfuscators if obfuscators is not None else self.random_obfuscators(len(ms), workers=workers)
         return self._encrypt_checked(ms, obf)
 
-    def _encrypt_checked(self, ms: list[mpz], obf: Sequence[mpz]) -> "EncryptedVector":
+    def _encrypt_checked(self, ms: list[mpz], obf: Sequence[mpz]) -> EncryptedVector:
         if len(obf) < len(ms):
             raise PaillierError(f"not enough obfuscators: {len(obf)} for {len(ms)} plaintexts")
         return EncryptedVector(self, _apply_obfuscators(ms, obf, self.n, self.nsquare))
@@ -309,10 +332,12 @@ class PublicKey:
         lim = self.max_int
         for i, m in enumerate(ms):
             if m > lim or m < -lim:
-                raise PaillierError(f"plaintext {i} of {m.bit_length()} bits does not fit the "
-                                    f"{self.bits}-bit key (|m| must be <= n // 2)")
+                raise PaillierError(
+                    f"plaintext {i} of {m.bit_length()} bits does not fit the "
+                    f"{self.bits}-bit key (|m| must be <= n // 2)"
+                )
 
-    def encrypt_zero(self, count: int, *, workers: int | None = None) -> "EncryptedVector":
+    def encrypt_zero(self, count: int, *, workers: int | None = None) -> EncryptedVector:
         return EncryptedVector(self, self.random_obfuscators(count, workers=workers))
 
 
@@ -351,7 +376,7 @@ class PrivateKey:
         return f"PrivateKey(for {self.public_key!r})"
 
     @classmethod
-    def from_phe(cls, key: phe_paillier.PaillierPrivateKey, *, insecure_test_key: bool = False) -> "PrivateKey":
+    def from_phe(cls, key: phe_paillier.PaillierPrivateKey, *, insecure_test_key: bool = False) -> PrivateKey:
         if not isinstance(key, phe_paillier.PaillierPrivateKey):
             raise PaillierError(f"expected a phe PaillierPrivateKey, got {type(key).__name__}")
         return cls(PublicKey(key.public_key, insecure_test_key=insecure_test_key), key.p, key.q)
@@ -362,19 +387,23 @@ class PrivateKey:
     def to_bytes(self) -> bytes:
         """Node-local persistence only (e.g. Flower ``context.state``): NEVER put on the wire."""
         pb = (int(self.p).bit_length() + 7) // 8
-        return (pb.to_bytes(4, "big") + int(self.p).to_bytes(pb, "big") + int(self.q).to_bytes(pb + 1, "big")
-                + self.public_key.to_bytes())
+        return (
+            pb.to_bytes(4, "big")
+            + int(self.p).to_bytes(pb, "big")
+            + int(self.q).to_bytes(pb + 1, "big")
+            + self.public_key.to_bytes()
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, insecure_test_key: bool = False) -> "PrivateKey":
+    def from_bytes(cls, data: bytes, *, insecure_test_key: bool = False) -> PrivateKey:
         if len(data) < 4:
             raise PaillierError("private key bytes truncated")
         pb = int.from_bytes(data[:4], "big")
         if len(data) < 4 + 2 * pb + 1:
             raise PaillierError("private key bytes truncated")
-        p = int.from_bytes(data[4:4 + pb], "big")
-        q = int.from_bytes(data[4 + pb:4 + 2 * pb + 1], "big")
-        public = PublicKey.from_bytes(data[4 + 2 * pb + 1:], insecure_test_key=insecure_test_key)
+        p = int.from_bytes(data[4 : 4 + pb], "big")
+        q = int.from_bytes(data[4 + pb : 4 + 2 * pb + 1], "big")
+        public = PublicKey.from_bytes(data[4 + 2 * pb + 1 :], insecure_test_key=insecure_test_key)
         return cls(public, p, q)
 
     # -- key-owner encryption (CRT) -------------------------------------------------------
@@ -385,7 +414,8 @@ class PrivateKey:
                     pk = self.public_key
                     self._tables = (
                         cached_table(pk.hs % self.psquare, self.psquare, pk.djn_exponent_bits, pk.table_window),
-                        cached_table(pk.hs % self.qsquare, self.qsquare, pk.djn_exponent_bits, pk.table_window))
+                        cached_table(pk.hs % self.qsquare, self.qsquare, pk.djn_exponent_bits, pk.table_window),
+                    )
         return self._tables
 
     def precompute(self) -> None:
@@ -399,8 +429,9 @@ class PrivateKey:
             pk = self.public_key
             parts = parallel.map_processes(
                 _task_owner_obfuscators,
-                [(self.to_bytes(), pk.djn_exponent_bits, pk.table_window, b - a)
-                 for a, b in parallel.split(count, w)], w)
+                [(self.to_bytes(), pk.djn_exponent_bits, pk.table_window, b - a) for a, b in parallel.split(count, w)],
+                w,
+            )
             if parts is not None:
                 return [r for part in parts for r in part]
         tp, tq = self._crt_tables()
@@ -416,7 +447,7 @@ class PrivateKey:
             out.append(xp + psq * ((xq - xp) * inv % qsq))
         return out
 
-    def encrypt(self, plaintexts: Iterable[int] | np.ndarray, *, workers: int | None = None) -> "EncryptedVector":
+    def encrypt(self, plaintexts: Iterable[int] | np.ndarray, *, workers: int | None = None) -> EncryptedVector:
         ms = _to_mpz_list(plaintexts)
         self.public_key._check_range(ms)
         return self.public_key._encrypt_checked(ms, self.random_obfuscators(len(ms), workers=workers))
@@ -443,13 +474,15 @@ class PrivateKey:
             out.append(mp + ((mq - mp) * pinv % q) * p)
         return out
 
-    def decrypt(self, vec: "EncryptedVector", *, workers: int | None = None) -> np.ndarray:
+    def decrypt(self, vec: EncryptedVector, *, workers: int | None = None) -> np.ndarray:
         """Signed integer plaintexts as a numpy object array of Python ints."""
         if not isinstance(vec, EncryptedVector):
             raise PaillierError(f"decrypt expects an EncryptedVector, got {type(vec).__name__}")
         if vec.public_key != self.public_key:
-            raise PaillierError("ciphertexts were made under a different public key "
-                                f"({vec.public_key.fingerprint} != {self.public_key.fingerprint})")
+            raise PaillierError(
+                "ciphertexts were made under a different public key "
+                f"({vec.public_key.fingerprint} != {self.public_key.fingerprint})"
+            )
         n, lim = self.public_key.n, self.public_key.max_int
         raw = self.decrypt_raw(vec.ciphertexts, workers=workers)
         return np.array([int(m - n) if m > lim else int(m) for m in raw], dtype=object)
@@ -458,8 +491,9 @@ class PrivateKey:
 def generate_keypair(bits: int = MIN_KEY_BITS, *, insecure_test_key: bool = False) -> tuple[PublicKey, PrivateKey]:
     """New key pair via ``phe`` (its prime generation), wrapped for fast operations."""
     if bits < MIN_KEY_BITS and not insecure_test_key:
-        raise PaillierError(f"refusing {bits}-bit keys: at least {MIN_KEY_BITS} bits required "
-                            "(insecure_test_key=True only in tests)")
+        raise PaillierError(
+            f"refusing {bits}-bit keys: at least {MIN_KEY_BITS} bits required (insecure_test_key=True only in tests)"
+        )
     pk, sk = phe_paillier.generate_paillier_keypair(n_length=bits)
     private = PrivateKey.from_phe(sk, insecure_test_key=insecure_test_key)
     return private.public_key, private
@@ -502,7 +536,7 @@ class ObfuscatorPool:
             out.extend(self.key.random_obfuscators(count - k))
         return out
 
-    def encrypt(self, plaintexts: Iterable[int] | np.ndarray) -> "EncryptedVector":
+    def encrypt(self, plaintexts: Iterable[int] | np.ndarray) -> EncryptedVector:
         ms = _to_mpz_list(plaintexts)
         self.public_key._check_range(ms)
         return self.public_key._encrypt_checked(ms, self.take(len(ms)))
@@ -532,7 +566,7 @@ class EncryptedVector:
     def __repr__(self) -> str:
         return f"EncryptedVector({len(self)} ciphertexts, key {self.public_key.fingerprint})"
 
-    def __getitem__(self, idx: slice | int | np.ndarray | Sequence[int]) -> "EncryptedVector":
+    def __getitem__(self, idx: slice | int | np.ndarray | Sequence[int]) -> EncryptedVector:
         if isinstance(idx, slice):
             return EncryptedVector(self.public_key, self.ciphertexts[idx])
         if isinstance(idx, (int, np.integer)):
@@ -548,29 +582,31 @@ class EncryptedVector:
         except IndexError:
             raise PaillierError(f"index out of range for {len(cts)} ciphertexts") from None
 
-    def _same_key(self, other: "EncryptedVector") -> None:
+    def _same_key(self, other: EncryptedVector) -> None:
         if not isinstance(other, EncryptedVector):
             raise PaillierError(f"expected an EncryptedVector, got {type(other).__name__}")
         if other.public_key != self.public_key:
-            raise PaillierError("cannot combine ciphertexts under different public keys "
-                                f"({self.public_key.fingerprint} vs {other.public_key.fingerprint})")
+            raise PaillierError(
+                "cannot combine ciphertexts under different public keys "
+                f"({self.public_key.fingerprint} vs {other.public_key.fingerprint})"
+            )
         if len(other) != len(self):
             raise PaillierError(f"length mismatch: {len(self)} vs {len(other)}")
 
-    def __add__(self, other: "EncryptedVector") -> "EncryptedVector":
+    def __add__(self, other: EncryptedVector) -> EncryptedVector:
         self._same_key(other)
         nsq = self.public_key.nsquare
         return EncryptedVector(self.public_key, [a * b % nsq for a, b in zip(self.ciphertexts, other.ciphertexts)])
 
-    def neg(self) -> "EncryptedVector":
+    def neg(self) -> EncryptedVector:
         """``[[-m]]``: one modular inversion per ciphertext."""
         nsq = self.public_key.nsquare
         return EncryptedVector(self.public_key, [gmpy2.invert(c, nsq) for c in self.ciphertexts])
 
-    def __neg__(self) -> "EncryptedVector":
+    def __neg__(self) -> EncryptedVector:
         return self.neg()
 
-    def __sub__(self, other: "EncryptedVector") -> "EncryptedVector":
+    def __sub__(self, other: EncryptedVector) -> EncryptedVector:
         self._same_key(other)
         return self + other.neg()
 
@@ -582,7 +618,7 @@ class EncryptedVector:
             raise PaillierError(f"length mismatch: {len(self)} ciphertexts, {len(ms)} {what}")
         return ms
 
-    def add_plain(self, plaintexts: Iterable[int] | np.ndarray | int) -> "EncryptedVector":
+    def add_plain(self, plaintexts: Iterable[int] | np.ndarray | int) -> EncryptedVector:
         """``[[m + k]]`` for integer ``k`` (a vector of the same length, or one int for all).
 
         ``k`` is taken mod ``n`` (so values already reduced into ``[0, n)`` work too).
@@ -591,27 +627,28 @@ class EncryptedVector:
         pk = self.public_key
         return EncryptedVector(pk, _apply_obfuscators(ms, self.ciphertexts, pk.n, pk.nsquare))
 
-    def mul_plain(self, scalars: Iterable[int] | np.ndarray | int, *, workers: int | None = None) -> "EncryptedVector":
+    def mul_plain(self, scalars: Iterable[int] | np.ndarray | int, *, workers: int | None = None) -> EncryptedVector:
         """``[[m * k]]`` element-wise for integer ``k`` (negative ``k`` uses the inverse)."""
         ks = self._plain_list(scalars, "scalars")
         nsq = self.public_key.nsquare
         w = parallel.resolve_workers(workers, len(ks), "mul_plain")
         if w > 1:
             cts = self.ciphertexts
-            parts = parallel.map_processes(_task_mul_plain, [(nsq, cts[a:b], ks[a:b])
-                                                             for a, b in parallel.split(len(ks), w)], w)
+            parts = parallel.map_processes(
+                _task_mul_plain, [(nsq, cts[a:b], ks[a:b]) for a, b in parallel.split(len(ks), w)], w
+            )
             if parts is not None:
                 return EncryptedVector(self.public_key, [c for part in parts for c in part])
         return EncryptedVector(self.public_key, _mul_plain_chunk(nsq, self.ciphertexts, ks))
 
-    def sum(self) -> "EncryptedVector":
+    def sum(self) -> EncryptedVector:
         nsq = self.public_key.nsquare
         acc = mpz(1)
         for c in self.ciphertexts:
             acc = acc * c % nsq
         return EncryptedVector(self.public_key, [acc])
 
-    def dot(self, matrix: np.ndarray, *, workers: int | None = None) -> "EncryptedVector":
+    def dot(self, matrix: np.ndarray, *, workers: int | None = None) -> EncryptedVector:
         """``[prod_i c_i^{X_ij}]_j``: encrypted ``X^T m`` for an integer matrix X (rows = len(self)).
 
         Large inputs are split by rows across worker processes; each returns one partial
@@ -638,7 +675,7 @@ class EncryptedVector:
                 return EncryptedVector(self.public_key, out)
         return EncryptedVector(self.public_key, _dot_chunk(nsq, self.ciphertexts, X))
 
-    def rerandomize(self, *, obfuscators: Sequence[mpz] | None = None, workers: int | None = None) -> "EncryptedVector":
+    def rerandomize(self, *, obfuscators: Sequence[mpz] | None = None, workers: int | None = None) -> EncryptedVector:
         """Same plaintexts, fresh randomness (multiply by encryptions of zero)."""
         nsq = self.public_key.nsquare
         obf = obfuscators if obfuscators is not None else self.public_key.random_obfuscators(len(self), workers=workers)
@@ -646,7 +683,7 @@ class EncryptedVector:
             raise PaillierError(f"not enough obfuscators: {len(obf)} for {len(self)} ciphertexts")
         return EncryptedVector(self.public_key, [c * r % nsq for c, r in zip(self.ciphertexts, obf)])
 
-    def concat(self, other: "EncryptedVector") -> "EncryptedVector":
+    def concat(self, other: EncryptedVector) -> EncryptedVector:
         if not isinstance(other, EncryptedVector) or other.public_key != self.public_key:
             raise PaillierError("cannot concatenate ciphertexts under different public keys")
         return EncryptedVector(self.public_key, self.ciphertexts + other.ciphertexts)
@@ -658,13 +695,14 @@ class EncryptedVector:
         return b"".join([_ct_to_bytes(c, width) for c in self.ciphertexts])
 
     @classmethod
-    def from_bytes(cls, public_key: PublicKey, data: bytes, *, validate: bool = True) -> "EncryptedVector":
+    def from_bytes(cls, public_key: PublicKey, data: bytes, *, validate: bool = True) -> EncryptedVector:
         width = public_key.ciphertext_bytes
         if len(data) % width:
-            raise PaillierError(f"ciphertext bytes length {len(data)} is not a multiple of {width}: "
-                                "wrong key or truncated message")
+            raise PaillierError(
+                f"ciphertext bytes length {len(data)} is not a multiple of {width}: wrong key or truncated message"
+            )
         mv = memoryview(data)
-        cts = [_ct_from_bytes(mv[i:i + width]) for i in range(0, len(data), width)]
+        cts = [_ct_from_bytes(mv[i : i + width]) for i in range(0, len(data), width)]
         vec = cls(public_key, cts)
         if validate:
             vec.validate()
@@ -693,7 +731,7 @@ class EncryptedVector:
         return [phe_paillier.EncryptedNumber(self.public_key.phe, int(c), 0) for c in self.ciphertexts]
 
     @classmethod
-    def from_phe(cls, public_key: PublicKey, numbers: Sequence[phe_paillier.EncryptedNumber]) -> "EncryptedVector":
+    def from_phe(cls, public_key: PublicKey, numbers: Sequence[phe_paillier.EncryptedNumber]) -> EncryptedVector:
         for i, x in enumerate(numbers):
             if not isinstance(x, phe_paillier.EncryptedNumber):
                 raise PaillierError(f"item {i} is a {type(x).__name__}, not a phe EncryptedNumber")
@@ -705,6 +743,7 @@ class EncryptedVector:
 
 
 # -- kernels (also run inside worker processes) ----------------------------------------------
+
 
 def _mul_plain_chunk(nsq: mpz, cts: Sequence[mpz], ks: Sequence[mpz]) -> list[mpz]:
     powmod = gmpy2.powmod
@@ -746,7 +785,7 @@ def _as_int64(e: np.ndarray) -> np.ndarray | None:
             return None  # cannot be negated in int64
         return e.astype(np.int64, copy=False)
     if e.dtype.kind == "u":
-        if e.size and int(e.max()) >= 2 ** 63:
+        if e.size and int(e.max()) >= 2**63:
             return None
         return e.astype(np.int64)
     if e.dtype == object:
@@ -873,8 +912,9 @@ def _worker_key(kind: str, key_bytes: bytes, exponent_bits: int, window: int) ->
         if len(_worker_keys) >= 4:
             _worker_keys.clear()
         if kind == "public":
-            key = PublicKey.from_bytes(key_bytes, insecure_test_key=True, djn_exponent_bits=exponent_bits,
-                                       table_window=window)
+            key = PublicKey.from_bytes(
+                key_bytes, insecure_test_key=True, djn_exponent_bits=exponent_bits, table_window=window
+            )
         else:
             private = PrivateKey.from_bytes(key_bytes, insecure_test_key=True)
             pub = private.public_key

@@ -33,9 +33,9 @@ T = TypeVar("T")
 
 #: Minimum input sizes (items) before an operation goes parallel.
 THRESHOLDS: dict[str, int] = {
-    "encrypt": 2048,      # obfuscators: ~70-200 us each
-    "decrypt": 32,        # ~3-4 ms each (threads, no start-up cost)
-    "dot": 4096,          # rows (x columns >= 1): ~2 mulmods per row per column
+    "encrypt": 2048,  # obfuscators: ~70-200 us each
+    "decrypt": 32,  # ~3-4 ms each (threads, no start-up cost)
+    "dot": 4096,  # rows (x columns >= 1): ~2 mulmods per row per column
     "mul_plain": 2048,
 }
 
@@ -81,7 +81,7 @@ def process_pool(workers: int) -> Executor | None:
                 if multiprocessing.current_process().daemon:
                     raise RuntimeError("daemonic processes cannot start a pool")
                 pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-            except Exception as exc:  # pragma: no cover - platform dependent
+            except Exception as exc:  # noqa: BLE001  # pragma: no cover - platform dependent
                 log.warning("Paillier process pool unavailable (%s); running serially", exc)
                 _broken = True
                 return None

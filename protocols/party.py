@@ -49,8 +49,13 @@ class Envelope:
 
     def describe(self) -> dict:
         """What the ledger records about a payload: never the payload itself."""
-        return {"sender": self.sender, "recipient": self.recipient, "kind": self.kind,
-                "size": self.size, "sha256": self.sha256}
+        return {
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "kind": self.kind,
+            "size": self.size,
+            "sha256": self.sha256,
+        }
 
 
 class Party(ABC):
@@ -85,8 +90,9 @@ class Transcript:
         return [e for step in self.steps for e in step if e.sender == party]
 
 
-def run_local(parties: dict[str, Party], *, max_steps: int = 100_000,
-              restart: Callable[[str, Party], Party] | None = None) -> Transcript:
+def run_local(
+    parties: dict[str, Party], *, max_steps: int = 100_000, restart: Callable[[str, Party], Party] | None = None
+) -> Transcript:
     """Drive ``parties`` exactly as the coordinator does, in one process.
 
     ``restart(name, party)`` (optional) is called before every step, e.g. to round-trip a

@@ -268,8 +268,9 @@ class PsiParty:
 
     # -- input boundary ------------------------------------------------------------------
 
-    def _prepare(self, ids: Sequence[object], allowed: Allowed | None,
-                 validator: Validator | None, strict: bool) -> None:
+    def _prepare(
+        self, ids: Sequence[object], allowed: Allowed | None, validator: Validator | None, strict: bool
+    ) -> None:
         """Normalise, validate, deduplicate and consent-filter, block by block.
 
         Working memory is bounded by the block size; what stays is a fixed-width byte
@@ -281,13 +282,18 @@ class PsiParty:
         row_parts: list[np.ndarray] = []
         invalid_parts: list[np.ndarray] = []
         for lo in range(0, n_in, PREPARE_BLOCK):
-            norm = [x.strip().upper() if isinstance(x, str) else None  # = normalise_id, inlined
-                    for x in ids[lo:lo + PREPARE_BLOCK]]
+            norm = [
+                x.strip().upper() if isinstance(x, str) else None  # = normalise_id, inlined
+                for x in ids[lo : lo + PREPARE_BLOCK]
+            ]
             if validator is None:
                 ok = uscc_mask(norm)
             else:
-                ok = np.fromiter((c is not None and "\x00" not in c and bool(validator(c))
-                                  for c in norm), dtype=bool, count=len(norm))
+                ok = np.fromiter(
+                    (c is not None and "\x00" not in c and bool(validator(c)) for c in norm),
+                    dtype=bool,
+                    count=len(norm),
+                )
             bad = np.flatnonzero(~ok)
             if bad.size and not invalid_parts:
                 self._report_invalid(ids, lo + int(bad[0]), norm[int(bad[0])], validator, strict)
@@ -301,11 +307,9 @@ class PsiParty:
             row_parts.append(good + lo)
         invalid_rows = np.concatenate(invalid_parts) if invalid_parts else _EMPTY_ROWS
         if invalid_rows.size:
-            log.warning("PSI party %s: %d of %d ids invalid; rejected and counted", self.role,
-                        invalid_rows.size, n_in)
+            log.warning("PSI party %s: %d of %d ids invalid; rejected and counted", self.role, invalid_rows.size, n_in)
         width = max((p.dtype.itemsize for p in valid_parts), default=18)
-        arr = (np.concatenate([p.astype(f"S{width}") for p in valid_parts]) if valid_parts
-               else np.zeros(0, dtype="S18"))
+        arr = np.concatenate([p.astype(f"S{width}") for p in valid_parts]) if valid_parts else np.zeros(0, dtype="S18")
         valid_rows = np.concatenate(row_parts) if row_parts else _EMPTY_ROWS
         del valid_parts, row_parts
         uniq, first = np.unique(arr, return_index=True)  # stable: first occurrence wins
@@ -319,8 +323,8 @@ class PsiParty:
             check = allowed if callable(allowed) else allowed.__contains__
             keep = np.zeros(uniq.size, dtype=bool)
             for lo in range(0, uniq.size, PREPARE_BLOCK):
-                block = uniq[lo:lo + PREPARE_BLOCK].tolist()
-                keep[lo:lo + len(block)] = [bool(check(u.decode())) for u in block]
+                block = uniq[lo : lo + PREPARE_BLOCK].tolist()
+                keep[lo : lo + len(block)] = [bool(check(u.decode())) for u in block]
             refused = int((~keep).sum())
             uniq, rows = uniq[keep], rows[keep]
         if uniq.size > MAX_ITEMS:
@@ -336,15 +340,22 @@ class PsiParty:
             "refused": refused,
             "used": int(uniq.size),
         }
-        log.info("PSI party %s: input %d, invalid %d, duplicates %d, refused %d, used %d "
-                 "(%.2fs)", self.role, n_in, invalid_rows.size, duplicate_rows.size,
-                 refused, uniq.size, time.perf_counter() - t0)
+        log.info(
+            "PSI party %s: input %d, invalid %d, duplicates %d, refused %d, used %d (%.2fs)",
+            self.role,
+            n_in,
+            invalid_rows.size,
+            duplicate_rows.size,
+            refused,
+            uniq.size,
+            time.perf_counter() - t0,
+        )
 
-    def _report_invalid(self, ids: Sequence[object], row: int, norm: str | None,
-                        validator: Validator | None, strict: bool) -> None:
+    def _report_invalid(
+        self, ids: Sequence[object], row: int, norm: str | None, validator: Validator | None, strict: bool
+    ) -> None:
         """Name the first invalid id (row and reason); raise in strict mode."""
-        why = ("not a string" if norm is None
-               else uscc_error(norm) if validator is None else "rejected by the validator")
+        why = "not a string" if norm is None else uscc_error(norm) if validator is None else "rejected by the validator"
         msg = f"PSI party {self.role}: row {row}: invalid id {ids[row]!r}: {why}"
         if strict:
             raise InvalidIdError(msg)
@@ -380,30 +391,34 @@ class PsiParty:
         try:
             return b"".join(self._mapper().imap(func, tasks))
         except LowOrderPoint as exc:
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: a point is of low order "
-                                   f"({exc}); the peer's message is not honest") from None
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {step}: a point is of low order ({exc}); the peer's message is not honest"
+            ) from None
 
     # -- protocol steps ------------------------------------------------------------------
 
     def start(self) -> PsiBlinded:
         """Round 1: hash, blind and shuffle own ids (N scalar multiplications)."""
         if self.state != "init":
-            raise PsiProtocolError(f"PSI party {self.role}: start() called twice "
-                                   f"(state {self.state})")
+            raise PsiProtocolError(f"PSI party {self.role}: start() called twice (state {self.state})")
         t0 = time.perf_counter()
         n = self._ids.size
         self._perm = self._rng.permutation(n)
         shuffled = self._ids[self._perm]
         cs = self.chunk_size
-        tasks = ((self._secret, self._salt, shuffled[i:i + cs]) for i in range(0, n, cs))
+        tasks = ((self._secret, self._salt, shuffled[i : i + cs]) for i in range(0, n, cs))
         points = self._run(hash_and_blind, tasks, STEP1)
         self.state = "sent_blinded"
-        log.info("PSI party %s: %s, %d points in %.2fs", self.role, STEP1, n,
-                 time.perf_counter() - t0)
-        return PsiBlinded(protocol=PROTOCOL, sender=self.role, session=self._session, count=n,
-                          truncate=self.truncate,
-                          channel_key=self._channel.public_key().public_bytes_raw(),
-                          points=points)
+        log.info("PSI party %s: %s, %d points in %.2fs", self.role, STEP1, n, time.perf_counter() - t0)
+        return PsiBlinded(
+            protocol=PROTOCOL,
+            sender=self.role,
+            session=self._session,
+            count=n,
+            truncate=self.truncate,
+            channel_key=self._channel.public_key().public_bytes_raw(),
+            points=points,
+        )
 
     def handle(self, msg: PsiBlinded | PsiReblinded | bytes) -> PsiReblinded | None:
         """Process the peer's message of the current step; returns the reply (or None)."""
@@ -424,25 +439,31 @@ class PsiParty:
             except wire.WireError as exc:
                 raise PsiProtocolError(f"PSI party {self.role}, {step}: {exc}") from None
         if not isinstance(msg, cls):
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: expected {cls.__name__}, "
-                                   f"got {type(msg).__name__} (message from the wrong step)")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {step}: expected {cls.__name__}, "
+                f"got {type(msg).__name__} (message from the wrong step)"
+            )
         for f in dataclasses.fields(msg):
             value, want = getattr(msg, f.name), _FIELD_TYPES[f.type]  # type: ignore[index]
             if type(value) is not want:  # exact: a bool is not a count
-                raise PsiProtocolError(f"PSI party {self.role}, {step}: field {f.name} is "
-                                       f"{type(value).__name__}, expected {want.__name__}")
+                raise PsiProtocolError(
+                    f"PSI party {self.role}, {step}: field {f.name} is {type(value).__name__}, expected {want.__name__}"
+                )
         if msg.protocol != PROTOCOL:
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: protocol {msg.protocol!r},"
-                                   f" expected {PROTOCOL!r}")
+            raise PsiProtocolError(f"PSI party {self.role}, {step}: protocol {msg.protocol!r}, expected {PROTOCOL!r}")
         if msg.sender != self.peer:
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: message from "
-                                   f"{msg.sender!r}, expected the peer {self.peer!r}")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {step}: message from {msg.sender!r}, expected the peer {self.peer!r}"
+            )
         if msg.session != self._session:
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: session differs "
-                                   "(the parties were started for different runs)")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {step}: session differs (the parties were started for different runs)"
+            )
         if msg.truncate != self.truncate:
-            raise PsiProtocolError(f"PSI party {self.role}, {step}: peer truncates keys to "
-                                   f"{msg.truncate} bytes, this party to {self.truncate}")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {step}: peer truncates keys to "
+                f"{msg.truncate} bytes, this party to {self.truncate}"
+            )
         if not isinstance(msg.count, int) or not 0 <= msg.count <= MAX_ITEMS:
             raise PsiProtocolError(f"PSI party {self.role}, {step}: bad count {msg.count!r}")
         return msg
@@ -454,35 +475,37 @@ class PsiParty:
         if len(msg.points) != n * POINT_BYTES:
             raise PsiProtocolError(
                 f"PSI party {self.role}, {STEP1}: {len(msg.points)} bytes of points is not "
-                f"count {n} x {POINT_BYTES} bytes")
+                f"count {n} x {POINT_BYTES} bytes"
+            )
         if len(msg.channel_key) != POINT_BYTES:
-            raise PsiProtocolError(f"PSI party {self.role}, {STEP1}: channel key has "
-                                   f"{len(msg.channel_key)} bytes, expected {POINT_BYTES}")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {STEP1}: channel key has {len(msg.channel_key)} bytes, expected {POINT_BYTES}"
+            )
         try:
             shared = self._channel.exchange(X25519PublicKey.from_public_bytes(msg.channel_key))
         except ValueError:
-            raise PsiProtocolError(f"PSI party {self.role}, {STEP1}: channel key is a "
-                                   "low-order point") from None
+            raise PsiProtocolError(f"PSI party {self.role}, {STEP1}: channel key is a low-order point") from None
         self._seal_out = ChaCha20Poly1305(self._derive(shared, self.role))
         self._seal_in = ChaCha20Poly1305(self._derive(shared, self.peer))
         step = 32 * self.chunk_size
         pts = msg.points
-        tasks = ((self._secret, pts[o:o + step], self.truncate) for o in range(0, len(pts), step))
+        tasks = ((self._secret, pts[o : o + step], self.truncate) for o in range(0, len(pts), step))
         keys = self._run(reblind, tasks, STEP1)
         self._peer_count = n
         self._peer_keys = np.frombuffer(keys, dtype=np.uint8).reshape(n, self.truncate)
         self.stats["peer_used"] = n
         self.state = "sent_keys"
         sealed = self._seal_out.encrypt(bytes(12), keys, self._aad(self.role, n))
-        log.info("PSI party %s: %s for %d peer points in %.2fs", self.role, STEP2, n,
-                 time.perf_counter() - t0)
-        return PsiReblinded(protocol=PROTOCOL, sender=self.role, session=self._session,
-                            count=n, truncate=self.truncate, sealed=sealed)
+        log.info("PSI party %s: %s for %d peer points in %.2fs", self.role, STEP2, n, time.perf_counter() - t0)
+        return PsiReblinded(
+            protocol=PROTOCOL, sender=self.role, session=self._session, count=n, truncate=self.truncate, sealed=sealed
+        )
 
     def _derive(self, shared: bytes, sender: str) -> bytes:
         """Per-direction AEAD key: used once, so a fixed nonce is safe."""
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=self._salt,
-                    info=f"{PROTOCOL} seal {sender}".encode()).derive(shared)
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=self._salt, info=f"{PROTOCOL} seal {sender}".encode()
+        ).derive(shared)
 
     def _aad(self, sender: str, count: int) -> bytes:
         return f"{PROTOCOL}|{sender}|{self._session}|{count}|{self.truncate}".encode()
@@ -492,25 +515,28 @@ class PsiParty:
         t0 = time.perf_counter()
         n = self._ids.size
         if msg.count != n:
-            raise PsiProtocolError(f"PSI party {self.role}, {STEP2}: count {msg.count}, but "
-                                   f"this party sent {n} points")
+            raise PsiProtocolError(f"PSI party {self.role}, {STEP2}: count {msg.count}, but this party sent {n} points")
         if len(msg.sealed) != n * self.truncate + 16:
             raise PsiProtocolError(
                 f"PSI party {self.role}, {STEP2}: sealed payload has {len(msg.sealed)} bytes, "
-                f"expected count {n} x {self.truncate} + 16")
+                f"expected count {n} x {self.truncate} + 16"
+            )
         assert self._seal_in is not None and self._peer_keys is not None
         try:
             raw = self._seal_in.decrypt(bytes(12), msg.sealed, self._aad(self.peer, n))
         except InvalidTag:
-            raise PsiProtocolError(f"PSI party {self.role}, {STEP2}: sealed keys fail "
-                                   "authentication (tampered, or from another run)") from None
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {STEP2}: sealed keys fail authentication (tampered, or from another run)"
+            ) from None
         own = _key_columns(np.frombuffer(raw, dtype=np.uint8).reshape(n, self.truncate))
         peer = _key_columns(self._peer_keys)
         order = _common_in_key_order(own, peer)
         if order.size > 1 and (np.diff(own[order], axis=0) == 0).all(axis=1).any():
-            raise PsiProtocolError(f"PSI party {self.role}, {STEP2}: two intersection items "
-                                   f"share a {self.truncate}-byte key; rerun with a larger "
-                                   "truncate")
+            raise PsiProtocolError(
+                f"PSI party {self.role}, {STEP2}: two intersection items "
+                f"share a {self.truncate}-byte key; rerun with a larger "
+                "truncate"
+            )
         items = self._perm[order]
         self.stats["intersection"] = int(items.size)
         self._result = PsiResult(
@@ -524,8 +550,7 @@ class PsiParty:
         self._peer_keys = None
         self.state = "done"
         self.close()
-        log.info("PSI party %s: intersection %d in %.2fs", self.role, items.size,
-                 time.perf_counter() - t0)
+        log.info("PSI party %s: intersection %d in %.2fs", self.role, items.size, time.perf_counter() - t0)
 
     def result(self) -> PsiResult:
         if self._result is None:
@@ -579,7 +604,7 @@ def _common_in_key_order(own: np.ndarray, peer: np.ndarray) -> np.ndarray:
     single = np.flatnonzero(hi - lo == 1)
     hit[single] = (ps[lo[single]] == os_[single]).all(axis=1)
     for i in np.flatnonzero(hi - lo > 1):  # first 8 bytes collide: rare, compare in full
-        hit[i] = bool((ps[lo[i]:hi[i]] == os_[i]).all(axis=1).any())
+        hit[i] = bool((ps[lo[i] : hi[i]] == os_[i]).all(axis=1).any())
     return oi[hit].astype(np.int64)
 
 
@@ -611,8 +636,9 @@ def run_local(
     pool: Any = open_pool(workers) if workers > 1 else SerialMapper()
     to_a: queue.Queue[bytes | None] = queue.Queue()
     to_b: queue.Queue[bytes | None] = queue.Queue()
-    common: dict[str, Any] = dict(session=session, validator=validator, truncate=truncate,
-                                  pool=pool, chunk_size=chunk_size)
+    common: dict[str, Any] = dict(
+        session=session, validator=validator, truncate=truncate, pool=pool, chunk_size=chunk_size
+    )
 
     def relay(msg: Any, outbox: queue.Queue[bytes | None]) -> None:
         data = wire.encode(msg)
@@ -620,9 +646,13 @@ def run_local(
             transcript.append((msg.sender, type(msg).__name__, data))
         outbox.put(data)
 
-    def drive(role: Role, ids: Sequence[object], allowed: Allowed | None,
-              inbox: queue.Queue[bytes | None],
-              outbox: queue.Queue[bytes | None]) -> PsiResult | None:
+    def drive(
+        role: Role,
+        ids: Sequence[object],
+        allowed: Allowed | None,
+        inbox: queue.Queue[bytes | None],
+        outbox: queue.Queue[bytes | None],
+    ) -> PsiResult | None:
         try:
             party = PsiParty(role, ids, allowed=allowed, **common)
             relay(party.start(), outbox)
@@ -655,7 +685,18 @@ def run_local(
 
 
 __all__ = [
-    "PROTOCOL", "DEFAULT_TRUNCATE", "PsiProtocolError", "InvalidIdError", "PsiBlinded",
-    "PsiReblinded", "PsiResult", "PsiParty", "run_local", "open_pool", "uscc_mask",
-    "uscc_error", "normalise_id", "session_salt",
+    "PROTOCOL",
+    "DEFAULT_TRUNCATE",
+    "PsiProtocolError",
+    "InvalidIdError",
+    "PsiBlinded",
+    "PsiReblinded",
+    "PsiResult",
+    "PsiParty",
+    "run_local",
+    "open_pool",
+    "uscc_mask",
+    "uscc_error",
+    "normalise_id",
+    "session_salt",
 ]

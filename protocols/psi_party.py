@@ -46,11 +46,27 @@ class _PsiState:
 class PsiRelayParty(Party):
     """Party ``name`` runs PSI role ``role`` ("A" or "B") against ``peer``."""
 
-    def __init__(self, name: str, peer: str, role: str, ids: list[str], *, session: str,
-                 allowed: Any = None, truncate: int = 12, workers: int = 1):
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        role: str,
+        ids: list[str],
+        *,
+        session: str,
+        allowed: Any = None,
+        truncate: int = 12,
+        workers: int = 1,
+    ):
         self.name, self.peer = name, peer
-        self.psi = PsiParty(role, ids, session=session, allowed=allowed, truncate=truncate,  # type: ignore[arg-type]
-                            workers=workers)
+        self.psi = PsiParty(
+            role,
+            ids,
+            session=session,
+            allowed=allowed,
+            truncate=truncate,  # type: ignore[arg-type]
+            workers=workers,
+        )
         self._peer_channel = b""
         self._result: PsiResult | None = None
 
@@ -60,8 +76,9 @@ class PsiRelayParty(Party):
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         if len(inbox) != 1 or inbox[0].sender != self.peer:
-            raise ProtocolError(f"PSI party {self.name}: expected one message from {self.peer}, "
-                                f"got {[e.sender for e in inbox]}")
+            raise ProtocolError(
+                f"PSI party {self.name}: expected one message from {self.peer}, got {[e.sender for e in inbox]}"
+            )
         payload = inbox[0].payload
         if self.psi.state == "sent_blinded":
             msg = wire.decode(payload, PsiBlinded) if wire.message_type(payload) == "PsiBlinded" else payload
@@ -89,24 +106,33 @@ class PsiRelayParty(Party):
     def to_state(self) -> bytes:
         p = self.psi
         res = self._result
-        return wire.encode(_PsiState(
-            version=_VERSION, name=self.name, peer=self.peer, role=p.role, state=p.state,
-            ids_digest=self._ids_digest(), secret=p._secret,
-            channel=p._channel.private_bytes_raw(),
-            perm=np.asarray(getattr(p, "_perm", np.zeros(0, np.int64)), dtype=np.int64),
-            peer_channel=self._peer_channel, peer_count=int(p._peer_count),
-            peer_keys=b"" if p._peer_keys is None else np.ascontiguousarray(p._peer_keys).tobytes(),
-            result_rows=np.zeros(0, np.int64) if res is None else np.asarray(res.rows, np.int64),
-            stats=dict(p.stats)))
+        return wire.encode(
+            _PsiState(
+                version=_VERSION,
+                name=self.name,
+                peer=self.peer,
+                role=p.role,
+                state=p.state,
+                ids_digest=self._ids_digest(),
+                secret=p._secret,
+                channel=p._channel.private_bytes_raw(),
+                perm=np.asarray(getattr(p, "_perm", np.zeros(0, np.int64)), dtype=np.int64),
+                peer_channel=self._peer_channel,
+                peer_count=int(p._peer_count),
+                peer_keys=b"" if p._peer_keys is None else np.ascontiguousarray(p._peer_keys).tobytes(),
+                result_rows=np.zeros(0, np.int64) if res is None else np.asarray(res.rows, np.int64),
+                stats=dict(p.stats),
+            )
+        )
 
     @classmethod
-    def from_state(cls, state: bytes, ids: list[str], *, session: str, allowed: Any = None,
-                   truncate: int = 12, workers: int = 1) -> "PsiRelayParty":
+    def from_state(
+        cls, state: bytes, ids: list[str], *, session: str, allowed: Any = None, truncate: int = 12, workers: int = 1
+    ) -> PsiRelayParty:
         s = wire.decode(state, _PsiState)
         if s.version != _VERSION:
             raise ProtocolError(f"PSI party state version {s.version!r} is not {_VERSION!r}")
-        party = cls(s.name, s.peer, s.role, ids, session=session, allowed=allowed, truncate=truncate,
-                    workers=workers)
+        party = cls(s.name, s.peer, s.role, ids, session=session, allowed=allowed, truncate=truncate, workers=workers)
         if party._ids_digest() != s.ids_digest:
             raise ProtocolError(f"PSI party {s.name}: its ids changed between protocol steps")
         p = party.psi

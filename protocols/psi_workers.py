@@ -14,8 +14,8 @@ bound methods hoisted, one list comprehension, one ``b"".join``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -88,7 +88,7 @@ def reblind(task: tuple[bytes, bytes, int]) -> bytes:
     exchange = key.exchange
     public = X25519PublicKey.from_public_bytes
     mv = memoryview(points)
-    pts = [bytes(mv[o:o + POINT_BYTES]) for o in range(0, len(points), POINT_BYTES)]
+    pts = [bytes(mv[o : o + POINT_BYTES]) for o in range(0, len(points), POINT_BYTES)]
     try:
         if keep >= POINT_BYTES:
             return b"".join([exchange(public(p)) for p in pts])

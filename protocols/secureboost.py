@@ -36,6 +36,14 @@ from protocols.secureboost_host import SecureBoostHost
 from protocols.secureboost_model import SecureBoostGuestModel, SecureBoostHostModel, predict_local
 from protocols.secureboost_scoring import SecureBoostScoringGuest, SecureBoostScoringHost
 
-__all__ = ["SecureBoostConfig", "SecureBoostConfigError", "SecureBoostGuest", "SecureBoostHost",
-           "SecureBoostGuestModel", "SecureBoostHostModel", "SecureBoostScoringGuest",
-           "SecureBoostScoringHost", "predict_local"]
+__all__ = [
+    "SecureBoostConfig",
+    "SecureBoostConfigError",
+    "SecureBoostGuest",
+    "SecureBoostHost",
+    "SecureBoostGuestModel",
+    "SecureBoostHostModel",
+    "SecureBoostScoringGuest",
+    "SecureBoostScoringHost",
+    "predict_local",
+]

@@ -23,8 +23,8 @@ from protocols.paillier import MIN_KEY_BITS
 from protocols.party import Envelope, ProtocolError
 
 STATE_VERSION = "secureboost-state/1"
-PARALLEL_MIN_MULTS = 20_000   # below this many ciphertext additions a level runs serially
-PARALLEL_MIN_SHIFTS = 64      # below this many candidates packing runs serially
+PARALLEL_MIN_MULTS = 20_000  # below this many ciphertext additions a level runs serially
+PARALLEL_MIN_SHIFTS = 64  # below this many candidates packing runs serially
 
 
 class SecureBoostConfigError(ValueError):
@@ -70,14 +70,26 @@ class SecureBoostConfig:
             if not cond:
                 raise SecureBoostConfigError(f"secureboost setting {key!r}={getattr(self, key)!r}: {what}")
 
-        for key in ("n_trees", "max_depth", "max_bins", "min_samples_leaf", "early_stopping_rounds",
-                    "key_bits", "seed", "precision_bits", "n_workers"):
+        for key in (
+            "n_trees",
+            "max_depth",
+            "max_bins",
+            "min_samples_leaf",
+            "early_stopping_rounds",
+            "key_bits",
+            "seed",
+            "precision_bits",
+            "n_workers",
+        ):
             v = getattr(self, key)
             need(isinstance(v, int) and not isinstance(v, bool), key, "must be an integer")
         for key in ("learning_rate", "reg_lambda", "min_child_weight", "gamma"):
             v = getattr(self, key)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), key,
-                 "must be a finite number")
+            need(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                key,
+                "must be a finite number",
+            )
             object.__setattr__(self, key, float(v))
         for key in ("complete_secure", "insecure_test_key", "share_host_gains"):
             need(isinstance(getattr(self, key), bool), key, "must be true or false")
@@ -93,12 +105,15 @@ class SecureBoostConfig:
         need(16 <= self.precision_bits <= 40, "precision_bits", "must be in [16, 40]")
         need(self.n_workers >= 0, "n_workers", "must be >= 0 (0 = all cores)")
         need(self.scoring_mode in ("cross", "pairs"), "scoring_mode", 'must be "cross" or "pairs"')
-        need(self.key_bits >= MIN_KEY_BITS or self.insecure_test_key, "key_bits",
-             f"must be >= {MIN_KEY_BITS} (smaller keys only with insecure_test_key = true, in tests)")
+        need(
+            self.key_bits >= MIN_KEY_BITS or self.insecure_test_key,
+            "key_bits",
+            f"must be >= {MIN_KEY_BITS} (smaller keys only with insecure_test_key = true, in tests)",
+        )
         need(self.key_bits >= 512, "key_bits", "must be >= 512 even for tests")
 
     @classmethod
-    def from_section(cls, d: dict[str, Any] | None) -> "SecureBoostConfig":
+    def from_section(cls, d: dict[str, Any] | None) -> SecureBoostConfig:
         """Build from a scenario's ``[secureboost]`` table; unknown keys are an error."""
         d = dict(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
@@ -112,11 +127,18 @@ class SecureBoostConfig:
 
     def gbdt_params(self) -> GBDTParams:
         """The tree hyper-parameters, for the plaintext reference :class:`~protocols.gbdt_plain.PlainGBDT`."""
-        return GBDTParams(n_trees=self.n_trees, max_depth=self.max_depth, learning_rate=self.learning_rate,
-                          reg_lambda=self.reg_lambda, min_child_weight=self.min_child_weight,
-                          min_samples_leaf=self.min_samples_leaf, gamma=self.gamma,
-                          early_stopping_rounds=self.early_stopping_rounds,
-                          complete_secure=self.complete_secure, precision_bits=self.precision_bits)
+        return GBDTParams(
+            n_trees=self.n_trees,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            reg_lambda=self.reg_lambda,
+            min_child_weight=self.min_child_weight,
+            min_samples_leaf=self.min_samples_leaf,
+            gamma=self.gamma,
+            early_stopping_rounds=self.early_stopping_rounds,
+            complete_secure=self.complete_secure,
+            precision_bits=self.precision_bits,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

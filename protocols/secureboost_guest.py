@@ -20,16 +20,46 @@ import numpy as np
 
 from protocols import wire
 from protocols.binning import BinEdges
-from protocols.gbdt_plain import (OWNER_GUEST, OWNER_HOST, EarlyStopper, Tree, TreeBuilder, base_score,
-                                  can_split, candidate_mask, first_max, logloss, node_histograms,
-                                  quantized_grad_hess, roc_auc, split_gains)
+from protocols.gbdt_plain import (
+    OWNER_GUEST,
+    OWNER_HOST,
+    EarlyStopper,
+    Tree,
+    TreeBuilder,
+    base_score,
+    can_split,
+    candidate_mask,
+    first_max,
+    logloss,
+    node_histograms,
+    quantized_grad_hess,
+    roc_auc,
+    split_gains,
+)
 from protocols.paillier import PrivateKey, PublicKey, generate_keypair
 from protocols.party import Envelope, Party, ProtocolError
-from protocols.secureboost_config import (STATE_VERSION, SecureBoostConfig, as_features, as_labels,
-                                          decode_envelope, digest, fit_party_bins)
+from protocols.secureboost_config import (
+    STATE_VERSION,
+    SecureBoostConfig,
+    as_features,
+    as_labels,
+    decode_envelope,
+    digest,
+    fit_party_bins,
+)
 from protocols.secureboost_kernels import GHLayout, PackingError, blob_to_mpz, resolve_workers
-from protocols.secureboost_messages import (KIND_GUEST, KIND_HOST, KIND_LEAF, PROTOCOL, SbFinish,
-                                            SbGradients, SbLevelReply, SbSplits, pack_bits, unpack_bits)
+from protocols.secureboost_messages import (
+    KIND_GUEST,
+    KIND_HOST,
+    KIND_LEAF,
+    PROTOCOL,
+    SbFinish,
+    SbGradients,
+    SbLevelReply,
+    SbSplits,
+    pack_bits,
+    unpack_bits,
+)
 from protocols.secureboost_model import SecureBoostGuestModel
 
 log = logging.getLogger(__name__)
@@ -43,13 +73,13 @@ class _GuestState:
     peer: str
     config: dict
     data_digest: str
-    bin_edges: Any             # own quantile thresholds (flat) and per-feature counts: refitting
-    bin_sizes: Any             # on every restart would cost more than the step itself
-    phase: str                 # init | wait | done
+    bin_edges: Any  # own quantile thresholds (flat) and per-feature counts: refitting
+    bin_sizes: Any  # on every restart would cost more than the step itself
+    phase: str  # init | wait | done
     step: int
     private_key: bytes
-    tree: int                  # index of the tree being grown
-    level: int                 # level of the next expected SbLevelReply
+    tree: int  # index of the tree being grown
+    level: int  # level of the next expected SbLevelReply
     base: float
     raw: Any
     raw_val: Any
@@ -58,8 +88,8 @@ class _GuestState:
     builder: dict
     node_of_row: Any
     node_of_val: Any
-    pending: list              # host splits awaiting partitions: [node, split_id, GL, HL]
-    flagged: list              # children the guest asked to expand (host adds the row-count rule)
+    pending: list  # host splits awaiting partitions: [node, split_id, GL, HL]
+    flagged: list  # children the guest asked to expand (host adds the row-count rule)
     trees: list
     history: list
     stopper: dict
@@ -73,10 +103,19 @@ class SecureBoostGuest(Party):
 
     role = "guest"
 
-    def __init__(self, name: str, peer: str, X_train: np.ndarray, y_train: np.ndarray,
-                 config: SecureBoostConfig, *, X_val: np.ndarray | None = None,
-                 y_val: np.ndarray | None = None, bins: BinEdges | None = None,
-                 on_tree: Callable[[dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        config: SecureBoostConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        bins: BinEdges | None = None,
+        on_tree: Callable[[dict], None] | None = None,
+    ) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
         if name == peer:
@@ -97,8 +136,11 @@ class SecureBoostGuest(Party):
         if self.bins.n_features != self.X.shape[1]:
             raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
         self.Xb = self.bins.transform(self.X)
-        self.Xb_val = (self.bins.transform(self.X_val) if self.X_val is not None
-                       else np.zeros((0, self.X.shape[1]), dtype=np.uint8))
+        self.Xb_val = (
+            self.bins.transform(self.X_val)
+            if self.X_val is not None
+            else np.zeros((0, self.X.shape[1]), dtype=np.uint8)
+        )
         self.n_bins = self.bins.n_bins
         self.B = self.bins.max_n_bins
         self._sk: PrivateKey | None = None
@@ -107,13 +149,35 @@ class SecureBoostGuest(Party):
         self._stopper = EarlyStopper(config.early_stopping_rounds)
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         self.s = _GuestState(
-            version=STATE_VERSION, role=self.role, name=name, peer=peer, config=config.to_dict(),
-            data_digest=digest(self.X, self.y, self.X_val, self.y_val), bin_edges=self.bins.to_arrays()[0],
-            bin_sizes=self.bins.to_arrays()[1], phase="init", step=0,
-            private_key=b"", tree=0, level=0, base=0.0, raw=np.zeros(n), raw_val=np.zeros(nv),
-            g=np.zeros(n, dtype=np.int64), h=np.zeros(n, dtype=np.int64), builder={},
-            node_of_row=np.zeros(n, dtype=np.int64), node_of_val=np.zeros(nv, dtype=np.int64),
-            pending=[], flagged=[], trees=[], history=[], stopper={}, stop=False, stats={})
+            version=STATE_VERSION,
+            role=self.role,
+            name=name,
+            peer=peer,
+            config=config.to_dict(),
+            data_digest=digest(self.X, self.y, self.X_val, self.y_val),
+            bin_edges=self.bins.to_arrays()[0],
+            bin_sizes=self.bins.to_arrays()[1],
+            phase="init",
+            step=0,
+            private_key=b"",
+            tree=0,
+            level=0,
+            base=0.0,
+            raw=np.zeros(n),
+            raw_val=np.zeros(nv),
+            g=np.zeros(n, dtype=np.int64),
+            h=np.zeros(n, dtype=np.int64),
+            builder={},
+            node_of_row=np.zeros(n, dtype=np.int64),
+            node_of_val=np.zeros(nv, dtype=np.int64),
+            pending=[],
+            flagged=[],
+            trees=[],
+            history=[],
+            stopper={},
+            stop=False,
+            stats={},
+        )
 
     # -- restartability ------------------------------------------------------------------------
     def to_state(self) -> bytes:
@@ -125,20 +189,38 @@ class SecureBoostGuest(Party):
         return wire.encode(s)
 
     @classmethod
-    def from_state(cls, state: bytes, X_train: np.ndarray, y_train: np.ndarray,
-                   X_val: np.ndarray | None = None, y_val: np.ndarray | None = None, *,
-                   on_tree: Callable[[dict], None] | None = None) -> "SecureBoostGuest":
+    def from_state(
+        cls,
+        state: bytes,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        *,
+        on_tree: Callable[[dict], None] | None = None,
+    ) -> SecureBoostGuest:
         try:
             s = wire.decode(state, _GuestState)
         except wire.WireError as exc:
             raise ProtocolError(f"guest state cannot be restored: {exc}") from None
         if s.version != STATE_VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a guest ({STATE_VERSION})")
-        party = cls(s.name, s.peer, X_train, y_train, SecureBoostConfig(**s.config), X_val=X_val, y_val=y_val,
-                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)), on_tree=on_tree)
+        party = cls(
+            s.name,
+            s.peer,
+            X_train,
+            y_train,
+            SecureBoostConfig(**s.config),
+            X_val=X_val,
+            y_val=y_val,
+            bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)),
+            on_tree=on_tree,
+        )
         if s.data_digest != party.s.data_digest:
-            raise ProtocolError(f"guest {s.name!r}: the data given to from_state is not the data this party "
-                                "was trained on (digest mismatch)")
+            raise ProtocolError(
+                f"guest {s.name!r}: the data given to from_state is not the data this party "
+                "was trained on (digest mismatch)"
+            )
         for key in ("raw", "raw_val"):
             setattr(s, key, np.asarray(getattr(s, key), dtype=np.float64))
         for key in ("g", "h", "node_of_row", "node_of_val"):
@@ -166,8 +248,9 @@ class SecureBoostGuest(Party):
 
     def model(self) -> SecureBoostGuestModel:
         """Trees with guest splits and opaque host ids (the guest's part of the model)."""
-        return SecureBoostGuestModel(float(self.s.base), self.X.shape[1], [Tree.from_dict(t.to_dict())
-                                                                         for t in self._trees])
+        return SecureBoostGuestModel(
+            float(self.s.base), self.X.shape[1], [Tree.from_dict(t.to_dict()) for t in self._trees]
+        )
 
     def feature_importance(self) -> dict[str, Any]:
         """Split counts and total gains per guest feature, and for the host side as a whole."""
@@ -182,13 +265,17 @@ class SecureBoostGuest(Party):
                 elif t.owner[k] == OWNER_HOST:
                     host_splits += 1
                     host_gain += float(t.gain[k])
-        return {"guest": {"split_count": splits.tolist(), "gain": gains.tolist()},
-                "host": {"split_count": host_splits, "gain": host_gain}}
+        return {
+            "guest": {"split_count": splits.tolist(), "gain": gains.tolist()},
+            "host": {"split_count": host_splits, "gain": host_gain},
+        }
 
     # -- errors --------------------------------------------------------------------------------
     def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(f"guest {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
-                             f"{self.s.level}, phase {self.s.phase}): {msg}")
+        return ProtocolError(
+            f"guest {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
+            f"{self.s.level}, phase {self.s.phase}): {msg}"
+        )
 
     @property
     def _workers(self) -> int:
@@ -218,8 +305,9 @@ class SecureBoostGuest(Party):
         if self.s.phase != "wait":
             raise self._fail(f"received {len(inbox)} message(s) but expects none")
         if len(inbox) != 1 or inbox[0].sender != self.peer:
-            raise self._fail(f"expected exactly one message from {self.peer!r}, got "
-                             f"{[(e.sender, e.kind) for e in inbox]}")
+            raise self._fail(
+                f"expected exactly one message from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
+            )
         env = inbox[0]
         if env.kind != "SbLevelReply":
             raise self._fail(f"expected SbLevelReply, got {env.kind}")
@@ -250,8 +338,16 @@ class SecureBoostGuest(Party):
         s.node_of_row = np.zeros(n, dtype=np.int64)
         s.node_of_val = np.zeros(self.Xb_val.shape[0], dtype=np.int64)
         s.pending, s.flagged, s.level = [], [], 0
-        s.stats = {"steps": 0, "decryptions": 0, "host_candidates": 0, "encryptions": 0, "guest_seconds": 0.0,
-                   "encrypt_seconds": 0.0, "decrypt_seconds": 0.0, "bytes_sent": 0}
+        s.stats = {
+            "steps": 0,
+            "decryptions": 0,
+            "host_candidates": 0,
+            "encryptions": 0,
+            "guest_seconds": 0.0,
+            "encrypt_seconds": 0.0,
+            "decrypt_seconds": 0.0,
+            "bytes_sent": 0,
+        }
         if not can_split(n, self._tb.H[0], p):
             return None  # a single-leaf tree needs nobody
         if p.complete_secure and s.tree == 0:
@@ -265,9 +361,15 @@ class SecureBoostGuest(Party):
         s.stats["encrypt_seconds"] += time.perf_counter() - t_enc
         s.stats["encryptions"] = len(plaintexts)
         s.flagged = [0]
-        msg = SbGradients(protocol=PROTOCOL, tree=s.tree, public_key=self._sk.public_key.to_bytes(),
-                          n_rows=n, n_val_rows=int(self.Xb_val.shape[0]),
-                          precision_bits=self.config.precision_bits, ciphertexts=cts.to_bytes())
+        msg = SbGradients(
+            protocol=PROTOCOL,
+            tree=s.tree,
+            public_key=self._sk.public_key.to_bytes(),
+            n_rows=n,
+            n_val_rows=int(self.Xb_val.shape[0]),
+            precision_bits=self.config.precision_bits,
+            ciphertexts=cts.to_bytes(),
+        )
         env = self.send(self.peer, msg)
         s.stats["bytes_sent"] += env.size
         s.stats["guest_seconds"] += time.perf_counter() - t0
@@ -289,9 +391,13 @@ class SecureBoostGuest(Party):
         s.raw = s.raw + tree.value[s.node_of_row]
         s.raw_val = s.raw_val + tree.value[s.node_of_val]
         s.stats["guest_seconds"] += time.perf_counter() - t0
-        rec: dict[str, Any] = {"tree": s.tree, "train_loss": logloss(self.y, s.raw), "n_nodes": tree.n_nodes,
-                               "guest_splits": int((tree.owner == OWNER_GUEST).sum()),
-                               "host_splits": int((tree.owner == OWNER_HOST).sum())}
+        rec: dict[str, Any] = {
+            "tree": s.tree,
+            "train_loss": logloss(self.y, s.raw),
+            "n_nodes": tree.n_nodes,
+            "guest_splits": int((tree.owner == OWNER_GUEST).sum()),
+            "host_splits": int((tree.owner == OWNER_HOST).sum()),
+        }
         rec.update(s.stats)
         if self.y_val is not None:
             rec["val_loss"] = logloss(self.y_val, s.raw_val)
@@ -307,7 +413,7 @@ class SecureBoostGuest(Party):
     def _finish(self) -> Envelope:
         s = self.s
         if self.y_val is not None and self.config.early_stopping_rounds > 0:
-            self._trees = self._trees[:self._stopper.best_n_trees]
+            self._trees = self._trees[: self._stopper.best_n_trees]
         ids, gains = [], []
         if self.config.share_host_gains:
             for t in self._trees:
@@ -315,10 +421,15 @@ class SecureBoostGuest(Party):
                 ids.append(t.split_id[hs])
                 gains.append(t.gain[hs])
         s.phase = "done"
-        return self.send(self.peer, SbFinish(
-            protocol=PROTOCOL, n_trees=len(self._trees),
-            gain_ids=np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64),
-            gains=np.concatenate(gains) if gains else np.zeros(0)))
+        return self.send(
+            self.peer,
+            SbFinish(
+                protocol=PROTOCOL,
+                n_trees=len(self._trees),
+                gain_ids=np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint64),
+                gains=np.concatenate(gains) if gains else np.zeros(0),
+            ),
+        )
 
     # -- one level ------------------------------------------------------------------------------
     def _on_level_reply(self, msg: SbLevelReply, t0: float) -> list[Envelope]:
@@ -327,11 +438,13 @@ class SecureBoostGuest(Party):
         if msg.protocol != PROTOCOL:
             raise self._fail(f"unknown protocol {msg.protocol!r}")
         if msg.tree != s.tree or msg.level != s.level:
-            raise self._fail(f"reply is for tree {msg.tree} level {msg.level}, expected tree {s.tree} "
-                             f"level {s.level} (wrong step)")
+            raise self._fail(
+                f"reply is for tree {msg.tree} level {msg.level}, expected tree {s.tree} level {s.level} (wrong step)"
+            )
         if msg.key_fingerprint != self._sk.public_key.fingerprint:
-            raise self._fail(f"reply computed under key {msg.key_fingerprint}, ours is "
-                             f"{self._sk.public_key.fingerprint} (wrong key)")
+            raise self._fail(
+                f"reply computed under key {msg.key_fingerprint}, ours is {self._sk.public_key.fingerprint} (wrong key)"
+            )
         self._apply_host_partitions(msg)
         expected = [c for c in s.flagged if can_split(self._tb.n[c], self._tb.H[c], p)]
         nodes = [int(v) for v in np.asarray(msg.nodes).tolist()]
@@ -397,8 +510,10 @@ class SecureBoostGuest(Party):
         width = pk.ciphertext_bytes
         n_packed = -(-cand_node.size // layout.slots)
         if len(msg.packed) != n_packed * width:
-            raise self._fail(f"packed ciphertexts are {len(msg.packed)} bytes, expected {n_packed} x {width} "
-                             "(wrong length or wrong key)")
+            raise self._fail(
+                f"packed ciphertexts are {len(msg.packed)} bytes, expected {n_packed} x {width} "
+                "(wrong length or wrong key)"
+            )
         cts = blob_to_mpz(msg.packed, width) if n_packed else []
         nsq = pk.nsquare
         if any(not 0 < c < nsq for c in cts):
@@ -434,7 +549,7 @@ class SecureBoostGuest(Party):
         s.pending, s.flagged = [], []
         deeper = level + 1 < p.max_depth
         mcw2 = 2 * p.min_child_weight
-        scale = 2.0 ** -p.precision_bits
+        scale = 2.0**-p.precision_bits
         for k, node in enumerate(nodes):
             G, H = tb.G[node], tb.H[node]
             mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
@@ -447,8 +562,9 @@ class SecureBoostGuest(Party):
             if gh > gg and gh > 0:
                 ids, hGL, hHL = host[node]  # type: ignore[index]
                 gl, hl = int(hGL[ih]), int(hHL[ih])
-                lid, rid = tb.split(node, OWNER_HOST, -1, float("nan"), int(ids[ih]), gh,
-                                    (gl, hl, 0), (G - gl, H - hl, 0))
+                lid, rid = tb.split(
+                    node, OWNER_HOST, -1, float("nan"), int(ids[ih]), gh, (gl, hl, 0), (G - gl, H - hl, 0)
+                )
                 s.pending.append([node, int(ids[ih]), gl, hl])
                 kinds.append(KIND_HOST)
                 sids.append(int(ids[ih]))
@@ -457,8 +573,16 @@ class SecureBoostGuest(Party):
             elif ig >= 0 and gg > 0:
                 f, b = divmod(ig, B)
                 gl, hl, nl = int(GL[f, b]), int(HL[f, b]), int(NL[f, b])
-                lid, rid = tb.split(node, OWNER_GUEST, f, self.bins.threshold(f, b), 0, gg,
-                                    (gl, hl, nl), (G - gl, H - hl, tb.n[node] - nl))
+                lid, rid = tb.split(
+                    node,
+                    OWNER_GUEST,
+                    f,
+                    self.bins.threshold(f, b),
+                    0,
+                    gg,
+                    (gl, hl, nl),
+                    (G - gl, H - hl, tb.n[node] - nl),
+                )
                 at = rows[local == k]
                 vat = np.flatnonzero(s.node_of_val == node)
                 go = self.Xb[at, f] <= b
@@ -483,8 +607,17 @@ class SecureBoostGuest(Party):
             exp_l.append(bool(fl[0]))
             exp_r.append(bool(fl[1]))
             s.flagged += [c for c, f_ in zip((lid, rid), fl) if f_]
-        return SbSplits(protocol=PROTOCOL, tree=s.tree, level=level, nodes=np.array(nodes, dtype=np.int32),
-                        kind=np.array(kinds, dtype=np.int8), split_id=np.array(sids, dtype=np.uint64),
-                        left=np.array(lefts, dtype=np.int32), right=np.array(rights, dtype=np.int32),
-                        expand_left=np.array(exp_l, dtype=bool), expand_right=np.array(exp_r, dtype=bool),
-                        train_bits=pack_bits(tbits), val_bits=pack_bits(vbits))
+        return SbSplits(
+            protocol=PROTOCOL,
+            tree=s.tree,
+            level=level,
+            nodes=np.array(nodes, dtype=np.int32),
+            kind=np.array(kinds, dtype=np.int8),
+            split_id=np.array(sids, dtype=np.uint64),
+            left=np.array(lefts, dtype=np.int32),
+            right=np.array(rights, dtype=np.int32),
+            expand_left=np.array(exp_l, dtype=bool),
+            expand_right=np.array(exp_r, dtype=bool),
+            train_bits=pack_bits(tbits),
+            val_bits=pack_bits(vbits),
+        )

@@ -22,14 +22,41 @@ from protocols.binning import BinEdges
 from protocols.gbdt_plain import candidate_mask
 from protocols.paillier import PaillierError, PublicKey
 from protocols.party import Envelope, Party, ProtocolError
-from protocols.secureboost_config import (PARALLEL_MIN_MULTS, PARALLEL_MIN_SHIFTS, STATE_VERSION,
-                                          SecureBoostConfig, as_features, decode_envelope, digest,
-                                          fit_party_bins)
-from protocols.secureboost_kernels import (ONE, GHLayout, batch_invert, blob_to_mpz, histogram_kernel,
-                                           mpz_to_blob, pack_kernel, resolve_workers, run_tasks,
-                                           split_evenly, take_rows)
-from protocols.secureboost_messages import (KIND_GUEST, KIND_HOST, KIND_LEAF, PROTOCOL, SbFinish,
-                                            SbGradients, SbLevelReply, SbSplits, pack_bits, unpack_bits)
+from protocols.secureboost_config import (
+    PARALLEL_MIN_MULTS,
+    PARALLEL_MIN_SHIFTS,
+    STATE_VERSION,
+    SecureBoostConfig,
+    as_features,
+    decode_envelope,
+    digest,
+    fit_party_bins,
+)
+from protocols.secureboost_kernels import (
+    ONE,
+    GHLayout,
+    batch_invert,
+    blob_to_mpz,
+    histogram_kernel,
+    mpz_to_blob,
+    pack_kernel,
+    resolve_workers,
+    run_tasks,
+    split_evenly,
+    take_rows,
+)
+from protocols.secureboost_messages import (
+    KIND_GUEST,
+    KIND_HOST,
+    KIND_LEAF,
+    PROTOCOL,
+    SbFinish,
+    SbGradients,
+    SbLevelReply,
+    SbSplits,
+    pack_bits,
+    unpack_bits,
+)
 from protocols.secureboost_model import SecureBoostHostModel
 
 
@@ -59,11 +86,11 @@ class _HostState:
     peer: str
     config: dict
     data_digest: str
-    bin_edges: Any             # own quantile thresholds (flat) and per-feature counts: refitting
-    bin_sizes: Any             # on every restart would cost more than the step itself
-    phase: str                 # wait | done
+    bin_edges: Any  # own quantile thresholds (flat) and per-feature counts: refitting
+    bin_sizes: Any  # on every restart would cost more than the step itself
+    phase: str  # wait | done
     step: int
-    expect: str                # gradients | splits
+    expect: str  # gradients | splits
     public_key: bytes
     fingerprint: str
     tree: int
@@ -97,8 +124,16 @@ class SecureBoostHost(Party):
 
     role = "host"
 
-    def __init__(self, name: str, peer: str, X_train: np.ndarray, config: SecureBoostConfig, *,
-                 X_val: np.ndarray | None = None, bins: BinEdges | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        config: SecureBoostConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        bins: BinEdges | None = None,
+    ) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
         if name == peer:
@@ -114,22 +149,54 @@ class SecureBoostHost(Party):
         if self.bins.n_features != self.X.shape[1]:
             raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
         self.Xb = self.bins.transform(self.X)
-        self.Xb_val = (self.bins.transform(self.X_val) if self.X_val is not None
-                       else np.zeros((0, self.X.shape[1]), dtype=np.uint8))
+        self.Xb_val = (
+            self.bins.transform(self.X_val)
+            if self.X_val is not None
+            else np.zeros((0, self.X.shape[1]), dtype=np.uint8)
+        )
         self.n_bins = self.bins.n_bins
         self.B = self.bins.max_n_bins
         self._pk: PublicKey | None = None
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         e_i, e_u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         self.s = _HostState(
-            version=STATE_VERSION, role=self.role, name=name, peer=peer, config=config.to_dict(),
-            data_digest=digest(self.X, self.X_val), bin_edges=self.bins.to_arrays()[0],
-            bin_sizes=self.bins.to_arrays()[1], phase="wait", step=0, expect="gradients",
-            public_key=b"", fingerprint="", tree=-1, level=0, precision_bits=config.precision_bits, blob=b"",
-            n_nodes=0, node_of_row=np.zeros(n, dtype=np.int64), node_of_val=np.zeros(nv, dtype=np.int64),
-            frontier=e_i, hist_nodes=e_i, hist_blob=b"", cand_id=e_u, cand_node=e_i, cand_feature=e_i,
-            cand_bin=e_i, model_tree=[], model_node=[], model_id=[], model_feature=[], model_bin=[],
-            n_trees_final=-1, gain_ids=e_u, gains=np.zeros(0), stats={})
+            version=STATE_VERSION,
+            role=self.role,
+            name=name,
+            peer=peer,
+            config=config.to_dict(),
+            data_digest=digest(self.X, self.X_val),
+            bin_edges=self.bins.to_arrays()[0],
+            bin_sizes=self.bins.to_arrays()[1],
+            phase="wait",
+            step=0,
+            expect="gradients",
+            public_key=b"",
+            fingerprint="",
+            tree=-1,
+            level=0,
+            precision_bits=config.precision_bits,
+            blob=b"",
+            n_nodes=0,
+            node_of_row=np.zeros(n, dtype=np.int64),
+            node_of_val=np.zeros(nv, dtype=np.int64),
+            frontier=e_i,
+            hist_nodes=e_i,
+            hist_blob=b"",
+            cand_id=e_u,
+            cand_node=e_i,
+            cand_feature=e_i,
+            cand_bin=e_i,
+            model_tree=[],
+            model_node=[],
+            model_id=[],
+            model_feature=[],
+            model_bin=[],
+            n_trees_final=-1,
+            gain_ids=e_u,
+            gains=np.zeros(0),
+            stats={},
+        )
 
     # -- restartability ------------------------------------------------------------------------
     def to_state(self) -> bytes:
@@ -137,18 +204,26 @@ class SecureBoostHost(Party):
         return wire.encode(self.s)
 
     @classmethod
-    def from_state(cls, state: bytes, X_train: np.ndarray, X_val: np.ndarray | None = None) -> "SecureBoostHost":
+    def from_state(cls, state: bytes, X_train: np.ndarray, X_val: np.ndarray | None = None) -> SecureBoostHost:
         try:
             s = wire.decode(state, _HostState)
         except wire.WireError as exc:
             raise ProtocolError(f"host state cannot be restored: {exc}") from None
         if s.version != STATE_VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a host ({STATE_VERSION})")
-        party = cls(s.name, s.peer, X_train, SecureBoostConfig(**s.config), X_val=X_val,
-                    bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)))
+        party = cls(
+            s.name,
+            s.peer,
+            X_train,
+            SecureBoostConfig(**s.config),
+            X_val=X_val,
+            bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)),
+        )
         if s.data_digest != party.s.data_digest:
-            raise ProtocolError(f"host {s.name!r}: the data given to from_state is not the data this party "
-                                "was trained on (digest mismatch)")
+            raise ProtocolError(
+                f"host {s.name!r}: the data given to from_state is not the data this party "
+                "was trained on (digest mismatch)"
+            )
         for key in ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"):
             setattr(s, key, np.asarray(getattr(s, key), dtype=np.int64))
         s.cand_id = np.asarray(s.cand_id, dtype=np.uint64)
@@ -182,8 +257,13 @@ class SecureBoostHost(Party):
         feats = np.array(s.model_feature, dtype=np.int64)[keep]
         bins_ = np.array(s.model_bin, dtype=np.int64)[keep]
         thr = np.array([self.bins.threshold(int(f), int(b)) for f, b in zip(feats, bins_)], dtype=np.float64)
-        return SecureBoostHostModel(self.X.shape[1], np.array(s.model_id, dtype=np.uint64)[keep], feats, thr,
-                                    np.array(s.model_tree, dtype=np.int64)[keep])
+        return SecureBoostHostModel(
+            self.X.shape[1],
+            np.array(s.model_id, dtype=np.uint64)[keep],
+            feats,
+            thr,
+            np.array(s.model_tree, dtype=np.int64)[keep],
+        )
 
     def feature_importance(self) -> dict[str, Any]:
         """Split counts per own feature, and gains if the guest shared them (``share_host_gains``)."""
@@ -204,8 +284,10 @@ class SecureBoostHost(Party):
 
     # -- errors --------------------------------------------------------------------------------
     def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(f"host {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
-                             f"{self.s.level}, expecting {self.s.expect}): {msg}")
+        return ProtocolError(
+            f"host {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
+            f"{self.s.level}, expecting {self.s.expect}): {msg}"
+        )
 
     @property
     def _workers(self) -> int:
@@ -263,11 +345,14 @@ class SecureBoostHost(Party):
         if msg.tree <= s.tree or msg.tree >= cfg.n_trees:
             raise self._fail(f"gradients for tree {msg.tree} after tree {s.tree} (n_trees={cfg.n_trees}; wrong step)")
         if msg.n_rows != self.X.shape[0]:
-            raise self._fail(f"guest has {msg.n_rows} training rows, this host {self.X.shape[0]} (wrong length: "
-                             "rows must be PSI-aligned)")
+            raise self._fail(
+                f"guest has {msg.n_rows} training rows, this host {self.X.shape[0]} (wrong length: "
+                "rows must be PSI-aligned)"
+            )
         if msg.n_val_rows != self.Xb_val.shape[0]:
-            raise self._fail(f"guest has {msg.n_val_rows} validation rows, this host {self.Xb_val.shape[0]} "
-                             "(wrong length)")
+            raise self._fail(
+                f"guest has {msg.n_val_rows} validation rows, this host {self.Xb_val.shape[0]} (wrong length)"
+            )
         if msg.precision_bits != cfg.precision_bits:
             raise self._fail(f"guest uses precision_bits={msg.precision_bits}, config says {cfg.precision_bits}")
         try:
@@ -278,15 +363,26 @@ class SecureBoostHost(Party):
             raise self._fail(f"gradients under key {pk.fingerprint}, earlier trees used {s.fingerprint} (wrong key)")
         width = pk.ciphertext_bytes
         if len(msg.ciphertexts) != msg.n_rows * width:
-            raise self._fail(f"{len(msg.ciphertexts)} ciphertext bytes for {msg.n_rows} rows of {width} bytes "
-                             "(wrong length or wrong key)")
+            raise self._fail(
+                f"{len(msg.ciphertexts)} ciphertext bytes for {msg.n_rows} rows of {width} bytes "
+                "(wrong length or wrong key)"
+            )
         self._pk = pk
         s.public_key, s.fingerprint = msg.public_key, pk.fingerprint
         s.tree, s.level, s.blob, s.n_nodes = int(msg.tree), 0, msg.ciphertexts, 1
         s.node_of_row = np.zeros(self.X.shape[0], dtype=np.int64)
         s.node_of_val = np.zeros(self.Xb_val.shape[0], dtype=np.int64)
-        s.stats.setdefault("trees", []).append({"tree": s.tree, "hist_rows": 0, "candidates": 0, "packed": 0,
-                                                "host_seconds": 0.0, "hist_seconds": 0.0, "pack_seconds": 0.0})
+        s.stats.setdefault("trees", []).append(
+            {
+                "tree": s.tree,
+                "hist_rows": 0,
+                "candidates": 0,
+                "packed": 0,
+                "host_seconds": 0.0,
+                "hist_seconds": 0.0,
+                "pack_seconds": 0.0,
+            }
+        )
         hist = self._histograms([0], {})
         s.expect = "splits"
         return [self._reply(0, [], [], [], [0], hist)]
@@ -296,8 +392,9 @@ class SecureBoostHost(Party):
         if msg.protocol != PROTOCOL:
             raise self._fail(f"unknown protocol {msg.protocol!r}")
         if msg.tree != s.tree or msg.level != s.level:
-            raise self._fail(f"splits for tree {msg.tree} level {msg.level}, expected tree {s.tree} level "
-                             f"{s.level} (wrong step)")
+            raise self._fail(
+                f"splits for tree {msg.tree} level {msg.level}, expected tree {s.tree} level {s.level} (wrong step)"
+            )
         nodes = [int(v) for v in np.asarray(msg.nodes).tolist()]
         if nodes != [int(v) for v in s.frontier.tolist()]:
             raise self._fail(f"decisions for nodes {nodes}, this level has {s.frontier.tolist()}")
@@ -351,8 +448,11 @@ class SecureBoostHost(Party):
             s.node_of_row[rows[go]], s.node_of_row[rows[~go]] = lid, rid
             s.node_of_val[vrows[vgo]], s.node_of_val[vrows[~vgo]] = lid, rid
             n_l, n_r = int(go.sum()), int((~go).sum())
-            want = [c for c, flag, n_c in ((lid, msg.expand_left[i], n_l), (rid, msg.expand_right[i], n_r))
-                    if flag and deeper and n_c >= min_rows]
+            want = [
+                c
+                for c, flag, n_c in ((lid, msg.expand_left[i], n_l), (rid, msg.expand_right[i], n_r))
+                if flag and deeper and n_c >= min_rows
+            ]
             if want:
                 small, large = (lid, rid) if n_l <= n_r else (rid, lid)
                 direct.append(small)
@@ -363,8 +463,12 @@ class SecureBoostHost(Party):
         expanded.sort()
         hist = self._histograms(direct, derived) if expanded else {}
         if not split_nodes and not expanded:
-            s.expect, s.frontier, s.hist_nodes, s.hist_blob = "gradients", np.zeros(0, dtype=np.int64), \
-                np.zeros(0, dtype=np.int64), b""
+            s.expect, s.frontier, s.hist_nodes, s.hist_blob = (
+                "gradients",
+                np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=np.int64),
+                b"",
+            )
             return []
         reply = self._reply(s.level, split_nodes, tbits, vbits, expanded, hist)
         if not expanded:
@@ -390,22 +494,23 @@ class SecureBoostHost(Party):
             pos[direct] = np.arange(len(direct))
             rows = np.flatnonzero(pos[s.node_of_row] >= 0)
             local = pos[s.node_of_row[rows]]
-            bins = self.Xb[rows].astype(np.int64)                         # (m, F)
-            bucket = local[:, None] * B + bins                            # (m, F)
+            bins = self.Xb[rows].astype(np.int64)  # (m, F)
+            bucket = local[:, None] * B + bins  # (m, F)
             cnt = np.stack([np.bincount(bucket[:, f], minlength=len(direct) * B) for f in range(F)])
-            cnt = cnt.reshape(F, len(direct), B).transpose(1, 0, 2)       # (nodes, F, B)
-            fullest = cnt.max(axis=2)                                     # (nodes, F)
-            total_f = fullest.argmin(axis=1)                              # the feature kept whole
-            skip = np.where(fullest > B + 8, cnt.argmax(axis=2), -1)      # skipping pays off only then
+            cnt = cnt.reshape(F, len(direct), B).transpose(1, 0, 2)  # (nodes, F, B)
+            fullest = cnt.max(axis=2)  # (nodes, F)
+            total_f = fullest.argmin(axis=1)  # the feature kept whole
+            skip = np.where(fullest > B + 8, cnt.argmax(axis=2), -1)  # skipping pays off only then
             skip[np.arange(len(direct)), total_f] = -1
-            keys = bucket.T.copy()                                        # (F, m)
-            sk_rows = skip[local]                                         # (m, F)
+            keys = bucket.T.copy()  # (F, m)
+            sk_rows = skip[local]  # (m, F)
             keys[(bins == sk_rows).T] = -1
             n_mults = int((keys >= 0).sum())
             self._tree_stats()["hist_rows"] += int(rows.size)
             parts = split_evenly(rows.size, self._workers if n_mults >= PARALLEL_MIN_MULTS else 1)
-            tasks = [(int(nsq), width, take_rows(s.blob, width, rows[a:b]), keys[:, a:b], len(direct) * B)
-                     for a, b in parts]
+            tasks = [
+                (int(nsq), width, take_rows(s.blob, width, rows[a:b]), keys[:, a:b], len(direct) * B) for a, b in parts
+            ]
             t_hist = time.perf_counter()
             results = [blob_to_mpz(r, width) for r in run_tasks(histogram_kernel, tasks, self._workers)]
             self._tree_stats()["hist_seconds"] += time.perf_counter() - t_hist
@@ -456,10 +561,17 @@ class SecureBoostHost(Party):
         width = self._pk.ciphertext_bytes
         size = self.X.shape[1] * self.B
         flat = blob_to_mpz(s.hist_blob, width) if s.hist_blob else []
-        return {int(nd): flat[i * size:(i + 1) * size] for i, nd in enumerate(s.hist_nodes.tolist())}
+        return {int(nd): flat[i * size : (i + 1) * size] for i, nd in enumerate(s.hist_nodes.tolist())}
 
-    def _reply(self, level: int, split_nodes: list[int], tbits: list[np.ndarray], vbits: list[np.ndarray],
-               nodes: list[int], hist: dict[int, list[mpz]]) -> Envelope:
+    def _reply(
+        self,
+        level: int,
+        split_nodes: list[int],
+        tbits: list[np.ndarray],
+        vbits: list[np.ndarray],
+        nodes: list[int],
+        hist: dict[int, list[mpz]],
+    ) -> Envelope:
         """Candidates of ``nodes`` (shuffled, opaque ids, packed) plus the host-split partitions."""
         s = self.s
         assert self._pk is not None
@@ -499,8 +611,10 @@ class SecureBoostHost(Party):
         K = layout.slots
         n_groups = -(-len(cts) // K)
         w = self._workers if len(cts) >= PARALLEL_MIN_SHIFTS else 1
-        tasks = [(s.public_key, mpz_to_blob(cts[a * K:b * K], width), K, layout.slot_bits)
-                 for a, b in split_evenly(n_groups, w)]
+        tasks = [
+            (s.public_key, mpz_to_blob(cts[a * K : b * K], width), K, layout.slot_bits)
+            for a, b in split_evenly(n_groups, w)
+        ]
         t_pack = time.perf_counter()
         packed = b"".join(run_tasks(pack_kernel, tasks, w)) if tasks else b""
         self._tree_stats()["pack_seconds"] += time.perf_counter() - t_pack
@@ -515,8 +629,18 @@ class SecureBoostHost(Party):
         s.cand_bin = np.array(c_bin, dtype=np.int64)
         s.hist_nodes = np.array(nodes, dtype=np.int64)
         s.hist_blob = b"".join(mpz_to_blob(hist[nd], width) for nd in nodes)
-        msg = SbLevelReply(protocol=PROTOCOL, tree=s.tree, level=level, key_fingerprint=s.fingerprint,
-                           split_nodes=np.array(split_nodes, dtype=np.int32), train_bits=pack_bits(tbits),
-                           val_bits=pack_bits(vbits), nodes=np.array(nodes, dtype=np.int32),
-                           cand_node=np.array(c_node, dtype=np.int32), cand_id=ids, slots=K, packed=packed)
+        msg = SbLevelReply(
+            protocol=PROTOCOL,
+            tree=s.tree,
+            level=level,
+            key_fingerprint=s.fingerprint,
+            split_nodes=np.array(split_nodes, dtype=np.int32),
+            train_bits=pack_bits(tbits),
+            val_bits=pack_bits(vbits),
+            nodes=np.array(nodes, dtype=np.int32),
+            cand_node=np.array(c_node, dtype=np.int32),
+            cand_id=ids,
+            slots=K,
+            packed=packed,
+        )
         return self.send(self.peer, msg)

@@ -45,12 +45,13 @@ class PackingError(ValueError):
 
 # -- fixed-width blobs ------------------------------------------------------------------------
 
+
 def blob_to_mpz(blob: bytes, width: int) -> list[mpz]:
     if len(blob) % width:
         raise PaillierError(f"ciphertext blob of {len(blob)} bytes is not a multiple of {width}")
     fb = mpz.from_bytes
     mv = memoryview(blob)
-    return [fb(mv[i:i + width], "big") for i in range(0, len(blob), width)]
+    return [fb(mv[i : i + width], "big") for i in range(0, len(blob), width)]
 
 
 def mpz_to_blob(values: Sequence[mpz], width: int) -> bytes:
@@ -82,6 +83,7 @@ def batch_invert(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
 
 
 # -- packing layout ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GHLayout:
@@ -123,8 +125,11 @@ class GHLayout:
 
     def encode(self, g: np.ndarray, h: np.ndarray) -> list[int]:
         """Per-sample plaintexts ``g * 2^hb + h`` (Python ints, possibly negative)."""
-        if np.any(np.abs(g) > (1 << self.precision_bits)) or np.any(h < 0) or \
-                np.any(h > (1 << max(self.precision_bits - 2, 0))):
+        if (
+            np.any(np.abs(g) > (1 << self.precision_bits))
+            or np.any(h < 0)
+            or np.any(h > (1 << max(self.precision_bits - 2, 0)))
+        ):
             raise PackingError("gradient/hessian out of range for the packing layout")
         hb = self.h_bits
         return [(gi << hb) + hi for gi, hi in zip(g.tolist(), h.tolist())]
@@ -146,17 +151,19 @@ class GHLayout:
                 x = (x - d) >> w
                 hv, gv = d & hmask, d >> hb
                 if not (0 <= hv <= hbound and -gb <= gv <= gb):
-                    raise PackingError(f"candidate {j} decodes out of bounds: wrong key or corrupted "
-                                       "ciphertext")
+                    raise PackingError(f"candidate {j} decodes out of bounds: wrong key or corrupted ciphertext")
                 G[j], H[j] = gv, hv
                 j += 1
             if x != 0:
-                raise PackingError(f"packed plaintext ending at candidate {j - 1} has bits beyond its "
-                                   "slots: wrong key or corrupted ciphertext")
+                raise PackingError(
+                    f"packed plaintext ending at candidate {j - 1} has bits beyond its "
+                    "slots: wrong key or corrupted ciphertext"
+                )
         return G, H
 
 
 # -- kernels (run in workers) -----------------------------------------------------------------
+
 
 def histogram_kernel(task: tuple[int, int, bytes, np.ndarray, int]) -> bytes:
     """Per (feature, bucket) products of the rows' ciphertexts.
@@ -185,7 +192,7 @@ def histogram_kernel(task: tuple[int, int, bytes, np.ndarray, int]) -> bytes:
         base = f * n_buckets
         for s, e, key in zip(starts, ends, sk[starts].tolist()):
             acc = ordered[s]
-            for c in ordered[s + 1:e]:
+            for c in ordered[s + 1 : e]:
                 acc = acc * c % nsq
             out[base + key] = acc
     return mpz_to_blob(out, width)
@@ -242,7 +249,7 @@ def pack_kernel(task: tuple[bytes, bytes, int, int]) -> bytes:
     width = pk.ciphertext_bytes
     cts = blob_to_mpz(blob, width)
     shift = mpz(1) << slot_bits
-    groups = [cts[i:i + slots] for i in range(0, len(cts), slots)]
+    groups = [cts[i : i + slots] for i in range(0, len(cts), slots)]
     obf = fresh_obfuscators(key_bytes, len(groups))
     out = []
     for grp, r in zip(groups, obf):
@@ -254,6 +261,7 @@ def pack_kernel(task: tuple[bytes, bytes, int, int]) -> bytes:
 
 
 # -- worker processes -------------------------------------------------------------------------
+
 
 def resolve_workers(n_workers: int) -> int:
     """``0`` means the process-wide default of :mod:`protocols.parallel` (all cores)."""

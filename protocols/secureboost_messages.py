@@ -159,6 +159,6 @@ def unpack_bits(bits: np.ndarray, sizes: list[int], what: str) -> list[np.ndarra
     flat = np.unpackbits(bits, count=total).astype(bool) if total else np.zeros(0, dtype=bool)
     out, at = [], 0
     for s in sizes:
-        out.append(flat[at:at + s])
+        out.append(flat[at : at + s])
         at += s
     return out

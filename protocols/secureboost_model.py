@@ -62,19 +62,24 @@ class SecureBoostGuestModel:
             raise ModelError(f"guest model expects {self.n_features} feature columns, got shape {X.shape}")
         raw = np.full(X.shape[0], self.base_score)
         for tree in self.trees:
+
             def go_left(k: int, rows: np.ndarray, tree: Tree = tree) -> np.ndarray:
                 if tree.owner[k] == OWNER_GUEST:
                     return X[rows, tree.feature[k]] <= tree.threshold[k]
                 return host_left(int(tree.split_id[k]), rows)
+
             raw = raw + tree.value[tree.leaves(go_left, X.shape[0])]
         return raw
 
     def to_bytes(self) -> bytes:
-        return wire.encode(_GuestModelWire("secureboost-guest-model/1", float(self.base_score), self.n_features,
-                                           [t.to_dict() for t in self.trees]))
+        return wire.encode(
+            _GuestModelWire(
+                "secureboost-guest-model/1", float(self.base_score), self.n_features, [t.to_dict() for t in self.trees]
+            )
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SecureBoostGuestModel":
+    def from_bytes(cls, data: bytes) -> SecureBoostGuestModel:
         m = wire.decode(data, _GuestModelWire)
         if m.kind != "secureboost-guest-model/1":
             raise ModelError(f"not a SecureBoost guest model: {m.kind!r}")
@@ -128,19 +133,23 @@ class SecureBoostHostModel:
         return X[rows, self.features[pos]] <= self.thresholds[pos]
 
     def to_bytes(self) -> bytes:
-        return wire.encode(_HostModelWire("secureboost-host-model/1", self.n_features, self.split_ids,
-                                          self.features, self.thresholds, self.trees))
+        return wire.encode(
+            _HostModelWire(
+                "secureboost-host-model/1", self.n_features, self.split_ids, self.features, self.thresholds, self.trees
+            )
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SecureBoostHostModel":
+    def from_bytes(cls, data: bytes) -> SecureBoostHostModel:
         m = wire.decode(data, _HostModelWire)
         if m.kind != "secureboost-host-model/1":
             raise ModelError(f"not a SecureBoost host model: {m.kind!r}")
         return cls(int(m.n_features), m.split_ids, m.features, m.thresholds, m.trees)
 
 
-def predict_local(guest: SecureBoostGuestModel, host: SecureBoostHostModel, X_guest: np.ndarray,
-                  X_host: np.ndarray) -> np.ndarray:
+def predict_local(
+    guest: SecureBoostGuestModel, host: SecureBoostHostModel, X_guest: np.ndarray, X_host: np.ndarray
+) -> np.ndarray:
     """Probabilities from both halves in one process: for tests and evaluation only.
 
     In deployment the halves live on different nodes and scoring goes through
@@ -150,5 +159,6 @@ def predict_local(guest: SecureBoostGuestModel, host: SecureBoostHostModel, X_gu
     if len(X_host) != len(X_guest):
         raise ModelError(f"{len(X_guest)} guest rows but {len(X_host)} host rows (align by PSI first)")
     raw = guest.decision_function(
-        X_guest, lambda sid, rows: host.directions(X_host, rows, np.full(rows.size, sid, dtype=np.uint64)))
+        X_guest, lambda sid, rows: host.directions(X_host, rows, np.full(rows.size, sid, dtype=np.uint64))
+    )
     return sigmoid(raw)

@@ -27,7 +27,7 @@ from protocols import wire
 from protocols.gbdt_plain import OWNER_GUEST, OWNER_HOST, sigmoid
 from protocols.inputs import as_features
 from protocols.party import Envelope, Party, ProtocolError
-from protocols.secureboost_messages import (PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone)
+from protocols.secureboost_messages import PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone
 from protocols.secureboost_model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
 
 _VERSION = "secureboost-scoring/1"
@@ -40,10 +40,10 @@ class _ScoringState:
     name: str
     peer: str
     mode: str
-    phase: str          # init | wait | done
+    phase: str  # init | wait | done
     query: int
-    pos: Any            # pairs mode: (n_trees, n_rows) current node per tree and row
-    asked_rows: Any     # the outstanding query (to interpret the reply)
+    pos: Any  # pairs mode: (n_trees, n_rows) current node per tree and row
+    asked_rows: Any  # the outstanding query (to interpret the reply)
     asked_ids: Any
     raw: Any
 
@@ -53,26 +53,38 @@ class SecureBoostScoringGuest(Party):
 
     role = "scoring-guest"
 
-    def __init__(self, name: str, peer: str, model: SecureBoostGuestModel, X: np.ndarray, *,
-                 mode: str = "cross") -> None:
+    def __init__(
+        self, name: str, peer: str, model: SecureBoostGuestModel, X: np.ndarray, *, mode: str = "cross"
+    ) -> None:
         if mode not in ("cross", "pairs"):
             raise ValueError(f'scoring mode must be "cross" or "pairs", got {mode!r}')
         self.name, self.peer, self.model = name, peer, model
         self.X = as_features(X, f"scoring guest {name!r}", "features")
         if self.X.shape[1] != model.n_features:
-            raise ValueError(f"scoring guest {name!r}: model expects {model.n_features} features, X has "
-                             f"{self.X.shape[1]}")
+            raise ValueError(
+                f"scoring guest {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
+            )
         e = np.zeros(0, dtype=np.int64)
-        self.s = _ScoringState(_VERSION, self.role, name, peer, mode, "init", 0,
-                               np.zeros((len(model.trees), self.X.shape[0]), dtype=np.int64), e,
-                               np.zeros(0, dtype=np.uint64), np.zeros(0))
+        self.s = _ScoringState(
+            _VERSION,
+            self.role,
+            name,
+            peer,
+            mode,
+            "init",
+            0,
+            np.zeros((len(model.trees), self.X.shape[0]), dtype=np.int64),
+            e,
+            np.zeros(0, dtype=np.uint64),
+            np.zeros(0),
+        )
 
     # -- restartability ------------------------------------------------------------------------
     def to_state(self) -> bytes:
         return wire.encode(self.s)
 
     @classmethod
-    def from_state(cls, state: bytes, model: SecureBoostGuestModel, X: np.ndarray) -> "SecureBoostScoringGuest":
+    def from_state(cls, state: bytes, model: SecureBoostGuestModel, X: np.ndarray) -> SecureBoostScoringGuest:
         s = wire.decode(state, _ScoringState)
         if s.version != _VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r}, not a scoring guest")
@@ -119,8 +131,9 @@ class SecureBoostScoringGuest(Party):
         if self.s.phase != "wait":
             raise self._fail(f"received {len(inbox)} message(s) but expects none")
         if len(inbox) != 1 or inbox[0].sender != self.peer or inbox[0].kind != "SbDirectionReply":
-            raise self._fail(f"expected one SbDirectionReply from {self.peer!r}, got "
-                             f"{[(e.sender, e.kind) for e in inbox]}")
+            raise self._fail(
+                f"expected one SbDirectionReply from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
+            )
         try:
             msg = wire.decode(inbox[0].payload, SbDirectionReply)
         except wire.WireError as exc:
@@ -198,17 +211,19 @@ class SecureBoostScoringHost(Party):
         self.name, self.peer, self.model = name, peer, model
         self.X = as_features(X, f"scoring host {name!r}", "features")
         if self.X.shape[1] != model.n_features:
-            raise ValueError(f"scoring host {name!r}: model expects {model.n_features} features, X has "
-                             f"{self.X.shape[1]}")
+            raise ValueError(
+                f"scoring host {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
+            )
         e = np.zeros(0, dtype=np.int64)
-        self.s = _ScoringState(_VERSION, self.role, name, peer, "", "wait", 0, e, e,
-                               np.zeros(0, dtype=np.uint64), np.zeros(0))
+        self.s = _ScoringState(
+            _VERSION, self.role, name, peer, "", "wait", 0, e, e, np.zeros(0, dtype=np.uint64), np.zeros(0)
+        )
 
     def to_state(self) -> bytes:
         return wire.encode(self.s)
 
     @classmethod
-    def from_state(cls, state: bytes, model: SecureBoostHostModel, X: np.ndarray) -> "SecureBoostScoringHost":
+    def from_state(cls, state: bytes, model: SecureBoostHostModel, X: np.ndarray) -> SecureBoostScoringHost:
         s = wire.decode(state, _ScoringState)
         if s.version != _VERSION or s.role != cls.role:
             raise ProtocolError(f"state is for {s.role!r}, not a scoring host")
@@ -264,6 +279,5 @@ class SecureBoostScoringHost(Party):
             except ModelError as exc:
                 raise self._fail(str(exc)) from None
             self.s.query = q.query
-            out.append(self.send(self.peer, SbDirectionReply(PROTOCOL, q.query, int(left.size),
-                                                             np.packbits(left))))
+            out.append(self.send(self.peer, SbDirectionReply(PROTOCOL, q.query, int(left.size), np.packbits(left))))
         return out

@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 MAGIC = b"FCW1"
-_ALLOWED_DTYPES = {"bool", "int8", "uint8", "int16", "int32", "int64", "uint32", "uint64",
-                   "float32", "float64"}
+_ALLOWED_DTYPES = {"bool", "int8", "uint8", "int16", "int32", "int64", "uint32", "uint64", "float32", "float64"}
 MAX_MESSAGE_BYTES = 2**34  # 16 GiB hard stop for a corrupt length field
 
 T = TypeVar("T")
@@ -76,7 +75,7 @@ def _decode_value(value: Any, body: memoryview) -> Any:
         start, length = value["__bytes__"]
         if start < 0 or start + length > len(body):
             raise WireError("bytes field points outside the message (truncated?)")
-        return bytes(body[start:start + length])
+        return bytes(body[start : start + length])
     if "__array__" in value:
         dtype, shape, start, length = value["__array__"]
         if dtype not in _ALLOWED_DTYPES:
@@ -87,8 +86,9 @@ def _decode_value(value: Any, body: memoryview) -> Any:
         count = int(np.prod(shape)) if shape else 1
         if count * dt.itemsize != length:
             raise WireError("array length does not match its shape")
-        return np.frombuffer(body[start:start + length], dtype=dt).astype(dt.newbyteorder("="),
-                                                                          copy=True).reshape(shape)
+        return (
+            np.frombuffer(body[start : start + length], dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+        )
     if "__dict__" in value:
         return {k: _decode_value(v, body) for k, v in value["__dict__"].items()}
     raise WireError(f"unknown encoded value {sorted(value)[:3]}")
@@ -100,10 +100,8 @@ def encode(msg: Any) -> bytes:
         raise WireError(f"only dataclass instances go on the wire, got {type(msg).__name__}")
     buffers: list[bytes] = []
     offset = [0]
-    fields = {f.name: _encode_value(getattr(msg, f.name), buffers, offset)
-              for f in dataclasses.fields(msg)}
-    header = json.dumps({"type": type(msg).__name__, "fields": fields}, sort_keys=True,
-                        separators=(",", ":")).encode()
+    fields = {f.name: _encode_value(getattr(msg, f.name), buffers, offset) for f in dataclasses.fields(msg)}
+    header = json.dumps({"type": type(msg).__name__, "fields": fields}, sort_keys=True, separators=(",", ":")).encode()
     return MAGIC + struct.pack("<I", len(header)) + header + b"".join(buffers)
 
 
@@ -119,12 +117,12 @@ def _header(data: bytes) -> tuple[dict, memoryview]:
     if 8 + hlen > len(data):
         raise WireError("message header is truncated")
     try:
-        header = json.loads(data[8:8 + hlen])
+        header = json.loads(data[8 : 8 + hlen])
     except ValueError as exc:
         raise WireError(f"message header is not valid JSON: {exc}") from None
     if not isinstance(header, dict) or "type" not in header or "fields" not in header:
         raise WireError("message header lacks type/fields")
-    return header, memoryview(data)[8 + hlen:]
+    return header, memoryview(data)[8 + hlen :]
 
 
 def decode(data: bytes, cls: type[T]) -> T:
@@ -141,7 +139,8 @@ def decode(data: bytes, cls: type[T]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     got = set(header["fields"])
     if got != names:
-        raise WireError(f"{cls.__name__} fields mismatch: missing {sorted(names - got)}, "
-                        f"unexpected {sorted(got - names)}")
+        raise WireError(
+            f"{cls.__name__} fields mismatch: missing {sorted(names - got)}, unexpected {sorted(got - names)}"
+        )
     values = {k: _decode_value(v, body) for k, v in header["fields"].items()}
     return cls(**values)

@@ -36,14 +36,27 @@ def bank_names(k: int) -> list[str]:
     return [f"bank_{i:02d}" for i in range(k)]
 
 
-def scenario_text(k: int, skew: float, mode: str, *, rounds: int, model: str, mu: float, lr: float,
-                  local_epochs: int, max_rows: int, seed: int) -> str:
+def scenario_text(
+    k: int,
+    skew: float,
+    mode: str,
+    *,
+    rounds: int,
+    model: str,
+    mu: float,
+    lr: float,
+    local_epochs: int,
+    max_rows: int,
+    seed: int,
+) -> str:
     name = f"sweep-k{k}-s{skew:g}-{mode.replace('+', '')}"
     parties = "".join(f'[parties.{b}]\nrole = "bank"\ndata = "default_credit"\n\n' for b in bank_names(k))
-    return (f'[run]\nname = "{name}"\nmode = "horizontal"\nseed = {seed}\n\n{parties}'
-            f'[horizontal]\naggregation = "{mode}"\nrounds = {rounds}\nlocal_epochs = {local_epochs}\n'
-            f'batch_size = 256\nlr = {lr}\nmodel = "{model}"\nfedprox_mu = {mu}\nskew = {skew}\n'
-            f'max_rows_per_bank = {max_rows}\nrelease_each_round = true\ntimeout = 600\n')
+    return (
+        f'[run]\nname = "{name}"\nmode = "horizontal"\nseed = {seed}\n\n{parties}'
+        f'[horizontal]\naggregation = "{mode}"\nrounds = {rounds}\nlocal_epochs = {local_epochs}\n'
+        f'batch_size = 256\nlr = {lr}\nmodel = "{model}"\nfedprox_mu = {mu}\nskew = {skew}\n'
+        f"max_rows_per_bank = {max_rows}\nrelease_each_round = true\ntimeout = 600\n"
+    )
 
 
 def build(args: argparse.Namespace) -> list[config.Scenario]:
@@ -53,8 +66,18 @@ def build(args: argparse.Namespace) -> list[config.Scenario]:
             raise SystemExit("secagg+ needs at least 3 banks")
         for skew in args.skew:
             for mode in args.modes:
-                text = scenario_text(k, skew, mode, rounds=args.rounds, model=args.model, mu=args.mu, lr=args.lr,
-                                     local_epochs=args.local_epochs, max_rows=args.max_rows, seed=args.seed)
+                text = scenario_text(
+                    k,
+                    skew,
+                    mode,
+                    rounds=args.rounds,
+                    model=args.model,
+                    mu=args.mu,
+                    lr=args.lr,
+                    local_epochs=args.local_epochs,
+                    max_rows=args.max_rows,
+                    seed=args.seed,
+                )
                 out.append(config.loads(text))
     return out
 
@@ -64,13 +87,17 @@ def table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.get("error"):
-            lines.append(f"{r['banks']:>5} {r['skew']:>5g} {r['mode']:>8} {'-':>7} {'-':>7} {'-':>7} {'-':>7} "
-                         f"{'-':>8}  FAILED: {r['error'][:60]}")
+            lines.append(
+                f"{r['banks']:>5} {r['skew']:>5g} {r['mode']:>8} {'-':>7} {'-':>7} {'-':>7} {'-':>7} "
+                f"{'-':>8}  FAILED: {r['error'][:60]}"
+            )
             continue
         pooled = r.get("pooled_auc")
         gap = f"{r['auc'] - pooled:+.4f}" if pooled is not None else "-"
-        lines.append(f"{r['banks']:>5} {r['skew']:>5g} {r['mode']:>8} {r['auc']:>7.4f} {r['ks']:>7.4f} "
-                     f"{pooled if pooled is not None else float('nan'):>7.4f} {gap:>7} {r['seconds']:>8.1f}")
+        lines.append(
+            f"{r['banks']:>5} {r['skew']:>5g} {r['mode']:>8} {r['auc']:>7.4f} {r['ks']:>7.4f} "
+            f"{pooled if pooled is not None else float('nan'):>7.4f} {gap:>7} {r['seconds']:>8.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -85,8 +112,9 @@ def plot(rows: list[dict], path: Path) -> None:
     banks = sorted({r["banks"] for r in rows})
     skews = sorted({r["skew"] for r in rows})
     style = {"plain": ("-", "o"), "secagg+": ("--", "s"), "ckks": (":", "^")}  # modes overlap when equal
-    fig, axes = plt.subplots(len(skews), len(banks), figsize=(4.2 * len(banks), 3.2 * len(skews)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(skews), len(banks), figsize=(4.2 * len(banks), 3.2 * len(skews)), squeeze=False, sharey=True
+    )
     for i, skew in enumerate(skews):
         for j, k in enumerate(banks):
             ax = axes[i][j]
@@ -138,18 +166,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for res in results:
         s = res.scenario.section("horizontal")
-        row = {"scenario": res.scenario.name, "banks": len(res.scenario.parties), "skew": float(s["skew"]),
-               "mode": s["aggregation"], "error": res.error}
+        row = {
+            "scenario": res.scenario.name,
+            "banks": len(res.scenario.parties),
+            "skew": float(s["skew"]),
+            "mode": s["aggregation"],
+            "error": res.error,
+        }
         if res.metrics:
             m = res.metrics
-            row.update(auc=m["auc"], ks=m["ks"], seconds=m["seconds"], history=m["history"],
-                       pooled_auc=m.get("centralised", {}).get("pooled_same_model", {}).get("auc"))
+            row.update(
+                auc=m["auc"],
+                ks=m["ks"],
+                seconds=m["seconds"],
+                history=m["history"],
+                pooled_auc=m.get("centralised", {}).get("pooled_same_model", {}).get("auc"),
+            )
         rows.append(row)
     print(table(rows))
     (args.out / "results.json").write_text(json.dumps(rows, indent=2, default=float))
     plot(rows, args.out / "auc_vs_rounds.png")
-    print(f"\n{len(rows)} configurations in {time.time() - t0:.0f} s ({args.engine}); "
-          f"plot: {args.out / 'auc_vs_rounds.png'}, data: {args.out / 'results.json'}")
+    print(
+        f"\n{len(rows)} configurations in {time.time() - t0:.0f} s ({args.engine}); "
+        f"plot: {args.out / 'auc_vs_rounds.png'}, data: {args.out / 'results.json'}"
+    )
     return rows
 
 

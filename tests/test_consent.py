@@ -51,8 +51,9 @@ def test_each_reason(registry):
 
 
 def test_regranted_consent_overrides_revoked_one(registry):
-    registry.add(ConsentRecord(C, "bank-a", "credit_risk_modelling", frozenset({"*"}),
-                               dt.date(2025, 5, 1), dt.date(2026, 1, 1)))
+    registry.add(
+        ConsentRecord(C, "bank-a", "credit_risk_modelling", frozenset({"*"}), dt.date(2025, 5, 1), dt.date(2026, 1, 1))
+    )
     assert registry.check(C, "bank-a", "credit_risk_modelling", DAY) is None
     registry.revoke(C, "bank-a", dt.date(2025, 5, 15))
     assert registry.check(C, "bank-a", "credit_risk_modelling", DAY) == "revoked"
@@ -75,8 +76,13 @@ def test_revoked_and_expired_are_kept_out_and_ledger_holds_counts_only(registry,
     assert verify(tmp_path / "l.db", public_key=key.public_key()).ok
     rec = read_records(tmp_path / "l.db")[1]
     assert rec.payload["checked"] == 6 and rec.payload["allowed"] == 1
-    assert rec.payload["refused"] == {"expired": 1, "no_consent": 1, "not_yet_valid": 1, "revoked": 1,
-                                      "wrong_purpose": 1}
+    assert rec.payload["refused"] == {
+        "expired": 1,
+        "no_consent": 1,
+        "not_yet_valid": 1,
+        "revoked": 1,
+        "wrong_purpose": 1,
+    }
     raw = (tmp_path / "l.db").read_bytes()
     for code in ids:
         assert code.encode() not in raw
@@ -108,26 +114,33 @@ def test_record_validation():
         ConsentRecord(A, "b", "loan_decision", frozenset({"*"}), dt.date(2025, 1, 2), dt.date(2025, 1, 1))
     with pytest.raises(ConsentError, match="scope is empty"):
         ConsentRecord(A, "b", "loan_decision", frozenset(), dt.date(2025, 1, 1), dt.date(2025, 1, 1))
-    assert ConsentRecord(A, "b", "loan_decision", "tax;invoice", dt.date(2025, 1, 1),
-                         dt.date(2025, 1, 1)).scope == {"tax", "invoice"}
+    assert ConsentRecord(A, "b", "loan_decision", "tax;invoice", dt.date(2025, 1, 1), dt.date(2025, 1, 1)).scope == {
+        "tax",
+        "invoice",
+    }
 
 
 HEADER = "uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"
 
 
-@pytest.mark.parametrize("body,match", [
-    (f"{uscc.corrupt_check_character(A)},b,loan_decision,*,2024-01-01,2025-01-01,\n",
-     "line 3, column 'uscc': invalid USCC"),
-    (f"{A},b,loan_decision,*,2024-13-01,2025-01-01,\n", "line 3, column 'valid_from': '2024-13-01' is not a date"),
-    (f"{A},b,loan_decision,*,2024-01-01,,\n", "column 'valid_until': empty"),
-    (f"{A},b,loan_decision,*,2025-01-01,2024-01-01,\n", "column 'valid_until': 2024-01-01 is before valid_from"),
-    (f"{A},b,marketing,*,2024-01-01,2025-01-01,\n", "column 'purpose': unknown purpose 'marketing'"),
-    (f"{A},b,loan_decision,Tax!,2024-01-01,2025-01-01,\n", "column 'scope': invalid data category"),
-    (f"{A},,loan_decision,*,2024-01-01,2025-01-01,\n", "column 'bank': empty bank name"),
-    (f"{A},b,loan_decision,*,2024-01-01,2025-01-01,2025-01-01,extra\n", "more field"),
-    (f"{A},b,loan_decision\n", "missing (row has fewer fields"),
-    (f"{A},b,loan_decision,*,2024-01-01,2025-01-01,yesterday\n", "column 'revoked_at'"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        (
+            f"{uscc.corrupt_check_character(A)},b,loan_decision,*,2024-01-01,2025-01-01,\n",
+            "line 3, column 'uscc': invalid USCC",
+        ),
+        (f"{A},b,loan_decision,*,2024-13-01,2025-01-01,\n", "line 3, column 'valid_from': '2024-13-01' is not a date"),
+        (f"{A},b,loan_decision,*,2024-01-01,,\n", "column 'valid_until': empty"),
+        (f"{A},b,loan_decision,*,2025-01-01,2024-01-01,\n", "column 'valid_until': 2024-01-01 is before valid_from"),
+        (f"{A},b,marketing,*,2024-01-01,2025-01-01,\n", "column 'purpose': unknown purpose 'marketing'"),
+        (f"{A},b,loan_decision,Tax!,2024-01-01,2025-01-01,\n", "column 'scope': invalid data category"),
+        (f"{A},,loan_decision,*,2024-01-01,2025-01-01,\n", "column 'bank': empty bank name"),
+        (f"{A},b,loan_decision,*,2024-01-01,2025-01-01,2025-01-01,extra\n", "more field"),
+        (f"{A},b,loan_decision\n", "missing (row has fewer fields"),
+        (f"{A},b,loan_decision,*,2024-01-01,2025-01-01,yesterday\n", "column 'revoked_at'"),
+    ],
+)
 def test_malformed_rows_name_line_and_column(tmp_path, body, match):
     p = tmp_path / "c.csv"
     p.write_text(HEADER + f"{B},b,loan_decision,*,2024-01-01,2025-01-01,\n" + body, encoding="utf-8")
@@ -148,8 +161,12 @@ def test_malformed_files(tmp_path):
     (tmp_path / "gbk.csv").write_bytes(HEADER.encode() + "银行".encode("gbk") + b"\n")
     with pytest.raises(ConsentError, match="not UTF-8"):
         ConsentRegistry.from_csv(tmp_path / "gbk.csv")
-    (tmp_path / "bom.csv").write_bytes("\ufeff".encode() + (HEADER + f"{A},b,loan_decision,*,2024-01-01,2025-01-01,\n").encode())
+    (tmp_path / "bom.csv").write_bytes(
+        "\ufeff".encode() + (HEADER + f"{A},b,loan_decision,*,2024-01-01,2025-01-01,\n").encode()
+    )
     assert len(ConsentRegistry.from_csv(tmp_path / "bom.csv")) == 1
     # header only is a valid, empty registry; revoked_at column may be omitted
-    (tmp_path / "min.csv").write_text(f"uscc,bank,purpose,scope,valid_from,valid_until\n{A},b,loan_decision,*,2024-01-01,2025-01-01\n")
+    (tmp_path / "min.csv").write_text(
+        f"uscc,bank,purpose,scope,valid_from,valid_until\n{A},b,loan_decision,*,2024-01-01,2025-01-01\n"
+    )
     assert len(ConsentRegistry.from_csv(tmp_path / "min.csv")) == 1

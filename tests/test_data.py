@@ -194,6 +194,7 @@ def test_lowercase_ids_are_normalised(tmp_path):
 
 # --- `fedcredit data check` -------------------------------------------------------------------
 
+
 def _cli(*args):
     from typer.testing import CliRunner
 

@@ -32,7 +32,7 @@ from deploy_support import write_subset
 
 from fedcredit.deploy.flwr_cli import FlwrCli, FlwrCliError
 from fedcredit.deploy.keys import init_keys, make_party_keys
-from fedcredit.deploy.local import DeployOptions, Deployment, supernode_name
+from fedcredit.deploy.local import Deployment, DeployOptions, supernode_name
 from fedcredit.deploy.processes import PROC, all_processes
 from fedcredit.ledger import load_public_key, verify
 
@@ -60,8 +60,14 @@ def _processes_mentioning(text: str) -> list[tuple[int, str]]:
 def _start_cli(args: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0")
     with open(log, "wb") as fh:
-        return subprocess.Popen([FEDCREDIT, *args], stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [FEDCREDIT, *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _finish(p: subprocess.Popen, timeout: float) -> int:
@@ -107,8 +113,7 @@ def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]
 @pytest.fixture(scope="module")
 def link(background: Background, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     d = tmp_path_factory.mktemp("deploy-link")
-    dep = Deployment(DeployOptions(scenario=background.scenario, out=d / "run", startup_timeout=120,
-                                   run_timeout=600))
+    dep = Deployment(DeployOptions(scenario=background.scenario, out=d / "run", startup_timeout=120, run_timeout=600))
     try:
         dep.start_superlink()
         dep.register_parties()
@@ -116,8 +121,11 @@ def link(background: Background, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         left = dep.stop()
         assert left == [], f"processes left running: {left}"
-        ours = [p for p in all_processes() if p.pid in dep.procs.seen and p.state not in ("Z", "X")
-                and p.start == dep.procs.seen[p.pid]]
+        ours = [
+            p
+            for p in all_processes()
+            if p.pid in dep.procs.seen and p.state not in ("Z", "X") and p.start == dep.procs.seen[p.pid]
+        ]
         assert ours == []
 
 
@@ -145,8 +153,7 @@ def test_registered_node_with_ca_comes_online(link: Deployment) -> None:
     want = link.node_ids["bank"]
     deadline = time.monotonic() + 60
     while want not in _online(link):
-        assert link.procs.procs[supernode_name("bank")].alive(), \
-            link.procs.procs[supernode_name("bank")].log_tail()
+        assert link.procs.procs[supernode_name("bank")].alive(), link.procs.procs[supernode_name("bank")].log_tail()
         assert time.monotonic() < deadline, "registered SuperNode did not come online"
         time.sleep(1)
 
@@ -154,8 +161,9 @@ def test_registered_node_with_ca_comes_online(link: Deployment) -> None:
 def test_unregistered_key_is_refused(link: Deployment, tmp_path: Path) -> None:
     rogue = make_party_keys(tmp_path, "credit_centre")  # valid EC key, never registered
     before = {n["node-id"] for n in link.cli.supernodes()}  # type: ignore[union-attr]
-    code, text = _run_to_exit(link, "credit_centre",
-                              link.supernode_argv("credit_centre", auth_key=rogue.auth_key, max_wait=15))
+    code, text = _run_to_exit(
+        link, "credit_centre", link.supernode_argv("credit_centre", auth_key=rogue.auth_key, max_wait=15)
+    )
     assert code not in (None, 0), "a SuperNode with an unregistered key kept running"
     assert "Failed to activate SuperNode" in text, text[-2000:]
     after = link.cli.supernodes()  # type: ignore[union-attr]
@@ -165,8 +173,7 @@ def test_unregistered_key_is_refused(link: Deployment, tmp_path: Path) -> None:
 
 def test_node_without_federation_ca_cannot_connect(link: Deployment, tmp_path: Path) -> None:
     # no CA at all (the system trust store does not know the federation's CA)
-    code, text = _run_to_exit(link, "credit_centre",
-                              link.supernode_argv("credit_centre", use_ca=False, max_wait=15))
+    code, text = _run_to_exit(link, "credit_centre", link.supernode_argv("credit_centre", use_ca=False, max_wait=15))
     assert code not in (None, 0)
     assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
     # another federation's CA: the certificate chain does not verify either
@@ -275,8 +282,7 @@ def test_vertical_lr_deployment_matches_simulation(background: Background) -> No
     # same seed, same data: the deployed run trains exactly the simulated model
     m_sim = json.loads((root / "sim" / "metrics.json").read_text())
     m_dep = json.loads((dep_dir / "metrics.json").read_text())
-    for key in ("rows_intersection", "rows_train", "rows_test", "rows_validation", "epochs",
-                "flower_round_trips"):
+    for key in ("rows_intersection", "rows_train", "rows_test", "rows_validation", "epochs", "flower_round_trips"):
         assert m_dep[key] == m_sim[key], key
     for key in ("auc", "ks", "gini", "log_loss"):
         assert m_dep[key] == pytest.approx(m_sim[key], abs=1e-6), key
@@ -287,9 +293,12 @@ def test_vertical_lr_deployment_matches_simulation(background: Background) -> No
 
     # the ledger verifies with the keys the operator provisioned, egress logs cross-checked
     keys = dep_dir / "keys"
-    report = verify(dep_dir / "ledger.sqlite", public_key=load_public_key(keys / "coordinator" / "ledger.pub"),
-                    egress=sorted((dep_dir / "nodes").glob("*/egress.sqlite")),
-                    egress_public_keys={p: load_public_key(keys / "parties" / p / "egress.pub") for p in PARTIES})
+    report = verify(
+        dep_dir / "ledger.sqlite",
+        public_key=load_public_key(keys / "coordinator" / "ledger.pub"),
+        egress=sorted((dep_dir / "nodes").glob("*/egress.sqlite")),
+        egress_public_keys={p: load_public_key(keys / "parties" / p / "egress.pub") for p in PARTIES},
+    )
     assert report.ok, report.errors
     assert report.key_source == "given"
     assert {c.node for c in report.egress} == set(PARTIES)

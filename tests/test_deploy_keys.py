@@ -18,7 +18,12 @@ from typer.testing import CliRunner
 
 from fedcredit.cli.main import app
 from fedcredit.deploy.keys import (
-    KeyMaterialError, certificate_hosts, ensure_keys, init_keys, load_auth_public_key, load_keys,
+    KeyMaterialError,
+    certificate_hosts,
+    ensure_keys,
+    init_keys,
+    load_auth_public_key,
+    load_keys,
     make_party_keys,
 )
 from fedcredit.deploy.processes import ProcessSet, is_running, read_proc
@@ -34,12 +39,30 @@ def _mode(p: Path) -> int:
 
 def test_keys_init_cli_files_permissions_and_san(tmp_path: Path) -> None:
     out = tmp_path / "keys"
-    res = CliRunner().invoke(app, ["keys", "init", "--out", str(out), "--parties", ",".join(PARTIES),
-                                   "--hosts", "127.0.0.1,10.1.2.3,coordinator.example.org"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "keys",
+            "init",
+            "--out",
+            str(out),
+            "--parties",
+            ",".join(PARTIES),
+            "--hosts",
+            "127.0.0.1,10.1.2.3,coordinator.example.org",
+        ],
+    )
     assert res.exit_code == 0, res.output
     files = [p for p in out.rglob("*") if p.is_file()]
-    expected = {"ca/ca.pem", "ca/ca.key", "coordinator/server.pem", "coordinator/server.key",
-                "coordinator/ledger.key", "coordinator/ledger.pub", "manifest.json"}
+    expected = {
+        "ca/ca.pem",
+        "ca/ca.key",
+        "coordinator/server.pem",
+        "coordinator/server.key",
+        "coordinator/ledger.key",
+        "coordinator/ledger.pub",
+        "manifest.json",
+    }
     for party in PARTIES:
         expected |= {f"parties/{party}/{f}" for f in ("auth.key", "auth.pub", "egress.key", "egress.pub")}
     assert {str(p.relative_to(out)) for p in files} == expected
@@ -51,8 +74,10 @@ def test_keys_init_cli_files_permissions_and_san(tmp_path: Path) -> None:
     ca = x509.load_pem_x509_certificate((out / "ca/ca.pem").read_bytes())
     srv = x509.load_pem_x509_certificate((out / "coordinator/server.pem").read_bytes())
     san = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert set(san.get_values_for_type(x509.IPAddress)) == {ipaddress.ip_address("127.0.0.1"),
-                                                            ipaddress.ip_address("10.1.2.3")}
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("10.1.2.3"),
+    }
     assert san.get_values_for_type(x509.DNSName) == ["coordinator.example.org"]
     assert certificate_hosts(out / "coordinator/server.pem")[0] == "127.0.0.1"
     # the server certificate is issued and signed by the CA, and is not itself a CA
@@ -76,8 +101,7 @@ def test_keys_init_cli_files_permissions_and_san(tmp_path: Path) -> None:
         assert load_public_key(d / "egress.pub").public_bytes_raw() == egress.public_key().public_bytes_raw()
     ledger = load_private_key(out / "coordinator/ledger.key")
     assert isinstance(load_public_key(out / "coordinator/ledger.pub"), Ed25519PublicKey)
-    assert load_public_key(out / "coordinator/ledger.pub").public_bytes_raw() == \
-        ledger.public_key().public_bytes_raw()
+    assert load_public_key(out / "coordinator/ledger.pub").public_bytes_raw() == ledger.public_key().public_bytes_raw()
     # every party got distinct keys
     assert len({(out / "parties" / p / "auth.pub").read_bytes() for p in PARTIES}) == len(PARTIES)
     assert sorted(load_keys(out).parties) == sorted(PARTIES)
@@ -120,13 +144,14 @@ def test_keys_party_cli_makes_only_that_party(tmp_path: Path) -> None:
 
 def test_process_set_stops_detached_grandchildren(tmp_path: Path) -> None:
     """Like Flower's SuperLink: a child that starts a helper in a new session, then the child dies."""
-    script = ("import subprocess, sys, time\n"
-              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
-              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-              "time.sleep(120)\n")
+    script = (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "time.sleep(120)\n"
+    )
     ps = ProcessSet()
-    m = ps.start("parent", [sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"},
-                 log_path=tmp_path / "p.log")
+    m = ps.start("parent", [sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"}, log_path=tmp_path / "p.log")
     deadline = time.monotonic() + 20
     while len(ps.running()) < 3 and time.monotonic() < deadline:
         ps.refresh()

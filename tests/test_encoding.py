@@ -21,6 +21,7 @@ def keys():
 
 # -- FixedPoint -------------------------------------------------------------------------------
 
+
 @FAST
 @given(frac=st.integers(0, 40), int_bits=st.integers(1, 20), data=st.data())
 def test_roundtrip_within_half_resolution(frac, int_bits, data):
@@ -39,7 +40,7 @@ def test_product_of_encodings_decodes_with_extra_frac_bits(x, y):
     ex, ey = fp.encode(np.array([x])), fp.encode(np.array([y]))
     prod = ex.astype(object) * ey.astype(object)
     got = fp.decode(prod, extra_frac_bits=24)[0]
-    err = abs(x) * fp.resolution / 2 + abs(y) * fp.resolution / 2 + fp.resolution ** 2
+    err = abs(x) * fp.resolution / 2 + abs(y) * fp.resolution / 2 + fp.resolution**2
     assert abs(got - x * y) <= err + 1e-12
 
 
@@ -97,6 +98,7 @@ def test_check_sum_bits():
 
 # -- Packer -----------------------------------------------------------------------------------
 
+
 @st.composite
 def packer_and_values(draw, max_len=40):
     headroom = draw(st.integers(0, 12))
@@ -113,7 +115,7 @@ def test_pack_unpack_roundtrip(pv):
     p, vals = pv
     pts = p.pack(np.array(vals, dtype=object))
     assert len(pts) == p.n_plaintexts(len(vals))
-    assert all(0 <= x < 2 ** p.plaintext_bits for x in pts)
+    assert all(0 <= x < 2**p.plaintext_bits for x in pts)
     assert p.unpack(pts, len(vals)).tolist() == vals
 
 
@@ -122,8 +124,10 @@ def test_pack_unpack_roundtrip(pv):
 def test_sums_of_packed_vectors_up_to_capacity(pv, data):
     p, first = pv
     k = data.draw(st.integers(1, min(p.max_summands, 6)))
-    vecs = [first] + [data.draw(st.lists(st.integers(-p.offset, p.offset - 1),
-                                         min_size=len(first), max_size=len(first))) for _ in range(k - 1)]
+    vecs = [first] + [
+        data.draw(st.lists(st.integers(-p.offset, p.offset - 1), min_size=len(first), max_size=len(first)))
+        for _ in range(k - 1)
+    ]
     packed = [p.pack(np.array(v, dtype=object)) for v in vecs]
     summed = [sum(col) for col in zip(*packed)]
     assert p.unpack(summed, len(first), n_summands=k).tolist() == [sum(c) for c in zip(*vecs)]
@@ -193,6 +197,7 @@ def test_packer_parameters():
 
 # -- packing under Paillier ----------------------------------------------------------------------
 
+
 @settings(max_examples=10, deadline=None)
 @given(st.data())
 def test_encrypted_packed_sums(keys, data):
@@ -200,8 +205,10 @@ def test_encrypted_packed_sums(keys, data):
     p = Packer(30, key_bits=pk.bits, headroom_bits=6)
     n = data.draw(st.integers(1, 80))
     k = data.draw(st.integers(1, 4))
-    vecs = [np.array(data.draw(st.lists(st.integers(-p.offset, p.offset - 1), min_size=n, max_size=n)), dtype=object)
-            for _ in range(k)]
+    vecs = [
+        np.array(data.draw(st.lists(st.integers(-p.offset, p.offset - 1), min_size=n, max_size=n)), dtype=object)
+        for _ in range(k)
+    ]
     acc = pk.encrypt(p.pack(vecs[0]))
     for v in vecs[1:]:
         acc = acc + sk.encrypt(p.pack(v))

@@ -32,8 +32,9 @@ pytestmark = [pytest.mark.flower, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _variant(name: str, new_name: str, *, horizontal: dict | None = None, extra: str = "",
-             replace: dict[str, str] | None = None) -> config.Scenario:
+def _variant(
+    name: str, new_name: str, *, horizontal: dict | None = None, extra: str = "", replace: dict[str, str] | None = None
+) -> config.Scenario:
     text = (ROOT / "configs" / f"{name}.toml").read_text()
     text = text.replace(f'name = "{name}"', f'name = "{new_name}"', 1)
     for old, new in (replace or {}).items():
@@ -81,8 +82,7 @@ def _blobs(content) -> list[bytes]:
 
 
 def _faults(*items: tuple[str, int, str]) -> str:
-    return "".join(f'\n[[horizontal.simulate_faults]]\nparty = "{p}"\nround = {r}\nkind = "{k}"\n'
-                   for p, r, k in items)
+    return "".join(f'\n[[horizontal.simulate_faults]]\nparty = "{p}"\nround = {r}\nkind = "{k}"\n' for p, r, k in items)
 
 
 FIVE = "".join(f'\n[parties.bank_{c}]\nrole = "bank"\ndata = "default_credit"\n' for c in "de")
@@ -104,19 +104,42 @@ def sim(tmp_path_factory):
         _variant("horizontal-plain", "a-plain", horizontal=three),
         _variant("horizontal-secagg", "a-secagg", horizontal=three),
         _variant("horizontal-ckks", "a-ckks", horizontal=three),
-        _variant("horizontal-secagg", "b-secagg-drop", horizontal=small, replace=banks5,
-                 extra=_faults(("bank_e", 1, "raise"), ("bank_d", 2, "range"))),
+        _variant(
+            "horizontal-secagg",
+            "b-secagg-drop",
+            horizontal=small,
+            replace=banks5,
+            extra=_faults(("bank_e", 1, "raise"), ("bank_d", 2, "range")),
+        ),
     ]
     in_process = [
-        _variant("horizontal-noniid", "a-noniid-cdp", horizontal={"rounds": 3},
-                 extra='\n[horizontal.dp]\nkind = "central"\nclipping_norm = 0.5\nnoise_multiplier = 0.1\n'),
-        _variant("horizontal-plain", "b-plain-bad", horizontal=small, replace=banks5,
-                 extra=_faults(("bank_b", 1, "nan"), ("bank_c", 1, "shape"), ("bank_d", 2, "inf"))),
-        _variant("horizontal-ckks", "b-ckks-ldp", horizontal=small, replace=banks5,
-                 extra=_faults(("bank_a", 1, "nan"))
-                 + '\n[horizontal.dp]\nkind = "local"\nclipping_norm = 0.5\nepsilon = 1.0\ndelta = 1e-6\n'),
-        _variant("horizontal-synthetic", "b-synthetic", horizontal={"rounds": 4},
-                 replace={"runs/data/sme-20k-5banks": str(sme)}),
+        _variant(
+            "horizontal-noniid",
+            "a-noniid-cdp",
+            horizontal={"rounds": 3},
+            extra='\n[horizontal.dp]\nkind = "central"\nclipping_norm = 0.5\nnoise_multiplier = 0.1\n',
+        ),
+        _variant(
+            "horizontal-plain",
+            "b-plain-bad",
+            horizontal=small,
+            replace=banks5,
+            extra=_faults(("bank_b", 1, "nan"), ("bank_c", 1, "shape"), ("bank_d", 2, "inf")),
+        ),
+        _variant(
+            "horizontal-ckks",
+            "b-ckks-ldp",
+            horizontal=small,
+            replace=banks5,
+            extra=_faults(("bank_a", 1, "nan"))
+            + '\n[horizontal.dp]\nkind = "local"\nclipping_norm = 0.5\nepsilon = 1.0\ndelta = 1e-6\n',
+        ),
+        _variant(
+            "horizontal-synthetic",
+            "b-synthetic",
+            horizontal={"rounds": 4},
+            replace={"runs/data/sme-20k-5banks": str(sme)},
+        ),
     ]
     ledger = _variant("horizontal-secagg", "c-ledger", horizontal=small, replace=banks5)
     out = tmp_path_factory.mktemp("sim")
@@ -191,7 +214,9 @@ def test_coordinator_never_sees_an_individual_update(run_a):
             if c.step == "horizontal.secagg.collect_masked_vectors":
                 seen += 1
                 assert not c.content.array_records["fitres.parameters"]  # cleared by secaggplus_mod
-                masked = [bytes_to_ndarray(b) for b in c.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]]
+                masked = [
+                    bytes_to_ndarray(b) for b in c.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]
+                ]
                 secagg = r.metrics["secagg"]
                 q, clip = secagg["quantization_range"], secagg["clipping_ranges"][c.round - 1]
                 scale = round(n / secagg["max_weight"] * q) / q
@@ -227,8 +252,13 @@ def test_ckks_key_never_reaches_the_coordinator(run_a):
 def test_ledger_records_every_step(run_a):
     r = run_a[0]["a-secagg"]
     steps = {s["step"] for s in r.recorder.steps}
-    assert {"horizontal.setup", "horizontal.secagg.setup", "horizontal.secagg.share_keys",
-            "horizontal.secagg.collect_masked_vectors", "horizontal.secagg.unmask"} <= steps
+    assert {
+        "horizontal.setup",
+        "horizontal.secagg.setup",
+        "horizontal.secagg.share_keys",
+        "horizontal.secagg.collect_masked_vectors",
+        "horizontal.secagg.unmask",
+    } <= steps
     for s in r.recorder.steps:
         for m in s["messages"]:
             assert len(m["sha256"]) == 64 and m["size"] > 0 and m["sender"] and m["recipient"]
@@ -298,7 +328,8 @@ def test_production_coordinator_ledger_verifies(sim):
     assert {"auc", "ks", "gini", "rounds", "seconds"} <= set(r.metrics)
     egress = sorted((ledger_dir / "nodes").glob("*/egress.sqlite"))
     assert len(egress) == 5
-    report = verify(ledger_dir / "ledger.sqlite", public_key=load_public_key(ledger_dir / "coordinator_pub.pem"),
-                    egress=egress)
+    report = verify(
+        ledger_dir / "ledger.sqlite", public_key=load_public_key(ledger_dir / "coordinator_pub.pem"), egress=egress
+    )
     assert report.ok, report.errors[:5]
     assert all(e.matched == e.messages_in_ledger > 0 for e in report.egress)

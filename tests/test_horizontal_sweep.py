@@ -10,8 +10,18 @@ from simulations import horizontal_sweep as sweep
 
 
 def test_sweep_builds_one_scenario_per_configuration():
-    args = sweep.argparse.Namespace(banks=[3, 50], skew=[0.0, 0.5], modes=["plain", "secagg+", "ckks"], rounds=2,
-                                    model="lr", mu=0.01, lr=0.05, local_epochs=1, max_rows=0, seed=1)
+    args = sweep.argparse.Namespace(
+        banks=[3, 50],
+        skew=[0.0, 0.5],
+        modes=["plain", "secagg+", "ckks"],
+        rounds=2,
+        model="lr",
+        mu=0.01,
+        lr=0.05,
+        local_epochs=1,
+        max_rows=0,
+        seed=1,
+    )
     scs = sweep.build(args)
     assert len(scs) == 12 and len({s.config_hash for s in scs}) == 12
     big = [s for s in scs if len(s.parties) == 50]
@@ -19,8 +29,25 @@ def test_sweep_builds_one_scenario_per_configuration():
 
 
 def test_sweep_runs_prints_and_plots(tmp_path, capsys):
-    rows = sweep.main(["--banks", "3", "--skew", "0.5", "--modes", "plain", "ckks", "--rounds", "2",
-                       "--max-rows", "800", "--engine", "inprocess", "--out", str(tmp_path)])
+    rows = sweep.main(
+        [
+            "--banks",
+            "3",
+            "--skew",
+            "0.5",
+            "--modes",
+            "plain",
+            "ckks",
+            "--rounds",
+            "2",
+            "--max-rows",
+            "800",
+            "--engine",
+            "inprocess",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert len(rows) == 2 and not any(r["error"] for r in rows)
     assert all(len([h for h in r["history"] if "auc" in h]) == 2 for r in rows)  # CKKS released per round
     out = capsys.readouterr().out

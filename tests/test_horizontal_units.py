@@ -24,21 +24,25 @@ def scenario(extra: str = "", banks: str = BANKS3):
 
 # -- settings ----------------------------------------------------------------------------
 def test_settings_defaults_and_faults():
-    s = from_scenario(scenario('aggregation = "secagg+"\n[[horizontal.simulate_faults]]\nparty = "bank_b"\n'
-                               'round = 2\nkind = "nan"\n'))
+    s = from_scenario(
+        scenario('aggregation = "secagg+"\n[[horizontal.simulate_faults]]\nparty = "bank_b"\nround = 2\nkind = "nan"\n')
+    )
     assert s.aggregation == "secagg+" and s.rounds == 5
     assert s.fault_for("bank_b", 2) == "nan" and s.fault_for("bank_b", 1) == "" and s.fault_for("bank_a", 2) == ""
 
 
-@pytest.mark.parametrize("extra, needle", [
-    ('aggregation = "paillier"', "aggregation"),
-    ("rounds = 0", "rounds"),
-    ("lr = -1.0", "lr"),
-    ('typo_key = 1', "typo_key"),
-    ('[horizontal.dp]\nkind = "central"', "ckks"),  # only with aggregation = ckks, see below
-    ('[horizontal.ckks]\nscale_bits = 55', "scale_bits"),
-    ('[[horizontal.simulate_faults]]\nparty = "bank_z"\nround = 1\nkind = "nan"', "bank_z"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ('aggregation = "paillier"', "aggregation"),
+        ("rounds = 0", "rounds"),
+        ("lr = -1.0", "lr"),
+        ("typo_key = 1", "typo_key"),
+        ('[horizontal.dp]\nkind = "central"', "ckks"),  # only with aggregation = ckks, see below
+        ("[horizontal.ckks]\nscale_bits = 55", "scale_bits"),
+        ('[[horizontal.simulate_faults]]\nparty = "bank_z"\nround = 1\nkind = "nan"', "bank_z"),
+    ],
+)
 def test_settings_errors_name_the_key(extra, needle):
     if "central" in extra:
         extra = 'aggregation = "ckks"\n' + extra
@@ -69,8 +73,14 @@ def test_models_learn(kind, opt):
     x, y = _toy()
     m = models.build_model(models.ModelSpec(kind, x.shape[1], (8,)), seed=1)
     before = auc(y, models.predict_proba(m, x))
-    models.train(m, x, y, models.TrainConfig(epochs=15, lr=0.02, optimizer=opt, batch_size=500,
-                                             pos_weight=models.pos_weight(y, "balanced")))
+    models.train(
+        m,
+        x,
+        y,
+        models.TrainConfig(
+            epochs=15, lr=0.02, optimizer=opt, batch_size=500, pos_weight=models.pos_weight(y, "balanced")
+        ),
+    )
     oracle = auc(y, x @ np.linspace(-1, 1, x.shape[1]))  # the true score of _toy
     after = auc(y, models.predict_proba(m, x))
     assert after > before and after > oracle - 0.01
@@ -103,13 +113,16 @@ def test_same_seed_same_initial_model():
 SHAPES = [(1, 3), (1,)]
 
 
-@pytest.mark.parametrize("arrays, needle", [
-    ([np.array([[0.1, np.nan, 0.2]]), np.zeros(1)], "NaN"),
-    ([np.array([[0.1, 0.0, 0.2]]), np.array([np.inf])], "Inf"),
-    ([np.zeros((1, 2)), np.zeros(1)], "wrong shape"),
-    ([np.zeros((1, 3))], "wrong shape"),
-    ([np.array([[0.1, 99.0, 0.2]]), np.zeros(1)], "out of range"),
-])
+@pytest.mark.parametrize(
+    "arrays, needle",
+    [
+        ([np.array([[0.1, np.nan, 0.2]]), np.zeros(1)], "NaN"),
+        ([np.array([[0.1, 0.0, 0.2]]), np.array([np.inf])], "Inf"),
+        ([np.zeros((1, 2)), np.zeros(1)], "wrong shape"),
+        ([np.zeros((1, 3))], "wrong shape"),
+        ([np.array([[0.1, 99.0, 0.2]]), np.zeros(1)], "out of range"),
+    ],
+)
 def test_validate_update_rejects_with_bank_named(arrays, needle):
     with pytest.raises(agg.UpdateRejected, match=needle) as info:
         agg.validate_update("bank_q", arrays, SHAPES, bound=8.0)
@@ -181,8 +194,10 @@ def test_ckks_weighted_sum_roundtrip(secret):
     rng = np.random.default_rng(1)
     ws = [rng.normal(0, 1, 5000) for _ in range(3)]
     ns = [100, 300, 600]
-    loaded = [coord.load(f"bank_{i}", secret.encrypt(hckks.weighted_plaintext(w, n / 600)),
-                         hckks.n_chunks(5001, coord.slots)) for i, (w, n) in enumerate(zip(ws, ns))]
+    loaded = [
+        coord.load(f"bank_{i}", secret.encrypt(hckks.weighted_plaintext(w, n / 600)), hckks.n_chunks(5001, coord.slots))
+        for i, (w, n) in enumerate(zip(ws, ns))
+    ]
     out = hckks.unweight(secret.decrypt(coord.sum(loaded), 5001))
     exact = sum(n * w for n, w in zip(ns, ws)) / sum(ns)
     assert np.max(np.abs(out - exact)) < 1e-6
@@ -224,8 +239,13 @@ def test_ckks_mismatched_contexts_fail_clearly(secret):
 # -- key hand-over ------------------------------------------------------------------------
 def test_keyshare_seal_and_open(secret):
     b_priv = keyshare.generate_private()
-    env = keyshare.seal(secret.secret_bytes, run_id="r1", sender="bank_a", recipient="bank_b",
-                        recipient_public=keyshare.public_of(b_priv))
+    env = keyshare.seal(
+        secret.secret_bytes,
+        run_id="r1",
+        sender="bank_a",
+        recipient="bank_b",
+        recipient_public=keyshare.public_of(b_priv),
+    )
     assert secret.secret_bytes[:64] not in env.ciphertext
     got = keyshare.open_envelope(env, private_raw=b_priv, me="bank_b", run_id="r1")
     assert hckks.SecretCkks.load(got, expect_key_fp=secret.key_fp).key_fp == secret.key_fp

@@ -30,7 +30,12 @@ from parties.local_grid import run_in_process
 from protocols import wire
 from protocols.gbdt_plain import Tree
 from protocols.inference import (
-    BankModelPart, CentreModelPart, InferenceBank, InferenceCentre, InferenceError, InferenceRequest,
+    BankModelPart,
+    CentreModelPart,
+    InferenceBank,
+    InferenceCentre,
+    InferenceError,
+    InferenceRequest,
     sigmoid,
 )
 from protocols.party import Envelope, run_local
@@ -44,6 +49,7 @@ N_KNOWN, N_UNKNOWN = 42, 8
 
 # -- fixtures: one training run, one inference run -------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("inf-data")
@@ -55,10 +61,10 @@ name = "train"
 mode = "vertical-lr"
 [parties.bank]
 role = "bank"
-data = "{d / 'bank.csv'}"
+data = "{d / "bank.csv"}"
 [parties.credit_centre]
 role = "credit_centre"
-data = "{d / 'centre.csv'}"
+data = "{d / "centre.csv"}"
 [lr]
 epochs = 1
 batch_size = 512
@@ -74,17 +80,17 @@ insecure_test_key = true
 def applicants(trained) -> dict:
     """50 applicants: 42 the centre holds (10 of them refused by consent), 8 it does not hold."""
     d, b = trained["dir"], trained["bank"]
-    known = b.iloc[100:100 + N_KNOWN].drop(columns=[LABEL_COLUMN])
+    known = b.iloc[100 : 100 + N_KNOWN].drop(columns=[LABEL_COLUMN])
     held = set(trained["centre"]["uscc"])
     new_ids = [u for u in uscc.generate(40, np.random.default_rng(7)) if u not in held][:N_UNKNOWN]
-    unknown = b.iloc[300:300 + N_UNKNOWN].drop(columns=[LABEL_COLUMN]).assign(uscc=new_ids)
+    unknown = b.iloc[300 : 300 + N_UNKNOWN].drop(columns=[LABEL_COLUMN]).assign(uscc=new_ids)
     apps = pd.concat([known, unknown]).sample(frac=1.0, random_state=3).reset_index(drop=True)
     apps = apps[["uscc", *reversed(apps.columns[1:])]]  # column order must not matter
     apps.to_csv(d / "applicants.csv", index=False)
     ids = list(known["uscc"])
     groups, k = {}, 0
     for reason, n in REFUSED.items():
-        groups[reason] = ids[k:k + n]
+        groups[reason] = ids[k : k + n]
         k += n
     rows = ["uscc,bank,purpose,scope,valid_from,valid_until,revoked_at"]
     for u in ids[k:] + new_ids:
@@ -93,12 +99,12 @@ def applicants(trained) -> dict:
     rows += [f"{u},bank,loan_decision,*,2023-01-01,2025-01-31," for u in groups["expired"]]
     rows += [f"{u},bank,credit_risk_modelling,*,2024-01-01,2026-12-31," for u in groups["wrong_purpose"]]
     (d / "consents.csv").write_text("\n".join(rows) + "\n")
-    return {"frame": apps, "refused": groups, "allowed_known": ids[k:], "unknown": new_ids,
-            "all": list(apps["uscc"])}
+    return {"frame": apps, "refused": groups, "allowed_known": ids[k:], "unknown": new_ids, "all": list(apps["uscc"])}
 
 
-def inference_text(trained: dict, *, model_dir: Path | None = None, purpose: str = "loan_decision",
-                   batch_size: int = 20) -> str:
+def inference_text(
+    trained: dict, *, model_dir: Path | None = None, purpose: str = "loan_decision", batch_size: int = 20
+) -> str:
     d = trained["dir"]
     return f"""
 [run]
@@ -107,16 +113,16 @@ mode = "inference"
 purpose = "{purpose}"
 [parties.bank]
 role = "bank"
-data = "{d / 'bank.csv'}"
+data = "{d / "bank.csv"}"
 [parties.credit_centre]
 role = "credit_centre"
-data = "{d / 'centre.csv'}"
+data = "{d / "centre.csv"}"
 [inference]
-model_dir = "{model_dir or trained['train']}"
-applicants = "{d / 'applicants.csv'}"
+model_dir = "{model_dir or trained["train"]}"
+applicants = "{d / "applicants.csv"}"
 batch_size = {batch_size}
 [consent]
-registry = "{d / 'consents.csv'}"
+registry = "{d / "consents.csv"}"
 at = "{DAY}"
 """
 
@@ -132,8 +138,11 @@ def inferred(trained, applicants, tmp_path_factory) -> dict:
     captured, tap = _capture()
     status = run_in_process(config.loads(inference_text(trained)), out, tap=tap)
     assert status["status"] == "completed", status
-    return {"out": out, "captured": captured,
-            "scores": pd.read_csv(out / "nodes/bank/scores.csv", dtype={"uscc": str, "status": str})}
+    return {
+        "out": out,
+        "captured": captured,
+        "scores": pd.read_csv(out / "nodes/bank/scores.csv", dtype={"uscc": str, "status": str}),
+    }
 
 
 def _records(out: Path, kind: str) -> list[dict]:
@@ -141,6 +150,7 @@ def _records(out: Path, kind: str) -> list[dict]:
 
 
 # -- integration ---------------------------------------------------------------------------
+
 
 def test_scores_equal_local_recomputation_with_both_model_parts(trained, applicants, inferred):
     parts = {p: json.loads((trained["train"] / f"nodes/{p}/model.json").read_text()) for p in ("bank", "credit_centre")}
@@ -150,9 +160,11 @@ def test_scores_equal_local_recomputation_with_both_model_parts(trained, applica
     apps = applicants["frame"].set_index("uscc").loc[scored]
     centre = trained["centre"].set_index("uscc").loc[scored]
     xb = LocalPreprocessor.from_dict(parts["bank"]["preprocessor"]).transform(
-        apps[parts["bank"]["feature_names"]].to_numpy(float))
+        apps[parts["bank"]["feature_names"]].to_numpy(float)
+    )
     xc = LocalPreprocessor.from_dict(parts["credit_centre"]["preprocessor"]).transform(
-        centre[parts["credit_centre"]["feature_names"]].to_numpy(float))
+        centre[parts["credit_centre"]["feature_names"]].to_numpy(float)
+    )
     wb = np.array(parts["bank"]["model"]["weights"])
     wc = np.array(parts["credit_centre"]["model"]["weights"])
     expected = sigmoid(xb @ wb[:-1] + wb[-1] + xc @ wc)
@@ -191,11 +203,14 @@ def test_refused_applicants_never_reach_the_centre_and_the_ledger_counts_them(tr
         for k, v in r["refused"].items():
             by_reason[k] = by_reason.get(k, 0) + v
     assert by_reason == REFUSED
-    shas = {p: hashlib.sha256((trained["train"] / f"nodes/{p}/model.json").read_bytes()).hexdigest()
-            for p in ("bank", "credit_centre")}
+    shas = {
+        p: hashlib.sha256((trained["train"] / f"nodes/{p}/model.json").read_bytes()).hexdigest()
+        for p in ("bank", "credit_centre")
+    }
     train_run = read_records(trained["train"] / "ledger.sqlite")[0].run_id
-    assert all(r["models"] == shas and r["training_run_id"] == train_run and r["purpose"] == "loan_decision"
-               for r in recs)
+    assert all(
+        r["models"] == shas and r["training_run_id"] == train_run and r["purpose"] == "loan_decision" for r in recs
+    )
     blob = (out / "ledger.sqlite").read_bytes()
     assert not any(u.encode() in blob for u in applicants["all"])
     m = json.loads((out / "metrics.json").read_text())
@@ -205,8 +220,11 @@ def test_refused_applicants_never_reach_the_centre_and_the_ledger_counts_them(tr
 
 def test_inference_ledger_verifies_with_egress_logs(inferred):
     out = inferred["out"]
-    report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"),
-                    egress=sorted((out / "nodes").glob("*/egress.sqlite")))
+    report = verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )
     assert report.ok and report.complete, report.errors
     assert len(report.egress) == 2
 
@@ -257,15 +275,18 @@ def test_secureboost_model_scores_applicants_exactly(trained, applicants, tmp_pa
     host = SecureBoostHostModel.from_bytes(bytes.fromhex(parts["credit_centre"]["model"]["model_hex"]))
     scored = applicants["allowed_known"]
     xb = LocalPreprocessor.from_dict(parts["bank"]["preprocessor"]).transform(
-        applicants["frame"].set_index("uscc").loc[scored, parts["bank"]["feature_names"]].to_numpy(float))
+        applicants["frame"].set_index("uscc").loc[scored, parts["bank"]["feature_names"]].to_numpy(float)
+    )
     xc = LocalPreprocessor.from_dict(parts["credit_centre"]["preprocessor"]).transform(
-        trained["centre"].set_index("uscc").loc[scored, parts["credit_centre"]["feature_names"]].to_numpy(float))
+        trained["centre"].set_index("uscc").loc[scored, parts["credit_centre"]["feature_names"]].to_numpy(float)
+    )
     s = pd.read_csv(tmp_path / "inf/nodes/bank/scores.csv", dtype={"uscc": str}).set_index("uscc")
     np.testing.assert_allclose(s.loc[scored, "score"].to_numpy(), predict_local(guest, host, xb, xc), rtol=1e-9)
     assert json.loads((tmp_path / "inf/metrics.json").read_text())["model_type"] == "secureboost"
 
 
 # -- protocol level ---------------------------------------------------------------------------
+
 
 def _lr_parties(n_bank=30, n_known=25, refuse=(3, 7), batch=0, session="s1"):
     rng = np.random.default_rng(0)
@@ -275,19 +296,36 @@ def _lr_parties(n_bank=30, n_known=25, refuse=(3, 7), batch=0, session="s1"):
     Xb = rng.normal(size=(n_bank, 3))
     wb, wc = rng.normal(size=4), rng.normal(size=4)
     refusals = [("revoked" if i in refuse else None) for i in range(n_bank)]
-    bank = InferenceBank("b", "c", session=session, batch=batch, purpose="loan_decision",
-                         model=BankModelPart.from_dict({"type": "hetero_lr", "weights": wb.tolist()}),
-                         ids=ids[:n_bank], X=Xb, refusals=refusals)
-    centre = InferenceCentre("c", "b", session=session, batch=batch,
-                             model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": wc.tolist()}),
-                             ids=centre_ids, features=Xc, transform=lambda X: 2 * X)
+    bank = InferenceBank(
+        "b",
+        "c",
+        session=session,
+        batch=batch,
+        purpose="loan_decision",
+        model=BankModelPart.from_dict({"type": "hetero_lr", "weights": wb.tolist()}),
+        ids=ids[:n_bank],
+        X=Xb,
+        refusals=refusals,
+    )
+    centre = InferenceCentre(
+        "c",
+        "b",
+        session=session,
+        batch=batch,
+        model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": wc.tolist()}),
+        ids=centre_ids,
+        features=Xc,
+        transform=lambda X: 2 * X,
+    )
     return bank, centre, (ids, centre_ids, Xb, Xc, wb, wc, refusals)
 
 
 def test_lr_protocol_exact_restartable_and_only_consented_usccs_reach_the_centre():
     bank, centre, (ids, centre_ids, Xb, Xc, wb, wc, refusals) = _lr_parties()
-    inputs = {"b": dict(model=bank.model, ids=bank.ids, X=bank.X, refusals=refusals),
-              "c": dict(model=centre.model, ids=centre_ids, features=Xc, transform=lambda X: 2 * X)}
+    inputs = {
+        "b": dict(model=bank.model, ids=bank.ids, X=bank.X, refusals=refusals),
+        "c": dict(model=centre.model, ids=centre_ids, features=Xc, transform=lambda X: 2 * X),
+    }
 
     def restart(name, party):
         cls = InferenceBank if name == "b" else InferenceCentre
@@ -308,8 +346,14 @@ def test_lr_protocol_exact_restartable_and_only_consented_usccs_reach_the_centre
             assert status[i] == "unknown_at_centre" and np.isnan(scores[i])
     queried, found = parties["c"].query_log()
     assert queried == [u for u, r in zip(ids, refusals) if not r] and found.sum() == 23
-    assert parties["b"].counts() == {"requested": 30, "refused": {"revoked": 2}, "sent": 28, "found": 23,
-                                     "unknown_at_centre": 5, "scored": 23}
+    assert parties["b"].counts() == {
+        "requested": 30,
+        "refused": {"revoked": 2},
+        "sent": 28,
+        "found": 23,
+        "unknown_at_centre": 5,
+        "scored": 23,
+    }
     for env in transcript.steps[1] + transcript.steps[2]:
         assert not any(u.encode() in env.payload for u in ids)  # sealed from the relay
 
@@ -317,17 +361,35 @@ def test_lr_protocol_exact_restartable_and_only_consented_usccs_reach_the_centre
 def _sb_models():
     def tree(**kw):
         n = len(kw["left"])
-        base = dict(feature=np.full(n, -1), threshold=np.full(n, np.nan), split_id=np.zeros(n, np.uint64),
-                    gain=np.zeros(n), n_samples=np.zeros(n, np.int64))
+        base = dict(
+            feature=np.full(n, -1),
+            threshold=np.full(n, np.nan),
+            split_id=np.zeros(n, np.uint64),
+            gain=np.zeros(n),
+            n_samples=np.zeros(n, np.int64),
+        )
         return Tree.from_dict({**base, **kw})
-    t1 = tree(left=[1, 3, -1, -1, -1], right=[2, 4, -1, -1, -1], owner=[1, 2, 0, 0, 0],
-              feature=[0, -1, -1, -1, -1], threshold=[0.0, np.nan, np.nan, np.nan, np.nan],
-              split_id=np.array([0, 77, 0, 0, 0], np.uint64), value=[0, 0, 0.3, -0.5, 0.8])
-    t2 = tree(left=[1, -1, -1], right=[2, -1, -1], owner=[2, 0, 0], split_id=np.array([91, 0, 0], np.uint64),
-              value=[0, -0.2, 0.4])
+
+    t1 = tree(
+        left=[1, 3, -1, -1, -1],
+        right=[2, 4, -1, -1, -1],
+        owner=[1, 2, 0, 0, 0],
+        feature=[0, -1, -1, -1, -1],
+        threshold=[0.0, np.nan, np.nan, np.nan, np.nan],
+        split_id=np.array([0, 77, 0, 0, 0], np.uint64),
+        value=[0, 0, 0.3, -0.5, 0.8],
+    )
+    t2 = tree(
+        left=[1, -1, -1],
+        right=[2, -1, -1],
+        owner=[2, 0, 0],
+        split_id=np.array([91, 0, 0], np.uint64),
+        value=[0, -0.2, 0.4],
+    )
     guest = SecureBoostGuestModel(-1.0, 2, [t1, t2])
-    host = SecureBoostHostModel(3, np.array([77, 91], np.uint64), np.array([1, 2]), np.array([0.5, -1.0]),
-                                np.array([0, 1]))
+    host = SecureBoostHostModel(
+        3, np.array([77, 91], np.uint64), np.array([1, 2]), np.array([0.5, -1.0]), np.array([0, 1])
+    )
     return guest, host
 
 
@@ -337,11 +399,26 @@ def test_secureboost_protocol_matches_predict_local():
     ids = uscc.generate(40, rng)
     centre_ids, Xc = ids[5:], rng.normal(size=(35, 3))
     Xb = rng.normal(size=(40, 2))
-    bank = InferenceBank("b", "c", session="s", batch=0, purpose="loan_decision",
-                         model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
-                         ids=ids, X=Xb, refusals=[None] * 40)
-    centre = InferenceCentre("c", "b", session="s", batch=0, ids=centre_ids, features=Xc,
-                             model=CentreModelPart.from_dict({"type": "secureboost", "model_hex": host.to_bytes().hex()}))
+    bank = InferenceBank(
+        "b",
+        "c",
+        session="s",
+        batch=0,
+        purpose="loan_decision",
+        model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
+        ids=ids,
+        X=Xb,
+        refusals=[None] * 40,
+    )
+    centre = InferenceCentre(
+        "c",
+        "b",
+        session="s",
+        batch=0,
+        ids=centre_ids,
+        features=Xc,
+        model=CentreModelPart.from_dict({"type": "secureboost", "model_hex": host.to_bytes().hex()}),
+    )
     run_local({"b": bank, "c": centre})
     _, scores, status = bank.results()
     assert status[:5] == ["unknown_at_centre"] * 5 and np.isnan(scores[:5]).all()
@@ -350,11 +427,26 @@ def test_secureboost_protocol_matches_predict_local():
 
 def test_model_types_must_match_and_secureboost_bank_needs_secureboost_centre():
     guest, _ = _sb_models()
-    bank = InferenceBank("b", "c", session="s", batch=0, purpose="loan_decision",
-                         model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
-                         ids=uscc.generate(3, np.random.default_rng(2)), X=np.zeros((3, 2)), refusals=[None] * 3)
-    centre = InferenceCentre("c", "b", session="s", batch=0, ids=[], features=np.zeros((0, 3)),
-                             model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": [1.0, 2.0, 3.0]}))
+    bank = InferenceBank(
+        "b",
+        "c",
+        session="s",
+        batch=0,
+        purpose="loan_decision",
+        model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
+        ids=uscc.generate(3, np.random.default_rng(2)),
+        X=np.zeros((3, 2)),
+        refusals=[None] * 3,
+    )
+    centre = InferenceCentre(
+        "c",
+        "b",
+        session="s",
+        batch=0,
+        ids=[],
+        features=np.zeros((0, 3)),
+        model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": [1.0, 2.0, 3.0]}),
+    )
     with pytest.raises(InferenceError, match="different training runs"):
         run_local({"b": bank, "c": centre})
     with pytest.raises(InferenceError, match="cannot score"):
@@ -386,6 +478,7 @@ def test_tampered_replayed_or_wrong_batch_messages_are_refused():
 
 
 # -- inputs ------------------------------------------------------------------------------------
+
 
 def test_applicant_table_label_optional_and_bad_input_named(tmp_path):
     ids = uscc.generate(3, np.random.default_rng(4))

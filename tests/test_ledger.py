@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 from fedcredit.ledger import (
-    EgressLog, Ledger, LedgerError, canonical_json, generate_signing_key, load_private_key,
-    load_public_key, public_key_hex, read_records, save_private_key, save_public_key, verify,
+    EgressLog,
+    Ledger,
+    LedgerError,
+    canonical_json,
+    generate_signing_key,
+    load_private_key,
+    load_public_key,
+    public_key_hex,
+    read_records,
+    save_private_key,
+    save_public_key,
+    verify,
 )
 from fedcredit.ledger.demo import copy_run, write_demo_run
 from fedcredit.ledger.keys import sign_hash
@@ -39,8 +49,7 @@ def _rows(path: Path) -> int:
 
 
 def test_good_ledger_verifies_with_given_key_and_egress(run):
-    rep = verify(run.ledger_path, public_key=run.coordinator_key.public_key(),
-                 egress=list(run.egress_paths.values()))
+    rep = verify(run.ledger_path, public_key=run.coordinator_key.public_key(), egress=list(run.egress_paths.values()))
     assert rep.ok and rep.intact and rep.complete, rep.errors
     assert rep.records == 8 and rep.first_bad is None and rep.ok_up_to == 7
     assert rep.key_source == "given" and not rep.warnings
@@ -94,7 +103,8 @@ def test_writer_grammar(tmp_path):
     other = generate_signing_key()
     with pytest.raises(LedgerError, match="coordinator_pubkey"):
         Ledger.create(tmp_path / "m.db", key, run_id="r").append(
-            "run_start", {"coordinator_pubkey": public_key_hex(other)})
+            "run_start", {"coordinator_pubkey": public_key_hex(other)}
+        )
     assert verify(tmp_path / "l.db", public_key=key.public_key()).ok
 
 
@@ -127,6 +137,7 @@ def test_key_files_roundtrip_and_mode(tmp_path):
 
 # --- named tampering cases -------------------------------------------------------------------
 
+
 def _rejected(run, **kw):
     rep = verify(run.ledger_path, public_key=run.coordinator_key.public_key(), **kw)
     assert not rep.ok
@@ -145,8 +156,16 @@ def test_changed_payload_is_detected_at_that_record(run):
 def test_changed_payload_with_recomputed_hash_fails_signature(run):
     rec = read_records(run.ledger_path)[2]
     text = rec.payload_text.replace("97", "98")
-    h = record_hash(log=rec.log, run_id=rec.run_id, seq=2, kind=rec.kind, ts=rec.ts, writer=rec.writer,
-                    prev_hash=rec.prev_hash, payload_text=text)
+    h = record_hash(
+        log=rec.log,
+        run_id=rec.run_id,
+        seq=2,
+        kind=rec.kind,
+        ts=rec.ts,
+        writer=rec.writer,
+        prev_hash=rec.prev_hash,
+        payload_text=text,
+    )
     _sql(run.ledger_path, "UPDATE fedcredit_records SET payload=?, hash=? WHERE seq=2", text, h)
     rep = _rejected(run)
     assert rep.first_bad == 2
@@ -186,9 +205,12 @@ def test_reordered_records_are_detected(run):
 
 
 def test_duplicated_record_is_detected(run):
-    _sql(run.ledger_path, "INSERT INTO fedcredit_records (seq, log, run_id, kind, ts, writer, prev_hash,"
-         " payload, hash, sig) SELECT 100, log, run_id, kind, ts, writer, prev_hash, payload, hash, sig"
-         " FROM fedcredit_records WHERE seq=3")
+    _sql(
+        run.ledger_path,
+        "INSERT INTO fedcredit_records (seq, log, run_id, kind, ts, writer, prev_hash,"
+        " payload, hash, sig) SELECT 100, log, run_id, kind, ts, writer, prev_hash, payload, hash, sig"
+        " FROM fedcredit_records WHERE seq=3",
+    )
     rep = _rejected(run)
     assert rep.first_bad == 8 and not rep.intact
 
@@ -217,10 +239,27 @@ def test_record_after_run_end_is_detected(run, tmp_path):
     recs = read_records(run.ledger_path)
     last = recs[-1]
     text = "{}"
-    h = record_hash(log="ledger", run_id=last.run_id, seq=8, kind="step", ts=last.ts, writer=last.writer,
-                    prev_hash=last.hash, payload_text=text)
-    _sql(run.ledger_path, "INSERT INTO fedcredit_records VALUES (8,'ledger',?,'step',?,?,?,?,?,?)",
-         last.run_id, last.ts, last.writer, last.hash, text, h, sign_hash(run.coordinator_key, h))
+    h = record_hash(
+        log="ledger",
+        run_id=last.run_id,
+        seq=8,
+        kind="step",
+        ts=last.ts,
+        writer=last.writer,
+        prev_hash=last.hash,
+        payload_text=text,
+    )
+    _sql(
+        run.ledger_path,
+        "INSERT INTO fedcredit_records VALUES (8,'ledger',?,'step',?,?,?,?,?,?)",
+        last.run_id,
+        last.ts,
+        last.writer,
+        last.hash,
+        text,
+        h,
+        sign_hash(run.coordinator_key, h),
+    )
     rep = _rejected(run)
     assert rep.first_bad == 8 and "after run_end" in rep.errors[0]
 
@@ -237,10 +276,20 @@ def test_resigned_with_foreign_key_is_detected_with_pubkey(run):
             p = json.loads(text)
             p["coordinator_pubkey"] = public_key_hex(forger)
             text = canonical_json(p)
-        h = record_hash(log=rec.log, run_id=rec.run_id, seq=rec.seq, kind=rec.kind, ts=rec.ts,
-                        writer=rec.writer, prev_hash=prev, payload_text=text)
-        conn.execute("UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
-                     (text, prev, h, sign_hash(forger, h), rec.seq))
+        h = record_hash(
+            log=rec.log,
+            run_id=rec.run_id,
+            seq=rec.seq,
+            kind=rec.kind,
+            ts=rec.ts,
+            writer=rec.writer,
+            prev_hash=prev,
+            payload_text=text,
+        )
+        conn.execute(
+            "UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
+            (text, prev, h, sign_hash(forger, h), rec.seq),
+        )
         prev = h
     conn.commit()
     conn.close()
@@ -253,11 +302,20 @@ def test_resigned_with_foreign_key_is_detected_with_pubkey(run):
 
 
 def test_spliced_record_from_another_run_is_detected(run, tmp_path):
-    other = write_demo_run(tmp_path / "other", run_id="other-run", steps=3,
-                           coordinator_key=run.coordinator_key, node_keys=run.node_keys)
+    other = write_demo_run(
+        tmp_path / "other", run_id="other-run", steps=3, coordinator_key=run.coordinator_key, node_keys=run.node_keys
+    )
     donor = read_records(other.ledger_path)[3]
-    _sql(run.ledger_path, "UPDATE fedcredit_records SET run_id=?, ts=?, prev_hash=?, payload=?, hash=?, sig=?"
-         " WHERE seq=3", donor.run_id, donor.ts, donor.prev_hash, donor.payload_text, donor.hash, donor.sig)
+    _sql(
+        run.ledger_path,
+        "UPDATE fedcredit_records SET run_id=?, ts=?, prev_hash=?, payload=?, hash=?, sig=? WHERE seq=3",
+        donor.run_id,
+        donor.ts,
+        donor.prev_hash,
+        donor.payload_text,
+        donor.hash,
+        donor.sig,
+    )
     rep = _rejected(run)
     assert rep.first_bad == 3
     assert any("another run" in e for e in rep.errors)
@@ -269,11 +327,14 @@ def test_wrong_public_key_is_reported(run):
     assert any("not signed by the expected key" in w for w in rep.warnings)
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "not found"),
-    (b"", "empty"),
-    (b"hello, not a database at all" * 10, "not an SQLite database"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (None, "not found"),
+        (b"", "empty"),
+        (b"hello, not a database at all" * 10, "not an SQLite database"),
+    ],
+)
 def test_bad_files_give_clear_errors(tmp_path, content, match):
     p = tmp_path / "x.db"
     if content is not None:

@@ -94,11 +94,17 @@ def test_verify_egress_mismatch(run):
     assert res.exit_code == EXIT_FAILED and "is not in the node's own egress log" in res.output
 
 
-@pytest.mark.parametrize("setup,match", [
-    (lambda p: None, "ledger file not found"),
-    (lambda p: p.write_text("garbage" * 20), "not an SQLite database"),
-    (lambda p: sqlite3.connect(p).execute("CREATE TABLE x(y)").connection.commit(), "without a fedcredit ledger table"),
-])
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: None, "ledger file not found"),
+        (lambda p: p.write_text("garbage" * 20), "not an SQLite database"),
+        (
+            lambda p: sqlite3.connect(p).execute("CREATE TABLE x(y)").connection.commit(),
+            "without a fedcredit ledger table",
+        ),
+    ],
+)
 def test_bad_ledger_files(tmp_path, setup, match):
     p = tmp_path / "bad.db"
     setup(p)
@@ -147,14 +153,18 @@ def test_export_jsonl_and_csv(run, tmp_path):
 def test_consent_command(tmp_path):
     a, b = uscc.from_index(1), uscc.from_index(2)
     good = tmp_path / "c.csv"
-    good.write_text("uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"
-                    f"{a},bank-a,loan_decision,*,2024-01-01,2026-01-01,\n"
-                    f"{b},bank-a,loan_decision,*,2024-01-01,2026-01-01,2025-02-01\n")
+    good.write_text(
+        "uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"
+        f"{a},bank-a,loan_decision,*,2024-01-01,2026-01-01,\n"
+        f"{b},bank-a,loan_decision,*,2024-01-01,2026-01-01,2025-02-01\n"
+    )
     res = runner.invoke(app, ["consent", str(good), "--at", "2025-06-01"])
     assert res.exit_code == 0 and "revoked" in res.output and "valid" in res.output
     bad = tmp_path / "bad.csv"
-    bad.write_text("uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"
-                   f"{a},bank-a,loan_decision,*,2024-01-01,2023-01-01,\n")
+    bad.write_text(
+        "uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"
+        f"{a},bank-a,loan_decision,*,2024-01-01,2023-01-01,\n"
+    )
     res = runner.invoke(app, ["consent", str(bad)])
     assert res.exit_code == EXIT_BAD_INPUT
     assert "line 2, column 'valid_until'" in res.output

@@ -12,8 +12,7 @@ import pytest
 from fedcredit.ledger import EgressLog, Ledger, generate_signing_key, message_entry, public_key_hex, verify
 
 
-def _run(tmp_path, *, ledger_msgs, egress_msgs, run_id="r1", egress_run_id=None, egress_key=None,
-         finish=True):
+def _run(tmp_path, *, ledger_msgs, egress_msgs, run_id="r1", egress_run_id=None, egress_key=None, finish=True):
     """Ledger with one step holding ``ledger_msgs``; bank egress log holding ``egress_msgs``.
 
     Messages are (sender, recipient, kind, step, payload-bytes).
@@ -21,12 +20,20 @@ def _run(tmp_path, *, ledger_msgs, egress_msgs, run_id="r1", egress_run_id=None,
     ck, bk = generate_signing_key(), generate_signing_key()
     ledger_path, egress_path = tmp_path / "ledger.db", tmp_path / "egress-bank.db"
     with Ledger.create(ledger_path, ck, run_id=run_id) as led:
-        led.append("run_start", {"parties": {"bank": {"role": "bank", "egress_pubkey": public_key_hex(bk)},
-                                             "centre": {"role": "credit_centre", "egress_pubkey": None}}})
+        led.append(
+            "run_start",
+            {
+                "parties": {
+                    "bank": {"role": "bank", "egress_pubkey": public_key_hex(bk)},
+                    "centre": {"role": "credit_centre", "egress_pubkey": None},
+                }
+            },
+        )
         steps: dict[str, list] = {}
         for sender, recipient, kind, step, payload in ledger_msgs:
             steps.setdefault(step, []).append(
-                message_entry(sender=sender, recipient=recipient, kind=kind, payload=payload))
+                message_entry(sender=sender, recipient=recipient, kind=kind, payload=payload)
+            )
         for step, msgs in steps.items():
             led.append("step", {"step": step, "messages": msgs})
         if finish:
@@ -49,13 +56,16 @@ def test_matching_logs_verify(tmp_path):
     assert not [w for w in rep.warnings if "not cross-checked" in w]
 
 
-@pytest.mark.parametrize("field,value", [
-    (4, b"\x02" * 40),          # different bytes (hash)
-    (4, b"\x01" * 41),          # different size
-    (2, "encrypted_residual"),  # different kind
-    (1, "centre"),              # different recipient
-    (3, "round-1"),             # different step
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        (4, b"\x02" * 40),  # different bytes (hash)
+        (4, b"\x01" * 41),  # different size
+        (2, "encrypted_residual"),  # different kind
+        (1, "centre"),  # different recipient
+        (3, "round-1"),  # different step
+    ],
+)
 def test_ledger_misreporting_a_node_message_is_detected(tmp_path, field, value):
     lied = list(MSG)
     lied[field] = value
@@ -96,8 +106,7 @@ def test_egress_log_of_another_run(tmp_path):
 
 
 def test_egress_log_signed_by_unregistered_key(tmp_path):
-    ledger, egress, ck = _run(tmp_path, ledger_msgs=[MSG], egress_msgs=[MSG],
-                              egress_key=generate_signing_key())
+    ledger, egress, ck = _run(tmp_path, ledger_msgs=[MSG], egress_msgs=[MSG], egress_key=generate_signing_key())
     rep = verify(ledger, public_key=ck.public_key(), egress=[egress])
     assert not rep.ok
     assert any("node_pubkey is not the node's registered key" in e for e in rep.errors)
@@ -106,8 +115,12 @@ def test_egress_log_signed_by_unregistered_key(tmp_path):
 
 def test_auditor_node_key_overrides_and_must_match(tmp_path):
     ledger, egress, ck = _run(tmp_path, ledger_msgs=[MSG], egress_msgs=[MSG])
-    rep = verify(ledger, public_key=ck.public_key(), egress=[egress],
-                 egress_public_keys={"bank": generate_signing_key().public_key()})
+    rep = verify(
+        ledger,
+        public_key=ck.public_key(),
+        egress=[egress],
+        egress_public_keys={"bank": generate_signing_key().public_key()},
+    )
     assert not rep.ok and any("auditor's key for node 'bank' differs" in e for e in rep.errors)
 
 

@@ -27,16 +27,16 @@ from fedcredit.ledger.keys import sign_hash
 from fedcredit.ledger.records import record_hash
 
 TEXT_FIELDS = ["log", "run_id", "kind", "ts", "writer", "prev_hash", "payload", "hash", "sig"]
-CHARS = string.ascii_letters + string.digits + "{}[]\":,.-_ é"
+CHARS = string.ascii_letters + string.digits + '{}[]":,.-_ é'
 MUTATIONS = ["byte", "seq", "delete", "swap", "duplicate", "truncate", "resign", "splice"]
 
 
 def load_reference_verifier():
     """The independent verifier printed in docs/ledger.md §7 (so the doc cannot drift)."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "ledger.md").read_text(encoding="utf-8")
-    section = doc[doc.index("## 7."):]
-    code = section[section.index("```python") + len("```python"):]
-    code = code[:code.index("```")]
+    section = doc[doc.index("## 7.") :]
+    code = section[section.index("```python") + len("```python") :]
+    code = code[: code.index("```")]
     namespace: dict = {}
     exec(compile(code, "docs/ledger.md#7", "exec"), namespace)
     return namespace["reference_verify"]
@@ -48,8 +48,13 @@ REFERENCE = load_reference_verifier()
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     good = write_demo_run(tmp_path_factory.mktemp("good"), run_id="run-A", steps=3)
-    other = write_demo_run(tmp_path_factory.mktemp("other"), run_id="run-B", steps=3,
-                           coordinator_key=good.coordinator_key, node_keys=good.node_keys)
+    other = write_demo_run(
+        tmp_path_factory.mktemp("other"),
+        run_id="run-B",
+        steps=3,
+        coordinator_key=good.coordinator_key,
+        node_keys=good.node_keys,
+    )
     return good, other, tmp_path_factory.mktemp("work")
 
 
@@ -66,7 +71,7 @@ def _mutate(conn: sqlite3.Connection, data, records, donor_records, foreign_key)
         old = _column(records[i], field)
         pos = data.draw(st.integers(0, len(old) - 1), label="pos")
         ch = data.draw(st.sampled_from(CHARS).filter(lambda c: c != old[pos]), label="char")
-        conn.execute(f"UPDATE fedcredit_records SET {field}=? WHERE seq=?", (old[:pos] + ch + old[pos + 1:], i))
+        conn.execute(f"UPDATE fedcredit_records SET {field}=? WHERE seq=?", (old[:pos] + ch + old[pos + 1 :], i))
     elif kind == "seq":
         new = data.draw(st.integers(-5, 3 * n).filter(lambda s: s not in range(n)), label="new seq")
         conn.execute("UPDATE fedcredit_records SET seq=? WHERE seq=?", (new, i))
@@ -84,8 +89,11 @@ def _mutate(conn: sqlite3.Connection, data, records, donor_records, foreign_key)
         conn.execute("UPDATE fedcredit_records SET seq=seq+1000 WHERE seq>=?", (at,))
         conn.execute("UPDATE fedcredit_records SET seq=seq-999 WHERE seq>=1000")
         src = i + 1 if i >= at else i
-        conn.execute("INSERT INTO fedcredit_records SELECT ?, log, run_id, kind, ts, writer, prev_hash,"
-                     " payload, hash, sig FROM fedcredit_records WHERE seq=?", (at, src))
+        conn.execute(
+            "INSERT INTO fedcredit_records SELECT ?, log, run_id, kind, ts, writer, prev_hash,"
+            " payload, hash, sig FROM fedcredit_records WHERE seq=?",
+            (at, src),
+        )
     elif kind == "truncate":
         keep = data.draw(st.integers(0, n - 1), label="keep")
         conn.execute("DELETE FROM fedcredit_records WHERE seq>=?", (keep,))
@@ -98,21 +106,36 @@ def _mutate(conn: sqlite3.Connection, data, records, donor_records, foreign_key)
             if rec.seq == i:
                 payload["tampered"] = data.draw(st.integers(0, 9), label="value")
             text = canonical_json(payload)
-            h = record_hash(log=rec.log, run_id=rec.run_id, seq=rec.seq, kind=rec.kind, ts=rec.ts,
-                            writer=rec.writer, prev_hash=prev, payload_text=text)
-            conn.execute("UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
-                         (text, prev, h, sign_hash(foreign_key, h), rec.seq))
+            h = record_hash(
+                log=rec.log,
+                run_id=rec.run_id,
+                seq=rec.seq,
+                kind=rec.kind,
+                ts=rec.ts,
+                writer=rec.writer,
+                prev_hash=prev,
+                payload_text=text,
+            )
+            conn.execute(
+                "UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
+                (text, prev, h, sign_hash(foreign_key, h), rec.seq),
+            )
             prev = h
     elif kind == "splice":
         d = donor_records[data.draw(st.integers(0, len(donor_records) - 1), label="donor")]
         conn.execute("DELETE FROM fedcredit_records WHERE seq=?", (i,))
-        conn.execute("INSERT INTO fedcredit_records VALUES (?,?,?,?,?,?,?,?,?,?)",
-                     (i, d.log, d.run_id, d.kind, d.ts, d.writer, d.prev_hash, d.payload_text, d.hash, d.sig))
+        conn.execute(
+            "INSERT INTO fedcredit_records VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (i, d.log, d.run_id, d.kind, d.ts, d.writer, d.prev_hash, d.payload_text, d.hash, d.sig),
+        )
     return kind
 
 
-@settings(max_examples=int(os.environ.get("FEDCREDIT_LEDGER_EXAMPLES", "200")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("FEDCREDIT_LEDGER_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_every_random_mutation_is_rejected(runs, data):
     good, other, work = runs
@@ -125,12 +148,14 @@ def test_every_random_mutation_is_rejected(runs, data):
     kind = _mutate(conn, data, read_records(source), read_records(donor), generate_signing_key())
     conn.commit()
     conn.close()
-    rep = verify(case.ledger_path, public_key=good.coordinator_key.public_key(),
-                 egress=list(case.egress_paths.values()))
+    rep = verify(
+        case.ledger_path, public_key=good.coordinator_key.public_key(), egress=list(case.egress_paths.values())
+    )
     assert not rep.ok, f"{kind} mutation of {target} was accepted"
     if target == "ledger":  # the documented reference verifier must reject it too
-        _ok_up_to, complete, error = REFERENCE(str(case.ledger_path), good.coordinator_key.public_key()
-                                               .public_bytes_raw())
+        _ok_up_to, complete, error = REFERENCE(
+            str(case.ledger_path), good.coordinator_key.public_key().public_bytes_raw()
+        )
         assert error is not None or not complete, f"reference verifier accepted {kind}"
     if target != "ledger":
         assert not rep.intact and any("egress" in e for e in rep.errors), rep.errors
@@ -143,8 +168,9 @@ def test_every_random_mutation_is_rejected(runs, data):
 def test_unmutated_copy_verifies(runs):
     good, _, work = runs
     case = copy_run(good, work / "plain")
-    rep = verify(case.ledger_path, public_key=good.coordinator_key.public_key(),
-                 egress=list(case.egress_paths.values()))
+    rep = verify(
+        case.ledger_path, public_key=good.coordinator_key.public_key(), egress=list(case.egress_paths.values())
+    )
     assert rep.ok, rep.errors
     assert REFERENCE(str(case.ledger_path)) == (7, True, None)
     assert REFERENCE(str(case.ledger_path), good.coordinator_key.public_key().public_bytes_raw()) == (7, True, None)

@@ -24,7 +24,7 @@ from protocols.paillier import (
 )
 
 FAST = settings(max_examples=25, deadline=None)
-BIG = 2 ** 400  # plaintext magnitudes tested (the 1024-bit key holds |m| < ~2^1022)
+BIG = 2**400  # plaintext magnitudes tested (the 1024-bit key holds |m| < ~2^1022)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,13 @@ def obj(xs) -> np.ndarray:
 
 # -- keys ---------------------------------------------------------------------------------------
 
+
 def test_default_keys_are_2048_bits_and_work():
     pk, sk = generate_keypair()
     assert pk.bits == MIN_KEY_BITS and not pk.insecure_test_key
     assert pk.table_window == 12 and pk.djn_exponent_bits >= 256
-    v = sk.encrypt(np.array([-5, 0, 2 ** 60]))
-    assert sk.decrypt(v + pk.encrypt(np.array([1, 2, 3]))).tolist() == [-4, 2, 2 ** 60 + 3]
+    v = sk.encrypt(np.array([-5, 0, 2**60]))
+    assert sk.decrypt(v + pk.encrypt(np.array([1, 2, 3]))).tolist() == [-4, 2, 2**60 + 3]
 
 
 def test_small_keys_refused_without_flag():
@@ -87,10 +88,10 @@ def test_bad_key_bytes(keys):
         with pytest.raises(PaillierError):
             PublicKey.from_bytes(bad, insecure_test_key=True)
     nb = int.from_bytes(data[:4], "big")
-    even = data[:4] + (int.from_bytes(data[4:4 + nb], "big") - 1).to_bytes(nb, "big") + data[4 + nb:]
+    even = data[:4] + (int.from_bytes(data[4 : 4 + nb], "big") - 1).to_bytes(nb, "big") + data[4 + nb :]
     with pytest.raises(PaillierError, match="odd modulus"):
         PublicKey.from_bytes(even, insecure_test_key=True)
-    zero_hs = data[:4 + nb] + bytes(len(data) - 4 - nb)
+    zero_hs = data[: 4 + nb] + bytes(len(data) - 4 - nb)
     with pytest.raises(PaillierError, match="DJN base"):
         PublicKey.from_bytes(zero_hs, insecure_test_key=True)
     with pytest.raises(PaillierError, match="truncated"):
@@ -100,6 +101,7 @@ def test_bad_key_bytes(keys):
 
 
 # -- homomorphic correctness --------------------------------------------------------------------
+
 
 @FAST
 @given(data=st.data())
@@ -120,8 +122,8 @@ def test_add_sub_add_plain(keys, data):
 @given(data=st.data())
 def test_mul_plain_and_sum(keys, data):
     pk, sk = keys
-    a = data.draw(ints(2 ** 300))
-    k = data.draw(ints(2 ** 200, min_size=len(a), max_size=len(a)))
+    a = data.draw(ints(2**300))
+    k = data.draw(ints(2**200, min_size=len(a), max_size=len(a)))
     ea = pk.encrypt(obj(a))
     assert sk.decrypt(ea.mul_plain(obj(k))).tolist() == [x * y for x, y in zip(a, k)]
     assert sk.decrypt(ea.mul_plain(-2)).tolist() == [-2 * x for x in a]
@@ -135,9 +137,11 @@ def test_dot_matches_integer_matrix_product(keys, data):
     n = data.draw(st.integers(1, 40))
     cols = data.draw(st.integers(1, 4))
     bits = data.draw(st.sampled_from([1, 2, 8, 16, 31, 62]))
-    a = data.draw(ints(2 ** 300, min_size=n, max_size=n))
-    X = np.array(data.draw(st.lists(st.integers(-(2 ** bits) + 1, 2 ** bits - 1), min_size=n * cols,
-                                    max_size=n * cols)), dtype=np.int64).reshape(n, cols)
+    a = data.draw(ints(2**300, min_size=n, max_size=n))
+    X = np.array(
+        data.draw(st.lists(st.integers(-(2**bits) + 1, 2**bits - 1), min_size=n * cols, max_size=n * cols)),
+        dtype=np.int64,
+    ).reshape(n, cols)
     got = sk.decrypt(pk.encrypt(obj(a)).dot(X))
     assert got.tolist() == (X.T.astype(object) @ obj(a)).tolist()
 
@@ -146,7 +150,7 @@ def test_dot_matches_integer_matrix_product(keys, data):
 @given(bits=st.sampled_from([1, 20, 63, 64, 100]), data=st.data(), window=st.integers(1, 10))
 def test_multi_exponentiate_windows(keys, bits, data, window):
     pk, _ = keys
-    exps = data.draw(st.lists(st.integers(-(2 ** bits), 2 ** bits), min_size=1, max_size=30))
+    exps = data.draw(st.lists(st.integers(-(2**bits), 2**bits), min_size=1, max_size=30))
     nsq = pk.nsquare
     bases = pk.random_obfuscators(len(exps))
     want = mpz(1)
@@ -166,9 +170,9 @@ def test_dot_edge_cases(keys):
     assert sk.decrypt(e.dot(np.array([[2], [3], [-1]], dtype=object))).tolist() == [-11]
     assert len(e.dot(np.zeros((3, 0), dtype=np.int64))) == 0
     # exponents beyond int64 take the generic path
-    big = np.array([[2 ** 70, -(2 ** 63)], [-(2 ** 90), 1], [1, 2 ** 64]], dtype=object)
+    big = np.array([[2**70, -(2**63)], [-(2**90), 1], [1, 2**64]], dtype=object)
     assert sk.decrypt(e.dot(big)).tolist() == (big.T @ np.array([3, -4, 5], dtype=object)).tolist()
-    assert sk.decrypt(e.dot(np.array([[2 ** 63], [0], [1]], dtype=np.uint64))).tolist() == [3 * 2 ** 63 + 5]
+    assert sk.decrypt(e.dot(np.array([[2**63], [0], [1]], dtype=np.uint64))).tolist() == [3 * 2**63 + 5]
 
 
 def test_fixed_point_through_paillier(keys):
@@ -207,6 +211,7 @@ def test_slicing_indexing_concat(keys):
 
 # -- wire ---------------------------------------------------------------------------------------
 
+
 @FAST
 @given(a=ints(max_size=20))
 def test_ciphertext_bytes_roundtrip(keys, a):
@@ -232,13 +237,13 @@ def test_from_bytes_rejects_values_outside_z_star(keys):
         for v in values:
             if int(v).bit_length() > 8 * w:
                 continue  # cannot even be framed in a fixed-width slot
-            blob = good[:w] + int(v).to_bytes(w, "big") + good[2 * w:]
+            blob = good[:w] + int(v).to_bytes(w, "big") + good[2 * w :]
             with pytest.raises(PaillierError, match=f"ciphertext 1 .*{msg}"):
                 EncryptedVector.from_bytes(pk, blob)
             checked += 1
     assert checked >= 5
     # the unvalidated path accepts it (for trusted local storage) but validate() still catches it
-    blob = good[:w] + (int(sk.p) * 3).to_bytes(w, "big") + good[2 * w:]
+    blob = good[:w] + (int(sk.p) * 3).to_bytes(w, "big") + good[2 * w :]
     vec = EncryptedVector.from_bytes(pk, blob, validate=False)
     with pytest.raises(PaillierError, match="ciphertext 1"):
         vec.validate()
@@ -247,6 +252,7 @@ def test_from_bytes_rejects_values_outside_z_star(keys):
 
 
 # -- interop with phe -------------------------------------------------------------------------------
+
 
 @FAST
 @given(a=ints())
@@ -285,6 +291,7 @@ def test_phe_foreign_inputs_rejected(keys, other_keys):
 
 
 # -- bad input --------------------------------------------------------------------------------------
+
 
 def test_mismatched_keys(keys, other_keys):
     pk, sk = keys
@@ -355,6 +362,7 @@ def test_plaintext_too_large(keys):
 
 # -- obfuscator pool ----------------------------------------------------------------------------------
 
+
 def test_obfuscator_pool(keys):
     pk, sk = keys
     sk.precompute()
@@ -376,6 +384,7 @@ def test_obfuscator_pool(keys):
 
 # -- multiprocessing paths ------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def force_parallel(monkeypatch):
     for kind in list(parallel.THRESHOLDS):
@@ -387,10 +396,10 @@ def force_parallel(monkeypatch):
 def test_parallel_paths_give_identical_results(keys, force_parallel):
     pk, sk = keys
     rng = np.random.default_rng(5)
-    a = [int(v) for v in rng.integers(-2 ** 62, 2 ** 62, 37)]
+    a = [int(v) for v in rng.integers(-(2**62), 2**62, 37)]
     e = pk.encrypt(obj(a), workers=1)
-    X = rng.integers(-2 ** 15, 2 ** 15, (37, 3))
-    k = rng.integers(-2 ** 20, 2 ** 20, 37)
+    X = rng.integers(-(2**15), 2**15, (37, 3))
+    k = rng.integers(-(2**20), 2**20, 37)
     assert e.dot(X, workers=2).ciphertexts == e.dot(X, workers=1).ciphertexts
     assert e.mul_plain(k, workers=2).ciphertexts == e.mul_plain(k, workers=1).ciphertexts
     assert sk.decrypt_raw(e.ciphertexts, workers=2) == sk.decrypt_raw(e.ciphertexts, workers=1)
@@ -422,7 +431,16 @@ def test_benchmark_script_smoke(capsys):
     spec.loader.exec_module(bench)
     bench.main(["--quick", "--bits", "1024", "--rows", "3000", "--cols", "2", "--workers", "1"])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("enc_per_s", "pub_enc_per_s", "phe_enc_per_s", "enc_ratio", "dec_per_s", "phe_dec_per_s",
-                "dot_30k_x10_s", "phe_dot_30k_x10_s_est", "packed_values_per_ct"):
+    for key in (
+        "enc_per_s",
+        "pub_enc_per_s",
+        "phe_enc_per_s",
+        "enc_ratio",
+        "dec_per_s",
+        "phe_dec_per_s",
+        "dot_30k_x10_s",
+        "phe_dot_30k_x10_s_est",
+        "packed_values_per_ct",
+    ):
         assert last[key] > 0, key
     assert last["packed_values_per_ct"] == (1024 - 2) // 40

@@ -26,13 +26,12 @@ from protocols.psi_workers import hash_and_blind, hash_id, reblind
 
 
 def x25519(secret: bytes, u: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(secret).exchange(
-        X25519PublicKey.from_public_bytes(u))
+    return X25519PrivateKey.from_private_bytes(secret).exchange(X25519PublicKey.from_public_bytes(u))
 
 
 def sets(n_a: int, n_b: int, common: int, seed: int = 0) -> tuple[list[str], list[str], set[str]]:
     ids = uscc.generate(n_a + n_b - common, np.random.default_rng(seed))
-    a, b = ids[:n_a], ids[n_a - common:]
+    a, b = ids[:n_a], ids[n_a - common :]
     return a, b, set(a) & set(b)
 
 
@@ -69,8 +68,7 @@ def test_kernels_commute_in_either_order() -> None:
     ab = reblind((kb, hash_and_blind((ka, salt, ids)), 32))
     ba = reblind((ka, hash_and_blind((kb, salt, ids)), 32))
     assert ab == ba and len(ab) == 32 * 20
-    assert reblind((kb, hash_and_blind((ka, salt, ids)), 12)) == b"".join(
-        ab[i:i + 12] for i in range(0, len(ab), 32))
+    assert reblind((kb, hash_and_blind((ka, salt, ids)), 12)) == b"".join(ab[i : i + 12] for i in range(0, len(ab), 32))
 
 
 # ----------------------------------------------------------------------------- USCC check
@@ -79,13 +77,18 @@ def test_kernels_commute_in_either_order() -> None:
 def test_uscc_check_agrees_with_fedcredit() -> None:
     rng = np.random.default_rng(3)
     good = uscc.generate(300, rng)
-    codes = (good + [uscc.corrupt_check_character(c) for c in good[:100]]
-             + [c.lower() for c in good[:20]] + [" " + c + "\t" for c in good[:20]]
-             + [c[:17] for c in good[:20]] + [c + "0" for c in good[:20]]
-             + ["".join(rng.choice(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 18))
-                for _ in range(200)]
-             + ["Z" + c[1:] for c in good[:10]] + [c[:3] + "A" + c[4:] for c in good[:10]]
-             + ["91330100MA2CF1234\u00e9", ""])
+    codes = (
+        good
+        + [uscc.corrupt_check_character(c) for c in good[:100]]
+        + [c.lower() for c in good[:20]]
+        + [" " + c + "\t" for c in good[:20]]
+        + [c[:17] for c in good[:20]]
+        + [c + "0" for c in good[:20]]
+        + ["".join(rng.choice(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 18)) for _ in range(200)]
+        + ["Z" + c[1:] for c in good[:10]]
+        + [c[:3] + "A" + c[4:] for c in good[:10]]
+        + ["91330100MA2CF1234\u00e9", ""]
+    )
     norm = [uscc.normalise(c) for c in codes]
     mask = uscc_mask(norm)
     assert mask.tolist() == [uscc.is_valid(c) for c in codes]
@@ -96,8 +99,7 @@ def test_uscc_check_agrees_with_fedcredit() -> None:
 # ------------------------------------------------------------------------------ correctness
 
 
-@pytest.mark.parametrize("n_a,n_b,common", [(400, 300, 0), (400, 400, 200), (300, 300, 300),
-                                            (500, 50, 50), (1, 1, 1)])
+@pytest.mark.parametrize("n_a,n_b,common", [(400, 300, 0), (400, 400, 200), (300, 300, 300), (500, 50, 50), (1, 1, 1)])
 def test_random_sets(n_a: int, n_b: int, common: int) -> None:
     a, b, truth = sets(n_a, n_b, common, seed=n_a + common)
     rng = np.random.default_rng(common)
@@ -105,8 +107,15 @@ def test_random_sets(n_a: int, n_b: int, common: int) -> None:
     rng.shuffle(b)
     res_a, res_b = run_local(a, b, workers=1)
     assert_aligned(a, b, res_a, res_b, truth)
-    assert res_a.stats == {"input": n_a, "rejected_invalid": 0, "duplicates": 0, "refused": 0,
-                           "used": n_a, "peer_used": n_b, "intersection": common}
+    assert res_a.stats == {
+        "input": n_a,
+        "rejected_invalid": 0,
+        "duplicates": 0,
+        "refused": 0,
+        "used": n_a,
+        "peer_used": n_b,
+        "intersection": common,
+    }
 
 
 def test_worker_pool_and_full_length_keys() -> None:
@@ -159,8 +168,7 @@ def test_empty_sets(n_a: int, n_b: int) -> None:
 
 
 def test_all_invalid_is_an_empty_set() -> None:
-    res_a, res_b = run_local(["bad", "worse"], uscc.generate(5, np.random.default_rng(0)),
-                             workers=1)
+    res_a, res_b = run_local(["bad", "worse"], uscc.generate(5, np.random.default_rng(0)), workers=1)
     assert res_a.size == 0 and res_a.stats["rejected_invalid"] == 2
     assert res_b.stats["peer_used"] == 0
 
@@ -182,14 +190,14 @@ def test_fresh_secrets_and_shuffle_per_run() -> None:
     ids = uscc.generate(50, np.random.default_rng(10))
     p1, p2 = PsiParty("A", ids, session="s"), PsiParty("A", ids, session="s")
     m1, m2 = p1.start(), p2.start()
-    chunks1 = {m1.points[i:i + 32] for i in range(0, len(m1.points), 32)}
-    chunks2 = {m2.points[i:i + 32] for i in range(0, len(m2.points), 32)}
+    chunks1 = {m1.points[i : i + 32] for i in range(0, len(m1.points), 32)}
+    chunks2 = {m2.points[i : i + 32] for i in range(0, len(m2.points), 32)}
     assert not chunks1 & chunks2 and m1.channel_key != m2.channel_key
     # order is not the input order: the points are not H(id)^k in input order
-    pts = [m1.points[i:i + 32] for i in range(0, len(m1.points), 32)]
+    pts = [m1.points[i : i + 32] for i in range(0, len(m1.points), 32)]
     hashed = hash_and_blind((p1._secret, session_salt("s"), np.array(ids, dtype="S18")))
-    assert pts != [hashed[i:i + 32] for i in range(0, len(hashed), 32)]
-    assert sorted(pts) == sorted(hashed[i:i + 32] for i in range(0, len(hashed), 32))
+    assert pts != [hashed[i : i + 32] for i in range(0, len(hashed), 32)]
+    assert sorted(pts) == sorted(hashed[i : i + 32] for i in range(0, len(hashed), 32))
 
 
 # ----------------------------------------------------------------------- relay's view
@@ -206,19 +214,27 @@ def test_relay_sees_no_plaintext_nor_unblinded_hash_nor_matches() -> None:
     salt = session_salt("run-42")
     for x in a + b:
         h = hash_id(x.encode(), salt)
-        for needle in (x.encode(), x.encode("utf-16-le"), x.lower().encode(), x[:-1].encode(),
-                       h, h[:12], h[-12:], h.hex().encode()):
+        for needle in (
+            x.encode(),
+            x.encode("utf-16-le"),
+            x.lower().encode(),
+            x[:-1].encode(),
+            h,
+            h[:12],
+            h[-12:],
+            h.hex().encode(),
+        ):
             assert needle not in blob, needle
     msgs = {(s, t): d for s, t, d in transcript}
     r1a = wire.decode(msgs[("A", "PsiBlinded")], PsiBlinded)
     r1b = wire.decode(msgs[("B", "PsiBlinded")], PsiBlinded)
-    pa = {r1a.points[i:i + 32] for i in range(0, len(r1a.points), 32)}
-    pb = {r1b.points[i:i + 32] for i in range(0, len(r1b.points), 32)}
+    pa = {r1a.points[i : i + 32] for i in range(0, len(r1a.points), 32)}
+    pb = {r1b.points[i : i + 32] for i in range(0, len(r1b.points), 32)}
     assert not pa & pb  # same ids, different blinding: round 1 is unlinkable
     r2a = wire.decode(msgs[("A", "PsiReblinded")], PsiReblinded).sealed
     r2b = wire.decode(msgs[("B", "PsiReblinded")], PsiReblinded).sealed
-    ka = {r2a[i:i + 12] for i in range(0, len(r2a) - 16, 12)}
-    kb = {r2b[i:i + 12] for i in range(0, len(r2b) - 16, 12)}
+    ka = {r2a[i : i + 12] for i in range(0, len(r2a) - 16, 12)}
+    kb = {r2b[i : i + 12] for i in range(0, len(r2b) - 16, 12)}
     assert not ka & kb  # sealed: the relay cannot even count the intersection
 
 
@@ -234,11 +250,17 @@ def _started_pair(n: int = 20) -> tuple[PsiParty, PsiParty, PsiBlinded, PsiBlind
 def test_wrong_step_messages() -> None:
     pa, pb, m1a, m1b = _started_pair()
     m2b = pb.handle(m1a)
-    with pytest.raises(PsiProtocolError, match=r"party A, step 1.*expected PsiBlinded.*"
-                                               r"PsiReblinded"):
+    with pytest.raises(
+        PsiProtocolError,
+        match=r"party A, step 1.*expected PsiBlinded.*"
+        r"PsiReblinded",
+    ):
         pa.handle(m2b)
-    with pytest.raises(PsiProtocolError, match=r"party A, step 1.*expected a PsiBlinded "
-                                               r"message, got PsiReblinded"):
+    with pytest.raises(
+        PsiProtocolError,
+        match=r"party A, step 1.*expected a PsiBlinded "
+        r"message, got PsiReblinded",
+    ):
         pa.handle(wire.encode(m2b))
     with pytest.raises(PsiProtocolError, match="before start"):
         PsiParty("A", []).handle(m1b)
@@ -284,9 +306,11 @@ def test_wrong_sender_session_truncate_and_garbage() -> None:
 
 def test_wrong_lengths() -> None:
     pa, pb, m1a, m1b = _started_pair()
-    for bad in (dataclasses.replace(m1b, points=m1b.points[:-1]),  # not a multiple of 32
-                dataclasses.replace(m1b, count=m1b.count + 1),  # count disagrees
-                dataclasses.replace(m1b, points=m1b.points + bytes(32))):
+    for bad in (
+        dataclasses.replace(m1b, points=m1b.points[:-1]),  # not a multiple of 32
+        dataclasses.replace(m1b, count=m1b.count + 1),  # count disagrees
+        dataclasses.replace(m1b, points=m1b.points + bytes(32)),
+    ):
         with pytest.raises(PsiProtocolError, match=r"party A, step 1.*is not count"):
             pa.handle(wire.encode(bad))
     with pytest.raises(PsiProtocolError, match=r"step 1.*low-order"):
@@ -295,8 +319,11 @@ def test_wrong_lengths() -> None:
         pa.handle(dataclasses.replace(m1b, channel_key=b"short"))
     assert pa.state == "sent_blinded"  # a refused message leaves the state unchanged
     m2a, m2b = pa.handle(m1b), pb.handle(m1a)
-    with pytest.raises(PsiProtocolError, match=r"party A, step 2 \(re-blinded keys\): count 19, "
-                                               r"but this party sent 20"):
+    with pytest.raises(
+        PsiProtocolError,
+        match=r"party A, step 2 \(re-blinded keys\): count 19, "
+        r"but this party sent 20",
+    ):
         pa.handle(dataclasses.replace(m2b, count=19))
     with pytest.raises(PsiProtocolError, match=r"step 2 \(re-blinded keys\): sealed payload"):
         pa.handle(dataclasses.replace(m2b, sealed=m2b.sealed[:-12]))
@@ -312,8 +339,9 @@ def test_wrong_lengths() -> None:
 
 def test_error_in_one_party_does_not_hang_run_local() -> None:
     with pytest.raises(InvalidIdError):
-        run_local(["bad"], ["worse"], workers=1, validator=lambda s: (_ for _ in ()).throw(
-            InvalidIdError("validator failed")))
+        run_local(
+            ["bad"], ["worse"], workers=1, validator=lambda s: (_ for _ in ()).throw(InvalidIdError("validator failed"))
+        )
 
 
 def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture[str]) -> None:
@@ -326,8 +354,7 @@ def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--size", "300", "--overlap", "0.3", "--workers", "1",
-                       "--no-openmined"]) == 0
+    assert bench.main(["--size", "300", "--overlap", "0.3", "--workers", "1", "--no-openmined"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["correct"] is True and out["size"] == 300 and out["intersection"] == 90
     assert out["seconds"] > 0 and out["items_per_s"] > 0

@@ -18,8 +18,10 @@ def test_restart_every_step_gives_the_same_aligned_intersection():
     ids = _ids(600, 1)
     a, b = ids[:400], list(reversed(ids[200:])) + ["not-a-uscc"]
     inputs = {"bank": a, "centre": b}
-    parties = {"bank": PsiRelayParty("bank", "centre", "A", a, session="s1"),
-               "centre": PsiRelayParty("centre", "bank", "B", b, session="s1")}
+    parties = {
+        "bank": PsiRelayParty("bank", "centre", "A", a, session="s1"),
+        "centre": PsiRelayParty("centre", "bank", "B", b, session="s1"),
+    }
     restarts = []
 
     def restart(name, party):

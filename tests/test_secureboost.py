@@ -16,11 +16,19 @@ from protocols.binning import fit_bins
 from protocols.gbdt_plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
 from protocols.paillier import generate_keypair
 from protocols.party import Envelope, ProtocolError, run_local
-from protocols.secureboost import (SecureBoostConfig, SecureBoostConfigError, SecureBoostGuest,
-                                   SecureBoostGuestModel, SecureBoostHost, SecureBoostHostModel,
-                                   SecureBoostScoringGuest, SecureBoostScoringHost, predict_local)
+from protocols.secureboost import (
+    SecureBoostConfig,
+    SecureBoostConfigError,
+    SecureBoostGuest,
+    SecureBoostGuestModel,
+    SecureBoostHost,
+    SecureBoostHostModel,
+    SecureBoostScoringGuest,
+    SecureBoostScoringHost,
+    predict_local,
+)
 from protocols.secureboost_kernels import GHLayout, PackingError
-from protocols.secureboost_messages import (SbFinish, SbGradients, SbLevelReply, SbSplits)
+from protocols.secureboost_messages import SbFinish, SbGradients, SbLevelReply, SbSplits
 
 GUEST, HOST = "bank", "centre"
 
@@ -29,8 +37,9 @@ def make_data(n: int = 360, seed: int = 0, n_val: int = 120):
     rng = np.random.default_rng(seed)
     m = n + n_val
     Xg = rng.normal(size=(m, 3))
-    Xh = np.column_stack([rng.normal(size=m), rng.normal(size=m), rng.integers(0, 4, size=m).astype(float),
-                          rng.exponential(size=m)])
+    Xh = np.column_stack(
+        [rng.normal(size=m), rng.normal(size=m), rng.integers(0, 4, size=m).astype(float), rng.exponential(size=m)]
+    )
     logit = 1.2 * Xg[:, 0] - 1.5 * Xh[:, 1] + 0.8 * (Xh[:, 2] >= 2) * Xg[:, 1] + 0.5 * np.log1p(Xh[:, 3])
     y = (rng.random(m) < 1 / (1 + np.exp(-logit))).astype(int)
     return (Xg[:n], Xh[:n], y[:n]), (Xg[n:], Xh[n:], y[n:])
@@ -47,8 +56,10 @@ def train(cfg: SecureBoostConfig, train_data, val_data=None, *, restart: bool = 
     Xgv = Xhv = yv = None
     if val_data is not None:
         Xgv, Xhv, yv = val_data
-    parties = {GUEST: SecureBoostGuest(GUEST, HOST, Xg, y, cfg, X_val=Xgv, y_val=yv),
-               HOST: SecureBoostHost(HOST, GUEST, Xh, cfg, X_val=Xhv)}
+    parties = {
+        GUEST: SecureBoostGuest(GUEST, HOST, Xg, y, cfg, X_val=Xgv, y_val=yv),
+        HOST: SecureBoostHost(HOST, GUEST, Xh, cfg, X_val=Xhv),
+    }
 
     def rt(name, party):
         if name == GUEST:
@@ -64,8 +75,9 @@ def reference(cfg: SecureBoostConfig, train_data, val_data=None) -> PlainGBDT:
     kw = {}
     if val_data is not None:
         kw = dict(X_val=np.hstack(val_data[:2]), y_val=val_data[2])
-    return PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(np.hstack([Xg, Xh]), y,
-                                                                   n_guest_features=Xg.shape[1], **kw)
+    return PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(
+        np.hstack([Xg, Xh]), y, n_guest_features=Xg.shape[1], **kw
+    )
 
 
 def assert_same_trees(guest: SecureBoostGuest, host: SecureBoostHost, ref: PlainGBDT) -> None:
@@ -108,10 +120,13 @@ def test_federated_trees_identical_to_plaintext_reference():
     assert len(transcript.steps) <= cfg.n_trees * (2 * cfg.max_depth + 2) + 1
 
 
-@pytest.mark.parametrize("kw", [
-    dict(min_samples_leaf=25, gamma=0.3, min_child_weight=2.0, reg_lambda=3.0, max_depth=4, learning_rate=0.5),
-    dict(complete_secure=True, n_trees=3),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(min_samples_leaf=25, gamma=0.3, min_child_weight=2.0, reg_lambda=3.0, max_depth=4, learning_rate=0.5),
+        dict(complete_secure=True, n_trees=3),
+    ],
+)
 def test_hyper_parameters_and_complete_secure_match_reference(kw):
     data, _ = make_data(seed=1)
     cfg = config(**kw)
@@ -214,7 +229,7 @@ def test_nothing_plaintext_leaves_either_party():
             msg = wire.decode(env.payload, SbGradients)
             width = sk.public_key.ciphertext_bytes
             assert len(msg.ciphertexts) == len(y) * width
-            cts = [int.from_bytes(msg.ciphertexts[i:i + width], "big") for i in range(0, len(msg.ciphertexts), width)]
+            cts = [int.from_bytes(msg.ciphertexts[i : i + width], "big") for i in range(0, len(msg.ciphertexts), width)]
             n = int(sk.public_key.n)
             # randomised (a bare g^m = 1 + m n would be == 1 mod n) and all distinct
             assert all(c % n != 1 for c in cts) and len(set(cts)) == len(cts)
@@ -226,9 +241,12 @@ def test_nothing_plaintext_leaves_either_party():
             g_int = np.array([gh[0][0] for gh in per_row])
             h_int = np.array([gh[1][0] for gh in per_row])
             assert (h_int > 0).all() and np.abs(g_int).max() > 0
-            scale = 2.0 ** -cfg.precision_bits
-            secrets_g = _float_patterns(g_int * scale) | _float_patterns(h_int * scale) | \
-                {int(v).to_bytes(8, "little", signed=True) for v in np.concatenate([g_int, h_int])[:100]}
+            scale = 2.0**-cfg.precision_bits
+            secrets_g = (
+                _float_patterns(g_int * scale)
+                | _float_patterns(h_int * scale)
+                | {int(v).to_bytes(8, "little", signed=True) for v in np.concatenate([g_int, h_int])[:100]}
+            )
             assert not any(b in env.payload for b in secrets_g)
         else:
             cls = SbSplits if env.kind == "SbSplits" else SbFinish
@@ -243,7 +261,12 @@ def test_nothing_plaintext_leaves_either_party():
     for t in guest.model().trees:
         assert np.isnan(t.threshold[t.owner == OWNER_HOST]).all()
     assert {f.name for f in dataclasses.fields(SecureBoostHostModel)} == {
-        "n_features", "split_ids", "features", "thresholds", "trees"}
+        "n_features",
+        "split_ids",
+        "features",
+        "thresholds",
+        "trees",
+    }
 
 
 def test_scoring_protocol_both_modes_private_and_exact():
@@ -257,8 +280,10 @@ def test_scoring_protocol_both_modes_private_and_exact():
     np.testing.assert_array_equal(expected, ref)
     steps = {}
     for mode in ("cross", "pairs"):
-        parties = {GUEST: SecureBoostScoringGuest(GUEST, HOST, gm, val[0], mode=mode),
-                   HOST: SecureBoostScoringHost(HOST, GUEST, hm, val[1])}
+        parties = {
+            GUEST: SecureBoostScoringGuest(GUEST, HOST, gm, val[0], mode=mode),
+            HOST: SecureBoostScoringHost(HOST, GUEST, hm, val[1]),
+        }
 
         def rt(name, p, mode=mode):
             if name == GUEST:
@@ -384,8 +409,11 @@ def test_wrong_key_is_refused():
         reply = h.receive(out)
         if not reply:
             break
-    rekeyed = dataclasses.replace(wire.decode(grads[0].payload, SbGradients), public_key=pk2.to_bytes(),
-                                  ciphertexts=pk2.encrypt(list(range(msg.n_rows))).to_bytes())
+    rekeyed = dataclasses.replace(
+        wire.decode(grads[0].payload, SbGradients),
+        public_key=pk2.to_bytes(),
+        ciphertexts=pk2.encrypt(list(range(msg.n_rows))).to_bytes(),
+    )
     h.receive([e for e in out if e.kind == "SbSplits"])
     with pytest.raises(ProtocolError, match="wrong key"):
         h.receive([Envelope(GUEST, HOST, wire.encode(rekeyed))])
@@ -410,9 +438,9 @@ def test_packing_layout_round_trip_and_overflow():
     g = rng.integers(-(1 << 32), 1 << 32, size=50)
     h = rng.integers(0, 1 << 30, size=50)
     x = [int(v) for v in lay.encode(g, h)]
-    packed = sum(v << (lay.slot_bits * i) for i, v in enumerate(x[:lay.slots]))
+    packed = sum(v << (lay.slot_bits * i) for i, v in enumerate(x[: lay.slots]))
     G, H = lay.decode([packed], lay.slots)
-    assert G.tolist() == g[:lay.slots].tolist() and H.tolist() == h[:lay.slots].tolist()
+    assert G.tolist() == g[: lay.slots].tolist() and H.tolist() == h[: lay.slots].tolist()
     with pytest.raises(PackingError):
         lay.decode([packed + (1 << (lay.slot_bits * lay.slots + 3))], lay.slots)
     with pytest.raises(PackingError):
@@ -479,8 +507,9 @@ def test_default_credit_full_lossless_vs_reference_and_sklearn():
     auc_fed = roc_auc(yt, predict_local(guest.model(), host.model(), Xgt, Xht))
     auc_ref = roc_auc(yt, ref.predict_proba(np.hstack([Xgt, Xht])))
     assert abs(auc_fed - auc_ref) <= 0.003
-    sk = HistGradientBoostingClassifier(max_iter=30, max_depth=3, max_bins=32, learning_rate=0.3,
-                                        early_stopping=False).fit(np.hstack([Xg, Xh]), y)
+    sk = HistGradientBoostingClassifier(
+        max_iter=30, max_depth=3, max_bins=32, learning_rate=0.3, early_stopping=False
+    ).fit(np.hstack([Xg, Xh]), y)
     auc_sk = roc_auc(yt, sk.predict_proba(np.hstack([Xgt, Xht]))[:, 1])
     assert auc_fed > 0.77 and abs(auc_fed - auc_sk) < 0.01
 

@@ -17,7 +17,9 @@ from fedcredit.data.loaders import load_party_data
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth_small")
-    res = CliRunner().invoke(app, ["data", "synth", "--firms", "2000", "--banks", "3", "--out", str(out), "--seed", "7"])
+    res = CliRunner().invoke(
+        app, ["data", "synth", "--firms", "2000", "--banks", "3", "--out", str(out), "--seed", "7"]
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -58,8 +60,12 @@ def test_portfolios_overlap_and_unknown_customers(tmp_path):
     assert ids["bank_a"] != ids["bank_b"]
     rates = [df["default_12m"].mean() for df in banks.values()]
     assert max(rates) - min(rates) > 0.015  # non-IID default rates
-    inds = [df.merge(pd.read_csv(tmp_path / "credit_centre.csv", dtype={"uscc": str}), on="uscc")["industry"]
-            .value_counts(normalize=True).reindex(range(10), fill_value=0) for df in banks.values()]
+    inds = [
+        df.merge(pd.read_csv(tmp_path / "credit_centre.csv", dtype={"uscc": str}), on="uscc")["industry"]
+        .value_counts(normalize=True)
+        .reindex(range(10), fill_value=0)
+        for df in banks.values()
+    ]
     assert max(np.abs(inds[0] - inds[1]).sum(), np.abs(inds[0] - inds[2]).sum()) > 0.2  # different mixes
     assert stats.centre_rows == len(centre)
     assert [s.rows for s in stats.banks] == [len(df) for df in banks.values()]
@@ -97,13 +103,29 @@ def test_joint_modelling_beats_bank_only(tmp_path):
 
 
 def test_ground_truth_is_nonlinear_in_leverage():
-    f = {k: np.zeros(2) for k in ("water_arrears", "power_arrears", "gas_arrears", "si_arrears_months",
-                                   "dishonest_debtor", "consumption_restricted", "court_judgements",
-                                   "admin_penalties", "_health")}
+    f = {
+        k: np.zeros(2)
+        for k in (
+            "water_arrears",
+            "power_arrears",
+            "gas_arrears",
+            "si_arrears_months",
+            "dishonest_debtor",
+            "consumption_restricted",
+            "court_judgements",
+            "admin_penalties",
+            "_health",
+        )
+    }
     f.update(tax_grade_code=np.array([1, 1]), firm_age=np.array([10.0, 10.0]), invoice_amount=np.array([1e6, 1e6]))
-    b = dict(existing_debt=np.array([0.0, 0.0]), loan_amount=np.array([7.9e5, 8.1e5]),
-             collateral_ratio=np.zeros(2), account_inflow=np.ones(2), account_outflow=np.ones(2),
-             term_months=np.array([12, 12]))
+    b = dict(
+        existing_debt=np.array([0.0, 0.0]),
+        loan_amount=np.array([7.9e5, 8.1e5]),
+        collateral_ratio=np.zeros(2),
+        account_inflow=np.ones(2),
+        account_outflow=np.ones(2),
+        term_months=np.array([12, 12]),
+    )
     z = synth.default_logit(f, b, 0.0)
     assert z[1] - z[0] == pytest.approx(1.4)  # a threshold jump, not a linear slope
 

@@ -39,7 +39,7 @@ def test_every_single_substitution_is_detected():
     for pos in range(17):
         for ch in uscc.ALPHABET:
             if ch != code[pos]:
-                assert not uscc.is_valid(code[:pos] + ch + code[pos + 1:]), (pos, ch)
+                assert not uscc.is_valid(code[:pos] + ch + code[pos + 1 :]), (pos, ch)
 
 
 def test_check_character_hand_computed():

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_vertical_subset
 
 from fedcredit import config
 from fedcredit.data.schema import LABEL_COLUMN
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, verify
-from conftest import write_vertical_subset
 from parties import transport
 from parties.local_grid import run_in_process
 from protocols import wire
@@ -53,12 +53,15 @@ batch_size = 512
 """
 
 
-FAST_KEYS = 'key_bits = 1024\ninsecure_test_key = true'
+FAST_KEYS = "key_bits = 1024\ninsecure_test_key = true"
 
 
 def verified(out: Path):
-    return verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"),
-                  egress=sorted((out / "nodes").glob("*/egress.sqlite")))
+    return verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )
 
 
 def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, tmp_path):
@@ -87,7 +90,7 @@ def _sizes(m: dict) -> set[int]:
 def _decoded_fields(payload: bytes) -> tuple[str, dict]:
     kind = wire.message_type(payload)
     header_len = int.from_bytes(payload[4:8], "little")
-    header = json.loads(payload[8:8 + header_len])
+    header = json.loads(payload[8 : 8 + header_len])
     return kind, header["fields"]
 
 
@@ -104,6 +107,7 @@ def _arrays(fields: dict) -> list[tuple[str, list]]:
         elif isinstance(v, list):
             for x in v:
                 walk(name, x)
+
     for k, v in fields.items():
         walk(k, v)
     return out
@@ -111,8 +115,8 @@ def _arrays(fields: dict) -> list[tuple[str, list]]:
 
 # Message kinds that may carry one value per sample, and why (docs/protocols/*.md):
 PER_SAMPLE_ALLOWED = {
-    "SplitPlan",      # bank -> centre: which aligned positions are test/validation (no labels)
-    "ScoreRequest",   # bank -> centre: positions of the rows to score
+    "SplitPlan",  # bank -> centre: which aligned positions are test/validation (no labels)
+    "ScoreRequest",  # bank -> centre: positions of the rows to score
     "PartialScores",  # centre -> bank at evaluation only: the documented scoring leak
     "SbDirectionQuery",  # bank -> centre at SecureBoost scoring: positions of the rows to route
     "SbDirectionReply",  # centre -> bank: left/right bit per (row, host node): documented
@@ -165,15 +169,24 @@ def test_zero_intersection_stops_with_a_clear_error_and_a_verifying_ledger(subse
 
 
 def test_party_failing_mid_epoch_is_named_and_earlier_records_survive(subset, tmp_path):
-    sc = config.loads(scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv",
-                                    extra_centre='fail_at_step = "hetero_lr/4"', lr=FAST_KEYS))
+    sc = config.loads(
+        scenario_text(
+            subset["dir"] / "bank.csv",
+            subset["dir"] / "centre.csv",
+            extra_centre='fail_at_step = "hetero_lr/4"',
+            lr=FAST_KEYS,
+        )
+    )
     status = run_in_process(sc, tmp_path)
     assert status["status"] == "failed"
     assert status["party"] == "credit_centre" and status["step"] == "hetero_lr/4"
     assert "injected failure" in status["error"]
     report = verified(tmp_path)
     assert report.ok and report.complete, report.errors
-    kinds = [r.kind for r in __import__("fedcredit.ledger", fromlist=["read_records"]).read_records(tmp_path / "ledger.sqlite")]
+    kinds = [
+        r.kind
+        for r in __import__("fedcredit.ledger", fromlist=["read_records"]).read_records(tmp_path / "ledger.sqlite")
+    ]
     assert kinds[0] == "run_start" and "psi" in kinds and kinds[-2:] == ["failure", "run_end"]
 
 
@@ -187,6 +200,7 @@ def test_party_that_stops_answering_is_named(subset, tmp_path):
         def tap(nid, req, rep):
             if req.metadata.group_id == "hetero_lr/2" and nid == centre_node:
                 grid.down.add(centre_node)
+
         grid.tap = tap if orig is None else orig
 
     status = run_in_process(sc, tmp_path, down=take_centre_down)
@@ -231,8 +245,11 @@ def test_flower_simulation_engine_run_and_no_processes_left(subset, tmp_path):
 
 
 def test_secureboost_run_in_process_keeps_each_partys_splits_local(subset, tmp_path):
-    text = scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv").replace(
-        'mode = "vertical-lr"', 'mode = "secureboost"').split("[lr]")[0] + """
+    text = (
+        scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv")
+        .replace('mode = "vertical-lr"', 'mode = "secureboost"')
+        .split("[lr]")[0]
+        + """
 [secureboost]
 n_trees = 2
 max_depth = 3
@@ -240,6 +257,7 @@ key_bits = 1024
 insecure_test_key = true
 n_workers = 1
 """
+    )
     captured: list = []
     status = run_in_process(config.loads(text), tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
     assert status["status"] == "completed", status
@@ -260,7 +278,8 @@ def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_
 
     text = scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv", lr=FAST_KEYS)
     text = text.replace("[lr]", "[consent]\ndemo_revoked = 0.05\ndemo_expired = 0.03\n\n[lr]").replace(
-        "epochs = 2", "epochs = 1")
+        "epochs = 2", "epochs = 1"
+    )
     status = run_in_process(config.loads(text), tmp_path)
     assert status["status"] == "completed", status
     records = read_records(tmp_path / "ledger.sqlite")

@@ -24,9 +24,11 @@ def synth(
         typer.echo("error: --format must be csv or parquet", err=True)
         raise typer.Exit(2)
     stats = generate(firms, banks, out, seed=seed, fmt=fmt)
-    typer.echo(f"wrote {out}: credit_centre {stats.centre_rows} rows; "
-               + ", ".join(f"{b.name} {b.rows} rows ({b.default_rate:.1%} default)" for b in stats.banks)
-               + f" in {stats.seconds:.1f} s")
+    typer.echo(
+        f"wrote {out}: credit_centre {stats.centre_rows} rows; "
+        + ", ".join(f"{b.name} {b.rows} rows ({b.default_rate:.1%} default)" for b in stats.banks)
+        + f" in {stats.seconds:.1f} s"
+    )
 
 
 @app.command()
@@ -66,6 +68,8 @@ def check(
     for (kind, col), n in sorted(rep.counts().items()):
         typer.echo(f"  {kind:<16} {col:<24} {n}")
     rows = len(rep.rejected_rows)
-    typer.echo(f"REJECTED {file}: {len(rep.issues)} problem(s) in {rows} of {rep.n_rows} row(s)"
-               + ("" if rows or not rep.issues else " (file-level)"))
+    typer.echo(
+        f"REJECTED {file}: {len(rep.issues)} problem(s) in {rows} of {rep.n_rows} row(s)"
+        + ("" if rows or not rep.issues else " (file-level)")
+    )
     raise typer.Exit(1)

@@ -19,18 +19,25 @@ from rich.table import Table
 console = Console()
 log = logging.getLogger(__name__)
 
-keys_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                       help="Key material for a real deployment (TLS, SuperNode auth, ledger signing).")
-deploy_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                         help="Run scenarios on Flower's Deployment Engine (separate processes, TLS, auth).")
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Key material for a real deployment (TLS, SuperNode auth, ledger signing).",
+)
+deploy_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Run scenarios on Flower's Deployment Engine (separate processes, TLS, auth).",
+)
 
 
 @keys_app.command("init")
 def keys_init(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the keys (created, mode 0700)."),
     parties: str = typer.Option(..., "--parties", help="Comma-separated party names, e.g. credit_centre,bank_a."),
-    hosts: str = typer.Option("127.0.0.1", "--hosts",
-                              help="Comma-separated IPs / DNS names of the coordinator (certificate SAN)."),
+    hosts: str = typer.Option(
+        "127.0.0.1", "--hosts", help="Comma-separated IPs / DNS names of the coordinator (certificate SAN)."
+    ),
 ) -> None:
     """Make a CA, the coordinator's TLS certificate and ledger key, and every party's keys."""
     from fedcredit.deploy.keys import KeyMaterialError, init_keys
@@ -66,10 +73,12 @@ def keys_party(
     except KeyMaterialError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    typer.echo(f"send these two PUBLIC files to the coordinator's operator:\n"
-                  f"  {pk.auth_pub}  (sha256 {fingerprint(pk.auth_pub)[:16]}...)\n"
-                  f"  {pk.egress_pub}  (sha256 {fingerprint(pk.egress_pub)[:16]}...)\n"
-                  f"keep {pk.auth_key} and {pk.egress_key} on this machine.")
+    typer.echo(
+        f"send these two PUBLIC files to the coordinator's operator:\n"
+        f"  {pk.auth_pub}  (sha256 {fingerprint(pk.auth_pub)[:16]}...)\n"
+        f"  {pk.egress_pub}  (sha256 {fingerprint(pk.egress_pub)[:16]}...)\n"
+        f"keep {pk.auth_key} and {pk.egress_key} on this machine."
+    )
 
 
 def _parse_data(items: list[str]) -> dict[str, str]:
@@ -86,7 +95,9 @@ def _parse_data(items: list[str]) -> dict[str, str]:
 def deploy_local_cmd(
     scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario TOML (configs/*.toml)."),
     out: Path = typer.Option(Path("runs/deploy"), "--out", "-o", help="Run directory (must not hold a run)."),
-    keys: Path = typer.Option(None, "--keys", help="Keys from `fedcredit keys init` (default: OUT/keys, made if absent)."),
+    keys: Path = typer.Option(
+        None, "--keys", help="Keys from `fedcredit keys init` (default: OUT/keys, made if absent)."
+    ),
     data: list[str] = typer.Option([], "--data", help="PARTY=PATH: a party's data source (repeatable)."),
     run_timeout: float = typer.Option(3600.0, "--run-timeout", help="Seconds before the run is stopped."),
 ) -> None:
@@ -97,8 +108,7 @@ def deploy_local_cmd(
 
     opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
     try:
-        with console.status(f"[bold]deploying {scenario}[/] (SuperLink + one SuperNode per party; "
-                            f"logs in {out}/logs)"):
+        with console.status(f"[bold]deploying {scenario}[/] (SuperLink + one SuperNode per party; logs in {out}/logs)"):
             summary = deploy_local(opts)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/] -- every process was stopped")
@@ -123,23 +133,32 @@ def _print(summary: dict) -> None:
     if mpath.exists():
         m = json.loads(mpath.read_text())
         if "auc" in m:
-            console.print(f"[bold]federated model[/] (test set): AUC {m['auc']:.4f}  KS {m['ks']:.4f}  "
-                          f"Gini {m['gini']:.4f}")
+            console.print(
+                f"[bold]federated model[/] (test set): AUC {m['auc']:.4f}  KS {m['ks']:.4f}  Gini {m['gini']:.4f}"
+            )
     lat = summary.get("latency", {})
-    console.print(f"run {summary.get('run_id')}: {status.get('status')} in {summary.get('timings', {}).get('run_s')} s "
-                  f"(whole deployment {summary.get('wall_seconds')} s)")
-    console.print(f"Flower round trips: {lat.get('flower_round_trips')} in all "
-                  f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each")
-    console.print(f"training: {lat.get('train_round_trips_per_epoch')} round trips and "
-                  f"{lat.get('train_wall_seconds_per_epoch')} s wall time per epoch "
-                  f"({lat.get('epochs')} epoch(s), key exchange included)")
+    console.print(
+        f"run {summary.get('run_id')}: {status.get('status')} in {summary.get('timings', {}).get('run_s')} s "
+        f"(whole deployment {summary.get('wall_seconds')} s)"
+    )
+    console.print(
+        f"Flower round trips: {lat.get('flower_round_trips')} in all "
+        f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each"
+    )
+    console.print(
+        f"training: {lat.get('train_round_trips_per_epoch')} round trips and "
+        f"{lat.get('train_wall_seconds_per_epoch')} s wall time per epoch "
+        f"({lat.get('epochs')} epoch(s), key exchange included)"
+    )
     v = summary.get("verification") or {}
-    console.print("ledger: " + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
-                  + f" ({v.get('records')} records; egress matched {v.get('egress_matched')})")
+    console.print(
+        "ledger: "
+        + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
+        + f" ({v.get('records')} records; egress matched {v.get('egress_matched')})"
+    )
     for e in v.get("errors", []):
         console.print(f"  [red]{e}[/]")
-    console.print(f"processes left running: {len(summary.get('left_running', []))}; "
-                  f"summary in {out / 'deploy.json'}")
+    console.print(f"processes left running: {len(summary.get('left_running', []))}; summary in {out / 'deploy.json'}")
 
 
 def register(app: typer.Typer) -> None:

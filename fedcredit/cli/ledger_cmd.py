@@ -13,14 +13,14 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Verify, inspect and export compliance ledgers and egress logs.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Verify, inspect and export compliance ledgers and egress logs."
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -57,11 +57,15 @@ def _parse_node_keys(items: list[str]) -> dict:
 def verify(
     path: Path = typer.Argument(..., help="Run ledger (SQLite) to verify."),
     egress: list[Path] = typer.Option([], "--egress", "-e", help="A data node's egress log (repeat per node)."),
-    pubkey: Optional[Path] = typer.Option(None, "--pubkey", help="Coordinator's published Ed25519 public key (PEM)."),
-    node_pubkey: list[str] = typer.Option([], "--node-pubkey", help="NODE=PEM: a node's key from its operator "
-                                          "(default: the egress key the ledger's run_start lists)."),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
-                                          help="Accept a ledger without run_end if everything present verifies."),
+    pubkey: Path | None = typer.Option(None, "--pubkey", help="Coordinator's published Ed25519 public key (PEM)."),
+    node_pubkey: list[str] = typer.Option(
+        [],
+        "--node-pubkey",
+        help="NODE=PEM: a node's key from its operator (default: the egress key the ledger's run_start lists).",
+    ),
+    allow_incomplete: bool = typer.Option(
+        False, "--allow-incomplete", help="Accept a ledger without run_end if everything present verifies."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check chain, hashes, signatures and egress cross-checks; exit 0 only if all hold."""
@@ -95,13 +99,17 @@ def verify(
 
 def _print_report(rep) -> None:
     out = _out()
-    out.print(f"[bold]ledger[/] {rep.path}  run [cyan]{rep.run_id}[/]  {rep.records} records  "
-              f"key: {rep.key_source}" + (f" ({rep.coordinator_pubkey[:16]}...)" if rep.coordinator_pubkey else ""))
+    out.print(
+        f"[bold]ledger[/] {rep.path}  run [cyan]{rep.run_id}[/]  {rep.records} records  "
+        f"key: {rep.key_source}" + (f" ({rep.coordinator_pubkey[:16]}...)" if rep.coordinator_pubkey else "")
+    )
     if rep.head_hash:
         out.print(f"head hash {rep.head_hash}")
     for chk in rep.egress:
-        out.print(f"egress [cyan]{chk.node}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
-                  f"{chk.messages_in_ledger} in ledger, {chk.matched} matched  ({chk.path})")
+        out.print(
+            f"egress [cyan]{chk.node}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
+            f"{chk.messages_in_ledger} in ledger, {chk.matched} matched  ({chk.path})"
+        )
     for w in rep.warnings:
         out.print(f"[yellow]warning:[/] {w}")
     for e in rep.errors:
@@ -143,7 +151,7 @@ def _summarise(rec) -> str:
 @app.command()
 def show(
     path: Path = typer.Argument(..., help="Ledger or egress log."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only records of this kind."),
+    kind: str | None = typer.Option(None, "--kind", help="Only records of this kind."),
     limit: int = typer.Option(0, "--limit", help="Show at most this many records (0 = all)."),
 ) -> None:
     """Print the records as a table (does not verify: use `fedcredit ledger verify`)."""
@@ -152,8 +160,11 @@ def show(
     if limit > 0:
         rows = rows[:limit]
     first = recs[0] if recs else None
-    title = (f"{first.log} {path.name}: run {first.run_id}, writer {first.writer}, {len(recs)} records"
-             if first else f"{path.name}: no records")
+    title = (
+        f"{first.log} {path.name}: run {first.run_id}, writer {first.writer}, {len(recs)} records"
+        if first
+        else f"{path.name}: no records"
+    )
     table = Table(title=title, show_lines=False)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
@@ -176,7 +187,7 @@ EXPORT_COLUMNS = ("log", "seq", "run_id", "kind", "ts", "writer", "prev_hash", "
 def export(
     path: Path = typer.Argument(..., help="Ledger or egress log."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
 ) -> None:
     """Export every record exactly as stored (payload_text is what the hash covers)."""
     if fmt not in ("jsonl", "csv"):
@@ -207,8 +218,8 @@ def export(
 @app.command()
 def consent(
     csv_path: Path = typer.Argument(..., help="Consent registry CSV."),
-    bank: Optional[str] = typer.Option(None, "--bank", help="Only this bank's consents."),
-    at: Optional[str] = typer.Option(None, "--at", help="Status on this date YYYY-MM-DD (default: today)."),
+    bank: str | None = typer.Option(None, "--bank", help="Only this bank's consents."),
+    at: str | None = typer.Option(None, "--at", help="Status on this date YYYY-MM-DD (default: today)."),
 ) -> None:
     """Validate a consent CSV and count consents by bank, purpose and status on a date."""
     from fedcredit.consent import ConsentError, ConsentRegistry
@@ -234,8 +245,10 @@ def consent(
 
 
 @app.command()
-def demo(out: Path = typer.Argument(..., help="Directory for ledger.db, egress-*.db and coordinator.pub."),
-         steps: int = typer.Option(3, "--steps", min=1)) -> None:
+def demo(
+    out: Path = typer.Argument(..., help="Directory for ledger.db, egress-*.db and coordinator.pub."),
+    steps: int = typer.Option(3, "--steps", min=1),
+) -> None:
     """Write a small signed demo run to practise verification and tamper detection on."""
     from fedcredit.ledger import save_public_key
     from fedcredit.ledger.demo import write_demo_run
@@ -244,5 +257,7 @@ def demo(out: Path = typer.Argument(..., help="Directory for ledger.db, egress-*
         raise _fail(f"{out / 'ledger.db'} exists; choose an empty directory")
     run = write_demo_run(out, steps=steps)
     save_public_key(run.coordinator_key, out / "coordinator.pub")
-    _out().print(f"wrote {run.ledger_path} and {', '.join(str(p) for p in run.egress_paths.values())}; "
-                 f"coordinator key {out / 'coordinator.pub'}")
+    _out().print(
+        f"wrote {run.ledger_path} and {', '.join(str(p) for p in run.egress_paths.values())}; "
+        f"coordinator key {out / 'coordinator.pub'}"
+    )

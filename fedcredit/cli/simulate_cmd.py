@@ -29,8 +29,9 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     scenario = config.load(scenario_path)
     out = Path(out)
     if (out / "ledger.sqlite").exists():
-        raise FileExistsError(f"{out} already holds a run (ledger.sqlite); choose another --out "
-                              "so the earlier run's ledger is not lost")
+        raise FileExistsError(
+            f"{out} already holds a run (ledger.sqlite); choose another --out so the earlier run's ledger is not lost"
+        )
     out.mkdir(parents=True, exist_ok=True)
     ensure_synthetic_data(scenario)
     from fedcredit.runtime import flower_environment
@@ -54,12 +55,20 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     cpus = float(sim.get("client_cpus", 1))
     backend_config = {
         "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
-        "init_args": {"num_cpus": int(sim.get("ray_cpus", os.cpu_count() or 2)), "include_dashboard": False,
-                      "logging_level": "error", "log_to_driver": True},
+        "init_args": {
+            "num_cpus": int(sim.get("ray_cpus", os.cpu_count() or 2)),
+            "include_dashboard": False,
+            "logging_level": "error",
+            "log_to_driver": True,
+        },
     }
     t0 = time.time()
-    run_simulation(server_app=build_server_app(scenario, out), client_app=build_client_app(scenario, out),
-                   num_supernodes=len(scenario.parties), backend_config=backend_config)
+    run_simulation(
+        server_app=build_server_app(scenario, out),
+        client_app=build_client_app(scenario, out),
+        num_supernodes=len(scenario.parties),
+        backend_config=backend_config,
+    )
     status_path = out / "status.json"
     if not status_path.exists():
         raise RuntimeError(f"the coordinator did not finish: no {status_path} (see the Flower log above)")
@@ -82,8 +91,13 @@ def ensure_synthetic_data(scenario: config.Scenario) -> None:
         return
     from fedcredit.data.synth import generate
 
-    stats = generate(int(section.get("firms", 20_000)), int(section.get("banks", 1)), directory,
-                     seed=int(section.get("seed", scenario.seed)), fmt="csv")
+    stats = generate(
+        int(section.get("firms", 20_000)),
+        int(section.get("banks", 1)),
+        directory,
+        seed=int(section.get("seed", scenario.seed)),
+        fmt="csv",
+    )
     log.info("generated synthetic SMEs in %s: centre %d rows", directory, stats.centre_rows)
 
 
@@ -102,8 +116,12 @@ def _verify(out: Path) -> dict:
 
     egress = sorted((out / "nodes").glob("*/egress.sqlite"))
     report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"), egress=egress)
-    return {"ok": report.ok, "records": report.records, "errors": report.errors[:5],
-            "egress_logs": [str(p) for p in egress]}
+    return {
+        "ok": report.ok,
+        "records": report.records,
+        "errors": report.errors[:5],
+        "egress_logs": [str(p) for p in egress],
+    }
 
 
 def simulate(
@@ -140,16 +158,22 @@ def _print_summary(out: Path, status: dict) -> None:
             t.add_row(f"centralised {name}", f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
         if "auc" in m:
             console.print(t)
-            console.print(f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
-                          f"Flower round trips: {m.get('flower_round_trips')}")
+            console.print(
+                f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
+                f"Flower round trips: {m.get('flower_round_trips')}"
+            )
         if m.get("mode") == "inference":
             refused = ", ".join(f"{k} {v}" for k, v in sorted(m.get("refused", {}).items())) or "none"
-            console.print(f"applicants {m.get('applicants')}: scored {m.get('scored')}, refused by consent "
-                          f"({refused}), unknown at the centre {m.get('unknown_at_centre')}; "
-                          f"scores in {m.get('scores_path')}")
+            console.print(
+                f"applicants {m.get('applicants')}: scored {m.get('scored')}, refused by consent "
+                f"({refused}), unknown at the centre {m.get('unknown_at_centre')}; "
+                f"scores in {m.get('scores_path')}"
+            )
             console.print(f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}")
     v = status.get("verification", {})
-    console.print(f"ledger: {status.get('ledger')} — "
-                  + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
-                  + f" ({v.get('records')} records, {len(v.get('egress_logs', []))} egress logs)")
+    console.print(
+        f"ledger: {status.get('ledger')} — "
+        + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
+        + f" ({v.get('records')} records, {len(v.get('egress_logs', []))} egress logs)"
+    )
     console.print(f"outputs in {out}/ (metrics.json, status.json, ledger.sqlite, nodes/*/model.json)")

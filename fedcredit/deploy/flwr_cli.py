@@ -43,8 +43,14 @@ def venv_bin(name: str) -> str:
 def base_env(flwr_home: Path) -> dict[str, str]:
     """Environment for every Flower process: private FLWR_HOME, no telemetry, no update checks."""
     env = dict(os.environ)
-    env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0",
-                "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     # SuperExec picks up a waiting ClientApp/ServerApp task every second by default; every
     # protocol step waits for it once per node, so poll faster (documented Flower setting).
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")
@@ -54,9 +60,14 @@ def base_env(flwr_home: Path) -> dict[str, str]:
     return env
 
 
-def write_app_dir(app_dir: Path, run_config: dict[str, Any], *,
-                  server: str = SERVER_COMPONENT, client: str = CLIENT_COMPONENT,
-                  name: str = "fedcredit") -> Path:
+def write_app_dir(
+    app_dir: Path,
+    run_config: dict[str, Any],
+    *,
+    server: str = SERVER_COMPONENT,
+    client: str = CLIENT_COMPONENT,
+    name: str = "fedcredit",
+) -> Path:
     """A Flower app directory whose components live in installed packages.
 
     ``run_config`` gives the keys (with defaults) that ``flwr run --run-config`` may override:
@@ -65,12 +76,22 @@ def write_app_dir(app_dir: Path, run_config: dict[str, Any], *,
     app_dir.mkdir(parents=True, exist_ok=True)
     doc = {
         "build-system": {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"},
-        "project": {"name": name, "version": fedcredit.__version__,
-                    "description": "fedcredit joint credit-risk modelling (code from the installed package)",
-                    "license": "Apache-2.0", "dependencies": []},
-        "tool": {"flwr": {"app": {"publisher": "fedcredit",
-                                  "components": {"serverapp": server, "clientapp": client},
-                                  "config": run_config}}},
+        "project": {
+            "name": name,
+            "version": fedcredit.__version__,
+            "description": "fedcredit joint credit-risk modelling (code from the installed package)",
+            "license": "Apache-2.0",
+            "dependencies": [],
+        },
+        "tool": {
+            "flwr": {
+                "app": {
+                    "publisher": "fedcredit",
+                    "components": {"serverapp": server, "clientapp": client},
+                    "config": run_config,
+                }
+            }
+        },
     }
     (app_dir / "pyproject.toml").write_text(tomli_w.dumps(doc))
     return app_dir
@@ -99,8 +120,9 @@ class FlwrCli:
         """Run ``flwr ARGS --format json``; return the parsed JSON object."""
         argv = [venv_bin("flwr"), *args, "--format", "json"]
         try:
-            res = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=self.timeout,
-                                 stdin=subprocess.DEVNULL)
+            res = subprocess.run(
+                argv, capture_output=True, text=True, env=self.env, timeout=self.timeout, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             raise FlwrCliError(f"`flwr {' '.join(args)}` did not answer within {self.timeout:.0f} s") from None
         data = _json_object(res.stdout)

@@ -71,9 +71,11 @@ class FederationKeys:
 
     def party(self, name: str) -> PartyKeys:
         if name not in self.parties:
-            raise KeyMaterialError(f"no keys for party {name!r} under {self.root} "
-                            f"(have: {', '.join(sorted(self.parties)) or 'none'}); "
-                            f"run `fedcredit keys init --out {self.root} --parties ...`")
+            raise KeyMaterialError(
+                f"no keys for party {name!r} under {self.root} "
+                f"(have: {', '.join(sorted(self.parties)) or 'none'}); "
+                f"run `fedcredit keys init --out {self.root} --parties ...`"
+            )
         return self.parties[name]
 
 
@@ -98,8 +100,10 @@ def _write_0600(path: Path, data: bytes) -> Path:
 def check_party_name(name: str) -> str:
     """Party names become directory names and Flower node-config values: keep them plain."""
     if not PARTY_NAME.match(name):
-        raise KeyMaterialError(f"invalid party name {name!r}: use lowercase letters, digits and '_', "
-                        "starting with a letter (e.g. bank_a, credit_centre)")
+        raise KeyMaterialError(
+            f"invalid party name {name!r}: use lowercase letters, digits and '_', "
+            "starting with a letter (e.g. bank_a, credit_centre)"
+        )
     return name
 
 
@@ -133,47 +137,76 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 # -- TLS --------------------------------------------------------------------------------------------
 def _make_ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP384R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit federation"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit federation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
     now = _dt.datetime.now(_dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=CERT_DAYS * 5))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA384()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=CERT_DAYS * 5))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
     return key, cert
 
 
-def _make_server_cert(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
-                      hosts: tuple[str, ...]) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _make_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, hosts: tuple[str, ...]
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit coordinator"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=CERT_DAYS))
-            .add_extension(_san(hosts), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA384()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit coordinator"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
+                ]
+            )
+        )
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=CERT_DAYS))
+        .add_extension(_san(hosts), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA384())
+    )
     return key, cert
 
 
@@ -181,15 +214,19 @@ def certificate_hosts(cert_path: str | os.PathLike[str]) -> list[str]:
     """The SAN entries (IP addresses and DNS names) of a PEM certificate, as strings."""
     cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return [str(v) for v in san.get_values_for_type(x509.IPAddress)] + \
-        list(san.get_values_for_type(x509.DNSName))
+    return [str(v) for v in san.get_values_for_type(x509.IPAddress)] + list(san.get_values_for_type(x509.DNSName))
 
 
 # -- party keys -------------------------------------------------------------------------------------
 def _party_paths(root: Path, name: str) -> PartyKeys:
     d = root / "parties" / name
-    return PartyKeys(name=name, auth_key=d / "auth.key", auth_pub=d / "auth.pub",
-                     egress_key=d / "egress.key", egress_pub=d / "egress.pub")
+    return PartyKeys(
+        name=name,
+        auth_key=d / "auth.key",
+        auth_pub=d / "auth.pub",
+        egress_key=d / "egress.key",
+        egress_pub=d / "egress.pub",
+    )
 
 
 def make_party_keys(root: str | os.PathLike[str], name: str, *, overwrite: bool = False) -> PartyKeys:
@@ -198,15 +235,22 @@ def make_party_keys(root: str | os.PathLike[str], name: str, *, overwrite: bool 
     _private_dir(Path(root) / "parties")
     pk = _party_paths(Path(root), name)
     if not overwrite and any(p.exists() for p in (pk.auth_key, pk.egress_key)):
-        raise KeyMaterialError(f"keys for party {name!r} already exist under {pk.auth_key.parent}; "
-                        "refusing to overwrite (a registered SuperNode key would stop working)")
+        raise KeyMaterialError(
+            f"keys for party {name!r} already exist under {pk.auth_key.parent}; "
+            "refusing to overwrite (a registered SuperNode key would stop working)"
+        )
     auth = ec.generate_private_key(ec.SECP384R1())
-    _write_0600(pk.auth_key, auth.private_bytes(serialization.Encoding.PEM,
-                                                serialization.PrivateFormat.OpenSSH,
-                                                serialization.NoEncryption()))
-    _write_0600(pk.auth_pub, auth.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                            serialization.PublicFormat.OpenSSH)
-                + f" fedcredit-{name}\n".encode())
+    _write_0600(
+        pk.auth_key,
+        auth.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ),
+    )
+    _write_0600(
+        pk.auth_pub,
+        auth.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        + f" fedcredit-{name}\n".encode(),
+    )
     egress = Ed25519PrivateKey.generate()
     save_private_key(egress, pk.egress_key)
     save_public_key(egress, pk.egress_pub)
@@ -234,15 +278,25 @@ def fingerprint(path: str | os.PathLike[str]) -> str:
 # -- the whole federation ---------------------------------------------------------------------------
 def _layout(root: Path, hosts: tuple[str, ...], parties: list[str]) -> FederationKeys:
     return FederationKeys(
-        root=root, ca_cert=root / "ca" / "ca.pem", ca_key=root / "ca" / "ca.key",
-        server_cert=root / "coordinator" / "server.pem", server_key=root / "coordinator" / "server.key",
-        ledger_key=root / "coordinator" / "ledger.key", ledger_pub=root / "coordinator" / "ledger.pub",
-        hosts=hosts, parties={n: _party_paths(root, n) for n in parties})
+        root=root,
+        ca_cert=root / "ca" / "ca.pem",
+        ca_key=root / "ca" / "ca.key",
+        server_cert=root / "coordinator" / "server.pem",
+        server_key=root / "coordinator" / "server.key",
+        ledger_key=root / "coordinator" / "ledger.key",
+        ledger_pub=root / "coordinator" / "ledger.pub",
+        hosts=hosts,
+        parties={n: _party_paths(root, n) for n in parties},
+    )
 
 
-def init_keys(root: str | os.PathLike[str], parties: list[str] | tuple[str, ...], *,
-              hosts: str | list[str] | tuple[str, ...] = ("127.0.0.1",),
-              overwrite: bool = False) -> FederationKeys:
+def init_keys(
+    root: str | os.PathLike[str],
+    parties: list[str] | tuple[str, ...],
+    *,
+    hosts: str | list[str] | tuple[str, ...] = ("127.0.0.1",),
+    overwrite: bool = False,
+) -> FederationKeys:
     """Make a CA, the coordinator's TLS certificate and ledger key, and every party's keys."""
     root = Path(root).resolve()
     host_t = parse_hosts(hosts)
@@ -251,8 +305,9 @@ def init_keys(root: str | os.PathLike[str], parties: list[str] | tuple[str, ...]
         raise KeyMaterialError(f"party names repeat: {names}")
     fk = _layout(root, host_t, names)
     if not overwrite and (fk.ca_key.exists() or (root / MANIFEST).exists()):
-        raise KeyMaterialError(f"{root} already holds federation keys; refusing to overwrite "
-                        "(use load_keys, or another directory)")
+        raise KeyMaterialError(
+            f"{root} already holds federation keys; refusing to overwrite (use load_keys, or another directory)"
+        )
     _private_dir(root)
     ca_key, ca_cert = _make_ca("fedcredit federation CA")
     _write_0600(fk.ca_key, _pem_key(ca_key))
@@ -274,8 +329,10 @@ def _write_manifest(fk: FederationKeys) -> None:
         "hosts": list(fk.hosts),
         "ca_sha256": fingerprint(fk.ca_cert),
         "ledger_pub_sha256": fingerprint(fk.ledger_pub),
-        "parties": {n: {"auth_pub_sha256": fingerprint(p.auth_pub),
-                        "egress_pub_sha256": fingerprint(p.egress_pub)} for n, p in fk.parties.items()},
+        "parties": {
+            n: {"auth_pub_sha256": fingerprint(p.auth_pub), "egress_pub_sha256": fingerprint(p.egress_pub)}
+            for n, p in fk.parties.items()
+        },
     }
     _write_0600(fk.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
 
@@ -285,8 +342,10 @@ def load_keys(root: str | os.PathLike[str]) -> FederationKeys:
     root = Path(root).resolve()
     mpath = root / MANIFEST
     if not mpath.is_file():
-        raise KeyMaterialError(f"{root} holds no federation keys ({MANIFEST} missing); "
-                        f"run `fedcredit keys init --out {root} --parties ...`")
+        raise KeyMaterialError(
+            f"{root} holds no federation keys ({MANIFEST} missing); "
+            f"run `fedcredit keys init --out {root} --parties ...`"
+        )
     manifest = json.loads(mpath.read_text())
     fk = _layout(root, tuple(manifest["hosts"]), sorted(manifest["parties"]))
     files = [fk.ca_cert, fk.server_cert, fk.server_key, fk.ledger_key, fk.ledger_pub]
@@ -296,13 +355,15 @@ def load_keys(root: str | os.PathLike[str]) -> FederationKeys:
         if not f.is_file():
             raise KeyMaterialError(f"key file missing: {f}")
         if f.stat().st_mode & 0o077:
-            raise KeyMaterialError(f"{f} is readable by others (mode {oct(f.stat().st_mode & 0o777)}); "
-                            "run `chmod 600` on it")
+            raise KeyMaterialError(
+                f"{f} is readable by others (mode {oct(f.stat().st_mode & 0o777)}); run `chmod 600` on it"
+            )
     return fk
 
 
-def ensure_keys(root: str | os.PathLike[str], parties: list[str], *,
-                hosts: str | tuple[str, ...] = ("127.0.0.1",)) -> FederationKeys:
+def ensure_keys(
+    root: str | os.PathLike[str], parties: list[str], *, hosts: str | tuple[str, ...] = ("127.0.0.1",)
+) -> FederationKeys:
     """Load the keys under ``root``, making them first if absent; add keys for new parties."""
     root = Path(root).resolve()
     if not (root / MANIFEST).exists():

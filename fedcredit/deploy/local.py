@@ -34,7 +34,13 @@ import tomli_w
 from fedcredit import config
 from fedcredit.config import Scenario
 from fedcredit.deploy.flwr_cli import (
-    CLIENT_COMPONENT, SERVER_COMPONENT, FlwrCli, FlwrCliError, base_env, venv_bin, write_app_dir,
+    CLIENT_COMPONENT,
+    SERVER_COMPONENT,
+    FlwrCli,
+    FlwrCliError,
+    base_env,
+    venv_bin,
+    write_app_dir,
 )
 from fedcredit.deploy.keys import FederationKeys, ensure_keys, load_keys
 from fedcredit.deploy.processes import ProcessSet
@@ -67,7 +73,7 @@ class DeployOptions:
 
     scenario: Path
     out: Path
-    keys: Path | None = None            # default: OUT/keys (made if absent)
+    keys: Path | None = None  # default: OUT/keys (made if absent)
     host: str = "127.0.0.1"
     data: dict[str, str] = field(default_factory=dict)  # party -> data source override
     startup_timeout: float = 90.0
@@ -100,8 +106,10 @@ class Deployment:
         self.scenario = config.load(self.opts.scenario)
         self.out = Path(self.opts.out).resolve()
         if (self.out / "ledger.sqlite").exists():
-            raise DeployError(f"{self.out} already holds a run (ledger.sqlite); choose another --out "
-                              "so the earlier run's ledger is not lost")
+            raise DeployError(
+                f"{self.out} already holds a run (ledger.sqlite); choose another --out "
+                "so the earlier run's ledger is not lost"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         names = [p.name for p in self.scenario.parties]
         if self.opts.keys is None:
@@ -111,12 +119,16 @@ class Deployment:
             for n in names:
                 self.keys.party(n)  # clear error if a party has no keys
         if self.opts.host not in self.keys.hosts:
-            raise DeployError(f"the coordinator certificate under {self.keys.root} is for "
-                              f"{list(self.keys.hosts)}, not {self.opts.host}")
+            raise DeployError(
+                f"the coordinator certificate under {self.keys.root} is for "
+                f"{list(self.keys.hosts)}, not {self.opts.host}"
+            )
         unknown = set(self.opts.data) - set(names)
         if unknown:
-            raise DeployError(f"--data for unknown part{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}; "
-                              f"the scenario has {names}")
+            raise DeployError(
+                f"--data for unknown part{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}; "
+                f"the scenario has {names}"
+            )
         self.flower = self.out / "flower"
         self.logs = self.out / "logs"
 
@@ -135,19 +147,34 @@ class Deployment:
         t0 = time.monotonic()
         self.port = free_port(self.opts.host)
         k = self.keys
-        argv = [venv_bin("flower-superlink"),
-                "--ssl-ca-certfile", str(k.ca_cert), "--ssl-certfile", str(k.server_cert),
-                "--ssl-keyfile", str(k.server_key),
-                "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-                "--isolation", "subprocess",
-                "--database", str(self.flower / "superlink" / "state.db"),
-                "--host", self.opts.host, "--port", str(self.port)]
+        argv = [
+            venv_bin("flower-superlink"),
+            "--ssl-ca-certfile",
+            str(k.ca_cert),
+            "--ssl-certfile",
+            str(k.server_cert),
+            "--ssl-keyfile",
+            str(k.server_key),
+            "--enable-supernode-auth",
+            "--disable-runtime-dependency-installation",
+            "--isolation",
+            "subprocess",
+            "--database",
+            str(self.flower / "superlink" / "state.db"),
+            "--host",
+            self.opts.host,
+            "--port",
+            str(self.port),
+        ]
         (self.flower / "superlink").mkdir(parents=True, exist_ok=True)
-        self.procs.start(SUPERLINK, argv, env=base_env(self.flower / "superlink"),
-                         log_path=self.logs / "superlink.log")
+        self.procs.start(SUPERLINK, argv, env=base_env(self.flower / "superlink"), log_path=self.logs / "superlink.log")
         self.cli = FlwrCli(self.flower / "cli", self.address, k.ca_cert)
-        self._wait(lambda: self._superlink_answers(), self.opts.startup_timeout,
-                   "the SuperLink did not come up", proc=SUPERLINK)
+        self._wait(
+            lambda: self._superlink_answers(),
+            self.opts.startup_timeout,
+            "the SuperLink did not come up",
+            proc=SUPERLINK,
+        )
         self.timings["superlink_start_s"] = round(time.monotonic() - t0, 2)
         self._note(f"SuperLink up on https://{self.address} (TLS, SuperNode auth on)")
 
@@ -166,9 +193,14 @@ class Deployment:
         if not data.startswith(("default_credit", "synthetic:")) and Path(data).exists():
             data = str(Path(data).resolve())
         pk = self.keys.party(party)
-        return {"party": party, "role": spec.role, "data": data,
-                "node-dir": str(self.out / "nodes" / party), "egress-key": str(pk.egress_key),
-                "scenario": str(Path(self.opts.scenario).resolve())}
+        return {
+            "party": party,
+            "role": spec.role,
+            "data": data,
+            "node-dir": str(self.out / "nodes" / party),
+            "egress-key": str(pk.egress_key),
+            "scenario": str(Path(self.opts.scenario).resolve()),
+        }
 
     def register_parties(self) -> None:
         assert self.cli is not None
@@ -176,8 +208,9 @@ class Deployment:
             self.node_ids[spec.name] = self.cli.register(self.keys.party(spec.name).auth_pub, spec.name)
         self._note("registered SuperNode keys: " + ", ".join(f"{p}={n}" for p, n in self.node_ids.items()))
 
-    def supernode_argv(self, party: str, *, auth_key: Path | None = None, use_ca: bool = True,
-                       max_wait: float | None = None) -> list[str]:
+    def supernode_argv(
+        self, party: str, *, auth_key: Path | None = None, use_ca: bool = True, max_wait: float | None = None
+    ) -> list[str]:
         """The exact command a party runs on its own machine (docs/deploy.md).
 
         ``auth_key`` / ``use_ca=False`` exist for the negative tests (an unregistered key, a node
@@ -189,9 +222,18 @@ class Deployment:
         argv = [venv_bin("flower-supernode"), "--superlink", self.address]
         if use_ca:
             argv += ["--root-certificates", str(self.keys.ca_cert)]
-        argv += ["--auth-supernode-private-key", str(auth_key or self.keys.party(party).auth_key),
-                 "--node-config", str(cfg_path), "--isolation", "subprocess",
-                 "--host", "127.0.0.1", "--port", str(free_port())]
+        argv += [
+            "--auth-supernode-private-key",
+            str(auth_key or self.keys.party(party).auth_key),
+            "--node-config",
+            str(cfg_path),
+            "--isolation",
+            "subprocess",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+        ]
         if max_wait is not None:
             argv += ["--max-wait-time", str(max_wait)]
         return argv
@@ -200,8 +242,12 @@ class Deployment:
         home = self.flower / party
         home.mkdir(parents=True, exist_ok=True)
         (self.out / "nodes" / party).mkdir(parents=True, exist_ok=True)
-        self.procs.start(supernode_name(party), argv or self.supernode_argv(party), env=base_env(home),
-                         log_path=self.logs / f"{party}.log")
+        self.procs.start(
+            supernode_name(party),
+            argv or self.supernode_argv(party),
+            env=base_env(home),
+            log_path=self.logs / f"{party}.log",
+        )
 
     def start_parties(self) -> None:
         t0 = time.monotonic()
@@ -210,9 +256,12 @@ class Deployment:
             self.start_supernode(spec.name)
         want = set(self.node_ids.values())
         assert self.cli is not None
-        self._wait(lambda: want <= self.cli.online_nodes(), self.opts.startup_timeout,
-                   "not every party's SuperNode came online",
-                   procs=[supernode_name(p) for p in self.node_ids])
+        self._wait(
+            lambda: want <= self.cli.online_nodes(),
+            self.opts.startup_timeout,
+            "not every party's SuperNode came online",
+            procs=[supernode_name(p) for p in self.node_ids],
+        )
         self.timings["supernodes_start_s"] = round(time.monotonic() - t0, 2)
         self._note(f"{len(want)} SuperNodes online")
 
@@ -221,11 +270,13 @@ class Deployment:
         assert self.cli is not None
         # node-ids: which Flower node id each party's *registered key* got, so the coordinator can
         # name a party that fails before introducing itself and check introductions against keys.
-        run_config = {"scenario": str(Path(self.opts.scenario).resolve()), "out-dir": str(self.out),
-                      "coordinator-key": str(self.keys.ledger_key),
-                      "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True)}
-        app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app,
-                            client=self.opts.client_app)
+        run_config = {
+            "scenario": str(Path(self.opts.scenario).resolve()),
+            "out-dir": str(self.out),
+            "coordinator-key": str(self.keys.ledger_key),
+            "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
+        }
+        app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
         rc_file = self.flower / "run-config.toml"
         rc_file.write_text(tomli_w.dumps(run_config))
         self.run_id = self.cli.run(app, rc_file)
@@ -249,14 +300,15 @@ class Deployment:
                     pass  # being written
             self.procs.refresh()
             if not self.procs.procs[SUPERLINK].alive():
-                raise DeployError("the SuperLink exited during the run:\n"
-                                  + self.procs.procs[SUPERLINK].log_tail())
+                raise DeployError("the SuperLink exited during the run:\n" + self.procs.procs[SUPERLINK].log_tail())
             for p in self.node_ids:
                 m = self.procs.procs.get(supernode_name(p))
                 if m is not None and not m.alive() and p not in self._down:
                     self._down.add(p)
-                    self._note(f"party {p!r}: its SuperNode process exited (code {m.popen.returncode}); "
-                               "the coordinator will stop the run when it notices")
+                    self._note(
+                        f"party {p!r}: its SuperNode process exited (code {m.popen.returncode}); "
+                        "the coordinator will stop the run when it notices"
+                    )
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + 15
@@ -268,9 +320,10 @@ class Deployment:
                 if st.startswith("finished") and finished_at is None:
                     finished_at = now
             if finished_at is not None and now - finished_at > 10:
-                raise DeployError(f"Flower says run {self.run_id} finished but the coordinator wrote no "
-                                  f"status.json; end of {self.logs / 'superlink.log'}:\n"
-                                  + self.procs.procs[SUPERLINK].log_tail(40))
+                raise DeployError(
+                    f"Flower says run {self.run_id} finished but the coordinator wrote no "
+                    f"status.json; end of {self.logs / 'superlink.log'}:\n" + self.procs.procs[SUPERLINK].log_tail(40)
+                )
             if now > deadline:
                 self.cli.stop(self.run_id)
                 raise DeployError(f"run {self.run_id} did not finish within {self.opts.run_timeout:.0f} s")
@@ -278,8 +331,14 @@ class Deployment:
                 on_poll(self)
             time.sleep(self.opts.poll_seconds)
         self.timings["run_s"] = round(time.monotonic() - self._t_submit, 2)
-        self._note(f"run {self.run_id} ended: {status.get('status')}"
-                   + (f" (party {status.get('party')!r}: {status.get('error')})" if status.get("status") != "completed" else ""))
+        self._note(
+            f"run {self.run_id} ended: {status.get('status')}"
+            + (
+                f" (party {status.get('party')!r}: {status.get('error')})"
+                if status.get("status") != "completed"
+                else ""
+            )
+        )
         return status
 
     # -- results --------------------------------------------------------------------------------
@@ -288,12 +347,22 @@ class Deployment:
 
         egress = sorted((self.out / "nodes").glob("*/egress.sqlite"))
         keys = {p: load_public_key(self.keys.party(p).egress_pub) for p in self.node_ids}
-        report = verify(self.out / "ledger.sqlite", public_key=load_public_key(self.keys.ledger_pub),
-                        egress=egress, egress_public_keys=keys)
-        return {"ok": report.ok, "intact": report.intact, "complete": report.complete,
-                "records": report.records, "errors": report.errors[:10], "warnings": report.warnings[:10],
-                "egress_logs": [str(p) for p in egress],
-                "egress_matched": {c.node: f"{c.matched}/{c.messages_in_ledger}" for c in report.egress}}
+        report = verify(
+            self.out / "ledger.sqlite",
+            public_key=load_public_key(self.keys.ledger_pub),
+            egress=egress,
+            egress_public_keys=keys,
+        )
+        return {
+            "ok": report.ok,
+            "intact": report.intact,
+            "complete": report.complete,
+            "records": report.records,
+            "errors": report.errors[:10],
+            "warnings": report.warnings[:10],
+            "egress_logs": [str(p) for p in egress],
+            "egress_matched": {c.node: f"{c.matched}/{c.messages_in_ledger}" for c in report.egress},
+        }
 
     def summary(self, status: dict[str, Any]) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -307,15 +376,29 @@ class Deployment:
                 flower = {k: info.get(k) for k in ("status", "network-traffic", "compute-time", "elapsed")}
             except FlwrCliError as exc:
                 flower = {"error": str(exc)}
-        return {"status": status, "run_id": self.run_id, "superlink": self.address, "flower_run": flower,
-                "node_ids": self.node_ids, "timings": self.timings,
-                "latency": epoch_latency(metrics, self.out / "ledger.sqlite", self.timings.get("run_s")),
-                "verification": self.verify() if (self.out / "ledger.sqlite").exists() else None,
-                "events": self.events, "logs": str(self.logs)}
+        return {
+            "status": status,
+            "run_id": self.run_id,
+            "superlink": self.address,
+            "flower_run": flower,
+            "node_ids": self.node_ids,
+            "timings": self.timings,
+            "latency": epoch_latency(metrics, self.out / "ledger.sqlite", self.timings.get("run_s")),
+            "verification": self.verify() if (self.out / "ledger.sqlite").exists() else None,
+            "events": self.events,
+            "logs": str(self.logs),
+        }
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _wait(self, ready: Callable[[], bool], timeout: float, what: str, *, proc: str | None = None,
-              procs: list[str] | None = None) -> None:
+    def _wait(
+        self,
+        ready: Callable[[], bool],
+        timeout: float,
+        what: str,
+        *,
+        proc: str | None = None,
+        procs: list[str] | None = None,
+    ) -> None:
         names = ([proc] if proc else []) + (procs or [])
         deadline = time.monotonic() + timeout
         while not ready():
@@ -353,8 +436,12 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
 
     history = metrics.get("history") or []
     epochs = metrics.get("epochs") or len(history) or None
-    out: dict[str, Any] = {"epochs": epochs, "flower_round_trips": metrics.get("flower_round_trips"),
-                           "train_seconds": metrics.get("train_seconds"), "run_seconds": run_seconds}
+    out: dict[str, Any] = {
+        "epochs": epochs,
+        "flower_round_trips": metrics.get("flower_round_trips"),
+        "train_seconds": metrics.get("train_seconds"),
+        "run_seconds": run_seconds,
+    }
     if epochs and metrics.get("train_seconds") is not None:
         out["train_seconds_per_epoch"] = round(float(metrics["train_seconds"]) / float(epochs), 2)
     secs = [h.get("seconds") for h in history if isinstance(h, dict) and h.get("seconds") is not None]
@@ -364,8 +451,11 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         return out
     from fedcredit.ledger import read_records
 
-    steps = [(r.payload.get("step", "?"), dt.datetime.fromisoformat(r.ts.replace("Z", "+00:00")))
-             for r in read_records(ledger) if r.kind == "step"]
+    steps = [
+        (r.payload.get("step", "?"), dt.datetime.fromisoformat(r.ts.replace("Z", "+00:00")))
+        for r in read_records(ledger)
+        if r.kind == "step"
+    ]
     by_phase: dict[str, int] = {}
     for name, _ in steps:
         phase = str(name).split("/", 1)[0]
@@ -380,8 +470,7 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
         out["train_round_trips"] = len(inner)  # includes the phase's one-off key exchange
         out["train_round_trips_per_epoch"] = round(len(inner) / float(epochs), 2)
-        out["train_wall_seconds_per_epoch"] = round(
-            (train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
+        out["train_wall_seconds_per_epoch"] = round((train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
     return out
 
 
@@ -429,8 +518,7 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
         error = exc
         with _block_signals():  # idempotent; covers a signal that arrived just before the first stop
             left = dep.stop()
-    summary.update({"wall_seconds": round(time.monotonic() - t0, 2), "left_running": left,
-                    "out": str(dep.out)})
+    summary.update({"wall_seconds": round(time.monotonic() - t0, 2), "left_running": left, "out": str(dep.out)})
     if error is not None:
         summary["error"] = f"{type(error).__name__}: {error}"
     (dep.out / "deploy.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
@@ -459,5 +547,14 @@ def scenario_parties(path: Path) -> list[str]:
     return [p.name for p in config.load(path).parties]
 
 
-__all__ = ["DeployError", "DeployOptions", "Deployment", "Interrupted", "deploy_local", "epoch_latency",
-           "free_port", "scenario_parties", "supernode_name"]
+__all__ = [
+    "DeployError",
+    "DeployOptions",
+    "Deployment",
+    "Interrupted",
+    "deploy_local",
+    "epoch_latency",
+    "free_port",
+    "scenario_parties",
+    "supernode_name",
+]

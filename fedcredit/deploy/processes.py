@@ -43,8 +43,7 @@ def read_proc(pid: int) -> ProcInfo | None:
     name = head.partition("(")[2]
     fields = rest.split()
     # fields[0] = state (field 3), [1] = ppid, [2] = pgrp, [3] = session, ..., [19] = starttime (22)
-    return ProcInfo(pid=pid, ppid=int(fields[1]), sid=int(fields[3]), state=fields[0],
-                    start=int(fields[19]), name=name)
+    return ProcInfo(pid=pid, ppid=int(fields[1]), sid=int(fields[3]), state=fields[0], start=int(fields[19]), name=name)
 
 
 def all_processes() -> list[ProcInfo]:
@@ -117,15 +116,23 @@ class ProcessSet:
     seen: dict[int, int] = field(default_factory=dict)  # pid -> start time
     sessions: set[int] = field(default_factory=set)
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path,
-              cwd: Path | None = None) -> Managed:
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> Managed:
         """Start ``argv`` in its own session, stdout+stderr to ``log_path``."""
         if name in self.procs and self.procs[name].alive():
             raise RuntimeError(f"process {name!r} is already running (pid {self.procs[name].pid})")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as fh:
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                     env=env, cwd=cwd, start_new_session=True)
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         m = Managed(name=name, popen=popen, log_path=log_path, argv=list(argv))
         self.procs[name] = m
         info = read_proc(popen.pid)
@@ -149,8 +156,7 @@ class ProcessSet:
 
     def _roots(self, procs: list[ProcInfo]) -> list[int]:
         """Known processes still alive under their original start time, plus session members."""
-        return [p.pid for p in procs
-                if (p.pid in self.seen and self.seen[p.pid] == p.start) or p.sid in self.sessions]
+        return [p.pid for p in procs if (p.pid in self.seen and self.seen[p.pid] == p.start) or p.sid in self.sessions]
 
     def _members(self, name: str | None = None) -> list[tuple[int, int]]:
         """(pid, start) of live processes under ``name`` (or under all) right now."""

@@ -26,8 +26,9 @@ class UpdateRejected(ValueError):
         super().__init__(f"UpdateRejected: {party}: {reason}")
 
 
-def validate_update(party: str, arrays: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]],
-                    bound: float, scale: float = 1.0) -> None:
+def validate_update(
+    party: str, arrays: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]], bound: float, scale: float = 1.0
+) -> None:
     """Raise :class:`UpdateRejected` unless ``arrays`` match ``shapes``, are finite and satisfy
     ``|value * scale| <= bound`` (``scale`` is the SecAgg+ weight factor; 1 otherwise)."""
     if len(arrays) != len(shapes):
@@ -41,12 +42,12 @@ def validate_update(party: str, arrays: Sequence[np.ndarray], shapes: Sequence[t
         finite = np.isfinite(a)
         if not finite.all():
             bad = a[~finite].ravel()[0]
-            raise UpdateRejected(party, f"array {i} contains {'NaN' if np.isnan(bad) else 'Inf'} "
-                                        f"({int((~finite).sum())} values)")
+            raise UpdateRejected(
+                party, f"array {i} contains {'NaN' if np.isnan(bad) else 'Inf'} ({int((~finite).sum())} values)"
+            )
         peak = float(np.max(np.abs(a))) * scale if a.size else 0.0
         if peak > bound:
-            raise UpdateRejected(party, f"out of range: |value| {peak:.4g} in array {i} exceeds the "
-                                        f"bound {bound:.4g}")
+            raise UpdateRejected(party, f"out of range: |value| {peak:.4g} in array {i} exceeds the bound {bound:.4g}")
 
 
 def weighted_average(updates: Sequence[Sequence[np.ndarray]], weights: Sequence[float]) -> list[np.ndarray]:
@@ -57,8 +58,10 @@ def weighted_average(updates: Sequence[Sequence[np.ndarray]], weights: Sequence[
     if (w <= 0).any():
         raise ValueError("weights must be positive")
     total = w.sum()
-    return [sum(wk * np.asarray(u[i], dtype=np.float64) for wk, u in zip(w, updates)) / total
-            for i in range(len(updates[0]))]
+    return [
+        sum(wk * np.asarray(u[i], dtype=np.float64) for wk, u in zip(w, updates)) / total
+        for i in range(len(updates[0]))
+    ]
 
 
 def flatten(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -71,14 +74,14 @@ def unflatten(vec: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.nda
         raise ValueError(f"vector has {vec.size} values, the model needs {sum(sizes)}")
     out, start = [], 0
     for s, n in zip(shapes, sizes):
-        out.append(vec[start:start + n].reshape(s).copy())
+        out.append(vec[start : start + n].reshape(s).copy())
         start += n
     return out
 
 
 def pow2_at_least(x: float) -> float:
     """Smallest power of two >= x (>= 2**-10)."""
-    return float(2.0 ** math.ceil(math.log2(max(x, 2.0 ** -10))))
+    return float(2.0 ** math.ceil(math.log2(max(x, 2.0**-10))))
 
 
 def auto_clipping_range(global_arrays: Sequence[np.ndarray], headroom: float, minimum: float) -> float:

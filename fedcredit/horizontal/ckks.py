@@ -68,38 +68,44 @@ class SecretCkks:
 
     @classmethod
     def generate(cls, settings: CkksSettings) -> SecretCkks:
-        ctx = ts.context(ts.SCHEME_TYPE.CKKS, settings.poly_modulus_degree,
-                         coeff_mod_bit_sizes=list(settings.coeff_mod_bit_sizes),
-                         encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC)
-        ctx.global_scale = float(2 ** settings.scale_bits)
-        secret = ctx.serialize(save_public_key=False, save_secret_key=True, save_galois_keys=False,
-                               save_relin_keys=False)
+        ctx = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            settings.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(settings.coeff_mod_bit_sizes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+        )
+        ctx.global_scale = float(2**settings.scale_bits)
+        secret = ctx.serialize(
+            save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+        )
         return cls(context=ctx, secret_bytes=secret, params_bytes=params_only(ctx))
 
     @classmethod
-    def load(cls, secret_bytes: bytes, expect_key_fp: str | None = None,
-             expect_params_fp: str | None = None) -> SecretCkks:
+    def load(
+        cls, secret_bytes: bytes, expect_key_fp: str | None = None, expect_params_fp: str | None = None
+    ) -> SecretCkks:
         """Rebuild from serialised secret context, checking the fingerprints when given."""
         if expect_key_fp is not None and key_fingerprint(secret_bytes) != expect_key_fp:
-            raise CkksContextMismatch("the received CKKS secret context does not match the announced "
-                                      "key fingerprint")
+            raise CkksContextMismatch("the received CKKS secret context does not match the announced key fingerprint")
         try:
             ctx = ts.context_from(secret_bytes)
-        except Exception as exc:  # TenSEAL raises bare RuntimeError/ValueError
+        except Exception as exc:  # noqa: BLE001 - TenSEAL raises bare RuntimeError/ValueError
             raise CkksContextMismatch(f"cannot load CKKS secret context: {exc}") from None
         if not ctx.is_private():
             raise CkksContextMismatch("the CKKS context holds no secret key")
         me = cls(context=ctx, secret_bytes=secret_bytes, params_bytes=params_only(ctx))
         if expect_params_fp is not None and me.params_fp != expect_params_fp:
-            raise CkksContextMismatch("CKKS parameters differ from the run's parameters "
-                                      f"(fingerprint {me.params_fp[:12]} != {expect_params_fp[:12]})")
+            raise CkksContextMismatch(
+                "CKKS parameters differ from the run's parameters "
+                f"(fingerprint {me.params_fp[:12]} != {expect_params_fp[:12]})"
+            )
         return me
 
     def encrypt(self, vec: np.ndarray) -> list[bytes]:
         """Encrypt a float vector in chunks of ``slots`` values."""
         v = np.asarray(vec, dtype=np.float64).ravel()
         n = self.slots
-        return [ts.ckks_vector(self.context, v[i:i + n].tolist()).serialize() for i in range(0, v.size, n)]
+        return [ts.ckks_vector(self.context, v[i : i + n].tolist()).serialize() for i in range(0, v.size, n)]
 
     def decrypt(self, chunks: Sequence[bytes], length: int) -> np.ndarray:
         """Decrypt ciphertext chunks produced for a vector of ``length`` values."""
@@ -110,16 +116,16 @@ class SecretCkks:
         for i, c in enumerate(chunks):
             try:
                 out.append(np.asarray(ts.ckks_vector_from(self.context, c).decrypt(), dtype=np.float64))
-            except Exception as exc:
-                raise CkksContextMismatch(f"ciphertext {i} does not load under this bank's CKKS "
-                                          f"context: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - TenSEAL raises bare RuntimeError/ValueError
+                raise CkksContextMismatch(
+                    f"ciphertext {i} does not load under this bank's CKKS context: {exc}"
+                ) from None
         return np.concatenate(out)[:length]
 
 
 def params_only(ctx: ts.Context) -> bytes:
     """The context serialised without any key: what the coordinator holds."""
-    return ctx.serialize(save_public_key=False, save_secret_key=False, save_galois_keys=False,
-                         save_relin_keys=False)
+    return ctx.serialize(save_public_key=False, save_secret_key=False, save_galois_keys=False, save_relin_keys=False)
 
 
 def _slots(ctx: ts.Context) -> int:
@@ -136,11 +142,12 @@ class CkksAggregator:
     def __init__(self, params_bytes: bytes, expect_params_fp: str | None = None) -> None:
         fp = params_fingerprint(params_bytes)
         if expect_params_fp is not None and fp != expect_params_fp:
-            raise CkksContextMismatch(f"coordinator context fingerprint {fp[:12]} does not match the "
-                                      f"key holder's {expect_params_fp[:12]}")
+            raise CkksContextMismatch(
+                f"coordinator context fingerprint {fp[:12]} does not match the key holder's {expect_params_fp[:12]}"
+            )
         try:
             self.context = ts.context_from(params_bytes)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - TenSEAL raises bare RuntimeError/ValueError
             raise CkksContextMismatch(f"cannot load the CKKS parameters context: {exc}") from None
         if self.context.is_private():
             raise CkksContextMismatch("the coordinator was handed a CKKS context WITH a secret key; refusing")
@@ -150,15 +157,18 @@ class CkksAggregator:
     def load(self, party: str, chunks: Sequence[bytes], expected_chunks: int) -> list[ts.CKKSVector]:
         """Deserialise one bank's upload, checking count and that each ciphertext fits the context."""
         if len(chunks) != expected_chunks:
-            raise CkksContextMismatch(f"{party}: sent {len(chunks)} ciphertexts, expected {expected_chunks} "
-                                      "(wrong model shape?)")
+            raise CkksContextMismatch(
+                f"{party}: sent {len(chunks)} ciphertexts, expected {expected_chunks} (wrong model shape?)"
+            )
         out = []
         for i, c in enumerate(chunks):
             try:
                 out.append(ts.ckks_vector_from(self.context, bytes(c)))
-            except Exception as exc:
-                raise CkksContextMismatch(f"{party}: ciphertext {i} does not match the run's CKKS context "
-                                          f"({exc}); the bank uses different CKKS parameters") from None
+            except Exception as exc:  # noqa: BLE001 - TenSEAL raises bare RuntimeError/ValueError
+                raise CkksContextMismatch(
+                    f"{party}: ciphertext {i} does not match the run's CKKS context "
+                    f"({exc}); the bank uses different CKKS parameters"
+                ) from None
         return out
 
     @staticmethod
@@ -184,6 +194,7 @@ def unweight(aggregate: np.ndarray) -> np.ndarray:
     """Inverse of summing :func:`weighted_plaintext` vectors: divide by the summed weights."""
     total = float(aggregate[-1])
     if not total > 0:
-        raise CkksContextMismatch(f"decrypted weight sum is {total}; the aggregate was not produced "
-                                  "under this bank's key")
+        raise CkksContextMismatch(
+            f"decrypted weight sum is {total}; the aggregate was not produced under this bank's key"
+        )
     return aggregate[:-1] / total

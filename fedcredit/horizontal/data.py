@@ -99,12 +99,13 @@ def concat(parts: list[PartyData]) -> PartyData:
     names = parts[0].feature_names
     for p in parts[1:]:
         if p.feature_names != names:
-            raise ConfigError("banks' tables have different feature columns; horizontal training "
-                              "needs one schema")
-    return PartyData(ids=[i for p in parts for i in p.ids],
-                     features=np.concatenate([p.features for p in parts]),
-                     feature_names=list(names),
-                     labels=np.concatenate([p.labels for p in parts]))
+            raise ConfigError("banks' tables have different feature columns; horizontal training needs one schema")
+    return PartyData(
+        ids=[i for p in parts for i in p.ids],
+        features=np.concatenate([p.features for p in parts]),
+        feature_names=list(names),
+        labels=np.concatenate([p.labels for p in parts]),
+    )
 
 
 def schema_digest(feature_names: list[str]) -> str:

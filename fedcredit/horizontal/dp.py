@@ -73,28 +73,42 @@ class DpReport:
         return asdict(self)
 
 
-def central_report(noise_multiplier: float, clipping_norm: float, rounds: int, delta: float,
-                   sample_counts: list[int]) -> DpReport:
+def central_report(
+    noise_multiplier: float, clipping_norm: float, rounds: int, delta: float, sample_counts: list[int]
+) -> DpReport:
     m = len(sample_counts)
     total = float(sum(sample_counts))
     w_max = max(sample_counts) / total
     z_eff = noise_multiplier / (m * w_max)
     eps = composed_gaussian_epsilon(z_eff, rounds, delta)
-    return DpReport(kind="central", rounds=rounds, delta=delta, epsilon=eps, noise_multiplier=z_eff,
-                    clipping_norm=clipping_norm,
-                    epsilon_per_round=composed_gaussian_epsilon(z_eff, 1, delta),
-                    note="bank-level DP against anyone seeing the released models; all banks in "
-                         "every round (no sub-sampling amplification)")
+    return DpReport(
+        kind="central",
+        rounds=rounds,
+        delta=delta,
+        epsilon=eps,
+        noise_multiplier=z_eff,
+        clipping_norm=clipping_norm,
+        epsilon_per_round=composed_gaussian_epsilon(z_eff, 1, delta),
+        note="bank-level DP against anyone seeing the released models; all banks in "
+        "every round (no sub-sampling amplification)",
+    )
 
 
-def local_report(epsilon_round: float, delta: float, clipping_norm: float, sensitivity: float,
-                 rounds: int) -> DpReport:
+def local_report(epsilon_round: float, delta: float, clipping_norm: float, sensitivity: float, rounds: int) -> DpReport:
     z = math.sqrt(2 * math.log(1.25 / delta)) / epsilon_round  # sigma / sensitivity
     basic = rounds * epsilon_round
     gdp = composed_gaussian_epsilon(z, rounds, rounds * delta)
     note = "bank-level local DP: holds even against the coordinator seeing individual updates"
     if epsilon_round > 1:
         note += "; the classic Gaussian calibration is only proven for eps <= 1 per round"
-    return DpReport(kind="local", rounds=rounds, delta=rounds * delta, epsilon=min(basic, gdp),
-                    noise_multiplier=z, clipping_norm=clipping_norm, epsilon_per_round=epsilon_round,
-                    epsilon_basic_composition=basic, note=note + f" (sensitivity {sensitivity:g})")
+    return DpReport(
+        kind="local",
+        rounds=rounds,
+        delta=rounds * delta,
+        epsilon=min(basic, gdp),
+        noise_multiplier=z,
+        clipping_norm=clipping_norm,
+        epsilon_per_round=epsilon_round,
+        epsilon_basic_composition=basic,
+        note=note + f" (sensitivity {sensitivity:g})",
+    )

@@ -44,14 +44,17 @@ class Envelope:
 
 def generate_private() -> bytes:
     """A fresh X25519 private key (raw 32 bytes)."""
-    return X25519PrivateKey.generate().private_bytes(serialization.Encoding.Raw,
-                                                     serialization.PrivateFormat.Raw,
-                                                     serialization.NoEncryption())
+    return X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
 
 
 def public_of(private_raw: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return (
+        X25519PrivateKey.from_private_bytes(private_raw)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
 
 
 def _aad(run_id: str, sender: str, recipient: str, eph_pub: bytes, rcpt_pub: bytes) -> bytes:
@@ -74,8 +77,14 @@ def seal(secret: bytes, *, run_id: str, sender: str, recipient: str, recipient_p
     aad = _aad(run_id, sender, recipient, eph_pub, recipient_public)
     key = _derive(eph.exchange(rcpt), aad)
     nonce = os.urandom(12)
-    return Envelope(run_id=run_id, sender=sender, recipient=recipient, ephemeral_public=eph_pub,
-                    nonce=nonce, ciphertext=AESGCM(key).encrypt(nonce, secret, aad))
+    return Envelope(
+        run_id=run_id,
+        sender=sender,
+        recipient=recipient,
+        ephemeral_public=eph_pub,
+        nonce=nonce,
+        ciphertext=AESGCM(key).encrypt(nonce, secret, aad),
+    )
 
 
 def open_envelope(env: Envelope, *, private_raw: bytes, me: str, run_id: str) -> bytes:
@@ -91,5 +100,6 @@ def open_envelope(env: Envelope, *, private_raw: bytes, me: str, run_id: str) ->
         key = _derive(priv.exchange(X25519PublicKey.from_public_bytes(env.ephemeral_public)), aad)
         return AESGCM(key).decrypt(env.nonce, env.ciphertext, aad)
     except (InvalidTag, ValueError):
-        raise EnvelopeError(f"envelope from {env.sender!r} does not open with {me!r}'s key "
-                            "(tampered with, or sealed to another key)") from None
+        raise EnvelopeError(
+            f"envelope from {env.sender!r} does not open with {me!r}'s key (tampered with, or sealed to another key)"
+        ) from None

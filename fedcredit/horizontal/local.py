@@ -58,8 +58,9 @@ def preprocessor(settings: HorizontalSettings, mean: list[float] | None, std: li
     if settings.standardize == "federated":
         if mean is None or std is None:
             raise ValueError("federated standardisation is on but the round carried no feature moments")
-        return hdata.Preprocessor(settings.transform, np.asarray(mean, dtype=np.float64),
-                                  np.asarray(std, dtype=np.float64))
+        return hdata.Preprocessor(
+            settings.transform, np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        )
     return hdata.Preprocessor(settings.transform)
 
 
@@ -69,13 +70,22 @@ def compute_moments(scenario: Scenario, settings: HorizontalSettings, party: str
     moments = hdata.local_moments(hdata.Preprocessor(settings.transform).base(d.features))
     peak = float(np.abs(moments).max()) if moments.size else 0.0
     if peak > STATS_BOUND:
-        raise UpdateRejected(party, f"feature moments reach {peak:.3g} > {STATS_BOUND:g}; set "
-                                    "[horizontal] transform = 'signed_log1p' for raw monetary columns")
+        raise UpdateRejected(
+            party,
+            f"feature moments reach {peak:.3g} > {STATS_BOUND:g}; set "
+            "[horizontal] transform = 'signed_log1p' for raw monetary columns",
+        )
     return LocalResult(arrays=[moments], n=len(d), metrics={})
 
 
-def train_round(scenario: Scenario, settings: HorizontalSettings, party: str, global_arrays: list[np.ndarray],
-                rnd: int, prep: hdata.Preprocessor) -> LocalResult:
+def train_round(
+    scenario: Scenario,
+    settings: HorizontalSettings,
+    party: str,
+    global_arrays: list[np.ndarray],
+    rnd: int,
+    prep: hdata.Preprocessor,
+) -> LocalResult:
     """Train from ``global_arrays`` on this bank's rows; returns the new weights and n."""
     import torch
 
@@ -85,11 +95,16 @@ def train_round(scenario: Scenario, settings: HorizontalSettings, party: str, gl
     model = models.build_model(model_spec(settings, d.n_features))
     models.set_weights(model, global_arrays)
     idx = hdata.bank_names(scenario).index(party)
-    cfg = models.TrainConfig(epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
-                             optimizer=settings.optimizer, mu=settings.fedprox_mu,
-                             weight_decay=settings.weight_decay,
-                             pos_weight=models.pos_weight(d.labels, settings.class_weight),
-                             seed=round_seed(scenario.seed, idx, rnd))
+    cfg = models.TrainConfig(
+        epochs=settings.local_epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        optimizer=settings.optimizer,
+        mu=settings.fedprox_mu,
+        weight_decay=settings.weight_decay,
+        pos_weight=models.pos_weight(d.labels, settings.class_weight),
+        seed=round_seed(scenario.seed, idx, rnd),
+    )
     stats = models.train(model, x, d.labels, cfg)
     return LocalResult(arrays=models.get_weights(model), n=len(d), metrics=stats)
 

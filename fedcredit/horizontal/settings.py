@@ -129,8 +129,7 @@ def _take(table: dict[str, Any], allowed: dict[str, Any], where: str) -> dict[st
             if not isinstance(value, str):
                 raise ConfigError(f"[{where}] {key} must be a string, got {value!r}")
         elif isinstance(default, tuple):
-            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                      for v in value):
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"[{where}] {key} must be a list of integers, got {value!r}")
             value = tuple(value)
         out[key] = value
@@ -148,8 +147,11 @@ def parse(section: dict[str, Any], bank_names: list[str] | None = None) -> Horiz
     sub = {name: section.pop(name, {}) for name in ("secagg", "ckks", "dp")}
     faults_raw = section.pop("simulate_faults", [])
     base = HorizontalSettings()
-    top_defaults = {k: getattr(base, k) for k in HorizontalSettings.__dataclass_fields__
-                    if k not in ("secagg", "ckks", "dp", "faults")}
+    top_defaults = {
+        k: getattr(base, k)
+        for k in HorizontalSettings.__dataclass_fields__
+        if k not in ("secagg", "ckks", "dp", "faults")
+    }
     kwargs = _take(section, top_defaults, "horizontal")
     secagg = SecAggSettings(**_take(sub["secagg"], vars(SecAggSettings()), "horizontal.secagg"))
     ckks = CkksSettings(**_take(sub["ckks"], vars(CkksSettings()), "horizontal.ckks"))
@@ -202,8 +204,10 @@ def _validate(s: HorizontalSettings) -> None:
     if len(s.ckks.coeff_mod_bit_sizes) < 2:
         raise ConfigError("[horizontal.ckks] coeff_mod_bit_sizes needs a data prime and a special prime")
     if not 20 <= s.ckks.scale_bits < s.ckks.coeff_mod_bit_sizes[0] - 10:
-        raise ConfigError("[horizontal.ckks] scale_bits must leave >= 10 bits of headroom below the "
-                          "first prime (values would wrap around)")
+        raise ConfigError(
+            "[horizontal.ckks] scale_bits must leave >= 10 bits of headroom below the "
+            "first prime (values would wrap around)"
+        )
     if s.dp.kind != "none":
         if not s.dp.clipping_norm > 0 or not 0 < s.dp.delta < 1:
             raise ConfigError("[horizontal.dp] needs clipping_norm > 0 and 0 < delta < 1")
@@ -212,8 +216,10 @@ def _validate(s: HorizontalSettings) -> None:
         if s.dp.kind == "local" and not s.dp.epsilon > 0:
             raise ConfigError("[horizontal.dp] local DP needs epsilon > 0")
     if s.dp.kind == "central" and s.aggregation == "ckks":
-        raise ConfigError("[horizontal.dp] kind='central' adds noise to the plaintext aggregate at the "
-                          "coordinator, which never sees it under ckks; use kind='local' with ckks")
+        raise ConfigError(
+            "[horizontal.dp] kind='central' adds noise to the plaintext aggregate at the "
+            "coordinator, which never sees it under ckks; use kind='local' with ckks"
+        )
 
 
 def from_scenario(scenario: Scenario) -> HorizontalSettings:
@@ -222,10 +228,11 @@ def from_scenario(scenario: Scenario) -> HorizontalSettings:
         raise ConfigError(f"scenario {scenario.name!r} has mode {scenario.mode!r}, not 'horizontal'")
     banks = [p.name for p in scenario.parties_with_role("bank")]
     if len(banks) < 2:
-        raise ConfigError(f"scenario {scenario.name!r}: horizontal training needs >= 2 banks, "
-                          f"found {len(banks)}")
+        raise ConfigError(f"scenario {scenario.name!r}: horizontal training needs >= 2 banks, found {len(banks)}")
     s = parse(scenario.section("horizontal"), banks)
     if s.aggregation == "secagg+" and len(banks) < 3:
-        raise ConfigError("secagg+ needs >= 3 banks: with two, each bank can subtract its own update "
-                          "from the aggregate and learn the other's")
+        raise ConfigError(
+            "secagg+ needs >= 3 banks: with two, each bank can subtract its own update "
+            "from the aggregate and learn the other's"
+        )
     return s

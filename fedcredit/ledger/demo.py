@@ -46,10 +46,16 @@ def copy_run(run: DemoRun, directory: str | Path) -> DemoRun:
     return DemoRun(d / run.ledger_path.name, paths, run.coordinator_key, dict(run.node_keys), run.run_id)
 
 
-def write_demo_run(directory: str | Path, *, run_id: str = "demo-run", steps: int = 3, seed: int = 0,
-                   coordinator_key: Ed25519PrivateKey | None = None,
-                   node_keys: dict[str, Ed25519PrivateKey] | None = None,
-                   finish: bool = True) -> DemoRun:
+def write_demo_run(
+    directory: str | Path,
+    *,
+    run_id: str = "demo-run",
+    steps: int = 3,
+    seed: int = 0,
+    coordinator_key: Ed25519PrivateKey | None = None,
+    node_keys: dict[str, Ed25519PrivateKey] | None = None,
+    finish: bool = True,
+) -> DemoRun:
     """Write ``ledger.db`` plus ``egress-<node>.db`` for a bank and a credit centre into ``directory``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -60,27 +66,50 @@ def write_demo_run(directory: str | Path, *, run_id: str = "demo-run", steps: in
     run = DemoRun(d / "ledger.db", {n: d / f"egress-{n}.db" for n in keys}, ckey, dict(keys), run_id)
     config = {"mode": "vertical", "protocol": "hetero_lr", "rounds": steps, "seed": seed}
     with Ledger.create(run.ledger_path, ckey, run_id=run_id) as ledger:
-        ledger.append("run_start", {
-            "config_hash": config_hash(config), "code_version": "demo", "mode": "vertical",
-            "purpose": "credit_risk_modelling",
-            "parties": {n: {"role": roles.get(n, "bank"), "egress_pubkey": public_key_hex(k)}
-                        for n, k in keys.items()},
-        })
-        ledger.append("consent_check", {"bank": "bank", "purpose": "credit_risk_modelling",
-                                        "checked": 120, "allowed": 113,
-                                        "refused": {"expired": 4, "revoked": 3}})
+        ledger.append(
+            "run_start",
+            {
+                "config_hash": config_hash(config),
+                "code_version": "demo",
+                "mode": "vertical",
+                "purpose": "credit_risk_modelling",
+                "parties": {
+                    n: {"role": roles.get(n, "bank"), "egress_pubkey": public_key_hex(k)} for n, k in keys.items()
+                },
+            },
+        )
+        ledger.append(
+            "consent_check",
+            {
+                "bank": "bank",
+                "purpose": "credit_risk_modelling",
+                "checked": 120,
+                "allowed": 113,
+                "refused": {"expired": 4, "revoked": 3},
+            },
+        )
         ledger.append("psi", {"bank_set_size": 113, "centre_set_size": 500, "intersection_size": 97})
         for step in range(steps):
             messages = []
             for node, key in keys.items():
                 payload = rng.randbytes(rng.randint(16, 256))
                 with EgressLog.create(run.egress_paths[node], key, run_id=run_id, node=node) as egress:
-                    egress.record_sent(kind="encrypted_gradient", recipient="coordinator",
-                                       step=f"round-{step}", payload=payload)
-                messages.append(message_entry(sender=node, recipient="coordinator",
-                                              kind="encrypted_gradient", payload=payload))
-            ledger.append("step", {"step": f"round-{step}", "round": step, "messages": messages,
-                                   "participants": sorted(keys), "metrics": {"loss": round(0.69 - 0.01 * step, 4)}})
+                    egress.record_sent(
+                        kind="encrypted_gradient", recipient="coordinator", step=f"round-{step}", payload=payload
+                    )
+                messages.append(
+                    message_entry(sender=node, recipient="coordinator", kind="encrypted_gradient", payload=payload)
+                )
+            ledger.append(
+                "step",
+                {
+                    "step": f"round-{step}",
+                    "round": step,
+                    "messages": messages,
+                    "participants": sorted(keys),
+                    "metrics": {"loss": round(0.69 - 0.01 * step, 4)},
+                },
+            )
         if finish:
             ledger.append("model_release", {"parts": {n: sha256_hex(rng.randbytes(64)) for n in keys}})
             ledger.append("run_end", {"status": "completed"})

@@ -36,8 +36,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> Path:
     """Write ``key`` as unencrypted PKCS#8 PEM with mode 0600."""
     p = Path(path)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     _write_private(p, pem)
     return p
 

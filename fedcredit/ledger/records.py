@@ -40,8 +40,15 @@ KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 # Record kinds the coordinator writes (others are allowed; these are the documented ones).
 LEDGER_KINDS = (
-    "run_start", "consent_check", "psi", "step", "failure", "dropout",
-    "model_release", "inference", "run_end",
+    "run_start",
+    "consent_check",
+    "psi",
+    "step",
+    "failure",
+    "dropout",
+    "model_release",
+    "inference",
+    "run_end",
 )
 EGRESS_START = "egress_start"
 EGRESS_SENT = "sent"
@@ -63,8 +70,10 @@ def _plain(obj: Any, path: str) -> Any:
         return int(obj)
     if isinstance(obj, float):
         if not math.isfinite(obj):
-            raise LedgerError(f"payload value at {path} is {obj!r}: NaN/Infinity are not allowed "
-                              "in canonical JSON (record None or a string instead)")
+            raise LedgerError(
+                f"payload value at {path} is {obj!r}: NaN/Infinity are not allowed "
+                "in canonical JSON (record None or a string instead)"
+            )
         return float(obj)
     if isinstance(obj, Mapping):
         out = {}
@@ -82,8 +91,10 @@ def _plain(obj: Any, path: str) -> Any:
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item) and getattr(obj, "shape", None) == ():
         return _plain(item(), path)
-    raise LedgerError(f"payload value at {path} has unsupported type {type(obj).__name__} "
-                      "(use str/int/float/bool/None/list/dict; hash bytes before logging them)")
+    raise LedgerError(
+        f"payload value at {path} has unsupported type {type(obj).__name__} "
+        "(use str/int/float/bool/None/list/dict; hash bytes before logging them)"
+    )
 
 
 def canonical_json(obj: Any) -> str:
@@ -92,8 +103,7 @@ def canonical_json(obj: Any) -> str:
     Floats use Python's shortest round-trip repr; integers are exact. The same object always
     gives the same text, so the text can be hashed.
     """
-    return json.dumps(_plain(obj, "$"), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False)
+    return json.dumps(_plain(obj, "$"), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -106,8 +116,9 @@ def utc_timestamp(now: _dt.datetime | None = None) -> str:
     return now.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def header(*, log: str, run_id: str, seq: int, kind: str, ts: str, writer: str,
-           prev_hash: str, payload_text: str) -> dict[str, Any]:
+def header(
+    *, log: str, run_id: str, seq: int, kind: str, ts: str, writer: str, prev_hash: str, payload_text: str
+) -> dict[str, Any]:
     """The object whose canonical JSON is hashed (see module docstring)."""
     return {
         "v": FORMAT_VERSION,
@@ -147,16 +158,30 @@ class Record:
         return json.loads(self.payload_text)
 
     def expected_hash(self) -> str:
-        return record_hash(log=self.log, run_id=self.run_id, seq=self.seq, kind=self.kind,
-                           ts=self.ts, writer=self.writer, prev_hash=self.prev_hash,
-                           payload_text=self.payload_text)
+        return record_hash(
+            log=self.log,
+            run_id=self.run_id,
+            seq=self.seq,
+            kind=self.kind,
+            ts=self.ts,
+            writer=self.writer,
+            prev_hash=self.prev_hash,
+            payload_text=self.payload_text,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Export form (payload parsed); used by ``fedcredit ledger export``."""
         return {
-            "log": self.log, "seq": self.seq, "run_id": self.run_id, "kind": self.kind,
-            "ts": self.ts, "writer": self.writer, "prev_hash": self.prev_hash,
-            "payload": self.payload, "hash": self.hash, "sig": self.sig,
+            "log": self.log,
+            "seq": self.seq,
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "ts": self.ts,
+            "writer": self.writer,
+            "prev_hash": self.prev_hash,
+            "payload": self.payload,
+            "hash": self.hash,
+            "sig": self.sig,
         }
 
 

@@ -45,8 +45,18 @@ CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 def _row_to_record(row: tuple) -> Record:
     seq, log, run_id, kind, ts, writer, prev_hash, payload, h, sig = row
-    return Record(log=log, seq=seq, run_id=run_id, kind=kind, ts=ts, writer=writer,
-                  prev_hash=prev_hash, payload_text=payload, hash=h, sig=sig)
+    return Record(
+        log=log,
+        seq=seq,
+        run_id=run_id,
+        kind=kind,
+        ts=ts,
+        writer=writer,
+        prev_hash=prev_hash,
+        payload_text=payload,
+        hash=h,
+        sig=sig,
+    )
 
 
 def check_is_sqlite(path: Path) -> None:
@@ -75,8 +85,7 @@ class SqliteStore:
             check_is_sqlite(self.path)
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                         check_same_thread=False)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise LedgerError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
@@ -84,11 +93,14 @@ class SqliteStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             if create:
                 self._conn.executescript(_SCHEMA)
-                self._conn.execute(f"INSERT OR IGNORE INTO {META}(key, value) VALUES (?, ?)",
-                                   ("format", f"fedcredit-{log}/{FORMAT_VERSION}"))
+                self._conn.execute(
+                    f"INSERT OR IGNORE INTO {META}(key, value) VALUES (?, ?)",
+                    ("format", f"fedcredit-{log}/{FORMAT_VERSION}"),
+                )
             elif not _has_table(self._conn):
-                raise LedgerFileError(f"{self.path} is an SQLite database without a fedcredit "
-                                      f"ledger table ({TABLE}), so not a ledger")
+                raise LedgerFileError(
+                    f"{self.path} is an SQLite database without a fedcredit ledger table ({TABLE}), so not a ledger"
+                )
         except sqlite3.DatabaseError as exc:
             raise LedgerFileError(f"{self.path}: cannot open as a ledger: {exc}") from None
         self._lock = threading.Lock()
@@ -124,8 +136,18 @@ class SqliteStore:
     def insert(conn: sqlite3.Connection, rec: Record) -> None:
         conn.execute(
             f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.seq, rec.log, rec.run_id, rec.kind, rec.ts, rec.writer, rec.prev_hash,
-             rec.payload_text, rec.hash, rec.sig),
+            (
+                rec.seq,
+                rec.log,
+                rec.run_id,
+                rec.kind,
+                rec.ts,
+                rec.writer,
+                rec.prev_hash,
+                rec.payload_text,
+                rec.hash,
+                rec.sig,
+            ),
         )
 
     def append(self, build: Callable[[Record | None], Record]) -> Record:
@@ -165,8 +187,9 @@ def read_records(path: str | os.PathLike[str]) -> list[Record]:
         raise LedgerFileError(f"{p}: cannot open read-only: {exc}") from None
     try:
         if not _has_table(conn):
-            raise LedgerFileError(f"{p} is an SQLite database without a fedcredit ledger table "
-                                  f"({TABLE}), so not a ledger")
+            raise LedgerFileError(
+                f"{p} is an SQLite database without a fedcredit ledger table ({TABLE}), so not a ledger"
+            )
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({TABLE})")]
         missing = [c for c in COLUMNS if c not in cols]
         if missing:

@@ -28,8 +28,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
 from fedcredit.ledger.records import (
-    EGRESS_SENT, EGRESS_START, GENESIS_HASH, HEX64, HEX128, KIND_RE, LOG_EGRESS, LOG_LEDGER,
-    LedgerError, LedgerFileError, Record, canonical_json,
+    EGRESS_SENT,
+    EGRESS_START,
+    GENESIS_HASH,
+    HEX64,
+    HEX128,
+    KIND_RE,
+    LOG_EGRESS,
+    LOG_LEDGER,
+    LedgerError,
+    LedgerFileError,
+    Record,
+    canonical_json,
 )
 from fedcredit.ledger.store import read_records
 
@@ -89,8 +99,10 @@ class VerificationReport:
         if self.ok:
             return f"OK: {self.records} records, chain/signatures/egress verified, run complete"
         if self.intact and not self.complete:
-            return (f"INCOMPLETE: {self.records} records verify (up to #{self.ok_up_to}) but the run has "
-                    "no run_end: the ledger was truncated (crash or deletion of trailing records)")
+            return (
+                f"INCOMPLETE: {self.records} records verify (up to #{self.ok_up_to}) but the run has "
+                "no run_end: the ledger was truncated (crash or deletion of trailing records)"
+            )
         where = f"first bad record #{self.first_bad}: " if self.first_bad is not None else ""
         return f"FAILED: {where}{self.errors[0] if self.errors else 'unknown error'}"
 
@@ -116,8 +128,14 @@ def _field_problems(rec: Record) -> list[str]:
     return probs
 
 
-def _check_chain(records: list[Record], *, log: str, pub: Ed25519PublicKey | None,
-                 start_kind: str, key_label: str = "the writer's public key") -> _ChainResult:
+def _check_chain(
+    records: list[Record],
+    *,
+    log: str,
+    pub: Ed25519PublicKey | None,
+    start_kind: str,
+    key_label: str = "the writer's public key",
+) -> _ChainResult:
     """Checks (1)-(7) of the module docstring on one file's records."""
     res = _ChainResult(records, {}, {})
     if not records:
@@ -133,8 +151,10 @@ def _check_chain(records: list[Record], *, log: str, pub: Ed25519PublicKey | Non
             continue
         p: list[str] = []
         if rec.seq != i:
-            p.append(f"expected seq {i} here but found seq {rec.seq} "
-                     f"({'record(s) missing' if rec.seq > i else 'duplicate or reordered record'})")
+            p.append(
+                f"expected seq {i} here but found seq {rec.seq} "
+                f"({'record(s) missing' if rec.seq > i else 'duplicate or reordered record'})"
+            )
         if rec.log != log:
             p.append(f"record belongs to a {rec.log!r} log, expected {log!r}")
         if i and rec.run_id != first.run_id:
@@ -144,8 +164,10 @@ def _check_chain(records: list[Record], *, log: str, pub: Ed25519PublicKey | Non
         if not KIND_RE.fullmatch(rec.kind):
             p.append(f"malformed kind {rec.kind!r}")
         if rec.prev_hash != prev_hash:
-            p.append("prev_hash does not match the previous record's hash (chain broken: "
-                     "record inserted, deleted, reordered or spliced)")
+            p.append(
+                "prev_hash does not match the previous record's hash (chain broken: "
+                "record inserted, deleted, reordered or spliced)"
+            )
         hash_ok = False
         if not HEX64.fullmatch(rec.hash):
             p.append("hash is not 64 lowercase hex characters")
@@ -158,8 +180,7 @@ def _check_chain(records: list[Record], *, log: str, pub: Ed25519PublicKey | Non
         elif pub is None:
             p.append("no public key to check the signature")
         elif hash_ok and not signature_valid(pub, rec.hash, rec.sig):
-            p.append(f"Ed25519 signature does not verify with {key_label} "
-                     "(re-signed with another key, or altered)")
+            p.append(f"Ed25519 signature does not verify with {key_label} (re-signed with another key, or altered)")
         try:
             payload = json.loads(rec.payload_text)
             if not isinstance(payload, dict):
@@ -205,9 +226,13 @@ def _resolve_key(value: Any) -> Ed25519PublicKey:
     raise LedgerError(f"unsupported public key value {type(value).__name__}")
 
 
-def verify(path: str | os.PathLike[str], *, public_key: Any = None,
-           egress: Iterable[str | os.PathLike[str]] = (),
-           egress_public_keys: Mapping[str, Any] | None = None) -> VerificationReport:
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    public_key: Any = None,
+    egress: Iterable[str | os.PathLike[str]] = (),
+    egress_public_keys: Mapping[str, Any] | None = None,
+) -> VerificationReport:
     """Verify a run ledger (and optionally its nodes' egress logs). Never raises for bad files."""
     report = VerificationReport(path=str(path))
     try:
@@ -218,13 +243,17 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
     report.readable = True
     report.records = len(records)
     if not records:
-        report._error("ledger has no records, not even run_start (created but never written, "
-                      "e.g. the run died before starting, or every record was deleted)")
+        report._error(
+            "ledger has no records, not even run_start (created but never written, "
+            "e.g. the run died before starting, or every record was deleted)"
+        )
         return report
     first = records[0]
     if first.log == LOG_EGRESS:
-        report._error(f"{path} is an egress log (node {first.writer!r}), not a run ledger: "
-                      "pass it with --egress next to its ledger")
+        report._error(
+            f"{path} is an egress log (node {first.writer!r}), not a run ledger: "
+            "pass it with --egress next to its ledger"
+        )
         return report
     report.run_id = first.run_id if isinstance(first.run_id, str) else None
 
@@ -237,7 +266,8 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
         if declared is not None and declared != report.coordinator_pubkey:
             report.warnings.append(
                 f"run_start declares coordinator key {declared[:16]}... but the auditor's key is "
-                f"{report.coordinator_pubkey[:16]}...: the ledger was not signed by the expected key")
+                f"{report.coordinator_pubkey[:16]}...: the ledger was not signed by the expected key"
+            )
     elif declared is not None:
         try:
             pub = public_key_from_hex(declared)
@@ -246,14 +276,14 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
             report.warnings.append(
                 "signatures checked with the key declared inside the ledger (run_start): this proves "
                 "internal consistency only; pass --pubkey with the coordinator's published key to "
-                "prove who wrote it")
+                "prove who wrote it"
+            )
         except LedgerError as exc:
             report.warnings.append(str(exc))
     else:
         report.warnings.append(f"no coordinator key: {problem}")
 
-    label = ("the auditor's public key" if report.key_source == "given"
-             else "the coordinator key declared in run_start")
+    label = "the auditor's public key" if report.key_source == "given" else "the coordinator key declared in run_start"
     chain = _check_chain(records, log=LOG_LEDGER, pub=pub, start_kind="run_start", key_label=label)
     for pos in sorted(chain.bad):
         for reason in chain.bad[pos]:
@@ -271,8 +301,9 @@ def verify(path: str | os.PathLike[str], *, public_key: Any = None,
     return report
 
 
-def _ledger_messages(report: VerificationReport, chain: _ChainResult, parties: Mapping[str, Any],
-                     coordinator: str) -> tuple[dict[str, Counter], dict[tuple, list[int]], set[str]]:
+def _ledger_messages(
+    report: VerificationReport, chain: _ChainResult, parties: Mapping[str, Any], coordinator: str
+) -> tuple[dict[str, Counter], dict[tuple, list[int]], set[str]]:
     """Messages sent by each node according to the ledger's step records."""
     per_node: dict[str, Counter] = {}
     where: dict[tuple, list[int]] = {}
@@ -298,13 +329,16 @@ def _ledger_messages(report: VerificationReport, chain: _ChainResult, parties: M
                 per_node.setdefault(sender, Counter())[key] += 1
                 where.setdefault((sender, *key), []).append(pos)
             elif sender != coordinator:
-                report._error(f"ledger record #{pos}: message {j} sender {sender!r} is neither the "
-                              "coordinator nor a party declared in run_start")
+                report._error(
+                    f"ledger record #{pos}: message {j} sender {sender!r} is neither the "
+                    "coordinator nor a party declared in run_start"
+                )
     return per_node, where, steps
 
 
-def _cross_check(report: VerificationReport, chain: _ChainResult, egress_paths: list,
-                 egress_keys: Mapping[str, Any]) -> None:
+def _cross_check(
+    report: VerificationReport, chain: _ChainResult, egress_paths: list, egress_keys: Mapping[str, Any]
+) -> None:
     start = chain.payloads.get(0)
     if start is None:
         if egress_paths:
@@ -332,27 +366,39 @@ def _cross_check(report: VerificationReport, chain: _ChainResult, egress_paths: 
         check.matched = sum((expected & counter).values())
         for key, n in sorted((expected - counter).items()):
             recs = where[(check.node, *key)]
-            report._error(f"ledger record #{recs[0]}: message {_fmt(check.node, key)} is not in the "
-                          f"node's own egress log {path} ({n} missing)")
+            report._error(
+                f"ledger record #{recs[0]}: message {_fmt(check.node, key)} is not in the "
+                f"node's own egress log {path} ({n} missing)"
+            )
         for key, n in sorted((counter - expected).items()):
             pos = egress_where[key][0]
-            msg = (f"egress log {path} record #{pos}: node {check.node!r} sent {_fmt(check.node, key)} "
-                   f"which the ledger does not record ({n} unmatched)")
+            msg = (
+                f"egress log {path} record #{pos}: node {check.node!r} sent {_fmt(check.node, key)} "
+                f"which the ledger does not record ({n} unmatched)"
+            )
             if not report.complete and key[2] not in ledger_steps:
                 report.warnings.append(msg + " -- its step is past the end of the incomplete ledger")
             else:
                 report._error(msg)
     for node, counter in per_node.items():
         if node not in seen:
-            report.warnings.append(f"no egress log given for node {node!r}: {sum(counter.values())} "
-                                   "message(s) it sent were not cross-checked")
+            report.warnings.append(
+                f"no egress log given for node {node!r}: {sum(counter.values())} "
+                "message(s) it sent were not cross-checked"
+            )
 
 
 def _message_key(m: Mapping[str, Any], step: Any) -> tuple | None:
     """(recipient, kind, step, size, sha256) of a message description, or None if malformed."""
     recipient, kind, size, sha = m.get("recipient"), m.get("kind"), m.get("size"), m.get("sha256")
-    if not (isinstance(recipient, str) and isinstance(kind, str) and isinstance(sha, str)
-            and type(size) is int and isinstance(step, (str, int)) and type(step) is not bool):
+    if not (
+        isinstance(recipient, str)
+        and isinstance(kind, str)
+        and isinstance(sha, str)
+        and type(size) is int
+        and isinstance(step, (str, int))
+        and type(step) is not bool
+    ):
         return None
     return (recipient, kind, str(step), size, sha)
 
@@ -362,8 +408,9 @@ def _fmt(node: str, key: tuple) -> str:
     return f"{kind!r} {node}->{recipient} step {step!r} ({size} bytes, sha256 {str(sha)[:12]}...)"
 
 
-def _check_egress(report: VerificationReport, path: Path, parties: Mapping[str, Any],
-                  egress_keys: Mapping[str, Any]) -> tuple[EgressCheck, Counter, dict] | None:
+def _check_egress(
+    report: VerificationReport, path: Path, parties: Mapping[str, Any], egress_keys: Mapping[str, Any]
+) -> tuple[EgressCheck, Counter, dict] | None:
     try:
         records = read_records(path)
     except LedgerFileError as exc:
@@ -378,8 +425,9 @@ def _check_egress(report: VerificationReport, path: Path, parties: Mapping[str, 
         report._error(f"{path} is not an egress log (it is a {first.log!r} file)")
         return None
     if not isinstance(node, str) or node not in parties:
-        report._error(f"egress log {path} is from node {node!r}, which is not a party declared in "
-                      "the ledger's run_start")
+        report._error(
+            f"egress log {path} is from node {node!r}, which is not a party declared in the ledger's run_start"
+        )
         return None
     if first.run_id != report.run_id:
         report._error(f"egress log {path} belongs to run {first.run_id!r}, not {report.run_id!r}")
@@ -390,13 +438,14 @@ def _check_egress(report: VerificationReport, path: Path, parties: Mapping[str, 
         if node in egress_keys:
             pub = _resolve_key(egress_keys[node])
             if listed is not None and listed != public_key_hex(pub):
-                report._error(f"egress log {path}: the auditor's key for node {node!r} differs from the "
-                              "egress_pubkey the ledger's run_start lists for it")
+                report._error(
+                    f"egress log {path}: the auditor's key for node {node!r} differs from the "
+                    "egress_pubkey the ledger's run_start lists for it"
+                )
         elif isinstance(listed, str):
             pub = public_key_from_hex(listed)
         else:
-            report._error(f"egress log {path}: run_start lists no egress_pubkey for node {node!r} "
-                          "and none was given")
+            report._error(f"egress log {path}: run_start lists no egress_pubkey for node {node!r} and none was given")
             return None
     except LedgerError as exc:
         report._error(f"egress log {path}: {exc}")
@@ -404,8 +453,9 @@ def _check_egress(report: VerificationReport, path: Path, parties: Mapping[str, 
     declared, _ = _declared_key(first, "node_pubkey")
     if declared != public_key_hex(pub):
         report._error(f"egress log {path} record #0: node_pubkey is not the node's registered key")
-    chain = _check_chain(records, log=LOG_EGRESS, pub=pub, start_kind=EGRESS_START,
-                         key_label=f"node {node!r}'s egress key")
+    chain = _check_chain(
+        records, log=LOG_EGRESS, pub=pub, start_kind=EGRESS_START, key_label=f"node {node!r}'s egress key"
+    )
     for pos in sorted(chain.bad):
         for reason in chain.bad[pos]:
             report._error(f"egress log {path} record #{pos}: {reason}")

@@ -18,26 +18,55 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
 from fedcredit.ledger.records import (
-    EGRESS_SENT, EGRESS_START, GENESIS_HASH, KIND_RE, LOG_EGRESS, LOG_LEDGER, LedgerError, Record,
-    canonical_json, message_digest, record_hash, utc_timestamp,
+    EGRESS_SENT,
+    EGRESS_START,
+    GENESIS_HASH,
+    KIND_RE,
+    LOG_EGRESS,
+    LOG_LEDGER,
+    LedgerError,
+    Record,
+    canonical_json,
+    message_digest,
+    record_hash,
+    utc_timestamp,
 )
 from fedcredit.ledger.store import SqliteStore
 
 log = logging.getLogger(__name__)
 
 
-def _make_record(key: Ed25519PrivateKey, *, log_name: str, run_id: str, writer: str, kind: str,
-                 payload: Mapping[str, Any], head: Record | None) -> Record:
+def _make_record(
+    key: Ed25519PrivateKey,
+    *,
+    log_name: str,
+    run_id: str,
+    writer: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    head: Record | None,
+) -> Record:
     if not isinstance(payload, Mapping):
         raise LedgerError(f"record payload must be a mapping, got {type(payload).__name__}")
     text = canonical_json(payload)
     seq = 0 if head is None else head.seq + 1
     prev = GENESIS_HASH if head is None else head.hash
     ts = utc_timestamp()
-    h = record_hash(log=log_name, run_id=run_id, seq=seq, kind=kind, ts=ts, writer=writer,
-                    prev_hash=prev, payload_text=text)
-    return Record(log=log_name, seq=seq, run_id=run_id, kind=kind, ts=ts, writer=writer,
-                  prev_hash=prev, payload_text=text, hash=h, sig=sign_hash(key, h))
+    h = record_hash(
+        log=log_name, run_id=run_id, seq=seq, kind=kind, ts=ts, writer=writer, prev_hash=prev, payload_text=text
+    )
+    return Record(
+        log=log_name,
+        seq=seq,
+        run_id=run_id,
+        kind=kind,
+        ts=ts,
+        writer=writer,
+        prev_hash=prev,
+        payload_text=text,
+        hash=h,
+        sig=sign_hash(key, h),
+    )
 
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
@@ -47,8 +76,9 @@ def _check_name(value: str, what: str) -> str:
     """Names that enter the signed header are plain ASCII without JSON escapes, so an auditor's
     re-implementation of the header's canonical JSON is a simple string concatenation."""
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
-        raise LedgerError(f"{what} {value!r} must match {NAME_RE.pattern} "
-                          "(letters, digits, . _ : @ + -; at most 200 characters)")
+        raise LedgerError(
+            f"{what} {value!r} must match {NAME_RE.pattern} (letters, digits, . _ : @ + -; at most 200 characters)"
+        )
     return value
 
 
@@ -59,8 +89,9 @@ class Ledger:
     is committed before it returns, so a crash loses at most the record being written.
     """
 
-    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, writer: str,
-                 head: Record | None, ended: bool) -> None:
+    def __init__(
+        self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, writer: str, head: Record | None, ended: bool
+    ) -> None:
         self._store = store
         self._key = key
         self.run_id = run_id
@@ -74,16 +105,16 @@ class Ledger:
         return self._store.path
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str,
-               writer: str = "coordinator") -> Ledger:
+    def create(
+        cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str, writer: str = "coordinator"
+    ) -> Ledger:
         """Create a new ledger file; refuses to touch an existing one (a ledger is never reused)."""
         p = Path(path)
         _check_name(run_id, "run_id")
         _check_name(writer, "writer")
         for existing in (p, Path(f"{p}-wal"), Path(f"{p}-journal")):
             if existing.exists():
-                raise LedgerError(f"refusing to overwrite existing file {existing}: "
-                                  "each run gets a new ledger file")
+                raise LedgerError(f"refusing to overwrite existing file {existing}: each run gets a new ledger file")
         store = SqliteStore(p, log=LOG_LEDGER, create=True)
         return cls(store, signing_key, run_id, writer, None, False)
 
@@ -103,8 +134,7 @@ class Ledger:
         if declared != public_key_hex(signing_key):
             store.close()
             raise LedgerError(f"{path}: the signing key is not the key declared in run_start")
-        return cls(store, signing_key, first.run_id, first.writer, head,
-                   head is not None and head.kind == "run_end")
+        return cls(store, signing_key, first.run_id, first.writer, head, head is not None and head.kind == "run_end")
 
     def append(self, kind: str, payload: Mapping[str, Any]) -> Record:
         """Sign and commit one record; returns it as stored."""
@@ -116,8 +146,7 @@ class Ledger:
         if kind == "run_start":
             declared = payload.setdefault("coordinator_pubkey", self.pubkey_hex)
             if declared != self.pubkey_hex:
-                raise LedgerError("run_start declares a coordinator_pubkey that is not the ledger's "
-                                  "signing key")
+                raise LedgerError("run_start declares a coordinator_pubkey that is not the ledger's signing key")
             _check_parties(payload.get("parties", {}))
 
         def build(head: Record | None) -> Record:
@@ -127,8 +156,15 @@ class Ledger:
                 raise LedgerError("run_start may only be the first record")
             if head is not None and head.kind == "run_end":
                 raise LedgerError(f"ledger {self.path} already has run_end; cannot append {kind!r}")
-            return _make_record(self._key, log_name=LOG_LEDGER, run_id=self.run_id,
-                                writer=self.writer, kind=kind, payload=payload, head=head)
+            return _make_record(
+                self._key,
+                log_name=LOG_LEDGER,
+                run_id=self.run_id,
+                writer=self.writer,
+                kind=kind,
+                payload=payload,
+                head=head,
+            )
 
         rec = self._store.append(build)
         self._head = rec
@@ -182,8 +218,9 @@ class EgressLog:
         return self._store.path
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str,
-               node: str) -> EgressLog:
+    def create(
+        cls, path: str | os.PathLike[str], signing_key: Ed25519PrivateKey, *, run_id: str, node: str
+    ) -> EgressLog:
         """Create the node's egress log, or open it for appending if it belongs to this run/node."""
         _check_name(run_id, "run_id")
         _check_name(node, "node")
@@ -194,9 +231,15 @@ class EgressLog:
             with store.transaction() as conn:
                 first = store.first(conn)
                 if first is None:
-                    rec = _make_record(signing_key, log_name=LOG_EGRESS, run_id=run_id, writer=node,
-                                       kind=EGRESS_START,
-                                       payload={"node": node, "node_pubkey": pub}, head=None)
+                    rec = _make_record(
+                        signing_key,
+                        log_name=LOG_EGRESS,
+                        run_id=run_id,
+                        writer=node,
+                        kind=EGRESS_START,
+                        payload={"node": node, "node_pubkey": pub},
+                        head=None,
+                    )
                     store.insert(conn, rec)
                 else:
                     _check_same_log(p, first, run_id=run_id, node=node, pub=pub)
@@ -210,21 +253,26 @@ class EgressLog:
         digest, size = message_digest(payload)
         return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size)
 
-    def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str,
-                           size: int) -> Record:
+    def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int) -> Record:
         """As :meth:`record_sent` when only the digest and size are at hand."""
         if self._store is None:
             raise LedgerError("egress log is closed")
         if not isinstance(kind, str) or not kind or not isinstance(recipient, str) or not recipient:
             raise LedgerError("message kind and recipient must be non-empty strings")
-        entry = {"kind": kind, "recipient": recipient,
-                 "step": str(step), "size": int(size), "sha256": sha256}
+        entry = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size), "sha256": sha256}
 
         def build(head: Record | None) -> Record:
             if head is None:
                 raise LedgerError(f"{self.path}: egress log lost its egress_start record")
-            return _make_record(self._key, log_name=LOG_EGRESS, run_id=self.run_id, writer=self.node,
-                                kind=EGRESS_SENT, payload=entry, head=head)
+            return _make_record(
+                self._key,
+                log_name=LOG_EGRESS,
+                run_id=self.run_id,
+                writer=self.node,
+                kind=EGRESS_SENT,
+                payload=entry,
+                head=head,
+            )
 
         return self._store.append(build)
 
@@ -244,8 +292,9 @@ def _check_same_log(path: Path, first: Record, *, run_id: str, node: str, pub: s
     if first.log != LOG_EGRESS or first.kind != EGRESS_START:
         raise LedgerError(f"{path} exists and is not an egress log")
     if first.run_id != run_id:
-        raise LedgerError(f"{path} is the egress log of run {first.run_id!r}, not {run_id!r}: "
-                          "use one egress log file per run")
+        raise LedgerError(
+            f"{path} is the egress log of run {first.run_id!r}, not {run_id!r}: use one egress log file per run"
+        )
     if first.writer != node:
         raise LedgerError(f"{path} is the egress log of node {first.writer!r}, not {node!r}")
     if first.payload.get("node_pubkey") != pub:

@@ -60,8 +60,12 @@ def bench_ckks(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
         t2 = time.perf_counter()
         avg = ckks.unweight(secret.decrypt(summed, length))
         t3 = time.perf_counter()
-        run = {"ckks_s": t3 - t0, "ckks_client_encrypt_s": (t1 - t0) / len(ups), "ckks_sum_s": t2 - t1,
-               "ckks_decrypt_s": t3 - t2}
+        run = {
+            "ckks_s": t3 - t0,
+            "ckks_client_encrypt_s": (t1 - t0) / len(ups),
+            "ckks_sum_s": t2 - t1,
+            "ckks_decrypt_s": t3 - t2,
+        }
         if not best or run["ckks_s"] < best["ckks_s"]:
             best = run
     exact = sum(n * u for n, u in zip(ns, ups)) / ns.sum()
@@ -121,24 +125,39 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
         grid = InProcessGrid(timed_app, k)  # type: ignore[arg-type]
         client_time[0] = 0.0
         round_time = [0.0]
-        wf = SecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=float(ns.max()),
-                                clipping_range=8.0, quantization_range=q, timeout=600)
+        wf = SecAggPlusWorkflow(
+            num_shares=shares,
+            reconstruction_threshold=threshold,
+            max_weight=float(ns.max()),
+            clipping_range=8.0,
+            quantization_range=q,
+            timeout=600,
+        )
 
-        def timed_fit(g, c, _wf=wf):  # type: ignore[no-untyped-def]
+        def timed_fit(g, c, _wf=wf, round_time=round_time):  # type: ignore[no-untyped-def]
             t = time.perf_counter()
             _wf(g, c)
             round_time[0] = time.perf_counter() - t
 
-        strategy = FedAvg(fraction_evaluate=0.0, min_fit_clients=k, min_available_clients=k,
-                          initial_parameters=ndarrays_to_parameters([np.zeros(d)]))
+        strategy = FedAvg(
+            fraction_evaluate=0.0,
+            min_fit_clients=k,
+            min_available_clients=k,
+            initial_parameters=ndarrays_to_parameters([np.zeros(d)]),
+        )
         ctx = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
         legacy = LegacyContext(ctx, config=ServerConfig(num_rounds=1), strategy=strategy)
         DefaultWorkflow(fit_workflow=timed_fit, evaluate_workflow=lambda _g, _c: None)(grid, legacy)
-        agg = parameters_to_ndarrays(compat.arrayrecord_to_parameters(
-            legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True))[0]
+        agg = parameters_to_ndarrays(
+            compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
+        )[0]
         proto = round_time[0] - grid.wire_seconds  # without the emulated transport's (de)serialisation
-        run = {"secagg_s": proto, "secagg_client_s": client_time[0] / k,
-               "secagg_server_s": proto - client_time[0], "secagg_transport_emulation_s": grid.wire_seconds}
+        run = {
+            "secagg_s": proto,
+            "secagg_client_s": client_time[0] / k,
+            "secagg_server_s": proto - client_time[0],
+            "secagg_transport_emulation_s": grid.wire_seconds,
+        }
         if not best or run["secagg_s"] < best["secagg_s"]:
             best = run
     exact = sum(n * u for n, u in zip(ns, ups)) / ns.sum()
@@ -163,16 +182,23 @@ def main() -> None:
     result["plain_s"] = bench_plain(ups, ns, args.repeat)
     print(f"plain   {result['plain_s']:.4f} s", flush=True)
     result.update(bench_secagg(ups, ns, max(1, args.repeat - 1)))
-    print(f"secagg+ {result['secagg_s']:.3f} s per round ({result['secagg_client_s']:.3f} s per bank, "
-          f"coordinator {result['secagg_server_s']:.3f} s), max error {result['secagg_max_error']:.2e}", flush=True)
+    print(
+        f"secagg+ {result['secagg_s']:.3f} s per round ({result['secagg_client_s']:.3f} s per bank, "
+        f"coordinator {result['secagg_server_s']:.3f} s), max error {result['secagg_max_error']:.2e}",
+        flush=True,
+    )
     result.update(bench_ckks(ups, ns, args.repeat))
-    print(f"ckks    {result['ckks_s']:.3f} s per round (encrypt {result['ckks_client_encrypt_s']:.3f} s per bank, "
-          f"coordinator sum {result['ckks_sum_s']:.3f} s, decrypt {result['ckks_decrypt_s']:.3f} s), upload "
-          f"{result['ckks_bytes_ratio']:.2f}x float32, max error {result['ckks_max_error']:.2e}", flush=True)
-    result["targets_met"] = {"ckks_upload_le_15x": result["ckks_bytes_ratio"] <= 15.0,
-                             "ckks_sum_le_0.5s": result["ckks_sum_s"] <= 0.5}
-    print(json.dumps({k: (round(v, 6) if isinstance(v, float) and k.endswith("_s") else v)
-                      for k, v in result.items()}))
+    print(
+        f"ckks    {result['ckks_s']:.3f} s per round (encrypt {result['ckks_client_encrypt_s']:.3f} s per bank, "
+        f"coordinator sum {result['ckks_sum_s']:.3f} s, decrypt {result['ckks_decrypt_s']:.3f} s), upload "
+        f"{result['ckks_bytes_ratio']:.2f}x float32, max error {result['ckks_max_error']:.2e}",
+        flush=True,
+    )
+    result["targets_met"] = {
+        "ckks_upload_le_15x": result["ckks_bytes_ratio"] <= 15.0,
+        "ckks_sum_le_0.5s": result["ckks_sum_s"] <= 0.5,
+    }
+    print(json.dumps({k: (round(v, 6) if isinstance(v, float) and k.endswith("_s") else v) for k, v in result.items()}))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ from protocols.hetero_lr import (  # noqa: E402
     BankLR,
     CentreLR,
     HeteroLRConfig,
-    batches_per_epoch,
     batch_schedule,
+    batches_per_epoch,
 )
 from protocols.party import Envelope, ProtocolError  # noqa: E402
 
@@ -62,7 +62,7 @@ def load_data(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         df = dc.load_raw()
         bank_cols, centre_cols, label = dc.BANK_FEATURES, dc.CENTRE_FEATURES, "default_12m"
         source = "default_credit (bundled)"
-    except Exception as exc:  # pragma: no cover - only without the bundled data
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - only without the bundled data
         logging.warning("bundled default_credit unavailable (%s); using synthetic features", exc)
         rng = np.random.default_rng(0)
         Xb, Xc = rng.normal(size=(rows, 13)), rng.normal(size=(rows, 10))
@@ -120,7 +120,7 @@ def _node_main(conn, role: str, data: dict, cfg_dict: dict, workers: int) -> Non
         try:
             out, fin = node.call(msg if msg != "start" else None)
             conn.send(("ok", out, fin, node.cpu))
-        except Exception as exc:  # report, do not hang the relay
+        except Exception as exc:  # noqa: BLE001 - report, do not hang the relay
             conn.send(("error", f"{type(exc).__name__}: {exc}", False, node.cpu))
 
 
@@ -184,9 +184,14 @@ def run_sequential(data: dict, cfg: HeteroLRConfig) -> dict:
     final = {r: _make(r, data, cfg, n.state) for r, n in nodes.items()}
     if not all(p.finished for p in final.values()):
         raise ProtocolError("sequential run did not finish")
-    return {"wall": wall, "steps": steps, "bytes": nbytes,
-            "cpu": {r: nodes[r].cpu - setup_cpu[r] for r in nodes},
-            "parallel_model": step_max, "weights": {r: p.weights for r, p in final.items()}}
+    return {
+        "wall": wall,
+        "steps": steps,
+        "bytes": nbytes,
+        "cpu": {r: nodes[r].cpu - setup_cpu[r] for r in nodes},
+        "parallel_model": step_max,
+        "weights": {r: p.weights for r, p in final.items()},
+    }
 
 
 def run_parallel(data: dict, cfg: HeteroLRConfig, workers: int) -> dict:
@@ -213,8 +218,12 @@ def run_parallel(data: dict, cfg: HeteroLRConfig, workers: int) -> dict:
         wall = time.perf_counter() - t0
         if not all(finished.get(r) for r in nodes):
             raise ProtocolError("parallel run did not finish")
-        return {"wall": wall, "steps": steps, "cpu": {r: nodes[r].cpu - setup_cpu[r] for r in nodes},
-                "parallel_model": step_max}
+        return {
+            "wall": wall,
+            "steps": steps,
+            "cpu": {r: nodes[r].cpu - setup_cpu[r] for r in nodes},
+            "parallel_model": step_max,
+        }
     finally:
         for n in nodes.values():
             n.close()
@@ -262,8 +271,13 @@ def phe_epoch_estimate(data: dict, cfg: HeteroLRConfig, m: int) -> dict:
     if not np.allclose(got_c, want_c, rtol=1e-6, atol=1e-6) or len(plain_b) != Xb.shape[1]:
         raise SystemExit("CORRECTNESS FAILURE: phe reference protocol computed a wrong gradient")
     n, nb = len(data["y"]), batches_per_epoch(len(data["y"]), cfg.batch_size)
-    return {"rows_timed": m, "per_row_cpu_ms": per_row_cpu * 1e3, "per_row_wall_ms": per_row_wall * 1e3,
-            "per_batch_fixed_cpu": fixed_cpu, "epoch_cpu_est": per_row_cpu * n + fixed_cpu * nb}
+    return {
+        "rows_timed": m,
+        "per_row_cpu_ms": per_row_cpu * 1e3,
+        "per_row_wall_ms": per_row_wall * 1e3,
+        "per_batch_fixed_cpu": fixed_cpu,
+        "epoch_cpu_est": per_row_cpu * n + fixed_cpu * nb,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -275,8 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--phe-rows", type=int, default=96)
     ap.add_argument("--workers", type=int, default=1, help="Paillier worker processes per party (default 1)")
     ap.add_argument("--skip-sequential", action="store_true")
-    ap.add_argument("--frac-bits-x", type=int, default=None,
-                    help="fixed-point fraction bits of the features (default: HeteroLRConfig's)")
+    ap.add_argument(
+        "--frac-bits-x",
+        type=int,
+        default=None,
+        help="fixed-point fraction bits of the features (default: HeteroLRConfig's)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(args.workers)
@@ -284,30 +302,49 @@ def main(argv: list[str] | None = None) -> dict:
     Xb, y, Xc, source = load_data(rows)
     data = {"Xb": Xb, "y": y, "Xc": Xc}
     extra = {} if args.frac_bits_x is None else {"frac_bits_x": args.frac_bits_x}
-    cfg = HeteroLRConfig(epochs=1, batch_size=args.batch_size, key_bits=args.key_bits,
-                         insecure_test_key=args.key_bits < 2048, early_stopping_patience=0, **extra)
+    cfg = HeteroLRConfig(
+        epochs=1,
+        batch_size=args.batch_size,
+        key_bits=args.key_bits,
+        insecure_test_key=args.key_bits < 2048,
+        early_stopping_patience=0,
+        **extra,
+    )
     nb = batches_per_epoch(rows, cfg.batch_size)
-    print(f"hetero-LR epoch: {rows} rows ({source}), bank {Xb.shape[1]}+1 / centre {Xc.shape[1]} features, "
-          f"{nb} batches of ~{len(batch_schedule(rows, cfg.batch_size, cfg.seed, 0)[0])}, "
-          f"{cfg.key_bits}-bit keys, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"hetero-LR epoch: {rows} rows ({source}), bank {Xb.shape[1]}+1 / centre {Xc.shape[1]} features, "
+        f"{nb} batches of ~{len(batch_schedule(rows, cfg.batch_size, cfg.seed, 0)[0])}, "
+        f"{cfg.key_bits}-bit keys, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}"
+    )
 
     par = run_parallel(data, cfg, args.workers)
-    print(f"parallel (2 processes): {par['wall']:.2f} s wall, {par['steps']} relay steps, "
-          f"cpu bank {par['cpu']['bank']:.2f} s, centre {par['cpu']['centre']:.2f} s, "
-          f"sum over steps of the slower party's cpu {par['parallel_model']:.2f} s")
+    print(
+        f"parallel (2 processes): {par['wall']:.2f} s wall, {par['steps']} relay steps, "
+        f"cpu bank {par['cpu']['bank']:.2f} s, centre {par['cpu']['centre']:.2f} s, "
+        f"sum over steps of the slower party's cpu {par['parallel_model']:.2f} s"
+    )
     seq = None
     if not (args.quick or args.skip_sequential):
         seq = run_sequential(data, cfg)
-        print(f"sequential (1 process): {seq['wall']:.2f} s wall, cpu bank {seq['cpu']['bank']:.2f} s, "
-              f"centre {seq['cpu']['centre']:.2f} s, sum over steps of the slower party {seq['parallel_model']:.2f} s, "
-              f"{seq['bytes'] / 1e6:.1f} MB relayed")
+        print(
+            f"sequential (1 process): {seq['wall']:.2f} s wall, cpu bank {seq['cpu']['bank']:.2f} s, "
+            f"centre {seq['cpu']['centre']:.2f} s, sum over steps of the slower party {seq['parallel_model']:.2f} s, "
+            f"{seq['bytes'] / 1e6:.1f} MB relayed"
+        )
     phe = phe_epoch_estimate(data, cfg, phe_rows)
-    print(f"phe: {phe['per_row_cpu_ms']:.1f} ms cpu per row (both parties, {phe_rows} rows timed), "
-          f"{phe['per_batch_fixed_cpu']:.2f} s per batch fixed -> {phe['epoch_cpu_est']:.0f} s per epoch (est.)")
+    print(
+        f"phe: {phe['per_row_cpu_ms']:.1f} ms cpu per row (both parties, {phe_rows} rows timed), "
+        f"{phe['per_batch_fixed_cpu']:.2f} s per batch fixed -> {phe['epoch_cpu_est']:.0f} s per epoch (est.)"
+    )
     cpu_total = par["cpu"]["bank"] + par["cpu"]["centre"]
     result = {
-        "bench": "hetero_lr", "rows": rows, "key_bits": cfg.key_bits, "batch_size": cfg.batch_size,
-        "batches": nb, "bank_features": Xb.shape[1] + 1, "centre_features": Xc.shape[1],
+        "bench": "hetero_lr",
+        "rows": rows,
+        "key_bits": cfg.key_bits,
+        "batch_size": cfg.batch_size,
+        "batches": nb,
+        "bank_features": Xb.shape[1] + 1,
+        "centre_features": Xc.shape[1],
         "epoch_seconds": round(par["wall"], 3),
         "epoch_seconds_sequential": None if seq is None else round(seq["wall"], 3),
         "epoch_seconds_cpu_model": round(par["parallel_model"], 3),
@@ -318,7 +355,9 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": round(phe["epoch_cpu_est"] / cpu_total, 1),
         "ratio_vs_parallel_wall": round(phe["epoch_cpu_est"] / par["wall"], 1),
         "relay_steps": par["steps"],
-        "load_avg": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(), "data": source,
+        "load_avg": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+        "data": source,
     }
     print(json.dumps(result))
     return result

@@ -33,7 +33,6 @@ from protocols.packing import Packer  # noqa: E402
 from protocols.paillier import (  # noqa: E402
     EncryptedVector,
     ObfuscatorPool,
-    PrivateKey,
     generate_keypair,
 )
 
@@ -81,8 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     n_phe_mul = 30 if q else 200
     phe_dot_rows = 100 if q else 600
     rng = np.random.default_rng(args.seed)
-    res: dict = {"quick": q, "bits": args.bits, "workers": workers, "cpu_count": os.cpu_count(),
-                 "load_avg_start": [round(x, 2) for x in os.getloadavg()]}
+    res: dict = {
+        "quick": q,
+        "bits": args.bits,
+        "workers": workers,
+        "cpu_count": os.cpu_count(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     rows = []
 
     def row(name: str, ours: float, phe: float | None = None, unit: str = "/s") -> None:
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["pool_warmup_s"] = round(time.perf_counter() - t0, 3)
 
     # -- encryption -----------------------------------------------------------------------
-    plain = rng.integers(-2**40, 2**40, n_enc)
+    plain = rng.integers(-(2**40), 2**40, n_enc)
     enc, t = timed(sk.encrypt, plain, workers=workers)
     res["enc_per_s"] = n_enc / t
     check(bool((sk.decrypt(enc[:200]) == plain[:200].astype(object)).all()), "key-owner encryption")
@@ -142,8 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
     row("encrypt, online with pool", res["pool_online_enc_per_s"], res["phe_enc_per_s"])
 
     # -- interop (both directions) ------------------------------------------------------------
-    check(all(phe_sk.raw_decrypt(int(c)) == v % phe_pk.n for c, v in zip(enc.ciphertexts[:20], phe_plain)),
-          "phe decrypts ours")
+    check(
+        all(phe_sk.raw_decrypt(int(c)) == v % phe_pk.n for c, v in zip(enc.ciphertexts[:20], phe_plain)),
+        "phe decrypts ours",
+    )
     theirs = EncryptedVector(pk, phe_cts)
     check(bool((sk.decrypt(theirs) == np.array(phe_plain, dtype=object)).all()), "ours decrypts phe")
 
@@ -154,15 +160,20 @@ def main(argv: list[str] | None = None) -> dict:
     _, t, c = timed_cpu(sk.decrypt, enc[:n_dec_single], workers=1)
     res["dec_per_s_1core"] = n_dec_single / t
     res["dec_per_cpu_s"] = n_dec_single / c
-    _, t = timed(lambda: [phe_sk.raw_decrypt(c) for c in phe_cts[:n_phe_dec]] if n_phe_dec <= len(phe_cts)
-                 else [phe_sk.raw_decrypt(int(c)) for c in enc.ciphertexts[:n_phe_dec]])
+    _, t = timed(
+        lambda: (
+            [phe_sk.raw_decrypt(c) for c in phe_cts[:n_phe_dec]]
+            if n_phe_dec <= len(phe_cts)
+            else [phe_sk.raw_decrypt(int(c)) for c in enc.ciphertexts[:n_phe_dec]]
+        )
+    )
     res["phe_dec_per_s"] = n_phe_dec / t
     row("decrypt (CRT, batched)", res["dec_per_s"], res["phe_dec_per_s"])
     row("decrypt, 1 core", res["dec_per_s_1core"], res["phe_dec_per_s"])
     row("  same, per CPU second", res["dec_per_cpu_s"], None)
 
     # -- ciphertext x scalar ------------------------------------------------------------------
-    scal = rng.integers(-2**15, 2**15, n_mul)
+    scal = rng.integers(-(2**15), 2**15, n_mul)
     prod, t = timed(enc[:n_mul].mul_plain, scal, workers=workers)
     res["mul_per_s"] = n_mul / t
     check(bool((sk.decrypt(prod[:50]) == plain[:50].astype(object) * scal[:50].astype(object)).all()), "mul_plain")
@@ -176,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     reps = -(-n_rows // n_enc)
     big = EncryptedVector(pk, (enc.ciphertexts * reps)[:n_rows])
     big_plain = np.tile(plain, reps)[:n_rows].astype(object)
-    X = rng.integers(-2**15, 2**15, (n_rows, n_cols))
+    X = rng.integers(-(2**15), 2**15, (n_rows, n_cols))
     _, t1, c1 = timed_cpu(big.dot, X[:, :1], workers=1)
     res["dot_30k_col_cpu_s"] = c1 * 30_000 / n_rows
     d, t = timed(big.dot, X, workers=workers)
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["dot_30k_x10_s"] = t * (30_000 * 10) / (n_rows * n_cols) if (n_rows, n_cols) != (30_000, 10) else t
     check(bool((sk.decrypt(d) == X.T.astype(object) @ big_plain).all()), "dot product")
     sub = enc[:phe_dot_rows].to_phe()
-    xs = [int(v) for v in X[:len(sub), 0]]
+    xs = [int(v) for v in X[: len(sub), 0]]
 
     def phe_dot():
         acc = sub[0] * xs[0]
@@ -195,8 +206,10 @@ def main(argv: list[str] | None = None) -> dict:
     _, t = timed(phe_dot)
     res["phe_dot_30k_x10_s_est"] = t * (30_000 * 10) / len(sub)
     res["dot_ratio"] = res["phe_dot_30k_x10_s_est"] / res["dot_30k_x10_s"]
-    print(f"{'dot 30k x 10 (16-bit signed), s':<34} {res['dot_30k_x10_s']:>12,.2f}      "
-          f"{res['phe_dot_30k_x10_s_est']:>10,.1f} {res['dot_ratio']:8.1f}x (phe est. from {len(sub)} rows)")
+    print(
+        f"{'dot 30k x 10 (16-bit signed), s':<34} {res['dot_30k_x10_s']:>12,.2f}      "
+        f"{res['phe_dot_30k_x10_s_est']:>10,.1f} {res['dot_ratio']:8.1f}x (phe est. from {len(sub)} rows)"
+    )
 
     # -- wire validation ---------------------------------------------------------------------
     blob = enc.to_bytes()
@@ -204,8 +217,10 @@ def main(argv: list[str] | None = None) -> dict:
     _, t_val = timed(EncryptedVector.from_bytes, pk, blob, validate=True)
     res["from_bytes_us_per_ct"] = 1e6 * t_raw / n_enc
     res["validate_us_per_ct"] = 1e6 * max(t_val - t_raw, 0.0) / n_enc
-    print(f"{'from_bytes / validation, us per ct':<34} {res['from_bytes_us_per_ct']:>12,.2f} / "
-          f"{res['validate_us_per_ct']:.2f}")
+    print(
+        f"{'from_bytes / validation, us per ct':<34} {res['from_bytes_us_per_ct']:>12,.2f} / "
+        f"{res['validate_us_per_ct']:.2f}"
+    )
 
     # -- packing: SecureBoost-style gradients (|g| < 16, 20 fractional bits), sums of 30k --------
     fp = FixedPoint(frac_bits=20, int_bits=4)
@@ -223,8 +238,10 @@ def main(argv: list[str] | None = None) -> dict:
     res["packed_dec_values_per_s"] = n_single / (t_dec + t_unpack)
     row("packed encrypt, values", res["packed_enc_values_per_s"], res["phe_enc_per_s"])
     row("packed decrypt, values", res["packed_dec_values_per_s"], res["phe_dec_per_s"])
-    print(f"packing: {packer.n_slots} values of {packer.slot_bits} bits per ciphertext "
-          f"(value {packer.value_bits} bits incl. sign, headroom {packer.headroom_bits} bits)")
+    print(
+        f"packing: {packer.n_slots} values of {packer.slot_bits} bits per ciphertext "
+        f"(value {packer.value_bits} bits incl. sign, headroom {packer.headroom_bits} bits)"
+    )
 
     res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     targets = {

@@ -34,10 +34,10 @@ def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str
     rng = np.random.default_rng(seed)
     ids = uscc.generate(2 * size - common, rng)
     a = ids[:size]
-    b = ids[size - common:]
+    b = ids[size - common :]
     rng.shuffle(a)
     rng.shuffle(b)
-    return a, b, set(ids[size - common:size])
+    return a, b, set(ids[size - common : size])
 
 
 def _cpu_seconds() -> float:
@@ -76,11 +76,13 @@ class _SizeLog(list):  # type: ignore[type-arg]
 
 
 def check(a: list[str], b: list[str], truth: set[str], res_a, res_b) -> bool:
-    return (set(res_a.ids) == truth
-            and res_a.ids == res_b.ids  # same agreed order on both sides
-            and len(res_a.ids) == len(truth)
-            and all(a[r] == i for r, i in zip(res_a.rows.tolist(), res_a.ids))
-            and all(b[r] == i for r, i in zip(res_b.rows.tolist(), res_b.ids)))
+    return (
+        set(res_a.ids) == truth
+        and res_a.ids == res_b.ids  # same agreed order on both sides
+        and len(res_a.ids) == len(truth)
+        and all(a[r] == i for r, i in zip(res_a.rows.tolist(), res_a.ids))
+        and all(b[r] == i for r, i in zip(res_b.rows.tolist(), res_b.ids))
+    )
 
 
 def openmined(a: list[str], b: list[str], truth: set[str]) -> tuple[float, float, bool] | None:
@@ -113,13 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0 <= args.overlap <= 1:
         p.error("--overlap must be in [0, 1]")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+    )
 
     t0 = time.perf_counter()
     a, b, truth = make_sets(args.size, args.overlap, args.seed)
-    print(f"generated 2 x {args.size} ids ({len(truth)} common) in "
-          f"{time.perf_counter() - t0:.1f}s; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"generated 2 x {args.size} ids ({len(truth)} common) in "
+        f"{time.perf_counter() - t0:.1f}s; load average {os.getloadavg()[0]:.2f}"
+    )
 
     transcript = _SizeLog()
     load_before = os.getloadavg()[0]
@@ -127,9 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     _reset_peak_rss()
     rss0 = _rss_mb("VmRSS:")
     t0 = time.perf_counter()
-    res_a, res_b = run_local(a, b, session="bench", workers=args.workers,
-                             chunk_size=args.chunk, truncate=args.truncate,
-                             transcript=transcript)
+    res_a, res_b = run_local(
+        a,
+        b,
+        session="bench",
+        workers=args.workers,
+        chunk_size=args.chunk,
+        truncate=args.truncate,
+        transcript=transcript,
+    )
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0  # workers are joined by run_local, so they are counted
     peak = _rss_mb("VmHWM:")

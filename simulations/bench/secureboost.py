@@ -52,8 +52,12 @@ def identical(guest, host, ref: PlainGBDT) -> bool:
         feats, thr = a.feature.copy(), a.threshold.copy()
         for k in np.flatnonzero(a.owner == OWNER_HOST):
             feats[k], thr[k] = hm.lookup(int(a.split_id[k]))
-        if not (np.array_equal(a.owner, b.owner) and np.array_equal(feats, b.feature)
-                and np.array_equal(thr, b.threshold, equal_nan=True) and np.array_equal(a.value, b.value)):
+        if not (
+            np.array_equal(a.owner, b.owner)
+            and np.array_equal(feats, b.feature)
+            and np.array_equal(thr, b.threshold, equal_nan=True)
+            and np.array_equal(a.value, b.value)
+        ):
             return False
     return True
 
@@ -70,14 +74,21 @@ def main() -> None:
     args = ap.parse_args()
 
     Xg, Xh, y = load(args.rows)
-    cfg = SecureBoostConfig(n_trees=args.trees, max_depth=args.depth, max_bins=args.bins, key_bits=args.key_bits,
-                            insecure_test_key=args.key_bits < 2048, n_workers=args.workers)
-    ref = PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(np.hstack([Xg, Xh]), y,
-                                                                  n_guest_features=Xg.shape[1])
+    cfg = SecureBoostConfig(
+        n_trees=args.trees,
+        max_depth=args.depth,
+        max_bins=args.bins,
+        key_bits=args.key_bits,
+        insecure_test_key=args.key_bits < 2048,
+        n_workers=args.workers,
+    )
+    ref = PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(np.hstack([Xg, Xh]), y, n_guest_features=Xg.shape[1])
     plain = float(np.mean(ref.tree_seconds))
 
-    parties = {"bank": SecureBoostGuest("bank", "centre", Xg, y, cfg),
-               "centre": SecureBoostHost("centre", "bank", Xh, cfg)}
+    parties = {
+        "bank": SecureBoostGuest("bank", "centre", Xg, y, cfg),
+        "centre": SecureBoostHost("centre", "bank", Xh, cfg),
+    }
     state_seconds = [0.0]
 
     def restart(name: str, party):
@@ -97,17 +108,23 @@ def main() -> None:
     hist_host = host.history
     per_tree = total / args.trees
     for hg, hh in zip(hist, hist_host):
-        print(f"tree {hg['tree']}: guest {hg['guest_seconds']:.2f} s (encrypt {hg['encrypt_seconds']:.2f}, "
-              f"decrypt {hg['decrypt_seconds']:.2f}), host {hh['host_seconds']:.2f} s (histograms "
-              f"{hh['hist_seconds']:.2f}, packing {hh['pack_seconds']:.2f}), steps {hg['steps']}, "
-              f"host splits {hg['host_splits']}/{hg['n_nodes']} nodes, decryptions {hg['decryptions']}, "
-              f"candidates {hg['host_candidates']}, host rows histogrammed {hh['hist_rows']}")
+        print(
+            f"tree {hg['tree']}: guest {hg['guest_seconds']:.2f} s (encrypt {hg['encrypt_seconds']:.2f}, "
+            f"decrypt {hg['decrypt_seconds']:.2f}), host {hh['host_seconds']:.2f} s (histograms "
+            f"{hh['hist_seconds']:.2f}, packing {hh['pack_seconds']:.2f}), steps {hg['steps']}, "
+            f"host splits {hg['host_splits']}/{hg['n_nodes']} nodes, decryptions {hg['decryptions']}, "
+            f"candidates {hg['host_candidates']}, host rows histogrammed {hh['hist_rows']}"
+        )
     result = {
         "tree_seconds": round(per_tree, 3),
         "plaintext_tree_seconds": round(plain, 4),
         "ratio": round(per_tree / plain, 1),
-        "rows": int(len(y)), "depth": args.depth, "bins": args.bins, "key_bits": args.key_bits,
-        "trees": args.trees, "workers": args.workers or os.cpu_count(),
+        "rows": int(len(y)),
+        "depth": args.depth,
+        "bins": args.bins,
+        "key_bits": args.key_bits,
+        "trees": args.trees,
+        "workers": args.workers or os.cpu_count(),
         "messages_per_tree": round(sum(len(s) for s in transcript.steps) / args.trees, 1),
         "steps_per_tree": round(len(transcript.steps) / args.trees, 1),
         "decryptions_per_tree": round(float(np.mean([h["decryptions"] for h in hist])), 1),
