@@ -14,7 +14,7 @@ from flwr.clientapp import ClientApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
-from parties import vertical_client
+from parties.vertical import client as vertical_client
 
 
 def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ClientApp:
@@ -33,7 +33,7 @@ def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = No
     return app
 
 
-# Message actions of the horizontal handlers (tests check this matches parties.horizontal_client).
+# Message actions of the horizontal handlers (tests check this matches parties.horizontal.client).
 HORIZONTAL_QUERIES = ("horizontal_setup", "horizontal_keygen", "horizontal_install", "horizontal_release")
 
 
@@ -45,7 +45,7 @@ def _register_horizontal_lazily(app: ClientApp, scenario_of, out_dir: Path | Non
 
     def delegate(message, context):
         if "app" not in inner:
-            from parties import horizontal_client
+            from parties.horizontal import client as horizontal_client
 
             sub = ClientApp()
             horizontal_client.register(sub, scenario_of, out_dir)

@@ -18,8 +18,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
-from parties.recorder import Recorder
-from parties.relay import RunFailed
+from parties.common.recorder import Recorder
+from parties.common.relay import RunFailed
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,17 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
     }
     try:
         if scenario.mode == "horizontal":
-            from parties.horizontal_server import run as run_horizontal
-            from parties.vertical_server import introduce
+            from parties.horizontal.server import run as run_horizontal
+            from parties.vertical.server import introduce
 
             introduce(grid, recorder, scenario, timeout)
             metrics = run_horizontal(grid, context, scenario, recorder, out_dir)
         elif scenario.mode == "inference":
-            from parties.inference_server import run_inference
+            from parties.vertical.inference_server import run_inference
 
             metrics = run_inference(grid, scenario, recorder, out_dir, timeout=timeout)
         else:
-            from parties.vertical_server import run_vertical
+            from parties.vertical.server import run_vertical
 
             metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout)
         metrics.setdefault("seconds", round(time.time() - started, 2))

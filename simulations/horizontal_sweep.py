@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from parties.horizontal_sim import run_in_process, run_scenarios
+    from parties.horizontal.sim import run_in_process, run_scenarios
 
     scenarios = build(args)
     args.out.mkdir(parents=True, exist_ok=True)

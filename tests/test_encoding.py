@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.encoding import EncodingError, FixedPoint
-from protocols.packing import Packer
-from protocols.paillier import generate_keypair
+from protocols.common.encoding import EncodingError, FixedPoint
+from protocols.paillier.core import generate_keypair
+from protocols.paillier.packing import Packer
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Two-party vertical LR (protocols.hetero_lr): exactness, privacy of every message, bad input.
+"""Two-party vertical LR (protocols.hetero_lr.protocol): exactness, privacy of every message, bad input.
 
 Exactness: the encrypted protocol must produce the weights of a plain numpy implementation of the
 same Taylor-SGD (same batches, learning-rate schedule, momentum, L2, early stopping) to within
@@ -18,9 +18,10 @@ import struct
 import numpy as np
 import pytest
 
-from protocols import hetero_lr_messages as msgs
-from protocols import wire
-from protocols.hetero_lr import (
+from protocols.common import wire
+from protocols.common.party import Envelope, Party, ProtocolError, run_local
+from protocols.hetero_lr import messages as msgs
+from protocols.hetero_lr.protocol import (
     FRAC_BITS_S,
     BankLR,
     BankScorer,
@@ -31,8 +32,7 @@ from protocols.hetero_lr import (
     batch_schedule,
     sigmoid,
 )
-from protocols.paillier import EncryptedVector, PublicKey, generate_keypair
-from protocols.party import Envelope, Party, ProtocolError, run_local
+from protocols.paillier.core import EncryptedVector, PublicKey, generate_keypair
 
 KEY_BITS = 1024  # tests only (insecure_test_key); production refuses < 2048
 

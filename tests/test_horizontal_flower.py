@@ -26,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from fedcredit import config
 from fedcredit.horizontal.aggregation import weighted_average
-from parties.horizontal_sim import DirTap, run_in_process, run_scenarios
+from parties.horizontal.sim import DirTap, run_in_process, run_scenarios
 
 pytestmark = [pytest.mark.flower, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +237,7 @@ def test_ckks_key_never_reaches_the_coordinator(run_a):
     import tenseal as ts
 
     from fedcredit.horizontal.messages import KeygenReply
-    from protocols import wire
+    from protocols.common import wire
 
     r = res_ckks = run_a[0]["a-ckks"]
     keygen = [c for c in r.captured if c.direction == "in" and c.step == "horizontal.ckks_keygen"]

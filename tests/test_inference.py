@@ -2,7 +2,7 @@
 ledger counts refusals and names the model parts, and what crosses the relay is sealed.
 
 Integration tests train once on a 1500-row default_credit subset (1024-bit test keys) and score 50
-applicants through the real apps on :class:`parties.local_grid.LocalGrid`; protocol tests drive
+applicants through the real apps on :class:`parties.common.grid.LocalGrid`; protocol tests drive
 the party objects directly.
 """
 
@@ -25,11 +25,12 @@ from fedcredit.data.applicants import load_applicants
 from fedcredit.data.schema import LABEL_COLUMN, DataError
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, read_records, verify
-from parties import transport
-from parties.local_grid import run_in_process
-from protocols import wire
-from protocols.gbdt_plain import Tree
-from protocols.inference import (
+from parties.common import transport
+from parties.common.grid import run_in_process
+from protocols.common import wire
+from protocols.common.party import Envelope, run_local
+from protocols.gbdt.plain import Tree
+from protocols.inference.protocol import (
     BankModelPart,
     CentreModelPart,
     InferenceBank,
@@ -38,8 +39,7 @@ from protocols.inference import (
     InferenceRequest,
     sigmoid,
 )
-from protocols.party import Envelope, run_local
-from protocols.secureboost_model import SecureBoostGuestModel, SecureBoostHostModel, predict_local
+from protocols.secureboost.model import SecureBoostGuestModel, SecureBoostHostModel, predict_local
 
 N_ROWS = 1500
 DAY = "2025-06-01"

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phe import paillier as phe_paillier
 
-from protocols import parallel
-from protocols.encoding import FixedPoint
-from protocols.paillier import (
+from protocols.common import parallel
+from protocols.common.encoding import FixedPoint
+from protocols.paillier.core import (
     MIN_KEY_BITS,
     EncryptedVector,
     ObfuscatorPool,

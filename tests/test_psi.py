@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedcredit.data import uscc
-from protocols import wire
-from protocols.psi import (
+from protocols.common import wire
+from protocols.psi.engine import (
     InvalidIdError,
     PsiBlinded,
     PsiParty,
@@ -22,7 +22,7 @@ from protocols.psi import (
     uscc_error,
     uscc_mask,
 )
-from protocols.psi_workers import hash_and_blind, hash_id, reblind
+from protocols.psi.workers import hash_and_blind, hash_id, reblind
 
 
 def x25519(secret: bytes, u: bytes) -> bytes:
@@ -361,7 +361,7 @@ def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture
 
 
 def test_matching_handles_keys_sharing_their_first_8_bytes() -> None:
-    from protocols.psi import _common_in_key_order, _key_columns
+    from protocols.psi.engine import _common_in_key_order, _key_columns
 
     rng = np.random.default_rng(13)
     own = rng.integers(0, 256, (200, 12), dtype=np.uint8)

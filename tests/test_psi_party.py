@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedcredit.data import uscc
-from protocols.party import ProtocolError, run_local
-from protocols.psi_party import PsiRelayParty
+from protocols.common.party import ProtocolError, run_local
+from protocols.psi.party import PsiRelayParty
 
 
 def _ids(n: int, seed: int) -> list[str]:

@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from protocols import wire
-from protocols.binning import fit_bins
-from protocols.gbdt_plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
-from protocols.paillier import generate_keypair
-from protocols.party import Envelope, ProtocolError, run_local
+from protocols.common import wire
+from protocols.common.party import Envelope, ProtocolError, run_local
+from protocols.gbdt.binning import fit_bins
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
+from protocols.paillier.core import generate_keypair
 from protocols.secureboost import (
     SecureBoostConfig,
     SecureBoostConfigError,
@@ -27,8 +27,8 @@ from protocols.secureboost import (
     SecureBoostScoringHost,
     predict_local,
 )
-from protocols.secureboost_kernels import GHLayout, PackingError
-from protocols.secureboost_messages import SbFinish, SbGradients, SbLevelReply, SbSplits
+from protocols.secureboost.kernels import GHLayout, PackingError
+from protocols.secureboost.messages import SbFinish, SbGradients, SbLevelReply, SbSplits
 
 GUEST, HOST = "bank", "centre"
 
@@ -176,7 +176,7 @@ def test_default_credit_subset_lossless_and_sane():
     ref = reference(cfg, (Xg[tr], Xh[tr], y[tr]))
     p_fed = predict_local(guest.model(), host.model(), Xg[te], Xh[te])
     p_ref = ref.predict_proba(np.hstack([Xg[te], Xh[te]]))
-    from protocols.gbdt_plain import roc_auc
+    from protocols.gbdt.plain import roc_auc
 
     assert abs(roc_auc(y[te], p_fed) - roc_auc(y[te], p_ref)) <= 0.003
     assert roc_auc(y[te], p_fed) > 0.7
@@ -234,7 +234,7 @@ def test_nothing_plaintext_leaves_either_party():
             # randomised (a bare g^m = 1 + m n would be == 1 mod n) and all distinct
             assert all(c % n != 1 for c in cts) and len(set(cts)) == len(cts)
             # they decrypt to the packed g/h of this tree: the per-sample values travel encrypted only
-            from protocols.secureboost_kernels import blob_to_mpz
+            from protocols.secureboost.kernels import blob_to_mpz
 
             plain = [int(m - n) if m > n // 2 else int(m) for m in sk.decrypt_raw(blob_to_mpz(msg.ciphertexts, width))]
             per_row = [layout.decode([v], 1) for v in plain]
@@ -474,7 +474,7 @@ def test_config_from_section_and_scenario_file():
 
 
 def test_parallel_path_gives_identical_trees(monkeypatch):
-    import protocols.secureboost_host as host_mod
+    import protocols.secureboost.host as host_mod
 
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_MULTS", 0)
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_SHIFTS", 0)
@@ -491,7 +491,7 @@ def test_default_credit_full_lossless_vs_reference_and_sklearn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from fedcredit.data.default_credit import load_vertical
-    from protocols.gbdt_plain import roc_auc
+    from protocols.gbdt.plain import roc_auc
 
     def aligned(part):
         bank, centre = load_vertical(part)

@@ -1,6 +1,6 @@
 """The vertical run through the real Flower apps: outputs, ledger, privacy of what nodes send, failures.
 
-Most tests use :class:`parties.local_grid.LocalGrid` (the real ServerApp/ClientApp without Ray)
+Most tests use :class:`parties.common.grid.LocalGrid` (the real ServerApp/ClientApp without Ray)
 so every reply a node sends can be captured; one test runs Flower's simulation engine itself.
 """
 
@@ -18,9 +18,9 @@ from fedcredit import config
 from fedcredit.data.schema import LABEL_COLUMN
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, verify
-from parties import transport
-from parties.local_grid import run_in_process
-from protocols import wire
+from parties.common import transport
+from parties.common.grid import run_in_process
+from protocols.common import wire
 
 N_ROWS = 1500
 
@@ -297,6 +297,7 @@ def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_
 
 
 def test_client_app_registers_every_horizontal_action_lazily():
-    from parties import client_app, horizontal_client
+    from parties import client_app
+    from parties.horizontal import client as horizontal_client
 
     assert set(client_app.HORIZONTAL_QUERIES) == set(horizontal_client._QUERIES)

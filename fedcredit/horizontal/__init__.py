@@ -2,6 +2,6 @@
 
 Flower-independent building blocks live here -- settings, data access, local training,
 aggregation and update validation, CKKS (TenSEAL) with the X25519 key hand-over, and DP
-accounting. ``parties/horizontal_server.py`` and ``parties/horizontal_client.py`` wire them into
+accounting. ``parties/horizontal/server.py`` and ``parties/horizontal/client.py`` wire them into
 Flower (FedAvg/FedProx rounds, SecAgg+, the CKKS workflow).
 """

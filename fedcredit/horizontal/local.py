@@ -1,6 +1,6 @@
 """What a bank does in one horizontal round, without Flower: load its rows, preprocess, train
 from the global weights (FedAvg/FedProx), or compute feature moments for federated
-standardisation. ``parties/horizontal_client.py`` wraps this in Flower messages.
+standardisation. ``parties/horizontal/client.py`` wraps this in Flower messages.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Wire messages of the horizontal protocol's setup and key steps (``protocols.wire`` bytes).
+"""Wire messages of the horizontal protocol's setup and key steps (``protocols.common.wire`` bytes).
 
 Training rounds themselves use Flower's FitIns/FitRes records, because Flower's SecAgg+ and
 DP mods operate on those; everything else a horizontal run exchanges is one of these
-dataclasses, encoded with :func:`protocols.wire.encode` and carried as one bytes value.
+dataclasses, encoded with :func:`protocols.common.wire.encode` and carried as one bytes value.
 """
 
 from __future__ import annotations
@@ -93,13 +93,13 @@ class Chunks:
 
 
 def pack_chunks(items: list[bytes]) -> bytes:
-    from protocols import wire
+    from protocols.common import wire
 
     return wire.encode(Chunks(items=list(items)))
 
 
 def unpack_chunks(data: bytes) -> list[bytes]:
-    from protocols import wire
+    from protocols.common import wire
 
     return list(wire.decode(bytes(data), Chunks).items)
 

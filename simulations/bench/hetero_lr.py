@@ -1,4 +1,4 @@
-"""Benchmark one epoch of two-party hetero-LR (protocols.hetero_lr) against the same protocol on ``phe``.
+"""Benchmark one epoch of two-party hetero-LR (protocols.hetero_lr.protocol) against the same protocol on ``phe``.
 
     .venv/bin/python simulations/bench/hetero_lr.py [--rows 30000] [--quick] [--key-bits 2048]
                                                     [--phe-rows 96] [--workers 1]
@@ -42,14 +42,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from protocols.hetero_lr import (  # noqa: E402
+from protocols.common.party import Envelope, ProtocolError  # noqa: E402
+from protocols.hetero_lr.protocol import (  # noqa: E402
     BankLR,
     CentreLR,
     HeteroLRConfig,
     batch_schedule,
     batches_per_epoch,
 )
-from protocols.party import Envelope, ProtocolError  # noqa: E402
 
 MONEY = ["LIMIT_BAL"] + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)]
 

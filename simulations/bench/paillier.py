@@ -27,14 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from protocols import parallel  # noqa: E402
-from protocols.encoding import FixedPoint  # noqa: E402
-from protocols.packing import Packer  # noqa: E402
-from protocols.paillier import (  # noqa: E402
+from protocols.common import parallel  # noqa: E402
+from protocols.common.encoding import FixedPoint  # noqa: E402
+from protocols.paillier.core import (  # noqa: E402
     EncryptedVector,
     ObfuscatorPool,
     generate_keypair,
 )
+from protocols.paillier.packing import Packer  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):

@@ -3,7 +3,7 @@
     .venv/bin/python simulations/bench/psi.py --size 200000 [--overlap 0.5] [--workers 2]
 
 Generates two sets of ``size`` valid USCCs sharing ``overlap * size`` ids, runs
-``protocols.psi.run_local`` (through the wire encoding, one shared worker pool), checks the
+``protocols.psi.engine.run_local`` (through the wire encoding, one shared worker pool), checks the
 intersection, row alignment and row indices against plain Python sets, and, when
 ``openmined.psi`` is importable, times OpenMined PSI (client learns the intersection, raw
 encoding, no false positives) on the same sets. The last line of output is JSON.
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from fedcredit.data import uscc
-from protocols.psi import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
+from protocols.psi.engine import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
 
 
 def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str], set[str]]:

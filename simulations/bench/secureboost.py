@@ -5,7 +5,7 @@ bank = guest with 13 features and labels, credit centre = host with 10 features,
 32 bins, 2048-bit Paillier key, both parties in one process driven by ``run_local`` exactly
 as the coordinator drives them (every step round-trips both parties through
 ``to_state``/``from_state`` unless ``--no-restart``). The plaintext reference
-(:class:`protocols.gbdt_plain.PlainGBDT`) grows the same trees; the script checks that they
+(:class:`protocols.gbdt.plain.PlainGBDT`) grows the same trees; the script checks that they
 are identical. Target: <= 10 s per tree on 2 cores.
 
     .venv/bin/python simulations/bench/secureboost.py --trees 3
@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from protocols.gbdt_plain import OWNER_HOST, PlainGBDT  # noqa: E402
-from protocols.party import run_local  # noqa: E402
+from protocols.common.party import run_local  # noqa: E402
+from protocols.gbdt.plain import OWNER_HOST, PlainGBDT  # noqa: E402
 from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost  # noqa: E402
 
 

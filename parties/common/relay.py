@@ -1,0 +1,195 @@
+"""The coordinator's generic protocol loop over Flower.
+
+The coordinator does not know PSI from hetero-LR: it asks each node to start a *phase*, then
+forwards every envelope to its recipient until no envelope is in flight, then asks each node to
+finish the phase (persist results, report aggregate numbers). Every step is one Flower round
+trip to all nodes that have mail (~5 s in deployment), so protocols are designed to need few.
+What crossed each boundary is recorded in the ledger; envelopes themselves are opaque bytes to
+the coordinator (ciphertexts or blinded points), and never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flwr.app import Message
+from flwr.serverapp import Grid
+
+from parties.common import transport
+from parties.common.recorder import Recorder
+from protocols.common.party import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class RunFailed(RuntimeError):
+    """A node failed, timed out or misbehaved; the message names the party and the step."""
+
+    def __init__(self, party: str, step: str, reason: str):
+        super().__init__(f"party {party!r} failed at step {step!r}: {reason}")
+        self.party, self.step, self.reason = party, step, reason
+
+
+@dataclass
+class NodeReply:
+    outbox: list[Envelope]
+    finished: bool
+    summary: dict
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = sorted(grid.get_node_ids())
+        if len(ids) >= expected:
+            return ids
+        if time.monotonic() > deadline:
+            raise RunFailed(
+                "coordinator", "connect", f"only {len(ids)} of {expected} party nodes connected within {timeout:.0f} s"
+            )
+        time.sleep(0.2)
+
+
+class Relay:
+    def __init__(
+        self,
+        grid: Grid,
+        nodes: dict[str, int],
+        recorder: Recorder,
+        *,
+        timeout: float = 600.0,
+        on_step: Callable[[str, dict[str, NodeReply]], None] | None = None,
+    ):
+        self.grid = grid
+        self.nodes = nodes  # party name -> Flower node id
+        self.recorder = recorder
+        self.timeout = timeout
+        self.on_step = on_step
+        self.round = 0
+        self.steps = 0
+
+    def call(
+        self, kind: str, phase: str, step: str, requests: dict[str, tuple[dict, list[Envelope]]]
+    ) -> dict[str, NodeReply]:
+        """One Flower round trip to the named parties; records the step in the ledger."""
+        msgs, order = [], []
+        for party, (params, inbox) in requests.items():
+            msgs.append(
+                Message(
+                    transport.request(phase=phase, step=step, params=params, inbox=inbox),
+                    dst_node_id=self.nodes[party],
+                    message_type=kind,
+                    group_id=step,
+                )
+            )
+            order.append(party)
+        by_node = {m.metadata.dst_node_id: p for m, p in zip(msgs, order)}
+        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        # Flower answers for an unreachable node itself (from the SuperLink's id), so map replies
+        # to the message they answer first, and fall back to the sender id.
+        by_message = {m.metadata.message_id: p for m, p in zip(msgs, order) if m.metadata.message_id}
+        self.steps += 1
+        out: dict[str, NodeReply] = {}
+        described: list[dict] = []
+        failures: list[tuple[str, str]] = []
+        for rep in replies:
+            party = by_message.get(rep.metadata.reply_to_message_id) or by_node.get(rep.metadata.src_node_id)
+            if party is None or party in out:
+                continue
+            if rep.has_error():
+                failures.append((party, rep.error.reason or f"error code {rep.error.code}"))
+                continue
+            try:
+                outbox, finished, summary, summary_bytes = transport.read_reply(rep.content)
+                for env in outbox:
+                    if env.sender != party:
+                        raise ValueError(f"sent an envelope claiming to be from {env.sender!r}")
+                    if env.recipient not in self.nodes:
+                        raise ValueError(f"addressed unknown party {env.recipient!r}")
+            except Exception as exc:  # noqa: BLE001 - a malformed reply is that party's failure
+                failures.append((party, f"malformed reply: {exc}"))
+                continue
+            described.extend(env.describe() for env in outbox)
+            described.append(
+                {
+                    "sender": party,
+                    "recipient": "coordinator",
+                    "kind": "Summary",
+                    "size": len(summary_bytes),
+                    "sha256": hashlib.sha256(summary_bytes).hexdigest(),
+                }
+            )
+            out[party] = NodeReply(outbox, finished, summary)
+        failures.extend(
+            (p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
+            for p in order
+            if p not in out and p not in {f[0] for f in failures}
+        )
+        # Record what did cross boundaries in this step before stopping, so the ledger still
+        # matches every node's egress log even when the step failed.
+        metrics = {p: r.summary.get("metrics") for p, r in out.items() if r.summary.get("metrics")}
+        self.recorder.step(step, self.round, described, metrics=metrics, participants=order)
+        if metrics:
+            log.info(
+                "%s: %s",
+                step,
+                "; ".join(
+                    f"{p} " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())
+                    for p, m in metrics.items()
+                ),
+            )
+        if failures:
+            self._fail(failures[0][0], step, failures[0][1])
+        if self.on_step:
+            self.on_step(step, out)
+        return out
+
+    def _fail(self, party: str, step: str, reason: str) -> None:
+        self.recorder.event("failure", {"party": party, "step": step, "reason": reason[:2000]})
+        raise RunFailed(party, step, reason)
+
+    def run_phase(self, phase: str, params: dict[str, dict], *, max_steps: int = 100_000) -> dict[str, dict]:
+        """init -> relay steps until quiet -> results; returns each party's finish summary.
+
+        A party that finishes during a step reports its result in that reply; only parties that
+        did not (none, in the protocols here) get a separate finish message.
+        """
+        parties = list(params)
+        results: dict[str, dict] = {}
+
+        def absorb(replies: dict[str, NodeReply]) -> None:
+            for p, r in replies.items():
+                if transport.FINISHED in r.summary:
+                    results[p] = r.summary[transport.FINISHED]
+
+        replies = self.call(transport.INIT, phase, f"{phase}/init", {p: (params[p], []) for p in parties})
+        absorb(replies)
+        finished = {p: r.finished for p, r in replies.items()}
+        n = 0
+        while True:
+            inflight = [e for r in replies.values() for e in r.outbox]
+            if not inflight:
+                break
+            n += 1
+            if n > max_steps:
+                raise RunFailed(parties[0], f"{phase}/{n}", "protocol did not converge")
+            inbox: dict[str, list[Envelope]] = {}
+            for env in inflight:
+                inbox.setdefault(env.recipient, []).append(env)
+            self.round = n
+            replies = self.call(transport.STEP, phase, f"{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
+            absorb(replies)
+            finished.update({p: r.finished for p, r in replies.items()})
+        unfinished = [p for p, done in finished.items() if not done]
+        if unfinished:
+            raise RunFailed(unfinished[0], f"{phase}/{n}", "stopped sending but did not finish the phase")
+        remaining = [p for p in parties if p not in results]
+        if remaining:
+            done = self.call(transport.FINISH, phase, f"{phase}/finish", {p: (params[p], []) for p in remaining})
+            results.update({p: r.summary for p, r in done.items()})
+        log.info("phase %s done: %d relay steps", phase, n)
+        return results

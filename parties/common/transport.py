@@ -1,0 +1,96 @@
+"""How relay traffic rides on Flower messages (shared by the coordinator and the nodes).
+
+One Flower message carries one *step* for one node: the envelopes addressed to it (``inbox``),
+and its reply carries the envelopes it sends (``outbox``), whether it has finished the phase,
+and a small JSON summary (aggregate numbers only, e.g. an intersection size or a loss). All of it
+is bytes inside a ``ConfigRecord`` so both ends can hash exactly what crossed the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from flwr.app import ConfigRecord, RecordDict
+
+from protocols.common import wire
+from protocols.common.party import Envelope
+
+RECORD = "fc"
+HELLO = "query.fc_hello"
+INIT = "query.fc_init"
+STEP = "query.fc_step"
+FINISH = "query.fc_finish"
+FINISHED = "finished_summary"  # key of a summary that carries the party's phase result
+
+
+@dataclass
+class RelayBatch:
+    """Envelopes in flight to or from one node (wire-encoded as a whole)."""
+
+    senders: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, envelopes: list[Envelope]) -> RelayBatch:
+        return cls([e.sender for e in envelopes], [e.recipient for e in envelopes], [e.payload for e in envelopes])
+
+    def envelopes(self) -> list[Envelope]:
+        if not len(self.senders) == len(self.recipients) == len(self.payloads):
+            raise wire.WireError("relay batch fields have different lengths")
+        return [Envelope(s, r, p) for s, r, p in zip(self.senders, self.recipients, self.payloads)]
+
+
+def canonical_json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=float).encode()
+
+
+def request(*, phase: str, step: str, params: dict | None = None, inbox: list[Envelope] | None = None) -> RecordDict:
+    return RecordDict(
+        {
+            RECORD: ConfigRecord(
+                {
+                    "phase": phase,
+                    "step": step,
+                    "params": canonical_json(params or {}),
+                    "inbox": wire.encode(RelayBatch.of(inbox or [])),
+                }
+            )
+        }
+    )
+
+
+def read_request(content: RecordDict) -> tuple[str, str, dict, list[Envelope]]:
+    rec = content[RECORD]
+    return (
+        str(rec["phase"]),
+        str(rec["step"]),
+        json.loads(rec["params"]),
+        wire.decode(rec["inbox"], RelayBatch).envelopes(),
+    )
+
+
+def reply(*, outbox: list[Envelope], finished: bool, summary: dict) -> RecordDict:
+    return RecordDict(
+        {
+            RECORD: ConfigRecord(
+                {
+                    "outbox": wire.encode(RelayBatch.of(outbox)),
+                    "finished": finished,
+                    "summary": canonical_json(summary),
+                }
+            )
+        }
+    )
+
+
+def read_reply(content: RecordDict) -> tuple[list[Envelope], bool, dict, bytes]:
+    rec = content[RECORD]
+    summary_bytes = bytes(rec["summary"])
+    return (
+        wire.decode(rec["outbox"], RelayBatch).envelopes(),
+        bool(rec["finished"]),
+        json.loads(summary_bytes),
+        summary_bytes,
+    )

@@ -1,0 +1,275 @@
+"""Node side of joint inference: each party loads ITS OWN released model part and its own data.
+
+* Model part: node_config ``model`` (deployment: a path on the node's own storage) or
+  ``[inference] model_dir``/nodes/<party>/model.json (the directory of the training run).
+* Bank: applicants come from node_config ``applicants`` or ``[inference] applicants`` (a table
+  of USCC + the bank's feature columns, label optional: :func:`fedcredit.data.applicants.load_applicants`);
+  without either, the bank re-scores its own data table. Consent for the run's purpose is checked
+  once for all applicants with the bank's registry (:func:`parties.vertical.phases.consent_filter`); the
+  refusal list stays in node state. Each batch's results are written to ``scores.csv`` on the
+  bank's node: ``uscc, score, status``.
+* Centre: answers from its whole table and appends what it was asked to ``query_log.csv`` on its
+  own node (the consented query log regulators require the centre to keep).
+
+Only counts, model hashes and the batch position go into summaries (and so into the ledger).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from fedcredit.data.applicants import load_applicants
+from fedcredit.data.loaders import PartyData
+from fedcredit.features import LocalPreprocessor
+from parties.common.node import NodeRuntime
+from parties.vertical.phases import PHASES, Phase, consent_filter
+from protocols.common.party import Party
+from protocols.inference.protocol import (
+    BankModelPart,
+    CentreModelPart,
+    InferenceBank,
+    InferenceCentre,
+    InferenceError,
+)
+
+log = logging.getLogger(__name__)
+SCORES_FILE = "scores.csv"
+QUERY_LOG_FILE = "query_log.csv"
+
+
+class ModelPartError(RuntimeError):
+    """A party's model part is missing or unusable; the message names the party and the path."""
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+def model_path(node: NodeRuntime) -> Path:
+    cfg = node.context.node_config
+    if "model" in cfg:
+        return Path(node.scenario.resolve(str(cfg["model"])))
+    section = node.scenario.section("inference")
+    if "model_dir" not in section:
+        raise ModelPartError(
+            f"party {node.name!r}: no model part configured (set [inference] model_dir "
+            "to the training run's directory, or node_config 'model')"
+        )
+    return Path(node.scenario.resolve(str(section["model_dir"]))) / "nodes" / node.name / "model.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _read_part(path: str, _mtime_ns: int, _size: int) -> tuple[dict, str]:
+    body = Path(path).read_bytes()
+    return json.loads(body), hashlib.sha256(body).hexdigest()
+
+
+def load_model_part(node: NodeRuntime) -> tuple[dict, str, Path]:
+    """(model.json content, its SHA-256 as released by training, path); clear errors naming the party."""
+    path = model_path(node)
+    if not path.is_file():
+        raise ModelPartError(
+            f"party {node.name!r} has no trained model part at {path} (train first, e.g. "
+            "`fedcredit simulate configs/vertical-lr.toml --out <model_dir>`, or set "
+            "node_config 'model')"
+        )
+    st = path.stat()
+    try:
+        part, sha = _read_part(str(path), st.st_mtime_ns, st.st_size)
+    except (OSError, ValueError) as exc:
+        raise ModelPartError(f"party {node.name!r}: cannot read model part {path}: {exc}") from None
+    for key in ("role", "feature_names", "preprocessor", "model"):
+        if key not in part:
+            raise ModelPartError(f"party {node.name!r}: model part {path} has no {key!r}")
+    if part["role"] != node.role:
+        raise ModelPartError(f"party {node.name!r} (role {node.role}): model part {path} belongs to a {part['role']!r}")
+    return part, sha, path
+
+
+def _columns(data: PartyData, names: list[str], who: str) -> np.ndarray:
+    """The table's columns in the model's feature order (by name)."""
+    have = {n: j for j, n in enumerate(data.feature_names)}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ModelPartError(f"{who}: data lacks feature column(s) {missing} that its model part uses")
+    return data.features[:, [have[n] for n in names]]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_applicants(path: str, names: tuple[str, ...], _mtime_ns: int, _size: int) -> PartyData:
+    return load_applicants(path, list(names))
+
+
+def applicants(node: NodeRuntime, feature_names: list[str]) -> PartyData:
+    """The bank's applicants with the model's feature columns (raw)."""
+    source = node.context.node_config.get("applicants") or node.scenario.section("inference").get("applicants")
+    if not source:
+        data = node.data()
+        return PartyData(
+            list(data.ids), _columns(data, feature_names, f"bank {node.name!r}"), list(feature_names), None
+        )
+    path = Path(node.scenario.resolve(str(source)))
+    st = path.stat() if path.exists() else None
+    return _read_applicants(str(path), tuple(feature_names), st.st_mtime_ns if st else 0, st.st_size if st else 0)
+
+
+def _refusals(node: NodeRuntime, ids: list[str]) -> tuple[list[str | None], dict]:
+    """Consent reason per applicant (None = allowed) for the run's purpose; computed once per run."""
+    cached = node.get("inference_refusals")
+    if cached is not None:
+        c = json.loads(str(cached))
+        if c["n"] == len(ids):
+            return [r or None for r in c["reasons"]], c["summary"]
+    result = consent_filter(node, ids)
+    reasons = [result.refused_ids.get(u) for u in ids]
+    summary = {k: v for k, v in result.ledger_payload().items() if k in ("purpose", "at", "category")}
+    node.put(
+        "inference_refusals", json.dumps({"n": len(ids), "reasons": [r or "" for r in reasons], "summary": summary})
+    )
+    return reasons, summary
+
+
+# -- the phase -------------------------------------------------------------------------------
+
+
+class InferencePhase(Phase):
+    """One batch of applicants per phase run; params: ``peer``, ``batch``, ``batch_size``."""
+
+    def _params(self, node: NodeRuntime, params: dict | None = None) -> dict:
+        if params is not None:
+            node.put("inference_params", json.dumps(params))
+            return params
+        raw = node.get("inference_params")
+        if raw is None:
+            raise RuntimeError(f"node {node.name}: inference step arrived before init")
+        return json.loads(str(raw))
+
+    def _bank_inputs(self, node: NodeRuntime, params: dict):
+        part, _, _ = load_model_part(node)
+        model = BankModelPart.from_dict(part["model"], f"bank {node.name!r}")
+        apps = applicants(node, list(part["feature_names"]))
+        b, size = int(params["batch"]), int(params["batch_size"])
+        lo, hi = b * size, min((b + 1) * size, len(apps))
+        reasons, _ = _refusals(node, apps.ids)
+        pre = LocalPreprocessor.from_dict(part["preprocessor"])
+        X = pre.transform(apps.features[lo:hi]) if hi > lo else np.zeros((0, model.n_features))
+        return model, apps.ids[lo:hi], X, reasons[lo:hi]
+
+    def _centre_inputs(self, node: NodeRuntime):
+        part, _, _ = load_model_part(node)
+        model = CentreModelPart.from_dict(part["model"], f"credit centre {node.name!r}")
+        data = node.data()
+        raw = _columns(data, list(part["feature_names"]), f"credit centre {node.name!r}")
+        pre = LocalPreprocessor.from_dict(part["preprocessor"])
+        return model, data.ids, raw, pre.transform
+
+    def create(self, node: NodeRuntime, params: dict) -> Party:
+        p = self._params(node, params)
+        session = str(node.get("run_id"))
+        party: InferenceBank | InferenceCentre
+        if node.role == "bank":
+            model, ids, X, reasons = self._bank_inputs(node, p)
+            party = InferenceBank(
+                node.name,
+                p["peer"],
+                session=session,
+                batch=int(p["batch"]),
+                purpose=node.scenario.purpose,
+                model=model,
+                ids=ids,
+                X=X,
+                refusals=reasons,
+            )
+        else:
+            cmodel, cids, raw, transform = self._centre_inputs(node)
+            party = InferenceCentre(
+                node.name,
+                p["peer"],
+                session=session,
+                batch=int(p["batch"]),
+                model=cmodel,
+                ids=cids,
+                features=raw,
+                transform=transform,
+            )
+        party.model_sha256 = load_model_part(node)[1]  # type: ignore[union-attr]
+        return party
+
+    def progress(self, party: Party) -> dict:
+        """After init: which model part this node loaded (the coordinator checks it before any query)."""
+        sha = getattr(party, "model_sha256", None)
+        if not sha or party.s.phase not in ("wait_key", "wait_request"):  # type: ignore[attr-defined]
+            return {}
+        return {"model": {"type": party.model.model_type, "sha256": sha}}  # type: ignore[attr-defined]
+
+    def dump(self, party: Party) -> bytes:
+        return party.to_state()  # type: ignore[attr-defined]
+
+    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+        p = self._params(node)
+        if node.role == "bank":
+            model, ids, X, reasons = self._bank_inputs(node, p)
+            return InferenceBank.from_state(state, model=model, ids=ids, X=X, refusals=reasons)
+        model, ids, raw, transform = self._centre_inputs(node)
+        return InferenceCentre.from_state(state, model=model, ids=ids, features=raw, transform=transform)
+
+    def finish(self, node: NodeRuntime, party: Party) -> dict:
+        p = self._params(node)
+        _, sha, _ = load_model_part(node)
+        model = {"type": party.model.model_type, "sha256": sha}  # type: ignore[attr-defined]
+        if isinstance(party, InferenceBank):
+            return self._finish_bank(node, party, p, model)
+        if isinstance(party, InferenceCentre):
+            return self._finish_centre(node, party, p, model)
+        raise InferenceError(f"node {node.name}: unexpected party {type(party).__name__}")
+
+    def _finish_bank(self, node: NodeRuntime, party: InferenceBank, p: dict, model: dict) -> dict:
+        ids, scores, status = party.results()
+        b, size = int(p["batch"]), int(p["batch_size"])
+        all_ids = applicants(node, party_feature_names(node)).ids
+        total = len(all_ids)
+        path = node.dir / SCORES_FILE
+        with path.open("w" if b == 0 else "a", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            if b == 0:
+                w.writerow(["uscc", "score", "status"])
+            for u, s, st in zip(ids, scores.tolist(), status):
+                w.writerow([u, "" if s != s else f"{s:.10g}", st])
+        _, consent = _refusals(node, all_ids)
+        return {
+            "batch": b,
+            "more": (b + 1) * size < total,
+            "applicants_total": total,
+            **party.counts(),
+            "consent": consent,
+            "model": model,
+            "scores_path": str(path),
+        }
+
+    def _finish_centre(self, node: NodeRuntime, party: InferenceCentre, p: dict, model: dict) -> dict:
+        queried, found = party.query_log()
+        path = node.dir / QUERY_LOG_FILE
+        new = not path.exists() or path.stat().st_size == 0
+        day = dt.date.today().isoformat()
+        run_id, bank = str(node.get("run_id")), p["peer"]
+        with path.open("a", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(["date", "run_id", "bank", "purpose", "batch", "uscc", "found"])
+            for u, f in zip(queried, found.tolist()):
+                w.writerow([day, run_id, bank, party.s.purpose, int(p["batch"]), u, int(f)])
+        return {"batch": int(p["batch"]), **party.counts(), "model": model}
+
+
+def party_feature_names(node: NodeRuntime) -> list[str]:
+    return list(load_model_part(node)[0]["feature_names"])
+
+
+PHASES["inference"] = InferencePhase()

@@ -1,0 +1,222 @@
+"""The shape every multi-party protocol takes: parties exchanging envelopes through a relay.
+
+A protocol is written once as :class:`Party` objects. Each step, the relay (the coordinator in
+production, :func:`run_local` in tests) hands every party the envelopes addressed to it and
+collects what it wants to send. The relay only ever sees ``Envelope.payload`` bytes, which are
+:mod:`protocols.common.wire` encodings of the protocol's dataclass messages; it never needs to know the
+protocol, so the Flower coordinator is one generic loop for PSI, hetero-LR and SecureBoost.
+
+Parties are also *restartable*: between steps a party is reduced to ``to_state()`` bytes and
+rebuilt with ``from_state``. Flower keeps per-node state only in ``context.state`` and may run a
+node's consecutive messages in different processes, so nothing may live in Python objects across
+steps. Secrets in the state (private keys, masks) never leave the node: ``context.state`` is
+node-local.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from protocols.common import wire
+
+
+class ProtocolError(RuntimeError):
+    """A party received something it cannot accept at this step; the message says what."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One payload from one party to another; ``payload`` is a wire-encoded message."""
+
+    sender: str
+    recipient: str
+    payload: bytes
+
+    @property
+    def kind(self) -> str:
+        return wire.message_type(self.payload)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.payload).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+    def describe(self) -> dict:
+        """What the ledger records about a payload: never the payload itself."""
+        return {
+            "sender": self.sender,
+            "recipient": self.recipient,
+            "kind": self.kind,
+            "size": self.size,
+            "sha256": self.sha256,
+        }
+
+
+class Party(ABC):
+    """A protocol participant. Subclasses implement :meth:`start` and :meth:`receive`."""
+
+    name: str
+
+    @abstractmethod
+    def start(self) -> list[Envelope]:
+        """First step: envelopes to send before anything was received (may be empty)."""
+
+    @abstractmethod
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        """Consume this step's inbox, return envelopes for the next step."""
+
+    @property
+    @abstractmethod
+    def finished(self) -> bool:
+        """True once the party has nothing more to do in this protocol."""
+
+    def send(self, recipient: str, message: object) -> Envelope:
+        return Envelope(self.name, recipient, wire.encode(message))
+
+
+class PartyState(Protocol):
+    """What every persisted party state carries, so one restore sequence can check it."""
+
+    version: str
+    role: str
+    name: str
+    data_digest: str
+
+
+class RestartableParty(Party):
+    """A party that survives being reduced to bytes and rebuilt between any two steps.
+
+    The contract, in the spirit of Flower's ``Strategy`` hooks: a subclass declares its
+    persisted state type and version, keeps everything that must survive a step in ``self.s``
+    (a wire-encodable dataclass with at least the :class:`PartyState` fields), and implements
+    :meth:`from_state`. The base class provides the one restore sequence (:meth:`_restore`):
+    decode, check version and role, check that the caller handed back the same data (digest),
+    then :meth:`_after_restore` rebuilds what is derived from the state (keys, tables). Data
+    matrices are never in the state: they stay in the node's files and are handed back.
+
+    ``history`` and ``model`` are part of the contract so a node can report progress and
+    release a model part for any protocol without knowing which one it runs.
+    """
+
+    role: ClassVar[str] = ""
+    state_type: ClassVar[type] = object  # the wire dataclass persisted by to_state
+    state_version: ClassVar[str] = ""
+
+    s: Any  # the persisted state, an instance of ``state_type``
+
+    def to_state(self) -> bytes:
+        """Everything needed to continue; node-local (may hold private keys and masks)."""
+        return wire.encode(self.s)
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: bytes, *args: Any, **kwargs: Any) -> RestartableParty:
+        """Rebuild a party from :meth:`to_state` bytes and the node's own data.
+
+        Implementations construct the party from the data (which checks it), then call
+        :meth:`_restore`.
+        """
+
+    @property
+    def history(self) -> list[dict]:
+        """Per-epoch (or per-tree) progress records this party may publish; empty by default."""
+        return [dict(h) for h in getattr(self.s, "history", [])]
+
+    @property
+    def model(self) -> Any:
+        """This party's part of the trained model; protocols that train nothing raise."""
+        raise ProtocolError(f"{self.role} {self.name!r} produces no model")
+
+    def _data_digest(self) -> str:
+        """Digest of the data this party was built with (compared on restore)."""
+        return str(getattr(self.s, "data_digest", ""))
+
+    def _restore(self, state: bytes) -> None:
+        """Decode ``state`` into ``self.s`` after checking version, role and data digest."""
+        try:
+            s = wire.decode(state, self.state_type)
+        except wire.WireError as exc:
+            raise ProtocolError(f"{self.role} state cannot be restored: {exc}") from None
+        if s.version != self.state_version or s.role != self.role:
+            raise ProtocolError(
+                f"state is for {s.role!r} ({s.version}), not a {self.role} party ({self.state_version})"
+            )
+        if s.data_digest != self._data_digest():
+            raise ProtocolError(
+                f"{self.role} {s.name!r}: the data given to from_state is not the data this "
+                "party was trained on (digest mismatch)"
+            )
+        self.s = s
+        self._after_restore()
+
+    def _after_restore(self) -> None:
+        """Hook: rebuild what derives from ``self.s`` (array dtypes, keys, builders)."""
+
+    def _fail(self, what: str) -> ProtocolError:
+        """A protocol error naming this party: ``raise self._fail("...")``."""
+        return ProtocolError(f"{self.role} {self.name!r}: {what}")
+
+
+def data_digest(*arrays: Any) -> str:
+    """SHA-256 over arrays' dtype, shape and bytes (None allowed): binds a state to its data."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Transcript:
+    """Everything that crossed a party boundary in a local run, step by step (for tests)."""
+
+    steps: list[list[Envelope]] = field(default_factory=list)
+
+    def sent_by(self, party: str) -> list[Envelope]:
+        return [e for step in self.steps for e in step if e.sender == party]
+
+
+def run_local(
+    parties: dict[str, Party], *, max_steps: int = 100_000, restart: Callable[[str, Party], Party] | None = None
+) -> Transcript:
+    """Drive ``parties`` exactly as the coordinator does, in one process.
+
+    ``restart(name, party)`` (optional) is called before every step, e.g. to round-trip a
+    party through ``to_state``/``from_state`` and prove that nothing survives in memory.
+    """
+    transcript = Transcript()
+    outgoing = [env for p in parties.values() for env in p.start()]
+    steps = 0
+    while outgoing:
+        steps += 1
+        if steps > max_steps:
+            raise ProtocolError(f"protocol did not finish within {max_steps} steps")
+        transcript.steps.append(outgoing)
+        inboxes: dict[str, list[Envelope]] = {}
+        for env in outgoing:
+            if env.recipient not in parties:
+                raise ProtocolError(f"{env.sender} addressed unknown party {env.recipient!r}")
+            inboxes.setdefault(env.recipient, []).append(env)
+        outgoing = []
+        for name, inbox in inboxes.items():
+            party = parties[name]
+            if restart is not None:
+                party = parties[name] = restart(name, party)
+            outgoing.extend(party.receive(inbox))
+    unfinished = [n for n, p in parties.items() if not p.finished]
+    if unfinished:
+        raise ProtocolError(f"protocol stalled: {unfinished} not finished and no messages in flight")
+    return transcript

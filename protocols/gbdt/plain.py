@@ -1,0 +1,508 @@
+"""Centralised gradient-boosted trees: the plaintext reference SecureBoost must reproduce.
+
+Why a reference of our own (not XGBoost/LightGBM): "lossless" means the federated protocol
+grows *the same trees* as one party holding all columns would. That is only testable if the
+reference uses exactly the federated model's binning (:mod:`protocols.gbdt.binning`), gradient
+quantisation, gain formula, candidate rules, tie-breaking and level-wise growth. The pieces
+here are therefore shared: :mod:`protocols.secureboost`'s guest calls the same functions on its
+own columns and on the host's decrypted histogram sums, so equal integers give equal floats
+and equal splits.
+
+Model: binary logistic loss; per tree, ``g = sigmoid(raw) - y`` and ``h = p (1 - p)`` are
+quantised to integers ``round(g * 2^P)``, ``round(h * 2^P)`` (``P = precision_bits``) because
+that is what the guest encrypts; histogram sums are then exact integers on both sides.
+Split gain (XGBoost paper form)::
+
+    gain = 1/2 [GL^2/(HL+lambda) + GR^2/(HR+lambda) - G^2/(H+lambda)] - gamma
+
+a candidate needs ``HL, HR >= min_child_weight`` and ``nL, nR >= min_samples_leaf``; a node
+splits only when its best gain is > 0. Ties: the first candidate wins in column order
+(guest columns before host columns) and bin order. Leaf value ``-lr * G/(H+lambda)``.
+Trees grow level by level to ``max_depth``; a node is expanded only if it could still be
+split (``n >= max(2, 2 min_samples_leaf)`` and ``H >= 2 min_child_weight``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocols.gbdt.binning import BinEdges, fit_bins
+
+OWNER_LEAF, OWNER_GUEST, OWNER_HOST = 0, 1, 2
+_LO_BITS = 26  # exact int64 bincount: split values into 26-bit halves summed in float64
+MAX_ROWS = 1 << 26
+
+
+@dataclass(frozen=True)
+class GBDTParams:
+    """The hyper-parameters that decide the trees (shared by reference and protocol)."""
+
+    n_trees: int = 30
+    max_depth: int = 3
+    learning_rate: float = 0.3
+    reg_lambda: float = 1.0
+    min_child_weight: float = 1.0
+    min_samples_leaf: int = 1
+    gamma: float = 0.0
+    early_stopping_rounds: int = 0
+    complete_secure: bool = False
+    precision_bits: int = 32
+
+
+# -- loss and quantisation ------------------------------------------------------------------
+
+
+def sigmoid(raw: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw, dtype=np.float64)))
+
+
+def base_score(y: np.ndarray) -> float:
+    """Initial raw score: the log-odds of the training default rate."""
+    p = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+    return math.log(p / (1.0 - p))
+
+
+def quantized_grad_hess(y: np.ndarray, raw: np.ndarray, precision_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic-loss gradient and hessian as int64 fixed-point with ``precision_bits`` fraction bits."""
+    p = sigmoid(raw)
+    scale = float(2**precision_bits)
+    g = np.rint((p - y) * scale).astype(np.int64)
+    h = np.rint(p * (1.0 - p) * scale).astype(np.int64)
+    return g, h
+
+
+def logloss(y: np.ndarray, raw: np.ndarray) -> float:
+    # log(1 + e^raw) - y raw, computed stably
+    raw = np.asarray(raw, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, raw) - y * raw))
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Rank-based AUC with ties averaged (kept here so protocols need no metrics package)."""
+    y = np.asarray(y).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = np.asarray(score)[order]
+    ranks = np.empty(s.size, dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    for a, b in zip(starts, ends):
+        ranks[a:b] = (a + b + 1) / 2.0
+    r = np.empty_like(ranks)
+    r[order] = ranks
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+# -- exact histograms -----------------------------------------------------------------------
+
+
+def exact_bincount(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """``sum(values[keys == k])`` for every ``k < size`` as exact int64 (values int64)."""
+    if keys.size >= MAX_ROWS:
+        raise ValueError(f"too many rows for exact histograms ({keys.size} >= {MAX_ROWS})")
+    values = np.asarray(values, dtype=np.int64)
+    lo = (values & ((1 << _LO_BITS) - 1)).astype(np.float64)
+    hi = (values >> _LO_BITS).astype(np.float64)
+    s_lo = np.bincount(keys, weights=lo, minlength=size)
+    s_hi = np.bincount(keys, weights=hi, minlength=size)
+    return (s_hi.astype(np.int64) << _LO_BITS) + s_lo.astype(np.int64)
+
+
+def node_histograms(
+    bins: np.ndarray,
+    rows: np.ndarray,
+    local_node: np.ndarray,
+    n_nodes: int,
+    n_bins_max: int,
+    g: np.ndarray,
+    h: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (node, feature, bin) sums of g, h and counts, shape ``(n_nodes, F, B)`` each.
+
+    ``rows`` are the training rows involved, ``local_node[i]`` the index (< n_nodes) of the
+    node holding ``rows[i]``.
+    """
+    F = bins.shape[1]
+    B = n_bins_max
+    size = n_nodes * F * B
+    keys = (
+        (local_node.astype(np.int64)[:, None] * F + np.arange(F)[None, :]) * B + bins[rows].astype(np.int64)
+    ).ravel()
+    hg = exact_bincount(keys, np.repeat(g[rows], F), size).reshape(n_nodes, F, B)
+    hh = exact_bincount(keys, np.repeat(h[rows], F), size).reshape(n_nodes, F, B)
+    cnt = np.bincount(keys, minlength=size).astype(np.int64).reshape(n_nodes, F, B)
+    return hg, hh, cnt
+
+
+def candidate_mask(cnt: np.ndarray, n_bins: np.ndarray, min_samples_leaf: int) -> np.ndarray:
+    """Valid thresholds "bin <= b" of one node, from per-(feature, bin) counts ``(F, B)``.
+
+    A threshold is a candidate iff it is not the last bin, its own bin is non-empty (so no two
+    candidates of one feature give the same partition) and both sides keep
+    ``min_samples_leaf`` rows. The host applies this rule to its own features (it knows the
+    counts) so the guest never needs the host's counts.
+    """
+    cum = np.cumsum(cnt, axis=-1)
+    total = cum[..., -1:]
+    b = np.arange(cnt.shape[-1])
+    return (
+        (b[None, :] < (np.asarray(n_bins)[:, None] - 1))
+        & (cnt > 0)
+        & (cum >= min_samples_leaf)
+        & (total - cum >= min_samples_leaf)
+    )
+
+
+def split_gains(GL: np.ndarray, HL: np.ndarray, G: int, H: int, params: GBDTParams) -> np.ndarray:
+    """Gains of candidate left sums ``(GL, HL)`` (fixed-point ints) in a node with sums ``(G, H)``.
+
+    Invalid candidates (a child below ``min_child_weight``) get ``-inf``. Used verbatim by the
+    reference and the federated guest so equal integers give bit-identical gains.
+    """
+    s = 2.0**-params.precision_bits
+    GL = np.asarray(GL, dtype=np.int64)
+    HL = np.asarray(HL, dtype=np.int64)
+    gl, hl = GL * s, HL * s
+    gr, hr = (G - GL) * s, (H - HL) * s
+    g, h = G * s, H * s
+    lam = params.reg_lambda
+    gain = 0.5 * (gl * gl / (hl + lam) + gr * gr / (hr + lam) - g * g / (h + lam)) - params.gamma
+    ok = (hl >= params.min_child_weight) & (hr >= params.min_child_weight)
+    return np.where(ok, gain, -np.inf)
+
+
+def first_max(gains: np.ndarray) -> tuple[int, float]:
+    """(index, gain) of the first maximum, or (-1, -inf) when there is no finite gain."""
+    if gains.size == 0:
+        return -1, -np.inf
+    i = int(np.argmax(gains))
+    g = float(gains.flat[i])
+    return (i, g) if np.isfinite(g) else (-1, -np.inf)
+
+
+def can_split(n: int, H: int, params: GBDTParams) -> bool:
+    """Whether a node could still be split (so it is worth building its histograms)."""
+    return n >= max(2, 2 * params.min_samples_leaf) and H * 2.0**-params.precision_bits >= 2 * params.min_child_weight
+
+
+def leaf_values(G: np.ndarray, H: np.ndarray, params: GBDTParams) -> np.ndarray:
+    s = 2.0**-params.precision_bits
+    return -params.learning_rate * (np.asarray(G) * s) / (np.asarray(H) * s + params.reg_lambda)
+
+
+# -- trees ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Tree:
+    """One tree as parallel arrays over nodes in breadth-first order (parents before children).
+
+    ``owner`` is 0 for leaves, 1 for guest splits, 2 for host splits. For guest splits
+    ``feature``/``threshold`` are the guest's column and raw threshold ("x <= t goes left");
+    for host splits the guest's copy holds only ``split_id`` (opaque), ``feature = -1`` and
+    ``threshold = nan``: the host resolves the id locally. ``value`` is the (learning-rate
+    scaled) leaf value of every node.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    owner: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    split_id: np.ndarray
+    value: np.ndarray
+    gain: np.ndarray
+    n_samples: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.left.size)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in _TREE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, np.ndarray]) -> Tree:
+        return cls(**{k: np.asarray(d[k], dtype=_TREE_FIELDS[k]) for k in _TREE_FIELDS})
+
+    def leaves(self, go_left, n_rows: int) -> np.ndarray:
+        """Leaf node of every row; ``go_left(node, rows) -> bool array`` decides each split."""
+        if self.n_nodes == 0:
+            raise ValueError("empty tree")
+        n = n_rows
+        node = np.zeros(n, dtype=np.int64)
+        for k in range(self.n_nodes):
+            if self.left[k] < 0:
+                continue
+            idx = np.flatnonzero(node == k)
+            if idx.size == 0:
+                continue
+            go = np.asarray(go_left(k, idx), dtype=bool)
+            node[idx[go]] = self.left[k]
+            node[idx[~go]] = self.right[k]
+        return node
+
+
+_TREE_FIELDS = {
+    "left": np.int32,
+    "right": np.int32,
+    "owner": np.int8,
+    "feature": np.int32,
+    "threshold": np.float64,
+    "split_id": np.uint64,
+    "value": np.float64,
+    "gain": np.float64,
+    "n_samples": np.int64,
+}
+
+
+@dataclass
+class TreeBuilder:
+    """A tree under construction; plain lists so a party can persist it between steps."""
+
+    left: list[int] = field(default_factory=list)
+    right: list[int] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)
+    feature: list[int] = field(default_factory=list)
+    threshold: list[float] = field(default_factory=list)
+    split_id: list[int] = field(default_factory=list)
+    G: list[int] = field(default_factory=list)
+    H: list[int] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+    gain: list[float] = field(default_factory=list)
+
+    def add_node(self, G: int, H: int, n: int) -> int:
+        self.left.append(-1)
+        self.right.append(-1)
+        self.owner.append(OWNER_LEAF)
+        self.feature.append(-1)
+        self.threshold.append(float("nan"))
+        self.split_id.append(0)
+        self.G.append(int(G))
+        self.H.append(int(H))
+        self.n.append(int(n))
+        self.gain.append(0.0)
+        return len(self.left) - 1
+
+    def split(
+        self,
+        node: int,
+        owner: int,
+        feature: int,
+        threshold: float,
+        split_id: int,
+        gain: float,
+        left_sums: tuple[int, int, int],
+        right_sums: tuple[int, int, int],
+    ) -> tuple[int, int]:
+        lid = self.add_node(*left_sums)
+        rid = self.add_node(*right_sums)
+        self.left[node], self.right[node] = lid, rid
+        self.owner[node] = owner
+        self.feature[node] = int(feature)
+        self.threshold[node] = float(threshold)
+        self.split_id[node] = int(split_id)
+        self.gain[node] = float(gain)
+        return lid, rid
+
+    def finish(self, params: GBDTParams) -> Tree:
+        return Tree(
+            left=np.array(self.left, dtype=np.int32),
+            right=np.array(self.right, dtype=np.int32),
+            owner=np.array(self.owner, dtype=np.int8),
+            feature=np.array(self.feature, dtype=np.int32),
+            threshold=np.array(self.threshold, dtype=np.float64),
+            split_id=np.array(self.split_id, dtype=np.uint64),
+            value=leaf_values(np.array(self.G, dtype=np.float64), np.array(self.H, dtype=np.float64), params),
+            gain=np.array(self.gain, dtype=np.float64),
+            n_samples=np.array(self.n, dtype=np.int64),
+        )
+
+    def to_dict(self) -> dict[str, list]:
+        return {
+            k: list(getattr(self, k))
+            for k in ("left", "right", "owner", "feature", "threshold", "split_id", "G", "H", "n", "gain")
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> TreeBuilder:
+        return cls(
+            **{k: [int(v) for v in d[k]] if k not in ("threshold", "gain") else [float(v) for v in d[k]] for k in d}
+        )
+
+
+@dataclass
+class EarlyStopper:
+    """Stop when validation loss has not improved for ``rounds`` trees; remember the best count."""
+
+    rounds: int
+    best_loss: float = float("inf")
+    best_n_trees: int = 0
+    since_best: int = 0
+
+    def update(self, n_trees: int, loss: float) -> bool:
+        """Record the loss after ``n_trees`` trees; True when training should stop."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_n_trees, self.since_best = loss, n_trees, 0
+        else:
+            self.since_best += 1
+        return self.rounds > 0 and self.since_best >= self.rounds
+
+
+class _BinnedSplitter:
+    """``go_left`` for a binned matrix: node -> (column, bin) from the tree's arrays."""
+
+    def __init__(self, tree: Tree, bins: np.ndarray, column_of, bin_of):
+        self.tree, self.bins, self.column_of, self.bin_of = tree, bins, column_of, bin_of
+
+    def __call__(self, node: int, rows: np.ndarray) -> np.ndarray:
+        return self.bins[rows, self.column_of(node)] <= self.bin_of(node)
+
+
+class PlainGBDT:
+    """The centralised reference: all columns in one place, guest columns first.
+
+    ``fit(X, y, n_guest_features=k)`` treats columns ``[0, k)`` as the guest's and the rest as
+    the host's (that only matters for ``complete_secure``, the tie-break order and the
+    ``owner`` recorded in the trees).
+    """
+
+    def __init__(self, params: GBDTParams, *, max_bins: int = 32):
+        self.params = params
+        self.max_bins = max_bins
+        self.trees: list[Tree] = []
+        self.history: list[dict] = []
+        self.base: float = 0.0
+        self.bins: BinEdges | None = None
+        self.n_guest_features = 0
+        self.tree_seconds: list[float] = []
+        self._split_bins: list[np.ndarray] = []  # per tree: bin index of each split node
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        n_guest_features: int | None = None,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> PlainGBDT:
+        p = self.params
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self.n_guest_features = X.shape[1] if n_guest_features is None else int(n_guest_features)
+        self.bins = fit_bins(X, self.max_bins)
+        Xb = self.bins.transform(X)
+        n_bins = self.bins.n_bins
+        self.base = base_score(y)
+        raw = np.full(X.shape[0], self.base)
+        val_raw = None
+        if X_val is not None and y_val is not None:
+            Xb_val = self.bins.transform(X_val, what="validation features")
+            val_raw = np.full(Xb_val.shape[0], self.base)
+        stopper = EarlyStopper(p.early_stopping_rounds)
+        for t in range(p.n_trees):
+            t0 = time.perf_counter()
+            g, h = quantized_grad_hess(y, raw, p.precision_bits)
+            n_cols = self.n_guest_features if (p.complete_secure and t == 0) else X.shape[1]
+            tree, split_bins, leaf_of_row = self._grow(Xb, n_bins, g, h, n_cols)
+            raw = raw + tree.value[leaf_of_row]
+            self.trees.append(tree)
+            self._split_bins.append(split_bins)
+            self.tree_seconds.append(time.perf_counter() - t0)
+            rec = {"tree": t, "train_loss": logloss(y, raw), "n_nodes": tree.n_nodes}
+            if val_raw is not None:
+                val_raw = val_raw + tree.value[tree.leaves(self._splitter(t, Xb_val), Xb_val.shape[0])]
+                rec["val_loss"] = logloss(np.asarray(y_val, dtype=np.float64), val_raw)
+                rec["val_auc"] = roc_auc(y_val, val_raw)
+                if stopper.update(t + 1, rec["val_loss"]):
+                    self.history.append(rec)
+                    break
+            self.history.append(rec)
+        if val_raw is not None and p.early_stopping_rounds > 0:
+            self.trees = self.trees[: stopper.best_n_trees]
+            self._split_bins = self._split_bins[: stopper.best_n_trees]
+        return self
+
+    def _splitter(self, t: int, Xb: np.ndarray) -> _BinnedSplitter:
+        tree, sb = self.trees[t], self._split_bins[t]
+        ng = self.n_guest_features
+        return _BinnedSplitter(
+            tree, Xb, lambda k: tree.feature[k] + (ng if tree.owner[k] == OWNER_HOST else 0), lambda k: sb[k]
+        )
+
+    def _grow(
+        self, Xb: np.ndarray, n_bins: np.ndarray, g: np.ndarray, h: np.ndarray, n_cols: int
+    ) -> tuple[Tree, np.ndarray, np.ndarray]:
+        p = self.params
+        n = Xb.shape[0]
+        B = int(n_bins.max())
+        ng = self.n_guest_features
+        tb = TreeBuilder()
+        split_bin: dict[int, int] = {}
+        root = tb.add_node(int(g.sum()), int(h.sum()), n)
+        node_of_row = np.zeros(n, dtype=np.int64)
+        frontier = [root] if can_split(n, tb.H[root], p) else []
+        for depth in range(p.max_depth):
+            if not frontier:
+                break
+            pos = np.full(len(tb.left), -1, dtype=np.int64)
+            pos[frontier] = np.arange(len(frontier))
+            rows = np.flatnonzero(pos[node_of_row] >= 0)
+            local = pos[node_of_row[rows]]
+            hg, hh, cnt = node_histograms(Xb[:, :n_cols], rows, local, len(frontier), B, g, h)
+            new_frontier = []
+            for k, node in enumerate(frontier):
+                mask = candidate_mask(cnt[k], n_bins[:n_cols], p.min_samples_leaf)
+                GL = np.cumsum(hg[k], axis=1)
+                HL = np.cumsum(hh[k], axis=1)
+                NL = np.cumsum(cnt[k], axis=1)
+                gains = np.where(mask, split_gains(GL, HL, tb.G[node], tb.H[node], p), -np.inf)
+                i, gain = first_max(gains.ravel())
+                if i < 0 or not gain > 0:
+                    continue
+                col, b = divmod(i, B)
+                owner = OWNER_GUEST if col < ng else OWNER_HOST
+                feat = col if owner == OWNER_GUEST else col - ng
+                assert self.bins is not None
+                lid, rid = tb.split(
+                    node,
+                    owner,
+                    feat,
+                    self.bins.threshold(col, b),
+                    0,
+                    gain,
+                    (int(GL[col, b]), int(HL[col, b]), int(NL[col, b])),
+                    (tb.G[node] - int(GL[col, b]), tb.H[node] - int(HL[col, b]), tb.n[node] - int(NL[col, b])),
+                )
+                split_bin[node] = b
+                at = rows[local == k]
+                go = Xb[at, col] <= b
+                node_of_row[at[go]] = lid
+                node_of_row[at[~go]] = rid
+                if depth + 1 < p.max_depth:
+                    new_frontier += [c for c in (lid, rid) if can_split(tb.n[c], tb.H[c], p)]
+            frontier = new_frontier
+        tree = tb.finish(p)
+        sb = np.full(tree.n_nodes, -1, dtype=np.int64)
+        for k, b in split_bin.items():
+            sb[k] = b
+        return tree, sb, node_of_row
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        if self.bins is None:
+            raise RuntimeError("fit first")
+        Xb = self.bins.transform(X)
+        raw = np.full(Xb.shape[0], self.base)
+        for t, tree in enumerate(self.trees):
+            raw = raw + tree.value[tree.leaves(self._splitter(t, Xb), Xb.shape[0])]
+        return raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return sigmoid(self.decision_function(X))

@@ -1,0 +1,646 @@
+"""The SecureBoost host (credit centre): features, encrypted histograms, the opaque split table.
+
+The host never holds a decryption key. It adds the guest's ciphertexts into per-node histograms
+(smaller child directly, larger child by subtraction, each feature's fullest bin as total minus
+the rest), forms candidate left sums, filters them by ``min_samples_leaf``, shuffles them, names
+them with fresh random ids and packs them several per ciphertext (hot loops in
+:mod:`protocols.secureboost.kernels`). Only it knows which (feature, threshold) an id stands for.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gmpy2 import mpz
+
+from protocols.common import wire
+from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.gbdt.binning import BinEdges
+from protocols.gbdt.plain import candidate_mask
+from protocols.paillier.core import PaillierError, PublicKey
+from protocols.secureboost.config import (
+    PARALLEL_MIN_MULTS,
+    PARALLEL_MIN_SHIFTS,
+    STATE_VERSION,
+    SecureBoostConfig,
+    as_features,
+    decode_envelope,
+    digest,
+    fit_party_bins,
+)
+from protocols.secureboost.kernels import (
+    ONE,
+    GHLayout,
+    batch_invert,
+    blob_to_mpz,
+    histogram_kernel,
+    mpz_to_blob,
+    pack_kernel,
+    resolve_workers,
+    run_tasks,
+    split_evenly,
+    take_rows,
+)
+from protocols.secureboost.messages import (
+    KIND_GUEST,
+    KIND_HOST,
+    KIND_LEAF,
+    PROTOCOL,
+    SbFinish,
+    SbGradients,
+    SbLevelReply,
+    SbSplits,
+    pack_bits,
+    unpack_bits,
+)
+from protocols.secureboost.model import SecureBoostHostModel
+
+
+def _secret_rng() -> np.random.Generator:
+    """A generator seeded from the OS CSPRNG: shuffles the guest cannot predict or replay."""
+    return np.random.default_rng(secrets.randbits(128))
+
+
+def _fresh_ids(count: int, taken: set[int]) -> np.ndarray:
+    """``count`` distinct random 63-bit opaque ids, none in ``taken``."""
+    out: list[int] = []
+    seen = set(taken)
+    while len(out) < count:
+        for v in np.frombuffer(secrets.token_bytes(8 * (count - len(out))), dtype=np.uint64).tolist():
+            v &= (1 << 63) - 1
+            if v and v not in seen:
+                seen.add(v)
+                out.append(v)
+    return np.array(out, dtype=np.uint64)
+
+
+@dataclass
+class _HostState:
+    version: str
+    role: str
+    name: str
+    peer: str
+    config: dict
+    data_digest: str
+    bin_edges: Any  # own quantile thresholds (flat) and per-feature counts: refitting
+    bin_sizes: Any  # on every restart would cost more than the step itself
+    phase: str  # wait | done
+    step: int
+    expect: str  # gradients | splits
+    public_key: bytes
+    fingerprint: str
+    tree: int
+    level: int
+    precision_bits: int
+    blob: bytes
+    n_nodes: int
+    node_of_row: Any
+    node_of_val: Any
+    frontier: Any
+    hist_nodes: Any
+    hist_blob: bytes
+    cand_id: Any
+    cand_node: Any
+    cand_feature: Any
+    cand_bin: Any
+    model_tree: list
+    model_node: list
+    model_id: list
+    model_feature: list
+    model_bin: list
+    n_trees_final: int
+    gain_ids: Any
+    gains: Any
+    stats: dict
+
+
+# ---------------------------------------------------------------------------------------------
+class SecureBoostHost(Party):
+    """The feature holder: never sees a label, gradient or the guest's features."""
+
+    role = "host"
+
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        config: SecureBoostConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        bins: BinEdges | None = None,
+    ) -> None:
+        if not isinstance(config, SecureBoostConfig):
+            raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
+        if name == peer:
+            raise ValueError(f"party name and peer name are both {name!r}")
+        who = f"host {name!r}"
+        self.name, self.peer, self.config = name, peer, config
+        self.params = config.gbdt_params()
+        self.X = as_features(X_train, who, "X_train")
+        if self.X.shape[0] == 0:
+            raise ValueError(f"{who}: X_train has no rows")
+        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
+        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
+        if self.bins.n_features != self.X.shape[1]:
+            raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
+        self.Xb = self.bins.transform(self.X)
+        self.Xb_val = (
+            self.bins.transform(self.X_val)
+            if self.X_val is not None
+            else np.zeros((0, self.X.shape[1]), dtype=np.uint8)
+        )
+        self.n_bins = self.bins.n_bins
+        self.B = self.bins.max_n_bins
+        self._pk: PublicKey | None = None
+        n, nv = self.X.shape[0], self.Xb_val.shape[0]
+        e_i, e_u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        self.s = _HostState(
+            version=STATE_VERSION,
+            role=self.role,
+            name=name,
+            peer=peer,
+            config=config.to_dict(),
+            data_digest=digest(self.X, self.X_val),
+            bin_edges=self.bins.to_arrays()[0],
+            bin_sizes=self.bins.to_arrays()[1],
+            phase="wait",
+            step=0,
+            expect="gradients",
+            public_key=b"",
+            fingerprint="",
+            tree=-1,
+            level=0,
+            precision_bits=config.precision_bits,
+            blob=b"",
+            n_nodes=0,
+            node_of_row=np.zeros(n, dtype=np.int64),
+            node_of_val=np.zeros(nv, dtype=np.int64),
+            frontier=e_i,
+            hist_nodes=e_i,
+            hist_blob=b"",
+            cand_id=e_u,
+            cand_node=e_i,
+            cand_feature=e_i,
+            cand_bin=e_i,
+            model_tree=[],
+            model_node=[],
+            model_id=[],
+            model_feature=[],
+            model_bin=[],
+            n_trees_final=-1,
+            gain_ids=e_u,
+            gains=np.zeros(0),
+            stats={},
+        )
+
+    # -- restartability ------------------------------------------------------------------------
+    def to_state(self) -> bytes:
+        """Everything needed to continue (node-local; holds the current tree's ciphertexts)."""
+        return wire.encode(self.s)
+
+    @classmethod
+    def from_state(cls, state: bytes, X_train: np.ndarray, X_val: np.ndarray | None = None) -> SecureBoostHost:
+        try:
+            s = wire.decode(state, _HostState)
+        except wire.WireError as exc:
+            raise ProtocolError(f"host state cannot be restored: {exc}") from None
+        if s.version != STATE_VERSION or s.role != cls.role:
+            raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a host ({STATE_VERSION})")
+        party = cls(
+            s.name,
+            s.peer,
+            X_train,
+            SecureBoostConfig(**s.config),
+            X_val=X_val,
+            bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)),
+        )
+        if s.data_digest != party.s.data_digest:
+            raise ProtocolError(
+                f"host {s.name!r}: the data given to from_state is not the data this party "
+                "was trained on (digest mismatch)"
+            )
+        for key in ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"):
+            setattr(s, key, np.asarray(getattr(s, key), dtype=np.int64))
+        s.cand_id = np.asarray(s.cand_id, dtype=np.uint64)
+        s.gain_ids = np.asarray(s.gain_ids, dtype=np.uint64)
+        s.gains = np.asarray(s.gains, dtype=np.float64)
+        party.s = s
+        if s.public_key:
+            party._pk = PublicKey.from_bytes(s.public_key, insecure_test_key=party.config.insecure_test_key)
+        return party
+
+    # -- public surface ------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.s.phase == "done"
+
+    @property
+    def history(self) -> list[dict]:
+        return [dict(h) for h in self.s.stats.get("trees", [])]
+
+    def _kept(self) -> np.ndarray:
+        trees = np.array(self.s.model_tree, dtype=np.int64)
+        if self.s.n_trees_final < 0:
+            return np.ones(trees.size, dtype=bool)
+        # the guest keeps its first n_trees_final trees; tree indices are the guest's
+        return trees < self.s.stats.get("kept_below", 1 << 62)
+
+    def model(self) -> SecureBoostHostModel:
+        """The lookup table opaque id -> (feature, threshold) of the kept trees."""
+        s = self.s
+        keep = self._kept()
+        feats = np.array(s.model_feature, dtype=np.int64)[keep]
+        bins_ = np.array(s.model_bin, dtype=np.int64)[keep]
+        thr = np.array([self.bins.threshold(int(f), int(b)) for f, b in zip(feats, bins_)], dtype=np.float64)
+        return SecureBoostHostModel(
+            self.X.shape[1],
+            np.array(s.model_id, dtype=np.uint64)[keep],
+            feats,
+            thr,
+            np.array(s.model_tree, dtype=np.int64)[keep],
+        )
+
+    def feature_importance(self) -> dict[str, Any]:
+        """Split counts per own feature, and gains if the guest shared them (``share_host_gains``)."""
+        s = self.s
+        keep = self._kept()
+        F = self.X.shape[1]
+        feats = np.array(s.model_feature, dtype=np.int64)[keep]
+        ids = np.array(s.model_id, dtype=np.uint64)[keep]
+        splits = np.bincount(feats, minlength=F).astype(np.int64)
+        out: dict[str, Any] = {"split_count": splits.tolist(), "gain": None}
+        if s.gain_ids.size:
+            gain_of = dict(zip(s.gain_ids.tolist(), s.gains.tolist()))
+            gains = np.zeros(F)
+            for f, i in zip(feats.tolist(), ids.tolist()):
+                gains[f] += gain_of.get(i, 0.0)
+            out["gain"] = gains.tolist()
+        return out
+
+    # -- errors --------------------------------------------------------------------------------
+    def _fail(self, msg: str) -> ProtocolError:
+        return ProtocolError(
+            f"host {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
+            f"{self.s.level}, expecting {self.s.expect}): {msg}"
+        )
+
+    @property
+    def _workers(self) -> int:
+        return resolve_workers(self.config.n_workers)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def start(self) -> list[Envelope]:
+        return []  # the guest speaks first
+
+    def _tree_stats(self) -> dict[str, Any]:
+        return self.s.stats["trees"][-1]
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        t0 = time.perf_counter()
+        self.s.step += 1
+        out: list[Envelope] = []
+        for env in inbox:
+            if self.s.phase == "done":
+                raise self._fail(f"received {env.kind} after training finished")
+            if env.sender != self.peer:
+                raise self._fail(f"message from {env.sender!r}, expected only {self.peer!r}")
+            kind = env.kind
+            if kind == "SbGradients" and self.s.expect == "gradients":
+                out += self._on_gradients(decode_envelope(env, SbGradients, f"host {self.name!r}"))
+            elif kind == "SbSplits" and self.s.expect == "splits":
+                out += self._on_splits(decode_envelope(env, SbSplits, f"host {self.name!r}"))
+            elif kind == "SbFinish" and self.s.expect == "gradients":
+                self._on_finish(decode_envelope(env, SbFinish, f"host {self.name!r}"))
+            else:
+                raise self._fail(f"unexpected {kind} (wrong step)")
+        if self.s.stats.get("trees"):
+            self._tree_stats()["host_seconds"] += time.perf_counter() - t0
+        return out
+
+    def _on_finish(self, msg: SbFinish) -> None:
+        s = self.s
+        if msg.protocol != PROTOCOL:
+            raise self._fail(f"unknown protocol {msg.protocol!r}")
+        if not 0 <= msg.n_trees <= self.config.n_trees:
+            raise self._fail(f"guest keeps {msg.n_trees} trees, more than n_trees={self.config.n_trees}")
+        s.n_trees_final = int(msg.n_trees)
+        s.stats["kept_below"] = int(msg.n_trees)
+        gain_ids = np.asarray(msg.gain_ids, dtype=np.uint64)
+        gains = np.asarray(msg.gains, dtype=np.float64)
+        if gain_ids.shape != gains.shape:
+            raise self._fail("gain ids and gains differ in length")
+        s.gain_ids, s.gains = gain_ids, gains
+        s.blob, s.hist_blob = b"", b""
+        s.phase = "done"
+
+    def _on_gradients(self, msg: SbGradients) -> list[Envelope]:
+        s, cfg = self.s, self.config
+        if msg.protocol != PROTOCOL:
+            raise self._fail(f"unknown protocol {msg.protocol!r}")
+        if msg.tree <= s.tree or msg.tree >= cfg.n_trees:
+            raise self._fail(f"gradients for tree {msg.tree} after tree {s.tree} (n_trees={cfg.n_trees}; wrong step)")
+        if msg.n_rows != self.X.shape[0]:
+            raise self._fail(
+                f"guest has {msg.n_rows} training rows, this host {self.X.shape[0]} (wrong length: "
+                "rows must be PSI-aligned)"
+            )
+        if msg.n_val_rows != self.Xb_val.shape[0]:
+            raise self._fail(
+                f"guest has {msg.n_val_rows} validation rows, this host {self.Xb_val.shape[0]} (wrong length)"
+            )
+        if msg.precision_bits != cfg.precision_bits:
+            raise self._fail(f"guest uses precision_bits={msg.precision_bits}, config says {cfg.precision_bits}")
+        try:
+            pk = PublicKey.from_bytes(msg.public_key, insecure_test_key=cfg.insecure_test_key)
+        except PaillierError as exc:
+            raise self._fail(f"guest public key refused: {exc}") from None
+        if s.fingerprint and pk.fingerprint != s.fingerprint:
+            raise self._fail(f"gradients under key {pk.fingerprint}, earlier trees used {s.fingerprint} (wrong key)")
+        width = pk.ciphertext_bytes
+        if len(msg.ciphertexts) != msg.n_rows * width:
+            raise self._fail(
+                f"{len(msg.ciphertexts)} ciphertext bytes for {msg.n_rows} rows of {width} bytes "
+                "(wrong length or wrong key)"
+            )
+        self._pk = pk
+        s.public_key, s.fingerprint = msg.public_key, pk.fingerprint
+        s.tree, s.level, s.blob, s.n_nodes = int(msg.tree), 0, msg.ciphertexts, 1
+        s.node_of_row = np.zeros(self.X.shape[0], dtype=np.int64)
+        s.node_of_val = np.zeros(self.Xb_val.shape[0], dtype=np.int64)
+        s.stats.setdefault("trees", []).append(
+            {
+                "tree": s.tree,
+                "hist_rows": 0,
+                "candidates": 0,
+                "packed": 0,
+                "host_seconds": 0.0,
+                "hist_seconds": 0.0,
+                "pack_seconds": 0.0,
+            }
+        )
+        hist = self._histograms([0], {})
+        s.expect = "splits"
+        return [self._reply(0, [], [], [], [0], hist)]
+
+    def _on_splits(self, msg: SbSplits) -> list[Envelope]:
+        s, p = self.s, self.params
+        if msg.protocol != PROTOCOL:
+            raise self._fail(f"unknown protocol {msg.protocol!r}")
+        if msg.tree != s.tree or msg.level != s.level:
+            raise self._fail(
+                f"splits for tree {msg.tree} level {msg.level}, expected tree {s.tree} level {s.level} (wrong step)"
+            )
+        nodes = [int(v) for v in np.asarray(msg.nodes).tolist()]
+        if nodes != [int(v) for v in s.frontier.tolist()]:
+            raise self._fail(f"decisions for nodes {nodes}, this level has {s.frontier.tolist()}")
+        arrays = (msg.kind, msg.split_id, msg.left, msg.right, msg.expand_left, msg.expand_right)
+        if any(np.asarray(a).shape != (len(nodes),) for a in arrays):
+            raise self._fail("decision arrays differ in length from the node list (wrong length)")
+        kind = np.asarray(msg.kind)
+        at = {nd: np.flatnonzero(s.node_of_row == nd) for nd in nodes}
+        vat = {nd: np.flatnonzero(s.node_of_val == nd) for nd in nodes}
+        guest_nodes = [nd for nd, k in zip(nodes, kind.tolist()) if k == KIND_GUEST]
+        try:
+            gmasks = iter(unpack_bits(msg.train_bits, [at[nd].size for nd in guest_nodes], "train_bits"))
+            gvmasks = iter(unpack_bits(msg.val_bits, [vat[nd].size for nd in guest_nodes], "val_bits"))
+        except ValueError as exc:
+            raise self._fail(f"guest partition bitmask has the wrong length: {exc}") from None
+        cand_index = {int(c): j for j, c in enumerate(s.cand_id.tolist())}
+        split_nodes, tbits, vbits = [], [], []
+        expanded: list[int] = []
+        derived: dict[int, tuple[int, int]] = {}
+        direct: list[int] = []
+        min_rows = max(2, 2 * p.min_samples_leaf)
+        deeper = s.level + 1 < p.max_depth
+        for i, nd in enumerate(nodes):
+            k = int(kind[i])
+            if k == KIND_LEAF:
+                continue
+            lid, rid = int(msg.left[i]), int(msg.right[i])
+            if (lid, rid) != (s.n_nodes, s.n_nodes + 1):
+                raise self._fail(f"node {nd} children {lid},{rid}, expected {s.n_nodes},{s.n_nodes + 1}")
+            s.n_nodes += 2
+            rows, vrows = at[nd], vat[nd]
+            if k == KIND_GUEST:
+                go, vgo = next(gmasks), next(gvmasks)
+            elif k == KIND_HOST:
+                j = cand_index.get(int(msg.split_id[i]))
+                if j is None or int(s.cand_node[j]) != nd:
+                    raise self._fail(f"split id {int(msg.split_id[i])} is not a candidate of node {nd}")
+                f, b = int(s.cand_feature[j]), int(s.cand_bin[j])
+                go = self.Xb[rows, f] <= b
+                vgo = self.Xb_val[vrows, f] <= b
+                s.model_tree.append(s.tree)
+                s.model_node.append(nd)
+                s.model_id.append(int(msg.split_id[i]))
+                s.model_feature.append(f)
+                s.model_bin.append(b)
+                split_nodes.append(nd)
+                tbits.append(go)
+                vbits.append(vgo)
+            else:
+                raise self._fail(f"unknown decision kind {k} for node {nd}")
+            s.node_of_row[rows[go]], s.node_of_row[rows[~go]] = lid, rid
+            s.node_of_val[vrows[vgo]], s.node_of_val[vrows[~vgo]] = lid, rid
+            n_l, n_r = int(go.sum()), int((~go).sum())
+            want = [
+                c
+                for c, flag, n_c in ((lid, msg.expand_left[i], n_l), (rid, msg.expand_right[i], n_r))
+                if flag and deeper and n_c >= min_rows
+            ]
+            if want:
+                small, large = (lid, rid) if n_l <= n_r else (rid, lid)
+                direct.append(small)
+                if large in want:
+                    derived[large] = (nd, small)
+                expanded += want
+        s.level += 1
+        expanded.sort()
+        hist = self._histograms(direct, derived) if expanded else {}
+        if not split_nodes and not expanded:
+            s.expect, s.frontier, s.hist_nodes, s.hist_blob = (
+                "gradients",
+                np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=np.int64),
+                b"",
+            )
+            return []
+        reply = self._reply(s.level, split_nodes, tbits, vbits, expanded, hist)
+        if not expanded:
+            s.expect = "gradients"
+        return [reply]
+
+    # -- encrypted histograms ---------------------------------------------------------------------
+    def _histograms(self, direct: list[int], derived: dict[int, tuple[int, int]]) -> dict[int, list[mpz]]:
+        """Full (F x B) encrypted histograms of ``direct`` nodes (from rows) and ``derived`` ones.
+
+        ``derived[large] = (parent, small)``: ``large = parent - small`` bin by bin (one batch
+        inversion). Within a direct node, each feature's fullest bin (except for the feature
+        whose fullest bin is smallest, which gives the node total) is skipped by the row loop
+        and recovered as ``total - other bins``.
+        """
+        s = self.s
+        assert self._pk is not None
+        nsq, width = self._pk.nsquare, self._pk.ciphertext_bytes
+        F, B = self.X.shape[1], self.B
+        out: dict[int, list[mpz]] = {}
+        if direct:
+            pos = np.full(s.n_nodes, -1, dtype=np.int64)
+            pos[direct] = np.arange(len(direct))
+            rows = np.flatnonzero(pos[s.node_of_row] >= 0)
+            local = pos[s.node_of_row[rows]]
+            bins = self.Xb[rows].astype(np.int64)  # (m, F)
+            bucket = local[:, None] * B + bins  # (m, F)
+            cnt = np.stack([np.bincount(bucket[:, f], minlength=len(direct) * B) for f in range(F)])
+            cnt = cnt.reshape(F, len(direct), B).transpose(1, 0, 2)  # (nodes, F, B)
+            fullest = cnt.max(axis=2)  # (nodes, F)
+            total_f = fullest.argmin(axis=1)  # the feature kept whole
+            skip = np.where(fullest > B + 8, cnt.argmax(axis=2), -1)  # skipping pays off only then
+            skip[np.arange(len(direct)), total_f] = -1
+            keys = bucket.T.copy()  # (F, m)
+            sk_rows = skip[local]  # (m, F)
+            keys[(bins == sk_rows).T] = -1
+            n_mults = int((keys >= 0).sum())
+            self._tree_stats()["hist_rows"] += int(rows.size)
+            parts = split_evenly(rows.size, self._workers if n_mults >= PARALLEL_MIN_MULTS else 1)
+            tasks = [
+                (int(nsq), width, take_rows(s.blob, width, rows[a:b]), keys[:, a:b], len(direct) * B) for a, b in parts
+            ]
+            t_hist = time.perf_counter()
+            results = [blob_to_mpz(r, width) for r in run_tasks(histogram_kernel, tasks, self._workers)]
+            self._tree_stats()["hist_seconds"] += time.perf_counter() - t_hist
+            hist = results[0]
+            for other in results[1:]:
+                hist = [x if y == ONE else (y if x == ONE else x * y % nsq) for x, y in zip(hist, other)]
+            # hist is (F, nodes, B) row-major; recover the skipped bins
+            recover: list[tuple[int, int, int, mpz]] = []  # (k, f, b, total)
+            partial: list[mpz] = []
+            for k in range(len(direct)):
+                tf = int(total_f[k])
+                total = ONE
+                for b in range(B):
+                    c = hist[(tf * len(direct) + k) * B + b]
+                    if c != ONE:
+                        total = total * c % nsq
+                for f in range(F):
+                    sb = int(skip[k, f])
+                    if sb < 0:
+                        continue
+                    acc = ONE
+                    for b in range(B):
+                        c = hist[(f * len(direct) + k) * B + b]
+                        if b != sb and c != ONE:
+                            acc = acc * c % nsq
+                    recover.append((k, f, sb, total))
+                    partial.append(acc)
+            for (k, f, b, total), inv in zip(recover, batch_invert(partial, nsq)):
+                hist[(f * len(direct) + k) * B + b] = total * inv % nsq
+            for k, nd in enumerate(direct):
+                out[nd] = [hist[(f * len(direct) + k) * B + b] for f in range(F) for b in range(B)]
+        if derived:
+            parents = self._stored_histograms()
+            larges = sorted(derived)
+            flat_small = [out[derived[lg][1]] for lg in larges]
+            inv_in = [c for sm in flat_small for c in sm if c != ONE]
+            inv_iter = iter(batch_invert(inv_in, nsq))
+            for lg, sm in zip(larges, flat_small):
+                par = parents.get(derived[lg][0])
+                if par is None:
+                    raise self._fail(f"no stored histogram for node {derived[lg][0]} (state lost?)")
+                out[lg] = [pc if c == ONE else pc * next(inv_iter) % nsq for pc, c in zip(par, sm)]
+        return out
+
+    def _stored_histograms(self) -> dict[int, list[mpz]]:
+        s = self.s
+        assert self._pk is not None
+        width = self._pk.ciphertext_bytes
+        size = self.X.shape[1] * self.B
+        flat = blob_to_mpz(s.hist_blob, width) if s.hist_blob else []
+        return {int(nd): flat[i * size : (i + 1) * size] for i, nd in enumerate(s.hist_nodes.tolist())}
+
+    def _reply(
+        self,
+        level: int,
+        split_nodes: list[int],
+        tbits: list[np.ndarray],
+        vbits: list[np.ndarray],
+        nodes: list[int],
+        hist: dict[int, list[mpz]],
+    ) -> Envelope:
+        """Candidates of ``nodes`` (shuffled, opaque ids, packed) plus the host-split partitions."""
+        s = self.s
+        assert self._pk is not None
+        nsq, width = self._pk.nsquare, self._pk.ciphertext_bytes
+        F, B = self.X.shape[1], self.B
+        p = self.params
+        # counts of the expanded nodes (plaintext: the host knows its bins and the partitions)
+        pos = np.full(s.n_nodes, -1, dtype=np.int64)
+        pos[nodes] = np.arange(len(nodes))
+        rows = np.flatnonzero(pos[s.node_of_row] >= 0) if nodes else np.zeros(0, dtype=np.int64)
+        local = pos[s.node_of_row[rows]]
+        keys = ((local[:, None] * F + np.arange(F)[None, :]) * B + self.Xb[rows]).ravel()
+        cnt = np.bincount(keys, minlength=len(nodes) * F * B).reshape(len(nodes), F, B)
+        rng = _secret_rng()
+        cts: list[mpz] = []
+        c_node, c_feat, c_bin = [], [], []
+        for k, nd in enumerate(nodes):
+            mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
+            h = hist[nd]
+            node_cts, node_meta = [], []
+            for f in range(F):
+                acc = ONE
+                for b in range(int(self.n_bins[f]) - 1):
+                    c = h[f * B + b]
+                    if c != ONE:
+                        acc = acc * c % nsq
+                    if mask[f, b]:
+                        node_cts.append(acc)
+                        node_meta.append((f, b))
+            perm = rng.permutation(len(node_cts))
+            cts += [node_cts[i] for i in perm]
+            c_node += [nd] * len(perm)
+            c_feat += [node_meta[i][0] for i in perm]
+            c_bin += [node_meta[i][1] for i in perm]
+        ids = _fresh_ids(len(cts), set(s.model_id))
+        layout = GHLayout(s.precision_bits, self.X.shape[0], self._pk.bits)
+        K = layout.slots
+        n_groups = -(-len(cts) // K)
+        w = self._workers if len(cts) >= PARALLEL_MIN_SHIFTS else 1
+        tasks = [
+            (s.public_key, mpz_to_blob(cts[a * K : b * K], width), K, layout.slot_bits)
+            for a, b in split_evenly(n_groups, w)
+        ]
+        t_pack = time.perf_counter()
+        packed = b"".join(run_tasks(pack_kernel, tasks, w)) if tasks else b""
+        self._tree_stats()["pack_seconds"] += time.perf_counter() - t_pack
+        ts = self._tree_stats()
+        ts["candidates"] += len(cts)
+        ts["packed"] += n_groups
+        # remember what the ids mean (never sent) and the histograms for the next subtraction
+        s.frontier = np.array(nodes, dtype=np.int64)
+        s.cand_id = ids
+        s.cand_node = np.array(c_node, dtype=np.int64)
+        s.cand_feature = np.array(c_feat, dtype=np.int64)
+        s.cand_bin = np.array(c_bin, dtype=np.int64)
+        s.hist_nodes = np.array(nodes, dtype=np.int64)
+        s.hist_blob = b"".join(mpz_to_blob(hist[nd], width) for nd in nodes)
+        msg = SbLevelReply(
+            protocol=PROTOCOL,
+            tree=s.tree,
+            level=level,
+            key_fingerprint=s.fingerprint,
+            split_nodes=np.array(split_nodes, dtype=np.int32),
+            train_bits=pack_bits(tbits),
+            val_bits=pack_bits(vbits),
+            nodes=np.array(nodes, dtype=np.int32),
+            cand_node=np.array(c_node, dtype=np.int32),
+            cand_id=ids,
+            slots=K,
+            packed=packed,
+        )
+        return self.send(self.peer, msg)

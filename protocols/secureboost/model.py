@@ -1,0 +1,164 @@
+"""The two halves of a trained SecureBoost model and how they predict together.
+
+Each party keeps only its own splits: the guest (bank) holds every tree's structure, leaf
+values and its own (feature, threshold) splits, and for the host's splits only an opaque id;
+the host (credit centre) holds the table opaque id -> (feature, threshold). Neither half can
+score a row alone, which is the point: scoring goes through the direction-bit protocol of
+:mod:`protocols.secureboost.scoring`. Both halves serialise with :mod:`protocols.common.wire` (no
+pickle) so a node can store and release its part with a hash in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocols.common import wire
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, Tree, sigmoid
+
+
+class ModelError(ValueError):
+    """A model part is malformed or does not match the data or the other part."""
+
+
+@dataclass
+class _GuestModelWire:
+    kind: str
+    base_score: float
+    n_features: int
+    trees: list
+
+
+@dataclass
+class _HostModelWire:
+    kind: str
+    n_features: int
+    split_ids: np.ndarray
+    features: np.ndarray
+    thresholds: np.ndarray
+    trees: np.ndarray
+
+
+@dataclass
+class SecureBoostGuestModel:
+    """The guest's part: tree structures, leaf values, guest splits, opaque host split ids."""
+
+    base_score: float
+    n_features: int
+    trees: list[Tree]
+
+    @property
+    def host_split_ids(self) -> np.ndarray:
+        """Every opaque host split id used by the trees (sorted, unique)."""
+        ids = [t.split_id[t.owner == OWNER_HOST] for t in self.trees]
+        return np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.uint64)
+
+    def decision_function(self, X: np.ndarray, host_left: Callable[[int, np.ndarray], np.ndarray]) -> np.ndarray:
+        """Raw scores; ``host_left(split_id, rows)`` gives the host's direction (True = left)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ModelError(f"guest model expects {self.n_features} feature columns, got shape {X.shape}")
+        raw = np.full(X.shape[0], self.base_score)
+        for tree in self.trees:
+
+            def go_left(k: int, rows: np.ndarray, tree: Tree = tree) -> np.ndarray:
+                if tree.owner[k] == OWNER_GUEST:
+                    return X[rows, tree.feature[k]] <= tree.threshold[k]
+                return host_left(int(tree.split_id[k]), rows)
+
+            raw = raw + tree.value[tree.leaves(go_left, X.shape[0])]
+        return raw
+
+    def to_bytes(self) -> bytes:
+        return wire.encode(
+            _GuestModelWire(
+                "secureboost-guest-model/1", float(self.base_score), self.n_features, [t.to_dict() for t in self.trees]
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SecureBoostGuestModel:
+        m = wire.decode(data, _GuestModelWire)
+        if m.kind != "secureboost-guest-model/1":
+            raise ModelError(f"not a SecureBoost guest model: {m.kind!r}")
+        return cls(float(m.base_score), int(m.n_features), [Tree.from_dict(t) for t in m.trees])
+
+
+@dataclass
+class SecureBoostHostModel:
+    """The host's part: opaque split id -> (feature, threshold), and the tree each id is in."""
+
+    n_features: int
+    split_ids: np.ndarray
+    features: np.ndarray
+    thresholds: np.ndarray
+    trees: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.split_ids = np.asarray(self.split_ids, dtype=np.uint64)
+        self.features = np.asarray(self.features, dtype=np.int32)
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        self.trees = np.asarray(self.trees, dtype=np.int32)
+        if np.unique(self.split_ids).size != self.split_ids.size:
+            raise ModelError("host model has duplicate split ids")
+        self._index = {int(s): i for i, s in enumerate(self.split_ids.tolist())}
+
+    def lookup(self, split_id: int) -> tuple[int, float]:
+        """(feature, threshold) of an opaque id; an unknown id is an error."""
+        i = self._index.get(int(split_id))
+        if i is None:
+            raise ModelError(f"unknown host split id {int(split_id)}")
+        return int(self.features[i]), float(self.thresholds[i])
+
+    def positions(self, split_ids: np.ndarray) -> np.ndarray:
+        out = np.empty(len(split_ids), dtype=np.int64)
+        for j, s in enumerate(np.asarray(split_ids, dtype=np.uint64).tolist()):
+            i = self._index.get(int(s))
+            if i is None:
+                raise ModelError(f"unknown host split id {int(s)}")
+            out[j] = i
+        return out
+
+    def directions(self, X: np.ndarray, rows: np.ndarray, split_ids: np.ndarray) -> np.ndarray:
+        """``X[rows[i], f] <= t`` for the (f, t) of ``split_ids[i]`` (True = left)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ModelError(f"host model expects {self.n_features} feature columns, got shape {X.shape}")
+        pos = self.positions(split_ids)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
+            raise ModelError(f"row index out of range [0, {X.shape[0]})")
+        return X[rows, self.features[pos]] <= self.thresholds[pos]
+
+    def to_bytes(self) -> bytes:
+        return wire.encode(
+            _HostModelWire(
+                "secureboost-host-model/1", self.n_features, self.split_ids, self.features, self.thresholds, self.trees
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SecureBoostHostModel:
+        m = wire.decode(data, _HostModelWire)
+        if m.kind != "secureboost-host-model/1":
+            raise ModelError(f"not a SecureBoost host model: {m.kind!r}")
+        return cls(int(m.n_features), m.split_ids, m.features, m.thresholds, m.trees)
+
+
+def predict_local(
+    guest: SecureBoostGuestModel, host: SecureBoostHostModel, X_guest: np.ndarray, X_host: np.ndarray
+) -> np.ndarray:
+    """Probabilities from both halves in one process: for tests and evaluation only.
+
+    In deployment the halves live on different nodes and scoring goes through
+    :class:`protocols.secureboost.scoring.SecureBoostScoringGuest`.
+    """
+    X_host = np.asarray(X_host, dtype=np.float64)
+    if len(X_host) != len(X_guest):
+        raise ModelError(f"{len(X_guest)} guest rows but {len(X_host)} host rows (align by PSI first)")
+    raw = guest.decision_function(
+        X_guest, lambda sid, rows: host.directions(X_host, rows, np.full(rows.size, sid, dtype=np.uint64))
+    )
+    return sigmoid(raw)

@@ -1,0 +1,283 @@
+"""Joint SecureBoost scoring: the guest walks its trees and asks the host for direction bits.
+
+The guest (bank) has the trees, leaf values and its own splits; at a host node it needs one
+bit, "does row r go left at opaque split s?", which only the host (credit centre) can answer.
+Two modes, both as restartable :class:`~protocols.common.party.Party` objects:
+
+* ``"cross"`` (default, one round trip): the guest asks for every scored row at every host
+  split id of the model. The host learns which rows are scored (it must hold them anyway) and
+  nothing about the guest's splits or paths; the guest learns the host's bit for every
+  (row, host split), also at nodes the row never reaches.
+* ``"pairs"`` (one round trip per host level on the paths): the guest walks as far as it can,
+  then asks only for the (row, split id) pairs it is standing at. The guest learns only bits
+  on the rows' paths; the host learns which of its splits each row reaches, i.e. something
+  about the guest's split outcomes.
+
+Rows are positions in the PSI-aligned scoring set (row i at the guest = row i at the host).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from protocols.common import wire
+from protocols.common.inputs import as_features
+from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, sigmoid
+from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone
+from protocols.secureboost.model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
+
+_VERSION = "secureboost-scoring/1"
+
+
+@dataclass
+class _ScoringState:
+    version: str
+    role: str
+    name: str
+    peer: str
+    mode: str
+    phase: str  # init | wait | done
+    query: int
+    pos: Any  # pairs mode: (n_trees, n_rows) current node per tree and row
+    asked_rows: Any  # the outstanding query (to interpret the reply)
+    asked_ids: Any
+    raw: Any
+
+
+class SecureBoostScoringGuest(Party):
+    """Scores the guest's rows with the joint model; result in :attr:`scores` once finished."""
+
+    role = "scoring-guest"
+
+    def __init__(
+        self, name: str, peer: str, model: SecureBoostGuestModel, X: np.ndarray, *, mode: str = "cross"
+    ) -> None:
+        if mode not in ("cross", "pairs"):
+            raise ValueError(f'scoring mode must be "cross" or "pairs", got {mode!r}')
+        self.name, self.peer, self.model = name, peer, model
+        self.X = as_features(X, f"scoring guest {name!r}", "features")
+        if self.X.shape[1] != model.n_features:
+            raise ValueError(
+                f"scoring guest {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
+            )
+        e = np.zeros(0, dtype=np.int64)
+        self.s = _ScoringState(
+            _VERSION,
+            self.role,
+            name,
+            peer,
+            mode,
+            "init",
+            0,
+            np.zeros((len(model.trees), self.X.shape[0]), dtype=np.int64),
+            e,
+            np.zeros(0, dtype=np.uint64),
+            np.zeros(0),
+        )
+
+    # -- restartability ------------------------------------------------------------------------
+    def to_state(self) -> bytes:
+        return wire.encode(self.s)
+
+    @classmethod
+    def from_state(cls, state: bytes, model: SecureBoostGuestModel, X: np.ndarray) -> SecureBoostScoringGuest:
+        s = wire.decode(state, _ScoringState)
+        if s.version != _VERSION or s.role != cls.role:
+            raise ProtocolError(f"state is for {s.role!r}, not a scoring guest")
+        party = cls(s.name, s.peer, model, X, mode=s.mode)
+        s.pos = np.asarray(s.pos, dtype=np.int64).reshape(len(model.trees), party.X.shape[0])
+        s.asked_rows = np.asarray(s.asked_rows, dtype=np.int64)
+        s.asked_ids = np.asarray(s.asked_ids, dtype=np.uint64)
+        s.raw = np.asarray(s.raw, dtype=np.float64)
+        party.s = s
+        return party
+
+    @property
+    def finished(self) -> bool:
+        return self.s.phase == "done"
+
+    @property
+    def raw_scores(self) -> np.ndarray:
+        if not self.finished:
+            raise RuntimeError("scoring has not finished")
+        return self.s.raw.copy()
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Default probabilities of the scored rows."""
+        return sigmoid(self.raw_scores)
+
+    def _fail(self, msg: str) -> ProtocolError:
+        return ProtocolError(f"scoring guest {self.name!r} (query {self.s.query}, phase {self.s.phase}): {msg}")
+
+    # -- steps ---------------------------------------------------------------------------------
+    def start(self) -> list[Envelope]:
+        if self.s.phase != "init":
+            raise self._fail("start() called twice")
+        if self.s.mode == "cross":
+            ids = self.model.host_split_ids
+            n = self.X.shape[0]
+            if ids.size == 0 or n == 0:
+                self.s.raw = self.model.decision_function(self.X, lambda sid, rows: np.zeros(0, dtype=bool))
+                return self._done()
+            return self._ask("cross", np.arange(n, dtype=np.int64), ids)
+        return self._walk()
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        if self.s.phase != "wait":
+            raise self._fail(f"received {len(inbox)} message(s) but expects none")
+        if len(inbox) != 1 or inbox[0].sender != self.peer or inbox[0].kind != "SbDirectionReply":
+            raise self._fail(
+                f"expected one SbDirectionReply from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
+            )
+        try:
+            msg = wire.decode(inbox[0].payload, SbDirectionReply)
+        except wire.WireError as exc:
+            raise self._fail(str(exc)) from None
+        if msg.protocol != PROTOCOL or msg.query != self.s.query:
+            raise self._fail(f"reply to query {msg.query}, expected {self.s.query} (wrong step)")
+        rows, ids = self.s.asked_rows, self.s.asked_ids
+        n_bits = rows.size * ids.size if self.s.mode == "cross" else rows.size
+        bits = np.asarray(msg.bits, dtype=np.uint8)
+        if msg.n_bits != n_bits or bits.size != (n_bits + 7) // 8:
+            raise self._fail(f"{msg.n_bits} direction bits in {bits.size} bytes, expected {n_bits} (wrong length)")
+        left = np.unpackbits(bits, count=n_bits).astype(bool) if n_bits else np.zeros(0, dtype=bool)
+        if self.s.mode == "cross":
+            col = {int(s): j for j, s in enumerate(ids.tolist())}
+            matrix = left.reshape(rows.size, ids.size)
+            self.s.raw = self.model.decision_function(self.X, lambda sid, r: matrix[r, col[sid]])
+            return self._done()
+        return self._walk(left)
+
+    def _ask(self, mode: str, rows: np.ndarray, ids: np.ndarray) -> list[Envelope]:
+        self.s.query += 1
+        self.s.asked_rows, self.s.asked_ids = rows, np.asarray(ids, dtype=np.uint64)
+        self.s.phase = "wait"
+        return [self.send(self.peer, SbDirectionQuery(PROTOCOL, self.s.query, mode, rows, self.s.asked_ids))]
+
+    def _done(self) -> list[Envelope]:
+        self.s.phase = "done"
+        return [self.send(self.peer, SbScoringDone(PROTOCOL, self.s.query))]
+
+    def _walk(self, answer: np.ndarray | None = None) -> list[Envelope]:
+        """Pairs mode: apply the answered bits, walk guest nodes, ask for the next host nodes."""
+        trees, pos = self.model.trees, self.s.pos
+        if answer is not None:
+            key_rows, key_ids = self.s.asked_rows, self.s.asked_ids
+            lookup = {(int(r), int(i)): bool(b) for r, i, b in zip(key_rows.tolist(), key_ids.tolist(), answer)}
+            for t, tree in enumerate(trees):
+                at_host = np.flatnonzero(tree.owner[pos[t]] == OWNER_HOST)
+                for r in at_host.tolist():
+                    k = pos[t, r]
+                    go = lookup.get((r, int(tree.split_id[k])))
+                    if go is None:
+                        raise self._fail(f"no direction for row {r} at host split {int(tree.split_id[k])}")
+                    pos[t, r] = tree.left[k] if go else tree.right[k]
+        ask_r, ask_i = [], []
+        for t, tree in enumerate(trees):
+            while True:
+                owner = tree.owner[pos[t]]
+                g = np.flatnonzero(owner == OWNER_GUEST)
+                if g.size == 0:
+                    break
+                k = pos[t, g]
+                go = self.X[g, tree.feature[k]] <= tree.threshold[k]
+                pos[t, g] = np.where(go, tree.left[k], tree.right[k])
+            h = np.flatnonzero(tree.owner[pos[t]] == OWNER_HOST)
+            ask_r.append(h)
+            ask_i.append(tree.split_id[pos[t, h]])
+        rows = np.concatenate(ask_r) if ask_r else np.zeros(0, dtype=np.int64)
+        ids = np.concatenate(ask_i) if ask_i else np.zeros(0, dtype=np.uint64)
+        if rows.size:
+            pairs = np.unique(np.stack([rows.astype(np.uint64), ids.astype(np.uint64)], axis=1), axis=0)
+            return self._ask("pairs", pairs[:, 0].astype(np.int64), pairs[:, 1])
+        raw = np.full(self.X.shape[0], self.model.base_score)
+        for t, tree in enumerate(trees):
+            raw = raw + tree.value[pos[t]]
+        self.s.raw = raw
+        return self._done()
+
+
+class SecureBoostScoringHost(Party):
+    """Answers direction queries from its split table; never sends a threshold or feature value."""
+
+    role = "scoring-host"
+
+    def __init__(self, name: str, peer: str, model: SecureBoostHostModel, X: np.ndarray) -> None:
+        self.name, self.peer, self.model = name, peer, model
+        self.X = as_features(X, f"scoring host {name!r}", "features")
+        if self.X.shape[1] != model.n_features:
+            raise ValueError(
+                f"scoring host {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
+            )
+        e = np.zeros(0, dtype=np.int64)
+        self.s = _ScoringState(
+            _VERSION, self.role, name, peer, "", "wait", 0, e, e, np.zeros(0, dtype=np.uint64), np.zeros(0)
+        )
+
+    def to_state(self) -> bytes:
+        return wire.encode(self.s)
+
+    @classmethod
+    def from_state(cls, state: bytes, model: SecureBoostHostModel, X: np.ndarray) -> SecureBoostScoringHost:
+        s = wire.decode(state, _ScoringState)
+        if s.version != _VERSION or s.role != cls.role:
+            raise ProtocolError(f"state is for {s.role!r}, not a scoring host")
+        party = cls(s.name, s.peer, model, X)
+        party.s = s
+        return party
+
+    @property
+    def finished(self) -> bool:
+        return self.s.phase == "done"
+
+    @property
+    def queries(self) -> int:
+        return int(self.s.query)
+
+    def _fail(self, msg: str) -> ProtocolError:
+        return ProtocolError(f"scoring host {self.name!r} (query {self.s.query}): {msg}")
+
+    def start(self) -> list[Envelope]:
+        return []
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        out: list[Envelope] = []
+        for env in inbox:
+            if self.s.phase == "done":
+                raise self._fail(f"received {env.kind} after scoring finished")
+            if env.sender != self.peer:
+                raise self._fail(f"message from {env.sender!r}, expected only {self.peer!r}")
+            if env.kind == "SbScoringDone":
+                self.s.phase = "done"
+                continue
+            if env.kind != "SbDirectionQuery":
+                raise self._fail(f"unexpected {env.kind}")
+            try:
+                q = wire.decode(env.payload, SbDirectionQuery)
+            except wire.WireError as exc:
+                raise self._fail(str(exc)) from None
+            if q.protocol != PROTOCOL or q.query != self.s.query + 1:
+                raise self._fail(f"query {q.query} out of order (expected {self.s.query + 1})")
+            rows = np.asarray(q.rows, dtype=np.int64)
+            ids = np.asarray(q.split_ids, dtype=np.uint64)
+            try:
+                if q.mode == "cross":
+                    rr = np.repeat(rows, ids.size)
+                    ii = np.tile(ids, rows.size)
+                elif q.mode == "pairs":
+                    if rows.shape != ids.shape:
+                        raise ModelError("rows and split ids differ in length")
+                    rr, ii = rows, ids
+                else:
+                    raise ModelError(f"unknown query mode {q.mode!r}")
+                left = self.model.directions(self.X, rr, ii)
+            except ModelError as exc:
+                raise self._fail(str(exc)) from None
+            self.s.query = q.query
+            out.append(self.send(self.peer, SbDirectionReply(PROTOCOL, q.query, int(left.size), np.packbits(left))))
+        return out
