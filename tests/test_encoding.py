@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.common.encoding import EncodingError, FixedPoint
-from protocols.paillier.core import generate_keypair
+from protocols.paillier import generate_keypair
 from protocols.paillier.packing import Packer
 
 FAST = settings(max_examples=40, deadline=None)

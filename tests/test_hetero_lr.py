@@ -20,8 +20,7 @@ import pytest
 
 from protocols.common import wire
 from protocols.common.party import Envelope, Party, ProtocolError, run_local
-from protocols.hetero_lr import messages as msgs
-from protocols.hetero_lr.protocol import (
+from protocols.hetero_lr import (
     FRAC_BITS_S,
     BankLR,
     BankScorer,
@@ -32,7 +31,8 @@ from protocols.hetero_lr.protocol import (
     batch_schedule,
     sigmoid,
 )
-from protocols.paillier.core import EncryptedVector, PublicKey, generate_keypair
+from protocols.hetero_lr import messages as msgs
+from protocols.paillier import EncryptedVector, PublicKey, generate_keypair
 
 KEY_BITS = 1024  # tests only (insecure_test_key); production refuses < 2048
 

@@ -30,7 +30,7 @@ from parties.common.grid import run_in_process
 from protocols.common import wire
 from protocols.common.party import Envelope, run_local
 from protocols.gbdt.plain import Tree
-from protocols.inference.protocol import (
+from protocols.inference import (
     BankModelPart,
     CentreModelPart,
     InferenceBank,

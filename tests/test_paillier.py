@@ -12,7 +12,7 @@ from phe import paillier as phe_paillier
 
 from protocols.common import parallel
 from protocols.common.encoding import FixedPoint
-from protocols.paillier.core import (
+from protocols.paillier import (
     MIN_KEY_BITS,
     EncryptedVector,
     ObfuscatorPool,

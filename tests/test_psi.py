@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from fedcredit.data import uscc
 from protocols.common import wire
-from protocols.psi.engine import (
+from protocols.psi import (
     InvalidIdError,
     PsiBlinded,
     PsiParty,

@@ -15,7 +15,7 @@ from protocols.common import wire
 from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.gbdt.binning import fit_bins
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
-from protocols.paillier.core import generate_keypair
+from protocols.paillier import generate_keypair
 from protocols.secureboost import (
     SecureBoostConfig,
     SecureBoostConfigError,

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def check_is_sqlite(path: Path) -> None:
         raise LedgerFileError(f"{path} is not an SQLite database (wrong file header), so not a ledger")
 
 
+_OPEN_TIMEOUT = 30.0  # seconds a new log may stay locked by a concurrent opener
+
+
 class SqliteStore:
     """An open ledger/egress file: append records atomically, read the chain head."""
 
@@ -83,31 +87,46 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
             check_is_sqlite(self.path)
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise LedgerError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
-            # FULL: each committed record also survives power loss, not just a process crash.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            if create:
-                self._conn.executescript(_SCHEMA)
-                self._conn.execute(
-                    f"INSERT OR IGNORE INTO {META}(key, value) VALUES (?, ?)",
-                    ("format", f"fedcredit-{log}/{FORMAT_VERSION}"),
-                )
-            elif not _has_table(self._conn):
-                raise LedgerFileError(
-                    f"{self.path} is an SQLite database without a fedcredit ledger table ({TABLE}), so not a ledger"
-                )
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFileError(f"{self.path}: cannot open as a ledger: {exc}") from None
+        # Two processes of one node may open a new log at the same instant (Flower may run a
+        # node's handlers in different processes). Switching a fresh file to WAL takes an
+        # exclusive lock that SQLite's busy timeout does not wait for, so opening is retried.
+        deadline = time.monotonic() + _OPEN_TIMEOUT
+        while True:
+            try:
+                self._open(create, log)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise LedgerFileError(f"{self.path}: cannot open as a ledger: {exc}") from None
+                if getattr(self, "_conn", None) is not None:
+                    self._conn.close()
+                time.sleep(0.01)
+            except sqlite3.DatabaseError as exc:
+                raise LedgerFileError(f"{self.path}: cannot open as a ledger: {exc}") from None
         self._lock = threading.Lock()
         try:
             os.chmod(self.path, 0o600)
         except OSError:  # pragma: no cover - e.g. foreign owner; not fatal
             pass
+
+    def _open(self, create: bool, log: str) -> None:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
+        # FULL: each committed record also survives power loss, not just a process crash.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        if create:
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(
+                f"INSERT OR IGNORE INTO {META}(key, value) VALUES (?, ?)",
+                ("format", f"fedcredit-{log}/{FORMAT_VERSION}"),
+            )
+        elif not _has_table(self._conn):
+            raise LedgerFileError(
+                f"{self.path} is an SQLite database without a fedcredit ledger table ({TABLE}), so not a ledger"
+            )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

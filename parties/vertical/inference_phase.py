@@ -32,7 +32,7 @@ from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
 from parties.vertical.phases import PHASES, Phase, consent_filter
 from protocols.common.party import Party
-from protocols.inference.protocol import (
+from protocols.inference import (
     BankModelPart,
     CentreModelPart,
     InferenceBank,

@@ -20,7 +20,7 @@ import numpy as np
 
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
-from protocols.alignment.split_plan import SplitPlan, SplitReceiver, SplitSender, make_plan
+from protocols.alignment import SplitPlan, SplitReceiver, SplitSender, make_plan
 from protocols.common import wire
 from protocols.common.party import Party
 
@@ -300,14 +300,14 @@ class AlignPhase(Phase):
 
 class HeteroLRPhase(Phase):
     def _config(self, node: NodeRuntime):
-        from protocols.hetero_lr.protocol import HeteroLRConfig
+        from protocols.hetero_lr import HeteroLRConfig
 
         section = node.scenario.section("lr")
         section.setdefault("seed", node.scenario.seed)
         return HeteroLRConfig.from_section(section)
 
     def create(self, node: NodeRuntime, params: dict) -> Party:
-        from protocols.hetero_lr.protocol import BankLR, CentreLR
+        from protocols.hetero_lr import BankLR, CentreLR
 
         d = aligned_features(node)
         cfg = self._config(node)
@@ -321,7 +321,7 @@ class HeteroLRPhase(Phase):
         return party.to_state()  # type: ignore[attr-defined]
 
     def restore(self, node: NodeRuntime, state: bytes) -> Party:
-        from protocols.hetero_lr.protocol import BankLR, CentreLR
+        from protocols.hetero_lr import BankLR, CentreLR
 
         d = aligned_features(node)
         if node.role == "bank":
@@ -449,7 +449,7 @@ class ScorePhase(Phase):
     the centre's partial scores of scored rows, as in any joint inference)."""
 
     def create(self, node: NodeRuntime, params: dict) -> Party:
-        from protocols.hetero_lr.protocol import BankScorer, CentreScorer
+        from protocols.hetero_lr import BankScorer, CentreScorer
 
         model = json.loads(str(node.get("model")))
         X = aligned_features(node)["X_test"]
@@ -462,7 +462,7 @@ class ScorePhase(Phase):
         return party.to_state()  # type: ignore[attr-defined]
 
     def restore(self, node: NodeRuntime, state: bytes) -> Party:
-        from protocols.hetero_lr.protocol import BankScorer, CentreScorer
+        from protocols.hetero_lr import BankScorer, CentreScorer
 
         model = json.loads(str(node.get("model")))
         X = aligned_features(node)["X_test"]

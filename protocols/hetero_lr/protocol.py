@@ -64,7 +64,7 @@ from protocols.hetero_lr.messages import (
     PartialScores,
     ScoreRequest,
 )
-from protocols.paillier.core import (
+from protocols.paillier import (
     DJN_EXPONENT_BITS,
     MIN_KEY_BITS,
     EncryptedVector,

@@ -1,0 +1,53 @@
+"""Consent-filtered ECDH private set intersection (X25519) on USCC ids.
+
+The public surface of the package; roles and helpers live in its modules."""
+
+from protocols.psi.engine import (
+    DEFAULT_CHUNK,
+    DEFAULT_TRUNCATE,
+    MAX_ITEMS,
+    MIN_TRUNCATE,
+    POINT_BYTES,
+    PREPARE_BLOCK,
+    PROTOCOL,
+    STEP1,
+    STEP2,
+    USCC_ALPHABET,
+    InvalidIdError,
+    PsiBlinded,
+    PsiParty,
+    PsiProtocolError,
+    PsiReblinded,
+    PsiResult,
+    normalise_id,
+    open_pool,
+    run_local,
+    session_salt,
+    uscc_error,
+    uscc_mask,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "DEFAULT_TRUNCATE",
+    "InvalidIdError",
+    "MAX_ITEMS",
+    "MIN_TRUNCATE",
+    "POINT_BYTES",
+    "PREPARE_BLOCK",
+    "PROTOCOL",
+    "PsiBlinded",
+    "PsiParty",
+    "PsiProtocolError",
+    "PsiReblinded",
+    "PsiResult",
+    "STEP1",
+    "STEP2",
+    "USCC_ALPHABET",
+    "normalise_id",
+    "open_pool",
+    "run_local",
+    "session_salt",
+    "uscc_error",
+    "uscc_mask",
+]

@@ -20,7 +20,7 @@ from protocols.common.inputs import as_features  # noqa: F401  (re-exported for 
 from protocols.common.party import Envelope, ProtocolError
 from protocols.gbdt.binning import BinEdges, BinningError, fit_bins
 from protocols.gbdt.plain import GBDTParams
-from protocols.paillier.core import MIN_KEY_BITS
+from protocols.paillier import MIN_KEY_BITS
 
 STATE_VERSION = "secureboost-state/1"
 PARALLEL_MIN_MULTS = 20_000  # below this many ciphertext additions a level runs serially

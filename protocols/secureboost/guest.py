@@ -37,7 +37,7 @@ from protocols.gbdt.plain import (
     roc_auc,
     split_gains,
 )
-from protocols.paillier.core import PrivateKey, PublicKey, generate_keypair
+from protocols.paillier import PrivateKey, PublicKey, generate_keypair
 from protocols.secureboost.config import (
     STATE_VERSION,
     SecureBoostConfig,

@@ -21,7 +21,7 @@ from protocols.common import wire
 from protocols.common.party import Envelope, Party, ProtocolError
 from protocols.gbdt.binning import BinEdges
 from protocols.gbdt.plain import candidate_mask
-from protocols.paillier.core import PaillierError, PublicKey
+from protocols.paillier import PaillierError, PublicKey
 from protocols.secureboost.config import (
     PARALLEL_MIN_MULTS,
     PARALLEL_MIN_SHIFTS,

@@ -34,7 +34,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from protocols.common import parallel
-from protocols.paillier.core import PaillierError, PublicKey
+from protocols.paillier import PaillierError, PublicKey
 
 ONE = mpz(1)
 

@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from protocols.common.party import Envelope, ProtocolError  # noqa: E402
-from protocols.hetero_lr.protocol import (  # noqa: E402
+from protocols.hetero_lr import (  # noqa: E402
     BankLR,
     CentreLR,
     HeteroLRConfig,

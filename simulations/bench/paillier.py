@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from protocols.common import parallel  # noqa: E402
 from protocols.common.encoding import FixedPoint  # noqa: E402
-from protocols.paillier.core import (  # noqa: E402
+from protocols.paillier import (  # noqa: E402
     EncryptedVector,
     ObfuscatorPool,
     generate_keypair,

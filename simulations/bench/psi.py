@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from fedcredit.data import uscc
-from protocols.psi.engine import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
+from protocols.psi import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
 
 
 def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str], set[str]]:
