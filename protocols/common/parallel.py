@@ -126,9 +126,10 @@ def split(n_items: int, parts: int) -> list[tuple[int, int]]:
 
 def map_processes(fn: Callable[..., T], tasks: Sequence[tuple[Any, ...]], workers: int) -> list[T] | None:
     """``[fn(*t) for t in tasks]`` in the process pool, in order; ``None`` if no pool is available."""
-    pool = process_pool(workers)
-    if pool is None:
+    maybe_pool = process_pool(workers)
+    if maybe_pool is None:
         return None
+    pool: Executor = maybe_pool
     try:
         futures = [pool.submit(fn, *t) for t in tasks]
         return [f.result() for f in futures]

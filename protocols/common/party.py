@@ -19,13 +19,16 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from protocols.common import wire
 
 
 class ProtocolError(RuntimeError):
     """A party received something it cannot accept at this step; the message says what."""
+
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,18 @@ class Party(ABC):
 
     def send(self, recipient: str, message: object) -> Envelope:
         return Envelope(self.name, recipient, wire.encode(message))
+
+
+def open_envelope(env: Envelope, cls: type[M], where: str) -> M:
+    """The message of type ``cls`` in ``env``, or a ProtocolError naming ``where`` and the sender.
+
+    The one place a party turns received bytes into a message: :mod:`protocols.common.wire`
+    refuses anything that is not exactly ``cls`` (no pickle, no foreign types).
+    """
+    try:
+        return wire.decode(env.payload, cls)
+    except wire.WireError as exc:
+        raise ProtocolError(f"{where}: message from {env.sender!r}: {exc}") from None
 
 
 class PartyState(Protocol):
@@ -141,7 +156,7 @@ class RestartableParty(Party):
     def _restore(self, state: bytes) -> None:
         """Decode ``state`` into ``self.s`` after checking version, role and data digest."""
         try:
-            s = wire.decode(state, self.state_type)
+            s: Any = wire.decode(state, self.state_type)
         except wire.WireError as exc:
             raise ProtocolError(f"{self.role} state cannot be restored: {exc}") from None
         if s.version != self.state_version or s.role != self.role:

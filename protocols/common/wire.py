@@ -52,7 +52,7 @@ def _encode_value(value: Any, buffers: list[bytes], offset: list[int]) -> Any:
         arr = np.ascontiguousarray(value)
         b = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         buffers.append(b)
-        ref = {"__array__": [arr.dtype.name, list(arr.shape), offset[0], len(b)]}
+        ref: dict[str, list[Any]] = {"__array__": [arr.dtype.name, list(arr.shape), offset[0], len(b)]}
         offset[0] += len(b)
         return ref
     if isinstance(value, (list, tuple)):
