@@ -52,9 +52,9 @@ def _encode_value(value: Any, buffers: list[bytes], offset: list[int]) -> Any:
         arr = np.ascontiguousarray(value)
         b = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         buffers.append(b)
-        ref: dict[str, list[Any]] = {"__array__": [arr.dtype.name, list(arr.shape), offset[0], len(b)]}
+        array_ref: dict[str, list[Any]] = {"__array__": [arr.dtype.name, list(arr.shape), offset[0], len(b)]}
         offset[0] += len(b)
-        return ref
+        return array_ref
     if isinstance(value, (list, tuple)):
         return [_encode_value(v, buffers, offset) for v in value]
     if isinstance(value, dict):
