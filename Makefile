@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned: a bare `torch` requirement would pull GBs of CUDA wheels.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,8 +23,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fedcredit simulate configs/vertical-lr.toml --out $(OUT)
 
-## Test suite (slow benchmarks excluded by the `slow` marker).
-test: $(STAMP)
+## Static checks, run first by `make test`: style and lint (ruff), layer and cycle contracts
+## (import-linter, see [tool.importlinter] in pyproject.toml), types (mypy).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+## Test suite (slow benchmarks excluded by the `slow` marker), after the static checks.
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:
