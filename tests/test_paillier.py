@@ -1,4 +1,5 @@
-"""Paillier: homomorphic correctness (hypothesis), phe interop both ways, bad input, parallel paths."""
+"""Paillier: homomorphic correctness (hypothesis), phe interop both ways, secure-by-default wire
+format (the ``fresh`` flag), bad input, parallel paths."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from protocols.paillier import (
     generate_keypair,
     multi_exponentiate,
 )
+from protocols.paillier.packing import Packer
 
 FAST = settings(max_examples=25, deadline=None)
 BIG = 2**400  # plaintext magnitudes tested (the 1024-bit key holds |m| < ~2^1022)
@@ -251,6 +253,91 @@ def test_from_bytes_rejects_values_outside_z_star(keys):
         EncryptedVector.from_bytes(pk, good[:-1])
 
 
+# -- secure by default on the wire: the fresh flag ------------------------------------------------
+
+
+def raw_bytes(vec: EncryptedVector) -> bytes:
+    """The ciphertexts exactly as they are, serialised independently of ``to_bytes``."""
+    w = vec.public_key.ciphertext_bytes
+    return b"".join(int(c).to_bytes(w, "big") for c in vec.ciphertexts)
+
+
+def test_encryptions_and_rerandomize_are_fresh(keys):
+    pk, sk = keys
+    pool = ObfuscatorPool(sk, 3)
+    made = {
+        "public": pk.encrypt(np.array([1, 2, 3])),
+        "owner": sk.encrypt(np.array([1, 2, 3])),
+        "given obfuscators": pk.encrypt(np.array([1, 2, 3]), obfuscators=pk.random_obfuscators(3)),
+        "pool": pool.encrypt(np.array([1, 2, 3])),
+        "zero": pk.encrypt_zero(3),
+        "rerandomized": EncryptedVector(pk, pk.encrypt(np.array([1, 2, 3])).ciphertexts).rerandomize(),
+    }
+    for what, vec in made.items():
+        assert vec.fresh, what
+
+
+def test_fresh_flag_rules(keys):
+    pk, sk = keys
+    f = pk.encrypt(np.array([1, 2, 3]))
+    d = f.mul_plain(2)  # deterministic in f: not fresh
+    assert f.fresh and not d.fresh
+    # a + b and a - b: fresh if either side is
+    assert (f + d).fresh and (d + f).fresh and (f + f).fresh and not (d + d).fresh
+    assert (d - f).fresh and (f - d).fresh and not (d - d).fresh
+    # neg, add_plain, indexing, sum keep the flag either way
+    for v in (f, d):
+        kept = [-v, v.neg(), v.add_plain(5), v.add_plain(np.array([1, 2, 3])), v[1:], v[0], v[[2, 0]]]
+        kept += [v[np.array([True, False, True])], v.sum()]
+        assert all(x.fresh == v.fresh for x in kept)
+    # mul_plain, dot, raw ciphertexts, from_bytes, from_phe: not fresh even from a fresh input
+    assert not f.mul_plain(np.array([1, 1, 1])).fresh
+    assert not f.dot(np.ones((3, 2), dtype=np.int64)).fresh
+    assert not EncryptedVector(pk, f.ciphertexts).fresh
+    assert not EncryptedVector.from_bytes(pk, f.to_bytes()).fresh
+    assert not EncryptedVector.from_phe(pk, f.to_phe()).fresh
+    # concat: fresh only if both parts are
+    assert f.concat(f).fresh and not f.concat(d).fresh and not d.concat(f).fresh
+    # packing combines ciphertexts deterministically (Horner's rule)
+    assert not Packer(16, key_bits=pk.bits, headroom_bits=2).pack_encrypted(f).fresh
+    assert sk.decrypt((d + f)[1:]).tolist() == [6, 9]
+
+
+def test_to_bytes_rerandomises_a_vector_that_is_not_fresh(keys):
+    pk, sk = keys
+    d = pk.encrypt(np.array([5, -6, 7])).mul_plain(3)
+    deterministic = raw_bytes(d)
+    assert d.to_bytes(be_secure=False) == deterministic  # the explicit opt-out
+    secure = d.to_bytes()
+    again = d.to_bytes()
+    w = pk.ciphertext_bytes
+    assert len(secure) == len(deterministic)
+    for blob in (secure, again):
+        assert all(blob[i : i + w] != deterministic[i : i + w] for i in range(0, len(blob), w))
+        assert sk.decrypt(EncryptedVector.from_bytes(pk, blob)).tolist() == [15, -18, 21]
+    assert secure != again  # fresh randomness on every call
+    assert raw_bytes(d) == deterministic and not d.fresh  # the vector itself is unchanged
+
+
+def test_to_bytes_does_not_rerandomise_a_fresh_vector(keys, monkeypatch):
+    pk, _ = keys
+    f = pk.encrypt(np.array([1, 2, 3, 4]))
+    d = f.mul_plain(2)
+    drawn: list[int] = []
+    original = PublicKey.random_obfuscators
+
+    def counting(self, count, *, workers=None):
+        drawn.append(count)
+        return original(self, count, workers=workers)
+
+    monkeypatch.setattr(PublicKey, "random_obfuscators", counting)
+    assert f.to_bytes() == raw_bytes(f) and drawn == []  # fresh: serialised as is, no obfuscator drawn
+    assert (d + f).to_bytes() == raw_bytes(d + f) and drawn == []
+    assert d.to_bytes(be_secure=False) == raw_bytes(d) and drawn == []
+    d.to_bytes()
+    assert drawn == [4]  # not fresh: one obfuscator per ciphertext
+
+
 # -- interop with phe -------------------------------------------------------------------------------
 
 
@@ -287,7 +374,7 @@ def test_phe_foreign_inputs_rejected(keys, other_keys):
     with pytest.raises(PaillierError, match="not a phe EncryptedNumber"):
         EncryptedVector.from_phe(pk, [3])
     with pytest.raises(PaillierError, match="phe PaillierPublicKey"):
-        PublicKey("not a key")  # type: ignore[arg-type]
+        PublicKey("not a key")
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -329,13 +416,13 @@ def test_wrong_shapes_and_types(keys):
     with pytest.raises(PaillierError, match="1-D"):
         pk.encrypt(np.ones((2, 2), dtype=np.int64))
     with pytest.raises(PaillierError, match="EncryptedVector"):
-        sk.decrypt([1, 2])  # type: ignore[arg-type]
+        sk.decrypt([1, 2])
     with pytest.raises(PaillierError, match="not an integer"):
         pk.encrypt(["7"])
     with pytest.raises(PaillierError, match="not enough obfuscators"):
         pk.encrypt(np.array([1, 2]), obfuscators=pk.random_obfuscators(1))
     with pytest.raises(PaillierError, match="PublicKey"):
-        EncryptedVector("key", [])  # type: ignore[arg-type]
+        EncryptedVector("key", [])
 
 
 @pytest.mark.parametrize("bad", [np.array([1.0, np.nan]), np.array([np.inf]), [0, float("nan")], [2.5]])
@@ -379,7 +466,7 @@ def test_obfuscator_pool(keys):
     pub_pool = ObfuscatorPool(pk, 3)
     assert sk.decrypt(pk.encrypt(np.array([4, 5, 6]), obfuscators=pub_pool.take(3))).tolist() == [4, 5, 6]
     with pytest.raises(PaillierError):
-        ObfuscatorPool("key")  # type: ignore[arg-type]
+        ObfuscatorPool("key")
 
 
 # -- multiprocessing paths ------------------------------------------------------------------------------

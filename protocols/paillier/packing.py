@@ -19,7 +19,7 @@ Adding ``k`` packed plaintexts gives slot words ``s_j = sum u_j`` with
 ``0 <= s_j <= k * (2**value_bits - 1) < 2**slot_bits`` whenever ``k <= max_summands``
 (``>= 2**headroom_bits``), so slots never carry; the sum of the ``v`` is ``s_j - k * offset``.
 ``P < 2**(n_slots * slot_bits) <= 2**(key_bits - 2) < n / 2``, so it also decrypts as a
-non-negative integer with the signed decryption of :mod:`protocols.paillier.core`.
+non-negative integer with the signed decryption of :mod:`protocols.paillier.private`.
 
 Overflow detection on :meth:`Packer.unpack`: (1) ``n_summands > max_summands`` is refused up
 front (the static capacity), (2) a negative plaintext or one at or above
@@ -35,16 +35,13 @@ ciphertext by a scalar scales the offsets too and is not supported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import gmpy2
+import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
 import numpy as np
 from gmpy2 import mpz
 
 from protocols.common.encoding import EncodingError, FixedPoint
-
-if TYPE_CHECKING:  # pragma: no cover
-    from protocols.paillier.core import EncryptedVector
+from protocols.paillier.public import EncryptedVector
 
 __all__ = ["Packer"]
 
@@ -105,7 +102,7 @@ class Packer:
 
     def aligned(self, multiple: int) -> Packer:
         """The same slots with ``n_slots`` rounded down to a multiple (for :meth:`repack_encrypted`)."""
-        n = self.n_slots // multiple * multiple
+        n = self._slots // multiple * multiple
         if n < 1:
             raise EncodingError(f"cannot fit {multiple} slots of {self.slot_bits} bits in a {self.key_bits}-bit key")
         return Packer(self.slot_bits, n_slots=n, key_bits=self.key_bits, headroom_bits=self.headroom_bits)
@@ -113,7 +110,10 @@ class Packer:
     # -- layout ---------------------------------------------------------------------------
     @property
     def _slots(self) -> int:
-        return int(self.n_slots)  # type: ignore[arg-type]
+        """``n_slots`` as resolved by ``__post_init__`` (never ``None`` after construction)."""
+        if self.n_slots is None:  # pragma: no cover - __post_init__ always resolves it
+            raise EncodingError("Packer.n_slots was not resolved")
+        return self.n_slots
 
     @property
     def plaintext_bits(self) -> int:
@@ -216,7 +216,8 @@ class Packer:
         ``c_0 * (c_1 * (...)^(2^s))^(2^s)`` — about one full exponentiation per *output*
         ciphertext. Unpack the decryption with ``unpack(pts, len(vec), n_summands)``.
         The caller must ensure the range (e.g. masks bounded by the slot); the unpack checks
-        catch violations that carry across slots.
+        catch violations that carry across slots. The result is not ``fresh`` (Horner's rule is
+        a deterministic function of the inputs), so its ``to_bytes()`` re-randomises it.
         """
         if n_summands < 1 or n_summands > self.max_summands:
             raise EncodingError(f"n_summands={n_summands} outside [1, {self.max_summands}]")
@@ -239,8 +240,6 @@ class Packer:
 
     @staticmethod
     def _horner(vec: EncryptedVector, group: int, shift_bits: int) -> EncryptedVector:
-        from protocols.paillier.core import EncryptedVector
-
         nsq = vec.public_key.nsquare
         factor = mpz(1) << shift_bits
         cts = vec.ciphertexts
