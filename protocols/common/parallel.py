@@ -3,8 +3,9 @@
 Why two kinds of pool: gmpy2's ``powmod_base_list`` releases the GIL, so batch decryption
 (one fixed exponent, many bases) scales across cores with plain threads and no copying; the
 fixed-base table walks and the Pippenger buckets are chains of small gmpy2 multiplications
-that hold the GIL, so they need processes. Workers receive keys as bytes (never key objects)
-and rebuild their fixed-base tables once per key, cached by fingerprint; private-key bytes
+that hold the GIL, so they need processes. Workers receive the table parameters as numbers
+(the base ``hs`` and the moduli; never key objects) and build each fixed-base table once per
+process (:func:`protocols.paillier.fixed_base.cached_table`); the private key's prime squares
 only travel over the local pipe to this node's own worker processes.
 
 Knobs: ``workers=`` on every vector operation; the process-wide default comes from
