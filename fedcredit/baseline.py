@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from fedcredit import metrics
-from fedcredit.data.loaders import PartyData, hash_split_mask, load_party_table
+from fedcredit.data.loaders import hash_split_mask, load_party_table
+from fedcredit.data.party_data import PartyData
 from fedcredit.data.schema import DataError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _join(bank: PartyData, centre: PartyData) -> tuple[np.ndarray, np.ndarray, n
     matched = idx >= 0
     xb = bank.features[matched]
     xj = np.hstack([xb, centre.features[idx[matched]]])
-    return xb, xj, bank.labels[matched], matched
+    return xb, xj, bank.require_labels()[matched], matched
 
 
 def _default_credit() -> Pooled:
@@ -84,7 +85,9 @@ def _synthetic(directory: Path, seed: int) -> Pooled:
         names = bank.feature_names
         xb, xj, y, matched = _join(bank, centre)
         unmatched += int((~matched).sum())
-        xbs.append(xb), xjs.append(xj), ys.append(y)
+        xbs.append(xb)
+        xjs.append(xj)
+        ys.append(y)
         ids.extend(np.asarray(bank.ids, dtype=object)[matched].tolist())
     xb, xj, y = np.vstack(xbs), np.vstack(xjs), np.concatenate(ys)
     test = hash_split_mask(ids, seed)

@@ -13,6 +13,7 @@ global one when portfolios are non-IID; ``mu = 0`` is plain FedAvg.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +168,7 @@ class _Optimizer:
     process -- paid by every simulated bank process on a small machine -- for no benefit here.
     """
 
-    def __init__(self, params: list[torch.Tensor], cfg: TrainConfig) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], cfg: TrainConfig) -> None:
         self.params, self.cfg, self.t = params, cfg, 0
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params] if cfg.optimizer == "adam" else []

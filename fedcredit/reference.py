@@ -31,7 +31,7 @@ def pooled_vertical(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[str
     ids = [u for u, k in zip(bank.ids, keep) if k]
     Xb = bank.features[keep]
     Xc = centre.features[[pos[u] for u in ids]]
-    y = bank.labels[keep].astype(np.int8)  # type: ignore[index]
+    y = bank.require_labels()[keep].astype(np.int8)
     test = _test_mask(scenario, bank_spec.data, ids)
     out = {}
     for name, X in (("bank", Xb), ("centre", Xc)):
@@ -55,19 +55,21 @@ def vertical_reference(scenario: Scenario) -> dict[str, dict[str, float]]:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
+    from protocols.secureboost import SecureBoostConfig
+
     d, _ = pooled_vertical(scenario)
     joint_tr = np.hstack([d["bank_train"], d["centre_train"]])
     joint_te = np.hstack([d["bank_test"], d["centre_test"]])
-    sb = scenario.section("secureboost")
+    sb = scenario.settings(SecureBoostConfig)  # the pooled GBDT uses the federated run's tree settings
     out: dict[str, dict[str, float]] = {}
     for feats, (tr, te) in {"bank_only": (d["bank_train"], d["bank_test"]), "joint": (joint_tr, joint_te)}.items():
         lr = LogisticRegression(max_iter=5000).fit(tr, d["y_train"])
         out[f"lr_{feats}"] = _m(d["y_test"], lr.decision_function(te))
         gb = HistGradientBoostingClassifier(
-            max_iter=int(sb.get("n_trees", 30)),
-            max_depth=int(sb.get("max_depth", 3)),
-            max_bins=int(sb.get("max_bins", 32)),
-            learning_rate=float(sb.get("learning_rate", 0.3)),
+            max_iter=sb.n_trees,
+            max_depth=sb.max_depth,
+            max_bins=sb.max_bins,
+            learning_rate=sb.learning_rate,
             early_stopping=False,
             random_state=scenario.seed,
         ).fit(tr, d["y_train"])

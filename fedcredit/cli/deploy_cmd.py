@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.cli.output import fail, plain
+
 console = Console()
 log = logging.getLogger(__name__)
 
@@ -45,19 +47,22 @@ def keys_init(
     try:
         fk = init_keys(out, parties.split(","), hosts=hosts)
     except KeyMaterialError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    t = Table(title=f"federation keys in {fk.root} (all files mode 0600)")
+        raise fail(console, exc) from None
+    t = Table(title=plain(f"federation keys in {fk.root} (all files mode 0600)"))
     t.add_column("what")
     t.add_column("file")
-    t.add_row("CA certificate (give to every party)", str(fk.ca_cert))
-    t.add_row("coordinator TLS certificate / key", f"{fk.server_cert} / {fk.server_key.name}")
-    t.add_row("coordinator ledger key / public", f"{fk.ledger_key} / {fk.ledger_pub.name}")
+    rows = [
+        ("CA certificate (give to every party)", str(fk.ca_cert)),
+        ("coordinator TLS certificate / key", f"{fk.server_cert} / {fk.server_key.name}"),
+        ("coordinator ledger key / public", f"{fk.ledger_key} / {fk.ledger_pub.name}"),
+    ]
     for name, pk in fk.parties.items():
-        t.add_row(f"{name}: SuperNode auth key / public", f"{pk.auth_key} / {pk.auth_pub.name}")
-        t.add_row(f"{name}: egress-log key / public", f"{pk.egress_key} / {pk.egress_pub.name}")
+        rows.append((f"{name}: SuperNode auth key / public", f"{pk.auth_key} / {pk.auth_pub.name}"))
+        rows.append((f"{name}: egress-log key / public", f"{pk.egress_key} / {pk.egress_pub.name}"))
+    for what, files in rows:
+        t.add_row(plain(what), plain(files))
     console.print(t)
-    console.print(f"certificate valid for: {', '.join(fk.hosts)}")
+    console.print(f"certificate valid for: {', '.join(fk.hosts)}", markup=False)
 
 
 @keys_app.command("party")
@@ -71,8 +76,7 @@ def keys_party(
     try:
         pk = make_party_keys(out, name)
     except KeyMaterialError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(console, exc) from None
     typer.echo(
         f"send these two PUBLIC files to the coordinator's operator:\n"
         f"  {pk.auth_pub}  (sha256 {fingerprint(pk.auth_pub)[:16]}...)\n"
@@ -108,19 +112,19 @@ def deploy_local_cmd(
 
     opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
     try:
-        with console.status(f"[bold]deploying {scenario}[/] (SuperLink + one SuperNode per party; logs in {out}/logs)"):
+        with console.status(
+            f"[bold]deploying {plain(scenario)}[/] (SuperLink + one SuperNode per party; logs in {plain(out)}/logs)"
+        ):
             summary = deploy_local(opts)
     except Interrupted as exc:
-        console.print(f"[yellow]{exc}[/] -- every process was stopped")
+        console.print(f"[yellow]{plain(exc)}[/] -- every process was stopped")
         raise typer.Exit(130) from None
     except (DeployError, KeyMaterialError, ConfigError) as exc:
-        console.print(f"[red]deployment failed:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(console, exc, label="deployment failed:") from None
     _print(summary)
     status = summary["status"]
     if status.get("status") != "completed":
-        console.print(f"[red]run failed:[/] {status.get('error')}")
-        raise typer.Exit(1)
+        raise fail(console, status.get("error"), 1, label="run failed:")
     if not (summary.get("verification") or {}).get("ok"):
         console.print("[red]ledger verification failed[/]")
         raise typer.Exit(1)
@@ -139,16 +143,19 @@ def _print(summary: dict) -> None:
     lat = summary.get("latency", {})
     console.print(
         f"run {summary.get('run_id')}: {status.get('status')} in {summary.get('timings', {}).get('run_s')} s "
-        f"(whole deployment {summary.get('wall_seconds')} s)"
+        f"(whole deployment {summary.get('wall_seconds')} s)",
+        markup=False,
     )
     console.print(
         f"Flower round trips: {lat.get('flower_round_trips')} in all "
-        f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each"
+        f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each",
+        markup=False,
     )
     console.print(
         f"training: {lat.get('train_round_trips_per_epoch')} round trips and "
         f"{lat.get('train_wall_seconds_per_epoch')} s wall time per epoch "
-        f"({lat.get('epochs')} epoch(s), key exchange included)"
+        f"({lat.get('epochs')} epoch(s), key exchange included)",
+        markup=False,
     )
     v = summary.get("verification") or {}
     console.print(
@@ -157,8 +164,11 @@ def _print(summary: dict) -> None:
         + f" ({v.get('records')} records; egress matched {v.get('egress_matched')})"
     )
     for e in v.get("errors", []):
-        console.print(f"  [red]{e}[/]")
-    console.print(f"processes left running: {len(summary.get('left_running', []))}; summary in {out / 'deploy.json'}")
+        console.print(f"  [red]{plain(e)}[/]")
+    console.print(
+        f"processes left running: {len(summary.get('left_running', []))}; summary in {out / 'deploy.json'}",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.cli.output import fail, plain
+
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Verify, inspect and export compliance ledgers and egress logs."
 )
@@ -34,8 +36,7 @@ def _err() -> Console:
 
 
 def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    _err().print(f"[bold red]error:[/] {msg}", markup=True)
-    return typer.Exit(code)
+    return fail(_err(), msg, code, style="bold red")
 
 
 def _parse_node_keys(items: list[str]) -> dict:
@@ -100,24 +101,24 @@ def verify(
 def _print_report(rep) -> None:
     out = _out()
     out.print(
-        f"[bold]ledger[/] {rep.path}  run [cyan]{rep.run_id}[/]  {rep.records} records  "
-        f"key: {rep.key_source}" + (f" ({rep.coordinator_pubkey[:16]}...)" if rep.coordinator_pubkey else "")
+        f"[bold]ledger[/] {plain(rep.path)}  run [cyan]{plain(rep.run_id)}[/]  {rep.records} records  "
+        f"key: {plain(rep.key_source)}" + (f" ({rep.coordinator_pubkey[:16]}...)" if rep.coordinator_pubkey else "")
     )
     if rep.head_hash:
         out.print(f"head hash {rep.head_hash}")
     for chk in rep.egress:
         out.print(
-            f"egress [cyan]{chk.node}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
-            f"{chk.messages_in_ledger} in ledger, {chk.matched} matched  ({chk.path})"
+            f"egress [cyan]{plain(chk.node)}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
+            f"{chk.messages_in_ledger} in ledger, {chk.matched} matched  ({plain(chk.path)})"
         )
     for w in rep.warnings:
-        out.print(f"[yellow]warning:[/] {w}")
+        out.print(f"[yellow]warning:[/] {plain(w)}")
     for e in rep.errors:
-        out.print(f"[red]error:[/] {e}")
+        out.print(f"[red]error:[/] {plain(e)}")
     if rep.suppressed_errors:
         out.print(f"[red]... {rep.suppressed_errors} more error(s) not shown[/]")
     style = "bold green" if rep.ok else ("bold yellow" if rep.intact else "bold red")
-    out.print(f"[{style}]{rep.summary()}[/]")
+    out.print(f"[{style}]{plain(rep.summary())}[/]")
 
 
 def _read(path: Path):
@@ -165,18 +166,19 @@ def show(
         if first
         else f"{path.name}: no records"
     )
-    table = Table(title=title, show_lines=False)
+    table = Table(title=plain(title), show_lines=False)
     table.add_column("seq", justify="right", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("summary", overflow="fold", ratio=1)
     table.add_column("hash", no_wrap=True)
     for r in rows:
-        table.add_row(str(r.seq), str(r.ts)[:19].replace("T", " "), str(r.kind), _summarise(r), str(r.hash)[:10])
+        cells = (r.seq, str(r.ts)[:19].replace("T", " "), r.kind, _summarise(r), str(r.hash)[:10])
+        table.add_row(*(plain(c) for c in cells))
     out = _out()
     out.print(table)
     counts = Counter(str(r.kind) for r in recs)
-    out.print("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    out.print("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())), markup=False)
     out.print("[dim]not verified here: run `fedcredit ledger verify` for chain/signature checks[/]")
 
 
@@ -212,7 +214,7 @@ def export(
         if out:
             fh.close()
     if out:
-        _err().print(f"wrote {len(recs)} records to {out}")
+        _err().print(f"wrote {len(recs)} records to {out}", markup=False)
 
 
 @app.command()
@@ -236,11 +238,11 @@ def consent(
     for rec in reg:
         if bank is None or rec.bank == bank:
             counts[(rec.bank, rec.purpose, rec.refusal(day) or "valid")] += 1
-    table = Table(title=f"{csv_path.name}: {len(reg)} consent records, status on {day}")
+    table = Table(title=plain(f"{csv_path.name}: {len(reg)} consent records, status on {day}"))
     for col in ("bank", "purpose", "status", "records"):
         table.add_column(col)
     for (b, p, s), n in sorted(counts.items()):
-        table.add_row(b, p, s, str(n))
+        table.add_row(plain(b), plain(p), plain(s), str(n))
     _out().print(table)
 
 
@@ -259,5 +261,6 @@ def demo(
     save_public_key(run.coordinator_key, out / "coordinator.pub")
     _out().print(
         f"wrote {run.ledger_path} and {', '.join(str(p) for p in run.egress_paths.values())}; "
-        f"coordinator key {out / 'coordinator.pub'}"
+        f"coordinator key {out / 'coordinator.pub'}",
+        markup=False,
     )

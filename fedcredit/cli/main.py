@@ -34,6 +34,9 @@ def _register() -> None:
     from fedcredit.cli import baseline_cmd
 
     app.command(name="baseline")(baseline_cmd.baseline)
+    from fedcredit.cli import config_cmd
+
+    app.add_typer(config_cmd.app, name="config", help="Inspect a scenario's settings (every key, default, constraint).")
     from fedcredit.cli import simulate_cmd
 
     app.command(name="simulate")(simulate_cmd.simulate)

@@ -13,12 +13,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fedcredit import config
+from fedcredit.cli.output import fail, plain
+from fedcredit.config.sections import DataSettings, SimulationSettings
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -51,12 +54,11 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     from parties.client_app import build_client_app
     from parties.server_app import build_server_app
 
-    sim = scenario.section("simulation")
-    cpus = float(sim.get("client_cpus", 1))
-    backend_config = {
-        "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+    sim = scenario.settings(SimulationSettings)
+    backend_config: dict[str, Any] = {
+        "client_resources": {"num_cpus": sim.client_cpus, "num_gpus": 0.0},
         "init_args": {
-            "num_cpus": int(sim.get("ray_cpus", os.cpu_count() or 2)),
+            "num_cpus": sim.ray_cpus or os.cpu_count() or 2,
             "include_dashboard": False,
             "logging_level": "error",
             "log_to_driver": True,
@@ -83,21 +85,15 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
 
 def ensure_synthetic_data(scenario: config.Scenario) -> None:
     """Generate the scenario's synthetic SME tables (``[data] synthetic = DIR``) if DIR is missing."""
-    section = scenario.section("data")
-    if "synthetic" not in section:
+    data = scenario.settings(DataSettings)
+    if data.synthetic is None:
         return
-    directory = Path(section["synthetic"])
+    directory = Path(data.synthetic)
     if (directory / "credit_centre.csv").exists() or (directory / "credit_centre.parquet").exists():
         return
     from fedcredit.data.synth import generate
 
-    stats = generate(
-        int(section.get("firms", 20_000)),
-        int(section.get("banks", 1)),
-        directory,
-        seed=int(section.get("seed", scenario.seed)),
-        fmt="csv",
-    )
+    stats = generate(data.firms, data.banks, directory, seed=data.seed, fmt="csv")
     log.info("generated synthetic SMEs in %s: centre %d rows", directory, stats.centre_rows)
 
 
@@ -131,49 +127,50 @@ def simulate(
 ) -> None:
     """Run a full joint-modelling scenario in Flower's simulation engine."""
     try:
-        with console.status(f"[bold]running {scenario}[/] (Flower simulation; progress in the log)"):
+        with console.status(f"[bold]running {plain(scenario)}[/] (Flower simulation; progress in the log)"):
             status = run_simulation_scenario(scenario, out, quiet_flower=not verbose_flower)
     except (config.ConfigError, FileExistsError, RuntimeError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        raise fail(console, exc) from None
     _print_summary(out, status)
     if status.get("status") != "completed":
-        console.print(f"[red]run failed:[/] {status.get('error')}")
-        raise typer.Exit(1)
+        raise fail(console, status.get("error"), 1, label="run failed:")
     if not status["verification"]["ok"]:
-        console.print(f"[red]ledger verification failed:[/] {status['verification']['errors']}")
-        raise typer.Exit(1)
+        raise fail(console, status["verification"]["errors"], 1, label="ledger verification failed:")
 
 
 def _print_summary(out: Path, status: dict) -> None:
     mpath = out / "metrics.json"
     if mpath.exists():
         m = json.loads(mpath.read_text())
-        t = Table(title=f"{status.get('scenario')} ({status.get('mode')}): test set")
+        t = Table(title=plain(f"{status.get('scenario')} ({status.get('mode')}): test set"))
         for col in ("model", "AUC", "KS", "Gini"):
             t.add_column(col)
         if "auc" in m:
             t.add_row("[bold]federated[/]", f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['gini']:.4f}")
         for name, r in sorted(m.get("centralised", {}).items()):
-            t.add_row(f"centralised {name}", f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
+            t.add_row(plain(f"centralised {name}"), f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
         if "auc" in m:
             console.print(t)
             console.print(
                 f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
-                f"Flower round trips: {m.get('flower_round_trips')}"
+                f"Flower round trips: {m.get('flower_round_trips')}",
+                markup=False,
             )
         if m.get("mode") == "inference":
             refused = ", ".join(f"{k} {v}" for k, v in sorted(m.get("refused", {}).items())) or "none"
             console.print(
                 f"applicants {m.get('applicants')}: scored {m.get('scored')}, refused by consent "
                 f"({refused}), unknown at the centre {m.get('unknown_at_centre')}; "
-                f"scores in {m.get('scores_path')}"
+                f"scores in {m.get('scores_path')}",
+                markup=False,
             )
-            console.print(f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}")
+            console.print(
+                f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}", markup=False
+            )
     v = status.get("verification", {})
     console.print(
-        f"ledger: {status.get('ledger')} — "
+        f"ledger: {plain(status.get('ledger'))} — "
         + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
         + f" ({v.get('records')} records, {len(v.get('egress_logs', []))} egress logs)"
     )
-    console.print(f"outputs in {out}/ (metrics.json, status.json, ledger.sqlite, nodes/*/model.json)")
+    console.print(f"outputs in {out}/ (metrics.json, status.json, ledger.sqlite, nodes/*/model.json)", markup=False)

@@ -1,41 +1,28 @@
-"""Scenario configuration: one TOML file describes a whole joint-modelling run.
+"""Scenario files: one TOML file describes a whole joint-modelling run.
 
-A scenario names the mode (``vertical-lr``, ``secureboost``, ``horizontal``), the parties and
-their data, and one section per protocol. Each protocol module interprets its own section (with
-its own defaults) so adding a protocol never touches this file. Unknown top-level keys are
-rejected so a typo cannot silently fall back to a default.
+A scenario names the run (``[run]``: name, mode, purpose, seed), its parties (``[parties.<name>]``:
+role and data) and one section per protocol or framework concern. :func:`loads` parses and checks
+every section present against its declaration (:mod:`fedcredit.config.registry`), so a typo
+anywhere fails at load, naming the section and the key, instead of silently falling back to a
+default in the middle of a run.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import tomllib
 
-MODES = ("vertical-lr", "secureboost", "horizontal", "inference")
+from fedcredit.config.registry import PARTIES, SECTION_NAMES, parse_section, section_type
+from fedcredit.config.sections import RunSettings
+from protocols.common.settings import ConfigError, Settings
+
 ROLES = ("bank", "credit_centre")
-_TOP_LEVEL = {
-    "run",
-    "data",
-    "parties",
-    "psi",
-    "lr",
-    "secureboost",
-    "horizontal",
-    "simulation",
-    "ledger",
-    "consent",
-    "deploy",
-    "evaluation",
-    "inference",
-}
-
-
-class ConfigError(ValueError):
-    """A scenario file is missing, malformed or inconsistent; the message names the key."""
+S = TypeVar("S", bound=Settings)
 
 
 @dataclass(frozen=True)
@@ -50,6 +37,8 @@ class PartySpec:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A loaded scenario file: the run, its parties, the raw tables and their parsed sections."""
+
     name: str
     mode: str
     purpose: str
@@ -58,10 +47,33 @@ class Scenario:
     sections: dict[str, dict[str, Any]]
     source_text: str
     path: Path | None = None
+    # Parsed sections, filled by loads() and on first use of settings(); not part of equality.
+    _parsed: dict[str, Settings] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
-        """The table ``[name]`` of the TOML (empty if absent)."""
+        """The raw table ``[name]`` of the TOML (empty if absent); prefer :meth:`settings`."""
         return dict(self.sections.get(name, {}))
+
+    @overload
+    def settings(self, section: type[S]) -> S: ...
+
+    @overload
+    def settings(self, section: str) -> Settings: ...
+
+    def settings(self, section: type[Settings] | str) -> Settings:
+        """Section ``[name]`` parsed and checked, with every default filled in (cached).
+
+        ``scenario.settings(PsiSettings)`` is typed as the class; ``scenario.settings("psi")``
+        gives the same object (shared: treat it as read-only). A section absent from the file is
+        its defaults; a section's own ``seed`` defaults to the ``[run]`` seed.
+        """
+        name = section if isinstance(section, str) else section.SECTION
+        cls = section_type(name)
+        if not isinstance(section, str) and cls is not section:
+            raise ConfigError(f"{section.__name__} is not a scenario section (section [{name}] is {cls.__name__})")
+        if name not in self._parsed:
+            self._parsed[name] = parse_section(name, self.sections.get(name), run_seed=self.seed)
+        return self._parsed[name]
 
     @property
     def config_hash(self) -> str:
@@ -87,42 +99,61 @@ class Scenario:
         return value
 
 
-def loads(text: str, path: Path | None = None) -> Scenario:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path or 'scenario'}: not valid TOML: {exc}") from None
-    unknown = set(raw) - _TOP_LEVEL
-    if unknown:
-        raise ConfigError(f"{path or 'scenario'}: unknown section(s) {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL)}")
-    run = raw.get("run", {})
-    for key in ("name", "mode"):
-        if key not in run:
-            raise ConfigError(f"{path or 'scenario'}: [run] needs '{key}'")
-    if run["mode"] not in MODES:
-        raise ConfigError(f"[run] mode {run['mode']!r} is not one of {MODES}")
-    parties_raw = raw.get("parties", {})
-    if not parties_raw:
-        raise ConfigError(f"{path or 'scenario'}: no [parties.<name>] tables")
+def _parties(raw: Any, where: str) -> tuple[PartySpec, ...]:
+    if not raw:
+        raise ConfigError(f"{where}: no [parties.<name>] tables")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: [parties] must hold one [parties.<name>] table per party")
     parties = []
-    for name, spec in parties_raw.items():
+    for name, spec in raw.items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"[parties.{name}] must be a table")
         if "role" not in spec:
             raise ConfigError(f"[parties.{name}] needs 'role'")
         if spec["role"] not in ROLES:
             raise ConfigError(f"[parties.{name}] role {spec['role']!r} is not one of {ROLES}")
         opts = {k: v for k, v in spec.items() if k not in ("role", "data")}
         parties.append(PartySpec(name=name, role=spec["role"], data=spec.get("data", "default_credit"), options=opts))
-    sections = {k: v for k, v in raw.items() if k != "parties"}
-    return Scenario(
-        name=str(run["name"]),
-        mode=str(run["mode"]),
-        purpose=str(run.get("purpose", "credit_risk_modelling")),
-        seed=int(run.get("seed", 42)),
-        parties=tuple(parties),
-        sections=sections,
+    return tuple(parties)
+
+
+def _parse(name: str, table: Any, where: str, run_seed: int) -> Settings:
+    """One section, its errors prefixed with the file (keeping their type, e.g. HeteroLRConfigError)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: [{name}] must be a table, not a value")
+    try:
+        return parse_section(name, table, run_seed=run_seed)
+    except ConfigError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def loads(text: str, path: Path | None = None) -> Scenario:
+    """Parse a scenario and check every section in it; :class:`ConfigError` names what is wrong."""
+    where = str(path or "scenario")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {*SECTION_NAMES, PARTIES}
+    if unknown:
+        allowed = sorted({*SECTION_NAMES, PARTIES})
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; allowed: {allowed}")
+    run = _parse("run", raw.get("run", {}), where, 0)
+    assert isinstance(run, RunSettings)
+    parties = _parties(raw.get(PARTIES), where)
+    parsed = {name: _parse(name, raw[name], where, run.seed) for name in SECTION_NAMES if name in raw and name != "run"}
+    scenario = Scenario(
+        name=run.name,
+        mode=run.mode,
+        purpose=run.purpose,
+        seed=run.seed,
+        parties=parties,
+        sections={k: v for k, v in raw.items() if k != PARTIES},
         source_text=text,
         path=path,
     )
+    scenario._parsed.update(parsed, run=run)
+    return scenario
 
 
 def load(path: str | Path) -> Scenario:

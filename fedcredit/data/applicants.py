@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcredit.data.loaders import PartyData
+from fedcredit.data.party_data import PartyData
 from fedcredit.data.schema import ID_COLUMN, LABEL_COLUMN, DataError
 from fedcredit.data.validate import check_frame, read_table
 
@@ -36,12 +36,18 @@ def load_applicants(path: str | Path, feature_names: list[str] | None = None) ->
     if feature_names is not None:
         missing = [c for c in feature_names if c not in names]
         if missing:
-            raise DataError(f"missing feature column(s) {missing} that the bank's model uses "
-                            f"(table has {names})", file=str(path), column=missing[0])
+            raise DataError(
+                f"missing feature column(s) {missing} that the bank's model uses (table has {names})",
+                file=str(path),
+                column=missing[0],
+            )
         names = list(feature_names)
-    return PartyData(ids=df[ID_COLUMN].tolist(),
-                     features=df[names].to_numpy(dtype=np.float64) if names else np.zeros((len(df), 0)),
-                     feature_names=names, labels=None)
+    return PartyData(
+        ids=df[ID_COLUMN].tolist(),
+        features=df[names].to_numpy(dtype=np.float64) if names else np.zeros((len(df), 0)),
+        feature_names=names,
+        labels=None,
+    )
 
 
 def demo_applicants(n: int = 200, n_unknown: int = 10, seed: int = 42):
@@ -51,7 +57,7 @@ def demo_applicants(n: int = 200, n_unknown: int = 10, seed: int = 42):
     features, no label) and ``n_unknown`` new enterprises with valid USCCs the credit centre does
     not hold (features copied from other applicants), in a shuffled order.
     """
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
 
     from fedcredit.data import uscc
     from fedcredit.data.default_credit import load_vertical

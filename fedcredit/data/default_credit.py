@@ -14,10 +14,10 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
 
 from fedcredit.data import uscc
-from fedcredit.data.loaders import PartyData
+from fedcredit.data.party_data import PartyData
 from fedcredit.data.schema import ID_COLUMN, LABEL_COLUMN
 
 BANK_FEATURES: list[str] = ["PAY_6"] + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)]
@@ -57,9 +57,7 @@ def _split(seed: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     df = _raw()
-    tr, te = train_test_split(
-        df["ID"].to_numpy(), test_size=0.3, random_state=seed, stratify=df[RAW_LABEL].to_numpy()
-    )
+    tr, te = train_test_split(df["ID"].to_numpy(), test_size=0.3, random_state=seed, stratify=df[RAW_LABEL].to_numpy())
     return tr, te
 
 
@@ -102,16 +100,16 @@ def load_vertical(part: str = "all", *, scaled: bool = True) -> tuple[PartyData,
     ids = df[ID_COLUMN].to_numpy()
     bank = PartyData(
         ids=ids[rows].tolist(),
-        features=(_zscore(df, BANK_FEATURES, train) if scaled
-                  else df[BANK_FEATURES].to_numpy(dtype=np.float64))[rows],
+        features=(_zscore(df, BANK_FEATURES, train) if scaled else df[BANK_FEATURES].to_numpy(dtype=np.float64))[rows],
         feature_names=list(BANK_FEATURES),
         labels=df[LABEL_COLUMN].to_numpy()[rows],
     )
     centre_rows = np.random.default_rng(CENTRE_ORDER_SEED).permutation(rows)
     centre = PartyData(
         ids=ids[centre_rows].tolist(),
-        features=(_zscore(df, CENTRE_FEATURES, train) if scaled
-                  else df[CENTRE_FEATURES].to_numpy(dtype=np.float64))[centre_rows],
+        features=(_zscore(df, CENTRE_FEATURES, train) if scaled else df[CENTRE_FEATURES].to_numpy(dtype=np.float64))[
+            centre_rows
+        ],
         feature_names=list(CENTRE_FEATURES),
         labels=None,
     )

@@ -1,7 +1,8 @@
 """Party data as every protocol sees it, and the one entry point that loads it.
 
-A party's data is a :class:`PartyData`: valid, unique USCCs, a float64 feature matrix and
-(for a bank) 0/1 labels. ``load_party_data`` turns a scenario's ``source`` string into one:
+A party's data is a :class:`~fedcredit.data.party_data.PartyData`: valid, unique USCCs, a
+float64 feature matrix and (for a bank) 0/1 labels. ``load_party_data`` turns a scenario's
+``source`` string into one:
 
 * ``"default_credit"`` -- the bundled UCI data, split vertically as FATE does;
 * ``"synthetic:DIR"`` -- a directory written by ``fedcredit data synth``;
@@ -14,69 +15,17 @@ credit centre agree on it without talking to each other.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fedcredit.data.party_data import PartyData
 from fedcredit.data.schema import DataError, schema_for
 from fedcredit.data.validate import PARQUET_SUFFIXES, check_table
 
 TEST_FRACTION = 0.3
 PARTS = ("train", "test", "all")
-
-
-@dataclass
-class PartyData:
-    """One party's rows: ids (normalised valid USCCs, unique), features and optional labels."""
-
-    ids: list[str]
-    features: np.ndarray  # float64, shape (n, k)
-    feature_names: list[str]
-    labels: np.ndarray | None  # int8 0/1 for a bank; None for the credit centre
-
-    def __post_init__(self) -> None:
-        self.features = np.asarray(self.features, dtype=np.float64)
-        if self.features.ndim != 2:
-            raise ValueError(f"features must be 2-D, got shape {self.features.shape}")
-        n = len(self.ids)
-        if self.features.shape[0] != n:
-            raise ValueError(f"{n} ids but {self.features.shape[0]} feature rows")
-        if self.features.shape[1] != len(self.feature_names):
-            raise ValueError(f"{self.features.shape[1]} feature columns but {len(self.feature_names)} names")
-        if self.labels is not None:
-            self.labels = np.asarray(self.labels, dtype=np.int8)
-            if self.labels.shape != (n,):
-                raise ValueError(f"labels shape {self.labels.shape}, expected ({n},)")
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def n_features(self) -> int:
-        return self.features.shape[1]
-
-    def subset(self, rows: np.ndarray) -> PartyData:
-        """Rows ``rows`` (integer positions or boolean mask), in the order given."""
-        r = np.asarray(rows)
-        if r.dtype == bool:
-            r = np.nonzero(r)[0]
-        r = r.astype(np.int64, copy=False)
-        ids = np.asarray(self.ids, dtype=object)[r].tolist() if r.size else []
-        return PartyData(
-            ids=ids,
-            features=self.features[r],
-            feature_names=list(self.feature_names),
-            labels=None if self.labels is None else self.labels[r],
-        )
-
-    def select(self, ids: list[str]) -> PartyData:
-        """Rows for ``ids`` in that order (e.g. the PSI intersection); KeyError for an unknown id."""
-        pos = {u: i for i, u in enumerate(self.ids)}
-        try:
-            return self.subset(np.fromiter((pos[u] for u in ids), dtype=np.int64, count=len(ids)))
-        except KeyError as exc:
-            raise KeyError(f"id {exc.args[0]!r} not held by this party") from None
+__all__ = ["PARTS", "TEST_FRACTION", "PartyData", "hash_split_mask", "load_party_data", "load_party_table"]
 
 
 def load_party_table(path: str | Path, role: str) -> PartyData:
@@ -121,8 +70,9 @@ def _part(data: PartyData, part: str, seed: int) -> PartyData:
     return data.subset(test if part == "test" else ~test)
 
 
-def load_party_data(source: str, role: str, *, party: str = "", part: str = "all", seed: int = 42,
-                    scaled: bool = True) -> PartyData:
+def load_party_data(
+    source: str, role: str, *, party: str = "", part: str = "all", seed: int = 42, scaled: bool = True
+) -> PartyData:
     """Load ``role``'s data from ``source`` (see module docstring); ``part`` is train, test or all.
 
     For ``synthetic:DIR`` a bank's ``party`` names its table (``bank_a`` or just ``a``).
@@ -143,8 +93,9 @@ def load_party_data(source: str, role: str, *, party: str = "", part: str = "all
             stem = "credit_centre"
         else:
             if not party:
-                raise DataError("a bank needs its party name (e.g. 'bank_a') to load synthetic data",
-                                file=str(directory))
+                raise DataError(
+                    "a bank needs its party name (e.g. 'bank_a') to load synthetic data", file=str(directory)
+                )
             stem = party if party.startswith("bank_") else f"bank_{party}"
         return _part(load_party_table(_find_table(directory, stem), schema.role), part, seed)
     return _part(load_party_table(source, schema.role), part, seed)

@@ -32,8 +32,16 @@ CHUNK = 100_000
 MAX_FIRMS = 10**8  # the USCC organisation-code body has 8 digits
 
 INDUSTRIES = (
-    "manufacturing", "wholesale & retail", "construction", "transport & logistics", "IT & software",
-    "catering & hospitality", "agriculture", "real-estate services", "business services", "other",
+    "manufacturing",
+    "wholesale & retail",
+    "construction",
+    "transport & logistics",
+    "IT & software",
+    "catering & hospitality",
+    "agriculture",
+    "real-estate services",
+    "business services",
+    "other",
 )
 IND_P = np.array([0.22, 0.24, 0.08, 0.07, 0.07, 0.08, 0.05, 0.04, 0.10, 0.05])
 IND_LOGREV = np.array([0.5, 0.2, 0.6, 0.2, -0.1, -0.5, -0.3, 0.1, -0.2, -0.4])  # size by industry
@@ -46,17 +54,45 @@ P_UNKNOWN = 0.2  # share of firms the credit centre has no record of (e.g. regis
 BASE_LOGIT = -4.6
 
 CENTRE_COLUMNS = (
-    "tax_grade_code", "tax_paid", "invoice_amount", "invoice_count", "si_headcount", "si_arrears_months",
-    "provident_fund", "water_arrears", "power_arrears", "gas_arrears", "court_judgements", "dishonest_debtor",
-    "consumption_restricted", "admin_penalties", "firm_age", "industry", "registered_capital", "district",
+    "tax_grade_code",
+    "tax_paid",
+    "invoice_amount",
+    "invoice_count",
+    "si_headcount",
+    "si_arrears_months",
+    "provident_fund",
+    "water_arrears",
+    "power_arrears",
+    "gas_arrears",
+    "court_judgements",
+    "dishonest_debtor",
+    "consumption_restricted",
+    "admin_penalties",
+    "firm_age",
+    "industry",
+    "registered_capital",
+    "district",
 )
 BANK_COLUMNS = (
-    "loan_amount", "term_months", "collateral_ratio", "account_inflow", "account_outflow", "existing_debt",
-    "internal_rating", "default_12m",
+    "loan_amount",
+    "term_months",
+    "collateral_ratio",
+    "account_inflow",
+    "account_outflow",
+    "existing_debt",
+    "internal_rating",
+    "default_12m",
 )
 _FLOAT_COLS = {"firm_age", "collateral_ratio"}
-_INT8_COLS = {"tax_grade_code", "dishonest_debtor", "consumption_restricted", "industry", "district",
-              "internal_rating", "default_12m"}
+_INT8_COLS = {
+    "tax_grade_code",
+    "dishonest_debtor",
+    "consumption_restricted",
+    "industry",
+    "district",
+    "internal_rating",
+    "default_12m",
+}
 
 
 def _sig(x: np.ndarray) -> np.ndarray:
@@ -92,17 +128,19 @@ def bank_profiles(k: int, seed: int) -> list[BankProfile]:
     out = []
     for b in range(k):
         d = rng.dirichlet(np.ones(len(IND_P)))
-        out.append(BankProfile(
-            name=f"bank_{string.ascii_lowercase[b]}",
-            coverage=min(0.6, 1.5 / k) * rng.uniform(0.8, 1.2),
-            industry_weight=d / float(IND_P @ d),
-            size_tilt=float(tilts[b]),
-            unknown_share=rng.uniform(0.05, 0.15),
-            loan_scale=rng.uniform(0.7, 1.3),
-            collateral_scale=rng.uniform(0.6, 1.4),
-            term_p=rng.dirichlet(np.full(len(TERMS), 2.0)),
-            offset=rng.uniform(-0.5, 0.5),
-        ))
+        out.append(
+            BankProfile(
+                name=f"bank_{string.ascii_lowercase[b]}",
+                coverage=min(0.6, 1.5 / k) * rng.uniform(0.8, 1.2),
+                industry_weight=d / float(IND_P @ d),
+                size_tilt=float(tilts[b]),
+                unknown_share=rng.uniform(0.05, 0.15),
+                loan_scale=rng.uniform(0.7, 1.3),
+                collateral_scale=rng.uniform(0.6, 1.4),
+                term_p=rng.dirichlet(np.full(len(TERMS), 2.0)),
+                offset=rng.uniform(-0.5, 0.5),
+            )
+        )
     return out
 
 
@@ -190,7 +228,8 @@ def default_logit(f: dict[str, np.ndarray], b: dict[str, np.ndarray], offset: fl
     coll = np.minimum(b["collateral_ratio"], 1.0)
     risky_grade = f["tax_grade_code"] >= 3
     return (
-        BASE_LOGIT + offset
+        BASE_LOGIT
+        + offset
         + TAX_EFFECT[f["tax_grade_code"]]
         + 1.2 * (f["si_arrears_months"] >= 3)
         + 0.8 * (utility > 0)
@@ -261,8 +300,9 @@ class _Sink:
             self._fh.close()
 
 
-def generate(firms: int, banks: int, out: str | Path, *, seed: int = 42, fmt: str = "csv",
-             chunk: int = CHUNK) -> SynthStats:
+def generate(
+    firms: int, banks: int, out: str | Path, *, seed: int = 42, fmt: str = "csv", chunk: int = CHUNK
+) -> SynthStats:
     """Write ``out/credit_centre.<fmt>``, ``out/bank_<x>.<fmt>`` and ``out/README.md``."""
     if not 1 <= firms <= MAX_FIRMS:
         raise ValueError(f"firms must be in 1..{MAX_FIRMS}")
@@ -281,8 +321,9 @@ def generate(firms: int, banks: int, out: str | Path, *, seed: int = 42, fmt: st
     add = int(key_rng.integers(0, MAX_FIRMS))
     centre = _Sink(out / f"credit_centre.{fmt}", _schema(CENTRE_COLUMNS), fmt)
     sinks = [_Sink(out / f"{p.name}.{fmt}", _schema(BANK_COLUMNS), fmt) for p in prof]
-    stats = SynthStats(firms=firms, banks=[BankStats(p.name) for p in prof],
-                       banks_per_firm=np.zeros(banks + 1, dtype=np.int64))
+    stats = SynthStats(
+        firms=firms, banks=[BankStats(p.name) for p in prof], banks_per_firm=np.zeros(banks + 1, dtype=np.int64)
+    )
     try:
         for c, start in enumerate(range(0, firms, chunk)):
             rng = np.random.default_rng(np.random.SeedSequence([seed, c]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
 
 from fedcredit.data import uscc
 from fedcredit.data.schema import LABEL_COLUMN, DataError, RoleSchema, schema_for
@@ -113,10 +113,10 @@ def _check_ids(df: pd.DataFrame, col: str, issues: list[Issue]) -> None:
     checkable = pd.Series(np.where(missing, None, df[col].to_numpy()), dtype=object)
     dup = checkable.duplicated(keep="first").to_numpy() & ~missing
     if dup.any():
-        first_row = {}
-        for r, code in enumerate(checkable.to_numpy()):
+        first_row: dict[str, int] = {}
+        for i, code in enumerate(checkable.to_numpy()):
             if code is not None and code not in first_row:
-                first_row[code] = r + 1
+                first_row[code] = i + 1
         for r in np.nonzero(dup)[0]:
             code = checkable.iat[r]
             issues.append(
@@ -161,15 +161,20 @@ def check_frame(df: pd.DataFrame, role: str, file: str = "<table>") -> Validatio
         return rep
     if schema.id_column not in df.columns:
         issues.append(
-            Issue("missing_column", f"missing id column {schema.id_column!r} (columns: {list(df.columns)})",
-                  column=schema.id_column)
+            Issue(
+                "missing_column",
+                f"missing id column {schema.id_column!r} (columns: {list(df.columns)})",
+                column=schema.id_column,
+            )
         )
     if schema.label_column and schema.label_column not in df.columns:
-        issues.append(Issue("missing_column", f"missing label column {schema.label_column!r}",
-                            column=schema.label_column))
+        issues.append(
+            Issue("missing_column", f"missing label column {schema.label_column!r}", column=schema.label_column)
+        )
     if not schema.label_column and LABEL_COLUMN in df.columns:
-        issues.append(Issue("forbidden_column", f"a {schema.role} table must not hold the label column",
-                            column=LABEL_COLUMN))
+        issues.append(
+            Issue("forbidden_column", f"a {schema.role} table must not hold the label column", column=LABEL_COLUMN)
+        )
     dup_cols = [c for c, k in Counter(df.columns).items() if k > 1]
     for c in dup_cols:
         issues.append(Issue("duplicate_column", "column name appears more than once", column=c))

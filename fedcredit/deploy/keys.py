@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedcredit.ledger import save_private_key, save_public_key
+from fedcredit.ledger.keys import write_private_file
 
 PARTY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 CERT_DAYS = 365
@@ -88,13 +89,7 @@ def _private_dir(path: Path) -> Path:
 
 def _write_0600(path: Path, data: bytes) -> Path:
     _private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
-    return path
+    return write_private_file(path, data)
 
 
 def check_party_name(name: str) -> str:

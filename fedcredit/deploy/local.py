@@ -255,9 +255,10 @@ class Deployment:
         for spec in self.scenario.parties:
             self.start_supernode(spec.name)
         want = set(self.node_ids.values())
-        assert self.cli is not None
+        cli = self.cli
+        assert cli is not None
         self._wait(
-            lambda: want <= self.cli.online_nodes(),
+            lambda: want <= cli.online_nodes(),
             self.opts.startup_timeout,
             "not every party's SuperNode came online",
             procs=[supernode_name(p) for p in self.node_ids],
@@ -436,17 +437,18 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
 
     history = metrics.get("history") or []
     epochs = metrics.get("epochs") or len(history) or None
+    train_seconds = metrics.get("train_seconds")
     out: dict[str, Any] = {
         "epochs": epochs,
         "flower_round_trips": metrics.get("flower_round_trips"),
-        "train_seconds": metrics.get("train_seconds"),
+        "train_seconds": train_seconds,
         "run_seconds": run_seconds,
     }
-    if epochs and metrics.get("train_seconds") is not None:
-        out["train_seconds_per_epoch"] = round(float(metrics["train_seconds"]) / float(epochs), 2)
-    secs = [h.get("seconds") for h in history if isinstance(h, dict) and h.get("seconds") is not None]
+    if epochs and train_seconds is not None:
+        out["train_seconds_per_epoch"] = round(float(train_seconds) / float(epochs), 2)
+    secs = [float(h["seconds"]) for h in history if isinstance(h, dict) and h.get("seconds") is not None]
     if secs:
-        out["seconds_per_epoch"] = [round(float(x), 2) for x in secs]
+        out["seconds_per_epoch"] = [round(x, 2) for x in secs]
     if ledger is None or not Path(ledger).exists():
         return out
     from fedcredit.ledger import read_records
@@ -475,21 +477,30 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into :class:`Interrupted` so ``finally`` blocks stop the federation."""
+def _on_stop_signals(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT/SIGTERM while the block runs, then the previous handlers again.
+
+    Only the main thread may set signal handlers; elsewhere (a test's worker thread) the block
+    runs with the handlers as they are.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopping every process")
-
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _signals_raise() -> contextlib.AbstractContextManager[None]:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted` so ``finally`` blocks stop the federation."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}: stopping every process")
+
+    return _on_stop_signals(handler)
 
 
 def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] | None = None) -> dict[str, Any]:
@@ -529,18 +540,9 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
     return summary
 
 
-@contextlib.contextmanager
-def _block_signals() -> Iterator[None]:
+def _block_signals() -> contextlib.AbstractContextManager[None]:
     """While stopping, a second Ctrl-C must not abort the cleanup half-way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return _on_stop_signals(signal.SIG_IGN)
 
 
 def scenario_parties(path: Path) -> list[str]:

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from fedcredit.config import ConfigError, Scenario
-from fedcredit.data.loaders import PartyData
+from fedcredit.data.party_data import PartyData
 from fedcredit.horizontal.settings import HorizontalSettings
 
 log = logging.getLogger(__name__)

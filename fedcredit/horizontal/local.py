@@ -12,7 +12,7 @@ import numpy as np
 
 from fedcredit import models
 from fedcredit.config import Scenario
-from fedcredit.data.loaders import PartyData
+from fedcredit.data.party_data import PartyData
 from fedcredit.horizontal import data as hdata
 from fedcredit.horizontal.aggregation import UpdateRejected
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
@@ -102,10 +102,10 @@ def train_round(
         optimizer=settings.optimizer,
         mu=settings.fedprox_mu,
         weight_decay=settings.weight_decay,
-        pos_weight=models.pos_weight(d.labels, settings.class_weight),
+        pos_weight=models.pos_weight(d.require_labels(), settings.class_weight),
         seed=round_seed(scenario.seed, idx, rnd),
     )
-    stats = models.train(model, x, d.labels, cfg)
+    stats = models.train(model, x, d.require_labels(), cfg)
     return LocalResult(arrays=models.get_weights(model), n=len(d), metrics=stats)
 
 

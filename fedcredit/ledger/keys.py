@@ -23,21 +23,24 @@ def generate_signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private_file(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` readable only by its owner (0600 from creation, not after the
+    fact, so no other user can open it in between); makes missing parent directories."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
-    os.chmod(path, 0o600)
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT: set it
+    return path
 
 
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> Path:
     """Write ``key`` as unencrypted PKCS#8 PEM with mode 0600."""
     p = Path(path)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _write_private(p, pem)
+    write_private_file(p, pem)
     return p
 
 
@@ -47,7 +50,7 @@ def save_public_key(pub: Ed25519PublicKey | Ed25519PrivateKey, path: str | os.Pa
         pub = pub.public_key()
     p = Path(path)
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    _write_private(p, pem)
+    write_private_file(p, pem)
     return p
 
 

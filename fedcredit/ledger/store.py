@@ -83,6 +83,7 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str], *, log: str, create: bool) -> None:
         self.path = Path(path)
         self.log = log
+        self._conn: sqlite3.Connection | None = None  # None once closed
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
@@ -98,7 +99,7 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise LedgerFileError(f"{self.path}: cannot open as a ledger: {exc}") from None
-                if getattr(self, "_conn", None) is not None:
+                if self._conn is not None:
                     self._conn.close()
                 time.sleep(0.01)
             except sqlite3.DatabaseError as exc:
@@ -111,19 +112,19 @@ class SqliteStore:
 
     def _open(self, create: bool, log: str) -> None:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        self._conn = conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
         # FULL: each committed record also survives power loss, not just a process crash.
-        self._conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA synchronous=FULL")
         if create:
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(
+            conn.executescript(_SCHEMA)
+            conn.execute(
                 f"INSERT OR IGNORE INTO {META}(key, value) VALUES (?, ?)",
                 ("format", f"fedcredit-{log}/{FORMAT_VERSION}"),
             )
-        elif not _has_table(self._conn):
+        elif not _has_table(conn):
             raise LedgerFileError(
                 f"{self.path} is an SQLite database without a fedcredit ledger table ({TABLE}), so not a ledger"
             )
@@ -131,15 +132,18 @@ class SqliteStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Exclusive write transaction (``BEGIN IMMEDIATE``), committed on success."""
+        conn = self._conn
+        if conn is None:
+            raise LedgerError(f"{self.path} is closed")
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
             else:
-                self._conn.execute("COMMIT")
+                conn.execute("COMMIT")
 
     @staticmethod
     def head(conn: sqlite3.Connection) -> Record | None:
@@ -178,7 +182,7 @@ class SqliteStore:
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file (so the ledger is one self-contained file)."""
-        conn = getattr(self, "_conn", None)
+        conn = self._conn
         if conn is None:
             return
         with contextlib.suppress(sqlite3.Error):

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -82,27 +82,64 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-class Ledger:
+class _SignedLog:
+    """What the run ledger and an egress log share: one signing key, one SQLite store, closed once,
+    and records signed for one run by one writer."""
+
+    WHAT = "log"  # for the error when appending to a closed log
+    LOG = ""  # the log name in each record's header: LOG_LEDGER or LOG_EGRESS
+
+    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, writer: str) -> None:
+        self._store: SqliteStore | None = store
+        self._key = key
+        self._path = store.path
+        self.run_id = run_id
+        self._writer = writer
+
+    def _record(self, kind: str, payload: Mapping[str, Any], head: Record | None) -> Record:
+        return _make_record(
+            self._key, log_name=self.LOG, run_id=self.run_id, writer=self._writer, kind=kind, payload=payload, head=head
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _open_store(self) -> SqliteStore:
+        if self._store is None:
+            raise LedgerError(f"{self.WHAT} is closed")
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Ledger(_SignedLog):
     """The coordinator's append-only run ledger (one SQLite file per run).
 
     The first record must be ``run_start``; nothing may follow ``run_end``. Every :meth:`append`
     is committed before it returns, so a crash loses at most the record being written.
     """
 
+    WHAT = "ledger"
+    LOG = LOG_LEDGER
+
     def __init__(
         self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, writer: str, head: Record | None, ended: bool
     ) -> None:
-        self._store = store
-        self._key = key
-        self.run_id = run_id
+        super().__init__(store, key, run_id, writer)
         self.writer = writer
         self.pubkey_hex = public_key_hex(key)
         self._head = head
         self._ended = ended
-
-    @property
-    def path(self) -> Path:
-        return self._store.path
 
     @classmethod
     def create(
@@ -140,8 +177,7 @@ class Ledger:
         """Sign and commit one record; returns it as stored."""
         if not isinstance(kind, str) or not KIND_RE.fullmatch(kind):
             raise LedgerError(f"record kind {kind!r} must match {KIND_RE.pattern}")
-        if self._store is None:
-            raise LedgerError("ledger is closed")
+        store = self._open_store()
         payload = dict(payload)
         if kind == "run_start":
             declared = payload.setdefault("coordinator_pubkey", self.pubkey_hex)
@@ -156,17 +192,9 @@ class Ledger:
                 raise LedgerError("run_start may only be the first record")
             if head is not None and head.kind == "run_end":
                 raise LedgerError(f"ledger {self.path} already has run_end; cannot append {kind!r}")
-            return _make_record(
-                self._key,
-                log_name=LOG_LEDGER,
-                run_id=self.run_id,
-                writer=self.writer,
-                kind=kind,
-                payload=payload,
-                head=head,
-            )
+            return self._record(kind, payload, head)
 
-        rec = self._store.append(build)
+        rec = store.append(build)
         self._head = rec
         self._ended = kind == "run_end"
         log.debug("ledger %s: #%d %s", self.path.name, rec.seq, kind)
@@ -176,17 +204,6 @@ class Ledger:
     def head(self) -> Record | None:
         """The last record written by this handle (its hash identifies the whole chain so far)."""
         return self._head
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_parties(parties: Any) -> None:
@@ -200,22 +217,19 @@ def _check_parties(parties: Any) -> None:
             public_key_from_hex(pk)
 
 
-class EgressLog:
+class EgressLog(_SignedLog):
     """A data node's own signed log of every payload it sent (hash and size only, never the bytes).
 
     Opening an existing log for the same run and node appends to it, because in Flower each
     message-handler call is a fresh invocation that opens, appends and closes.
     """
 
-    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, node: str) -> None:
-        self._store = store
-        self._key = key
-        self.run_id = run_id
-        self.node = node
+    WHAT = "egress log"
+    LOG = LOG_EGRESS
 
-    @property
-    def path(self) -> Path:
-        return self._store.path
+    def __init__(self, store: SqliteStore, key: Ed25519PrivateKey, run_id: str, node: str) -> None:
+        super().__init__(store, key, run_id, node)
+        self.node = node
 
     @classmethod
     def create(
@@ -255,8 +269,7 @@ class EgressLog:
 
     def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int) -> Record:
         """As :meth:`record_sent` when only the digest and size are at hand."""
-        if self._store is None:
-            raise LedgerError("egress log is closed")
+        store = self._open_store()
         if not isinstance(kind, str) or not kind or not isinstance(recipient, str) or not recipient:
             raise LedgerError("message kind and recipient must be non-empty strings")
         entry = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size), "sha256": sha256}
@@ -264,28 +277,9 @@ class EgressLog:
         def build(head: Record | None) -> Record:
             if head is None:
                 raise LedgerError(f"{self.path}: egress log lost its egress_start record")
-            return _make_record(
-                self._key,
-                log_name=LOG_EGRESS,
-                run_id=self.run_id,
-                writer=self.node,
-                kind=EGRESS_SENT,
-                payload=entry,
-                head=head,
-            )
+            return self._record(EGRESS_SENT, entry, head)
 
-        return self._store.append(build)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def __enter__(self) -> EgressLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return store.append(build)
 
 
 def _check_same_log(path: Path, first: Record, *, run_id: str, node: str, pub: str) -> None:
