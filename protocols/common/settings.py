@@ -63,13 +63,13 @@ class Rule:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         if self.ge is not None and not value >= self.ge:
-            return f"must be >= {self.ge:g}"
+            return f"must be >= {_num(self.ge)}"
         if self.gt is not None and not value > self.gt:
-            return f"must be > {self.gt:g}"
+            return f"must be > {_num(self.gt)}"
         if self.le is not None and not value <= self.le:
-            return f"must be <= {self.le:g}"
+            return f"must be <= {_num(self.le)}"
         if self.lt is not None and not value < self.lt:
-            return f"must be < {self.lt:g}"
+            return f"must be < {_num(self.lt)}"
         if self.power_of_two and (value <= 0 or int(value) & (int(value) - 1)):
             return "must be a power of two"
         return None
@@ -78,12 +78,19 @@ class Rule:
         parts = []
         if self.choices is not None:
             parts.append("one of " + ", ".join(repr(c) for c in self.choices))
-        lower = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
-        upper = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}" if self.lt is not None else ""
+        lower = f">= {_num(self.ge)}" if self.ge is not None else f"> {_num(self.gt)}" if self.gt is not None else ""
+        upper = f"<= {_num(self.le)}" if self.le is not None else f"< {_num(self.lt)}" if self.lt is not None else ""
         parts += [p for p in (lower, upper) if p]
         if self.power_of_two:
             parts.append("power of two")
         return ", ".join(parts)
+
+
+def _num(v: float | None) -> str:
+    """A bound as people write it: 4294967296 rather than 4.29497e+09, 0.5 as 0.5."""
+    if v is not None and float(v).is_integer():
+        return str(int(v))
+    return repr(v)
 
 
 def setting(
