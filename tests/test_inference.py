@@ -28,7 +28,7 @@ from fedcredit.ledger import load_public_key, read_records, verify
 from parties.common import transport
 from parties.common.grid import run_in_process
 from protocols.common import wire
-from protocols.common.party import Envelope, run_local
+from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.gbdt.plain import Tree
 from protocols.inference import (
     BankModelPart,
@@ -36,6 +36,7 @@ from protocols.inference import (
     InferenceBank,
     InferenceCentre,
     InferenceError,
+    InferencePartials,
     InferenceRequest,
     sigmoid,
 )
@@ -50,6 +51,17 @@ N_KNOWN, N_UNKNOWN = 42, 8
 # -- fixtures: one training run, one inference run -------------------------------------------
 
 
+def _parties(d: Path) -> str:
+    """The scenario's two parties, on the subset written to ``d``."""
+    return f"""[parties.bank]
+role = "bank"
+data = "{d / "bank.csv"}"
+[parties.credit_centre]
+role = "credit_centre"
+data = "{d / "centre.csv"}"
+"""
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("inf-data")
@@ -59,13 +71,7 @@ def trained(tmp_path_factory) -> dict:
 [run]
 name = "train"
 mode = "vertical-lr"
-[parties.bank]
-role = "bank"
-data = "{d / "bank.csv"}"
-[parties.credit_centre]
-role = "credit_centre"
-data = "{d / "centre.csv"}"
-[lr]
+{_parties(d)}[lr]
 epochs = 1
 batch_size = 512
 key_bits = 1024
@@ -111,13 +117,7 @@ def inference_text(
 name = "inf"
 mode = "inference"
 purpose = "{purpose}"
-[parties.bank]
-role = "bank"
-data = "{d / "bank.csv"}"
-[parties.credit_centre]
-role = "credit_centre"
-data = "{d / "centre.csv"}"
-[inference]
+{_parties(d)}[inference]
 model_dir = "{model_dir or trained["train"]}"
 applicants = "{d / "applicants.csv"}"
 batch_size = {batch_size}
@@ -393,32 +393,28 @@ def _sb_models():
     return guest, host
 
 
+def _sb_bank(guest: SecureBoostGuestModel, ids: list[str], X: np.ndarray) -> InferenceBank:
+    """Bank "b" scoring ``ids`` (all consented) with a SecureBoost guest model, batch 0 of run "s"."""
+    part = BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()})
+    kw = dict(session="s", batch=0, purpose="loan_decision")
+    return InferenceBank("b", "c", **kw, model=part, ids=ids, X=X, refusals=[None] * len(ids))
+
+
+def _centre(model: dict, ids: list[str], features: np.ndarray) -> InferenceCentre:
+    """Centre "c" answering batch 0 of run "s" from ``ids``/``features`` with ``model``."""
+    return InferenceCentre(
+        "c", "b", session="s", batch=0, model=CentreModelPart.from_dict(model), ids=ids, features=features
+    )
+
+
 def test_secureboost_protocol_matches_predict_local():
     guest, host = _sb_models()
     rng = np.random.default_rng(1)
     ids = uscc.generate(40, rng)
     centre_ids, Xc = ids[5:], rng.normal(size=(35, 3))
     Xb = rng.normal(size=(40, 2))
-    bank = InferenceBank(
-        "b",
-        "c",
-        session="s",
-        batch=0,
-        purpose="loan_decision",
-        model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
-        ids=ids,
-        X=Xb,
-        refusals=[None] * 40,
-    )
-    centre = InferenceCentre(
-        "c",
-        "b",
-        session="s",
-        batch=0,
-        ids=centre_ids,
-        features=Xc,
-        model=CentreModelPart.from_dict({"type": "secureboost", "model_hex": host.to_bytes().hex()}),
-    )
+    bank = _sb_bank(guest, ids, Xb)
+    centre = _centre({"type": "secureboost", "model_hex": host.to_bytes().hex()}, centre_ids, Xc)
     run_local({"b": bank, "c": centre})
     _, scores, status = bank.results()
     assert status[:5] == ["unknown_at_centre"] * 5 and np.isnan(scores[:5]).all()
@@ -427,26 +423,8 @@ def test_secureboost_protocol_matches_predict_local():
 
 def test_model_types_must_match_and_secureboost_bank_needs_secureboost_centre():
     guest, _ = _sb_models()
-    bank = InferenceBank(
-        "b",
-        "c",
-        session="s",
-        batch=0,
-        purpose="loan_decision",
-        model=BankModelPart.from_dict({"type": "secureboost", "model_hex": guest.to_bytes().hex()}),
-        ids=uscc.generate(3, np.random.default_rng(2)),
-        X=np.zeros((3, 2)),
-        refusals=[None] * 3,
-    )
-    centre = InferenceCentre(
-        "c",
-        "b",
-        session="s",
-        batch=0,
-        ids=[],
-        features=np.zeros((0, 3)),
-        model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": [1.0, 2.0, 3.0]}),
-    )
+    bank = _sb_bank(guest, uscc.generate(3, np.random.default_rng(2)), np.zeros((3, 2)))
+    centre = _centre({"type": "hetero_lr", "weights": [1.0, 2.0, 3.0]}, [], np.zeros((0, 3)))
     with pytest.raises(InferenceError, match="different training runs"):
         run_local({"b": bank, "c": centre})
     with pytest.raises(InferenceError, match="cannot score"):
@@ -475,6 +453,28 @@ def test_tampered_replayed_or_wrong_batch_messages_are_refused():
     stranger_bank.start()
     with pytest.raises(InferenceError, match="expected one InferenceKey"):
         stranger_bank.receive([Envelope("x", "b", key[0].payload)])
+
+
+def test_restore_with_other_data_is_refused_and_a_tampered_answer_does_not_open():
+    bank, centre, (_ids, _cids, _Xb, _Xc, _wb, _wc, refusals) = _lr_parties()
+    key = centre.start()
+    bank.start()
+    (req,) = bank.receive(key)
+    state = bank.to_state()
+    with pytest.raises(ProtocolError, match="digest mismatch"):
+        InferenceBank.from_state(state, model=bank.model, ids=bank.ids, X=bank.X + 1.0, refusals=refusals)
+    with pytest.raises(ProtocolError, match="digest mismatch"):
+        InferenceBank.from_state(state, model=bank.model, ids=bank.ids, X=bank.X, refusals=[None] * len(refusals))
+    with pytest.raises(ProtocolError, match="not a bank party"):
+        InferenceBank.from_state(centre.to_state(), model=bank.model, ids=bank.ids, X=bank.X, refusals=refusals)
+    (answer,) = centre.receive([req])
+    reply = wire.decode(answer.payload, InferencePartials)
+    reply.sealed = reply.sealed[:-1] + bytes([reply.sealed[-1] ^ 1])
+    restored = InferenceBank.from_state(state, model=bank.model, ids=bank.ids, X=bank.X, refusals=refusals)
+    with pytest.raises(InferenceError, match="InferencePartials does not open"):
+        restored.receive([Envelope("c", "b", wire.encode(reply))])
+    restored.receive([answer])  # the untouched answer opens after the restart
+    assert restored.finished and restored.counts()["scored"] == 23
 
 
 # -- inputs ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from protocols.psi import (
     uscc_error,
     uscc_mask,
 )
-from protocols.psi.workers import hash_and_blind, hash_id, reblind
+from protocols.psi.kernels import hash_and_blind, hash_id, reblind
 
 
 def x25519(secret: bytes, u: bytes) -> bytes:
@@ -361,7 +361,7 @@ def test_benchmark_script_checks_against_plaintext(capsys: pytest.CaptureFixture
 
 
 def test_matching_handles_keys_sharing_their_first_8_bytes() -> None:
-    from protocols.psi.engine import _common_in_key_order, _key_columns
+    from protocols.psi.matching import common_in_key_order, key_columns
 
     rng = np.random.default_rng(13)
     own = rng.integers(0, 256, (200, 12), dtype=np.uint8)
@@ -369,6 +369,6 @@ def test_matching_handles_keys_sharing_their_first_8_bytes() -> None:
     peer = rng.integers(0, 256, (150, 12), dtype=np.uint8)
     peer[:5] = own[[12, 3, 15, 77, 0]]
     peer[5:9, :8] = own[0, :8]  # near-misses: same first 8 bytes, not in own
-    got = _common_in_key_order(_key_columns(own), _key_columns(peer))
+    got = common_in_key_order(key_columns(own), key_columns(peer))
     assert sorted(got.tolist()) == [0, 3, 12, 15, 77]
     assert [bytes(own[i]) for i in got] == sorted(bytes(own[i]) for i in got)

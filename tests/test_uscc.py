@@ -103,3 +103,15 @@ def test_valid_mask_on_mixed_batch():
     mask = uscc.valid_mask(batch)
     assert mask.tolist() == [uscc.is_valid(c) for c in batch]
     assert mask.sum() == 200
+
+
+def test_one_check_routine_shared_with_psi():
+    """fedcredit and PSI check codes with the same rules (protocols.psi.ids is the one copy)."""
+    from protocols.psi import ids
+
+    assert set(uscc.ENTITY_TYPES) == set(ids.USCC_AUTHORITIES)
+    assert uscc.ALPHABET == ids.USCC_ALPHABET and uscc.WEIGHTS == ids.USCC_WEIGHTS
+    with pytest.raises(uscc.InvalidUSCC, match="alphabet"):
+        uscc.check_character("9144030071526726I")
+    with pytest.raises(uscc.InvalidUSCC, match="17 characters"):
+        uscc.check_character("914403")

@@ -14,8 +14,9 @@ credit centre and the banks, so it is what PSI hashes. The layout is:
 The alphabet has 31 characters: 0-9 and A-Z without I, O, Z, S, V. The check character is
 ``c18 = (31 - sum(value(c_i) * w_i) mod 31) mod 31`` with weights ``w_i = 3^(i-1) mod 31``.
 
-We keep this module dependency-free (pure Python + numpy for bulk generation) so protocols
-and loaders can validate ids cheaply.
+The check rules themselves live once, in :mod:`protocols.psi.ids` (PSI must check ids and
+protocols may not import the framework); this module adds generation, the strict ``validate``
+API and bulk helpers on top (pure Python + numpy).
 """
 
 from __future__ import annotations
@@ -24,11 +25,23 @@ from collections.abc import Iterable
 
 import numpy as np
 
-ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_VALUE = {c: i for i, c in enumerate(ALPHABET)}
-WEIGHTS = tuple(pow(3, i, 31) for i in range(17))  # 1 3 9 27 19 26 16 17 20 29 25 13 8 24 10 30 28
+from protocols.psi.ids import (
+    USCC_ALPHABET,
+    USCC_WEIGHTS,
+    alphabet_values,
+    check_values,
+    normalise_id,
+    uscc_check_character,
+    uscc_error,
+    uscc_mask,
+)
 
-# Registration authority (pos 1) and, per authority, allowed entity types (pos 2).
+ALPHABET = USCC_ALPHABET
+_VALUE = {c: i for i, c in enumerate(ALPHABET)}
+WEIGHTS = USCC_WEIGHTS  # 1 3 9 27 19 26 16 17 20 29 25 13 8 24 10 30 28
+
+# Registration authority (pos 1) and, per authority, allowed entity types (pos 2). The keys are
+# the authorities the check accepts (``protocols.psi.ids.USCC_AUTHORITIES``; a test keeps them equal).
 ENTITY_TYPES: dict[str, str] = {
     "1": "129",  # organisation establishment (机构编制): government, public institutions, other
     "5": "1239",  # civil affairs: social groups, foundations, private non-enterprise units, other
@@ -47,15 +60,10 @@ class InvalidUSCC(ValueError):
 
 def check_character(first17: str) -> str:
     """Return the GB 32100-2015 check character for the first 17 characters."""
-    if len(first17) != 17:
-        raise InvalidUSCC(f"need 17 characters to compute a check character, got {len(first17)}")
-    total = 0
-    for ch, w in zip(first17, WEIGHTS):
-        try:
-            total += _VALUE[ch] * w
-        except KeyError:
-            raise InvalidUSCC(f"character {ch!r} is not in the USCC alphabet") from None
-    return ALPHABET[(31 - total % 31) % 31]
+    try:
+        return uscc_check_character(first17)
+    except ValueError as exc:
+        raise InvalidUSCC(str(exc)) from None
 
 
 def normalise(code: str) -> str:
@@ -67,20 +75,7 @@ def validation_error(code: object) -> str | None:
     """Why ``code`` is not a valid USCC, or ``None`` if it is. Cheap: no exceptions."""
     if not isinstance(code, str):
         return f"not a string: {code!r}"
-    c = normalise(code)
-    if len(c) != 18:
-        return f"length {len(c)}, expected 18"
-    bad = [ch for ch in c if ch not in _VALUE]
-    if bad:
-        return f"character {bad[0]!r} is not in the USCC alphabet"
-    if c[0] not in ENTITY_TYPES:
-        return f"unknown registration authority {c[0]!r}"
-    if not c[2:8].isdigit():
-        return "administrative division code (positions 3-8) must be digits"
-    expected = check_character(c[:17])
-    if c[17] != expected:
-        return f"check character {c[17]!r} is wrong (expected {expected!r})"
-    return None
+    return uscc_error(normalise(code))
 
 
 def is_valid(code: object) -> bool:
@@ -103,8 +98,17 @@ def _org_code(body8: str) -> str:
 
 # Prefecture-level division codes used by the synthetic generator (a province's cities).
 DIVISIONS = (
-    "330100", "330200", "330300", "330400", "330500", "330600", "330700", "330800",
-    "330900", "331000", "331100",
+    "330100",
+    "330200",
+    "330300",
+    "330400",
+    "330500",
+    "330600",
+    "330700",
+    "330800",
+    "330900",
+    "331000",
+    "331100",
 )
 
 
@@ -146,14 +150,6 @@ def corrupt_check_character(code: str) -> str:
 
 # --- vectorised helpers (bulk validation and generation; same rules as the functions above) ---
 
-_LOOKUP = np.full(256, -1, dtype=np.int64)
-for _i, _c in enumerate(ALPHABET):
-    _LOOKUP[ord(_c)] = _i
-_AUTHORITY_OK = np.zeros(256, dtype=bool)
-for _c in ENTITY_TYPES:
-    _AUTHORITY_OK[ord(_c)] = True
-_WEIGHTS_NP = np.array(WEIGHTS, dtype=np.int64)
-
 
 def valid_mask(codes: Iterable[object]) -> np.ndarray:
     """Boolean array: which of ``codes`` are valid USCCs (after :func:`normalise`).
@@ -162,30 +158,7 @@ def valid_mask(codes: Iterable[object]) -> np.ndarray:
     million ids in well under a second. Use :func:`validation_error` on the failures for the
     reason.
     """
-    arr = np.asarray(list(codes) if not isinstance(codes, np.ndarray) else codes, dtype=object)
-    n = arr.size
-    out = np.zeros(n, dtype=bool)
-    is_str = np.fromiter((isinstance(c, str) for c in arr), dtype=bool, count=n)
-    if not is_str.any():
-        return out
-    strs = np.char.upper(np.char.strip(arr[is_str].astype(str)))
-    ok_len = np.char.str_len(strs) == 18
-    try:
-        raw = strs[ok_len].astype("S18")
-    except UnicodeEncodeError:  # non-ASCII somewhere: fall back to the scalar rule
-        out[np.nonzero(is_str)[0]] = [is_valid(c) for c in arr[is_str]]
-        return out
-    m = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(-1, 18)
-    vals = _LOOKUP[m]
-    good = (vals >= 0).all(axis=1)
-    good &= _AUTHORITY_OK[m[:, 0]]
-    good &= ((m[:, 2:8] >= ord("0")) & (m[:, 2:8] <= ord("9"))).all(axis=1)
-    total = (np.where(vals[:, :17] >= 0, vals[:, :17], 0) * _WEIGHTS_NP).sum(axis=1)
-    good &= vals[:, 17] == (31 - total % 31) % 31
-    sub = np.zeros(strs.size, dtype=bool)
-    sub[ok_len] = good
-    out[np.nonzero(is_str)[0]] = sub
-    return out
+    return uscc_mask([normalise_id(c) for c in codes])
 
 
 _ORG_W_NP = np.array(_ORG_WEIGHTS, dtype=np.int64)
@@ -215,7 +188,5 @@ def from_indices(
     m[:, 8:16] = digits + ord("0")
     c9 = 11 - (digits * _ORG_W_NP).sum(axis=1) % 11
     m[:, 16] = np.where(c9 == 10, ord("X"), np.where(c9 == 11, ord("0"), c9 + ord("0")))
-    vals = _LOOKUP[m[:, :17]]
-    total = (vals * _WEIGHTS_NP).sum(axis=1)
-    m[:, 17] = _ALPHA_BYTES[(31 - total % 31) % 31]
+    m[:, 17] = _ALPHA_BYTES[check_values(alphabet_values(m[:, :17]))]
     return np.frombuffer(m.tobytes(), dtype="S18").astype("U18")

@@ -1,9 +1,10 @@
 """Handing the CKKS secret key from the generating bank to the other banks via the coordinator.
 
 Every bank makes an X25519 key pair at setup and publishes the public half. The key-generating
-bank seals its serialised secret context once per recipient, ECIES-style: a fresh ephemeral
-X25519 key, ECDH with the recipient's public key, HKDF-SHA256 to a 256-bit key, AES-256-GCM with
-the run id, sender, recipient and both public keys as associated data. The coordinator relays
+bank seals its serialised secret context once per recipient, ECIES-style, with the one sealed
+channel recipe (:mod:`protocols.common.channel`: X25519, HKDF-SHA256, ChaCha20-Poly1305): a fresh
+ephemeral X25519 key per envelope, ECDH with the recipient's public key, bound to the run id,
+sender, recipient, both public keys and the envelope's random ``nonce``. The coordinator relays
 the sealed envelopes and learns only their sizes; it holds no key that opens them.
 
 Limitation (written down in docs/protocols/horizontal.md): the banks' X25519 keys are not
@@ -17,13 +18,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from protocols.common.channel import BadPublicKey, Channel, ChannelError, new_private_key, public_key_of
 
-_INFO = b"fedcredit/horizontal/ckks-key-envelope/v1"
+_PROTOCOL = "fedcredit/horizontal/ckks-key-envelope/v1"
+_MESSAGE = "ckks-secret-key"
 
 
 class EnvelopeError(ValueError):
@@ -32,7 +30,11 @@ class EnvelopeError(ValueError):
 
 @dataclass
 class Envelope:
-    """A sealed secret for one recipient (a wire dataclass)."""
+    """A sealed secret for one recipient (a wire dataclass).
+
+    ``nonce`` is 12 random bytes bound into the sealing context (each envelope is also sealed
+    under its own ephemeral key, so no key ever seals two messages).
+    """
 
     run_id: str
     sender: str
@@ -44,46 +46,29 @@ class Envelope:
 
 def generate_private() -> bytes:
     """A fresh X25519 private key (raw 32 bytes)."""
-    return X25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+    return new_private_key()
 
 
 def public_of(private_raw: bytes) -> bytes:
-    return (
-        X25519PrivateKey.from_private_bytes(private_raw)
-        .public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
-
-
-def _aad(run_id: str, sender: str, recipient: str, eph_pub: bytes, rcpt_pub: bytes) -> bytes:
-    parts = [run_id.encode(), sender.encode(), recipient.encode(), eph_pub, rcpt_pub]
-    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
-
-
-def _derive(shared: bytes, aad: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO + aad).derive(shared)
+    return public_key_of(private_raw)
 
 
 def seal(secret: bytes, *, run_id: str, sender: str, recipient: str, recipient_public: bytes) -> Envelope:
     """Encrypt ``secret`` so that only the holder of ``recipient_public``'s private key opens it."""
     try:
-        rcpt = X25519PublicKey.from_public_bytes(recipient_public)
-    except ValueError as exc:
+        link = Channel(
+            new_private_key(), recipient_public, protocol=_PROTOCOL, session=run_id, me=sender, peer=recipient
+        )
+    except BadPublicKey as exc:
         raise EnvelopeError(f"{recipient}: invalid X25519 public key ({exc})") from None
-    eph = X25519PrivateKey.generate()
-    eph_pub = eph.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    aad = _aad(run_id, sender, recipient, eph_pub, recipient_public)
-    key = _derive(eph.exchange(rcpt), aad)
     nonce = os.urandom(12)
     return Envelope(
         run_id=run_id,
         sender=sender,
         recipient=recipient,
-        ephemeral_public=eph_pub,
+        ephemeral_public=link.public_key,
         nonce=nonce,
-        ciphertext=AESGCM(key).encrypt(nonce, secret, aad),
+        ciphertext=link.seal(secret, message=_MESSAGE, nonce=nonce),
     )
 
 
@@ -93,13 +78,12 @@ def open_envelope(env: Envelope, *, private_raw: bytes, me: str, run_id: str) ->
         raise EnvelopeError(f"envelope is addressed to {env.recipient!r}, not to {me!r}")
     if env.run_id != run_id:
         raise EnvelopeError(f"envelope belongs to run {env.run_id!r}, this is run {run_id!r}")
-    priv = X25519PrivateKey.from_private_bytes(private_raw)
-    my_pub = public_of(private_raw)
-    aad = _aad(env.run_id, env.sender, env.recipient, env.ephemeral_public, my_pub)
     try:
-        key = _derive(priv.exchange(X25519PublicKey.from_public_bytes(env.ephemeral_public)), aad)
-        return AESGCM(key).decrypt(env.nonce, env.ciphertext, aad)
-    except (InvalidTag, ValueError):
+        link = Channel(
+            private_raw, env.ephemeral_public, protocol=_PROTOCOL, session=env.run_id, me=me, peer=env.sender
+        )
+        return link.open(env.ciphertext, message=_MESSAGE, nonce=env.nonce)
+    except ChannelError:
         raise EnvelopeError(
             f"envelope from {env.sender!r} does not open with {me!r}'s key (tampered with, or sealed to another key)"
         ) from None

@@ -1,4 +1,7 @@
-"""Hot kernels of ECDH-PSI: hash-and-blind and re-blind, one chunk of items per call.
+"""Hot kernels of ECDH-PSI (hash-and-blind, re-blind: one chunk of items per call) and their pools.
+
+The only PSI module that touches raw X25519 (the ``kernels.py`` convention: dangerous
+primitives stay in kernels and in :mod:`protocols.common.channel`).
 
 Why a separate module: these functions run inside ``multiprocessing`` worker processes, so
 they must be importable top-level functions that touch nothing but their arguments (the
@@ -14,6 +17,8 @@ bound methods hoisted, one list comprehension, one ``b"".join``.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -33,6 +38,12 @@ class LowOrderPoint(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across the worker boundary
         return (LowOrderPoint, (self.index,))
+
+
+def session_salt(session: str | bytes) -> bytes:
+    """16-byte salt of the run: both parties must use the same session (e.g. the run id)."""
+    data = session.encode() if isinstance(session, str) else bytes(session)
+    return hashlib.blake2b(data, digest_size=16, person=b"fedcredit-psi-ss").digest()
 
 
 def hash_id(item: bytes, salt: bytes) -> bytes:
@@ -65,7 +76,7 @@ def hash_and_blind(task: tuple[bytes, bytes, np.ndarray]) -> bytes:
     public = X25519PublicKey.from_public_bytes
     base = hashlib.blake2b(digest_size=32, person=HASH_PERSON, salt=salt)
     copy = base.copy
-    hashed = []
+    hashed: list[bytes] = []
     append = hashed.append
     for item in ids.tolist():
         h = copy()
@@ -108,3 +119,13 @@ class SerialMapper:
 
     def imap(self, func: Callable[[Any], bytes], iterable: Iterable[Any]) -> Iterator[bytes]:
         return map(func, iterable)
+
+
+def open_pool(workers: int | None = None, start_method: str | None = None) -> Any:
+    """A ``multiprocessing`` pool for the X25519 kernels (caller closes it).
+
+    Use ``start_method="forkserver"`` inside multi-threaded hosts (Flower, gRPC), where
+    ``fork`` is unsafe.
+    """
+    ctx = multiprocessing.get_context(start_method)
+    return ctx.Pool(processes=workers or os.cpu_count() or 1)

@@ -1,7 +1,7 @@
-"""ECDH-PSI as a relay-driven, restartable :class:`~protocols.common.party.Party`.
+"""ECDH-PSI as a relay-driven, restartable :class:`~protocols.common.party.RestartableParty`.
 
-:class:`protocols.psi.engine.PsiParty` is the message-level state machine; this adapter gives it the
-envelope interface the coordinator drives and lets a node persist it between Flower messages
+:class:`protocols.psi.engine.PsiParty` is the message-level state machine; this adapter gives it
+the envelope interface the coordinator drives and lets a node persist it between Flower messages
 (``to_state``/``from_state``). The state holds this party's PSI secret, its channel key and its
 shuffle permutation: node-local secrets that never go on the wire. The ids themselves are not
 in the state; the node re-reads them from its own storage, and the same inputs must be given
@@ -10,146 +10,112 @@ again (a digest of the prepared ids is checked on restore).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from protocols.common import wire
-from protocols.common.party import Envelope, Party, ProtocolError
-from protocols.psi.engine import PsiBlinded, PsiParty, PsiResult
+from protocols.common.party import Envelope, ProtocolError, RestartableParty, open_envelope
+from protocols.psi.engine import DEFAULT_TRUNCATE, PsiCheckpoint, PsiParty, PsiResult
+from protocols.psi.messages import STEP1, STEP2, PsiBlinded, PsiReblinded
+from protocols.psi.prepare import Allowed
 
-_VERSION = "psi-party-v1"
+_EXPECTED: dict[str, tuple[type, str]] = {"sent_blinded": (PsiBlinded, STEP1), "sent_keys": (PsiReblinded, STEP2)}
 
 
 @dataclass
-class _PsiState:
+class _PsiState(PsiCheckpoint):
+    """The engine's checkpoint plus who this party is (the :class:`PartyState` fields)."""
+
     version: str
-    name: str
-    peer: str
     role: str
-    state: str
-    ids_digest: str
-    secret: bytes
-    channel: bytes
-    perm: np.ndarray
-    peer_channel: bytes
-    peer_count: int
-    peer_keys: bytes
-    result_rows: np.ndarray
-    stats: dict
+    name: str
+    data_digest: str
+    peer: str
+    side: str  # PSI role: "A" or "B"
 
 
-class PsiRelayParty(Party):
-    """Party ``name`` runs PSI role ``role`` ("A" or "B") against ``peer``."""
+class PsiRelayParty(RestartableParty):
+    """Party ``name`` runs PSI role ``side`` ("A" or "B") against ``peer``."""
+
+    role = "psi"
+    state_type = _PsiState
+    state_version = "psi-party-v2"
+    s: _PsiState
 
     def __init__(
         self,
         name: str,
         peer: str,
-        role: str,
+        side: str,
         ids: list[str],
         *,
         session: str,
-        allowed: Any = None,
-        truncate: int = 12,
+        allowed: Allowed | None = None,
+        truncate: int = DEFAULT_TRUNCATE,
         workers: int = 1,
     ):
         self.name, self.peer = name, peer
-        self.psi = PsiParty(
-            role,
-            ids,
-            session=session,
-            allowed=allowed,
-            truncate=truncate,  # type: ignore[arg-type]
-            workers=workers,
+        self.psi = PsiParty(side, ids, session=session, allowed=allowed, truncate=truncate, workers=workers)
+        self._digest = hashlib.sha256(self.psi.ids_digest()).hexdigest()
+        self._checkpoint()
+
+    def _data_digest(self) -> str:
+        return self._digest
+
+    def _checkpoint(self) -> None:
+        """Refresh ``self.s`` from the engine after every step (``to_state`` encodes it)."""
+        cp = self.psi.checkpoint()
+        self.s = _PsiState(
+            **{f.name: getattr(cp, f.name) for f in dataclasses.fields(PsiCheckpoint)},
+            version=self.state_version,
+            role=self.role,
+            name=self.name,
+            data_digest=self._data_digest(),
+            peer=self.peer,
+            side=self.psi.role,
         )
-        self._peer_channel = b""
-        self._result: PsiResult | None = None
+
+    def _after_restore(self) -> None:
+        if self.s.side != self.psi.role:
+            raise self._fail(f"state is for PSI role {self.s.side!r}, this party plays {self.psi.role!r}")
+        self.psi.resume(self.s)
 
     # -- Party interface ----------------------------------------------------------------
     def start(self) -> list[Envelope]:
-        return [self.send(self.peer, self.psi.start())]
+        out = [self.send(self.peer, self.psi.start())]
+        self._checkpoint()
+        return out
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         if len(inbox) != 1 or inbox[0].sender != self.peer:
-            raise ProtocolError(
-                f"PSI party {self.name}: expected one message from {self.peer}, got {[e.sender for e in inbox]}"
-            )
-        payload = inbox[0].payload
-        if self.psi.state == "sent_blinded":
-            msg = wire.decode(payload, PsiBlinded) if wire.message_type(payload) == "PsiBlinded" else payload
-            if isinstance(msg, PsiBlinded):
-                self._peer_channel = msg.channel_key
-        reply = self.psi.handle(payload)
-        if reply is None:
-            self._result = self.psi.result()
-            return []
-        return [self.send(self.peer, reply)]
+            raise self._fail(f"expected one message from {self.peer!r}, got {[e.sender for e in inbox]}")
+        if self.psi.state not in _EXPECTED:
+            raise self._fail(f"unexpected {inbox[0].kind} in state {self.psi.state!r}")
+        cls, step = _EXPECTED[self.psi.state]
+        reply = self.psi.handle(open_envelope(inbox[0], cls, f"{self.role} {self.name!r}, {step}"))
+        self._checkpoint()
+        return [] if reply is None else [self.send(self.peer, reply)]
 
     @property
     def finished(self) -> bool:
         return self.psi.state == "done"
 
     def result(self) -> PsiResult:
-        if self._result is None:
-            raise RuntimeError(f"PSI party {self.name} has not finished")
-        return self._result
+        if not self.finished:
+            raise self._fail("has not finished")
+        return self.psi.result()
 
     # -- persistence between Flower messages ----------------------------------------------
-    def _ids_digest(self) -> str:
-        return hashlib.sha256(self.psi._ids.tobytes() + self.psi._rows.tobytes()).hexdigest()
-
-    def to_state(self) -> bytes:
-        p = self.psi
-        res = self._result
-        return wire.encode(
-            _PsiState(
-                version=_VERSION,
-                name=self.name,
-                peer=self.peer,
-                role=p.role,
-                state=p.state,
-                ids_digest=self._ids_digest(),
-                secret=p._secret,
-                channel=p._channel.private_bytes_raw(),
-                perm=np.asarray(getattr(p, "_perm", np.zeros(0, np.int64)), dtype=np.int64),
-                peer_channel=self._peer_channel,
-                peer_count=int(p._peer_count),
-                peer_keys=b"" if p._peer_keys is None else np.ascontiguousarray(p._peer_keys).tobytes(),
-                result_rows=np.zeros(0, np.int64) if res is None else np.asarray(res.rows, np.int64),
-                stats=dict(p.stats),
-            )
-        )
-
     @classmethod
-    def from_state(
-        cls, state: bytes, ids: list[str], *, session: str, allowed: Any = None, truncate: int = 12, workers: int = 1
-    ) -> PsiRelayParty:
-        s = wire.decode(state, _PsiState)
-        if s.version != _VERSION:
-            raise ProtocolError(f"PSI party state version {s.version!r} is not {_VERSION!r}")
-        party = cls(s.name, s.peer, s.role, ids, session=session, allowed=allowed, truncate=truncate, workers=workers)
-        if party._ids_digest() != s.ids_digest:
-            raise ProtocolError(f"PSI party {s.name}: its ids changed between protocol steps")
-        p = party.psi
-        p._secret = s.secret
-        p._channel = X25519PrivateKey.from_private_bytes(s.channel)
-        p._perm = s.perm
-        p.state = s.state
-        p.stats = dict(s.stats)
-        party._peer_channel = s.peer_channel
-        if s.peer_channel:
-            shared = p._channel.exchange(X25519PublicKey.from_public_bytes(s.peer_channel))
-            p._seal_out = ChaCha20Poly1305(p._derive(shared, p.role))
-            p._seal_in = ChaCha20Poly1305(p._derive(shared, p.peer))
-        p._peer_count = s.peer_count
-        if s.peer_keys:
-            p._peer_keys = np.frombuffer(s.peer_keys, dtype=np.uint8).reshape(s.peer_count, p.truncate).copy()
-        if s.state == "done":
-            rows = s.result_rows
-            party._result = PsiResult(ids=[], rows=rows, size=int(rows.size), stats=dict(s.stats))
+    def from_state(cls, state: bytes, ids: list[str], **options: Any) -> PsiRelayParty:
+        """Rebuild from :meth:`to_state` bytes, the same ids and the same keyword options
+        (``session``, ``allowed``, ``truncate``, ``workers``) as at creation."""
+        try:
+            s = wire.decode(state, _PsiState)
+        except wire.WireError as exc:
+            raise ProtocolError(f"{cls.role} state cannot be restored: {exc}") from None
+        party = cls(s.name, s.peer, s.side, ids, **options)
+        party._restore(state)
         return party

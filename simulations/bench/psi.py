@@ -3,7 +3,7 @@
     .venv/bin/python simulations/bench/psi.py --size 200000 [--overlap 0.5] [--workers 2]
 
 Generates two sets of ``size`` valid USCCs sharing ``overlap * size`` ids, runs
-``protocols.psi.engine.run_local`` (through the wire encoding, one shared worker pool), checks the
+``protocols.psi.run_local`` (through the wire encoding, one shared worker pool), checks the
 intersection, row alignment and row indices against plain Python sets, and, when
 ``openmined.psi`` is importable, times OpenMined PSI (client learns the intersection, raw
 encoding, no false positives) on the same sets. The last line of output is JSON.
@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -68,8 +69,12 @@ def _rss_mb(field: str) -> int | None:
     return None
 
 
-class _SizeLog(list):  # type: ignore[type-arg]
-    """A transcript that keeps message sizes only, so it does not inflate the peak RSS."""
+class _SizeLog(list[Any]):
+    """A transcript that keeps message sizes only, so it does not inflate the peak RSS.
+
+    It stands in for ``run_local``'s ``list[tuple[str, str, bytes]]``, storing the size in place
+    of the bytes (hence ``list[Any]``).
+    """
 
     def append(self, item: tuple[str, str, bytes]) -> None:
         super().append((item[0], item[1], len(item[2])))
@@ -88,7 +93,7 @@ def check(a: list[str], b: list[str], truth: set[str], res_a, res_b) -> bool:
 def openmined(a: list[str], b: list[str], truth: set[str]) -> tuple[float, float, bool] | None:
     """OpenMined PSI on the same sets: B is the server, A the client (learns the result)."""
     try:
-        import private_set_intersection.python as omp
+        import private_set_intersection.python as omp  # type: ignore[import-not-found]  # optional bench extra, untyped
     except ImportError:
         return None
     t0, c0 = time.perf_counter(), time.process_time()

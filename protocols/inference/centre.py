@@ -1,0 +1,134 @@
+"""The credit centre's side of joint inference: answer one batch from its own table.
+
+The centre answers for the enterprises it holds and reports the others as *not found* (not an
+error), and refuses a request whose purpose it does not serve (default: ``loan_decision``). Its
+state keeps what it was asked (the query log the node appends to ``query_log.csv``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from protocols.common.channel import new_private_key, public_key_of
+from protocols.common.party import Envelope
+from protocols.inference._base import InferenceParty
+from protocols.inference.bodies import PartialsBody, RequestBody, unpack_usccs
+from protocols.inference.messages import PROTOCOL, InferenceError, InferenceKey, InferencePartials, InferenceRequest
+from protocols.inference.model import CentreModelPart
+
+ACCEPTED_PURPOSES = ("loan_decision",)
+
+
+class InferenceCentre(InferenceParty):
+    """Answers one batch: ``ids`` and ``features`` are the centre's whole table (raw);
+    ``transform`` is its fitted local preprocessing, applied to the found rows only.
+
+    Its state binds no data digest: the centre answers from the table it holds at the step
+    it answers, and keeps only the key and its query log between steps.
+    """
+
+    role = "credit_centre"
+
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        *,
+        session: str,
+        batch: int,
+        model: CentreModelPart,
+        ids: list[str],
+        features: np.ndarray,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES,
+    ) -> None:
+        self.part = model
+        self.ids = ids
+        self.features = np.asarray(features, dtype=np.float64)
+        if self.features.ndim != 2 or self.features.shape[1] != model.n_features:
+            raise InferenceError(
+                f"credit centre {name!r}: table has {self.features.shape} features, "
+                f"model expects {model.n_features} columns"
+            )
+        self.transform = transform or (lambda X: X)
+        self.accepted_purposes = tuple(accepted_purposes)
+        self._index: dict[str, int] | None = None
+        super().__init__(name, peer, session=session, batch=batch, found=np.zeros(0, dtype=bool))
+
+    def _after_restore(self) -> None:
+        self.s.found = np.asarray(self.s.found, dtype=bool)
+
+    @property
+    def model(self) -> CentreModelPart:
+        return self.part
+
+    def start(self) -> list[Envelope]:
+        self.s.secret = new_private_key()
+        self.s.phase = "wait_request"
+        key = InferenceKey(PROTOCOL, self.s.session, self.s.batch, public_key_of(self.s.secret))
+        return [self.send(self.s.peer, key)]
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        if self.s.phase != "wait_request":
+            raise self._fail(f"unexpected message(s) {[e.kind for e in inbox]}")
+        msg = self._one(inbox, InferenceRequest)
+        link = self._channel(self.s.secret, msg.public_key)
+        body = self._open(link, msg.sealed, "InferenceRequest", RequestBody)
+        usccs, split_ids = self._check(body)
+        if self._index is None:
+            self._index = {u: i for i, u in enumerate(self.ids)}
+        pos = np.fromiter((self._index.get(u, -1) for u in usccs), dtype=np.int64, count=len(usccs))
+        found = pos >= 0
+        X = self.transform(self.features[pos[found]]) if found.any() else np.zeros((0, self.part.n_features))
+        u_found, left_found = self.part.answer(np.asarray(X, dtype=np.float64), split_ids)
+        n, k = len(usccs), split_ids.size
+        if self.part.model_type == "hetero_lr":
+            scores = np.zeros(n)
+            scores[found] = u_found
+            bits, n_bits = np.zeros(0, dtype=np.uint8), 0
+        else:
+            left = np.zeros((n, k), dtype=bool)
+            left[found] = left_found
+            scores, bits, n_bits = np.zeros(0), np.packbits(left.ravel()), n * k
+        reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits)
+        sealed = self._seal(link, "InferencePartials", reply)
+        self.s.secret = b""  # the private key is not kept once used
+        self.s.purpose, self.s.queried, self.s.found = body.purpose, usccs, found
+        self.s.phase = "done"
+        return [self.send(self.s.peer, InferencePartials(PROTOCOL, self.s.session, self.s.batch, sealed))]
+
+    def _check(self, body: RequestBody) -> tuple[list[str], np.ndarray]:
+        """The request's USCCs and split ids, once its purpose and model type are accepted."""
+        if body.purpose not in self.accepted_purposes:
+            raise self._fail(
+                f"request for purpose {body.purpose!r}: this centre answers inference queries "
+                f"only for {list(self.accepted_purposes)}"
+            )
+        if body.model_type != self.part.model_type:
+            raise self._fail(
+                f"bank scores with a {body.model_type!r} model, this centre's part is "
+                f"{self.part.model_type!r} (model parts from different training runs?)"
+            )
+        if not isinstance(body.count, int) or body.count < 0:
+            raise self._fail(f"bad applicant count {body.count!r}")
+        usccs = unpack_usccs(body.usccs, body.count)
+        split_ids = np.asarray(body.split_ids if body.split_ids is not None else [], dtype=np.uint64).ravel()
+        if self.part.model_type == "hetero_lr" and split_ids.size:
+            raise self._fail("split ids in an LR request")
+        return usccs, split_ids
+
+    def query_log(self) -> tuple[list[str], np.ndarray]:
+        """(queried USCCs, found mask): the centre's own record of what this bank asked."""
+        return list(self.s.queried), np.asarray(self.s.found, dtype=bool).copy()
+
+    def counts(self) -> dict[str, Any]:
+        found = np.asarray(self.s.found, dtype=bool)
+        return {
+            "queried": len(self.s.queried),
+            "found": int(found.sum()),
+            "not_found": int((~found).sum()),
+            "purpose": self.s.purpose,
+        }
