@@ -123,6 +123,7 @@ class RestartableParty(Party):
     role: ClassVar[str] = ""
     state_type: ClassVar[type] = object  # the wire dataclass persisted by to_state
     state_version: ClassVar[str] = ""
+    error_type: ClassVar[type[ProtocolError]] = ProtocolError  # a protocol may name its own subclass
 
     s: Any  # the persisted state, an instance of ``state_type``
 
@@ -158,15 +159,15 @@ class RestartableParty(Party):
         try:
             s: Any = wire.decode(state, self.state_type)
         except wire.WireError as exc:
-            raise ProtocolError(f"{self.role} state cannot be restored: {exc}") from None
+            raise self.error_type(f"{self.role} state cannot be restored: {exc}") from None
         if s.version != self.state_version or s.role != self.role:
-            raise ProtocolError(
+            raise self.error_type(
                 f"state is for {s.role!r} ({s.version}), not a {self.role} party ({self.state_version})"
             )
         if s.data_digest != self._data_digest():
-            raise ProtocolError(
+            raise self.error_type(
                 f"{self.role} {s.name!r}: the data given to from_state is not the data this "
-                "party was trained on (digest mismatch)"
+                "party was built with (digest mismatch)"
             )
         self.s = s
         self._after_restore()
@@ -176,7 +177,7 @@ class RestartableParty(Party):
 
     def _fail(self, what: str) -> ProtocolError:
         """A protocol error naming this party: ``raise self._fail("...")``."""
-        return ProtocolError(f"{self.role} {self.name!r}: {what}")
+        return self.error_type(f"{self.role} {self.name!r}: {what}")
 
 
 def data_digest(*arrays: Any) -> str:
