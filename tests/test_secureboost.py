@@ -13,7 +13,9 @@ import pytest
 
 from protocols.common import wire
 from protocols.common.party import Envelope, ProtocolError, run_local
+from protocols.common.settings import ConfigError, describe
 from protocols.gbdt.binning import fit_bins
+from protocols.gbdt.params import GBDTParams
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
 from protocols.paillier import generate_keypair
 from protocols.secureboost import (
@@ -81,7 +83,7 @@ def reference(cfg: SecureBoostConfig, train_data, val_data=None) -> PlainGBDT:
 
 
 def assert_same_trees(guest: SecureBoostGuest, host: SecureBoostHost, ref: PlainGBDT) -> None:
-    gm, hm = guest.model(), host.model()
+    gm, hm = guest.model, host.model
     assert len(gm.trees) == len(ref.trees)
     for t, (a, b) in enumerate(zip(gm.trees, ref.trees)):
         feats, thr = a.feature.copy(), a.threshold.copy()
@@ -107,10 +109,10 @@ def test_federated_trees_identical_to_plaintext_reference():
     ref = reference(cfg, data, val)
     assert_same_trees(guest, host, ref)
     # both sides really split: otherwise the test would not exercise the protocol
-    owners = np.concatenate([t.owner for t in guest.model().trees])
+    owners = np.concatenate([t.owner for t in guest.model.trees])
     assert (owners == OWNER_HOST).sum() >= 3 and (owners == OWNER_GUEST).sum() >= 3
     Xt = np.hstack(val[:2])
-    np.testing.assert_array_equal(predict_local(guest.model(), host.model(), *val[:2]), ref.predict_proba(Xt))
+    np.testing.assert_array_equal(predict_local(guest.model, host.model, *val[:2]), ref.predict_proba(Xt))
     h = guest.history
     assert [r["tree"] for r in h] == [0, 1, 2, 3]
     assert all(r["decryptions"] > 0 for r in h)
@@ -133,12 +135,12 @@ def test_hyper_parameters_and_complete_secure_match_reference(kw):
     guest, host, transcript = train(cfg, data)
     ref = reference(cfg, data)
     assert_same_trees(guest, host, ref)
-    trees = guest.model().trees
+    trees = guest.model.trees
     if cfg.complete_secure:
         assert (trees[0].owner == OWNER_HOST).sum() == 0 and (trees[0].owner == OWNER_GUEST).sum() > 0
         first = transcript.steps[0]
         assert [wire.decode(e.payload, SbGradients).tree for e in first if e.kind == "SbGradients"] == [1]
-        assert host.model().trees.min() >= 1
+        assert host.model.trees.min() >= 1
     else:
         leaves = np.concatenate([t.n_samples[t.owner == 0] for t in trees])
         assert leaves.min() >= cfg.min_samples_leaf
@@ -154,8 +156,8 @@ def test_early_stopping_truncates_both_parts_like_reference():
     assert len(ref.trees) < len(ref.history) <= cfg.n_trees
     assert len(guest.history) == len(ref.history)
     assert_same_trees(guest, host, ref)
-    used = guest.model().host_split_ids
-    assert set(host.model().split_ids.tolist()) == set(used.tolist())
+    used = guest.model.host_split_ids
+    assert set(host.model.split_ids.tolist()) == set(used.tolist())
 
 
 def test_default_credit_subset_lossless_and_sane():
@@ -174,7 +176,7 @@ def test_default_credit_subset_lossless_and_sane():
     cfg = config(n_trees=4, max_depth=3, max_bins=32)
     guest, host, _ = train(cfg, (Xg[tr], Xh[tr], y[tr]), restart=False)
     ref = reference(cfg, (Xg[tr], Xh[tr], y[tr]))
-    p_fed = predict_local(guest.model(), host.model(), Xg[te], Xh[te])
+    p_fed = predict_local(guest.model, host.model, Xg[te], Xh[te])
     p_ref = ref.predict_proba(np.hstack([Xg[te], Xh[te]]))
     from protocols.gbdt.plain import roc_auc
 
@@ -258,7 +260,7 @@ def test_nothing_plaintext_leaves_either_party():
                 if isinstance(v, np.ndarray) and v.size >= len(y) // 2:
                     pytest.fail(f"{cls.__name__}.{f.name} has a per-sample length")
     # the guest's model part holds no host threshold, the host's part no tree structure or leaf value
-    for t in guest.model().trees:
+    for t in guest.model.trees:
         assert np.isnan(t.threshold[t.owner == OWNER_HOST]).all()
     assert {f.name for f in dataclasses.fields(SecureBoostHostModel)} == {
         "n_features",
@@ -273,9 +275,9 @@ def test_scoring_protocol_both_modes_private_and_exact():
     data, val = make_data(seed=2)
     cfg = config(n_trees=3)
     guest, host, _ = train(cfg, data)
-    gm = SecureBoostGuestModel.from_bytes(guest.model().to_bytes())
-    hm = SecureBoostHostModel.from_bytes(host.model().to_bytes())
-    expected = predict_local(guest.model(), host.model(), *val[:2])
+    gm = SecureBoostGuestModel.from_bytes(guest.model.to_bytes())
+    hm = SecureBoostHostModel.from_bytes(host.model.to_bytes())
+    expected = predict_local(guest.model, host.model, *val[:2])
     ref = reference(cfg, data).predict_proba(np.hstack(val[:2]))
     np.testing.assert_array_equal(expected, ref)
     steps = {}
@@ -301,6 +303,11 @@ def test_scoring_protocol_both_modes_private_and_exact():
             assert env.kind in ("SbDirectionQuery", "SbScoringDone")
             assert not any(p in env.payload for p in _float_patterns(val[0]))
     assert steps["cross"] == 3 and steps["pairs"] > steps["cross"]
+    # a scoring state is bound to the rows it scores
+    scorer = SecureBoostScoringGuest(GUEST, HOST, gm, val[0])
+    scorer.start()
+    with pytest.raises(ProtocolError, match="digest"):
+        SecureBoostScoringGuest.from_state(scorer.to_state(), gm, val[0] + 1.0)
 
 
 def test_feature_importance_per_party():
@@ -308,7 +315,7 @@ def test_feature_importance_per_party():
     cfg = config(n_trees=3)
     guest, host, _ = train(cfg, data)
     gi, hi = guest.feature_importance(), host.feature_importance()
-    trees = guest.model().trees
+    trees = guest.model.trees
     n_host = sum(int((t.owner == OWNER_HOST).sum()) for t in trees)
     n_guest = sum(int((t.owner == OWNER_GUEST).sum()) for t in trees)
     assert sum(gi["guest"]["split_count"]) == n_guest and gi["host"]["split_count"] == n_host
@@ -453,14 +460,23 @@ def test_packing_layout_round_trip_and_overflow():
 def test_config_from_section_and_scenario_file():
     cfg = SecureBoostConfig.from_section({"n_trees": 5, "max_depth": 4, "complete_secure": True})
     assert cfg.n_trees == 5 and cfg.key_bits == 2048
-    with pytest.raises(SecureBoostConfigError, match="unknown"):
+    assert issubclass(SecureBoostConfigError, ConfigError)
+    with pytest.raises(SecureBoostConfigError, match=r"unknown key\(s\) \['n_tree'\]"):
         SecureBoostConfig.from_section({"n_tree": 5})
-    with pytest.raises(SecureBoostConfigError, match="integer"):
+    with pytest.raises(SecureBoostConfigError, match=r"\[secureboost\] max_depth = 2.5: must be an integer"):
         SecureBoostConfig.from_section({"max_depth": 2.5})
-    with pytest.raises(SecureBoostConfigError, match="key_bits"):
+    with pytest.raises(SecureBoostConfigError, match=r"\[secureboost\] max_depth = 0: must be >= 1"):
+        SecureBoostConfig.from_section({"max_depth": 0})
+    with pytest.raises(SecureBoostConfigError, match=r"\[secureboost\] key_bits = 1024: must be >= 2048"):
         SecureBoostConfig.from_section({"key_bits": 1024})
-    with pytest.raises(SecureBoostConfigError, match="scoring_mode"):
+    with pytest.raises(SecureBoostConfigError, match=r"\[secureboost\] scoring_mode = 'all'"):
         SecureBoostConfig.from_section({"scoring_mode": "all"})
+    # the tree hyper-parameters are declared once (GBDTParams) and documented with the rest
+    params = cfg.gbdt_params()
+    assert type(params) is GBDTParams and params.max_depth == 4 and params.complete_secure
+    rows = {r.key: r for r in describe(SecureBoostConfig)}
+    assert set(rows) == {f.name for f in dataclasses.fields(SecureBoostConfig)}
+    assert all(r.doc for r in rows.values()) and rows["max_depth"].rule == ">= 1, <= 16"
     from pathlib import Path
 
     from fedcredit.config import load
@@ -504,7 +520,7 @@ def test_default_credit_full_lossless_vs_reference_and_sklearn():
     cfg = config(n_trees=30, max_depth=3, max_bins=32, n_workers=0)
     guest, host, _ = train(cfg, (Xg, Xh, y), restart=False)
     ref = reference(cfg, (Xg, Xh, y))
-    auc_fed = roc_auc(yt, predict_local(guest.model(), host.model(), Xgt, Xht))
+    auc_fed = roc_auc(yt, predict_local(guest.model, host.model, Xgt, Xht))
     auc_ref = roc_auc(yt, ref.predict_proba(np.hstack([Xgt, Xht])))
     assert abs(auc_fed - auc_ref) <= 0.003
     sk = HistGradientBoostingClassifier(

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocols.common.inputs import as_features
+
 MAX_BINS_LIMIT = 256  # bin indices are uint8
 
 
@@ -31,18 +33,15 @@ class BinningError(ValueError):
 
 
 def _check_matrix(X: np.ndarray, what: str, n_features: int | None = None) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise BinningError(f"{what}: expected a 2-D feature matrix, got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise BinningError(f"{what}: expected {n_features} feature columns, got {X.shape[1]}")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise BinningError(
-            f"{what}: non-finite value at row {row}, column {col} (impute missing values before training)"
-        )
-    return X
+    """``X`` as a finite float64 matrix (the checks of :func:`protocols.common.inputs.as_features`)."""
+    try:
+        checked = as_features(X, what, "the feature matrix", n_features)
+    except ValueError as exc:
+        hint = " (impute missing values before training)" if "non-finite" in str(exc) else ""
+        raise BinningError(f"{exc}{hint}") from None
+    if checked is None:
+        raise BinningError(f"{what}: no feature matrix given")
+    return checked
 
 
 @dataclass

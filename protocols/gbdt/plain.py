@@ -26,31 +26,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from protocols.gbdt.binning import BinEdges, fit_bins
+from protocols.gbdt.params import GBDTParams
 
 OWNER_LEAF, OWNER_GUEST, OWNER_HOST = 0, 1, 2
 _LO_BITS = 26  # exact int64 bincount: split values into 26-bit halves summed in float64
 MAX_ROWS = 1 << 26
-
-
-@dataclass(frozen=True)
-class GBDTParams:
-    """The hyper-parameters that decide the trees (shared by reference and protocol)."""
-
-    n_trees: int = 30
-    max_depth: int = 3
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    min_child_weight: float = 1.0
-    min_samples_leaf: int = 1
-    gamma: float = 0.0
-    early_stopping_rounds: int = 0
-    complete_secure: bool = False
-    precision_bits: int = 32
 
 
 # -- loss and quantisation ------------------------------------------------------------------
@@ -231,7 +218,7 @@ class Tree:
     def from_dict(cls, d: dict[str, np.ndarray]) -> Tree:
         return cls(**{k: np.asarray(d[k], dtype=_TREE_FIELDS[k]) for k in _TREE_FIELDS})
 
-    def leaves(self, go_left, n_rows: int) -> np.ndarray:
+    def leaves(self, go_left: Callable[[int, np.ndarray], np.ndarray], n_rows: int) -> np.ndarray:
         """Leaf node of every row; ``go_left(node, rows) -> bool array`` decides each split."""
         if self.n_nodes == 0:
             raise ValueError("empty tree")
@@ -332,9 +319,10 @@ class TreeBuilder:
 
     @classmethod
     def from_dict(cls, d: dict[str, list]) -> TreeBuilder:
-        return cls(
-            **{k: [int(v) for v in d[k]] if k not in ("threshold", "gain") else [float(v) for v in d[k]] for k in d}
-        )
+        lists: dict[str, Any] = {
+            k: [float(v) for v in d[k]] if k in ("threshold", "gain") else [int(v) for v in d[k]] for k in d
+        }
+        return cls(**lists)
 
 
 @dataclass
@@ -358,7 +346,9 @@ class EarlyStopper:
 class _BinnedSplitter:
     """``go_left`` for a binned matrix: node -> (column, bin) from the tree's arrays."""
 
-    def __init__(self, tree: Tree, bins: np.ndarray, column_of, bin_of):
+    def __init__(
+        self, tree: Tree, bins: np.ndarray, column_of: Callable[[int], int], bin_of: Callable[[int], int]
+    ) -> None:
         self.tree, self.bins, self.column_of, self.bin_of = tree, bins, column_of, bin_of
 
     def __call__(self, node: int, rows: np.ndarray) -> np.ndarray:
@@ -373,7 +363,7 @@ class PlainGBDT:
     ``owner`` recorded in the trees).
     """
 
-    def __init__(self, params: GBDTParams, *, max_bins: int = 32):
+    def __init__(self, params: GBDTParams, *, max_bins: int = 32) -> None:
         self.params = params
         self.max_bins = max_bins
         self.trees: list[Tree] = []
@@ -402,9 +392,11 @@ class PlainGBDT:
         n_bins = self.bins.n_bins
         self.base = base_score(y)
         raw = np.full(X.shape[0], self.base)
-        val_raw = None
+        val_raw: np.ndarray | None = None
+        Xb_val, yv = np.zeros((0, X.shape[1]), dtype=np.uint8), np.zeros(0)
         if X_val is not None and y_val is not None:
             Xb_val = self.bins.transform(X_val, what="validation features")
+            yv = np.asarray(y_val, dtype=np.float64)
             val_raw = np.full(Xb_val.shape[0], self.base)
         stopper = EarlyStopper(p.early_stopping_rounds)
         for t in range(p.n_trees):
@@ -419,8 +411,8 @@ class PlainGBDT:
             rec = {"tree": t, "train_loss": logloss(y, raw), "n_nodes": tree.n_nodes}
             if val_raw is not None:
                 val_raw = val_raw + tree.value[tree.leaves(self._splitter(t, Xb_val), Xb_val.shape[0])]
-                rec["val_loss"] = logloss(np.asarray(y_val, dtype=np.float64), val_raw)
-                rec["val_auc"] = roc_auc(y_val, val_raw)
+                rec["val_loss"] = logloss(yv, val_raw)
+                rec["val_auc"] = roc_auc(yv, val_raw)
                 if stopper.update(t + 1, rec["val_loss"]):
                     self.history.append(rec)
                     break

@@ -26,6 +26,12 @@ gradients.
 
 Both parties are restartable (:meth:`to_state` / ``from_state``) and never keep Python
 objects across steps that are not in that state.
+
+Layout (one file per role, as FATE's ``hetero/secureboost``): ``config.py`` the
+``[secureboost]`` settings, ``_base.py`` what both roles share (input checks, state core,
+errors), ``guest.py`` and ``host.py`` the two roles, ``kernels.py`` every piece of raw
+ciphertext arithmetic (histograms, packing; run in worker processes), ``messages.py`` the
+wire messages, ``model.py`` the two model halves, ``scoring.py`` joint prediction.
 """
 
 from __future__ import annotations

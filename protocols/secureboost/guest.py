@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from protocols.common import wire
-from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.common.inputs import as_labels
+from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
 from protocols.gbdt.plain import (
     OWNER_GUEST,
@@ -38,16 +38,15 @@ from protocols.gbdt.plain import (
     split_gains,
 )
 from protocols.paillier import PrivateKey, PublicKey, generate_keypair
-from protocols.secureboost.config import (
-    STATE_VERSION,
-    SecureBoostConfig,
-    as_features,
-    as_labels,
-    decode_envelope,
-    digest,
-    fit_party_bins,
+from protocols.secureboost._base import SecureBoostParty, SecureBoostState
+from protocols.secureboost.config import SecureBoostConfig
+from protocols.secureboost.kernels import (
+    GHLayout,
+    PackingError,
+    blob_to_mpz,
+    outside_ciphertext_space,
+    signed_plaintexts,
 )
-from protocols.secureboost.kernels import GHLayout, PackingError, blob_to_mpz, resolve_workers
 from protocols.secureboost.messages import (
     KIND_GUEST,
     KIND_HOST,
@@ -64,22 +63,13 @@ from protocols.secureboost.model import SecureBoostGuestModel
 
 log = logging.getLogger(__name__)
 
+HostCandidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # opaque ids, decrypted G_L, H_L of one node
+
 
 @dataclass
-class _GuestState:
-    version: str
-    role: str
-    name: str
-    peer: str
-    config: dict
-    data_digest: str
-    bin_edges: Any  # own quantile thresholds (flat) and per-feature counts: refitting
-    bin_sizes: Any  # on every restart would cost more than the step itself
-    phase: str  # init | wait | done
-    step: int
+class _GuestState(SecureBoostState):
+    # phase: init | wait | done
     private_key: bytes
-    tree: int  # index of the tree being grown
-    level: int  # level of the next expected SbLevelReply
     base: float
     raw: Any
     raw_val: Any
@@ -94,14 +84,22 @@ class _GuestState:
     history: list
     stopper: dict
     stop: bool
-    stats: dict
 
 
 # ---------------------------------------------------------------------------------------------
-class SecureBoostGuest(Party):
+class SecureBoostGuest(SecureBoostParty):
     """The label holder. Rows are PSI-aligned with the host's (row i here = row i there)."""
 
     role = "guest"
+    state_type = _GuestState
+    array_dtypes = {
+        "raw": np.float64,
+        "raw_val": np.float64,
+        "g": np.int64,
+        "h": np.int64,
+        "node_of_row": np.int64,
+        "node_of_val": np.int64,
+    }
 
     def __init__(
         self,
@@ -116,52 +114,24 @@ class SecureBoostGuest(Party):
         bins: BinEdges | None = None,
         on_tree: Callable[[dict], None] | None = None,
     ) -> None:
-        if not isinstance(config, SecureBoostConfig):
-            raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
-        if name == peer:
-            raise ValueError(f"party name and peer name are both {name!r}")
         who = f"guest {name!r}"
-        self.name, self.peer, self.config = name, peer, config
-        self.on_tree = on_tree  # called with each tree's history record (metrics, ledger)
-        self.params = config.gbdt_params()
-        self.X = as_features(X_train, who, "X_train")
-        if self.X.shape[0] == 0:
-            raise ValueError(f"{who}: X_train has no rows")
-        self.y = as_labels(y_train, self.X.shape[0], who, "y_train")
         if (X_val is None) != (y_val is None):
             raise ValueError(f"{who}: give both X_val and y_val, or neither")
-        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
-        self.y_val = None if self.X_val is None else as_labels(y_val, self.X_val.shape[0], who, "y_val")
-        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
-        if self.bins.n_features != self.X.shape[1]:
-            raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
-        self.Xb = self.bins.transform(self.X)
-        self.Xb_val = (
-            self.bins.transform(self.X_val)
-            if self.X_val is not None
-            else np.zeros((0, self.X.shape[1]), dtype=np.uint8)
-        )
-        self.n_bins = self.bins.n_bins
-        self.B = self.bins.max_n_bins
+        super().__init__(name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins)
+        self.on_tree = on_tree  # called with each tree's history record (metrics, ledger)
+        n, nv = self.X.shape[0], self.Xb_val.shape[0]
+        y = as_labels(y_train, n, who, "y_train", signed=False)
+        if y is None:
+            raise ValueError(f"{who}: y_train is required")
+        self.y = y
+        self.y_val = as_labels(y_val, nv, who, "y_val", signed=False)
         self._sk: PrivateKey | None = None
         self._tb = TreeBuilder()
         self._trees: list[Tree] = []
         self._stopper = EarlyStopper(config.early_stopping_rounds)
-        n, nv = self.X.shape[0], self.Xb_val.shape[0]
         self.s = _GuestState(
-            version=STATE_VERSION,
-            role=self.role,
-            name=name,
-            peer=peer,
-            config=config.to_dict(),
-            data_digest=digest(self.X, self.y, self.X_val, self.y_val),
-            bin_edges=self.bins.to_arrays()[0],
-            bin_sizes=self.bins.to_arrays()[1],
-            phase="init",
-            step=0,
+            **self._state_fields(self.X, self.y, self.X_val, self.y_val, phase="init", tree=0),
             private_key=b"",
-            tree=0,
-            level=0,
             base=0.0,
             raw=np.zeros(n),
             raw_val=np.zeros(nv),
@@ -176,7 +146,6 @@ class SecureBoostGuest(Party):
             history=[],
             stopper={},
             stop=False,
-            stats={},
         )
 
     # -- restartability ------------------------------------------------------------------------
@@ -186,7 +155,7 @@ class SecureBoostGuest(Party):
         s.builder = self._tb.to_dict()
         s.trees = [t.to_dict() for t in self._trees]
         s.stopper = dataclasses.asdict(self._stopper)
-        return wire.encode(s)
+        return super().to_state()
 
     @classmethod
     def from_state(
@@ -199,53 +168,26 @@ class SecureBoostGuest(Party):
         *,
         on_tree: Callable[[dict], None] | None = None,
     ) -> SecureBoostGuest:
-        try:
-            s = wire.decode(state, _GuestState)
-        except wire.WireError as exc:
-            raise ProtocolError(f"guest state cannot be restored: {exc}") from None
-        if s.version != STATE_VERSION or s.role != cls.role:
-            raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a guest ({STATE_VERSION})")
-        party = cls(
-            s.name,
-            s.peer,
-            X_train,
-            y_train,
-            SecureBoostConfig(**s.config),
-            X_val=X_val,
-            y_val=y_val,
-            bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)),
-            on_tree=on_tree,
-        )
-        if s.data_digest != party.s.data_digest:
-            raise ProtocolError(
-                f"guest {s.name!r}: the data given to from_state is not the data this party "
-                "was trained on (digest mismatch)"
-            )
-        for key in ("raw", "raw_val"):
-            setattr(s, key, np.asarray(getattr(s, key), dtype=np.float64))
-        for key in ("g", "h", "node_of_row", "node_of_val"):
-            setattr(s, key, np.asarray(getattr(s, key), dtype=np.int64))
-        party.s = s
-        party._tb = TreeBuilder.from_dict(s.builder) if s.builder else TreeBuilder()
-        party._trees = [Tree.from_dict(t) for t in s.trees]
-        party._stopper = EarlyStopper(**s.stopper) if s.stopper else EarlyStopper(party.config.early_stopping_rounds)
-        if s.private_key:
-            party._sk = PrivateKey.from_bytes(s.private_key, insecure_test_key=party.config.insecure_test_key)
+        s, config, bins = cls._built_from(state)
+        party = cls(s.name, s.peer, X_train, y_train, config, X_val=X_val, y_val=y_val, bins=bins, on_tree=on_tree)
+        party._restore(state)
         return party
 
+    def _after_restore(self) -> None:
+        super()._after_restore()
+        s = self.s
+        self._tb = TreeBuilder.from_dict(s.builder) if s.builder else TreeBuilder()
+        self._trees = [Tree.from_dict(t) for t in s.trees]
+        self._stopper = EarlyStopper(**s.stopper) if s.stopper else EarlyStopper(self.config.early_stopping_rounds)
+        if s.private_key:
+            self._sk = PrivateKey.from_bytes(s.private_key, insecure_test_key=self.config.insecure_test_key)
+
     # -- public surface ------------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return self.s.phase == "done"
-
-    @property
-    def history(self) -> list[dict]:
-        return [dict(h) for h in self.s.history]
-
     @property
     def public_key(self) -> PublicKey | None:
         return None if self._sk is None else self._sk.public_key
 
+    @property
     def model(self) -> SecureBoostGuestModel:
         """Trees with guest splits and opaque host ids (the guest's part of the model)."""
         return SecureBoostGuestModel(
@@ -270,17 +212,6 @@ class SecureBoostGuest(Party):
             "host": {"split_count": host_splits, "gain": host_gain},
         }
 
-    # -- errors --------------------------------------------------------------------------------
-    def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(
-            f"guest {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
-            f"{self.s.level}, phase {self.s.phase}): {msg}"
-        )
-
-    @property
-    def _workers(self) -> int:
-        return resolve_workers(self.config.n_workers)
-
     def _layout(self) -> GHLayout:
         assert self._sk is not None
         return GHLayout(self.config.precision_bits, self.X.shape[0], self._sk.public_key.bits)
@@ -300,8 +231,7 @@ class SecureBoostGuest(Party):
         return out
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        t0 = time.perf_counter()
-        self.s.step += 1
+        t0 = self._begin_step()
         if self.s.phase != "wait":
             raise self._fail(f"received {len(inbox)} message(s) but expects none")
         if len(inbox) != 1 or inbox[0].sender != self.peer:
@@ -311,7 +241,7 @@ class SecureBoostGuest(Party):
         env = inbox[0]
         if env.kind != "SbLevelReply":
             raise self._fail(f"expected SbLevelReply, got {env.kind}")
-        msg: SbLevelReply = decode_envelope(env, SbLevelReply, f"guest {self.name!r}")
+        msg = open_envelope(env, SbLevelReply, f"guest {self.name!r}")
         self.s.stats["steps"] = self.s.stats.get("steps", 0) + 1
         return self._on_level_reply(msg, t0)
 
@@ -494,7 +424,7 @@ class SecureBoostGuest(Party):
             s.node_of_val[vrows[~vgo]] = rid
         s.pending = []
 
-    def _decrypt_candidates(self, msg: SbLevelReply, nodes: list[int]) -> dict[int, tuple]:
+    def _decrypt_candidates(self, msg: SbLevelReply, nodes: list[int]) -> dict[int, HostCandidates]:
         s = self.s
         assert self._sk is not None
         layout = self._layout()
@@ -515,26 +445,24 @@ class SecureBoostGuest(Party):
                 "(wrong length or wrong key)"
             )
         cts = blob_to_mpz(msg.packed, width) if n_packed else []
-        nsq = pk.nsquare
-        if any(not 0 < c < nsq for c in cts):
+        if outside_ciphertext_space(cts, pk):
             raise self._fail("a packed ciphertext is outside Z_{n^2} (wrong key)")
         t_dec = time.perf_counter()
         raw = self._sk.decrypt_raw(cts, workers=self._workers) if cts else []
         s.stats["decrypt_seconds"] += time.perf_counter() - t_dec
-        n, lim = pk.n, pk.max_int
         try:
-            GL, HL = layout.decode([int(m - n) if m > lim else int(m) for m in raw], cand_node.size)
+            GL, HL = layout.decode(signed_plaintexts(raw, pk), cand_node.size)
         except PackingError as exc:
             raise self._fail(str(exc)) from None
         s.stats["decryptions"] += len(cts)
         s.stats["host_candidates"] += int(cand_node.size)
-        out = {}
+        out: dict[int, HostCandidates] = {}
         for nd in nodes:
             sel = cand_node == nd
             out[nd] = (cand_id[sel], GL[sel], HL[sel])
         return out
 
-    def _decide(self, level: int, nodes: list[int], host: dict[int, tuple] | None) -> SbSplits:
+    def _decide(self, level: int, nodes: list[int], host: dict[int, HostCandidates] | None) -> SbSplits:
         """Best split per node over own and host candidates; apply guest splits right away."""
         s, p, tb = self.s, self.params, self._tb
         B = self.B
@@ -555,12 +483,10 @@ class SecureBoostGuest(Party):
             mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
             GL, HL, NL = (np.cumsum(a[k], axis=1) for a in (hg, hh, cnt))
             ig, gg = first_max(np.where(mask, split_gains(GL, HL, G, H, p), -np.inf).ravel())
-            ih, gh = -1, -np.inf
-            if host is not None and node in host:
-                ids, hGL, hHL = host[node]
-                ih, gh = first_max(split_gains(hGL, hHL, G, H, p))
-            if gh > gg and gh > 0:
-                ids, hGL, hHL = host[node]  # type: ignore[index]
+            cand = host.get(node) if host is not None else None
+            ih, gh = (-1, -np.inf) if cand is None else first_max(split_gains(cand[1], cand[2], G, H, p))
+            if cand is not None and gh > gg and gh > 0:
+                ids, hGL, hHL = cand
                 gl, hl = int(hGL[ih]), int(hHL[ih])
                 lid, rid = tb.split(
                     node, OWNER_HOST, -1, float("nan"), int(ids[ih]), gh, (gl, hl, 0), (G - gl, H - hl, 0)

@@ -15,49 +15,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gmpy2 import mpz
 
-from protocols.common import wire
-from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
 from protocols.gbdt.plain import candidate_mask
 from protocols.paillier import PaillierError, PublicKey
-from protocols.secureboost.config import (
-    PARALLEL_MIN_MULTS,
-    PARALLEL_MIN_SHIFTS,
-    STATE_VERSION,
-    SecureBoostConfig,
-    as_features,
-    decode_envelope,
-    digest,
-    fit_party_bins,
-)
+from protocols.secureboost import messages
+from protocols.secureboost._base import SecureBoostParty, SecureBoostState, check_sender
+from protocols.secureboost.config import SecureBoostConfig
 from protocols.secureboost.kernels import (
-    ONE,
     GHLayout,
-    batch_invert,
+    Histogram,
     blob_to_mpz,
+    candidate_left_sums,
     histogram_kernel,
     mpz_to_blob,
+    multiply_histograms,
     pack_kernel,
-    resolve_workers,
+    recover_skipped_bins,
     run_tasks,
     split_evenly,
+    subtract_histograms,
     take_rows,
 )
-from protocols.secureboost.messages import (
-    KIND_GUEST,
-    KIND_HOST,
-    KIND_LEAF,
-    PROTOCOL,
-    SbFinish,
-    SbGradients,
-    SbLevelReply,
-    SbSplits,
-    pack_bits,
-    unpack_bits,
-)
+from protocols.secureboost.messages import KIND_GUEST, KIND_HOST, KIND_LEAF, PROTOCOL, pack_bits, unpack_bits
 from protocols.secureboost.model import SecureBoostHostModel
+
+PARALLEL_MIN_MULTS = 20_000  # below this many ciphertext additions a level runs serially
+PARALLEL_MIN_SHIFTS = 64  # below this many candidates packing runs serially
 
 
 def _secret_rng() -> np.random.Generator:
@@ -79,22 +64,11 @@ def _fresh_ids(count: int, taken: set[int]) -> np.ndarray:
 
 
 @dataclass
-class _HostState:
-    version: str
-    role: str
-    name: str
-    peer: str
-    config: dict
-    data_digest: str
-    bin_edges: Any  # own quantile thresholds (flat) and per-feature counts: refitting
-    bin_sizes: Any  # on every restart would cost more than the step itself
-    phase: str  # wait | done
-    step: int
+class _HostState(SecureBoostState):
+    # phase: wait | done
     expect: str  # gradients | splits
     public_key: bytes
     fingerprint: str
-    tree: int
-    level: int
     precision_bits: int
     blob: bytes
     n_nodes: int
@@ -115,14 +89,23 @@ class _HostState:
     n_trees_final: int
     gain_ids: Any
     gains: Any
-    stats: dict
 
 
 # ---------------------------------------------------------------------------------------------
-class SecureBoostHost(Party):
+class SecureBoostHost(SecureBoostParty):
     """The feature holder: never sees a label, gradient or the guest's features."""
 
     role = "host"
+    state_type = _HostState
+    array_dtypes = {
+        **dict.fromkeys(
+            ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"),
+            np.int64,
+        ),
+        "cand_id": np.uint64,
+        "gain_ids": np.uint64,
+        "gains": np.float64,
+    }
 
     def __init__(
         self,
@@ -134,47 +117,15 @@ class SecureBoostHost(Party):
         X_val: np.ndarray | None = None,
         bins: BinEdges | None = None,
     ) -> None:
-        if not isinstance(config, SecureBoostConfig):
-            raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
-        if name == peer:
-            raise ValueError(f"party name and peer name are both {name!r}")
-        who = f"host {name!r}"
-        self.name, self.peer, self.config = name, peer, config
-        self.params = config.gbdt_params()
-        self.X = as_features(X_train, who, "X_train")
-        if self.X.shape[0] == 0:
-            raise ValueError(f"{who}: X_train has no rows")
-        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
-        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
-        if self.bins.n_features != self.X.shape[1]:
-            raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
-        self.Xb = self.bins.transform(self.X)
-        self.Xb_val = (
-            self.bins.transform(self.X_val)
-            if self.X_val is not None
-            else np.zeros((0, self.X.shape[1]), dtype=np.uint8)
-        )
-        self.n_bins = self.bins.n_bins
-        self.B = self.bins.max_n_bins
+        super().__init__(name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins)
         self._pk: PublicKey | None = None
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         e_i, e_u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
         self.s = _HostState(
-            version=STATE_VERSION,
-            role=self.role,
-            name=name,
-            peer=peer,
-            config=config.to_dict(),
-            data_digest=digest(self.X, self.X_val),
-            bin_edges=self.bins.to_arrays()[0],
-            bin_sizes=self.bins.to_arrays()[1],
-            phase="wait",
-            step=0,
+            **self._state_fields(self.X, self.X_val, phase="wait", tree=-1),
             expect="gradients",
             public_key=b"",
             fingerprint="",
-            tree=-1,
-            level=0,
             precision_bits=config.precision_bits,
             blob=b"",
             n_nodes=0,
@@ -195,50 +146,22 @@ class SecureBoostHost(Party):
             n_trees_final=-1,
             gain_ids=e_u,
             gains=np.zeros(0),
-            stats={},
         )
 
-    # -- restartability ------------------------------------------------------------------------
-    def to_state(self) -> bytes:
-        """Everything needed to continue (node-local; holds the current tree's ciphertexts)."""
-        return wire.encode(self.s)
-
+    # -- restartability (to_state is the base's: the state holds the current tree's ciphertexts)
     @classmethod
     def from_state(cls, state: bytes, X_train: np.ndarray, X_val: np.ndarray | None = None) -> SecureBoostHost:
-        try:
-            s = wire.decode(state, _HostState)
-        except wire.WireError as exc:
-            raise ProtocolError(f"host state cannot be restored: {exc}") from None
-        if s.version != STATE_VERSION or s.role != cls.role:
-            raise ProtocolError(f"state is for {s.role!r} ({s.version}), not a host ({STATE_VERSION})")
-        party = cls(
-            s.name,
-            s.peer,
-            X_train,
-            SecureBoostConfig(**s.config),
-            X_val=X_val,
-            bins=BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes)),
-        )
-        if s.data_digest != party.s.data_digest:
-            raise ProtocolError(
-                f"host {s.name!r}: the data given to from_state is not the data this party "
-                "was trained on (digest mismatch)"
-            )
-        for key in ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"):
-            setattr(s, key, np.asarray(getattr(s, key), dtype=np.int64))
-        s.cand_id = np.asarray(s.cand_id, dtype=np.uint64)
-        s.gain_ids = np.asarray(s.gain_ids, dtype=np.uint64)
-        s.gains = np.asarray(s.gains, dtype=np.float64)
-        party.s = s
-        if s.public_key:
-            party._pk = PublicKey.from_bytes(s.public_key, insecure_test_key=party.config.insecure_test_key)
+        s, config, bins = cls._built_from(state)
+        party = cls(s.name, s.peer, X_train, config, X_val=X_val, bins=bins)
+        party._restore(state)
         return party
 
-    # -- public surface ------------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return self.s.phase == "done"
+    def _after_restore(self) -> None:
+        super()._after_restore()
+        if self.s.public_key:
+            self._pk = PublicKey.from_bytes(self.s.public_key, insecure_test_key=self.config.insecure_test_key)
 
+    # -- public surface ------------------------------------------------------------------------
     @property
     def history(self) -> list[dict]:
         return [dict(h) for h in self.s.stats.get("trees", [])]
@@ -250,6 +173,7 @@ class SecureBoostHost(Party):
         # the guest keeps its first n_trees_final trees; tree indices are the guest's
         return trees < self.s.stats.get("kept_below", 1 << 62)
 
+    @property
     def model(self) -> SecureBoostHostModel:
         """The lookup table opaque id -> (feature, threshold) of the kept trees."""
         s = self.s
@@ -282,16 +206,9 @@ class SecureBoostHost(Party):
             out["gain"] = gains.tolist()
         return out
 
-    # -- errors --------------------------------------------------------------------------------
-    def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(
-            f"host {self.name!r} at step {self.s.step} (tree {self.s.tree}, level "
-            f"{self.s.level}, expecting {self.s.expect}): {msg}"
-        )
-
     @property
-    def _workers(self) -> int:
-        return resolve_workers(self.config.n_workers)
+    def _stage(self) -> str:
+        return f"expecting {self.s.expect}"
 
     # -- steps ---------------------------------------------------------------------------------
     def start(self) -> list[Envelope]:
@@ -301,28 +218,24 @@ class SecureBoostHost(Party):
         return self.s.stats["trees"][-1]
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        t0 = time.perf_counter()
-        self.s.step += 1
+        t0 = self._begin_step()
         out: list[Envelope] = []
         for env in inbox:
-            if self.s.phase == "done":
-                raise self._fail(f"received {env.kind} after training finished")
-            if env.sender != self.peer:
-                raise self._fail(f"message from {env.sender!r}, expected only {self.peer!r}")
+            check_sender(self, env, "training")
             kind = env.kind
             if kind == "SbGradients" and self.s.expect == "gradients":
-                out += self._on_gradients(decode_envelope(env, SbGradients, f"host {self.name!r}"))
+                out += self._on_gradients(open_envelope(env, messages.SbGradients, f"host {self.name!r}"))
             elif kind == "SbSplits" and self.s.expect == "splits":
-                out += self._on_splits(decode_envelope(env, SbSplits, f"host {self.name!r}"))
+                out += self._on_splits(open_envelope(env, messages.SbSplits, f"host {self.name!r}"))
             elif kind == "SbFinish" and self.s.expect == "gradients":
-                self._on_finish(decode_envelope(env, SbFinish, f"host {self.name!r}"))
+                self._on_finish(open_envelope(env, messages.SbFinish, f"host {self.name!r}"))
             else:
                 raise self._fail(f"unexpected {kind} (wrong step)")
         if self.s.stats.get("trees"):
             self._tree_stats()["host_seconds"] += time.perf_counter() - t0
         return out
 
-    def _on_finish(self, msg: SbFinish) -> None:
+    def _on_finish(self, msg: messages.SbFinish) -> None:
         s = self.s
         if msg.protocol != PROTOCOL:
             raise self._fail(f"unknown protocol {msg.protocol!r}")
@@ -338,7 +251,7 @@ class SecureBoostHost(Party):
         s.blob, s.hist_blob = b"", b""
         s.phase = "done"
 
-    def _on_gradients(self, msg: SbGradients) -> list[Envelope]:
+    def _on_gradients(self, msg: messages.SbGradients) -> list[Envelope]:
         s, cfg = self.s, self.config
         if msg.protocol != PROTOCOL:
             raise self._fail(f"unknown protocol {msg.protocol!r}")
@@ -387,7 +300,7 @@ class SecureBoostHost(Party):
         s.expect = "splits"
         return [self._reply(0, [], [], [], [0], hist)]
 
-    def _on_splits(self, msg: SbSplits) -> list[Envelope]:
+    def _on_splits(self, msg: messages.SbSplits) -> list[Envelope]:
         s, p = self.s, self.params
         if msg.protocol != PROTOCOL:
             raise self._fail(f"unknown protocol {msg.protocol!r}")
@@ -476,7 +389,7 @@ class SecureBoostHost(Party):
         return [reply]
 
     # -- encrypted histograms ---------------------------------------------------------------------
-    def _histograms(self, direct: list[int], derived: dict[int, tuple[int, int]]) -> dict[int, list[mpz]]:
+    def _histograms(self, direct: list[int], derived: dict[int, tuple[int, int]]) -> dict[int, Histogram]:
         """Full (F x B) encrypted histograms of ``direct`` nodes (from rows) and ``derived`` ones.
 
         ``derived[large] = (parent, small)``: ``large = parent - small`` bin by bin (one batch
@@ -484,78 +397,56 @@ class SecureBoostHost(Party):
         whose fullest bin is smallest, which gives the node total) is skipped by the row loop
         and recovered as ``total - other bins``.
         """
+        assert self._pk is not None
+        nsq = self._pk.nsquare
+        out = self._direct_histograms(direct) if direct else {}
+        if derived:
+            parents = self._stored_histograms()
+            larges = sorted(derived)
+            for lg in larges:
+                if derived[lg][0] not in parents:
+                    raise self._fail(f"no stored histogram for node {derived[lg][0]} (state lost?)")
+            of_parent = [parents[derived[lg][0]] for lg in larges]
+            of_small = [out[derived[lg][1]] for lg in larges]
+            out.update(zip(larges, subtract_histograms(of_parent, of_small, nsq)))
+        return out
+
+    def _direct_histograms(self, direct: list[int]) -> dict[int, Histogram]:
+        """Histograms of ``direct`` nodes from their rows, split across the worker processes."""
         s = self.s
         assert self._pk is not None
         nsq, width = self._pk.nsquare, self._pk.ciphertext_bytes
         F, B = self.X.shape[1], self.B
-        out: dict[int, list[mpz]] = {}
-        if direct:
-            pos = np.full(s.n_nodes, -1, dtype=np.int64)
-            pos[direct] = np.arange(len(direct))
-            rows = np.flatnonzero(pos[s.node_of_row] >= 0)
-            local = pos[s.node_of_row[rows]]
-            bins = self.Xb[rows].astype(np.int64)  # (m, F)
-            bucket = local[:, None] * B + bins  # (m, F)
-            cnt = np.stack([np.bincount(bucket[:, f], minlength=len(direct) * B) for f in range(F)])
-            cnt = cnt.reshape(F, len(direct), B).transpose(1, 0, 2)  # (nodes, F, B)
-            fullest = cnt.max(axis=2)  # (nodes, F)
-            total_f = fullest.argmin(axis=1)  # the feature kept whole
-            skip = np.where(fullest > B + 8, cnt.argmax(axis=2), -1)  # skipping pays off only then
-            skip[np.arange(len(direct)), total_f] = -1
-            keys = bucket.T.copy()  # (F, m)
-            sk_rows = skip[local]  # (m, F)
-            keys[(bins == sk_rows).T] = -1
-            n_mults = int((keys >= 0).sum())
-            self._tree_stats()["hist_rows"] += int(rows.size)
-            parts = split_evenly(rows.size, self._workers if n_mults >= PARALLEL_MIN_MULTS else 1)
-            tasks = [
-                (int(nsq), width, take_rows(s.blob, width, rows[a:b]), keys[:, a:b], len(direct) * B) for a, b in parts
-            ]
-            t_hist = time.perf_counter()
-            results = [blob_to_mpz(r, width) for r in run_tasks(histogram_kernel, tasks, self._workers)]
-            self._tree_stats()["hist_seconds"] += time.perf_counter() - t_hist
-            hist = results[0]
-            for other in results[1:]:
-                hist = [x if y == ONE else (y if x == ONE else x * y % nsq) for x, y in zip(hist, other)]
-            # hist is (F, nodes, B) row-major; recover the skipped bins
-            recover: list[tuple[int, int, int, mpz]] = []  # (k, f, b, total)
-            partial: list[mpz] = []
-            for k in range(len(direct)):
-                tf = int(total_f[k])
-                total = ONE
-                for b in range(B):
-                    c = hist[(tf * len(direct) + k) * B + b]
-                    if c != ONE:
-                        total = total * c % nsq
-                for f in range(F):
-                    sb = int(skip[k, f])
-                    if sb < 0:
-                        continue
-                    acc = ONE
-                    for b in range(B):
-                        c = hist[(f * len(direct) + k) * B + b]
-                        if b != sb and c != ONE:
-                            acc = acc * c % nsq
-                    recover.append((k, f, sb, total))
-                    partial.append(acc)
-            for (k, f, b, total), inv in zip(recover, batch_invert(partial, nsq)):
-                hist[(f * len(direct) + k) * B + b] = total * inv % nsq
-            for k, nd in enumerate(direct):
-                out[nd] = [hist[(f * len(direct) + k) * B + b] for f in range(F) for b in range(B)]
-        if derived:
-            parents = self._stored_histograms()
-            larges = sorted(derived)
-            flat_small = [out[derived[lg][1]] for lg in larges]
-            inv_in = [c for sm in flat_small for c in sm if c != ONE]
-            inv_iter = iter(batch_invert(inv_in, nsq))
-            for lg, sm in zip(larges, flat_small):
-                par = parents.get(derived[lg][0])
-                if par is None:
-                    raise self._fail(f"no stored histogram for node {derived[lg][0]} (state lost?)")
-                out[lg] = [pc if c == ONE else pc * next(inv_iter) % nsq for pc, c in zip(par, sm)]
-        return out
+        pos = np.full(s.n_nodes, -1, dtype=np.int64)
+        pos[direct] = np.arange(len(direct))
+        rows = np.flatnonzero(pos[s.node_of_row] >= 0)
+        local = pos[s.node_of_row[rows]]
+        bins = self.Xb[rows].astype(np.int64)  # (m, F)
+        bucket = local[:, None] * B + bins  # (m, F)
+        cnt = np.stack([np.bincount(bucket[:, f], minlength=len(direct) * B) for f in range(F)])
+        cnt = cnt.reshape(F, len(direct), B).transpose(1, 0, 2)  # (nodes, F, B)
+        fullest = cnt.max(axis=2)  # (nodes, F)
+        total_f = fullest.argmin(axis=1)  # the feature kept whole
+        skip = np.where(fullest > B + 8, cnt.argmax(axis=2), -1)  # skipping pays off only then
+        skip[np.arange(len(direct)), total_f] = -1
+        keys = bucket.T.copy()  # (F, m)
+        keys[(bins == skip[local]).T] = -1
+        n_mults = int((keys >= 0).sum())
+        self._tree_stats()["hist_rows"] += int(rows.size)
+        parts = split_evenly(rows.size, self._workers if n_mults >= PARALLEL_MIN_MULTS else 1)
+        tasks = [
+            (int(nsq), width, take_rows(s.blob, width, rows[a:b]), keys[:, a:b], len(direct) * B) for a, b in parts
+        ]
+        t_hist = time.perf_counter()
+        results = [blob_to_mpz(r, width) for r in run_tasks(histogram_kernel, tasks, self._workers)]
+        self._tree_stats()["hist_seconds"] += time.perf_counter() - t_hist
+        hist = multiply_histograms(results, nsq)  # (F, nodes, B) row-major
+        recover_skipped_bins(hist, len(direct), B, total_f, skip, nsq)
+        return {
+            nd: [hist[(f * len(direct) + k) * B + b] for f in range(F) for b in range(B)] for k, nd in enumerate(direct)
+        }
 
-    def _stored_histograms(self) -> dict[int, list[mpz]]:
+    def _stored_histograms(self) -> dict[int, Histogram]:
         s = self.s
         assert self._pk is not None
         width = self._pk.ciphertext_bytes
@@ -570,7 +461,7 @@ class SecureBoostHost(Party):
         tbits: list[np.ndarray],
         vbits: list[np.ndarray],
         nodes: list[int],
-        hist: dict[int, list[mpz]],
+        hist: dict[int, Histogram],
     ) -> Envelope:
         """Candidates of ``nodes`` (shuffled, opaque ids, packed) plus the host-split partitions."""
         s = self.s
@@ -586,21 +477,13 @@ class SecureBoostHost(Party):
         keys = ((local[:, None] * F + np.arange(F)[None, :]) * B + self.Xb[rows]).ravel()
         cnt = np.bincount(keys, minlength=len(nodes) * F * B).reshape(len(nodes), F, B)
         rng = _secret_rng()
-        cts: list[mpz] = []
-        c_node, c_feat, c_bin = [], [], []
+        cts: Histogram = []
+        c_node: list[int] = []
+        c_feat: list[int] = []
+        c_bin: list[int] = []
         for k, nd in enumerate(nodes):
             mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
-            h = hist[nd]
-            node_cts, node_meta = [], []
-            for f in range(F):
-                acc = ONE
-                for b in range(int(self.n_bins[f]) - 1):
-                    c = h[f * B + b]
-                    if c != ONE:
-                        acc = acc * c % nsq
-                    if mask[f, b]:
-                        node_cts.append(acc)
-                        node_meta.append((f, b))
+            node_cts, node_meta = candidate_left_sums(hist[nd], self.n_bins, B, mask, nsq)
             perm = rng.permutation(len(node_cts))
             cts += [node_cts[i] for i in perm]
             c_node += [nd] * len(perm)
@@ -629,7 +512,7 @@ class SecureBoostHost(Party):
         s.cand_bin = np.array(c_bin, dtype=np.int64)
         s.hist_nodes = np.array(nodes, dtype=np.int64)
         s.hist_blob = b"".join(mpz_to_blob(hist[nd], width) for nd in nodes)
-        msg = SbLevelReply(
+        msg = messages.SbLevelReply(
             protocol=PROTOCOL,
             tree=s.tree,
             level=level,

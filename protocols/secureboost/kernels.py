@@ -1,8 +1,12 @@
-"""SecureBoost's hot paths: encrypted histograms and slot packing (host side).
+"""Every piece of SecureBoost's raw ciphertext arithmetic: histograms, packing, signed decoding.
 
-Why a separate module: these functions run inside ``multiprocessing`` worker processes, so they
-are top-level functions that touch nothing but their arguments, take and return fixed-width
-ciphertext ``bytes`` (cheap to pickle, no per-object overhead) and never see a party object.
+Why a separate module: the parties (``guest.py``, ``host.py``) only decide *which* rows,
+nodes and candidates go where; the modular arithmetic on Paillier ciphertexts (products mod
+``n^2``, batch inversions, prefix sums, Horner packing, range checks) lives here, next to
+:mod:`protocols.paillier`, so it can be reviewed in one place. The kernels run inside
+``multiprocessing`` worker processes, so they are top-level functions that touch nothing but
+their arguments, take and return fixed-width ciphertext ``bytes`` (cheap to pickle, no
+per-object overhead) and never see a party object.
 The main process always runs the first task itself while the shared pool of
 :mod:`protocols.common.parallel` runs the others, so with 2 cores both are busy.
 
@@ -29,14 +33,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gmpy2
+import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
 import numpy as np
 from gmpy2 import mpz
 
 from protocols.common import parallel
 from protocols.paillier import PaillierError, PublicKey
 
-ONE = mpz(1)
+ONE = mpz(1)  # the trivial encryption of 0: an empty bucket
+
+Histogram = list[mpz]  # one node's F x B encrypted (packed g|h) bucket sums, row-major
 
 
 class PackingError(ValueError):
@@ -80,6 +86,96 @@ def batch_invert(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
         inv = inv * values[i] % modulus
     out[0] = inv
     return out
+
+
+# -- histogram algebra (host, main process) --------------------------------------------------
+
+
+def multiply_histograms(parts: Sequence[Histogram], nsq: mpz) -> Histogram:
+    """Bucket-wise product of histograms over disjoint row sets: their homomorphic sum."""
+    hist = list(parts[0])
+    for other in parts[1:]:
+        hist = [x if y == ONE else (y if x == ONE else x * y % nsq) for x, y in zip(hist, other)]
+    return hist
+
+
+def recover_skipped_bins(
+    hist: Histogram, n_nodes: int, n_bins_max: int, total_feature: np.ndarray, skip: np.ndarray, nsq: mpz
+) -> None:
+    """Fill in, in place, the bins the row loop skipped: ``total / product of the other bins``.
+
+    ``hist`` holds ``(F, n_nodes, B)`` buckets row-major. Node ``k``'s total is the product of
+    all bins of feature ``total_feature[k]`` (summed in full); ``skip[k, f]`` is the skipped
+    (fullest) bin of feature ``f`` in node ``k``, or ``-1``. One batch inversion for all.
+    """
+    B = n_bins_max
+    F = skip.shape[1]
+    targets: list[tuple[int, mpz]] = []  # (bucket index, node total)
+    partial: list[mpz] = []
+    for k in range(n_nodes):
+        tf = int(total_feature[k])
+        total = ONE
+        for b in range(B):
+            c = hist[(tf * n_nodes + k) * B + b]
+            if c != ONE:
+                total = total * c % nsq
+        for f in range(F):
+            sb = int(skip[k, f])
+            if sb < 0:
+                continue
+            acc = ONE
+            for b in range(B):
+                c = hist[(f * n_nodes + k) * B + b]
+                if b != sb and c != ONE:
+                    acc = acc * c % nsq
+            targets.append(((f * n_nodes + k) * B + sb, total))
+            partial.append(acc)
+    for (i, total), inv in zip(targets, batch_invert(partial, nsq)):
+        hist[i] = total * inv % nsq
+
+
+def subtract_histograms(parents: Sequence[Histogram], smalls: Sequence[Histogram], nsq: mpz) -> list[Histogram]:
+    """``parent - small`` bucket by bucket for each pair (the larger child of a split), one inversion."""
+    inverses = iter(batch_invert([c for sm in smalls for c in sm if c != ONE], nsq))
+    return [
+        [pc if c == ONE else pc * next(inverses) % nsq for pc, c in zip(par, sm)] for par, sm in zip(parents, smalls)
+    ]
+
+
+def candidate_left_sums(
+    hist: Histogram, n_bins: np.ndarray, n_bins_max: int, mask: np.ndarray, nsq: mpz
+) -> tuple[list[mpz], list[tuple[int, int]]]:
+    """Encrypted left sums of one node's candidates "bin <= b" where ``mask[f, b]``, and their (f, b).
+
+    Prefix products over each feature's bins, in feature then bin order.
+    """
+    sums: list[mpz] = []
+    where: list[tuple[int, int]] = []
+    for f in range(len(n_bins)):
+        acc = ONE
+        for b in range(int(n_bins[f]) - 1):
+            c = hist[f * n_bins_max + b]
+            if c != ONE:
+                acc = acc * c % nsq
+            if mask[f, b]:
+                sums.append(acc)
+                where.append((f, b))
+    return sums, where
+
+
+# -- decryption side (guest) ------------------------------------------------------------------
+
+
+def outside_ciphertext_space(cts: Sequence[mpz], pk: PublicKey) -> bool:
+    """True if any value is not in ``(0, n^2)``: not a ciphertext under ``pk`` (wrong key)."""
+    nsq = pk.nsquare
+    return any(not 0 < c < nsq for c in cts)
+
+
+def signed_plaintexts(raw: Sequence[mpz], pk: PublicKey) -> list[int]:
+    """Raw decryptions in ``[0, n)`` as signed integers (values above ``max_int`` are negative)."""
+    n, lim = pk.n, pk.max_int
+    return [int(m - n) if m > lim else int(m) for m in raw]
 
 
 # -- packing layout ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The guest (bank) has the trees, leaf values and its own splits; at a host node it needs one
 bit, "does row r go left at opaque split s?", which only the host (credit centre) can answer.
-Two modes, both as restartable :class:`~protocols.common.party.Party` objects:
+Two modes, both as restartable :class:`~protocols.common.party.RestartableParty` objects:
 
 * ``"cross"`` (default, one round trip): the guest asks for every scored row at every host
   split id of the model. The host learns which rows are scored (it must hold them anyway) and
@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from protocols.common import wire
-from protocols.common.inputs import as_features
-from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest, open_envelope
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, sigmoid
+from protocols.secureboost._base import check_sender, peek_state, required_features
 from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone
 from protocols.secureboost.model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
 
-_VERSION = "secureboost-scoring/1"
+_VERSION = "secureboost-scoring/2"  # 2: the state carries the digest of the scored rows
 
 
 @dataclass
@@ -39,6 +38,7 @@ class _ScoringState:
     role: str
     name: str
     peer: str
+    data_digest: str
     mode: str
     phase: str  # init | wait | done
     query: int
@@ -48,7 +48,46 @@ class _ScoringState:
     raw: Any
 
 
-class SecureBoostScoringGuest(Party):
+class _ScoringParty(RestartableParty):
+    """What both scoring roles share: the checked rows, the state, the restore and the errors.
+
+    The state is bound to the scored rows by their digest; the model half is handed back on
+    restore like the data (scoring trains nothing, so :attr:`model` is the base's refusal).
+    """
+
+    state_type = _ScoringState
+    state_version = _VERSION
+
+    def __init__(self, name: str, peer: str, n_features: int, X: np.ndarray, *, mode: str, phase: str) -> None:
+        self.name, self.peer = name, peer
+        self.who = f"{self.role.replace('-', ' ')} {name!r}"
+        self.X = required_features(X, self.who, "features")
+        if self.X.shape[1] != n_features:
+            raise ValueError(f"{self.who}: model expects {n_features} features, X has {self.X.shape[1]}")
+        e = np.zeros(0, dtype=np.int64)
+        self.s = _ScoringState(
+            _VERSION, self.role, name, peer, data_digest(self.X), mode, phase, 0, e, e, e.astype(np.uint64), np.zeros(0)
+        )
+
+    @classmethod
+    def _peek(cls, state: bytes) -> Any:
+        return peek_state(state, _ScoringState, cls.role)
+
+    def _after_restore(self) -> None:
+        s = self.s
+        s.asked_rows = np.asarray(s.asked_rows, dtype=np.int64)
+        s.asked_ids = np.asarray(s.asked_ids, dtype=np.uint64)
+        s.raw = np.asarray(s.raw, dtype=np.float64)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.s.phase == "done")
+
+    def _fail(self, what: str) -> ProtocolError:
+        return ProtocolError(f"{self.who} (query {self.s.query}, phase {self.s.phase}): {what}")
+
+
+class SecureBoostScoringGuest(_ScoringParty):
     """Scores the guest's rows with the joint model; result in :attr:`scores` once finished."""
 
     role = "scoring-guest"
@@ -58,71 +97,41 @@ class SecureBoostScoringGuest(Party):
     ) -> None:
         if mode not in ("cross", "pairs"):
             raise ValueError(f'scoring mode must be "cross" or "pairs", got {mode!r}')
-        self.name, self.peer, self.model = name, peer, model
-        self.X = as_features(X, f"scoring guest {name!r}", "features")
-        if self.X.shape[1] != model.n_features:
-            raise ValueError(
-                f"scoring guest {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
-            )
-        e = np.zeros(0, dtype=np.int64)
-        self.s = _ScoringState(
-            _VERSION,
-            self.role,
-            name,
-            peer,
-            mode,
-            "init",
-            0,
-            np.zeros((len(model.trees), self.X.shape[0]), dtype=np.int64),
-            e,
-            np.zeros(0, dtype=np.uint64),
-            np.zeros(0),
-        )
-
-    # -- restartability ------------------------------------------------------------------------
-    def to_state(self) -> bytes:
-        return wire.encode(self.s)
+        super().__init__(name, peer, model.n_features, X, mode=mode, phase="init")
+        self.guest_model = model
+        self.s.pos = np.zeros((len(model.trees), self.X.shape[0]), dtype=np.int64)
 
     @classmethod
     def from_state(cls, state: bytes, model: SecureBoostGuestModel, X: np.ndarray) -> SecureBoostScoringGuest:
-        s = wire.decode(state, _ScoringState)
-        if s.version != _VERSION or s.role != cls.role:
-            raise ProtocolError(f"state is for {s.role!r}, not a scoring guest")
+        s = cls._peek(state)
         party = cls(s.name, s.peer, model, X, mode=s.mode)
-        s.pos = np.asarray(s.pos, dtype=np.int64).reshape(len(model.trees), party.X.shape[0])
-        s.asked_rows = np.asarray(s.asked_rows, dtype=np.int64)
-        s.asked_ids = np.asarray(s.asked_ids, dtype=np.uint64)
-        s.raw = np.asarray(s.raw, dtype=np.float64)
-        party.s = s
+        party._restore(state)
         return party
 
-    @property
-    def finished(self) -> bool:
-        return self.s.phase == "done"
+    def _after_restore(self) -> None:
+        super()._after_restore()
+        self.s.pos = np.asarray(self.s.pos, dtype=np.int64).reshape(len(self.guest_model.trees), self.X.shape[0])
 
     @property
     def raw_scores(self) -> np.ndarray:
         if not self.finished:
             raise RuntimeError("scoring has not finished")
-        return self.s.raw.copy()
+        return np.array(self.s.raw, dtype=np.float64)
 
     @property
     def scores(self) -> np.ndarray:
         """Default probabilities of the scored rows."""
         return sigmoid(self.raw_scores)
 
-    def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(f"scoring guest {self.name!r} (query {self.s.query}, phase {self.s.phase}): {msg}")
-
     # -- steps ---------------------------------------------------------------------------------
     def start(self) -> list[Envelope]:
         if self.s.phase != "init":
             raise self._fail("start() called twice")
         if self.s.mode == "cross":
-            ids = self.model.host_split_ids
+            ids = self.guest_model.host_split_ids
             n = self.X.shape[0]
             if ids.size == 0 or n == 0:
-                self.s.raw = self.model.decision_function(self.X, lambda sid, rows: np.zeros(0, dtype=bool))
+                self.s.raw = self.guest_model.decision_function(self.X, lambda sid, rows: np.zeros(0, dtype=bool))
                 return self._done()
             return self._ask("cross", np.arange(n, dtype=np.int64), ids)
         return self._walk()
@@ -134,10 +143,7 @@ class SecureBoostScoringGuest(Party):
             raise self._fail(
                 f"expected one SbDirectionReply from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
             )
-        try:
-            msg = wire.decode(inbox[0].payload, SbDirectionReply)
-        except wire.WireError as exc:
-            raise self._fail(str(exc)) from None
+        msg = open_envelope(inbox[0], SbDirectionReply, self.who)
         if msg.protocol != PROTOCOL or msg.query != self.s.query:
             raise self._fail(f"reply to query {msg.query}, expected {self.s.query} (wrong step)")
         rows, ids = self.s.asked_rows, self.s.asked_ids
@@ -149,7 +155,7 @@ class SecureBoostScoringGuest(Party):
         if self.s.mode == "cross":
             col = {int(s): j for j, s in enumerate(ids.tolist())}
             matrix = left.reshape(rows.size, ids.size)
-            self.s.raw = self.model.decision_function(self.X, lambda sid, r: matrix[r, col[sid]])
+            self.s.raw = self.guest_model.decision_function(self.X, lambda sid, r: matrix[r, col[sid]])
             return self._done()
         return self._walk(left)
 
@@ -165,7 +171,7 @@ class SecureBoostScoringGuest(Party):
 
     def _walk(self, answer: np.ndarray | None = None) -> list[Envelope]:
         """Pairs mode: apply the answered bits, walk guest nodes, ask for the next host nodes."""
-        trees, pos = self.model.trees, self.s.pos
+        trees, pos = self.guest_model.trees, self.s.pos
         if answer is not None:
             key_rows, key_ids = self.s.asked_rows, self.s.asked_ids
             lookup = {(int(r), int(i)): bool(b) for r, i, b in zip(key_rows.tolist(), key_ids.tolist(), answer)}
@@ -185,8 +191,8 @@ class SecureBoostScoringGuest(Party):
                 if g.size == 0:
                     break
                 k = pos[t, g]
-                go = self.X[g, tree.feature[k]] <= tree.threshold[k]
-                pos[t, g] = np.where(go, tree.left[k], tree.right[k])
+                go_left = self.X[g, tree.feature[k]] <= tree.threshold[k]
+                pos[t, g] = np.where(go_left, tree.left[k], tree.right[k])
             h = np.flatnonzero(tree.owner[pos[t]] == OWNER_HOST)
             ask_r.append(h)
             ask_i.append(tree.split_id[pos[t, h]])
@@ -195,52 +201,32 @@ class SecureBoostScoringGuest(Party):
         if rows.size:
             pairs = np.unique(np.stack([rows.astype(np.uint64), ids.astype(np.uint64)], axis=1), axis=0)
             return self._ask("pairs", pairs[:, 0].astype(np.int64), pairs[:, 1])
-        raw = np.full(self.X.shape[0], self.model.base_score)
+        raw = np.full(self.X.shape[0], self.guest_model.base_score)
         for t, tree in enumerate(trees):
             raw = raw + tree.value[pos[t]]
         self.s.raw = raw
         return self._done()
 
 
-class SecureBoostScoringHost(Party):
+class SecureBoostScoringHost(_ScoringParty):
     """Answers direction queries from its split table; never sends a threshold or feature value."""
 
     role = "scoring-host"
 
     def __init__(self, name: str, peer: str, model: SecureBoostHostModel, X: np.ndarray) -> None:
-        self.name, self.peer, self.model = name, peer, model
-        self.X = as_features(X, f"scoring host {name!r}", "features")
-        if self.X.shape[1] != model.n_features:
-            raise ValueError(
-                f"scoring host {name!r}: model expects {model.n_features} features, X has {self.X.shape[1]}"
-            )
-        e = np.zeros(0, dtype=np.int64)
-        self.s = _ScoringState(
-            _VERSION, self.role, name, peer, "", "wait", 0, e, e, np.zeros(0, dtype=np.uint64), np.zeros(0)
-        )
-
-    def to_state(self) -> bytes:
-        return wire.encode(self.s)
+        super().__init__(name, peer, model.n_features, X, mode="", phase="wait")
+        self.host_model = model
 
     @classmethod
     def from_state(cls, state: bytes, model: SecureBoostHostModel, X: np.ndarray) -> SecureBoostScoringHost:
-        s = wire.decode(state, _ScoringState)
-        if s.version != _VERSION or s.role != cls.role:
-            raise ProtocolError(f"state is for {s.role!r}, not a scoring host")
+        s = cls._peek(state)
         party = cls(s.name, s.peer, model, X)
-        party.s = s
+        party._restore(state)
         return party
-
-    @property
-    def finished(self) -> bool:
-        return self.s.phase == "done"
 
     @property
     def queries(self) -> int:
         return int(self.s.query)
-
-    def _fail(self, msg: str) -> ProtocolError:
-        return ProtocolError(f"scoring host {self.name!r} (query {self.s.query}): {msg}")
 
     def start(self) -> list[Envelope]:
         return []
@@ -248,36 +234,33 @@ class SecureBoostScoringHost(Party):
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         out: list[Envelope] = []
         for env in inbox:
-            if self.s.phase == "done":
-                raise self._fail(f"received {env.kind} after scoring finished")
-            if env.sender != self.peer:
-                raise self._fail(f"message from {env.sender!r}, expected only {self.peer!r}")
+            check_sender(self, env, "scoring")
             if env.kind == "SbScoringDone":
                 self.s.phase = "done"
                 continue
             if env.kind != "SbDirectionQuery":
                 raise self._fail(f"unexpected {env.kind}")
-            try:
-                q = wire.decode(env.payload, SbDirectionQuery)
-            except wire.WireError as exc:
-                raise self._fail(str(exc)) from None
+            q = open_envelope(env, SbDirectionQuery, self.who)
             if q.protocol != PROTOCOL or q.query != self.s.query + 1:
                 raise self._fail(f"query {q.query} out of order (expected {self.s.query + 1})")
-            rows = np.asarray(q.rows, dtype=np.int64)
-            ids = np.asarray(q.split_ids, dtype=np.uint64)
             try:
-                if q.mode == "cross":
-                    rr = np.repeat(rows, ids.size)
-                    ii = np.tile(ids, rows.size)
-                elif q.mode == "pairs":
-                    if rows.shape != ids.shape:
-                        raise ModelError("rows and split ids differ in length")
-                    rr, ii = rows, ids
-                else:
-                    raise ModelError(f"unknown query mode {q.mode!r}")
-                left = self.model.directions(self.X, rr, ii)
+                left = self._directions(q)
             except ModelError as exc:
                 raise self._fail(str(exc)) from None
             self.s.query = q.query
             out.append(self.send(self.peer, SbDirectionReply(PROTOCOL, q.query, int(left.size), np.packbits(left))))
         return out
+
+    def _directions(self, q: SbDirectionQuery) -> np.ndarray:
+        """The direction bits a query asks for, in its order (a ModelError for a bad query)."""
+        rows = np.asarray(q.rows, dtype=np.int64)
+        ids = np.asarray(q.split_ids, dtype=np.uint64)
+        if q.mode == "cross":
+            rr, ii = np.repeat(rows, ids.size), np.tile(ids, rows.size)
+        elif q.mode == "pairs":
+            if rows.shape != ids.shape:
+                raise ModelError("rows and split ids differ in length")
+            rr, ii = rows, ids
+        else:
+            raise ModelError(f"unknown query mode {q.mode!r}")
+        return self.host_model.directions(self.X, rr, ii)

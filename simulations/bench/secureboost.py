@@ -9,6 +9,7 @@ as the coordinator drives them (every step round-trips both parties through
 are identical. Target: <= 10 s per tree on 2 cores.
 
     .venv/bin/python simulations/bench/secureboost.py --trees 3
+    .venv/bin/python simulations/bench/secureboost.py --quick    # seconds: a smoke test
 
 The last line is JSON with ``tree_seconds``, ``plaintext_tree_seconds`` and ``ratio``.
 """
@@ -45,7 +46,7 @@ def load(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def identical(guest, host, ref: PlainGBDT) -> bool:
-    gm, hm = guest.model(), host.model()
+    gm, hm = guest.model, host.model
     if len(gm.trees) != len(ref.trees):
         return False
     for a, b in zip(gm.trees, ref.trees):
@@ -71,7 +72,14 @@ def main() -> None:
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
     ap.add_argument("--no-restart", action="store_true", help="keep party objects in memory between steps")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2,000 rows, 1 tree, depth 3, 1024-bit test key, 1 worker (overrides those options)",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.rows, args.trees, args.depth, args.key_bits, args.workers = 2_000, 1, 3, 1024, 1
 
     Xg, Xh, y = load(args.rows)
     cfg = SecureBoostConfig(
