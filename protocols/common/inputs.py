@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 
 
+@overload
+def as_features(X: np.ndarray, who: str, what: str, n_cols: int | None = None) -> np.ndarray: ...
+@overload
+def as_features(X: None, who: str, what: str, n_cols: int | None = None) -> None: ...
+@overload
+def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None: ...
 def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None:
     """``X`` as a contiguous float64 matrix, or a ValueError naming the party, the input and the cell."""
     if X is None:
@@ -21,6 +29,12 @@ def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = 
     return np.ascontiguousarray(X)
 
 
+@overload
+def as_labels(y: np.ndarray, n: int, who: str, what: str, *, signed: bool) -> np.ndarray: ...
+@overload
+def as_labels(y: None, n: int, who: str, what: str, *, signed: bool) -> None: ...
+@overload
+def as_labels(y: np.ndarray | None, n: int, who: str, what: str, *, signed: bool) -> np.ndarray | None: ...
 def as_labels(y: np.ndarray | None, n: int, who: str, what: str, *, signed: bool) -> np.ndarray | None:
     """Binary labels as float64, ``{-1, +1}`` when ``signed`` else ``{0, 1}``; accepts either
     spelling on input. A ValueError names the party, the input and what is wrong."""
