@@ -1,23 +1,28 @@
 """The data nodes' Flower ClientApp (credit centre and banks run the same app).
 
 The node's party and role come from the scenario (simulation: by partition id) or from the
-SuperNode's ``--node-config`` (deployment). Vertical protocols use relayed ``query`` messages;
-horizontal training uses Flower's ``train``/``evaluate`` messages (with SecAgg+ as a mod).
+SuperNode's ``--node-config`` (deployment). Every run starts with the node introduction
+(:mod:`parties.common.introduction`); vertical protocols then use relayed ``query`` messages
+(:mod:`parties.vertical.client`); horizontal training uses Flower's ``train`` messages and
+its own queries (:mod:`parties.horizontal.client`, with SecAgg+ as a mod).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flwr.app import Context
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
+from parties.common.handlers import ScenarioProvider
+from parties.common.introduction import register_hello
 from parties.vertical import client as vertical_client
 
 
 def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ClientApp:
+    """The nodes' ClientApp; without ``scenario`` each node reads the scenario file its config names."""
     app = ClientApp()
 
     def scenario_of(context: Context) -> Scenario:
@@ -28,6 +33,7 @@ def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = No
             raise RuntimeError("no scenario: set node_config 'scenario' or run_config 'scenario'")
         return config.load(str(path))
 
+    register_hello(app, scenario_of, out_dir)
     vertical_client.register(app, scenario_of, out_dir)
     _register_horizontal_lazily(app, scenario_of, out_dir)
     return app
@@ -37,18 +43,18 @@ def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = No
 HORIZONTAL_QUERIES = ("horizontal_setup", "horizontal_keygen", "horizontal_install", "horizontal_release")
 
 
-def _register_horizontal_lazily(app: ClientApp, scenario_of, out_dir: Path | None) -> None:
+def _register_horizontal_lazily(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:
     """Horizontal training needs torch (~6 s to import). In deployment Flower starts a fresh
     ClientApp process for every message, so vertical nodes must not pay for it: the horizontal
     handlers are imported on the first horizontal message only."""
     inner: dict[str, ClientApp] = {}
 
-    def delegate(message, context):
+    def delegate(message: Message, context: Context) -> Message:
         if "app" not in inner:
             from parties.horizontal import client as horizontal_client
 
             sub = ClientApp()
-            horizontal_client.register(sub, scenario_of, out_dir)
+            horizontal_client.register(sub, lambda ctx, _config_hash: scenario_of(ctx), out_dir)
             inner["app"] = sub
         return inner["app"](message, context)
 

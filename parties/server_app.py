@@ -18,7 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
-from parties.common.recorder import Recorder
+from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
 
         key = load_private_key(str(context.run_config["coordinator-key"]))
     timeout = float(scenario.section("run").get("step_timeout", 900))
-    recorder = Recorder(out_dir, scenario, signing_key=key)
+    recorder = LedgerRecorder(out_dir, scenario, signing_key=key)
     started = time.time()
     status: dict = {
         "scenario": scenario.name,
@@ -55,9 +55,9 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
         "ledger": str(recorder.path),
     }
     try:
-        if scenario.mode == "horizontal":
+        if scenario.mode == "horizontal":  # imported on demand: horizontal training needs torch (~6 s)
+            from parties.common.introduction import introduce
             from parties.horizontal.server import run as run_horizontal
-            from parties.vertical.server import introduce
 
             introduce(grid, recorder, scenario, timeout)
             metrics = run_horizontal(grid, context, scenario, recorder, out_dir)
@@ -87,6 +87,7 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
 
 
 def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ServerApp:
+    """The coordinator's ServerApp; without ``scenario``/``out_dir`` they come from the run config."""
     app = ServerApp()
 
     @app.main()

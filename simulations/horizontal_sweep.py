@@ -156,12 +156,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from parties.horizontal.sim import run_in_process, run_scenarios
+    from parties.sweeps import run_horizontal_sweep_in_process, run_horizontal_sweep_on_ray
 
     scenarios = build(args)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    runner = run_scenarios if args.engine == "ray" else run_in_process
+    runner = run_horizontal_sweep_on_ray if args.engine == "ray" else run_horizontal_sweep_in_process
     results = runner(scenarios, args.out / "runs")
     rows = []
     for res in results:

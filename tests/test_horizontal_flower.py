@@ -26,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from fedcredit import config
 from fedcredit.horizontal.aggregation import weighted_average
-from parties.horizontal.sim import DirTap, run_in_process, run_scenarios
+from parties.sweeps import DirTap, run_horizontal_sweep_in_process, run_horizontal_sweep_on_ray
 
 pytestmark = [pytest.mark.flower, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,9 +143,11 @@ def sim(tmp_path_factory):
     ]
     ledger = _variant("horizontal-secagg", "c-ledger", horizontal=small, replace=banks5)
     out = tmp_path_factory.mktemp("sim")
-    results = run_scenarios(on_ray, out / "ray", tap=DirTap(str(taps)), capture=True, ledger_scenario=ledger)
+    results = run_horizontal_sweep_on_ray(
+        on_ray, out / "ray", tap=DirTap(str(taps)), capture=True, ledger_scenario=ledger
+    )
     _no_ray_left()
-    results += run_in_process(in_process, out / "local", tap=DirTap(str(taps)), capture=True)
+    results += run_horizontal_sweep_in_process(in_process, out / "local", tap=DirTap(str(taps)), capture=True)
     return {r.scenario.name: r for r in results}, DirTap(str(taps)), out / "ray" / "ledger-run"
 
 

@@ -2,7 +2,7 @@
 ledger counts refusals and names the model parts, and what crosses the relay is sealed.
 
 Integration tests train once on a 1500-row default_credit subset (1024-bit test keys) and score 50
-applicants through the real apps on :class:`parties.common.grid.LocalGrid`; protocol tests drive
+applicants through the real apps on :class:`parties.common.grid.InProcessGrid` (:func:`parties.in_process.run_scenario_in_process`); protocol tests drive
 the party objects directly.
 """
 
@@ -26,7 +26,7 @@ from fedcredit.data.schema import LABEL_COLUMN, DataError
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, read_records, verify
 from parties.common import transport
-from parties.common.grid import run_in_process
+from parties.in_process import run_scenario_in_process
 from protocols.common import wire
 from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.gbdt.plain import Tree
@@ -77,7 +77,7 @@ batch_size = 512
 key_bits = 1024
 insecure_test_key = true
 """
-    status = run_in_process(config.loads(text), train_dir)
+    status = run_scenario_in_process(config.loads(text), train_dir)
     assert status["status"] == "completed", status
     return {"dir": d, "bank": b, "centre": c, "train": train_dir}
 
@@ -136,7 +136,7 @@ def _capture():
 def inferred(trained, applicants, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("inf-run")
     captured, tap = _capture()
-    status = run_in_process(config.loads(inference_text(trained)), out, tap=tap)
+    status = run_scenario_in_process(config.loads(inference_text(trained)), out, tap=tap)
     assert status["status"] == "completed", status
     return {
         "out": out,
@@ -233,7 +233,7 @@ def test_missing_model_part_fails_naming_the_party(trained, applicants, tmp_path
     model_dir = tmp_path / "model"
     (model_dir / "nodes/bank").mkdir(parents=True)
     shutil.copy(trained["train"] / "nodes/bank/model.json", model_dir / "nodes/bank/model.json")
-    status = run_in_process(config.loads(inference_text(trained, model_dir=model_dir)), tmp_path / "out")
+    status = run_scenario_in_process(config.loads(inference_text(trained, model_dir=model_dir)), tmp_path / "out")
     assert status["status"] == "failed" and status["party"] == "credit_centre"
     assert "no trained model part" in status["error"] and "credit_centre" in status["error"]
     failure = _records(tmp_path / "out", "failure")
@@ -248,7 +248,9 @@ def test_model_part_not_released_by_the_training_run_is_refused_before_any_query
     part["model"]["weights"][0] += 0.5  # a part from another run (or tampered with)
     path.write_text(json.dumps(part))
     captured, tap = _capture()
-    status = run_in_process(config.loads(inference_text(trained, model_dir=model_dir)), tmp_path / "out", tap=tap)
+    status = run_scenario_in_process(
+        config.loads(inference_text(trained, model_dir=model_dir)), tmp_path / "out", tap=tap
+    )
     assert status["status"] == "failed" and status["party"] == "credit_centre"
     assert "is not the one training run" in status["error"]
     sent = {e.kind for _n, _q, rep in captured for e in transport.read_reply(rep.content)[0]}
@@ -256,7 +258,7 @@ def test_model_part_not_released_by_the_training_run_is_refused_before_any_query
 
 
 def test_centre_refuses_a_purpose_other_than_loan_decision(trained, applicants, tmp_path):
-    status = run_in_process(config.loads(inference_text(trained, purpose="credit_risk_modelling")), tmp_path)
+    status = run_scenario_in_process(config.loads(inference_text(trained, purpose="credit_risk_modelling")), tmp_path)
     assert status["status"] == "failed" and status["party"] == "credit_centre"
     assert "loan_decision" in status["error"]
 
@@ -267,8 +269,10 @@ def test_secureboost_model_scores_applicants_exactly(trained, applicants, tmp_pa
     text = inference_text(trained).replace('mode = "inference"', 'mode = "secureboost"').split("[inference]")[0]
     text += "[secureboost]\nn_trees = 2\nmax_depth = 2\nmax_bins = 8\nkey_bits = 1024\ninsecure_test_key = true\n"
     text = text.replace('purpose = "loan_decision"', 'purpose = "credit_risk_modelling"')
-    assert run_in_process(config.loads(text), tmp_path / "train")["status"] == "completed"
-    status = run_in_process(config.loads(inference_text(trained, model_dir=tmp_path / "train")), tmp_path / "inf")
+    assert run_scenario_in_process(config.loads(text), tmp_path / "train")["status"] == "completed"
+    status = run_scenario_in_process(
+        config.loads(inference_text(trained, model_dir=tmp_path / "train")), tmp_path / "inf"
+    )
     assert status["status"] == "completed", status
     parts = {p: json.loads((tmp_path / f"train/nodes/{p}/model.json").read_text()) for p in ("bank", "credit_centre")}
     guest = SecureBoostGuestModel.from_bytes(bytes.fromhex(parts["bank"]["model"]["model_hex"]))

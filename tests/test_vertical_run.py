@@ -1,7 +1,8 @@
 """The vertical run through the real Flower apps: outputs, ledger, privacy of what nodes send, failures.
 
-Most tests use :class:`parties.common.grid.LocalGrid` (the real ServerApp/ClientApp without Ray)
-so every reply a node sends can be captured; one test runs Flower's simulation engine itself.
+Most tests use :func:`parties.in_process.run_scenario_in_process` (the real coordinator and
+ClientApp on :class:`parties.common.grid.InProcessGrid`, without Ray) so every reply a node sends
+can be captured; one test runs Flower's simulation engine itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fedcredit.data.schema import LABEL_COLUMN
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, verify
 from parties.common import transport
-from parties.common.grid import run_in_process
+from parties.in_process import run_scenario_in_process
 from protocols.common import wire
 
 N_ROWS = 1500
@@ -67,7 +68,7 @@ def verified(out: Path):
 def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, tmp_path):
     sc = config.loads(scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv"))
     captured: list[tuple[int, object, object]] = []
-    status = run_in_process(sc, tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
+    status = run_scenario_in_process(sc, tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
     assert status["status"] == "completed", status
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["auc"] > 0.68 and 0 < m["ks"] < 1 and m["gini"] == pytest.approx(2 * m["auc"] - 1, abs=1e-4)
@@ -161,7 +162,7 @@ def test_zero_intersection_stops_with_a_clear_error_and_a_verifying_ledger(subse
     other["uscc"] = [uscc.from_index(50_000_000 + i) for i in range(len(other))]
     other.to_csv(tmp_path / "other.csv", index=False)
     sc = config.loads(scenario_text(subset["dir"] / "bank.csv", tmp_path / "other.csv", lr=FAST_KEYS))
-    status = run_in_process(sc, tmp_path / "run")
+    status = run_scenario_in_process(sc, tmp_path / "run")
     assert status["status"] == "failed" and status["party"] == "bank" and status["step"] == "align"
     assert "intersection" in status["error"] and "empty" in status["error"]
     report = verified(tmp_path / "run")
@@ -177,7 +178,7 @@ def test_party_failing_mid_epoch_is_named_and_earlier_records_survive(subset, tm
             lr=FAST_KEYS,
         )
     )
-    status = run_in_process(sc, tmp_path)
+    status = run_scenario_in_process(sc, tmp_path)
     assert status["status"] == "failed"
     assert status["party"] == "credit_centre" and status["step"] == "hetero_lr/4"
     assert "injected failure" in status["error"]
@@ -203,7 +204,7 @@ def test_party_that_stops_answering_is_named(subset, tmp_path):
 
         grid.tap = tap if orig is None else orig
 
-    status = run_in_process(sc, tmp_path, down=take_centre_down)
+    status = run_scenario_in_process(sc, tmp_path, prepare_grid=take_centre_down)
     assert status["status"] == "failed" and status["party"] == "credit_centre"
     assert status["step"] == "hetero_lr/3" and "no reply" in status["error"]
     assert verified(tmp_path).ok
@@ -214,7 +215,7 @@ def test_bad_centre_file_fails_at_hello_naming_file_row_and_column(subset, tmp_p
     bad.loc[7, "AGE"] = "thirty"
     bad.to_csv(tmp_path / "bad.csv", index=False)
     sc = config.loads(scenario_text(subset["dir"] / "bank.csv", tmp_path / "bad.csv", lr=FAST_KEYS))
-    status = run_in_process(sc, tmp_path / "run")
+    status = run_scenario_in_process(sc, tmp_path / "run")
     assert status["status"] == "failed" and status["party"] == "credit_centre" and status["step"] == "hello"
     assert "bad.csv" in status["error"] and "AGE" in status["error"] and "8" in status["error"]
     assert verified(tmp_path / "run").ok
@@ -259,7 +260,9 @@ n_workers = 1
 """
     )
     captured: list = []
-    status = run_in_process(config.loads(text), tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
+    status = run_scenario_in_process(
+        config.loads(text), tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep))
+    )
     assert status["status"] == "completed", status
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["auc"] > 0.68 and m["trees"] == 2
@@ -280,7 +283,7 @@ def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_
     text = text.replace("[lr]", "[consent]\ndemo_revoked = 0.05\ndemo_expired = 0.03\n\n[lr]").replace(
         "epochs = 2", "epochs = 1"
     )
-    status = run_in_process(config.loads(text), tmp_path)
+    status = run_scenario_in_process(config.loads(text), tmp_path)
     assert status["status"] == "completed", status
     records = read_records(tmp_path / "ledger.sqlite")
     consent = next(r.payload for r in records if r.kind == "consent_check")
@@ -300,4 +303,4 @@ def test_client_app_registers_every_horizontal_action_lazily():
     from parties import client_app
     from parties.horizontal import client as horizontal_client
 
-    assert set(client_app.HORIZONTAL_QUERIES) == set(horizontal_client._QUERIES)
+    assert set(client_app.HORIZONTAL_QUERIES) == set(horizontal_client.QUERIES)

@@ -47,16 +47,24 @@ class NodeRuntime:
 
     # -- persisted state (node-local) ---------------------------------------------------
     def _record(self) -> ConfigRecord:
-        if STATE not in self.context.state:
-            self.context.state[STATE] = ConfigRecord()
-        return self.context.state[STATE]  # type: ignore[return-value]
+        records = self.context.state.config_records
+        if STATE not in records:
+            records[STATE] = ConfigRecord()
+        return records[STATE]
 
     def get(self, key: str, default: object = None) -> object:
         rec = self._record()
         return rec[key] if key in rec else default
 
-    def put(self, key: str, value: object) -> None:
-        self._record()[key] = value  # type: ignore[index]
+    def get_bytes(self, key: str) -> bytes | None:
+        """A bytes value this node stored (None if it stored nothing under ``key``)."""
+        value = self.get(key)
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError(f"node {self.name}: state {key!r} holds {type(value).__name__}, not bytes")
+        return value
+
+    def put(self, key: str, value: str | bytes | int | float | bool) -> None:
+        self._record()[key] = value
 
     # -- data ---------------------------------------------------------------------------
     def data(self) -> PartyData:
@@ -70,7 +78,7 @@ class NodeRuntime:
             from fedcredit.ledger import load_private_key
 
             return load_private_key(str(cfg["egress-key"]))
-        pem = self.get("egress_key_pem")
+        pem = self.get_bytes("egress_key_pem")
         if pem is None:  # simulation: the node makes its own key on first contact
             key = Ed25519PrivateKey.generate()
             self.put(
@@ -80,7 +88,10 @@ class NodeRuntime:
                 ),
             )
             return key
-        return serialization.load_pem_private_key(bytes(pem), password=None)  # type: ignore[return-value]
+        loaded = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise TypeError(f"node {self.name}: the stored egress key is not an Ed25519 key")
+        return loaded
 
     @property
     def egress_path(self) -> Path:

@@ -1,8 +1,14 @@
-"""The coordinator's side of the compliance ledger: one signed record per protocol step.
+"""Where the coordinator records what a run did: one :class:`Recorder` interface, two kinds of record.
 
-The relay calls :meth:`Recorder.step` with what crossed each boundary (sender, recipient,
-message kind, size, SHA-256 — never payloads); nodes log the same facts in their own signed
-egress logs, and ``fedcredit ledger verify --egress`` checks the two agree.
+The relay (and the horizontal workflows) call :meth:`Recorder.step` with what crossed each
+boundary (sender, recipient, message kind, size, SHA-256 — never payloads) and
+:meth:`Recorder.event` with what happened (failures, consent checks, model releases).
+
+* :class:`LedgerRecorder` writes the signed compliance ledger of a production run; nodes log the
+  same facts in their own signed egress logs, and ``fedcredit ledger verify --egress`` checks
+  that the two agree.
+* :class:`MemoryRecorder` keeps the same records in lists, for the many scenarios of a sweep
+  or a test that need no ledger.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,7 +44,52 @@ def code_version() -> str:
     return f"{fedcredit.__version__}+{rev}" if rev else fedcredit.__version__
 
 
-class Recorder:
+class Recorder(ABC):
+    """What the coordinator's protocol loops record; subclasses decide where it goes."""
+
+    def step(
+        self,
+        step: str,
+        round: int,
+        messages: list[dict],
+        metrics: dict | None = None,
+        participants: list[str] | None = None,
+    ) -> None:
+        """One protocol step: what crossed a boundary (``messages``) and who took part."""
+        senders = sorted({m["sender"] for m in messages} | set(participants or []))
+        self._write(
+            "step",
+            {"step": step, "round": round, "messages": messages, "participants": senders, "metrics": metrics or {}},
+        )
+
+    def event(self, kind: str, payload: dict) -> None:
+        """Something that happened (a failure, a dropout, a consent check, a model release)."""
+        self._write(kind, payload)
+
+    @abstractmethod
+    def _write(self, kind: str, payload: dict) -> None: ...
+
+
+@dataclass
+class MemoryRecorder(Recorder):
+    """Keeps step records and events in lists (no ledger, no keys)."""
+
+    steps: list[dict] = field(default_factory=list)
+    events: list[tuple[str, dict]] = field(default_factory=list)
+
+    def _write(self, kind: str, payload: dict) -> None:
+        if kind == "step":
+            self.steps.append(payload)
+        else:
+            self.events.append((kind, payload))
+
+    def events_of(self, kind: str) -> list[dict]:
+        return [p for k, p in self.events if k == kind]
+
+
+class LedgerRecorder(Recorder):
+    """Writes the run's signed ledger (``ledger.sqlite`` in ``out_dir``)."""
+
     def __init__(self, out_dir: Path, scenario: Scenario, signing_key: Ed25519PrivateKey | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,22 +121,8 @@ class Recorder:
             },
         )
 
-    def step(
-        self,
-        step: str,
-        round: int,
-        messages: list[dict],
-        metrics: dict | None = None,
-        participants: list[str] | None = None,
-    ) -> None:
-        senders = sorted({m["sender"] for m in messages} | set(participants or []))
-        self.ledger.append(
-            "step",
-            {"step": step, "round": round, "messages": messages, "participants": senders, "metrics": metrics or {}},
-        )
-
-    def event(self, kind: str, payload: dict) -> None:
-        if not self.started:  # failed before the parties were introduced: still a valid ledger
+    def _write(self, kind: str, payload: dict) -> None:
+        if kind != "step" and not self.started:  # failed before the parties were introduced: still a valid ledger
             self.run_start({})
         self.ledger.append(kind, payload)
 

@@ -14,13 +14,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 from parties.common import transport
 from parties.common.recorder import Recorder
+from parties.common.transport import NodeReply
 from protocols.common.party import Envelope
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,6 @@ class RunFailed(RuntimeError):
     def __init__(self, party: str, step: str, reason: str):
         super().__init__(f"party {party!r} failed at step {step!r}: {reason}")
         self.party, self.step, self.reason = party, step, reason
-
-
-@dataclass
-class NodeReply:
-    outbox: list[Envelope]
-    finished: bool
-    summary: dict
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
@@ -77,16 +70,16 @@ class Relay:
     ) -> dict[str, NodeReply]:
         """One Flower round trip to the named parties; records the step in the ledger."""
         msgs, order = [], []
-        for party, (params, inbox) in requests.items():
+        for name, (params, inbox) in requests.items():
             msgs.append(
                 Message(
                     transport.request(phase=phase, step=step, params=params, inbox=inbox),
-                    dst_node_id=self.nodes[party],
+                    dst_node_id=self.nodes[name],
                     message_type=kind,
                     group_id=step,
                 )
             )
-            order.append(party)
+            order.append(name)
         by_node = {m.metadata.dst_node_id: p for m, p in zip(msgs, order)}
         replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
         # Flower answers for an unreachable node itself (from the SuperLink's id), so map replies
@@ -131,7 +124,7 @@ class Relay:
         )
         # Record what did cross boundaries in this step before stopping, so the ledger still
         # matches every node's egress log even when the step failed.
-        metrics = {p: r.summary.get("metrics") for p, r in out.items() if r.summary.get("metrics")}
+        metrics: dict[str, dict] = {p: r.summary["metrics"] for p, r in out.items() if r.summary.get("metrics")}
         self.recorder.step(step, self.round, described, metrics=metrics, participants=order)
         if metrics:
             log.info(

@@ -42,8 +42,25 @@ class RelayBatch:
         return [Envelope(s, r, p) for s, r, p in zip(self.senders, self.recipients, self.payloads)]
 
 
+@dataclass
+class NodeReply:
+    """What one node answers to one step: the envelopes it sends, whether it is done, its summary."""
+
+    outbox: list[Envelope]
+    finished: bool
+    summary: dict
+
+
 def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=float).encode()
+
+
+def _bytes(rec: ConfigRecord, key: str) -> bytes:
+    """One bytes field of a relay record, refused if it holds anything else."""
+    value = rec[key]
+    if not isinstance(value, bytes):
+        raise wire.WireError(f"relay record field {key!r} is {type(value).__name__}, not bytes")
+    return value
 
 
 def request(*, phase: str, step: str, params: dict | None = None, inbox: list[Envelope] | None = None) -> RecordDict:
@@ -62,12 +79,12 @@ def request(*, phase: str, step: str, params: dict | None = None, inbox: list[En
 
 
 def read_request(content: RecordDict) -> tuple[str, str, dict, list[Envelope]]:
-    rec = content[RECORD]
+    rec = content.config_records[RECORD]
     return (
         str(rec["phase"]),
         str(rec["step"]),
-        json.loads(rec["params"]),
-        wire.decode(rec["inbox"], RelayBatch).envelopes(),
+        json.loads(_bytes(rec, "params")),
+        wire.decode(_bytes(rec, "inbox"), RelayBatch).envelopes(),
     )
 
 
@@ -86,10 +103,10 @@ def reply(*, outbox: list[Envelope], finished: bool, summary: dict) -> RecordDic
 
 
 def read_reply(content: RecordDict) -> tuple[list[Envelope], bool, dict, bytes]:
-    rec = content[RECORD]
-    summary_bytes = bytes(rec["summary"])
+    rec = content.config_records[RECORD]
+    summary_bytes = _bytes(rec, "summary")
     return (
-        wire.decode(rec["outbox"], RelayBatch).envelopes(),
+        wire.decode(_bytes(rec, "outbox"), RelayBatch).envelopes(),
         bool(rec["finished"]),
         json.loads(summary_bytes),
         summary_bytes,

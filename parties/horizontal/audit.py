@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from flwr.app import Message, RecordDict
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 from flwr.serverapp import Grid
+from flwr.supercore.inflatable.inflatable_object import InflatableObject
+from flwr.supercore.run import Run
+
+from parties.horizontal.flower_legacy import secagg_stage
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +46,19 @@ def classify(message_type: str, request: RecordDict) -> tuple[str, str, str]:
     if message_type in QUERY_STEPS:
         return QUERY_STEPS[message_type]
     if message_type == "train":
-        if RECORD_KEY_CONFIGS in request.config_records:
-            stage = str(request.config_records[RECORD_KEY_CONFIGS].get(Key.STAGE, "?"))
+        stage = secagg_stage(message_type, request)
+        if stage is not None:
             return f"horizontal.secagg.{stage}", f"SecAggPlus.{stage}.request", f"SecAggPlus.{stage}"
         return "horizontal.fit", "FitIns", "FitRes"
     return f"horizontal.{message_type}", "Request", "Reply"
 
 
-def _deflated_size(obj: object, seen: set[int]) -> int:
+def _deflated_size(obj: InflatableObject, seen: set[int]) -> int:
     if id(obj) in seen:
         return 0
     seen.add(id(obj))
-    size = len(obj.deflate())  # type: ignore[attr-defined]
-    for child in (getattr(obj, "children", None) or {}).values():
+    size = len(obj.deflate())
+    for child in (obj.children or {}).values():
         size += _deflated_size(child, seen)
     return size
 
@@ -108,14 +111,16 @@ class RecordingGrid(Grid):
         return self.names.get(node_id, f"node-{node_id}")
 
     # -- Grid interface (delegation) ---------------------------------------------------
-    def set_run(self, run):  # type: ignore[no-untyped-def]
-        return self.inner.set_run(run)
+    def set_run(self, run: Run) -> None:
+        self.inner.set_run(run)
 
     @property
-    def run(self):  # type: ignore[no-untyped-def]
+    def run(self) -> Run:
         return self.inner.run
 
-    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):  # type: ignore[no-untyped-def]
+    def create_message(
+        self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
+    ) -> Message:
         return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:

@@ -5,7 +5,7 @@
 * Bank: applicants come from node_config ``applicants`` or ``[inference] applicants`` (a table
   of USCC + the bank's feature columns, label optional: :func:`fedcredit.data.applicants.load_applicants`);
   without either, the bank re-scores its own data table. Consent for the run's purpose is checked
-  once for all applicants with the bank's registry (:func:`parties.vertical.phases.consent_filter`); the
+  once for all applicants with the bank's registry (:func:`parties.vertical.consent.consent_filter`); the
   refusal list stays in node state. Each batch's results are written to ``scores.csv`` on the
   bank's node: ``uscc, score, status``.
 * Centre: answers from its whole table and appends what it was asked to ``query_log.csv`` on its
@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,16 @@ from fedcredit.data.applicants import load_applicants
 from fedcredit.data.loaders import PartyData
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
-from parties.vertical.phases import PHASES, Phase, consent_filter
-from protocols.common.party import Party
+from parties.vertical.consent import consent_filter
+from parties.vertical.phase import RestartablePhase
 from protocols.inference import (
     BankModelPart,
     CentreModelPart,
     InferenceBank,
     InferenceCentre,
-    InferenceError,
 )
+
+InferenceParty = InferenceBank | InferenceCentre
 
 log = logging.getLogger(__name__)
 SCORES_FILE = "scores.csv"
@@ -139,7 +141,7 @@ def _refusals(node: NodeRuntime, ids: list[str]) -> tuple[list[str | None], dict
 # -- the phase -------------------------------------------------------------------------------
 
 
-class InferencePhase(Phase):
+class InferencePhase(RestartablePhase[InferenceParty]):
     """One batch of applicants per phase run; params: ``peer``, ``batch``, ``batch_size``."""
 
     def _params(self, node: NodeRuntime, params: dict | None = None) -> dict:
@@ -151,7 +153,9 @@ class InferencePhase(Phase):
             raise RuntimeError(f"node {node.name}: inference step arrived before init")
         return json.loads(str(raw))
 
-    def _bank_inputs(self, node: NodeRuntime, params: dict):
+    def _bank_inputs(
+        self, node: NodeRuntime, params: dict
+    ) -> tuple[BankModelPart, list[str], np.ndarray, list[str | None]]:
         part, _, _ = load_model_part(node)
         model = BankModelPart.from_dict(part["model"], f"bank {node.name!r}")
         apps = applicants(node, list(part["feature_names"]))
@@ -162,7 +166,9 @@ class InferencePhase(Phase):
         X = pre.transform(apps.features[lo:hi]) if hi > lo else np.zeros((0, model.n_features))
         return model, apps.ids[lo:hi], X, reasons[lo:hi]
 
-    def _centre_inputs(self, node: NodeRuntime):
+    def _centre_inputs(
+        self, node: NodeRuntime
+    ) -> tuple[CentreModelPart, list[str], np.ndarray, Callable[[np.ndarray], np.ndarray]]:
         part, _, _ = load_model_part(node)
         model = CentreModelPart.from_dict(part["model"], f"credit centre {node.name!r}")
         data = node.data()
@@ -170,13 +176,12 @@ class InferencePhase(Phase):
         pre = LocalPreprocessor.from_dict(part["preprocessor"])
         return model, data.ids, raw, pre.transform
 
-    def create(self, node: NodeRuntime, params: dict) -> Party:
+    def create(self, node: NodeRuntime, params: dict) -> InferenceParty:
         p = self._params(node, params)
         session = str(node.get("run_id"))
-        party: InferenceBank | InferenceCentre
         if node.role == "bank":
             model, ids, X, reasons = self._bank_inputs(node, p)
-            party = InferenceBank(
+            return InferenceBank(
                 node.name,
                 p["peer"],
                 session=session,
@@ -187,48 +192,40 @@ class InferencePhase(Phase):
                 X=X,
                 refusals=reasons,
             )
-        else:
-            cmodel, cids, raw, transform = self._centre_inputs(node)
-            party = InferenceCentre(
-                node.name,
-                p["peer"],
-                session=session,
-                batch=int(p["batch"]),
-                model=cmodel,
-                ids=cids,
-                features=raw,
-                transform=transform,
-            )
-        party.model_sha256 = load_model_part(node)[1]  # type: ignore[union-attr]
-        return party
+        cmodel, cids, raw, transform = self._centre_inputs(node)
+        return InferenceCentre(
+            node.name,
+            p["peer"],
+            session=session,
+            batch=int(p["batch"]),
+            model=cmodel,
+            ids=cids,
+            features=raw,
+            transform=transform,
+        )
 
-    def progress(self, party: Party) -> dict:
-        """After init: which model part this node loaded (the coordinator checks it before any query)."""
-        sha = getattr(party, "model_sha256", None)
-        if not sha or party.s.phase not in ("wait_key", "wait_request"):  # type: ignore[attr-defined]
+    def progress(self, node: NodeRuntime, party: InferenceParty) -> dict:
+        """After init (the party waits for its first message): which model part this node loaded,
+        so the coordinator can check it before any applicant is queried."""
+        if party.s.phase not in ("wait_key", "wait_request"):
             return {}
-        return {"model": {"type": party.model.model_type, "sha256": sha}}  # type: ignore[attr-defined]
+        return {"model": {"type": party.model.model_type, "sha256": load_model_part(node)[1]}}
 
-    def dump(self, party: Party) -> bytes:
-        return party.to_state()  # type: ignore[attr-defined]
-
-    def restore(self, node: NodeRuntime, state: bytes) -> Party:
+    def restore(self, node: NodeRuntime, state: bytes) -> InferenceParty:
         p = self._params(node)
         if node.role == "bank":
             model, ids, X, reasons = self._bank_inputs(node, p)
             return InferenceBank.from_state(state, model=model, ids=ids, X=X, refusals=reasons)
-        model, ids, raw, transform = self._centre_inputs(node)
-        return InferenceCentre.from_state(state, model=model, ids=ids, features=raw, transform=transform)
+        cmodel, cids, raw, transform = self._centre_inputs(node)
+        return InferenceCentre.from_state(state, model=cmodel, ids=cids, features=raw, transform=transform)
 
-    def finish(self, node: NodeRuntime, party: Party) -> dict:
+    def finish(self, node: NodeRuntime, party: InferenceParty) -> dict:
         p = self._params(node)
         _, sha, _ = load_model_part(node)
-        model = {"type": party.model.model_type, "sha256": sha}  # type: ignore[attr-defined]
+        model = {"type": party.model.model_type, "sha256": sha}
         if isinstance(party, InferenceBank):
             return self._finish_bank(node, party, p, model)
-        if isinstance(party, InferenceCentre):
-            return self._finish_centre(node, party, p, model)
-        raise InferenceError(f"node {node.name}: unexpected party {type(party).__name__}")
+        return self._finish_centre(node, party, p, model)
 
     def _finish_bank(self, node: NodeRuntime, party: InferenceBank, p: dict, model: dict) -> dict:
         ids, scores, status = party.results()
@@ -270,6 +267,3 @@ class InferencePhase(Phase):
 
 def party_feature_names(node: NodeRuntime) -> list[str]:
     return list(load_model_part(node)[0]["feature_names"])
-
-
-PHASES["inference"] = InferencePhase()

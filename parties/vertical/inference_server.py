@@ -1,6 +1,6 @@
 """Coordinator orchestration of joint inference: the bank scores applicants with the centre.
 
-1. ``hello``     — nodes introduce themselves (as in every run; the ledger's run_start).
+1. ``hello``     — nodes introduce themselves (:mod:`parties.common.introduction`; the ledger's run_start).
 2. ``inference`` — once per batch of applicants (``[inference] batch_size``, default 50 000):
    the centre sends an ephemeral key, the bank a sealed request holding only consented USCCs,
    the centre sealed partial answers; the bank scores and writes ``scores.csv`` on its node.
@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flwr.serverapp import Grid
 
 from fedcredit.config import Scenario
-from parties.common.recorder import Recorder
+from parties.common.introduction import introduce
+from parties.common.recorder import LedgerRecorder, Recorder
 from parties.common.relay import RunFailed
-from parties.vertical.server import introduce
+from parties.common.transport import NodeReply
+from parties.vertical.server import bank_and_centre
 
 log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 50_000
@@ -61,22 +64,17 @@ def _training_release(scenario: Scenario) -> tuple[str, dict, str] | None:
     return release[-1].run_id, shas, str(path)
 
 
-def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *, timeout: float = 900.0) -> dict:
+def run_inference(
+    grid: Grid, scenario: Scenario, recorder: LedgerRecorder, out_dir: Path, *, timeout: float = 900.0
+) -> dict:
+    """Score the scenario's applicants in batches; returns (and the caller writes) ``metrics.json``."""
     t0 = time.monotonic()
     section = scenario.section("inference")
     batch_size = int(section.get("batch_size", DEFAULT_BATCH_SIZE))
     if batch_size < 1:
         raise RunFailed("coordinator", "setup", f"[inference] batch_size must be >= 1, got {batch_size}")
     relay, _ = introduce(grid, recorder, scenario, timeout)
-    banks = scenario.parties_with_role("bank")
-    centres = scenario.parties_with_role("credit_centre")
-    if len(banks) != 1 or len(centres) != 1:
-        raise RunFailed(
-            "coordinator",
-            "setup",
-            f"inference needs exactly one bank and one credit centre (scenario has {len(banks)} and {len(centres)})",
-        )
-    bank, centre = banks[0].name, centres[0].name
+    bank, centre = bank_and_centre(scenario, "inference")
     training = _training_release(scenario)
     if training is not None:
         relay.on_step = _release_guard(training, recorder)
@@ -142,12 +140,12 @@ def run_inference(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: P
     }
 
 
-def _release_guard(training: tuple[str, dict, str], recorder: Recorder):
+def _release_guard(training: tuple[str, dict, str], recorder: Recorder) -> Callable[[str, dict[str, NodeReply]], None]:
     """Relay hook: right after init (before the bank sends any USCC) both parties have reported
     the hash of the model part they loaded; stop unless it is what the training run released."""
     run_id, released, path = training
 
-    def check(step: str, replies: dict) -> None:
+    def check(step: str, replies: dict[str, NodeReply]) -> None:
         if step != f"{PHASE}/init":
             return
         for party, rep in replies.items():

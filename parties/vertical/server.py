@@ -1,8 +1,9 @@
 """Coordinator orchestration of a vertical (hetero) run: the centre's platform runs this.
 
-Phases, each a protocol relayed by :class:`parties.common.relay.Relay`:
+Phases, each a protocol relayed by :class:`parties.common.relay.Relay` (node-side adapters:
+:mod:`parties.vertical.registry`):
 
-1. ``hello``  — nodes introduce themselves (party, role, egress public key, table sizes).
+1. ``hello``  — nodes introduce themselves (:mod:`parties.common.introduction`).
 2. ``align``  — consent-filtered ECDH-PSI; both sides keep the intersection in a common order.
 3. ``split``  — the bank (which owns the labels) tells the centre which aligned rows are test and
                 validation rows; each party fits its local preprocessing on its training rows.
@@ -24,92 +25,35 @@ from pathlib import Path
 from flwr.serverapp import Grid
 
 from fedcredit.config import Scenario
-from parties.common import transport
-from parties.common.recorder import Recorder
-from parties.common.relay import Relay, RunFailed, wait_for_nodes
+from parties.common.introduction import introduce
+from parties.common.recorder import LedgerRecorder
+from parties.common.relay import RunFailed
 
 log = logging.getLogger(__name__)
 
 TRAIN_PHASE = {"vertical-lr": "hetero_lr", "secureboost": "secureboost"}
 
 
-def introduce(grid: Grid, recorder: Recorder, scenario: Scenario, timeout: float) -> tuple[Relay, dict]:
-    """Map Flower node ids to scenario parties and write the ledger's run_start record."""
-    node_ids = wait_for_nodes(grid, len(scenario.parties), timeout)
-    hello = {"run_id": recorder.run_id, "scenario_hash": scenario.config_hash}
-    from flwr.app import Message
-
-    msgs = [
-        Message(
-            transport.request(phase="hello", step="hello", params=hello),
-            dst_node_id=nid,
-            message_type=transport.HELLO,
-            group_id="hello",
-        )
-        for nid in node_ids
-    ]
-    replies = list(grid.send_and_receive(msgs, timeout=timeout))
-    nodes: dict[str, int] = {}
-    parties: dict[str, dict] = {}
-    for rep in replies:
-        nid = rep.metadata.src_node_id
-        if rep.has_error():
-            raise RunFailed(f"node-{nid}", "hello", rep.error.reason or "error")
-        _, _, summary, _ = transport.read_reply(rep.content)
-        name = summary["party"]
-        if name in nodes:
-            raise RunFailed(name, "hello", f"two nodes claim to be {name!r}")
-        nodes[name] = nid
-        parties[name] = summary
-    relay = Relay(grid, nodes, recorder, timeout=timeout)
-    recorder.run_start(
-        {
-            name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"], "features": s["features"]}
-            for name, s in parties.items()
-        }
-    )
-    # the hello answers crossed a boundary too: record them like any step
-    import hashlib
-
-    recorder.step(
-        "hello",
-        0,
-        [
-            {
-                "sender": name,
-                "recipient": "coordinator",
-                "kind": "Summary",
-                "size": len(b),
-                "sha256": hashlib.sha256(b).hexdigest(),
-            }
-            for name, b in ((n, transport.canonical_json(parties[n])) for n in parties)
-        ],
-    )
-    for name, s in parties.items():
-        if "error" in s:
-            raise RunFailed(name, "hello", f"cannot load its data: {s['error']}")
-        expected_role = scenario.party(name).role
-        if s["role"] != expected_role:
-            raise RunFailed(name, "hello", f"reports role {s['role']!r}, scenario says {expected_role!r}")
-    missing = [p.name for p in scenario.parties if p.name not in nodes]
-    if missing:
-        raise RunFailed(missing[0], "hello", "party did not answer")
-    return relay, parties
-
-
-def run_vertical(grid: Grid, scenario: Scenario, recorder: Recorder, out_dir: Path, *, timeout: float = 900.0) -> dict:
-    t0 = time.monotonic()
-    relay, parties = introduce(grid, recorder, scenario, timeout)
+def bank_and_centre(scenario: Scenario, what: str) -> tuple[str, str]:
+    """The names of the scenario's one bank and one credit centre (``what`` needs exactly those)."""
     banks = scenario.parties_with_role("bank")
     centres = scenario.parties_with_role("credit_centre")
     if len(banks) != 1 or len(centres) != 1:
         raise RunFailed(
             "coordinator",
             "setup",
-            "vertical mode needs exactly one bank and one credit centre "
-            f"(scenario has {len(banks)} and {len(centres)})",
+            f"{what} needs exactly one bank and one credit centre (scenario has {len(banks)} and {len(centres)})",
         )
-    bank, centre = banks[0].name, centres[0].name
+    return banks[0].name, centres[0].name
+
+
+def run_vertical(
+    grid: Grid, scenario: Scenario, recorder: LedgerRecorder, out_dir: Path, *, timeout: float = 900.0
+) -> dict:
+    """Run a vertical training scenario end to end; returns (and the caller writes) ``metrics.json``."""
+    t0 = time.monotonic()
+    relay, _ = introduce(grid, recorder, scenario, timeout)
+    bank, centre = bank_and_centre(scenario, "vertical mode")
     pair = {bank: {"peer": centre}, centre: {"peer": bank}}
     t_phase = time.monotonic()
 

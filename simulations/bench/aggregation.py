@@ -91,7 +91,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     from flwr.supercore.task_identity import TaskIdentity
 
     from fedcredit.horizontal.aggregation import auto_quantization_range, auto_shares
-    from parties.horizontal.sim import InProcessGrid
+    from parties.common.grid import InProcessGrid
 
     k, d = len(ups), ups[0].size
     client_time = [0.0]

@@ -1,0 +1,86 @@
+"""Node side of the relay: the one shape of a Flower query handler for a relayed step.
+
+Every relayed query (``hello``, and a phase's ``init``/``step``/``finish``) is answered the same
+way: find this node's party in the scenario, read the request, let the step function compute the
+reply, sign what is about to leave the node into its own egress log, reply. Any exception becomes
+a Flower error reply whose reason names this party, the step and the cause, so the coordinator
+can stop the run with a clear message. Step functions only compute; they never see Flower.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import Context, Error, Message
+from flwr.clientapp import ClientApp
+
+from fedcredit.config import Scenario
+from parties.common import transport
+from parties.common.node import NodeRuntime
+from parties.common.transport import NodeReply
+from protocols.common.party import Envelope
+
+log = logging.getLogger(__name__)
+ERROR_CODE = 1001
+
+ScenarioProvider = Callable[[Context], Scenario]
+
+
+@dataclass
+class RelayRequest:
+    """One relayed request as a node receives it."""
+
+    kind: str  # transport.HELLO, INIT, STEP or FINISH
+    phase: str
+    step: str
+    params: dict
+    inbox: list[Envelope]
+
+
+NodeStep = Callable[[NodeRuntime, RelayRequest], NodeReply]  # computes this node's reply
+
+
+def answer(
+    kind: str,
+    step_fn: NodeStep,
+    message: Message,
+    context: Context,
+    scenario_of: ScenarioProvider,
+    out_dir: Path | None,
+) -> Message:
+    node_name, step = "?", "?"
+    try:
+        node = NodeRuntime(context, scenario_of(context), out_dir)
+        node_name = node.name
+        phase, step, params, inbox = transport.read_request(message.content)
+        if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
+            raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
+        reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox))
+        summary_bytes = transport.canonical_json(reply.summary)
+        node.log_egress(step, reply.outbox, summary_bytes)
+        return Message(
+            transport.reply(outbox=reply.outbox, finished=reply.finished, summary=reply.summary), reply_to=message
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the coordinator, named
+        log.error("party %s failed at %s:\n%s", node_name, step, traceback.format_exc())
+        return Message(
+            Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
+            reply_to=message,
+        )
+
+
+def register_steps(
+    app: ClientApp, steps: Mapping[str, NodeStep], scenario_of: ScenarioProvider, out_dir: Path | None
+) -> None:
+    """Answer each message kind in ``steps`` (e.g. ``transport.INIT``) with its step function."""
+    for kind, step_fn in steps.items():
+        action = kind.split(".", 1)[1]
+
+        def handler(message: Message, context: Context, _kind: str = kind, _fn: NodeStep = step_fn) -> Message:
+            return answer(_kind, _fn, message, context, scenario_of, out_dir)
+
+        app.query(action)(handler)

@@ -1,0 +1,217 @@
+"""Phases after alignment: train (hetero-LR or SecureBoost), ``score`` the held-out rows, ``release``.
+
+Training reads the aligned, preprocessed features (:func:`parties.vertical.phase.aligned_features`)
+and leaves this party's model part in node state (``model``); scoring runs the joint prediction
+of the test rows with it (the bank computes the metrics); the release writes each party's own
+model part to its own storage and reports only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fedcredit import metrics
+from parties.common.node import NodeRuntime
+from parties.vertical.phase import MODEL, PREPROCESSOR, Phase, RestartablePhase, aligned_features, get_json
+from protocols import secureboost as sb
+from protocols.common.party import Envelope, Party, RestartableParty
+from protocols.hetero_lr import BankLR, BankScorer, CentreLR, CentreScorer, HeteroLRConfig
+
+# -- train ------------------------------------------------------------------------------------
+
+
+class _TwoPartyTraining(RestartablePhase[RestartableParty]):
+    """A training protocol between the bank (labels) and the centre (features only).
+
+    Both train on their aligned training rows and check progress on the validation rows; the
+    protocol's settings come from the scenario section ``section`` (seeded by the run's seed).
+    """
+
+    section: ClassVar[str]
+    count_key: ClassVar[str]  # what the summary calls the number of history entries
+    config_type: ClassVar[Any]  # the section's settings class (``from_section``)
+    bank_type: ClassVar[Any]  # party classes; constructors differ per protocol, so untyped here
+    centre_type: ClassVar[Any]
+
+    def create(self, node: NodeRuntime, params: dict) -> RestartableParty:
+        section = node.scenario.section(self.section)
+        section.setdefault("seed", node.scenario.seed)
+        cfg = self.config_type.from_section(section)
+        d = aligned_features(node)
+        if node.role == "bank":
+            return self.bank_type(
+                node.name, params["peer"], d["X_train"], d["y_train"], cfg, X_val=d["X_val"], y_val=d["y_val"]
+            )
+        return self.centre_type(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"])
+
+    def restore(self, node: NodeRuntime, state: bytes) -> RestartableParty:
+        d = aligned_features(node)
+        if node.role == "bank":
+            return self.bank_type.from_state(state, d["X_train"], d["y_train"], X_val=d["X_val"], y_val=d["y_val"])
+        return self.centre_type.from_state(state, d["X_train"], X_val=d["X_val"])
+
+    def progress(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        hist = party.history
+        if not hist:
+            return {}
+        return {"metrics": {k: v for k, v in hist[-1].items() if isinstance(v, (int, float)) and v == v}}
+
+    def finish(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        node.put(MODEL, json.dumps(self.model_part(node, party)))
+        hist = party.history
+        return {self.count_key: len(hist), "history": hist if node.role == "bank" else [], **self.extra(node, party)}
+
+    @abstractmethod
+    def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        """This party's model part as JSON (kept in node state until the release)."""
+
+    def extra(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        """More of the finish summary (aggregate facts only)."""
+        return {}
+
+
+class HeteroLRPhase(_TwoPartyTraining):
+    """Two-party Paillier logistic regression."""
+
+    section, count_key = "lr", "epochs"
+    config_type, bank_type, centre_type = HeteroLRConfig, BankLR, CentreLR
+
+    def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        return {"type": "hetero_lr", **party.model}
+
+
+class SecureBoostPhase(_TwoPartyTraining):
+    """Bank = guest (labels, Paillier key), centre = host; each keeps only its own splits."""
+
+    section, count_key = "secureboost", "trees"
+    config_type, bank_type, centre_type = sb.SecureBoostConfig, sb.SecureBoostGuest, sb.SecureBoostHost
+
+    def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        model = party.model
+        return {
+            "type": "secureboost",
+            "role": node.role,
+            "n_trees": len(getattr(model, "trees", [])) if node.role == "bank" else None,
+            "model_hex": model.to_bytes().hex(),
+        }
+
+    def extra(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        if not isinstance(party, (sb.SecureBoostGuest, sb.SecureBoostHost)):
+            raise TypeError(f"node {node.name}: not a SecureBoost party: {type(party).__name__}")
+        return {"feature_importance": _named_importance(party.feature_importance(), node)}
+
+
+def _named_importance(imp: dict, node: NodeRuntime) -> dict:
+    """Attach this party's own feature names to per-feature lists (never the other side's)."""
+    names = node.data().feature_names
+
+    def name(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: name(x) for k, x in v.items()}
+        if isinstance(v, list) and len(v) == len(names):
+            return dict(zip(names, v))
+        return v
+
+    return name(imp)
+
+
+# -- score: joint scoring of the held-out rows ---------------------------------------------
+
+
+def _secureboost_scorer(
+    node: NodeRuntime, peer: str, model: dict, X: np.ndarray, *, state: bytes | None = None
+) -> RestartableParty:
+    raw = bytes.fromhex(model["model_hex"])
+    mode = str(node.scenario.section("secureboost").get("scoring_mode", "cross"))
+    if node.role == "bank":
+        gm = sb.SecureBoostGuestModel.from_bytes(raw)
+        if state is not None:
+            return sb.SecureBoostScoringGuest.from_state(state, gm, X)
+        return sb.SecureBoostScoringGuest(node.name, peer, gm, X, mode=mode)
+    hm = sb.SecureBoostHostModel.from_bytes(raw)
+    if state is not None:
+        return sb.SecureBoostScoringHost.from_state(state, hm, X)
+    return sb.SecureBoostScoringHost(node.name, peer, hm, X)
+
+
+class ScorePhase(RestartablePhase[RestartableParty]):
+    """The bank learns the joint scores of the test rows and computes metrics (documented leak:
+    the centre's partial scores of scored rows, as in any joint inference)."""
+
+    def create(self, node: NodeRuntime, params: dict) -> RestartableParty:
+        model = get_json(node, MODEL)
+        X = aligned_features(node)["X_test"]
+        if model["type"] == "hetero_lr":
+            cls = BankScorer if node.role == "bank" else CentreScorer
+            return cls(node.name, params["peer"], np.asarray(model["weights"]), X)
+        return _secureboost_scorer(node, params["peer"], model, X)
+
+    def restore(self, node: NodeRuntime, state: bytes) -> RestartableParty:
+        model = get_json(node, MODEL)
+        X = aligned_features(node)["X_test"]
+        if model["type"] == "hetero_lr":
+            cls = BankScorer if node.role == "bank" else CentreScorer
+            return cls.from_state(state, X)
+        return _secureboost_scorer(node, "", model, X, state=state)
+
+    def finish(self, node: NodeRuntime, party: RestartableParty) -> dict:
+        if node.role != "bank":
+            return {}
+        if not isinstance(party, (BankScorer, sb.SecureBoostScoringGuest)):
+            raise TypeError(f"bank {node.name}: not a scoring party: {type(party).__name__}")
+        y = aligned_features(node)["y_test"]
+        m = metrics.summary(y, party.scores)
+        return {"metrics": {k: round(float(v), 6) for k, v in m.items()}, "rows": int(len(y))}
+
+
+# -- release ----------------------------------------------------------------------------
+
+
+class _Done(Party):
+    """Phases without messages (release) still go through the relay for a signed record."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def start(self) -> list[Envelope]:
+        return []
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        return []
+
+    @property
+    def finished(self) -> bool:
+        return True
+
+
+class ReleasePhase(Phase[_Done]):
+    """Each party writes ITS OWN model part (and preprocessing) to its own storage."""
+
+    def create(self, node: NodeRuntime, params: dict) -> _Done:
+        return _Done(node.name)
+
+    def dump(self, party: _Done) -> bytes:
+        return party.name.encode()
+
+    def restore(self, node: NodeRuntime, state: bytes) -> _Done:
+        return _Done(state.decode())
+
+    def finish(self, node: NodeRuntime, party: _Done) -> dict:
+        if node.get(MODEL) is None:
+            raise RuntimeError(f"node {node.name} has no trained model to release")
+        part = {
+            "party": node.name,
+            "role": node.role,
+            "feature_names": node.data().feature_names,
+            "preprocessor": get_json(node, PREPROCESSOR),
+            "model": get_json(node, MODEL),
+        }
+        body = json.dumps(part, indent=1, sort_keys=True).encode()
+        path = node.dir / "model.json"
+        path.write_bytes(body)
+        return {"model_sha256": hashlib.sha256(body).hexdigest(), "model_path": str(path)}
