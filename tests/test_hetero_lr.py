@@ -1,4 +1,4 @@
-"""Two-party vertical LR (protocols.hetero_lr.protocol): exactness, privacy of every message, bad input.
+"""Two-party vertical LR (protocols.hetero_lr): exactness, privacy of every message, bad input.
 
 Exactness: the encrypted protocol must produce the weights of a plain numpy implementation of the
 same Taylor-SGD (same batches, learning-rate schedule, momentum, L2, early stopping) to within
@@ -20,6 +20,7 @@ import pytest
 
 from protocols.common import wire
 from protocols.common.party import Envelope, Party, ProtocolError, run_local
+from protocols.common.settings import describe
 from protocols.hetero_lr import (
     FRAC_BITS_S,
     BankLR,
@@ -154,16 +155,22 @@ def test_config_from_section_defaults_and_errors():
     cfg = HeteroLRConfig.from_section({"epochs": 5, "learning_rate": 1, "class_weight": "none"})
     assert cfg.epochs == 5 and cfg.learning_rate == 1.0 and cfg.class_weight is None
     assert cfg.key_bits == 2048 and not cfg.insecure_test_key
-    with pytest.raises(HeteroLRConfigError, match="unknown hetero-LR setting.*'epoch'"):
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] unknown key.*'epoch'"):
         HeteroLRConfig.from_section({"epoch": 3})
-    with pytest.raises(HeteroLRConfigError, match="momentum"):
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] momentum = 1.5: must be < 1"):
         HeteroLRConfig.from_section({"momentum": 1.5})
-    with pytest.raises(HeteroLRConfigError, match="key_bits"):
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] key_bits = 1024: must be >= 2048"):
         HeteroLRConfig.from_section({"key_bits": 1024})
-    with pytest.raises(HeteroLRConfigError, match="class_weight"):
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] class_weight = 'auto': must be one of"):
         HeteroLRConfig.from_section({"class_weight": "auto"})
-    with pytest.raises(HeteroLRConfigError, match="epochs.*integer"):
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] epochs = 2.5: must be an integer"):
         HeteroLRConfig.from_section({"epochs": 2.5})
+    with pytest.raises(HeteroLRConfigError, match=r"\[lr\] epochs = 0: must be >= 1"):
+        HeteroLRConfig(epochs=0)  # built directly (tests, notebooks): checked the same way
+    assert HeteroLRConfig.from_section({"class_weight": "None"}).class_weight is None
+    rows = describe(HeteroLRConfig)
+    assert [r.key for r in rows] == [f.name for f in dataclasses.fields(HeteroLRConfig)]
+    assert all(r.doc for r in rows)
 
 
 def test_batch_schedule_covers_rows_with_no_small_batch():
@@ -184,9 +191,9 @@ def test_matches_plaintext_taylor_sgd_with_restarts():
     bank, centre, _ = _run(cfg, train, val)
     _assert_matches(bank, centre, _reference(cfg, train, val))
     assert [h["epoch"] for h in bank.history] == [0, 1, 2]
-    m = bank.model()
+    m = bank.model
     assert m["n_features"] == 4 and len(m["coef"]) == 4 and m["weights"][-1] == m["intercept"]
-    assert centre.model()["n_features"] == 3
+    assert centre.model["n_features"] == 3
 
 
 def test_early_stopping_restores_best_epoch():
@@ -196,7 +203,7 @@ def test_early_stopping_restores_best_epoch():
     bank, centre, transcript = _run(cfg, train, val)
     ref = _reference(cfg, train, val)
     _assert_matches(bank, centre, ref)
-    assert len(bank.history) == 2 and bank.model()["best_epoch"] == 0
+    assert len(bank.history) == 2 and bank.model["best_epoch"] == 0
     assert [h["improved"] for h in bank.history] == [True, False]
 
 
@@ -224,8 +231,8 @@ def test_scoring_protocol_gives_joint_probabilities():
     Xbv, _, Xcv = val
     rows = np.array([5, 0, 17, 3])
     parties = {
-        "bank": BankScorer("bank", "centre", bank.model(), Xbv, rows),
-        "centre": CentreScorer("centre", "bank", centre.model(), Xcv),
+        "bank": BankScorer("bank", "centre", bank.model, Xbv, rows),
+        "centre": CentreScorer("centre", "bank", centre.model, Xcv),
     }
 
     def rs(name, p):
@@ -239,8 +246,8 @@ def test_scoring_protocol_gives_joint_probabilities():
     kinds = [e.kind for e in transcript.sent_by("centre")]
     assert kinds == ["PartialScores"]
     bad = {
-        "bank": BankScorer("bank", "centre", bank.model(), Xbv),
-        "centre": CentreScorer("centre", "bank", centre.model(), Xcv[:10]),
+        "bank": BankScorer("bank", "centre", bank.model, Xbv),
+        "centre": CentreScorer("centre", "bank", centre.model, Xcv[:10]),
     }
     with pytest.raises(ProtocolError, match=r"credit_centre scorer 'centre'.*rows must be integer positions"):
         run_local(bad)
@@ -343,6 +350,24 @@ def test_no_plaintext_per_sample_value_leaves_either_node(weighted):
                 np.where(chunk == 1, 1.0, -1.0).tobytes(),
             ):
                 assert enc not in blob_by_sender["bank"]
+
+
+def test_outgoing_ciphertexts_are_fresh_so_none_is_rerandomised_again(monkeypatch):
+    """Computed vectors leave as ``enc + Enc(fresh)``: ``to_bytes`` never has to re-randomise one
+    (which would cost an encryption per value under the peer's key, and build its table)."""
+    rerandomised: list[int] = []
+    original = EncryptedVector.rerandomize
+
+    def counting(self, **kw):
+        rerandomised.append(len(self))
+        return original(self, **kw)
+
+    monkeypatch.setattr(EncryptedVector, "rerandomize", counting)
+    train, val = _data(n=200, n_val=40, seed=8)
+    for class_weight in (None, "balanced"):
+        bank, centre, _ = _run(_cfg(epochs=2, class_weight=class_weight), train, val)
+        assert bank.finished and centre.finished
+    assert rerandomised == []
 
 
 # -- bad input and misbehaving peers ---------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Wire messages of two-party vertical logistic regression (:mod:`protocols.hetero_lr.protocol`).
+"""Wire messages of two-party vertical logistic regression (:mod:`protocols.hetero_lr`).
 
 Each message is a dataclass encoded with :mod:`protocols.common.wire`; one class per direction and
 step so the receiver decodes with the class it expects and a message from the wrong step is
@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PROTOCOL_ID = "fedcredit/hetero-lr/1"
+BANK = "bank"  # the role names announced in LRHello.role
+CENTRE = "credit_centre"
 
 
 @dataclass
@@ -28,12 +30,12 @@ class LRHello:
     """Step 0, both directions: own public key, sizes and the settings both sides must share."""
 
     protocol: str
-    role: str  # "bank" or "credit_centre"
+    role: str  # BANK or CENTRE
     public_key: bytes
     n_train: int
     n_val: int
     n_features: int  # raw feature count (the bank's intercept column is not counted)
-    shared: dict = field(default_factory=dict)  # schedule and encoding settings (see SHARED_SETTINGS)
+    shared: dict = field(default_factory=dict)  # HeteroLRConfig.shared_settings(): schedule and encodings
 
 
 @dataclass

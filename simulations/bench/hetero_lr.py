@@ -1,4 +1,4 @@
-"""Benchmark one epoch of two-party hetero-LR (protocols.hetero_lr.protocol) against the same protocol on ``phe``.
+"""Benchmark one epoch of two-party hetero-LR (protocols.hetero_lr) against the same protocol on ``phe``.
 
     .venv/bin/python simulations/bench/hetero_lr.py [--rows 30000] [--quick] [--key-bits 2048]
                                                     [--phe-rows 96] [--workers 1]
@@ -23,7 +23,7 @@ the slower party's CPU time in that step (what two quiet cores would take, relay
 the whole epoch: ``phe_epoch_seconds_est`` (phe CPU seconds) / ``epoch_cpu_seconds``. On a busy
 machine wall times are inflated by other processes; CPU seconds are the steadier figure.
 Key generation is excluded (setup). Each process keeps its key objects between steps (the
-hetero-LR key cache), as a long-lived ClientApp process does.
+hetero-LR key cache, protocols.hetero_lr.keys), as a long-lived ClientApp process does.
 The last line of output is one JSON object.
 """
 

@@ -1,0 +1,496 @@
+"""What the hetero-LR parties share: input checks, the persisted state, setup, masks and the optimiser.
+
+:class:`PeerParty` is the part every hetero-LR party (training and scoring) has: one peer,
+one inbox message per step, errors that say where the party was. :class:`LRTrainingParty` is
+the step machine both training roles run: the hello (keys, sizes, settings checked against the
+peer's), the batch schedule, masking of the gradient a party computes for its peer, and the
+momentum update of its own weights. The roles (:mod:`.bank`, :mod:`.centre`) fill in the
+phases of a batch.
+
+State follows :class:`protocols.common.party.RestartableParty`: everything that must survive
+a step is in ``self.s`` (an :class:`LRState`), restored through the one ``_restore`` sequence;
+the keys are rebuilt from it in :meth:`LRTrainingParty._after_restore`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+
+from protocols.common import wire
+from protocols.common.encoding import EncodingError
+from protocols.common.inputs import as_features
+from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest, open_envelope
+from protocols.hetero_lr import kernels
+from protocols.hetero_lr.config import MIN_BATCH_ROWS, HeteroLRConfig
+from protocols.hetero_lr.keys import cached_private_key
+from protocols.hetero_lr.messages import BANK, PROTOCOL_ID, LRHello
+from protocols.hetero_lr.scales import (
+    LOGIT_LIMIT_BITS,
+    STAT_SEC_BITS,
+    X_INT_BITS,
+    Codecs,
+    gradient_scale_bits,
+    gradient_value_bits,
+)
+from protocols.hetero_lr.schedule import batch_schedule, batches_per_epoch, min_batch_rows, required_batch_rows
+from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, PublicKey, generate_keypair
+
+M = TypeVar("M")
+
+STATE_VERSION = "hetero-lr-state/1"
+
+
+class PeerParty(RestartableParty):
+    """A restartable party with exactly one peer, which it hears from once per step."""
+
+    peer: str
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.s.phase == "done")
+
+    @classmethod
+    def peek_state(cls, state: bytes) -> Any:
+        """The decoded state (name, peer, settings) a party is rebuilt around before ``_restore``."""
+        try:
+            return wire.decode(state, cls.state_type)
+        except wire.WireError as exc:
+            raise ProtocolError(f"{cls.role} state cannot be restored: {exc}") from None
+
+    def _where(self) -> str:
+        """Who and where, for error messages."""
+        return f"{self.role} {self.name!r}"
+
+    def _fail(self, what: str) -> ProtocolError:
+        return ProtocolError(f"{self._where()}: {what}")
+
+    def _open(self, env: Envelope, cls: type[M]) -> M:
+        return open_envelope(env, cls, self._where())
+
+    def _only_message(self, inbox: list[Envelope]) -> Envelope:
+        if len(inbox) != 1 or inbox[0].sender != self.peer:
+            senders = [e.sender for e in inbox]
+            raise self._fail(f"expected exactly one message from {self.peer!r}, got {len(inbox)} from {senders}")
+        return inbox[0]
+
+
+@dataclass
+class LRState:
+    """A training party between steps (wire-encoded: a node never unpickles anything)."""
+
+    version: str  # the PartyState fields first (checked by the restore sequence)
+    role: str
+    name: str
+    data_digest: str
+    peer: str
+    config: dict  # HeteroLRConfig.to_dict(): the settings the party was built with
+    phase: str
+    step: int
+    round: int
+    private_key: bytes
+    peer_key: bytes
+    peer_features: int
+    weights: Any
+    velocity: Any
+    best_weights: Any
+    history: list
+    masks: list
+    epoch_started: float
+    started: float
+    # bank only
+    own_loss: float = 0.0
+    pending_train_loss: float | None = None
+    best_val: float | None = None
+    best_epoch: int = -1
+    wait: int = 0
+    # centre only
+    loss_acc: bytes = b""
+
+
+class LRTrainingParty(PeerParty):
+    """Shared machinery of both training roles: setup, schedule, masks, optimiser, checked messages."""
+
+    state_type: ClassVar[type] = LRState
+    state_version: ClassVar[str] = STATE_VERSION
+    peer_role: ClassVar[str] = ""
+    s: LRState
+
+    def __init__(
+        self,
+        name: str,
+        peer: str,
+        X_train: np.ndarray,
+        config: HeteroLRConfig,
+        *,
+        X_val: np.ndarray | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
+        if not isinstance(config, HeteroLRConfig):
+            raise TypeError("config must be a HeteroLRConfig (use HeteroLRConfig.from_section)")
+        if name == peer:
+            raise ValueError(f"party name and peer name are both {name!r}")
+        self.name = name
+        self.peer = peer
+        self.config = config
+        self.on_epoch = on_epoch
+        who = f"{self.role} {name!r}"
+        self.X = as_features(X_train, who, "X_train")
+        if self.X.shape[0] == 0:
+            raise ValueError(f"{who}: X_train has no rows")
+        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
+        self.codecs = Codecs.for_config(config)
+        self.X_int = self._encode_features(self.X, "X_train")
+        if self.X_val is not None:
+            self._encode_features(self.X_val, "X_val")  # refuse unscaled validation rows now, not mid-run
+        self._sk: PrivateKey | None = None
+        self._peer_pk: PublicKey | None = None
+        self.s = self._new_state()
+
+    # -- construction and restore --------------------------------------------------------
+    @classmethod
+    def from_state(cls, state: bytes, *data: Any, **options: Any) -> Self:
+        """Rebuild a party from :meth:`to_state` bytes and the node's own data.
+
+        ``data`` and ``options`` are the role's constructor arguments after ``name`` and
+        ``peer`` (``BankLR.from_state(state, X_train, y_train, X_val=..., y_val=...)``,
+        ``CentreLR.from_state(state, X_train, X_val=...)``); name, peer and settings come from
+        the state. The constructor checks the data, :meth:`_restore` checks it is the same data.
+        """
+        s = cls.peek_state(state)
+        build: Callable[..., Self] = cls  # a role's constructor: (name, peer, *data, config, **options)
+        party = build(s.name, s.peer, *data, config=HeteroLRConfig(**s.config), **options)
+        party._restore(state)
+        return party
+
+    def _encode_features(self, X: np.ndarray, what: str) -> np.ndarray:
+        try:
+            return self.codecs.features.encode(X)
+        except EncodingError as exc:
+            raise ValueError(
+                f"{self.role} {self.name!r}: {what}: {exc} (features must be standardised; |x| < 2^{X_INT_BITS})"
+            ) from None
+
+    def _data_digest(self) -> str:
+        return data_digest(self.X, self.X_val)
+
+    def _new_state(self) -> LRState:
+        zeros = np.zeros(self.n_weights)
+        return LRState(
+            version=STATE_VERSION,
+            role=self.role,
+            name=self.name,
+            peer=self.peer,
+            config=self.config.to_dict(),
+            data_digest=self._data_digest(),
+            phase="init",
+            step=0,
+            round=0,
+            private_key=b"",
+            peer_key=b"",
+            peer_features=-1,
+            weights=zeros,
+            velocity=zeros.copy(),
+            best_weights=np.zeros(0),
+            history=[],
+            masks=[],
+            epoch_started=0.0,
+            started=0.0,
+        )
+
+    def _after_restore(self) -> None:
+        s = self.s
+        s.weights = np.asarray(s.weights, dtype=np.float64)
+        s.velocity = np.asarray(s.velocity, dtype=np.float64)
+        s.best_weights = np.asarray(s.best_weights, dtype=np.float64)
+        if s.private_key:
+            self._sk = cached_private_key(s.private_key, self.config.insecure_test_key)
+        if s.peer_key:
+            self._peer_pk = PublicKey.from_bytes(s.peer_key, insecure_test_key=self.config.insecure_test_key)
+
+    # -- public surface -----------------------------------------------------------------
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array(self.s.weights, dtype=np.float64)
+
+    @property
+    def public_key(self) -> PublicKey | None:
+        return None if self._sk is None else self._sk.public_key
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """This party's part of the model, JSON-ready (what the node stores and publishes)."""
+        w = self.s.weights
+        common = {"role": self.role, "n_features": self._raw_features(), "weights": w.tolist()}
+        return {**common, **self._model_details(w), "epochs_run": len(self.s.history)}
+
+    @abstractmethod
+    def _model_details(self, weights: np.ndarray) -> dict[str, Any]:
+        """The role's own model fields (its coefficients, and what else it decided)."""
+
+    @property
+    def n_train(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else int(self.X_val.shape[0])
+
+    @property
+    def n_weights(self) -> int:
+        return int(self.X.shape[1])
+
+    def _raw_features(self) -> int:
+        """Feature count announced to the peer (the bank's intercept column is not counted)."""
+        return self.n_weights
+
+    @property
+    def _own_key(self) -> PrivateKey:
+        if self._sk is None:
+            raise self._fail("no key yet: start() has not run")
+        return self._sk
+
+    @property
+    def _peer_key(self) -> PublicKey:
+        if self._peer_pk is None:
+            raise self._fail("the peer's public key has not arrived yet")
+        return self._peer_pk
+
+    # -- schedule -------------------------------------------------------------------------
+    @property
+    def _nb(self) -> int:
+        return batches_per_epoch(self.n_train, self.config.batch_size)
+
+    @property
+    def _total_rounds(self) -> int:
+        return self.config.epochs * self._nb
+
+    def _batch(self, r: int) -> np.ndarray | None:
+        if r >= self._total_rounds:
+            return None
+        return batch_schedule(self.n_train, self.config.batch_size, self.config.seed, r // self._nb)[r % self._nb]
+
+    def _is_record_round(self, r: int) -> bool:
+        """The first round after an epoch's last batch: the epoch is evaluated in it."""
+        return r > 0 and r % self._nb == 0
+
+    def _is_last_batch_of_epoch(self, r: int) -> bool:
+        return r < self._total_rounds and r % self._nb == self._nb - 1
+
+    # -- checked input ---------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"{self.role} {self.name!r} at step {self.s.step} (round {self.s.round}, phase {self.s.phase})"
+
+    def _open_current(self, env: Envelope, cls: type[M]) -> M:
+        """The ``cls`` message in ``env``, refused unless it is for this round (no replays, no reordering)."""
+        msg = self._open(env, cls)
+        got = getattr(msg, "round", None)
+        if got != self.s.round:
+            raise self._fail(f"{cls.__name__} is for round {got}, expected round {self.s.round}")
+        return msg
+
+    def _check_fingerprint(self, msg: Any, pk: PublicKey) -> None:
+        if msg.key_fingerprint != pk.fingerprint:
+            raise self._fail(
+                f"{type(msg).__name__} was encrypted under key {msg.key_fingerprint}, "
+                f"expected {pk.fingerprint} (wrong key)"
+            )
+
+    def _cts(self, pk: PublicKey, data: bytes, count: int, what: str) -> EncryptedVector:
+        try:
+            return kernels.parse_ciphertexts(pk, data, count, what)
+        except (ProtocolError, PaillierError) as exc:
+            raise self._fail(str(exc)) from None
+
+    def _partial_scores(self, X: np.ndarray, what: str) -> np.ndarray:
+        """``X @ w`` on this party's rows; outside the fixed-point range means training diverged."""
+        u: np.ndarray = X @ self.s.weights
+        if not np.all(np.abs(u) < 2.0**LOGIT_LIMIT_BITS):
+            raise self._fail(
+                f"the {what} partial scores left the fixed-point range: training diverged (lower learning_rate)"
+            )
+        return u
+
+    # -- the step machine ------------------------------------------------------------------
+    def start(self) -> list[Envelope]:
+        if self.s.phase != "init":
+            raise self._fail("start() called twice")
+        _, sk = generate_keypair(self.config.key_bits, insecure_test_key=self.config.insecure_test_key)
+        self.s.private_key = sk.to_bytes()
+        self._sk = cached_private_key(self.s.private_key, self.config.insecure_test_key)
+        self._sk.random_obfuscators(1)  # build the fixed-base tables now: setup, not the first batch
+        self.s.started = time.time()
+        self.s.phase = "hello_sent"
+        hello = LRHello(
+            protocol=PROTOCOL_ID,
+            role=self.role,
+            public_key=sk.public_key.to_bytes(),
+            n_train=self.n_train,
+            n_val=self.n_val,
+            n_features=self._raw_features(),
+            shared=self.config.shared_settings(),
+        )
+        return [self.send(self.peer, hello)]
+
+    def receive(self, inbox: list[Envelope]) -> list[Envelope]:
+        self.s.step += 1
+        env = self._only_message(inbox)
+        handler = {
+            "hello_sent": self._on_hello,
+            "partials_sent": self._on_partials,
+            "gradient_sent": self._on_masked_gradient,
+            "plain_sent": self._on_masked_plain,
+            "finishing": self._on_final_plain,
+        }.get(self.s.phase)
+        if handler is None:
+            raise self._fail(f"received {_kind(env)} but the party is {'finished' if self.finished else 'not started'}")
+        try:
+            return handler(env)
+        except (PaillierError, EncodingError) as exc:
+            raise self._fail(str(exc)) from None
+
+    def _on_hello(self, env: Envelope) -> list[Envelope]:
+        hello = self._open(env, LRHello)
+        if hello.protocol != PROTOCOL_ID:
+            raise self._fail(f"peer speaks {hello.protocol!r}, expected {PROTOCOL_ID!r}")
+        if hello.role != self.peer_role:
+            raise self._fail(f"peer {self.peer!r} announced role {hello.role!r}, expected {self.peer_role!r}")
+        if (hello.n_train, hello.n_val) != (self.n_train, self.n_val):
+            raise self._fail(
+                f"row counts differ: peer has {hello.n_train} train / {hello.n_val} validation rows, "
+                f"we have {self.n_train} / {self.n_val} (alignment mismatch)"
+            )
+        mine = self.config.shared_settings()
+        diff = sorted(k for k in set(mine) | set(hello.shared) if mine.get(k) != hello.shared.get(k))
+        if diff:
+            raise self._fail(
+                "settings differ between the parties: "
+                + ", ".join(f"{k}: ours {mine.get(k)!r} vs peer {hello.shared.get(k)!r}" for k in diff)
+            )
+        try:
+            peer_pk = PublicKey.from_bytes(hello.public_key, insecure_test_key=self.config.insecure_test_key)
+        except PaillierError as exc:
+            raise self._fail(f"peer public key refused: {exc}") from None
+        if peer_pk == self._own_key.public_key:
+            raise self._fail("peer announced our own public key")
+        if not isinstance(hello.n_features, int) or hello.n_features < 1:
+            raise self._fail(f"peer announced {hello.n_features!r} features")
+        self._check_batch_sizes(hello.n_features)
+        self._peer_pk = peer_pk
+        self.s.peer_key = hello.public_key
+        self.s.peer_features = hello.n_features
+        self.s.round = 0
+        return self._send_partials()
+
+    def _check_batch_sizes(self, peer_features: int) -> None:
+        """Refuse a schedule whose batches (or validation set) are too small to aggregate over."""
+        own = self._raw_features()
+        nb_feat, nc_feat = (own, peer_features) if self.role == BANK else (peer_features, own)
+        need = required_batch_rows(nb_feat, nc_feat)
+        have = min_batch_rows(self.n_train, self.config.batch_size)
+        if have < need:
+            raise self._fail(
+                f"batches would have {have} rows but at least {need} are required so that a "
+                f"gradient never reveals residuals (bank {nb_feat}+1, centre {nc_feat} features): "
+                "raise batch_size or use more rows"
+            )
+        if 0 < self.n_val < MIN_BATCH_ROWS:
+            raise self._fail(
+                f"{self.n_val} validation rows: at least {MIN_BATCH_ROWS} needed for the "
+                "aggregate validation loss not to reveal per-row values"
+            )
+
+    @abstractmethod
+    def _send_partials(self) -> list[Envelope]:
+        """Phase A: this round's encrypted partials for the peer."""
+
+    @abstractmethod
+    def _on_partials(self, env: Envelope) -> list[Envelope]:
+        """Phase B: the peer's partials in, our masked encrypted gradient for the peer out."""
+
+    @abstractmethod
+    def _on_masked_gradient(self, env: Envelope) -> list[Envelope]:
+        """Phase C: decrypt the peer's masked gradient and return it."""
+
+    @abstractmethod
+    def _on_masked_plain(self, env: Envelope) -> list[Envelope]:
+        """Phase D: unmask our gradient, update, start the next round."""
+
+    def _on_final_plain(self, env: Envelope) -> list[Envelope]:
+        raise self._fail("unexpected message while finishing")
+
+    # -- masks and optimiser ---------------------------------------------------------------
+    def _gradient_value_bits(self, n_rows: int) -> int:
+        """Bound on |X^T (s d)| (fixed-point integers) for masking the gradient computed here."""
+        x_bits = int(np.abs(self.X_int).max()).bit_length() if self.X_int.size else 1
+        return gradient_value_bits(n_rows, x_bits, self.config)
+
+    def _mask_gradient(self, enc: EncryptedVector, n_rows: int) -> EncryptedVector:
+        """``enc + Enc(R)`` with fresh randomness; R is kept in the state to unmask the reply."""
+        pk = self._peer_key
+        bits = self._gradient_value_bits(n_rows) + STAT_SEC_BITS
+        if bits + 2 >= pk.bits:
+            raise self._fail(f"a {bits}-bit mask does not fit the peer's {pk.bits}-bit key")
+        masks = kernels.random_masks(len(enc), bits)
+        self.s.masks = masks
+        return enc + kernels.encrypt_fresh(pk, masks)
+
+    def _unmask(self, values: list, n_rows: int) -> np.ndarray:
+        """Own gradient (float) from the peer's decryption of our masked vector."""
+        if len(values) != len(self.s.masks):
+            raise self._fail(f"masked gradient has {len(values)} values, expected {len(self.s.masks)}")
+        bound = 1 << self._gradient_value_bits(n_rows)
+        grads = []
+        for i, (v, r) in enumerate(zip(values, self.s.masks)):
+            if not isinstance(v, int):
+                raise self._fail(f"masked gradient value {i} is not an integer")
+            g = v - r
+            if abs(g) >= bound:
+                raise self._fail(
+                    f"gradient {i} decrypted out of range: the peer decrypted with the wrong key, "
+                    "or a ciphertext was corrupted"
+                )
+            grads.append(g)
+        self.s.masks = []
+        scale_bits = gradient_scale_bits(self.config)
+        return np.array([g / 2.0**scale_bits for g in grads], dtype=np.float64) / n_rows
+
+    def _l2_mask(self) -> np.ndarray:
+        return np.ones(self.n_weights)
+
+    def _update_and_continue(self, values: list, rows: np.ndarray | None) -> list[Envelope]:
+        """End of a round: unmask our gradient (if the round had a batch), update, send the next partials."""
+        if rows is not None:
+            self._apply_update(self._unmask(list(values), len(rows)), self.s.round // self._nb)
+        self.s.round += 1
+        return self._send_partials()
+
+    def _apply_update(self, grad: np.ndarray, epoch: int) -> None:
+        cfg = self.config
+        g = grad + cfg.l2 * self.s.weights * self._l2_mask()
+        self.s.velocity = cfg.momentum * self.s.velocity + g
+        self.s.weights = self.s.weights - cfg.learning_rate_at(epoch) * self.s.velocity
+
+    def _settle_weights(self) -> None:
+        """Training ends: keep the best-validation weights if asked, forget the masks."""
+        if self.config.restore_best_weights and self.s.best_weights.size:
+            self.s.weights = self.s.best_weights.copy()
+        self.s.masks = []
+
+    def _emit(self, entry: dict) -> None:
+        self.s.history.append(entry)
+        if self.on_epoch is not None:
+            self.on_epoch(dict(entry))
+
+
+def _kind(env: Envelope) -> str:
+    """The message type named in ``env`` for an error message, if it is a wire message at all."""
+    try:
+        return env.kind
+    except wire.WireError:
+        return "a message"
