@@ -18,6 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
+from fedcredit.config.sections import RunSettings
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
 
@@ -45,7 +46,7 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
         from fedcredit.ledger import load_private_key
 
         key = load_private_key(str(context.run_config["coordinator-key"]))
-    timeout = float(scenario.section("run").get("step_timeout", 900))
+    timeout = scenario.settings(RunSettings).step_timeout
     recorder = LedgerRecorder(out_dir, scenario, signing_key=key)
     started = time.time()
     status: dict = {

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from fedcredit.config.sections import EvaluationSettings, PsiSettings
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
 from parties.vertical.consent import consent_filter
@@ -36,12 +37,8 @@ class AlignPhase(RestartablePhase[PsiRelayParty]):
     """ECDH-PSI; the bank (role A) inputs only enterprises whose consent covers the purpose."""
 
     def _kwargs(self, node: NodeRuntime) -> dict:
-        section = node.scenario.section("psi")
-        return {
-            "session": str(node.get("run_id")),
-            "truncate": int(section.get("truncate", 12)),
-            "workers": int(section.get("workers", 1)),
-        }
+        psi = node.scenario.settings(PsiSettings)
+        return {"session": str(node.get("run_id")), "truncate": psi.truncate, "workers": psi.workers}
 
     def _ids(self, node: NodeRuntime) -> list[str]:
         ids = node.data().ids
@@ -108,10 +105,9 @@ class SplitPhase(Phase[SplitSender | SplitReceiver]):
         rows = get_array(node, COMMON_ROWS)
         if node.role == "bank":
             ids = [node.data().ids[i] for i in rows]
-            section = node.scenario.section("evaluation")
             plan = make_plan(
                 bank_test_mask(node, ids),
-                validation_fraction=float(section.get("validation_fraction", 0.1)),
+                validation_fraction=node.scenario.settings(EvaluationSettings).validation_fraction,
                 seed=node.scenario.seed,
             )
             self._store(node, plan)

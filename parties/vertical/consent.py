@@ -11,6 +11,7 @@ import datetime as dt
 
 import numpy as np
 
+from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentFilterResult, ConsentRecord, ConsentRegistry
 from parties.common.node import NodeRuntime
 
@@ -23,17 +24,17 @@ def consent_filter(node: NodeRuntime, ids: list[str]) -> ConsentFilterResult:
     ``demo_revoked`` / ``demo_expired`` fractions then withdraw a seeded share, to exercise the
     refusal path end to end.
     """
-    section = node.scenario.section("consent")
+    section = node.scenario.settings(ConsentSettings)
     purpose = node.scenario.purpose
-    at = dt.date.fromisoformat(str(section["at"])) if "at" in section else dt.date.today()
-    path = node.context.node_config.get("consent") or section.get("registry")
+    at = section.day
+    path = node.context.node_config.get("consent") or section.registry
     if path:
         registry = ConsentRegistry.from_csv(node.scenario.resolve(str(path)))
     else:
         rng = np.random.default_rng(node.scenario.seed + 1)
         n = len(ids)
         draw = rng.random(n)
-        revoked_share, expired_share = float(section.get("demo_revoked", 0.0)), float(section.get("demo_expired", 0.0))
+        revoked_share, expired_share = section.demo_revoked, section.demo_expired
         revoked = draw < revoked_share
         expired = (draw >= revoked_share) & (draw < revoked_share + expired_share)
         registry = ConsentRegistry.grant_all([u for u, e in zip(ids, expired) if not e], node.name, purpose)

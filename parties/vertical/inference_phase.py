@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedcredit.config.sections import InferenceSettings
 from fedcredit.data.applicants import load_applicants
 from fedcredit.data.loaders import PartyData
 from fedcredit.features import LocalPreprocessor
@@ -58,13 +59,13 @@ def model_path(node: NodeRuntime) -> Path:
     cfg = node.context.node_config
     if "model" in cfg:
         return Path(node.scenario.resolve(str(cfg["model"])))
-    section = node.scenario.section("inference")
-    if "model_dir" not in section:
+    model_dir = node.scenario.settings(InferenceSettings).model_dir
+    if model_dir is None:
         raise ModelPartError(
             f"party {node.name!r}: no model part configured (set [inference] model_dir "
             "to the training run's directory, or node_config 'model')"
         )
-    return Path(node.scenario.resolve(str(section["model_dir"]))) / "nodes" / node.name / "model.json"
+    return Path(node.scenario.resolve(model_dir)) / "nodes" / node.name / "model.json"
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,7 +112,7 @@ def _read_applicants(path: str, names: tuple[str, ...], _mtime_ns: int, _size: i
 
 def applicants(node: NodeRuntime, feature_names: list[str]) -> PartyData:
     """The bank's applicants with the model's feature columns (raw)."""
-    source = node.context.node_config.get("applicants") or node.scenario.section("inference").get("applicants")
+    source = node.context.node_config.get("applicants") or node.scenario.settings(InferenceSettings).applicants
     if not source:
         data = node.data()
         return PartyData(

@@ -22,6 +22,7 @@ from pathlib import Path
 from flwr.serverapp import Grid
 
 from fedcredit.config import Scenario
+from fedcredit.config.sections import InferenceSettings
 from parties.common.introduction import introduce
 from parties.common.recorder import LedgerRecorder, Recorder
 from parties.common.relay import RunFailed
@@ -29,7 +30,6 @@ from parties.common.transport import NodeReply
 from parties.vertical.server import bank_and_centre
 
 log = logging.getLogger(__name__)
-DEFAULT_BATCH_SIZE = 50_000
 PHASE = "inference"
 
 
@@ -37,13 +37,13 @@ def _training_release(scenario: Scenario) -> tuple[str, dict, str] | None:
     """(training run id, {party: sha256}, ledger path) from the training ledger, if available."""
     from fedcredit.ledger import load_public_key, read_records, verify
 
-    section = scenario.section("inference")
-    if "training_ledger" in section:
-        path = Path(scenario.resolve(str(section["training_ledger"])))
+    section = scenario.settings(InferenceSettings)
+    if section.training_ledger is not None:
+        path = Path(scenario.resolve(section.training_ledger))
         if not path.is_file():
             raise RunFailed("coordinator", "setup", f"[inference] training_ledger {path} does not exist")
-    elif "model_dir" in section:
-        path = Path(scenario.resolve(str(section["model_dir"]))) / "ledger.sqlite"
+    elif section.model_dir is not None:
+        path = Path(scenario.resolve(section.model_dir)) / "ledger.sqlite"
         if not path.is_file():
             return None
     else:
@@ -69,10 +69,7 @@ def run_inference(
 ) -> dict:
     """Score the scenario's applicants in batches; returns (and the caller writes) ``metrics.json``."""
     t0 = time.monotonic()
-    section = scenario.section("inference")
-    batch_size = int(section.get("batch_size", DEFAULT_BATCH_SIZE))
-    if batch_size < 1:
-        raise RunFailed("coordinator", "setup", f"[inference] batch_size must be >= 1, got {batch_size}")
+    batch_size = scenario.settings(InferenceSettings).batch_size  # checked >= 1 at load
     relay, _ = introduce(grid, recorder, scenario, timeout)
     bank, centre = bank_and_centre(scenario, "inference")
     training = _training_release(scenario)

@@ -20,6 +20,7 @@ from parties.common.node import NodeRuntime
 from parties.vertical.phase import MODEL, PREPROCESSOR, Phase, RestartablePhase, aligned_features, get_json
 from protocols import secureboost as sb
 from protocols.common.party import Envelope, Party, RestartableParty
+from protocols.common.settings import Settings
 from protocols.hetero_lr import BankLR, BankScorer, CentreLR, CentreScorer, HeteroLRConfig
 
 # -- train ------------------------------------------------------------------------------------
@@ -29,19 +30,16 @@ class _TwoPartyTraining(RestartablePhase[RestartableParty]):
     """A training protocol between the bank (labels) and the centre (features only).
 
     Both train on their aligned training rows and check progress on the validation rows; the
-    protocol's settings come from the scenario section ``section`` (seeded by the run's seed).
+    protocol's settings are the scenario's ``config_type`` section (seeded by the run's seed).
     """
 
-    section: ClassVar[str]
     count_key: ClassVar[str]  # what the summary calls the number of history entries
-    config_type: ClassVar[Any]  # the section's settings class (``from_section``)
+    config_type: ClassVar[type[Settings]]  # the protocol's scenario section
     bank_type: ClassVar[Any]  # party classes; constructors differ per protocol, so untyped here
     centre_type: ClassVar[Any]
 
     def create(self, node: NodeRuntime, params: dict) -> RestartableParty:
-        section = node.scenario.section(self.section)
-        section.setdefault("seed", node.scenario.seed)
-        cfg = self.config_type.from_section(section)
+        cfg = node.scenario.settings(self.config_type)  # parsed and checked at load; seed defaults to [run]
         d = aligned_features(node)
         if node.role == "bank":
             return self.bank_type(
@@ -78,7 +76,7 @@ class _TwoPartyTraining(RestartablePhase[RestartableParty]):
 class HeteroLRPhase(_TwoPartyTraining):
     """Two-party Paillier logistic regression."""
 
-    section, count_key = "lr", "epochs"
+    count_key = "epochs"
     config_type, bank_type, centre_type = HeteroLRConfig, BankLR, CentreLR
 
     def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
@@ -88,7 +86,7 @@ class HeteroLRPhase(_TwoPartyTraining):
 class SecureBoostPhase(_TwoPartyTraining):
     """Bank = guest (labels, Paillier key), centre = host; each keeps only its own splits."""
 
-    section, count_key = "secureboost", "trees"
+    count_key = "trees"
     config_type, bank_type, centre_type = sb.SecureBoostConfig, sb.SecureBoostGuest, sb.SecureBoostHost
 
     def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
@@ -127,7 +125,7 @@ def _secureboost_scorer(
     node: NodeRuntime, peer: str, model: dict, X: np.ndarray, *, state: bytes | None = None
 ) -> RestartableParty:
     raw = bytes.fromhex(model["model_hex"])
-    mode = str(node.scenario.section("secureboost").get("scoring_mode", "cross"))
+    mode = node.scenario.settings(sb.SecureBoostConfig).scoring_mode
     if node.role == "bank":
         gm = sb.SecureBoostGuestModel.from_bytes(raw)
         if state is not None:
