@@ -57,7 +57,7 @@ def demo_applicants(n: int = 200, n_unknown: int = 10, seed: int = 42):
     features, no label) and ``n_unknown`` new enterprises with valid USCCs the credit centre does
     not hold (features copied from other applicants), in a shuffled order.
     """
-    import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
+    import pandas as pd
 
     from fedcredit.data import uscc
     from fedcredit.data.default_credit import load_vertical

@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
+import pandas as pd
 
 from fedcredit.data import uscc
 from fedcredit.data.party_data import PartyData

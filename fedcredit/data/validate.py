@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]  # pandas-stubs is not a dependency (DataFrames are Any)
+import pandas as pd
 
 from fedcredit.data import uscc
 from fedcredit.data.schema import LABEL_COLUMN, DataError, RoleSchema, schema_for

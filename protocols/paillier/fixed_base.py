@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections import OrderedDict
 
-import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from gmpy2 import mpz  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+from gmpy2 import mpz
 
 from protocols.paillier.errors import PaillierError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 

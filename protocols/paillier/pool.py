@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
-from gmpy2 import mpz  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+from gmpy2 import mpz
 
 from protocols.paillier.errors import PaillierError
 from protocols.paillier.private import PrivateKey

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
-import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 from phe import paillier as phe_paillier

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import gmpy2  # type: ignore[import-untyped]  # gmpy2 ships no type stubs (mpz values are Any)
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 from phe import paillier as phe_paillier
