@@ -47,7 +47,7 @@ def write_subset(directory: Path, n_bank: int = 4000, offset: int = 400) -> Path
     bank, centre = load_vertical("all", scaled=False)
     b = pd.DataFrame(bank.features[:n_bank], columns=bank.feature_names)
     b.insert(0, "uscc", bank.ids[:n_bank])
-    b.insert(1, "default_12m", bank.labels[:n_bank])  # type: ignore[index]
+    b.insert(1, "default_12m", bank.labels[:n_bank])  # type: ignore[index]  # the bank table always has labels
     keep = set(bank.ids[offset : n_bank + offset])
     rows = [i for i, u in enumerate(centre.ids) if u in keep]  # the centre's own (shuffled) order
     c = pd.DataFrame(centre.features[rows], columns=centre.feature_names)

@@ -160,13 +160,13 @@ def test_registered_node_with_ca_comes_online(link: Deployment) -> None:
 
 def test_unregistered_key_is_refused(link: Deployment, tmp_path: Path) -> None:
     rogue = make_party_keys(tmp_path, "credit_centre")  # valid EC key, never registered
-    before = {n["node-id"] for n in link.cli.supernodes()}  # type: ignore[union-attr]
+    before = {n["node-id"] for n in link.cli.supernodes()}  # type: ignore[union-attr]  # the fixture always starts a CLI
     code, text = _run_to_exit(
         link, "credit_centre", link.supernode_argv("credit_centre", auth_key=rogue.auth_key, max_wait=15)
     )
     assert code not in (None, 0), "a SuperNode with an unregistered key kept running"
     assert "Failed to activate SuperNode" in text, text[-2000:]
-    after = link.cli.supernodes()  # type: ignore[union-attr]
+    after = link.cli.supernodes()  # type: ignore[union-attr]  # the fixture always starts a CLI
     assert {n["node-id"] for n in after} == before, "the SuperLink created a node for an unregistered key"
     assert link.node_ids["credit_centre"] not in _online(link)
 

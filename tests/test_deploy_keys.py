@@ -158,7 +158,7 @@ def test_process_set_stops_detached_grandchildren(tmp_path: Path) -> None:
         time.sleep(0.1)
     members = ps.running()
     assert len(members) == 3 and m.pid in members
-    starts = {pid: read_proc(pid).start for pid in members}  # type: ignore[union-attr]
+    starts = {pid: read_proc(pid).start for pid in members}  # type: ignore[union-attr]  # members are running processes
     # kill only the parent: the helpers are orphaned but still known
     subprocess.run(["kill", "-9", str(m.pid)], check=True)
     m.popen.wait(5)

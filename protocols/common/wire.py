@@ -136,7 +136,9 @@ def decode(data: bytes, cls: type[T]) -> T:
     header, body = _header(data)
     if header["type"] != cls.__name__:
         raise WireError(f"expected a {cls.__name__} message, got {header['type']}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not dataclasses.is_dataclass(cls):
+        raise WireError(f"{cls.__name__} is not a message dataclass")
+    names = {f.name for f in dataclasses.fields(cls)}
     got = set(header["fields"])
     if got != names:
         raise WireError(

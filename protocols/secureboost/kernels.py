@@ -13,7 +13,7 @@ The main process always runs the first task itself while the shared pool of
 Cost model (2048-bit key, ciphertexts mod ``n^2`` are 4096 bits): one homomorphic addition
 (``a * b % n^2``) ~6 us, one slot shift (``c^(2^w)``, w ~ 93) ~0.45 ms, one CRT decryption
 ~3 ms, one key-owner CRT encryption ~0.1 ms (encryption and decryption are
-:mod:`protocols.paillier.core`'s own parallel vector operations). The histogram kernel is one tight loop of
+:mod:`protocols.paillier`'s own parallel vector operations). The histogram kernel is one tight loop of
 additions per (feature, bucket) run of rows sorted by bucket.
 
 Packing layout (:class:`GHLayout`): the guest encrypts per sample one plaintext
@@ -301,7 +301,7 @@ def _key_and_powers(key_bytes: bytes) -> tuple[PublicKey, list[mpz]]:
     """The public key and ``hs^(2^i) mod n^2`` for every exponent bit (cached per process).
 
     A packed ciphertext needs one fresh DJN obfuscator ``hs^a``; a level sends only tens of
-    them, so ~``bits/2`` multiplications each beat building :mod:`protocols.paillier.core`'s
+    them, so ~``bits/2`` multiplications each beat building :mod:`protocols.paillier`'s
     windowed table (~1 s at 2048 bits) in every process and step.
     """
     h = hashlib.sha256(key_bytes).digest()

@@ -88,6 +88,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
     from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
+    from flwr.serverapp import Grid
     from flwr.supercore.task_identity import TaskIdentity
 
     from fedcredit.horizontal.aggregation import auto_quantization_range, auto_shares
@@ -100,7 +101,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
         def __init__(self, i: int) -> None:
             self.i = i
 
-        def fit(self, parameters, config):  # type: ignore[no-untyped-def]
+        def fit(self, parameters: list[np.ndarray], config: dict) -> tuple[list[np.ndarray], int, dict]:
             return [ups[self.i]], int(ns[self.i]), {}
 
     app = ClientApp()
@@ -122,7 +123,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
     best: dict = {}
     for _ in range(repeat):
-        grid = InProcessGrid(timed_app, k)  # type: ignore[arg-type]
+        grid = InProcessGrid(timed_app, k)
         client_time[0] = 0.0
         round_time = [0.0]
         wf = SecAggPlusWorkflow(
@@ -134,7 +135,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
             timeout=600,
         )
 
-        def timed_fit(g, c, _wf=wf, round_time=round_time):  # type: ignore[no-untyped-def]
+        def timed_fit(g: Grid, c: Context, _wf: SecAggPlusWorkflow = wf, round_time: list[float] = round_time) -> None:
             t = time.perf_counter()
             _wf(g, c)
             round_time[0] = time.perf_counter() - t
