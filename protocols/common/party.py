@@ -111,10 +111,19 @@ class RestartableParty(Party):
     The contract, in the spirit of Flower's ``Strategy`` hooks: a subclass declares its
     persisted state type and version, keeps everything that must survive a step in ``self.s``
     (a wire-encodable dataclass with at least the :class:`PartyState` fields), and implements
-    :meth:`from_state`. The base class provides the one restore sequence (:meth:`_restore`):
-    decode, check version and role, check that the caller handed back the same data (digest),
-    then :meth:`_after_restore` rebuilds what is derived from the state (keys, tables). Data
-    matrices are never in the state: they stay in the node's files and are handed back.
+    :meth:`from_state`. The base class provides the one restore sequence: :meth:`peek_state`
+    decodes and checks version and role (``from_state`` reads name, peer and settings from it to
+    construct the party, which checks the data), then :meth:`_restore` checks that the caller
+    handed back the same data (digest), adopts the state, and :meth:`_after_restore` rebuilds
+    what is derived from it (keys, tables). Data matrices are never in the state: they stay in
+    the node's files and are handed back::
+
+        @classmethod
+        def from_state(cls, state, X):
+            s = cls.peek_state(state)
+            party = cls(s.name, s.peer, X, Config(**s.config))
+            party._restore(s)
+            return party
 
     ``history`` and ``model`` are part of the contract so a node can report progress and
     release a model part for any protocol without knowing which one it runs.
@@ -154,16 +163,25 @@ class RestartableParty(Party):
         """Digest of the data this party was built with (compared on restore)."""
         return str(getattr(self.s, "data_digest", ""))
 
-    def _restore(self, state: bytes) -> None:
-        """Decode ``state`` into ``self.s`` after checking version, role and data digest."""
+    @classmethod
+    def peek_state(cls, state: bytes) -> Any:
+        """The persisted state, decoded and checked to be this role's and version's.
+
+        ``from_state`` reads what it constructs the party with (name, peer, settings) from it,
+        then hands it to :meth:`_restore` (which does not decode again).
+        """
         try:
-            s: Any = wire.decode(state, self.state_type)
+            s: Any = wire.decode(state, cls.state_type)
         except wire.WireError as exc:
-            raise self.error_type(f"{self.role} state cannot be restored: {exc}") from None
-        if s.version != self.state_version or s.role != self.role:
-            raise self.error_type(
-                f"state is for {s.role!r} ({s.version}), not a {self.role} party ({self.state_version})"
-            )
+            raise cls.error_type(f"{cls.role} state cannot be restored: {exc}") from None
+        if s.version != cls.state_version or s.role != cls.role:
+            raise cls.error_type(f"state is for {s.role!r} ({s.version}), not a {cls.role} party ({cls.state_version})")
+        return s
+
+    def _restore(self, state: Any) -> None:
+        """Adopt ``state`` (bytes, or what :meth:`peek_state` returned) as ``self.s`` once it is
+        known to belong to the data this party was just built with."""
+        s = self.peek_state(bytes(state)) if isinstance(state, (bytes, bytearray, memoryview)) else state
         if s.data_digest != self._data_digest():
             raise self.error_type(
                 f"{self.role} {s.name!r}: the data given to from_state is not the data this "

@@ -55,14 +55,6 @@ class PeerParty(RestartableParty):
     def finished(self) -> bool:
         return bool(self.s.phase == "done")
 
-    @classmethod
-    def peek_state(cls, state: bytes) -> Any:
-        """The decoded state (name, peer, settings) a party is rebuilt around before ``_restore``."""
-        try:
-            return wire.decode(state, cls.state_type)
-        except wire.WireError as exc:
-            raise ProtocolError(f"{cls.role} state cannot be restored: {exc}") from None
-
     def _where(self) -> str:
         """Who and where, for error messages."""
         return f"{self.role} {self.name!r}"
@@ -165,7 +157,7 @@ class LRTrainingParty(PeerParty):
         s = cls.peek_state(state)
         build: Callable[..., Self] = cls  # a role's constructor: (name, peer, *data, config, **options)
         party = build(s.name, s.peer, *data, config=HeteroLRConfig(**s.config), **options)
-        party._restore(state)
+        party._restore(s)
         return party
 
     def _encode_features(self, X: np.ndarray, what: str) -> np.ndarray:

@@ -76,7 +76,7 @@ class ScoringParty(PeerParty):
         """Rebuild a scorer from :meth:`to_state` bytes and the same features ``X``."""
         s = cls.peek_state(state)
         party = cls(s.name, s.peer, s.weights, X)
-        party._restore(state)  # brings back the phase, the requested rows and any scores
+        party._restore(s)  # brings back the phase, the requested rows and any scores
         return party
 
     def _where(self) -> str:

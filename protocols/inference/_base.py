@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from protocols.common import wire
 from protocols.common.channel import Channel, ChannelError
-from protocols.common.party import Envelope, ProtocolError, RestartableParty, open_envelope
+from protocols.common.party import Envelope, RestartableParty, open_envelope
 from protocols.inference.messages import PROTOCOL, InferenceError
 
 M = TypeVar("M")
@@ -49,6 +49,7 @@ class InferenceParty(RestartableParty):
 
     state_type = _State
     state_version = "inference-state/2"
+    error_type = InferenceError  # restore failures are inference errors too
     s: _State
 
     def __init__(self, name: str, peer: str, *, session: str, batch: int, **state: Any) -> None:
@@ -59,12 +60,9 @@ class InferenceParty(RestartableParty):
     def from_state(cls: type[P], state: bytes, **data: Any) -> P:
         """Rebuild from :meth:`to_state` bytes and the party's data, given as at construction
         (the constructor's keywords after ``session`` and ``batch``)."""
-        try:
-            s = wire.decode(state, _State)
-        except wire.WireError as exc:
-            raise ProtocolError(f"{cls.role} state cannot be restored: {exc}") from None
+        s = cls.peek_state(state)
         party = cls(s.name, s.peer, session=s.session, batch=s.batch, **cls._identity(s), **data)
-        party._restore(state)
+        party._restore(s)
         return party
 
     @classmethod

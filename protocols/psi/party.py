@@ -15,8 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.common import wire
-from protocols.common.party import Envelope, ProtocolError, RestartableParty, open_envelope
+from protocols.common.party import Envelope, RestartableParty, open_envelope
 from protocols.psi.engine import DEFAULT_TRUNCATE, PsiCheckpoint, PsiParty, PsiResult
 from protocols.psi.messages import STEP1, STEP2, PsiBlinded, PsiReblinded
 from protocols.psi.prepare import Allowed
@@ -112,10 +111,7 @@ class PsiRelayParty(RestartableParty):
     def from_state(cls, state: bytes, ids: list[str], **options: Any) -> PsiRelayParty:
         """Rebuild from :meth:`to_state` bytes, the same ids and the same keyword options
         (``session``, ``allowed``, ``truncate``, ``workers``) as at creation."""
-        try:
-            s = wire.decode(state, _PsiState)
-        except wire.WireError as exc:
-            raise ProtocolError(f"{cls.role} state cannot be restored: {exc}") from None
+        s = cls.peek_state(state)
         party = cls(s.name, s.peer, s.side, ids, **options)
-        party._restore(state)
+        party._restore(s)
         return party

@@ -17,7 +17,6 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from protocols.common import wire
 from protocols.common.inputs import as_features
 from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest
 from protocols.gbdt.binning import BinEdges, BinningError, fit_bins
@@ -60,19 +59,6 @@ def check_sender(party: _Peered, env: Envelope, activity: str) -> None:
         raise party._fail(f"received {env.kind} after {activity} finished")
     if env.sender != party.peer:
         raise party._fail(f"message from {env.sender!r}, expected only {party.peer!r}")
-
-
-def peek_state(state: bytes, state_type: type, role: str) -> Any:
-    """The persisted state, read to learn how to construct the party (name, peer, config).
-
-    ``from_state`` constructs the party from this and the node's data (which checks the
-    data), then :meth:`~protocols.common.party.RestartableParty._restore` checks the state
-    against it (version, role, data digest).
-    """
-    try:
-        return wire.decode(state, state_type)
-    except wire.WireError as exc:
-        raise ProtocolError(f"{role} state cannot be restored: {exc}") from None
 
 
 @dataclass
@@ -160,7 +146,7 @@ class SecureBoostParty(RestartableParty):
     @classmethod
     def _built_from(cls, state: bytes) -> tuple[Any, SecureBoostConfig, BinEdges]:
         """(state, config, bin edges): what ``from_state`` constructs the party with."""
-        s = peek_state(state, cls.state_type, cls.role)
+        s = cls.peek_state(state)
         bins = BinEdges.from_arrays(np.asarray(s.bin_edges), np.asarray(s.bin_sizes))
         return s, SecureBoostConfig(**s.config), bins
 

@@ -170,7 +170,7 @@ class SecureBoostGuest(SecureBoostParty):
     ) -> SecureBoostGuest:
         s, config, bins = cls._built_from(state)
         party = cls(s.name, s.peer, X_train, y_train, config, X_val=X_val, y_val=y_val, bins=bins, on_tree=on_tree)
-        party._restore(state)
+        party._restore(s)
         return party
 
     def _after_restore(self) -> None:

@@ -153,7 +153,7 @@ class SecureBoostHost(SecureBoostParty):
     def from_state(cls, state: bytes, X_train: np.ndarray, X_val: np.ndarray | None = None) -> SecureBoostHost:
         s, config, bins = cls._built_from(state)
         party = cls(s.name, s.peer, X_train, config, X_val=X_val, bins=bins)
-        party._restore(state)
+        party._restore(s)
         return party
 
     def _after_restore(self) -> None:

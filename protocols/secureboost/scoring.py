@@ -25,7 +25,7 @@ import numpy as np
 
 from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest, open_envelope
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, sigmoid
-from protocols.secureboost._base import check_sender, peek_state, required_features
+from protocols.secureboost._base import check_sender, required_features
 from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone
 from protocols.secureboost.model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
 
@@ -69,10 +69,6 @@ class _ScoringParty(RestartableParty):
             _VERSION, self.role, name, peer, data_digest(self.X), mode, phase, 0, e, e, e.astype(np.uint64), np.zeros(0)
         )
 
-    @classmethod
-    def _peek(cls, state: bytes) -> Any:
-        return peek_state(state, _ScoringState, cls.role)
-
     def _after_restore(self) -> None:
         s = self.s
         s.asked_rows = np.asarray(s.asked_rows, dtype=np.int64)
@@ -103,9 +99,9 @@ class SecureBoostScoringGuest(_ScoringParty):
 
     @classmethod
     def from_state(cls, state: bytes, model: SecureBoostGuestModel, X: np.ndarray) -> SecureBoostScoringGuest:
-        s = cls._peek(state)
+        s = cls.peek_state(state)
         party = cls(s.name, s.peer, model, X, mode=s.mode)
-        party._restore(state)
+        party._restore(s)
         return party
 
     def _after_restore(self) -> None:
@@ -219,9 +215,9 @@ class SecureBoostScoringHost(_ScoringParty):
 
     @classmethod
     def from_state(cls, state: bytes, model: SecureBoostHostModel, X: np.ndarray) -> SecureBoostScoringHost:
-        s = cls._peek(state)
+        s = cls.peek_state(state)
         party = cls(s.name, s.peer, model, X)
-        party._restore(state)
+        party._restore(s)
         return party
 
     @property
