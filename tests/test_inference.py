@@ -455,7 +455,7 @@ def test_tampered_replayed_or_wrong_batch_messages_are_refused():
         other_session.receive([Envelope("b", "c", wire.encode(replay))])
     stranger_bank = _lr_parties()[0]
     stranger_bank.start()
-    with pytest.raises(InferenceError, match="expected one InferenceKey"):
+    with pytest.raises(InferenceError, match="expected exactly one InferenceKey"):
         stranger_bank.receive([Envelope("x", "b", key[0].payload)])
 
 

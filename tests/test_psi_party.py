@@ -60,7 +60,7 @@ def test_relay_party_refuses_wrong_sender_and_tampered_keys():
     a = PsiRelayParty("bank", "centre", "A", ids[:40], session="s")
     b = PsiRelayParty("centre", "bank", "B", ids[20:], session="s")
     (to_b,), (to_a,) = a.start(), b.start()
-    with pytest.raises(ProtocolError, match="expected one message from 'centre'"):
+    with pytest.raises(ProtocolError, match="expected exactly one message from 'centre'"):
         a.receive([Envelope("mallory", "bank", to_a.payload)])
     (keys_to_b,), (keys_to_a,) = a.receive([to_a]), b.receive([to_b])
     sealed = wire.decode(keys_to_a.payload, PsiReblinded)

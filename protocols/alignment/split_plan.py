@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.common import wire
-from protocols.common.party import Envelope, Party, ProtocolError
+from protocols.common.party import Envelope, Party, open_envelope
 
 
 @dataclass
@@ -39,6 +38,8 @@ def make_plan(test_mask: np.ndarray, *, validation_fraction: float, seed: int) -
 class SplitSender(Party):
     """The bank: sends its plan once."""
 
+    role = "split sender"
+
     def __init__(self, name: str, peer: str, plan: SplitPlan):
         self.name, self.peer, self.plan = name, peer, plan
         self._done = False
@@ -48,7 +49,7 @@ class SplitSender(Party):
         return [self.send(self.peer, self.plan)]
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        raise ProtocolError(f"{self.name}: the split step expects no messages, got {len(inbox)}")
+        raise self._fail(f"the split step expects no messages, got {len(inbox)}")
 
     @property
     def finished(self) -> bool:
@@ -58,6 +59,8 @@ class SplitSender(Party):
 class SplitReceiver(Party):
     """The centre: accepts a plan that matches its own intersection size."""
 
+    role = "split receiver"
+
     def __init__(self, name: str, peer: str, n_rows: int):
         self.name, self.peer, self.n_rows = name, peer, n_rows
         self.plan: SplitPlan | None = None
@@ -66,16 +69,13 @@ class SplitReceiver(Party):
         return []
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        if len(inbox) != 1 or inbox[0].sender != self.peer:
-            raise ProtocolError(f"{self.name}: split step expects one plan from {self.peer}")
-        plan = wire.decode(inbox[0].payload, SplitPlan)
+        plan = open_envelope(self._one_from(inbox, self.peer, "split plan"), SplitPlan, f"{self.role} {self.name!r}")
         if plan.n_rows != self.n_rows or plan.test.shape != (self.n_rows,) or plan.validation.shape != (self.n_rows,):
-            raise ProtocolError(
-                f"{self.name}: split plan covers {plan.n_rows} rows but the intersection "
-                f"has {self.n_rows} (plan from another run?)"
+            raise self._fail(
+                f"split plan covers {plan.n_rows} rows but the intersection has {self.n_rows} (plan from another run?)"
             )
         if plan.test.dtype != bool or plan.validation.dtype != bool or (plan.test & plan.validation).any():
-            raise ProtocolError(f"{self.name}: malformed split plan (test and validation overlap)")
+            raise self._fail("malformed split plan (test and validation overlap)")
         self.plan = plan
         return []
 

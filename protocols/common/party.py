@@ -66,6 +66,8 @@ class Party(ABC):
     """A protocol participant. Subclasses implement :meth:`start` and :meth:`receive`."""
 
     name: str
+    role: ClassVar[str] = "party"  # what error messages call this participant
+    error_type: ClassVar[type[ProtocolError]] = ProtocolError  # a protocol may name its own subclass
 
     @abstractmethod
     def start(self) -> list[Envelope]:
@@ -82,6 +84,21 @@ class Party(ABC):
 
     def send(self, recipient: str, message: object) -> Envelope:
         return Envelope(self.name, recipient, wire.encode(message))
+
+    def _fail(self, what: str) -> ProtocolError:
+        """A protocol error naming this party: ``raise self._fail("...")``."""
+        return self.error_type(f"{self.role} {self.name!r}: {what}")
+
+    def _one_from(self, inbox: list[Envelope], peer: str, what: str = "message") -> Envelope:
+        """The single envelope a two-party step expects, from ``peer``.
+
+        Nothing, two envelopes, or one from anyone else (a third party, or one the relay made
+        up) is refused: the relay decides what arrives, so every party checks it.
+        """
+        if len(inbox) != 1 or inbox[0].sender != peer:
+            senders = [e.sender for e in inbox]
+            raise self._fail(f"expected exactly one {what} from {peer!r}, got {len(inbox)} from {senders}")
+        return inbox[0]
 
 
 def open_envelope(env: Envelope, cls: type[M], where: str) -> M:
@@ -129,10 +146,8 @@ class RestartableParty(Party):
     release a model part for any protocol without knowing which one it runs.
     """
 
-    role: ClassVar[str] = ""
     state_type: ClassVar[type] = object  # the wire dataclass persisted by to_state
     state_version: ClassVar[str] = ""
-    error_type: ClassVar[type[ProtocolError]] = ProtocolError  # a protocol may name its own subclass
 
     s: Any  # the persisted state, an instance of ``state_type``
 
@@ -192,10 +207,6 @@ class RestartableParty(Party):
 
     def _after_restore(self) -> None:
         """Hook: rebuild what derives from ``self.s`` (array dtypes, keys, builders)."""
-
-    def _fail(self, what: str) -> ProtocolError:
-        """A protocol error naming this party: ``raise self._fail("...")``."""
-        return self.error_type(f"{self.role} {self.name!r}: {what}")
 
 
 def data_digest(*arrays: Any) -> str:

@@ -60,16 +60,10 @@ class PeerParty(RestartableParty):
         return f"{self.role} {self.name!r}"
 
     def _fail(self, what: str) -> ProtocolError:
-        return ProtocolError(f"{self._where()}: {what}")
+        return self.error_type(f"{self._where()}: {what}")
 
     def _open(self, env: Envelope, cls: type[M]) -> M:
         return open_envelope(env, cls, self._where())
-
-    def _only_message(self, inbox: list[Envelope]) -> Envelope:
-        if len(inbox) != 1 or inbox[0].sender != self.peer:
-            senders = [e.sender for e in inbox]
-            raise self._fail(f"expected exactly one message from {self.peer!r}, got {len(inbox)} from {senders}")
-        return inbox[0]
 
 
 @dataclass
@@ -331,7 +325,7 @@ class LRTrainingParty(PeerParty):
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         self.s.step += 1
-        env = self._only_message(inbox)
+        env = self._one_from(inbox, self.peer)
         handler = {
             "hello_sent": self._on_hello,
             "partials_sent": self._on_partials,

@@ -106,7 +106,7 @@ class BankScorer(ScoringParty):
         return [self.send(self.peer, ScoreRequest(protocol=PROTOCOL_ID, rows=np.asarray(self.s.rows, np.int64)))]
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        env = self._only_message(inbox)
+        env = self._one_from(inbox, self.peer)
         if self.s.phase != "requested":
             raise self._fail("unexpected message")
         msg = self._open(env, PartialScores)
@@ -136,7 +136,7 @@ class CentreScorer(ScoringParty):
         return []
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        env = self._only_message(inbox)
+        env = self._one_from(inbox, self.peer)
         if self.s.phase not in ("init", "waiting"):
             raise self._fail("unexpected message")
         msg = self._open(env, ScoreRequest)

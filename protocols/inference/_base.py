@@ -75,11 +75,8 @@ class InferenceParty(RestartableParty):
 
     def _one(self, inbox: list[Envelope], cls: type[M]) -> M:
         """The one message of type ``cls`` from the peer, for this run and batch."""
-        if len(inbox) != 1 or inbox[0].sender != self.s.peer:
-            raise self._fail(
-                f"expected one {cls.__name__} from {self.s.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
-            )
-        msg: Any = open_envelope(inbox[0], cls, f"inference {self.role} {self.name!r} (batch {self.s.batch})")
+        env = self._one_from(inbox, self.s.peer, cls.__name__)
+        msg: Any = open_envelope(env, cls, f"inference {self.role} {self.name!r} (batch {self.s.batch})")
         if msg.protocol != PROTOCOL or msg.session != self.s.session or msg.batch != self.s.batch:
             raise self._fail(
                 f"{cls.__name__} for protocol {msg.protocol!r}, session {msg.session!r}, "

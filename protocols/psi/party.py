@@ -88,8 +88,7 @@ class PsiRelayParty(RestartableParty):
         return out
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
-        if len(inbox) != 1 or inbox[0].sender != self.peer:
-            raise self._fail(f"expected one message from {self.peer!r}, got {[e.sender for e in inbox]}")
+        self._one_from(inbox, self.peer)
         if self.psi.state not in _EXPECTED:
             raise self._fail(f"unexpected {inbox[0].kind} in state {self.psi.state!r}")
         cls, step = _EXPECTED[self.psi.state]
