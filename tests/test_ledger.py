@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from ledger_support import rewrite_signed
 
 from fedcredit.ledger import (
     EgressLog,
@@ -269,28 +270,15 @@ def test_resigned_with_foreign_key_is_detected_with_pubkey(run):
     forger = generate_signing_key()
     recs = read_records(run.ledger_path)
     conn = sqlite3.connect(run.ledger_path)
-    prev = recs[0].prev_hash
-    for rec in recs:
-        text = rec.payload_text
-        if rec.seq == 0:
-            p = json.loads(text)
-            p["coordinator_pubkey"] = public_key_hex(forger)
-            text = canonical_json(p)
-        h = record_hash(
-            log=rec.log,
-            run_id=rec.run_id,
-            seq=rec.seq,
-            kind=rec.kind,
-            ts=rec.ts,
-            writer=rec.writer,
-            prev_hash=prev,
-            payload_text=text,
-        )
-        conn.execute(
-            "UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
-            (text, prev, h, sign_hash(forger, h), rec.seq),
-        )
-        prev = h
+
+    def swap_key(rec, text: str) -> str:
+        if rec.seq != 0:
+            return text
+        p = json.loads(text)
+        p["coordinator_pubkey"] = public_key_hex(forger)
+        return canonical_json(p)
+
+    rewrite_signed(conn, recs, forger, swap_key)
     conn.commit()
     conn.close()
     rep = _rejected(run)

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_support import rewrite_signed
 
 from fedcredit.ledger import canonical_json, generate_signing_key, read_records, verify
 from fedcredit.ledger.demo import copy_run, write_demo_run
-from fedcredit.ledger.keys import sign_hash
-from fedcredit.ledger.records import record_hash
 
 TEXT_FIELDS = ["log", "run_id", "kind", "ts", "writer", "prev_hash", "payload", "hash", "sig"]
 CHARS = string.ascii_letters + string.digits + '{}[]":,.-_ é'
@@ -100,27 +99,15 @@ def _mutate(conn: sqlite3.Connection, data, records, donor_records, foreign_key)
     elif kind == "resign":
         # Tamper with record i's payload, then rebuild hashes/chain/signatures from i on with a
         # foreign key: every hash is consistent, only the signer is wrong.
-        prev = records[i].prev_hash
-        for rec in records[i:]:
-            payload = json.loads(rec.payload_text)
+        value = data.draw(st.integers(0, 9), label="value")
+
+        def tamper(rec, text: str) -> str:
+            payload = json.loads(text)
             if rec.seq == i:
-                payload["tampered"] = data.draw(st.integers(0, 9), label="value")
-            text = canonical_json(payload)
-            h = record_hash(
-                log=rec.log,
-                run_id=rec.run_id,
-                seq=rec.seq,
-                kind=rec.kind,
-                ts=rec.ts,
-                writer=rec.writer,
-                prev_hash=prev,
-                payload_text=text,
-            )
-            conn.execute(
-                "UPDATE fedcredit_records SET payload=?, prev_hash=?, hash=?, sig=? WHERE seq=?",
-                (text, prev, h, sign_hash(foreign_key, h), rec.seq),
-            )
-            prev = h
+                payload["tampered"] = value
+            return canonical_json(payload)
+
+        rewrite_signed(conn, records[i:], foreign_key, tamper)
     elif kind == "splice":
         d = donor_records[data.draw(st.integers(0, len(donor_records) - 1), label="donor")]
         conn.execute("DELETE FROM fedcredit_records WHERE seq=?", (i,))
