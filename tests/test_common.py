@@ -189,7 +189,7 @@ def test_restore_refuses_other_data_roles_versions_and_garbage():
     with pytest.raises(ProtocolError, match="state cannot be restored"):
         Counter.from_state(b"not a state", X)
     party = Counter("a", "b", X)
-    party._restore(state)  # bytes work as well as a peeked state
+    party._restore(Counter.peek_state(state))
     assert party.s.name == "a"
 
 

@@ -174,10 +174,6 @@ class RestartableParty(Party):
         """This party's part of the trained model; protocols that train nothing raise."""
         raise ProtocolError(f"{self.role} {self.name!r} produces no model")
 
-    def _data_digest(self) -> str:
-        """Digest of the data this party was built with (compared on restore)."""
-        return str(getattr(self.s, "data_digest", ""))
-
     @classmethod
     def peek_state(cls, state: bytes) -> Any:
         """The persisted state, decoded and checked to be this role's and version's.
@@ -193,11 +189,11 @@ class RestartableParty(Party):
             raise cls.error_type(f"state is for {s.role!r} ({s.version}), not a {cls.role} party ({cls.state_version})")
         return s
 
-    def _restore(self, state: Any) -> None:
-        """Adopt ``state`` (bytes, or what :meth:`peek_state` returned) as ``self.s`` once it is
-        known to belong to the data this party was just built with."""
-        s = self.peek_state(bytes(state)) if isinstance(state, (bytes, bytearray, memoryview)) else state
-        if s.data_digest != self._data_digest():
+    def _restore(self, s: Any) -> None:
+        """Adopt ``s`` (what :meth:`peek_state` returned) as ``self.s`` once it is known to
+        belong to the data this party was just built with: the constructor put that data's
+        digest in the fresh ``self.s``, so it is compared, not computed again."""
+        if s.data_digest != self.s.data_digest:
             raise self.error_type(
                 f"{self.role} {s.name!r}: the data given to from_state is not the data this "
                 "party was built with (digest mismatch)"
