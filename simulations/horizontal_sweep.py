@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fedcredit import config  # noqa: E402
+from fedcredit.config.horizontal import HorizontalSettings  # noqa: E402
 
 MODES = ("plain", "secagg+", "ckks")
 
@@ -165,12 +166,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = runner(scenarios, args.out / "runs")
     rows = []
     for res in results:
-        s = res.scenario.section("horizontal")
+        s = res.scenario.settings(HorizontalSettings)
         row = {
             "scenario": res.scenario.name,
             "banks": len(res.scenario.parties),
-            "skew": float(s["skew"]),
-            "mode": s["aggregation"],
+            "skew": s.skew,
+            "mode": s.aggregation,
             "error": res.error,
         }
         if res.metrics:
