@@ -166,7 +166,7 @@ class SecureBoostParty(RestartableParty):
 
     def _fail(self, what: str) -> ProtocolError:
         s = self.s
-        return ProtocolError(
+        return self.error_type(
             f"{self.role} {self.name!r} at step {s.step} (tree {s.tree}, level {s.level}, {self._stage}): {what}"
         )
 

@@ -80,7 +80,7 @@ class _ScoringParty(RestartableParty):
         return bool(self.s.phase == "done")
 
     def _fail(self, what: str) -> ProtocolError:
-        return ProtocolError(f"{self.who} (query {self.s.query}, phase {self.s.phase}): {what}")
+        return self.error_type(f"{self.who} (query {self.s.query}, phase {self.s.phase}): {what}")
 
 
 class SecureBoostScoringGuest(_ScoringParty):
