@@ -1,0 +1,1 @@
+"""Simulations, attack suites and benchmarks run from the repository root (not installed)."""
