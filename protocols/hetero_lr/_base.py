@@ -37,6 +37,8 @@ from protocols.hetero_lr.scales import (
     Codecs,
     gradient_scale_bits,
     gradient_value_bits,
+    shared_gradient_bits,
+    window_bits,
 )
 from protocols.hetero_lr.schedule import batch_schedule, batches_per_epoch, min_batch_rows, required_batch_rows
 from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, PublicKey, generate_keypair
@@ -417,29 +419,56 @@ class LRTrainingParty(PeerParty):
         return gradient_value_bits(n_rows, x_bits, self.config)
 
     def _mask_gradient(self, enc: EncryptedVector, n_rows: int) -> EncryptedVector:
-        """``enc + Enc(R)`` with fresh randomness; R is kept in the state to unmask the reply."""
+        """``enc + Enc(M)`` with fresh randomness and ``M`` uniform over almost all of ``Z_n`` (kept to unmask).
+
+        Why uniform, not a mask a few bits above the gradient's bound: the peer chose the
+        plaintexts this gradient was computed from, and could have inflated them so that our
+        features land above any bounded mask. Against a uniform ``M`` the decryption is
+        (statistically) uniform whatever was encrypted; the peer returns only the low
+        :func:`~protocols.hetero_lr.scales.window_bits`, which is all we need (see :meth:`_unmask`).
+        """
         pk = self._peer_key
-        bits = self._gradient_value_bits(n_rows) + STAT_SEC_BITS
-        if bits + 2 >= pk.bits:
-            raise self._fail(f"a {bits}-bit mask does not fit the peer's {pk.bits}-bit key")
-        masks = kernels.random_masks(len(enc), bits)
+        bound = shared_gradient_bits(n_rows, self.config)
+        if bound + STAT_SEC_BITS + 2 >= pk.bits:
+            raise self._fail(f"a {bound}-bit gradient bound leaves no room for a mask in the peer's {pk.bits}-bit key")
+        try:
+            masks = kernels.uniform_masks(pk, len(enc), bound)
+        except ProtocolError as exc:
+            raise self._fail(str(exc)) from None
         self.s.masks = masks
-        return enc + kernels.encrypt_fresh(pk, masks)
+        return enc + kernels.encrypt_fresh(pk, [kernels.signed_plaintext(pk, m) for m in masks])
+
+    def _decrypt_window(self, masked: EncryptedVector, n_rows: int) -> list[int]:
+        """Decrypt the peer's masked gradient and return only its low window bits (nothing above leaves)."""
+        sk = self._own_key
+        bits = window_bits(n_rows, self.config)
+        return [kernels.window(sk.public_key, int(v), bits) for v in sk.decrypt(masked)]
 
     def _unmask(self, values: list, n_rows: int) -> np.ndarray:
-        """Own gradient (float) from the peer's decryption of our masked vector."""
+        """Own gradient (float) from the peer's window of our masked vector, every entry range-checked.
+
+        The bound is the one our own data implies (``max |x|`` of our rows, the shared residual
+        and weight ranges). A value outside it means the peer deviated (inflated the values we
+        computed on, or returned something else than the decryption), decrypted with a wrong
+        key, or a ciphertext was corrupted: the run stops naming party, step, batch and entry.
+        """
         if len(values) != len(self.s.masks):
             raise self._fail(f"masked gradient has {len(values)} values, expected {len(self.s.masks)}")
+        bits = window_bits(n_rows, self.config)
         bound = 1 << self._gradient_value_bits(n_rows)
         grads = []
-        for i, (v, r) in enumerate(zip(values, self.s.masks)):
-            if not isinstance(v, int):
+        for i, (v, m) in enumerate(zip(values, self.s.masks)):
+            if not isinstance(v, int) or isinstance(v, bool):
                 raise self._fail(f"masked gradient value {i} is not an integer")
-            g = v - r
+            if not 0 <= v < 1 << bits:
+                raise self._fail(f"masked gradient value {i} is outside the {bits}-bit window the peer must return")
+            g = kernels.unmask_window(v, m, bits)
             if abs(g) >= bound:
                 raise self._fail(
-                    f"gradient {i} decrypted out of range: the peer decrypted with the wrong key, "
-                    "or a ciphertext was corrupted"
+                    f"gradient entry {i} of batch {self.s.round % self._nb} (round {self.s.round}) is out of "
+                    f"range after unmasking (|g| >= 2^{bound.bit_length() - 1}): the peer deviated from the "
+                    "protocol (inflated the values we computed on, or returned something else than the "
+                    "decryption), decrypted with the wrong key, or a ciphertext was corrupted"
                 )
             grads.append(g)
         self.s.masks = []

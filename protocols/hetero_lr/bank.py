@@ -23,7 +23,13 @@ from protocols.common.party import Envelope, data_digest
 from protocols.hetero_lr import kernels, messages
 from protocols.hetero_lr._base import LRTrainingParty
 from protocols.hetero_lr.config import HeteroLRConfig
-from protocols.hetero_lr.scales import FRAC_BITS_S, LOGIT_LIMIT_BITS, SAMPLE_WEIGHTS, gradient_scale_bits
+from protocols.hetero_lr.scales import (
+    FRAC_BITS_S,
+    LOGIT_LIMIT_BITS,
+    SAMPLE_WEIGHTS,
+    gradient_scale_bits,
+    loss_window_bits,
+)
 from protocols.hetero_lr.schedule import balanced_class_weights
 from protocols.paillier import EncryptedVector
 
@@ -206,17 +212,21 @@ class BankLR(LRTrainingParty):
             self._settle_weights()  # the centre's reply to this round is still in flight: accept it, then be done
             self.s.phase = "finishing"
             return [self.send(self.peer, messages.BankMaskedPlain(round=r, values=[], improved=improved, finish=True))]
-        values = [int(v) for v in sk.decrypt(masked)] if n_grad else []
+        values = self._decrypt_window(masked, len(rows)) if n_grad and rows is not None else []
         self.s.phase = "plain_sent"
         return [self.send(self.peer, messages.BankMaskedPlain(round=r, values=values, improved=improved, finish=False))]
 
     def _decrypt_aggregate(self, vec: EncryptedVector, n_rows: int) -> float:
+        """A loss aggregate from the centre: only its low window is readable (the centre masks the rest)."""
         scale_bits = gradient_scale_bits(self.config)
-        (v,) = self._own_key.decrypt(vec)
+        sk = self._own_key
+        (v,) = sk.decrypt(vec)
+        bits = loss_window_bits(n_rows, self.config)
+        t = kernels.unmask_window(kernels.window(sk.public_key, int(v), bits), 0, bits)
         bound = 1 << (scale_bits + 2 * LOGIT_LIMIT_BITS + n_rows.bit_length() + 8)
-        if abs(int(v)) >= bound:
+        if abs(t) >= bound:
             raise self._fail("loss aggregate decrypted out of range: ciphertext under the wrong key or corrupted")
-        return int(v) / 2.0**scale_bits
+        return t / 2.0**scale_bits
 
     def _record_epoch(self, epoch: int, val_loss: float | None) -> tuple[bool, bool]:
         cfg = self.config

@@ -19,6 +19,7 @@ from protocols.common.inputs import as_features
 from protocols.common.party import Envelope
 from protocols.hetero_lr import kernels, messages
 from protocols.hetero_lr._base import LRTrainingParty
+from protocols.hetero_lr.scales import loss_window_bits
 from protocols.paillier import EncryptedVector
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,14 @@ class CentreLR(LRTrainingParty):
             gradient = self._mask_gradient(grad, n).to_bytes()
             acc = self._accumulate_loss(loss)
             if self._is_last_batch_of_epoch(r):
-                train_loss = kernels.fresh_copy(acc).to_bytes()
+                train_loss = kernels.high_mask(acc, loss_window_bits(self.n_train, self.config)).to_bytes()
                 self.s.loss_acc = b""
             else:
                 self.s.loss_acc = acc.to_bytes(be_secure=False)  # node-local state: never sent as is
         if record_val and self.X_val is not None:
             u = self._partial_scores(self.X_val, "validation")
-            val_loss = kernels.fresh_copy(self._cross_loss(enc_vd, enc_vs if weighted else None, u)).to_bytes()
+            cross = self._cross_loss(enc_vd, enc_vs if weighted else None, u)
+            val_loss = kernels.high_mask(cross, loss_window_bits(self.n_val, self.config)).to_bytes()
         self.s.phase = "gradient_sent"
         reply = messages.CentreMaskedGradient(
             round=r, key_fingerprint=pk.fingerprint, gradient=gradient, train_loss=train_loss, val_loss=val_loss
@@ -136,7 +138,7 @@ class CentreLR(LRTrainingParty):
         if n_grad:
             self._check_fingerprint(msg, sk.public_key)
         masked = self._cts(sk.public_key, msg.gradient, n_grad, "bank masked gradient")
-        values = [int(v) for v in sk.decrypt(masked)] if n_grad else []
+        values = self._decrypt_window(masked, len(rows)) if n_grad and rows is not None else []
         self.s.phase = "plain_sent"
         return [self.send(self.peer, messages.CentreMaskedPlain(round=self.s.round, values=values))]
 

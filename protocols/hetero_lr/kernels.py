@@ -10,6 +10,12 @@ The parties work with :class:`EncryptedVector` through the public operations of
   learns nothing from the ciphertext randomness.
 * :func:`fresh_copy` re-randomises a computed aggregate the same way before it leaves.
 * :func:`exact_matvec` computes ``X^T v`` exactly for the plaintext half of a gradient.
+* :func:`uniform_masks` / :func:`window` / :func:`unmask_window`: a gradient entry ``g`` leaves
+  its owner as ``Enc(g + M)`` with ``M`` uniform over almost all of ``Z_n`` (the decrypting
+  peer sees a value statistically ``2^(bound + 2 - key_bits)``-close to uniform, whatever the
+  encrypted value was), the decrypting party returns only the low ``window`` bits, and the
+  owner recovers ``g`` exactly from them and range-checks it.
+* :func:`high_mask` hides everything above the low bits of a loss aggregate the same way.
 
 Nothing else in the package imports gmpy2 or handles a ciphertext as an integer.
 """
@@ -60,9 +66,51 @@ def parse_ciphertexts(pk: PublicKey, data: bytes, count: int, what: str) -> Encr
         raise ProtocolError(f"{what}: {exc}") from None
 
 
-def random_masks(count: int, bits: int) -> list[int]:
-    """``count`` uniform ``bits``-bit masks from the OS generator (statistical hiding)."""
-    return [secrets.randbits(bits) for _ in range(count)]
+def uniform_masks(pk: PublicKey, count: int, bound_bits: int) -> list[int]:
+    """``count`` masks ``M = 2^bound_bits + R``, ``R`` uniform in ``[0, n - 2^(bound_bits+1))``.
+
+    For ``|g| < 2^bound_bits`` the sum ``g + M`` lies in ``[0, n)``: no wrap, so the low bits
+    of the decryption are exactly those of ``g + M`` (see :func:`unmask_window`). For *any*
+    ``g`` (also one a dishonest peer inflated) ``g + M mod n`` is within statistical distance
+    ``2^(bound_bits + 1) / n`` of uniform on ``Z_n``: the decrypting party learns nothing.
+    """
+    span = int(pk.n) - (1 << (bound_bits + 1))
+    if span <= 0:
+        raise ProtocolError(f"a {bound_bits}-bit bound does not fit a {pk.bits}-bit key")
+    return [(1 << bound_bits) + secrets.randbelow(span) for _ in range(count)]  # Python ints: they go in the state
+
+
+def signed_plaintext(pk: PublicKey, value: int) -> int:
+    """``value mod n`` as the signed representative :meth:`PublicKey.encrypt` accepts."""
+    n = int(pk.n)
+    value = int(value) % n
+    return value - n if value > n // 2 else value
+
+
+def window(pk: PublicKey, decrypted: int, bits: int) -> int:
+    """The low ``bits`` bits of a (signed) decryption taken as an element of ``Z_n``: all that leaves."""
+    return (int(decrypted) % int(pk.n)) & ((1 << bits) - 1)
+
+
+def unmask_window(value: int, mask: int, bits: int) -> int:
+    """``g`` from ``(g + mask) mod 2^bits`` (the peer's returned window), as a signed integer."""
+    g = (value - mask) & ((1 << bits) - 1)
+    return g - (1 << bits) if g >> (bits - 1) else g
+
+
+def high_mask(vec: EncryptedVector, low_bits: int) -> EncryptedVector:
+    """``vec + Enc(2^low_bits * R)`` with fresh randomness, ``R`` uniform so that no sum wraps mod ``n``.
+
+    The receiver reads ``T mod 2^low_bits`` exactly when ``|T| < 2^(low_bits - 1)``; every
+    higher bit of a (possibly inflated) ``T`` is hidden by ``R`` (statistical distance
+    ``2^(low_bits + 1) / n``). Also re-randomises, like :func:`fresh_copy`.
+    """
+    pk = vec.public_key
+    top = (int(pk.n) - (1 << low_bits)) >> low_bits
+    if top <= 2:
+        raise ProtocolError(f"a {low_bits}-bit window does not fit a {pk.bits}-bit key")
+    shifts = [signed_plaintext(pk, (1 + secrets.randbelow(top - 1)) << low_bits) for _ in range(len(vec))]
+    return vec + encrypt_fresh(pk, shifts)
 
 
 def encrypt_fresh(pk: PublicKey, values: list[int]) -> EncryptedVector:

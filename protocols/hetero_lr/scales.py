@@ -13,6 +13,7 @@ from protocols.common.encoding import FixedPoint
 from protocols.hetero_lr.config import HeteroLRConfig
 
 STAT_SEC_BITS = 80  # statistical hiding of every masked value
+CHECK_BITS = 16  # bits above the shared gradient bound the decrypting party returns (a deviation there is caught)
 X_INT_BITS = 11  # |feature| < 2^11 after the caller's standardisation
 LOGIT_LIMIT_BITS = 12  # |u_bank|, |u_centre| < 2^12, otherwise training has diverged
 FRAC_BITS_S = 16  # fixed-point bits of class weights
@@ -50,3 +51,33 @@ def gradient_value_bits(n_rows: int, feature_bits: int, config: HeteroLRConfig) 
     d_bits = config.frac_bits_d + LOGIT_LIMIT_BITS
     s_bits = FRAC_BITS_S + S_INT_BITS if config.weighted else 0
     return n_rows.bit_length() + feature_bits + d_bits + s_bits + 1
+
+
+def shared_gradient_bits(n_rows: int, config: HeteroLRConfig) -> int:
+    """Bound on ``|X^T (s d)|`` that the *shared settings* imply (features at their largest, ``|x| < 2^11``).
+
+    Both parties can compute it without seeing the other's data, so it fixes the mask offset,
+    the decrypted window and the owner's range check identically on both sides.
+    """
+    return gradient_value_bits(n_rows, config.frac_bits_x + X_INT_BITS, config)
+
+
+def window_bits(n_rows: int, config: HeteroLRConfig) -> int:
+    """Low bits of a decrypted masked gradient entry that the decrypting party returns.
+
+    The owner needs ``shared_gradient_bits + 1`` bits to unmask exactly; ``CHECK_BITS`` more let
+    it catch a deviation that lands just above the bound. Nothing above the window ever leaves
+    the decrypting party, so a peer that evaluates some other function than the gradient under
+    the mask learns at most ``window_bits`` bits of it per entry (see docs/protocols/threat-model.md).
+    """
+    return shared_gradient_bits(n_rows, config) + 1 + CHECK_BITS
+
+
+def loss_window_bits(n_rows: int, config: HeteroLRConfig) -> int:
+    """Low bits of a decrypted loss aggregate (over ``n_rows`` rows) the bank may read; the rest is masked.
+
+    ``|T| < 2^(loss_window_bits - 1)`` for any honest run (the bank refuses a larger value); the
+    centre masks everything above with uniform randomness, so a bank that chose oversized
+    residuals reads at most this many bits of the centre's partial scores per aggregate.
+    """
+    return gradient_scale_bits(config) + 2 * LOGIT_LIMIT_BITS + n_rows.bit_length() + 8 + 1
