@@ -27,10 +27,13 @@ from simulations.attack_cases import AttackResult, load_all  # noqa: E402
 
 
 def handled(r: AttackResult) -> bool:
-    """Refused or detected with nothing leaked, or a bounded channel measured within its bound."""
-    if r.leaked:
-        return False
-    return r.refused_or_detected or bool(r.within_bound)
+    """Refused or detected with nothing leaked, or a bounded channel measured within its bound.
+
+    A bounded channel (``within_bound`` not None) may leak up to its documented bound.
+    """
+    if r.within_bound is not None:
+        return bool(r.within_bound)
+    return r.refused_or_detected and not r.leaked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,322 @@
+"""Dishonest data holders: a bank or a centre that deviates inside the vertical protocols and inference.
+
+Each case builds a dishonest party as a subclass of the honest role class that overrides only
+the step it deviates in, runs it against the honest peer with the real protocol code
+(``protocols/`` level, no Flower), and measures ``leaked`` by comparing what the attacker
+extracted with the true protected values. What each case is expected to achieve is stated in
+``docs/protocols/threat-model.md``; the functions take ``legacy=True`` where a control run
+against the pre-#14 masking shows that the attack and its measurement do work when the defence
+is absent (so a ``leaked: no`` cannot come from a broken attack).
+
+Keys are 1024-bit test keys (``insecure_test_key``) to keep the suite fast; no step of any
+attack or defence depends on the key size beyond the bit budgets printed in ``bound``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from protocols.common.party import ProtocolError, run_local
+from protocols.hetero_lr import BankLR, CentreLR, HeteroLRConfig
+from protocols.hetero_lr import kernels as lr_kernels
+from protocols.hetero_lr.scales import STAT_SEC_BITS, shared_gradient_bits, window_bits
+from protocols.paillier import EncryptedVector
+from simulations.attack_cases import AttackResult, attack
+
+KEY_BITS = 1024
+TAG_STRIDE = 32  # bits per smuggled centre feature value (|x_int| < 2^23 with frac_bits_x = 12)
+
+
+# -- shared data and settings -----------------------------------------------------------------
+def _lr_data(n: int, p_b: int = 4, p_c: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    Xb = rng.normal(size=(n, p_b))
+    Xc = rng.normal(size=(n, p_c))
+    logit = Xb @ np.linspace(1.0, -0.5, p_b) + Xc @ np.linspace(0.8, -0.5, p_c) - 1.0
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    return Xb, y, Xc
+
+
+def _lr_cfg(**kw: object) -> HeteroLRConfig:
+    base: dict = dict(epochs=1, batch_size=64, key_bits=KEY_BITS, insecure_test_key=True, seed=3)
+    base.update(kw)
+    return HeteroLRConfig(**base)
+
+
+def _caught(exc: ProtocolError) -> tuple[str, str]:
+    """(who, where) from an honest party's error message ``"<role> '<name>' at step ...: what"``."""
+    text = str(exc)
+    head, _, _ = text.partition(":")
+    who = head.split(" at ")[0]
+    return who, head[len(who) :].strip() or text
+
+
+# -- dishonest bank, hetero-LR: high-bit residuals ----------------------------------------------
+class LegacyMaskCentreLR(CentreLR):
+    """CONTROL ONLY: the centre's gradient masking before #14 (``value_bound + 80``-bit masks, full decryption back).
+
+    Used to show that the high-bit attack recovers centre features when the mask is bounded,
+    i.e. that the attack and the ``leaked`` measurement are real.
+    """
+
+    def _mask_gradient(self, enc: EncryptedVector, n_rows: int) -> EncryptedVector:
+        masks = [secrets.randbits(self._gradient_value_bits(n_rows) + STAT_SEC_BITS) for _ in range(len(enc))]
+        self.s.masks = masks
+        return enc + lr_kernels.encrypt_fresh(self._peer_key, masks)
+
+    def _unmask(self, values: list, n_rows: int) -> np.ndarray:
+        bound = 1 << self._gradient_value_bits(n_rows)
+        grads = [int(v) - m for v, m in zip(values, self.s.masks)]
+        if any(abs(g) >= bound for g in grads):
+            raise self._fail("gradient decrypted out of range (legacy check)")
+        self.s.masks = []
+        return np.array(grads, dtype=np.float64) / 2.0 ** (self.config.frac_bits_x + self.config.frac_bits_d) / n_rows
+
+
+class HighBitBankLR(BankLR):
+    """Adds ``2^(shift + t * 32)`` to the residual of the t-th chosen row of the first batch.
+
+    The centre's encrypted gradient then carries ``sum_t 2^(shift + 32 t) X_c[row_t]``; the bank
+    decrypts it (it holds the key), reads the smuggled feature values, subtracts them and
+    returns what an honest bank would, so that the centre does not notice.
+    """
+
+    shift = 0
+    n_tags = 6
+    legacy = False  # the peer expects the full decryption back (pre-#14), not the window
+
+    def _encrypt_residuals(self, d: np.ndarray, s: np.ndarray | None) -> tuple[bytes, bytes]:
+        if self.s.round != 0 or s is not None:
+            return super()._encrypt_residuals(d, s)
+        inflated = d.astype(object)
+        for t in range(self.n_tags):
+            inflated[t] += 1 << (self.shift + TAG_STRIDE * t)
+        self.tag_rows = self._batch(0)[: self.n_tags]
+        return self._own_key.encrypt(inflated).to_bytes(), b""
+
+    def _decrypt_window(self, masked: EncryptedVector, n_rows: int) -> list[int]:
+        if self.s.round != 0:
+            if self.legacy:
+                return [int(v) for v in self._own_key.decrypt(masked)]
+            return super()._decrypt_window(masked, n_rows)
+        sk = self._own_key
+        n = int(sk.public_key.n)
+        full = [int(v) for v in sk.decrypt(masked)]  # the attacker reads the whole (signed) decryption
+        est = np.zeros((self.n_tags, len(full)), dtype=np.int64)
+        clean = []
+        for j, v in enumerate(full):
+            rest = v >> self.shift
+            smuggled = 0
+            for t in range(self.n_tags):
+                word = rest & ((1 << TAG_STRIDE) - 1)
+                word = word - (1 << TAG_STRIDE) if word >> (TAG_STRIDE - 1) else word
+                est[t, j] = word
+                smuggled += word << (self.shift + TAG_STRIDE * t)
+                rest = (rest - word) >> TAG_STRIDE
+            clean.append(v - smuggled)
+        self.extracted = est
+        if self.legacy:
+            return clean
+        bits = window_bits(n_rows, self.config)
+        return [(c % n) & ((1 << bits) - 1) for c in clean]
+
+
+@dataclass
+class _HighBitOutcome:
+    caught: ProtocolError | None
+    recovered_rows: int
+    tags: int
+    centre_weights: np.ndarray | None
+
+
+def _run_high_bit(shift_of: str, *, legacy: bool = False) -> _HighBitOutcome:
+    Xb, y, Xc = _lr_data(320)
+    cfg = _lr_cfg()
+    centre_cls = LegacyMaskCentreLR if legacy else CentreLR
+    centre = centre_cls("centre", "bank", Xc, cfg)
+    rows0 = int(len(np.asarray(centre._batch(0))))
+    gbs = shared_gradient_bits(rows0, cfg)
+    own = centre._gradient_value_bits(rows0)
+    shifts = {
+        "in-window": gbs + 1,  # the lowest position an honest gradient never reaches
+        "above-mask": own + STAT_SEC_BITS + 1,  # the attack as first found: just above the old statistical mask
+    }
+
+    class Attacker(HighBitBankLR):
+        pass
+
+    Attacker.shift = shifts[shift_of]
+    Attacker.legacy = legacy
+    bank = Attacker("bank", "centre", Xb, y, cfg)
+    parties: dict = {"bank": bank, "centre": centre}
+    caught = None
+    try:
+        run_local(parties)
+    except ProtocolError as exc:
+        caught = exc
+    est = getattr(bank, "extracted", None)
+    truth = centre.X_int[bank.tag_rows]
+    recovered = 0 if est is None else int(np.all(est == truth, axis=1).sum())
+    return _HighBitOutcome(caught, recovered, Attacker.n_tags, None if caught else centre.weights)
+
+
+def _honest_centre_weights() -> np.ndarray:
+    Xb, y, Xc = _lr_data(320)
+    cfg = _lr_cfg()
+    parties: dict = {"bank": BankLR("bank", "centre", Xb, y, cfg), "centre": CentreLR("centre", "bank", Xc, cfg)}
+    run_local(parties)
+    return np.asarray(parties["centre"].weights)
+
+
+@attack("bank/high-bit-residuals/hetero-lr")
+def bank_high_bit_residuals(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """Inflated residuals whose smuggled features land inside the returned window: caught by the centre."""
+    out = _run_high_bit("in-window", legacy=legacy)
+    who, where = _caught(out.caught) if out.caught else ("", "")
+    return AttackResult(
+        name="bank/high-bit-residuals/hetero-lr",
+        attacker="bank",
+        refused_or_detected=out.caught is not None,
+        by=who,
+        step=where,
+        leaked=out.recovered_rows > 0,
+        detail=(
+            f"bank added 2^k tags to {out.tags} residuals of batch 0 and decrypted the centre's gradient: "
+            f"{out.recovered_rows}/{out.tags} centre rows recovered; "
+            + (f"centre stopped: {out.caught}" if out.caught else "centre did not notice")
+        ),
+    )
+
+
+@attack("bank/high-bit-residuals-above-window/hetero-lr")
+def bank_high_bit_above_window(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """The attack as first found (tags just above the old 80-bit mask): learns nothing and changes nothing.
+
+    Tags above the returned window never reach the centre, so the centre cannot see them;
+    the case checks what matters instead: nothing recovered, and the centre's model is
+    bit-identical to an honest run's (the deviation had no effect).
+    """
+    out = _run_high_bit("above-mask", legacy=legacy)
+    same = out.centre_weights is not None and np.array_equal(out.centre_weights, _honest_centre_weights())
+    who, where = _caught(out.caught) if out.caught else ("", "")
+    return AttackResult(
+        name="bank/high-bit-residuals-above-window/hetero-lr",
+        attacker="bank",
+        refused_or_detected=out.caught is not None,
+        by=who,
+        step=where,
+        leaked=out.recovered_rows > 0,
+        detail=(
+            f"tags above the window: {out.recovered_rows}/{out.tags} centre rows recovered; centre model "
+            f"{'identical to the honest run' if same else 'DIFFERENT from the honest run'}"
+        ),
+        bound="0 centre values and no effect on the centre's update (documented); measured "
+        f"{out.recovered_rows} values, model identical: {same}",
+        within_bound=out.recovered_rows == 0 and same,
+    )
+
+
+# -- dishonest centre, hetero-LR: scaled residuals -> labels -----------------------------------
+class LegacyFullDecryptBankLR(BankLR):
+    """CONTROL ONLY: the bank before #14, returning the whole decryption of the centre's masked gradient."""
+
+    def _decrypt_window(self, masked: EncryptedVector, n_rows: int) -> list[int]:
+        return [int(v) for v in self._own_key.decrypt(masked)]
+
+
+class ScaledResidualCentreLR(CentreLR):
+    """Evaluates ``sum_t 2^t d_t`` over groups of rows instead of ``X_c^T d`` in the first batch.
+
+    At round 0 the bank's weights are zero, so its residual is exactly ``-y 2^(fd-1)``: each
+    decrypted value the centre unmasks carries one label per bit it can read. The centre then
+    pretends its gradient was zero and trains on; the bank cannot tell (the value it decrypts
+    is uniform).
+    """
+
+    legacy = False
+
+    def _gradient_and_loss(
+        self, enc_d: EncryptedVector, enc_s: EncryptedVector | None, rows: np.ndarray
+    ) -> tuple[EncryptedVector, EncryptedVector]:
+        grad, loss = super()._gradient_and_loss(enc_d, enc_s, rows)
+        if self.s.round != 0:
+            return grad, loss
+        p, fd = self.n_weights, self.config.frac_bits_d
+        per = len(rows) // p if self.legacy else min(len(rows) // p, window_bits(len(rows), self.config) - fd)
+        self.groups = [np.arange(j * per, (j + 1) * per) for j in range(p)]
+        parts = [enc_d[g].mul_plain(np.array([1 << t for t in range(per)], dtype=object)).sum() for g in self.groups]
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.concat(part)
+        self.probe_rows = rows
+        return out, loss
+
+    def _unmask(self, values: list, n_rows: int) -> np.ndarray:
+        n = int(self._peer_key.n)
+        if self.s.round != 0:
+            if self.legacy:  # the control's bank returns whole decryptions: keep the window the code expects
+                values = [(int(v) % n) & ((1 << window_bits(n_rows, self.config)) - 1) for v in values]
+            return super()._unmask(values, n_rows)
+        fd = self.config.frac_bits_d
+        # what the centre can read: the whole value mod n (legacy) or its returned window
+        modulus = n if self.legacy else 1 << window_bits(n_rows, self.config)
+        labels: dict[int, int] = {}
+        for j, (v, m) in enumerate(zip(values, self.s.masks)):
+            per = len(self.groups[j])
+            # value = -2^(fd-1) sum_t 2^t y_t = 2^fd sum_t 2^t b_t - 2^(fd-1) (2^per - 1), b_t = (y_t == 0)
+            s_bits = ((int(v) - m + (((1 << per) - 1) << (fd - 1))) % modulus) >> fd
+            readable = min(per, modulus.bit_length() - 1 - fd)
+            for t in range(readable):
+                labels[int(self.probe_rows[self.groups[j][t]])] = 0 if (s_bits >> t) & 1 else 1
+        self.recovered_labels = labels
+        self.s.masks = []
+        return np.zeros(self.n_weights)
+
+
+def _run_scaled(*, legacy: bool) -> tuple[int, int, int, int, ProtocolError | None]:
+    """(correct labels, labels claimed, batch rows, documented bound in bits, honest party's error)."""
+    Xb, y, Xc = _lr_data(1024)
+    cfg = _lr_cfg(batch_size=512)
+
+    class Centre(ScaledResidualCentreLR):
+        pass
+
+    Centre.legacy = legacy
+    bank_cls = LegacyFullDecryptBankLR if legacy else BankLR
+    centre = Centre("centre", "bank", Xc, cfg)
+    parties: dict = {"bank": bank_cls("bank", "centre", Xb, y, cfg), "centre": centre}
+    caught = None
+    try:
+        run_local(parties)
+    except ProtocolError as exc:
+        caught = exc
+    got = getattr(centre, "recovered_labels", {})
+    correct = sum(int(y[r]) == lab for r, lab in got.items())
+    rows0 = len(np.asarray(centre._batch(0)))
+    bound = centre.n_weights * window_bits(rows0, cfg)
+    return correct, len(got), rows0, bound, caught
+
+
+@attack("centre/scaled-residuals/hetero-lr")
+def centre_scaled_residuals(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """A bounded channel: the centre reads at most ``p_c * window_bits`` bits of labels per batch."""
+    correct, claimed, rows0, bound, caught = _run_scaled(legacy=legacy)
+    who, where = _caught(caught) if caught else ("", "")
+    return AttackResult(
+        name="centre/scaled-residuals/hetero-lr",
+        attacker="centre",
+        refused_or_detected=caught is not None,
+        by=who,
+        step=where,
+        leaked=correct > 0,
+        detail=(
+            f"centre packed the first batch's residuals into its {claimed and 'gradient'} entries: "
+            f"{correct} of {rows0} batch labels recovered ({claimed} claimed)"
+        ),
+        bound=f"<= p_c * window_bits = {bound} label bits per batch (documented); measured {correct}",
+        within_bound=correct <= bound,
+    )

@@ -1,0 +1,56 @@
+"""Dishonest data holders (issue #14): each deviation of simulations/attack_cases/holders.py, with its control.
+
+Every case is first run against the pre-#14 behaviour (``legacy=True``: bounded statistical masks,
+whole decryptions returned) to show that the attack and its ``leaked`` measurement work; then
+against the real code, where the dishonest bank recovers nothing and the dishonest centre stays
+within the bound stated in docs/protocols/threat-model.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulations.attack_cases import holders, load_all
+from simulations.attacks import handled
+
+
+def test_control_high_bit_residuals_leak_centre_rows_without_a_trace_under_bounded_masks(tmp_path: Path):
+    r = holders.bank_high_bit_above_window(tmp_path, legacy=True)
+    assert r.leaked and not r.refused_or_detected  # the attack as first reported works on the old masking
+    assert "6/6 centre rows recovered" in r.detail and "identical" in r.detail
+    assert not handled(r)
+
+
+def test_dishonest_bank_high_bit_residuals_recover_nothing_and_are_detected(tmp_path: Path):
+    r = holders.bank_high_bit_residuals(tmp_path)
+    assert not r.leaked
+    assert r.refused_or_detected and r.by == "credit_centre 'centre'" and "round 0" in r.step
+    assert "gradient entry 0 of batch 0" in r.detail
+    assert handled(r)
+
+
+def test_dishonest_bank_tags_above_the_window_recover_nothing_and_change_nothing(tmp_path: Path):
+    r = holders.bank_high_bit_above_window(tmp_path)
+    assert not r.leaked and r.within_bound
+    assert "0/6 centre rows recovered" in r.detail and "identical to the honest run" in r.detail
+
+
+def test_control_dishonest_centre_reads_a_whole_batch_of_labels_when_the_bank_returns_everything(tmp_path: Path):
+    r = holders.centre_scaled_residuals(tmp_path, legacy=True)
+    assert r.leaked and r.within_bound is False and not handled(r)
+
+
+def test_dishonest_centre_label_channel_is_within_the_documented_bound(tmp_path: Path):
+    r = holders.centre_scaled_residuals(tmp_path)
+    assert r.attacker == "centre" and r.within_bound and handled(r)
+    correct = int(r.detail.split(" of ")[0].rsplit(" ", 1)[1])
+    assert 0 < correct <= 261  # p_c * window_bits for 512-row batches: measured 189 (3 x (87 - 24))
+
+
+def test_holder_cases_are_registered_for_the_attack_runner():
+    names = set(load_all())
+    assert {
+        "bank/high-bit-residuals/hetero-lr",
+        "bank/high-bit-residuals-above-window/hetero-lr",
+        "centre/scaled-residuals/hetero-lr",
+    } <= names
