@@ -54,3 +54,30 @@ def test_holder_cases_are_registered_for_the_attack_runner():
         "bank/high-bit-residuals-above-window/hetero-lr",
         "centre/scaled-residuals/hetero-lr",
     } <= names
+
+
+def test_control_without_a_book_repeat_queries_get_every_fresh_answer_and_sweeps_are_unlimited(tmp_path: Path):
+    r = holders.bank_repeat_queries(tmp_path, legacy=True)
+    assert r.within_bound is False and "10 distinct answers" in r.detail and "80 answered" in r.detail
+
+
+def test_centre_quotas_and_repeat_answers_bound_what_a_dishonest_bank_gets(tmp_path: Path):
+    r = holders.bank_repeat_queries(tmp_path)
+    assert r.within_bound and handled(r)
+    assert "4 distinct answers" in r.detail and "49 answered / 31 refused" in r.detail
+    assert r.refused_or_detected and r.by == "credit centre 'c'"
+
+
+def test_query_book_refuses_a_firm_over_its_quota_and_repeats_within_the_window():
+    from protocols.inference.quota import FRESH, REFUSED_FIRM, REPEAT, BookEntry, QueryBook, QueryPolicy
+
+    book = QueryBook(QueryPolicy(per_firm_per_period=1, period_days=30, per_run=10, repeat_window_days=0))
+    firm = "91110000100000000X"
+    assert [d for d, _ in book.plan("b", "r1", "m", [firm, firm], "2026-01-01")] == [FRESH, REPEAT]
+    book.add([BookEntry("2026-01-01", "r1", "b", firm, "m", FRESH, True, [0.5])])
+    assert book.plan("b", "r2", "m", [firm], "2026-01-02")[0][0] == REFUSED_FIRM  # window 0 days, quota used
+    assert book.plan("other-bank", "r2", "m", [firm], "2026-01-02")[0][0] == FRESH  # quotas are per bank
+    assert book.plan("b", "r3", "m", [firm], "2026-01-31")[0][0] == FRESH  # a new period
+    wide = QueryBook(QueryPolicy(repeat_window_days=14), book.entries)
+    decision, earlier = wide.plan("b", "r2", "m", [firm], "2026-01-10")[0]
+    assert decision == REPEAT and earlier is not None and earlier.value == [0.5]

@@ -9,7 +9,9 @@
   refusal list stays in node state. Each batch's results are written to ``scores.csv`` on the
   bank's node: ``uscc, score, status``.
 * Centre: answers from its whole table and appends what it was asked to ``query_log.csv`` on its
-  own node (the consented query log regulators require the centre to keep).
+  own node (the consented query log regulators require the centre to keep). Its answers, repeats
+  and quota refusals go to ``inference_book.jsonl`` on its node too: the book
+  (:class:`protocols.inference.quota.QueryBook`) it enforces its quotas and repeat answers from.
 
 Only counts, model hashes and the batch position go into summaries (and so into the ledger).
 """
@@ -17,6 +19,7 @@ Only counts, model hashes and the batch position go into summaries (and so into 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -40,12 +43,21 @@ from protocols.inference import (
     InferenceBank,
     InferenceCentre,
 )
+from protocols.inference.quota import QueryBook
 
 InferenceParty = InferenceBank | InferenceCentre
 
 log = logging.getLogger(__name__)
 SCORES_FILE = "scores.csv"
 QUERY_LOG_FILE = "query_log.csv"
+BOOK_FILE = "inference_book.jsonl"
+
+
+def query_book(node: NodeRuntime) -> QueryBook:
+    """The centre's record of earlier answers (one JSON object per line), for quotas and repeats."""
+    path = node.dir / BOOK_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return QueryBook(entries=[json.loads(line) for line in lines if line.strip()])
 
 
 class ModelPartError(RuntimeError):
@@ -203,7 +215,12 @@ class InferencePhase(RestartablePhase[InferenceParty]):
             ids=cids,
             features=raw,
             transform=transform,
+            **self._quota(node),
         )
+
+    @staticmethod
+    def _quota(node: NodeRuntime) -> dict:
+        return {"book": query_book(node), "model_digest": load_model_part(node)[1], "day": dt.date.today().isoformat()}
 
     def progress(self, node: NodeRuntime, party: InferenceParty) -> dict:
         """After init (the party waits for its first message): which model part this node loaded,
@@ -218,7 +235,9 @@ class InferencePhase(RestartablePhase[InferenceParty]):
             model, ids, X, reasons = self._bank_inputs(node, p)
             return InferenceBank.from_state(state, model=model, ids=ids, X=X, refusals=reasons)
         cmodel, cids, raw, transform = self._centre_inputs(node)
-        return InferenceCentre.from_state(state, model=cmodel, ids=cids, features=raw, transform=transform)
+        return InferenceCentre.from_state(
+            state, model=cmodel, ids=cids, features=raw, transform=transform, **self._quota(node)
+        )
 
     def finish(self, node: NodeRuntime, party: InferenceParty) -> dict:
         p = self._params(node)
@@ -263,6 +282,9 @@ class InferencePhase(RestartablePhase[InferenceParty]):
                 w.writerow(["date", "run_id", "bank", "purpose", "batch", "uscc", "found"])
             for u, f in zip(queried, found.tolist()):
                 w.writerow([day, run_id, bank, party.s.purpose, int(p["batch"]), u, int(f)])
+        with (node.dir / BOOK_FILE).open("a", encoding="utf-8") as fh:
+            for e in party.book_entries():
+                fh.write(json.dumps(dataclasses.asdict(e)) + "\n")
         return {"batch": int(p["batch"]), **party.counts(), "model": model}
 
 

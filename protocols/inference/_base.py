@@ -37,6 +37,9 @@ class _State:
     purpose: str = ""
     queried: list = field(default_factory=list)  # centre: USCCs asked (its query log)
     found: Any = None  # centre: bool per queried USCC
+    decisions: list = field(default_factory=list)  # centre: quota decision per queried USCC (quota.FRESH, ...)
+    values: list = field(default_factory=list)  # centre: the answer given per queried USCC (for its book)
+    model_key: str = ""  # centre: model part + split ids the batch was answered for
 
 
 class InferenceParty(RestartableParty):

@@ -21,6 +21,7 @@ from protocols.inference.model import BankModelPart
 SCORED = "scored"
 UNKNOWN = "unknown_at_centre"
 REFUSED_PREFIX = "refused_consent:"
+REFUSED_QUOTA = "refused_quota"  # over the centre's inference quota (the centre logs it)
 
 
 class InferenceBank(InferenceParty):
@@ -139,11 +140,14 @@ class InferenceBank(InferenceParty):
                 raise self._fail(f"{body.n_bits} direction bits in {bits.size} bytes, expected {n * k}")
             left = np.unpackbits(bits, count=n * k).astype(bool).reshape(n, k) if n * k else np.zeros((n, k), bool)
             u = np.zeros(n)
+        refused = np.zeros(n, dtype=bool) if body.refused is None else np.asarray(body.refused)
+        if refused.shape != (n,) or refused.dtype != np.bool_ or (refused & found).any():
+            raise self._fail(f"centre's refusal mask has shape {refused.shape} or overlaps its answers")
         rows = sent[found]
         if rows.size:
             self.s.scores[rows] = self.part.probabilities(self.X[rows], u[found], left[found])
-        for i, ok in zip(sent.tolist(), found.tolist()):
-            self.s.status[i] = SCORED if ok else UNKNOWN
+        for i, ok, no in zip(sent.tolist(), found.tolist(), refused.tolist()):
+            self.s.status[i] = SCORED if ok else (REFUSED_QUOTA if no else UNKNOWN)
         self.s.secret, self.s.peer_public = b"", b""
         self.s.phase = "done"
         return []
@@ -161,7 +165,7 @@ class InferenceBank(InferenceParty):
             if r:
                 refused[r] = refused.get(r, 0) + 1
         status = self.s.status
-        return {
+        out = {
             "requested": len(self.ids),
             "refused": dict(sorted(refused.items())),
             "sent": int(self.sent.size),
@@ -169,3 +173,7 @@ class InferenceBank(InferenceParty):
             "unknown_at_centre": sum(st == UNKNOWN for st in status),
             "scored": int(np.isfinite(np.asarray(self.s.scores)).sum()),
         }
+        over = sum(st == REFUSED_QUOTA for st in status)
+        if over:
+            out["refused_quota"] = over
+        return out

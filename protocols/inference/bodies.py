@@ -38,6 +38,7 @@ class PartialsBody:
     scores: Any  # float64 (count,) or empty
     n_bits: int
     bits: Any  # uint8 packed bits or empty
+    refused: Any = None  # bool (count,): over the centre's quota (logged there), not answered
 
 
 def pack_usccs(usccs: list[str]) -> bytes:

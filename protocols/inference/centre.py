@@ -7,6 +7,8 @@ state keeps what it was asked (the query log the node appends to ``query_log.csv
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +20,11 @@ from protocols.inference._base import InferenceParty
 from protocols.inference.bodies import PartialsBody, RequestBody, unpack_usccs
 from protocols.inference.messages import PROTOCOL, InferenceError, InferenceKey, InferencePartials, InferenceRequest
 from protocols.inference.model import CentreModelPart
+from protocols.inference.quota import FRESH, REPEAT, BookEntry, QueryBook, model_key
 
 ACCEPTED_PURPOSES = ("loan_decision",)
+
+log = logging.getLogger(__name__)
 
 
 class InferenceCentre(InferenceParty):
@@ -28,6 +33,11 @@ class InferenceCentre(InferenceParty):
 
     Its state binds no data digest: the centre answers from the table it holds at the step
     it answers, and keeps only the key and its query log between steps.
+
+    ``book`` (:class:`~protocols.inference.quota.QueryBook`, the node's record of earlier answers)
+    turns the quotas and repeat answers on: a firm asked again within the window gets the answer
+    already given, a firm or run over quota is refused and logged. ``model_digest`` names the
+    model part (a different model is a different question); ``day`` is the ISO date of the answer.
     """
 
     role = "credit_centre"
@@ -44,7 +54,13 @@ class InferenceCentre(InferenceParty):
         features: np.ndarray,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         accepted_purposes: tuple[str, ...] = ACCEPTED_PURPOSES,
+        book: QueryBook | None = None,
+        model_digest: str = "",
+        day: str | None = None,
     ) -> None:
+        self.book = book
+        self.model_digest = model_digest
+        self.day = day or dt.date.today().isoformat()
         self.part = model
         self.ids = ids
         self.features = np.asarray(features, dtype=np.float64)
@@ -81,19 +97,58 @@ class InferenceCentre(InferenceParty):
         if self._index is None:
             self._index = {u: i for i, u in enumerate(self.ids)}
         pos = np.fromiter((self._index.get(u, -1) for u in usccs), dtype=np.int64, count=len(usccs))
-        found = pos >= 0
+        n, k = len(usccs), split_ids.size
+        key = model_key(self.model_digest, split_ids.tolist())
+        plan = (
+            [(FRESH, None)] * n
+            if self.book is None
+            else self.book.plan(self.s.peer, self.s.session, key, usccs, self.day)
+        )
+        fresh = np.array([d == FRESH for d, _ in plan], dtype=bool)
+        found = (pos >= 0) & fresh
         X = self.transform(self.features[pos[found]]) if found.any() else np.zeros((0, self.part.n_features))
         u_found, left_found = self.part.answer(np.asarray(X, dtype=np.float64), split_ids)
-        n, k = len(usccs), split_ids.size
-        if self.part.model_type == "hetero_lr":
-            scores = np.zeros(n)
+        lr = self.part.model_type == "hetero_lr"
+        scores = np.zeros(n)
+        left = np.zeros((n, k), dtype=bool)
+        if lr:
             scores[found] = u_found
+        else:
+            left[found] = left_found
+        first: dict[str, int] = {}
+        for i, (decision, earlier) in enumerate(plan):
+            if decision == REPEAT:  # the answer already given, byte for byte
+                if earlier is None:
+                    j = first[usccs[i]]
+                    found[i], scores[i], left[i] = found[j], scores[j], left[j]
+                else:
+                    found[i] = earlier.found
+                    if lr:
+                        scores[i] = earlier.value[0] if earlier.value else 0.0
+                    else:
+                        left[i] = np.asarray(earlier.value, dtype=bool) if earlier.value else False
+            first.setdefault(usccs[i], i)
+        refused = np.array([d.startswith("refused") for d, _ in plan], dtype=bool)
+        if refused.any():
+            log.warning(
+                "credit centre %r refused %d of %d inference queries from %r (run %s, batch %d): %s",
+                self.name,
+                int(refused.sum()),
+                n,
+                self.s.peer,
+                self.s.session,
+                self.s.batch,
+                sorted({d for d, _ in plan if d.startswith("refused")}),
+            )
+        if lr:
             bits, n_bits = np.zeros(0, dtype=np.uint8), 0
         else:
-            left = np.zeros((n, k), dtype=bool)
-            left[found] = left_found
             scores, bits, n_bits = np.zeros(0), np.packbits(left.ravel()), n * k
-        reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits)
+        reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits, refused)
+        self.s.decisions, self.s.model_key = [d for d, _ in plan], key
+        self.s.values = [
+            ([float(scores[i])] if lr else [int(b) for b in left[i]]) if found[i] else [] for i in range(n)
+        ]
         sealed = self._seal(link, "InferencePartials", reply)
         self.s.secret = b""  # the private key is not kept once used
         self.s.purpose, self.s.queried, self.s.found = body.purpose, usccs, found
@@ -124,11 +179,24 @@ class InferenceCentre(InferenceParty):
         """(queried USCCs, found mask): the centre's own record of what this bank asked."""
         return list(self.s.queried), np.asarray(self.s.found, dtype=bool).copy()
 
+    def book_entries(self) -> list[BookEntry]:
+        """What this batch adds to the centre's book (answers, repeats and refusals)."""
+        found = np.asarray(self.s.found, dtype=bool)
+        return [
+            BookEntry(self.day, self.s.session, self.s.peer, u, self.s.model_key, d, bool(f), list(v))
+            for u, d, f, v in zip(self.s.queried, self.s.decisions, found.tolist(), self.s.values)
+        ]
+
     def counts(self) -> dict[str, Any]:
         found = np.asarray(self.s.found, dtype=bool)
-        return {
+        decisions = list(self.s.decisions)
+        refused = sum(d.startswith("refused") for d in decisions)
+        out = {
             "queried": len(self.s.queried),
             "found": int(found.sum()),
-            "not_found": int((~found).sum()),
+            "not_found": int((~found).sum()) - refused,
             "purpose": self.s.purpose,
         }
+        if self.book is not None:  # quotas on: say what they did (counts only, never an id)
+            out |= {"refused_quota": refused, "repeats": decisions.count(REPEAT)}
+        return out

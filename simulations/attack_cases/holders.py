@@ -14,16 +14,23 @@ attack or defence depends on the key size beyond the bit budgets printed in ``bo
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from protocols.common.party import ProtocolError, run_local
+from fedcredit.data import uscc
+from protocols.common.channel import new_private_key
+from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.hetero_lr import BankLR, CentreLR, HeteroLRConfig
 from protocols.hetero_lr import kernels as lr_kernels
 from protocols.hetero_lr.scales import STAT_SEC_BITS, shared_gradient_bits, window_bits
+from protocols.inference import BankModelPart, CentreModelPart, InferenceBank, InferenceCentre
+from protocols.inference.bodies import PartialsBody, RequestBody, pack_usccs
+from protocols.inference.messages import PROTOCOL, InferenceKey, InferencePartials, InferenceRequest
+from protocols.inference.quota import QueryBook, QueryPolicy
 from protocols.paillier import EncryptedVector
 from simulations.attack_cases import AttackResult, attack
 
@@ -52,7 +59,7 @@ def _caught(exc: ProtocolError) -> tuple[str, str]:
     text = str(exc)
     head, _, _ = text.partition(":")
     who = head.split(" at ")[0]
-    return who, head[len(who) :].strip() or text
+    return who, head[len(who) :].strip().removeprefix("at ") or text
 
 
 # -- dishonest bank, hetero-LR: high-bit residuals ----------------------------------------------
@@ -319,4 +326,139 @@ def centre_scaled_residuals(workdir: Path, *, legacy: bool = False) -> AttackRes
         ),
         bound=f"<= p_c * window_bits = {bound} label bits per batch (documented); measured {correct}",
         within_bound=correct <= bound,
+    )
+
+
+# -- dishonest bank, inference: repeat and sweeping queries -------------------------------------
+class RepeatQueryBank(InferenceBank):
+    """Sends its own list of USCCs (duplicates and non-applicants included) and keeps the raw answers."""
+
+    queries: list[str] = []
+
+    def _on_key(self, msg: InferenceKey) -> list[Envelope]:
+        mine = new_private_key()
+        link = self._channel(mine, msg.public_key)
+        body = RequestBody(
+            self.s.purpose, "hetero_lr", len(self.queries), pack_usccs(self.queries), np.zeros(0, np.uint64)
+        )
+        self.s.secret, self.s.peer_public = mine, msg.public_key
+        self.s.phase = "requested"
+        sealed = self._seal(link, "InferenceRequest", body)
+        return [
+            self.send(self.s.peer, InferenceRequest(PROTOCOL, self.s.session, self.s.batch, link.public_key, sealed))
+        ]
+
+    def _on_partials(self, msg: InferencePartials) -> list[Envelope]:
+        body = self._open(
+            self._channel(self.s.secret, self.s.peer_public), msg.sealed, "InferencePartials", PartialsBody
+        )
+        refused = np.zeros(body.count, bool) if body.refused is None else np.asarray(body.refused, bool)
+        self.answers = (np.asarray(body.found, bool), np.asarray(body.scores, float), refused)
+        self.s.phase = "done"
+        return []
+
+
+def _inference_campaign(book: QueryBook | None) -> dict:
+    """60 days, one query run every 6 days: the target firm 5 times per run, its record updated daily;
+    in the first run also a sweep of 80 other firms. Returns what the bank obtained."""
+    rng = np.random.default_rng(5)
+    ids = uscc.generate(100, rng)
+    target, others = ids[0], ids[1:81]
+    features = rng.normal(size=(len(ids), 4))
+    wc = np.array([0.7, -0.4, 0.2, 0.1])
+    start = dt.date(2026, 1, 1)
+    target_answers: list[tuple[str, float]] = []
+    sweep_answered = sweep_refused = 0
+    centre_refusals = 0
+    for run in range(10):
+        day = (start + dt.timedelta(days=6 * run)).isoformat()
+        features[0] += rng.normal(scale=0.05, size=4)  # the target's public record changes between runs
+        queries = [target] * 5 + (others if run == 0 else [])
+
+        class Bank(RepeatQueryBank):
+            pass
+
+        Bank.queries = queries
+        session = f"run-{run}"
+        bank = Bank(
+            "b",
+            "c",
+            session=session,
+            batch=0,
+            purpose="loan_decision",
+            model=BankModelPart.from_dict({"type": "hetero_lr", "weights": [0.0, 0.0]}),
+            ids=[target],
+            X=np.zeros((1, 1)),
+            refusals=[None],
+        )
+        centre = InferenceCentre(
+            "c",
+            "b",
+            session=session,
+            batch=0,
+            model=CentreModelPart.from_dict({"type": "hetero_lr", "weights": wc.tolist()}),
+            ids=ids,
+            features=features.copy(),
+            book=book,
+            model_digest="model-1",
+            day=day,
+        )
+        run_local({"b": bank, "c": centre})
+        if book is not None:
+            book.add(centre.book_entries())
+            centre_refusals += centre.counts()["refused_quota"]
+        found, scores, refused = bank.answers
+        target_answers += [(day, float(scores[i])) for i in range(5) if found[i]]
+        if run == 0:
+            sweep_answered = int(found[5:].sum())
+            sweep_refused = int(refused[5:].sum())
+    return {
+        "target_answers": target_answers,
+        "distinct": len({v for _, v in target_answers}),
+        "sweep_answered": sweep_answered,
+        "sweep_refused": sweep_refused,
+        "centre_refusals": centre_refusals,
+    }
+
+
+INFERENCE_POLICY = QueryPolicy(per_firm_per_period=2, period_days=30, per_run=50, repeat_window_days=14)
+
+
+@attack("bank/repeat-queries/inference")
+def bank_repeat_queries(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """Bounded: fresh answers per firm <= per_firm_per_period per period, same answer within the window."""
+    p = INFERENCE_POLICY
+    out = _inference_campaign(None if legacy else QueryBook(p))
+    # 60 days = 2 periods of 30 days: at most 2 fresh answers in each, the rest repeats or refusals
+    bound_distinct = p.per_firm_per_period * 2
+    # every answer inside a repeat window equals the first fresh answer of that window
+    firsts: list[tuple[dt.date, float]] = []
+    same_in_window = True
+    for day, v in out["target_answers"]:
+        d = dt.date.fromisoformat(day)
+        recent = [fv for fd, fv in firsts if (d - fd).days <= p.repeat_window_days]
+        if recent and v not in recent:
+            same_in_window = False
+        if v not in [fv for _, fv in firsts]:
+            firsts.append((d, v))
+    ok = out["distinct"] <= bound_distinct and same_in_window and out["sweep_answered"] <= p.per_run - 1
+    return AttackResult(
+        name="bank/repeat-queries/inference",
+        attacker="bank",
+        refused_or_detected=out["centre_refusals"] > 0,
+        by="credit centre 'c'" if out["centre_refusals"] else "",
+        step="inference request (quota)" if out["centre_refusals"] else "",
+        leaked=out["distinct"] > 0,
+        detail=(
+            f"bank asked one firm 5x per run in 10 runs over 60 days (record changing) and swept 80 firms: "
+            f"{out['distinct']} distinct answers for the firm out of {len(out['target_answers'])}, sweep "
+            f"{out['sweep_answered']} answered / {out['sweep_refused']} refused; centre logged "
+            f"{out['centre_refusals']} refusals"
+        ),
+        bound=(
+            f"<= {bound_distinct} distinct answers per firm in 60 days, identical within {p.repeat_window_days} days, "
+            f"<= {p.per_run} fresh answers per run (documented); measured {out['distinct']} distinct, "
+            f"same within window: {same_in_window}, sweep answered {out['sweep_answered']}"
+        ),
+        within_bound=ok,
     )
