@@ -53,6 +53,8 @@ def test_holder_cases_are_registered_for_the_attack_runner():
         "bank/high-bit-residuals/hetero-lr",
         "bank/high-bit-residuals-above-window/hetero-lr",
         "centre/scaled-residuals/hetero-lr",
+        "bank/power-of-two-gradients/secureboost",
+        "bank/repeat-queries/inference",
     } <= names
 
 
@@ -81,3 +83,9 @@ def test_query_book_refuses_a_firm_over_its_quota_and_repeats_within_the_window(
     wide = QueryBook(QueryPolicy(repeat_window_days=14), book.entries)
     decision, earlier = wide.plan("b", "r2", "m", [firm], "2026-01-10")[0]
     assert decision == REPEAT and earlier is not None and earlier.value == [0.5]
+
+
+def test_secureboost_power_of_two_gradients_leak_host_bins_within_the_documented_bound(tmp_path: Path):
+    r = holders.bank_power_of_two_gradients(tmp_path)
+    assert r.leaked  # the exposure is real (as in FATE): the measurement finds it
+    assert "38 rows with every host threshold placed" in r.detail and r.within_bound and handled(r)

@@ -32,6 +32,9 @@ from protocols.inference.bodies import PartialsBody, RequestBody, pack_usccs
 from protocols.inference.messages import PROTOCOL, InferenceKey, InferencePartials, InferenceRequest
 from protocols.inference.quota import QueryBook, QueryPolicy
 from protocols.paillier import EncryptedVector
+from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost
+from protocols.secureboost.kernels import GHLayout
+from protocols.secureboost.messages import SbLevelReply
 from simulations.attack_cases import AttackResult, attack
 
 KEY_BITS = 1024
@@ -461,4 +464,101 @@ def bank_repeat_queries(workdir: Path, *, legacy: bool = False) -> AttackResult:
             f"same within window: {same_in_window}, sweep answered {out['sweep_answered']}"
         ),
         within_bound=ok,
+    )
+
+
+# -- dishonest guest, SecureBoost: power-of-two gradients -> host bin membership ----------------
+@dataclass(frozen=True)
+class TaggingLayout(GHLayout):
+    """Encodes ``h = 2^t`` for the t-th tagged row and ``g = h = 0`` elsewhere (the guest's deviation)."""
+
+    tag_rows: tuple = ()
+
+    def encode(self, g: np.ndarray, h: np.ndarray) -> list[int]:
+        out = [0] * len(g)
+        for t, row in enumerate(self.tag_rows):
+            out[row] = 1 << t
+        return out
+
+
+class PowerOfTwoGuest(SecureBoostGuest):
+    """Tags the first ``h_bits - 1`` rows with distinct powers of two in tree 0 and keeps the root's
+    decrypted candidate sums: each one is the set of tagged rows left of a host threshold."""
+
+    def _layout(self) -> GHLayout:
+        base = super()._layout()
+        n_tags = base.h_bits - 1  # the tags' sum stays within the honest H bound: the decoder accepts it
+        return TaggingLayout(base.precision_bits, base.max_rows, base.key_bits, tuple(range(n_tags)))
+
+    def _decrypt_candidates(self, msg: SbLevelReply, nodes: list[int]) -> dict:
+        out = super()._decrypt_candidates(msg, nodes)
+        if msg.tree == 0 and msg.level == 0:
+            ids, _, HL = out[0]
+            self.membership = {int(i): int(v) for i, v in zip(ids, HL)}
+            raise _AttackDone  # the guest has what it came for; it walks away (the host sees a dropped run)
+        return out
+
+
+class _AttackDone(Exception):
+    """Raised by an attacker that stops once it has extracted what it wanted."""
+
+
+class RecordingHost(SecureBoostHost):
+    """The honest host, instrumented for the measurement only: what each root candidate id meant."""
+
+    def _reply(self, level: int, *args: object, **kw: object) -> Envelope:
+        env = super()._reply(level, *args, **kw)  # type: ignore[arg-type]
+        if self.s.tree == 0 and level == 0:
+            self.meaning = {
+                int(i): (int(f), int(b)) for i, f, b in zip(self.s.cand_id, self.s.cand_feature, self.s.cand_bin)
+            }
+        return env
+
+
+@attack("bank/power-of-two-gradients/secureboost")
+def bank_power_of_two_gradients(workdir: Path) -> AttackResult:
+    """Bounded (as in FATE): per tree, the guest reads the host bins of at most ``slot_bits - 1`` rows."""
+    rng = np.random.default_rng(1)
+    n = 400
+    Xg = rng.normal(size=(n, 2))
+    Xh = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(Xg[:, 0] + Xh[:, 1])))).astype(int)
+    cfg = SecureBoostConfig(n_trees=1, max_depth=2, max_bins=8, key_bits=KEY_BITS, insecure_test_key=True, n_workers=1)
+    guest = PowerOfTwoGuest("bank", "centre", Xg, y, cfg)
+    host = RecordingHost("centre", "bank", Xh, cfg)
+    caught = None
+    try:
+        run_local({"bank": guest, "centre": host})
+    except ProtocolError as exc:  # only the honest host can raise one here
+        caught = exc
+    except _AttackDone:
+        pass
+    layout = GHLayout(cfg.precision_bits, n, KEY_BITS)
+    tags = layout.h_bits - 1
+    got = getattr(guest, "membership", {})
+    meaning = getattr(host, "meaning", {})
+    correct_bits = 0
+    rows_ok = np.ones(tags, dtype=bool)
+    for cid, mask in got.items():
+        f, b = meaning[cid]
+        truth = sum(1 << t for t in range(tags) if host.Xb[t, f] <= b)
+        same = ~(np.array([(mask >> t) & 1 for t in range(tags)]) ^ np.array([(truth >> t) & 1 for t in range(tags)]))
+        rows_ok &= same.astype(bool)
+        correct_bits += int(same.astype(bool).sum())
+    rows = int(rows_ok.sum()) if got else 0
+    bound = layout.slot_bits - 1
+    who, where = _caught(caught) if caught else ("", "")
+    return AttackResult(
+        name="bank/power-of-two-gradients/secureboost",
+        attacker="bank",
+        refused_or_detected=caught is not None,
+        by=who,
+        step=where,
+        leaked=rows > 0,
+        detail=(
+            f"guest encrypted distinct powers of two for {tags} rows in tree 0: {len(got)} root candidate sums "
+            f"gave {correct_bits} correct row-vs-threshold bits; {rows} rows with every host threshold placed"
+        ),
+        bound=f"<= slot_bits - 1 = {bound} rows per tree (documented; FATE/SecretFlow same); measured {rows}",
+        within_bound=rows <= bound,
     )
