@@ -50,6 +50,7 @@ from protocols.hetero_lr import (  # noqa: E402
     batch_schedule,
     batches_per_epoch,
 )
+from protocols.hetero_lr.scales import CHECK_BITS, window_bits  # noqa: E402
 
 MONEY = ["LIMIT_BAL"] + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)]
 
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
         **extra,
     )
     nb = batches_per_epoch(rows, cfg.batch_size)
+    min_batch = min(len(b) for b in batch_schedule(rows, cfg.batch_size, cfg.seed, 0))
     print(
         f"hetero-LR epoch: {rows} rows ({source}), bank {Xb.shape[1]}+1 / centre {Xc.shape[1]} features, "
         f"{nb} batches of ~{len(batch_schedule(rows, cfg.batch_size, cfg.seed, 0)[0])}, "
@@ -358,6 +360,9 @@ def main(argv: list[str] | None = None) -> dict:
         "load_avg": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
         "data": source,
+        # the #14 defences are always on (no switch): uniform masks mod n, windowed returns with
+        # range checks on every gradient entry, high-masked loss aggregates (threat-model.md)
+        "defences": {"mask": "uniform mod n", "window_bits": window_bits(min_batch, cfg), "check_bits": CHECK_BITS},
     }
     print(json.dumps(result))
     return result
