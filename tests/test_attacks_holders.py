@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from simulations.attack_cases import holders, load_all
 from simulations.attacks import handled
 
@@ -54,6 +56,7 @@ def test_holder_cases_are_registered_for_the_attack_runner():
         "bank/high-bit-residuals-above-window/hetero-lr",
         "centre/scaled-residuals/hetero-lr",
         "bank/power-of-two-gradients/secureboost",
+        "bank/inflated-validation-residuals/hetero-lr",
         "bank/repeat-queries/inference",
     } <= names
 
@@ -89,3 +92,23 @@ def test_secureboost_power_of_two_gradients_leak_host_bins_within_the_documented
     r = holders.bank_power_of_two_gradients(tmp_path)
     assert r.leaked  # the exposure is real (as in FATE): the measurement finds it
     assert "38 rows with every host threshold placed" in r.detail and r.within_bound and handled(r)
+
+
+def test_control_validation_tags_read_36_partial_scores_without_the_high_mask(tmp_path: Path):
+    r = holders.bank_inflated_validation_residuals(tmp_path, legacy=True)
+    assert "36 centre partial scores recovered" in r.detail and r.within_bound is False
+
+
+def test_inflated_validation_residuals_read_at_most_the_loss_window(tmp_path: Path):
+    r = holders.bank_inflated_validation_residuals(tmp_path)
+    assert r.within_bound and handled(r)
+    assert "1 centre partial scores recovered" in r.detail  # the one tag inside the 76-bit window
+
+
+@pytest.mark.slow
+def test_dishonest_centre_label_channel_at_production_sizes_is_p_c_times_window_minus_fd():
+    """2048-bit keys, 4096-row batches, 10 centre features: 660 labels of the first batch, bound 900 bits."""
+    correct, claimed, rows0, bound, caught = holders._run_scaled(
+        legacy=False, n=8192, batch_size=4096, p_c=10, key_bits=2048
+    )
+    assert (correct, claimed, rows0, bound, caught) == (660, 660, 4096, 900, None)

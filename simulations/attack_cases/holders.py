@@ -26,7 +26,7 @@ from protocols.common.channel import new_private_key
 from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.hetero_lr import BankLR, CentreLR, HeteroLRConfig
 from protocols.hetero_lr import kernels as lr_kernels
-from protocols.hetero_lr.scales import STAT_SEC_BITS, shared_gradient_bits, window_bits
+from protocols.hetero_lr.scales import STAT_SEC_BITS, loss_window_bits, shared_gradient_bits, window_bits
 from protocols.inference import BankModelPart, CentreModelPart, InferenceBank, InferenceCentre
 from protocols.inference.bodies import PartialsBody, RequestBody, pack_usccs
 from protocols.inference.messages import PROTOCOL, InferenceKey, InferencePartials, InferenceRequest
@@ -287,10 +287,12 @@ class ScaledResidualCentreLR(CentreLR):
         return np.zeros(self.n_weights)
 
 
-def _run_scaled(*, legacy: bool) -> tuple[int, int, int, int, ProtocolError | None]:
+def _run_scaled(
+    *, legacy: bool, n: int = 1024, batch_size: int = 512, p_c: int = 3, key_bits: int = KEY_BITS
+) -> tuple[int, int, int, int, ProtocolError | None]:
     """(correct labels, labels claimed, batch rows, documented bound in bits, honest party's error)."""
-    Xb, y, Xc = _lr_data(1024)
-    cfg = _lr_cfg(batch_size=512)
+    Xb, y, Xc = _lr_data(n, p_c=p_c)
+    cfg = _lr_cfg(batch_size=batch_size, key_bits=key_bits, insecure_test_key=key_bits < 2048)
 
     class Centre(ScaledResidualCentreLR):
         pass
@@ -561,4 +563,92 @@ def bank_power_of_two_gradients(workdir: Path) -> AttackResult:
         ),
         bound=f"<= slot_bits - 1 = {bound} rows per tree (documented; FATE/SecretFlow same); measured {rows}",
         within_bound=rows <= bound,
+    )
+
+
+# -- dishonest bank, hetero-LR: inflated validation residuals -> centre partial scores ----------
+VAL_TAG_STRIDE = 26  # bits per smuggled partial score (|u_c| < 2^12 at 2^fx, fx = 12, signed)
+VAL_TAG_BASE = 50  # above any honest validation cross term of the case (|T_val| < 2^49)
+
+
+class ValidationTagBankLR(BankLR):
+    """Adds ``2^(50 + 26 t)`` to the validation residual of row t (t = 0..35): the validation loss
+    aggregate ``T_val = sum u_c d + ...`` then carries those rows' centre partial scores; the
+    validation residuals feed no gradient, so no gradient range check sees them."""
+
+    legacy = False
+
+    def _encrypt_residuals(self, d: np.ndarray, s: np.ndarray | None) -> tuple[bytes, bytes]:
+        if s is not None or len(d) != self.n_val or not self._is_record_round(self.s.round):
+            return super()._encrypt_residuals(d, s)
+        self.n_tags = (self._own_key.public_key.bits - 2 - VAL_TAG_BASE) // VAL_TAG_STRIDE - 1
+        inflated = d.astype(object)
+        for t in range(self.n_tags):
+            inflated[t] += 1 << (VAL_TAG_BASE + VAL_TAG_STRIDE * t)
+        return self._own_key.encrypt(inflated).to_bytes(), b""
+
+    def _decrypt_aggregate(self, vec: EncryptedVector, n_rows: int) -> float:
+        if n_rows == self.n_val and hasattr(self, "n_tags"):
+            (v,) = self._own_key.decrypt(vec)  # the attacker reads the whole decryption
+            # high-masked aggregates sit in [0, n) (no wrap); before #14 the plain signed value
+            v = int(v) if self.legacy else int(v) % int(self._own_key.public_key.n)
+            rest = (v + (1 << (VAL_TAG_BASE - 1))) >> VAL_TAG_BASE
+            est = []
+            for _ in range(self.n_tags):
+                word = rest & ((1 << VAL_TAG_STRIDE) - 1)
+                word = word - (1 << VAL_TAG_STRIDE) if word >> (VAL_TAG_STRIDE - 1) else word
+                est.append(word)
+                rest = (rest - word) >> VAL_TAG_STRIDE
+            self.extracted = est
+        return super()._decrypt_aggregate(vec, n_rows)
+
+
+class RecordingCentreLR(CentreLR):
+    """The honest centre, instrumented for the measurement only: its validation partial scores."""
+
+    def _cross_loss(self, enc_sd: EncryptedVector, enc_s: EncryptedVector | None, u: np.ndarray) -> EncryptedVector:
+        if len(u) == self.n_val:
+            self.val_scores = self.codecs.centre_scores.encode(u)
+        return super()._cross_loss(enc_sd, enc_s, u)
+
+
+@attack("bank/inflated-validation-residuals/hetero-lr")
+def bank_inflated_validation_residuals(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """Bounded: the bank reads ``T_val mod 2^L`` only, at most ``L`` bits of partial scores per epoch."""
+    Xb, y, Xc = _lr_data(384)
+    cfg = _lr_cfg()
+    tr, va = slice(0, 320), slice(320, 384)
+    bank = ValidationTagBankLR("bank", "centre", Xb[tr], y[tr], cfg, X_val=Xb[va], y_val=y[va])
+    bank.legacy = legacy
+    centre = RecordingCentreLR("centre", "bank", Xc[tr], cfg, X_val=Xc[va])
+    saved = lr_kernels.high_mask
+    if legacy:  # CONTROL: the loss aggregate leaves re-randomised only, as before #14
+        lr_kernels.high_mask = lambda vec, low_bits: lr_kernels.fresh_copy(vec)  # type: ignore[assignment]
+    caught = None
+    try:
+        run_local({"bank": bank, "centre": centre})
+    except ProtocolError as exc:
+        caught = exc
+    finally:
+        lr_kernels.high_mask = saved
+    est = getattr(bank, "extracted", [])
+    truth = getattr(centre, "val_scores", np.zeros(0))
+    recovered = sum(int(e) == int(t) for e, t in zip(est, truth[: len(est)]))
+    L = loss_window_bits(64, cfg)
+    bound_scores = (L - VAL_TAG_BASE) // VAL_TAG_STRIDE + 1  # a tag straddling the window edge may survive
+    who, where = _caught(caught) if caught else ("", "")
+    return AttackResult(
+        name="bank/inflated-validation-residuals/hetero-lr",
+        attacker="bank",
+        refused_or_detected=caught is not None,
+        by=who,
+        step=where,
+        leaked=recovered > 0,
+        detail=(
+            f"bank tagged {len(est)} validation residuals with 2^(50+26t) and read the validation-loss "
+            f"aggregate: {recovered} centre partial scores recovered exactly"
+        ),
+        bound=f"<= L = {L} bits per validation aggregate, i.e. <= {bound_scores} partial scores (documented); "
+        f"measured {recovered}",
+        within_bound=recovered <= bound_scores,
     )
