@@ -13,7 +13,8 @@ from protocols.common.encoding import FixedPoint
 from protocols.hetero_lr.config import HeteroLRConfig
 
 STAT_SEC_BITS = 80  # statistical hiding of every masked value
-CHECK_BITS = 24  # bits above the shared gradient bound the decrypting party returns: a deviation there is caught w.p. 1 - 2^-24
+# bits above the shared gradient bound the decrypting party returns: a deviation there is caught w.p. 1 - 2^-24
+CHECK_BITS = 24
 X_INT_BITS = 11  # |feature| < 2^11 after the caller's standardisation
 LOGIT_LIMIT_BITS = 12  # |u_bank|, |u_centre| < 2^12, otherwise training has diverged
 FRAC_BITS_S = 16  # fixed-point bits of class weights
