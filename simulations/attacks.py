@@ -6,7 +6,8 @@ One line per case: refused/detected (by whom, at which step) or NOT CAUGHT, and 
 protected value reached the attacker. The last line is JSON:
 ``{"attacks": N, "refused_or_detected": N, "leaked": 0, "within_bound": ..., "failed": [...]}``.
 A bounded channel (documented in docs/protocols/threat-model.md) counts as handled when the
-measured leakage is within its stated bound. Exit status 1 if any case leaked or went unnoticed.
+measured leakage is within its stated bound; ``leaked`` counts only leaks beyond a documented
+bound, ``bounded_leaks_within_bound`` the bounded channels that did carry something. Exit status 1 if any case leaked or went unnoticed.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         "attacks": len(results),
         "refused_or_detected": sum(r.refused_or_detected for r in results),
         "within_bound": sum(bool(r.within_bound) for r in results if not r.refused_or_detected),
-        "leaked": sum(r.leaked for r in results),
+        # leaks beyond what the threat model documents (must be 0) vs. bounded channels within their bound
+        "leaked": sum(r.leaked and not r.within_bound for r in results),
+        "bounded_leaks_within_bound": sum(bool(r.leaked and r.within_bound) for r in results),
         "failed": failed,
     }
     print(json.dumps(summary))
