@@ -67,6 +67,19 @@ def supernode_name(party: str) -> str:
     return f"supernode:{party}"
 
 
+def node_service_name(party: str) -> str:
+    return f"node:{party}"
+
+
+def bundle_sha256(app_dir: Path) -> str:
+    """SHA-256 of the FAB ``flwr run`` builds from ``app_dir`` (Flower's build is deterministic)."""
+    import hashlib
+
+    from flwr.cli.build import build_fab_from_disk
+
+    return hashlib.sha256(build_fab_from_disk(app_dir)).hexdigest()
+
+
 @dataclass
 class DeployOptions:
     """What ``fedcredit deploy local`` needs; everything else comes from the scenario."""
@@ -82,6 +95,9 @@ class DeployOptions:
     grace_seconds: float = 8.0
     server_app: str = SERVER_COMPONENT  # "module:attribute" of an installed ServerApp
     client_app: str = CLIENT_COMPONENT
+    node_service: bool = True  # each party's data and keys in its own `fedcredit node serve`
+    node_poll_seconds: float = 0.2  # cap on the SuperNode's idle sleeps (Flower: 3 s)
+    pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
 
 
 @dataclass
@@ -101,6 +117,9 @@ class Deployment:
     events: list[str] = field(default_factory=list)
     _down: set[str] = field(default_factory=set)
     _t_submit: float = 0.0
+    app_dir: Path | None = None
+    fab_sha256: str | None = None
+    sockets: Path | None = None  # short private directory for the node services' Unix sockets
 
     def __post_init__(self) -> None:
         self.scenario = config.load(self.opts.scenario)
@@ -187,6 +206,48 @@ class Deployment:
             return False
 
     # -- parties --------------------------------------------------------------------------------
+    def service_config(self, party: str) -> dict[str, str]:
+        """The node service's configuration (``fedcredit node serve --config``): data, keys, socket."""
+        if self.sockets is None:
+            import tempfile
+
+            self.sockets = Path(tempfile.mkdtemp(prefix="fcnode-"))  # 0700; sun_path is 107 chars at most
+        cfg = self.party_node_config(party)
+        cfg["socket"] = str(self.sockets / party / "node.sock")
+        return cfg
+
+    def start_node_service(self, party: str) -> None:
+        import sys
+
+        cfg_path = self.flower / "nodes" / f"{party}.service.toml"
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(tomli_w.dumps(self.service_config(party)))
+        argv = [sys.executable, "-m", "fedcredit.cli.main", "node", "serve", "--config", str(cfg_path)]
+        self.procs.start(
+            node_service_name(party),
+            argv,
+            env=base_env(self.flower / party),
+            log_path=self.logs / f"{party}.service.log",
+        )
+
+    def node_socket(self, party: str) -> Path:
+        assert self.sockets is not None
+        return self.sockets / party / "node.sock"
+
+    def start_node_services(self) -> None:
+        t0 = time.monotonic()
+        for spec in self.scenario.parties:
+            self.start_node_service(spec.name)
+        names = [spec.name for spec in self.scenario.parties]
+        self._wait(
+            lambda: all(self.node_socket(p).exists() for p in names),
+            self.opts.startup_timeout,
+            "not every party's node service came up",
+            procs=[node_service_name(p) for p in names],
+        )
+        self.timings["node_services_start_s"] = round(time.monotonic() - t0, 2)
+        self._note(f"{len(names)} node services listening under {self.sockets}")
+
     def party_node_config(self, party: str) -> dict[str, str]:
         spec = self.scenario.party(party)
         data = self.opts.data.get(party) or self.scenario.resolve(spec.data)
@@ -216,10 +277,22 @@ class Deployment:
         ``auth_key`` / ``use_ca=False`` exist for the negative tests (an unregistered key, a node
         that does not trust the federation CA); ``max_wait`` bounds its reconnection attempts.
         """
+        import sys
+
         cfg_path = self.flower / "nodes" / f"{party}.toml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(tomli_w.dumps(self.party_node_config(party)))
-        argv = [venv_bin("flower-supernode"), "--superlink", self.address]
+        if self.opts.node_service:  # the SuperNode (and its ClientApp) learns only where to forward
+            node_cfg: dict[str, str] = {"node-socket": str(self.node_socket(party))}
+        else:
+            node_cfg = self.party_node_config(party)
+        cfg_path.write_text(tomli_w.dumps(node_cfg))
+        # Flower's SuperNode inside fedcredit's launcher: bundle check + prompt polling
+        argv = [sys.executable, "-m", "fedcredit.deploy.supernode", "--poll-seconds", str(self.opts.node_poll_seconds)]
+        if not self.opts.node_service:
+            argv += ["--no-bundle-check"]
+        elif self.opts.pin_bundle and self.fab_sha256:
+            argv += ["--pin-fab-hash", self.fab_sha256]
+        argv += ["--", "--superlink", self.address]
         if use_ca:
             argv += ["--root-certificates", str(self.keys.ca_cert)]
         argv += [
@@ -250,8 +323,11 @@ class Deployment:
         )
 
     def start_parties(self) -> None:
-        t0 = time.monotonic()
         self.register_parties()
+        self.prepare_app()
+        if self.opts.node_service:
+            self.start_node_services()
+        t0 = time.monotonic()
         for spec in self.scenario.parties:
             self.start_supernode(spec.name)
         want = set(self.node_ids.values())
@@ -267,8 +343,8 @@ class Deployment:
         self._note(f"{len(want)} SuperNodes online")
 
     # -- the run --------------------------------------------------------------------------------
-    def submit(self) -> int:
-        assert self.cli is not None
+    def prepare_app(self) -> Path:
+        """Write the code-free app directory and run config; pin the bundle ``flwr run`` will build."""
         # node-ids: which Flower node id each party's *registered key* got, so the coordinator can
         # name a party that fails before introducing itself and check introductions against keys.
         run_config = {
@@ -278,9 +354,15 @@ class Deployment:
             "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
         }
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
-        rc_file = self.flower / "run-config.toml"
-        rc_file.write_text(tomli_w.dumps(run_config))
-        self.run_id = self.cli.run(app, rc_file)
+        (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
+        self.app_dir = app
+        self.fab_sha256 = bundle_sha256(app)
+        return app
+
+    def submit(self) -> int:
+        assert self.cli is not None
+        app = self.app_dir or self.prepare_app()
+        self.run_id = self.cli.run(app, self.flower / "run-config.toml")
         self._t_submit = time.monotonic()
         self._note(f"run {self.run_id} submitted")
         return self.run_id
@@ -414,8 +496,16 @@ class Deployment:
 
     def stop(self) -> list[int]:
         """Stop every process (parties first, then the SuperLink). Returns pids still alive."""
-        order = [supernode_name(p) for p in self.node_ids] + [SUPERLINK]
+        order = (
+            [supernode_name(p) for p in self.node_ids]
+            + [node_service_name(p.name) for p in self.scenario.parties]
+            + [SUPERLINK]
+        )
         left = self.procs.stop_all(grace=self.opts.grace_seconds, order=order)
+        if self.sockets is not None:
+            import shutil
+
+            shutil.rmtree(self.sockets, ignore_errors=True)
         if left:
             log.error("processes still running after stop: %s", left)
         return left
@@ -557,6 +647,7 @@ __all__ = [
     "deploy_local",
     "epoch_latency",
     "free_port",
+    "node_service_name",
     "scenario_parties",
     "supernode_name",
 ]
