@@ -98,6 +98,7 @@ class DeployOptions:
     node_service: bool = True  # each party's data and keys in its own `fedcredit node serve`
     node_poll_seconds: float = 0.2  # cap on the SuperNode's idle sleeps (Flower: 3 s)
     pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
+    warm_clientapp: bool = True  # fork per-message ClientApps from a warm process (no interpreter start)
 
 
 @dataclass
@@ -208,12 +209,8 @@ class Deployment:
     # -- parties --------------------------------------------------------------------------------
     def service_config(self, party: str) -> dict[str, str]:
         """The node service's configuration (``fedcredit node serve --config``): data, keys, socket."""
-        if self.sockets is None:
-            import tempfile
-
-            self.sockets = Path(tempfile.mkdtemp(prefix="fcnode-"))  # 0700; sun_path is 107 chars at most
         cfg = self.party_node_config(party)
-        cfg["socket"] = str(self.sockets / party / "node.sock")
+        cfg["socket"] = str(self.node_socket(party))
         return cfg
 
     def start_node_service(self, party: str) -> None:
@@ -231,20 +228,32 @@ class Deployment:
         )
 
     def node_socket(self, party: str) -> Path:
-        assert self.sockets is not None
+        if self.sockets is None:
+            import tempfile
+
+            self.sockets = Path(tempfile.mkdtemp(prefix="fcnode-"))  # 0700; sun_path is 107 chars at most
         return self.sockets / party / "node.sock"
+
+    def ensure_node_service(self, party: str) -> None:
+        """Start the party's node service unless it runs; wait until its socket exists."""
+        m = self.procs.procs.get(node_service_name(party))
+        if m is None or not m.alive():
+            self.start_node_service(party)
+        self._wait(
+            lambda: self.node_socket(party).exists(),
+            self.opts.startup_timeout,
+            f"the node service of {party!r} did not come up",
+            proc=node_service_name(party),
+        )
 
     def start_node_services(self) -> None:
         t0 = time.monotonic()
-        for spec in self.scenario.parties:
-            self.start_node_service(spec.name)
         names = [spec.name for spec in self.scenario.parties]
-        self._wait(
-            lambda: all(self.node_socket(p).exists() for p in names),
-            self.opts.startup_timeout,
-            "not every party's node service came up",
-            procs=[node_service_name(p) for p in names],
-        )
+        for p in names:  # start all, then wait: they import and load in parallel
+            if node_service_name(p) not in self.procs.procs or not self.procs.procs[node_service_name(p)].alive():
+                self.start_node_service(p)
+        for p in names:
+            self.ensure_node_service(p)
         self.timings["node_services_start_s"] = round(time.monotonic() - t0, 2)
         self._note(f"{len(names)} node services listening under {self.sockets}")
 
@@ -288,6 +297,8 @@ class Deployment:
         cfg_path.write_text(tomli_w.dumps(node_cfg))
         # Flower's SuperNode inside fedcredit's launcher: bundle check + prompt polling
         argv = [sys.executable, "-m", "fedcredit.deploy.supernode", "--poll-seconds", str(self.opts.node_poll_seconds)]
+        if self.opts.warm_clientapp:
+            argv += ["--warm-clientapp", "--preload", self.opts.client_app.partition(":")[0]]
         if not self.opts.node_service:
             argv += ["--no-bundle-check"]
         elif self.opts.pin_bundle and self.fab_sha256:
@@ -312,6 +323,8 @@ class Deployment:
         return argv
 
     def start_supernode(self, party: str, argv: list[str] | None = None) -> None:
+        if self.opts.node_service:
+            self.ensure_node_service(party)
         home = self.flower / party
         home.mkdir(parents=True, exist_ok=True)
         (self.out / "nodes" / party).mkdir(parents=True, exist_ok=True)
@@ -557,6 +570,10 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
     gaps = [(b - a).total_seconds() for (_, a), (_, b) in zip(steps, steps[1:])]
     if gaps:
         out["seconds_per_round_trip_median"] = round(statistics.median(gaps), 2)
+        per_phase: dict[str, list[float]] = {}
+        for (name, _), gap in zip(steps[1:], gaps):  # a step's record follows its round trip
+            per_phase.setdefault(str(name).split("/", 1)[0], []).append(gap)
+        out["seconds_per_round_trip_by_phase"] = {k: round(statistics.mean(v), 2) for k, v in per_phase.items()}
     train = [(n, t) for n, t in steps if str(n).split("/", 1)[0] in TRAIN_PHASES]
     if train and epochs:
         inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
@@ -612,6 +629,7 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
                 dep.submit()
                 status = dep.wait(on_poll)
                 summary = dep.summary(status)
+                _add_round_trips(dep.out / "metrics.json", summary.get("latency") or {})
             finally:
                 with _block_signals():
                     left = dep.stop()
@@ -628,6 +646,26 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
     if left:
         raise DeployError(f"processes still running after stop: {left}")
     return summary
+
+
+def _add_round_trips(path: Path, latency: dict[str, Any]) -> None:
+    """Put the deployed run's round trips (total, per phase, seconds each) into its metrics.json."""
+    if not path.exists():
+        return
+    metrics = json.loads(path.read_text())
+    metrics["deployment"] = {
+        k: latency.get(k)
+        for k in (
+            "ledger_round_trips",
+            "round_trips_by_phase",
+            "seconds_per_round_trip_median",
+            "seconds_per_round_trip_by_phase",
+            "train_round_trips_per_epoch",
+        )
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
 
 
 def _block_signals() -> contextlib.AbstractContextManager[None]:

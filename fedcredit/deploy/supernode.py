@@ -22,7 +22,11 @@ pays that once per node. ``--poll-seconds`` caps every sleep of that one module 
 ``time`` is replaced by a proxy; nothing else in Flower is touched). 0.2 s costs a few more
 small HTTPS requests per second on an idle node.
 
-Both are applied by patching attributes of that module only, so an upgrade of Flower that
+**Warm ClientApp starts.** ``--warm-clientapp`` starts the SuperNode's SuperExec through
+:mod:`fedcredit.deploy.superexec`, which forks each per-message ``flwr-clientapp`` from a process
+that imported Flower once (``--preload`` modules too), instead of starting a new interpreter.
+
+All three are applied by patching attributes of that module only, so an upgrade of Flower that
 renames them fails loudly at start-up (checked in :func:`install`) rather than silently.
 """
 
@@ -32,6 +36,7 @@ import argparse
 import hashlib
 import io
 import logging
+import subprocess
 import sys
 import time as _time
 import zipfile
@@ -84,15 +89,40 @@ class _CappedSleep:
         return getattr(_time, name)
 
 
-def install(*, poll_seconds: float | None, pinned_sha256: str | None, check: bool = True) -> None:
+class _WarmSuperExec:
+    """Stands in for ``subprocess`` inside one Flower module: ``flower-superexec`` becomes ours."""
+
+    def __init__(self, preload: list[str]) -> None:
+        self.prefix = [sys.executable, "-m", "fedcredit.deploy.superexec"]
+        for mod in preload:
+            self.prefix += ["--preload", mod]
+
+    def Popen(self, command: list[str], *args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802 - as subprocess
+        if command and command[0] == "flower-superexec":
+            command = [*self.prefix, "--", *command[1:]]
+        return subprocess.Popen(command, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+
+def install(
+    *,
+    poll_seconds: float | None,
+    pinned_sha256: str | None,
+    check: bool = True,
+    warm_preload: list[str] | None = None,
+) -> None:
     """Patch ``flwr.supernode.start_client_internal`` (see the module docstring)."""
     from flwr.supernode import start_client_internal as sci
 
-    for attr in ("time", "_pull_and_store_message", "_verify_fab"):
+    for attr in ("time", "subprocess", "_pull_and_store_message", "_verify_fab"):
         if not hasattr(sci, attr):
             raise RuntimeError(f"this Flower version has no start_client_internal.{attr}; update fedcredit")
     if poll_seconds is not None:
         sci.time = _CappedSleep(poll_seconds)  # type: ignore[assignment]
+    if warm_preload is not None:
+        sci.subprocess = _WarmSuperExec(warm_preload)  # type: ignore[assignment]
     if not check:
         return
     original_pull: Callable[..., Any] = sci._pull_and_store_message
@@ -147,11 +177,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--no-bundle-check", action="store_true", help="accept any bundle (only for nodes without a node service)"
     )
-    args = p.parse_args(ours)
-    install(poll_seconds=args.poll_seconds, pinned_sha256=args.pin_fab_hash, check=not args.no_bundle_check)
+    p.add_argument("--warm-clientapp", action="store_true", help="fork ClientApps from a warm zygote")
+    p.add_argument("--preload", action="append", default=[], help="module the zygote imports once")
+    args, unknown = p.parse_known_args(ours)  # anything else before "--" is Flower's too
+    install(
+        poll_seconds=args.poll_seconds,
+        pinned_sha256=args.pin_fab_hash,
+        check=not args.no_bundle_check,
+        warm_preload=args.preload if args.warm_clientapp else None,
+    )
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
-    sys.argv = ["flower-supernode", *flower]
+    sys.argv = ["flower-supernode", *unknown, *flower]
     flower_supernode()
 
 

@@ -150,9 +150,12 @@ class NodeService:
             lc.send_frame(conn, lc.Frame({"ok": False, "error": f"unknown operation {op!r}"}, []))
             return
         t = time.perf_counter()
-        reply = self.handle(lc.frame_to_message(req), req.header)
-        frame = lc.message_to_frame({"ok": True, "service_seconds": round(time.perf_counter() - t, 4)}, reply)
-        lc.send_frame(conn, frame)
+        message = lc.frame_to_message(req)
+        log.info("received %s (group %s)", message.metadata.message_type, message.metadata.group_id)
+        reply = self.handle(message, req.header)
+        seconds = time.perf_counter() - t
+        lc.send_frame(conn, lc.message_to_frame({"ok": True, "service_seconds": round(seconds, 4)}, reply))
+        log.info("answered %s in %.3f s", message.metadata.message_type, seconds)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def bind(self) -> None:
