@@ -26,6 +26,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedcredit import config
+from fedcredit.ledger import verify
 from parties.common import local_channel as lc
 from parties.common.forwarder import FORWARD_ERROR, forward, ping
 from parties.common.grid import InProcessGrid, server_context
@@ -114,7 +115,7 @@ def test_state_survives_messages_failures_and_a_restart(short_dir: Path) -> None
 
 
 def test_no_service_gives_an_error_reply_naming_the_socket(short_dir: Path) -> None:
-    reply = forward(short_dir / "nothing.sock", _query(), _ctx())
+    reply = forward(short_dir / "nothing.sock", _query(), _ctx(), wait=0.5)
     assert reply.has_error() and reply.error.code == FORWARD_ERROR
     assert "nothing.sock" in reply.error.reason and "fedcredit node serve" in reply.error.reason
 
@@ -155,21 +156,30 @@ def _serve(cfg: Path, log: Path) -> subprocess.Popen:
         )
 
 
-def test_vertical_run_through_node_services_matches_in_process(tmp_path: Path, short_dir: Path) -> None:
-    scenario_path = write_subset(tmp_path / "data")
-    scenario = config.load(scenario_path)
-    ref = run_scenario_in_process(scenario, tmp_path / "ref")
-    assert ref["status"] == "completed", ref
+def _run_through_services(
+    tmp_path: Path, short_dir: Path, restart_bank_before: str | None = None
+) -> tuple[dict, Path, list[str], list[subprocess.Popen]]:
+    """Run the deploy-test scenario with each party in its own `fedcredit node serve` process.
 
+    ``restart_bank_before``: SIGKILL the bank's service just before the step of that name
+    reaches it, and start a new one a second later (the forwarder waits for it).
+    Returns (status, run dir, data files the forwarding side opened, every service process).
+    """
+    scenario_path = tmp_path / "data" / "scenario.toml"
+    scenario = config.load(scenario_path)
     out = tmp_path / "svc"
     sockets: dict[int, Path] = {}
-    procs: list[subprocess.Popen] = []
+    cfgs: dict[int, Path] = {}
+    procs: dict[int, subprocess.Popen] = {}
+    every: list[subprocess.Popen] = []
     data_files = {str(tmp_path / "data" / "bank.csv"), str(tmp_path / "data" / "centre.csv")}
+    bank_node = 1000 + [s.name for s in scenario.parties].index("bank")
+    opened: list[str] = []
     try:
         for i, spec in enumerate(scenario.parties):
-            cfg = tmp_path / f"{spec.name}.toml"
+            cfgs[1000 + i] = tmp_path / f"{spec.name}.toml"
             sockets[1000 + i] = short_dir / spec.name / "node.sock"
-            cfg.write_text(
+            cfgs[1000 + i].write_text(
                 tomli_w.dumps(
                     {
                         "party": spec.name,
@@ -181,7 +191,8 @@ def test_vertical_run_through_node_services_matches_in_process(tmp_path: Path, s
                     }
                 )
             )
-            procs.append(_serve(cfg, tmp_path / f"{spec.name}.log"))
+            procs[1000 + i] = _serve(cfgs[1000 + i], tmp_path / f"{spec.name}.log")
+            every.append(procs[1000 + i])
         deadline = time.monotonic() + 60
         for s in sockets.values():
             while True:
@@ -190,10 +201,10 @@ def test_vertical_run_through_node_services_matches_in_process(tmp_path: Path, s
                     break
                 except lc.ChannelError:
                     assert time.monotonic() < deadline, "node service did not come up"
-                    assert all(p.poll() is None for p in procs), [p.read_text() for p in tmp_path.glob("*.log")]
+                    assert all(p.poll() is None for p in procs.values()), [
+                        p.read_text() for p in tmp_path.glob("*.log")
+                    ]
                     time.sleep(0.2)
-
-        opened: list[str] = []
 
         def audit(event: str, args: tuple) -> None:
             if event == "open" and args and str(args[0]) in data_files:
@@ -204,26 +215,87 @@ def test_vertical_run_through_node_services_matches_in_process(tmp_path: Path, s
         assert opened, "the audit hook does not see opens"
         opened.clear()
 
+        killed: list[int] = []
+
+        def restart_bank() -> None:
+            procs[bank_node] = _serve(cfgs[bank_node], tmp_path / "bank.restarted.log")
+            every.append(procs[bank_node])
+
         def forwarder(message: Message, context: Context) -> Message:
+            if context.node_id == bank_node and message.metadata.group_id == restart_bank_before:
+                if not killed:
+                    killed.append(procs[bank_node].pid)
+                    procs[bank_node].kill()  # SIGKILL: no clean shutdown, a stale socket file stays
+                    procs[bank_node].wait()
+                    threading.Timer(1.0, restart_bank).start()
             return forward(sockets[context.node_id], message, context)
 
         grid = InProcessGrid(forwarder, len(scenario.parties))
         status = coordinate(grid, server_context(), scenario, out)
-        assert status["status"] == "completed", status
-        assert opened == [], f"the forwarding side opened data files: {opened}"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
+        time.sleep(1.5)  # a pending restart timer
+        for p in every:
+            if p.poll() is None:
+                p.terminate()
+        for p in every:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    assert all(p.returncode == 0 for p in procs), [p.read_text() for p in tmp_path.glob("*.log")]
-    m_ref = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    return status, out, opened, every
+
+
+def _same_model(ref: Path, out: Path) -> None:
+    m_ref = json.loads((ref / "metrics.json").read_text())
     m_svc = json.loads((out / "metrics.json").read_text())
     for key in ("auc", "ks", "gini", "log_loss"):
         assert m_svc[key] == pytest.approx(m_ref[key], abs=1e-9), key
-    assert all((out / "nodes" / s.name / "service" / "state" / "run-1.state").exists() for s in scenario.parties)
+    assert [h["train_loss"] for h in m_svc["history"]] == pytest.approx([h["train_loss"] for h in m_ref["history"]])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The deploy-test scenario's data and its in-process run (the model to reproduce)."""
+    root = tmp_path_factory.mktemp("node-service-ref")
+    scenario = config.load(write_subset(root / "data"))
+    status = run_scenario_in_process(scenario, root / "ref")
+    assert status["status"] == "completed", status
+    return root
+
+
+def _copy_data(reference: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(reference / "data", tmp_path / "data")
+    text = (tmp_path / "data" / "scenario.toml").read_text().replace(str(reference / "data"), str(tmp_path / "data"))
+    (tmp_path / "data" / "scenario.toml").write_text(text)
+
+
+def test_vertical_run_through_node_services_matches_in_process(
+    reference: Path, tmp_path: Path, short_dir: Path
+) -> None:
+    _copy_data(reference, tmp_path)
+    status, out, opened, procs = _run_through_services(tmp_path, short_dir)
+    assert status["status"] == "completed", status
+    assert opened == [], f"the forwarding side opened data files: {opened}"
+    assert all(p.returncode == 0 for p in procs), [p.read_text() for p in tmp_path.glob("*.log")]
+    _same_model(reference / "ref", out)
+    assert all((out / "nodes" / p / "service" / "state" / "run-1.state").exists() for p in ("bank", "credit_centre"))
     assert (out / "nodes" / "bank" / "model.json").exists()
+    assert verify(out / "ledger.sqlite", egress=sorted((out / "nodes").glob("*/egress.sqlite"))).ok
+
+
+def test_bank_service_killed_mid_epoch_and_restarted_gives_the_same_model(
+    reference: Path, tmp_path: Path, short_dir: Path
+) -> None:
+    _copy_data(reference, tmp_path)
+    status, out, _opened, procs = _run_through_services(tmp_path, short_dir, restart_bank_before="hetero_lr/3")
+    assert procs[0].returncode == -9, "the bank's first service was not SIGKILLed"  # the planted crash happened
+    assert len(procs) == 3, "the bank's service was not restarted"
+    assert status["status"] == "completed", status
+    restarted = (tmp_path / "bank.restarted.log").read_text()
+    assert "stopped after" in restarted and "stopped after 0 message(s)" not in restarted, restarted[-2000:]
+    _same_model(reference / "ref", out)
+    report = verify(out / "ledger.sqlite", egress=sorted((out / "nodes").glob("*/egress.sqlite")))
+    assert report.ok, report.errors

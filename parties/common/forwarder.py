@@ -13,6 +13,7 @@ starts fast.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from flwr.app import Context, Error, Message
@@ -23,6 +24,8 @@ from parties.common.node_service import PROTOCOL
 
 log = logging.getLogger(__name__)
 SOCKET_KEY = "node-socket"  # the SuperNode's node_config key naming the node service's socket
+WAIT_KEY = "node-wait"  # seconds to wait for a node service that is (re)starting; default below
+DEFAULT_WAIT = 60.0
 FORWARD_ERROR = 1002  # Flower error code of a reply the forwarder could not get
 
 
@@ -31,8 +34,18 @@ def socket_of(context: Context) -> Path | None:
     return Path(str(value)) if value else None
 
 
-def forward(path: Path, message: Message, context: Context, timeout: float | None = None) -> Message:
-    """The node service's reply to ``message``; an error reply naming the socket if there is none."""
+def forward(
+    path: Path, message: Message, context: Context, timeout: float | None = None, wait: float | None = None
+) -> Message:
+    """The node service's reply to ``message``; an error reply naming the socket if there is none.
+
+    While nothing listens on the socket (the operator is restarting the service) the message
+    has not been delivered, so it is offered again for up to ``wait`` seconds (node config
+    ``node-wait``, default 60): a restarted service continues from its persisted state. A
+    connection that breaks *after* delivery is not retried -- the step may have run.
+    """
+    if wait is None:
+        wait = float(context.node_config.get(WAIT_KEY, DEFAULT_WAIT))
     try:
         task_id = TaskIdentity.task_id
     except RuntimeError:
@@ -43,8 +56,17 @@ def forward(path: Path, message: Message, context: Context, timeout: float | Non
         "run_config": dict(context.run_config),
         "task_id": task_id,
     }
+    deadline = time.monotonic() + wait
     try:
-        got = lc.call(path, lc.message_to_frame(header, message), timeout=timeout)
+        frame = lc.message_to_frame(header, message)
+        while True:
+            try:
+                got = lc.call(path, frame, timeout=timeout)
+                break
+            except lc.ServiceDown:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
         if not got.header.get("ok"):
             raise lc.ChannelError(f"the node service refused the message: {got.header.get('error')}")
         reply = lc.frame_to_message(got)

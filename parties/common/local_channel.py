@@ -41,6 +41,10 @@ class ChannelError(RuntimeError):
     """The local channel is unusable: wrong permissions, refused peer, malformed frame, no service."""
 
 
+class ServiceDown(ChannelError):
+    """Nothing listens on the socket (yet): the request was not delivered, so it may be sent again."""
+
+
 @dataclass
 class Frame:
     """One header (JSON-able dict) and the blobs it carries."""
@@ -203,6 +207,10 @@ def call(path: Path, frame: Frame, timeout: float | None = None) -> Frame:
     try:
         try:
             sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ServiceDown(
+                f"cannot reach the node service at {path} ({exc.strerror or exc}); is `fedcredit node serve` running?"
+            ) from None
         except OSError as exc:
             raise ChannelError(
                 f"cannot reach the node service at {path} ({exc.strerror or exc}); "
