@@ -57,9 +57,6 @@ class BundleRefused(ValueError):
 
 def check_bundle(content: bytes, pinned_sha256: str | None = None, client_component: str = CLIENT_COMPONENT) -> None:
     """Raise :class:`BundleRefused` naming the problem unless the bundle is code-free and pinned."""
-    digest = hashlib.sha256(content).hexdigest()
-    if pinned_sha256 and digest != pinned_sha256.lower():
-        raise BundleRefused(f"bundle sha256 {digest} is not the pinned {pinned_sha256}")
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as z:
             names = z.namelist()
@@ -74,6 +71,9 @@ def check_bundle(content: bytes, pinned_sha256: str | None = None, client_compon
         raise BundleRefused(
             f"bundle names ClientApp {comps.get('clientapp')!r}, not the installed {client_component!r}"
         )
+    digest = hashlib.sha256(content).hexdigest()
+    if pinned_sha256 and digest != pinned_sha256.lower():
+        raise BundleRefused(f"bundle sha256 {digest} is not the pinned {pinned_sha256}")
 
 
 class _CappedSleep:
