@@ -55,21 +55,29 @@ def _zygote(reader: int, preload: list[str]) -> None:
     os._exit(0)
 
 
-def start_zygote(preload: list[str]) -> Any:
-    """Fork the zygote (call before any thread starts); returns a function that launches one task."""
+class Zygote:
+    """The forking process: :meth:`launch` starts one ``flwr-clientapp``; :meth:`close` ends it."""
+
+    def __init__(self, pid: int, pipe: Any) -> None:
+        self.pid, self._pipe = pid, pipe
+
+    def launch(self, argv: list[str]) -> None:
+        self._pipe.write(json.dumps(argv) + "\n")
+        self._pipe.flush()
+
+    def close(self) -> None:
+        self._pipe.close()
+
+
+def start_zygote(preload: list[str]) -> Zygote:
+    """Fork the zygote (call before any thread starts)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(w)
         _zygote(r, preload)
     os.close(r)
-    pipe = os.fdopen(w, "w", buffering=1)
-
-    def launch(argv: list[str]) -> None:
-        pipe.write(json.dumps(argv) + "\n")
-        pipe.flush()
-
-    return launch
+    return Zygote(pid, os.fdopen(w, "w", buffering=1))
 
 
 def install(launch: Any) -> None:
@@ -101,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m fedcredit.deploy.superexec", description=__doc__.split("\n")[0])
     p.add_argument("--preload", action="append", default=[], help="module to import once in the zygote")
     args, unknown = p.parse_known_args(ours)
-    launch = start_zygote(args.preload)
-    install(launch)
+    zygote = start_zygote(args.preload)
+    install(zygote.launch)
     from flwr.supercore.cli.flower_superexec import flower_superexec
 
     sys.argv = ["flower-superexec", *unknown, *flower]
