@@ -78,3 +78,50 @@ def test_bundle_carrying_code_is_refused_and_nothing_is_read(tmp_path: Path) -> 
     assert not marker.with_suffix(".stolen").exists()
     if atime_works:
         assert {p: p.stat().st_atime for p in data} == atimes, "a data file was read"
+
+
+def test_bank_node_service_killed_mid_epoch_restarts_and_finishes(tmp_path: Path) -> None:
+    """SIGKILL the bank's node service right after it answered a training step (mid-epoch) and
+    start it again: the deployed run finishes with the model of an uninterrupted in-process run,
+    the ledger verifies with the provisioned keys, and no process is left."""
+    import json
+
+    from fedcredit import config
+    from parties.in_process import run_scenario_in_process
+
+    scenario = write_subset(tmp_path / "data")
+    ref = run_scenario_in_process(config.load(scenario), tmp_path / "ref")
+    assert ref["status"] == "completed", ref
+    dep = Deployment(
+        DeployOptions(scenario=scenario, out=tmp_path / "run", startup_timeout=120, run_timeout=600, poll_seconds=0.1)
+    )
+    service_log = tmp_path / "run" / "logs" / "bank.service.log"
+    killed: list[int] = []
+
+    def kill_after_a_training_answer(d: Deployment) -> None:
+        if killed or not service_log.exists():
+            return
+        lines = [ln for ln in service_log.read_text().splitlines() if "node_service:" in ln]
+        received = [ln for ln in lines if "received" in ln and "hetero_lr/" in ln and "/init" not in ln]
+        answered = sum("answered" in ln for ln in lines)
+        received_all = sum("received" in ln for ln in lines)
+        if len(received) >= 2 and answered == received_all:  # idle, two training steps done
+            killed.extend(d.procs.kill("node:bank"))
+            d.start_node_service("bank")  # the operator (or systemd) starts it again
+
+    try:
+        dep.start_superlink()
+        dep.start_parties()
+        dep.submit()
+        status = dep.wait(on_poll=kill_after_a_training_answer)
+        verification = dep.verify()
+    finally:
+        left = dep.stop()
+    assert killed, "the bank's node service was never killed"
+    assert left == []
+    assert status["status"] == "completed", status
+    assert verification["ok"], verification
+    m_ref = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    m_dep = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("auc", "ks", "gini", "log_loss"):
+        assert m_dep[key] == pytest.approx(m_ref[key], abs=1e-6), key
