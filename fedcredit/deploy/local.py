@@ -274,8 +274,13 @@ class Deployment:
 
     def register_parties(self) -> None:
         assert self.cli is not None
-        for spec in self.scenario.parties:
-            self.node_ids[spec.name] = self.cli.register(self.keys.party(spec.name).auth_pub, spec.name)
+        from concurrent.futures import ThreadPoolExecutor
+
+        cli = self.cli
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one `flwr` process per party, in parallel
+            ids = pool.map(lambda s: cli.register(self.keys.party(s.name).auth_pub, s.name), self.scenario.parties)
+            for spec, node_id in zip(self.scenario.parties, ids):
+                self.node_ids[spec.name] = node_id
         self._note("registered SuperNode keys: " + ", ".join(f"{p}={n}" for p, n in self.node_ids.items()))
 
     def supernode_argv(
@@ -509,11 +514,11 @@ class Deployment:
 
     def stop(self) -> list[int]:
         """Stop every process (parties first, then the SuperLink). Returns pids still alive."""
-        order = (
-            [supernode_name(p) for p in self.node_ids]
-            + [node_service_name(p.name) for p in self.scenario.parties]
-            + [SUPERLINK]
-        )
+        order: list[list[str]] = [  # the parties' nodes together, then their services, then the link
+            [supernode_name(p) for p in self.node_ids],
+            [node_service_name(p.name) for p in self.scenario.parties],
+            [SUPERLINK],
+        ]
         left = self.procs.stop_all(grace=self.opts.grace_seconds, order=order)
         if self.sockets is not None:
             import shutil
