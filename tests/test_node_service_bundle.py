@@ -56,3 +56,17 @@ def test_unpinned_bundle_is_refused(tmp_path: Path) -> None:
 def test_not_a_zip_is_refused() -> None:
     with pytest.raises(BundleRefused, match="not a readable Flower app"):
         check_bundle(b"PK\x03\x04 garbage")
+
+
+def test_cli_bundle_hash_prints_the_pin_and_refuses_code(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedcredit.cli.main import app as cli
+
+    app = _honest(tmp_path)
+    res = CliRunner().invoke(cli, ["node", "bundle-hash", str(app)])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == bundle_sha256(app)
+    (app / "x.py").write_text("")
+    res = CliRunner().invoke(cli, ["node", "bundle-hash", str(app)])
+    assert res.exit_code == 2 and "would refuse" in res.output and "x.py" in res.output

@@ -65,6 +65,23 @@ def serve(
     console.print(f"node service for {cfg.party!r} stopped after {service.handled} message(s)", markup=False)
 
 
+@node_app.command("bundle-hash")
+def bundle_hash(
+    app_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The app directory `flwr run` submits."),
+) -> None:
+    """Print the SHA-256 of the bundle `flwr run` builds from APP_DIR (for --pin-fab-hash)."""
+    from flwr.cli.build import build_fab_from_disk
+
+    from fedcredit.deploy.local import bundle_sha256
+    from fedcredit.deploy.supernode import BundleRefused, check_bundle
+
+    try:
+        check_bundle(build_fab_from_disk(app_dir))
+    except BundleRefused as exc:
+        raise fail(console, f"{app_dir}: SuperNodes would refuse this bundle: {exc}") from None
+    typer.echo(bundle_sha256(app_dir))
+
+
 def register(app: typer.Typer) -> None:
     """Called from fedcredit.cli.main._register()."""
     app.add_typer(node_app, name="node", help="A party's long-lived node service (owns its data and keys).")
