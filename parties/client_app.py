@@ -5,24 +5,36 @@ SuperNode's ``--node-config`` (deployment). Every run starts with the node intro
 (:mod:`parties.common.introduction`); vertical protocols then use relayed ``query`` messages
 (:mod:`parties.vertical.client`); horizontal training uses Flower's ``train`` messages and
 its own queries (:mod:`parties.horizontal.client`, with SecAgg+ as a mod).
+
+Deployment: the module-level ``app`` (what ``flwr run`` loads) is a forwarder. When the
+SuperNode's node config names a ``node-socket``, every message goes to the party's long-lived
+node service (``fedcredit node serve``, :mod:`parties.common.node_service`), which runs
+:func:`build_client_app` on its own data, keys and persisted state; this process opens nothing.
+Without ``node-socket`` (older node configs) the handlers run here, as before. Handler modules
+are imported lazily so the per-message ``flwr-clientapp`` process of a forwarder starts fast.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedcredit import config
-from fedcredit.config import Scenario
-from parties.common.handlers import ScenarioProvider
-from parties.common.introduction import register_hello
-from parties.vertical import client as vertical_client
+from parties.common.forwarder import forward, socket_of
+
+if TYPE_CHECKING:
+    from fedcredit.config import Scenario
+    from parties.common.handlers import ScenarioProvider
 
 
 def build_client_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ClientApp:
     """The nodes' ClientApp; without ``scenario`` each node reads the scenario file its config names."""
+    from fedcredit import config
+    from parties.common.introduction import register_hello
+    from parties.vertical import client as vertical_client
+
     app = ClientApp()
 
     def scenario_of(context: Context) -> Scenario:
@@ -63,4 +75,24 @@ def _register_horizontal_lazily(app: ClientApp, scenario_of: ScenarioProvider, o
         app.query(action)(delegate)
 
 
-app = build_client_app()
+class ForwardingClientApp(ClientApp):
+    """Deployment entry point: forward to the node service when the node config names one.
+
+    A ``ClientApp`` subclass because Flower's loader accepts nothing else; every message type
+    (``query.*``, ``train``) goes through :meth:`__call__`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local: ClientApp | None = None
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        path = socket_of(context)
+        if path is not None:
+            return forward(path, message, context)
+        if self._local is None:  # no node service configured: handle in this process
+            self._local = build_client_app()
+        return self._local(message, context)
+
+
+app = ForwardingClientApp()

@@ -19,6 +19,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedcredit import config
 from fedcredit.config import Scenario
 from fedcredit.config.sections import RunSettings
+from parties.common.polling import PromptGrid
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
 
@@ -95,7 +96,8 @@ def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = No
     def main(grid: Grid, context: Context) -> None:
         sc = scenario or _scenario_from(context)
         out = out_dir or Path(str(context.run_config.get("out-dir", f"runs/{sc.name}")))
-        coordinate(grid, context, sc, Path(out))
+        # Flower's deployment grid sleeps 3 s between polls for replies: poll promptly instead
+        coordinate(PromptGrid(grid), context, sc, Path(out))
 
     return app
 

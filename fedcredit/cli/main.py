@@ -47,6 +47,9 @@ def _register() -> None:
     from fedcredit.cli import deploy_cmd
 
     deploy_cmd.register(app)
+    from fedcredit.cli import node_cmd
+
+    node_cmd.register(app)
 
 
 _register()

@@ -67,6 +67,19 @@ def supernode_name(party: str) -> str:
     return f"supernode:{party}"
 
 
+def node_service_name(party: str) -> str:
+    return f"node:{party}"
+
+
+def bundle_sha256(app_dir: Path) -> str:
+    """SHA-256 of the FAB ``flwr run`` builds from ``app_dir`` (Flower's build is deterministic)."""
+    import hashlib
+
+    from flwr.cli.build import build_fab_from_disk
+
+    return hashlib.sha256(build_fab_from_disk(app_dir)).hexdigest()
+
+
 @dataclass
 class DeployOptions:
     """What ``fedcredit deploy local`` needs; everything else comes from the scenario."""
@@ -82,6 +95,10 @@ class DeployOptions:
     grace_seconds: float = 8.0
     server_app: str = SERVER_COMPONENT  # "module:attribute" of an installed ServerApp
     client_app: str = CLIENT_COMPONENT
+    node_service: bool = True  # each party's data and keys in its own `fedcredit node serve`
+    node_poll_seconds: float = 0.2  # cap on the SuperNode's idle sleeps (Flower: 3 s)
+    pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
+    warm_clientapp: bool = True  # fork per-message ClientApps from a warm process (no interpreter start)
 
 
 @dataclass
@@ -101,6 +118,9 @@ class Deployment:
     events: list[str] = field(default_factory=list)
     _down: set[str] = field(default_factory=set)
     _t_submit: float = 0.0
+    app_dir: Path | None = None
+    fab_sha256: str | None = None
+    sockets: Path | None = None  # short private directory for the node services' Unix sockets
 
     def __post_init__(self) -> None:
         self.scenario = config.load(self.opts.scenario)
@@ -187,6 +207,56 @@ class Deployment:
             return False
 
     # -- parties --------------------------------------------------------------------------------
+    def service_config(self, party: str) -> dict[str, str]:
+        """The node service's configuration (``fedcredit node serve --config``): data, keys, socket."""
+        cfg = self.party_node_config(party)
+        cfg["socket"] = str(self.node_socket(party))
+        return cfg
+
+    def start_node_service(self, party: str) -> None:
+        import sys
+
+        cfg_path = self.flower / "nodes" / f"{party}.service.toml"
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(tomli_w.dumps(self.service_config(party)))
+        argv = [sys.executable, "-m", "fedcredit.cli.main", "node", "serve", "--config", str(cfg_path)]
+        self.procs.start(
+            node_service_name(party),
+            argv,
+            env=base_env(self.flower / party),
+            log_path=self.logs / f"{party}.service.log",
+        )
+
+    def node_socket(self, party: str) -> Path:
+        if self.sockets is None:
+            import tempfile
+
+            self.sockets = Path(tempfile.mkdtemp(prefix="fcnode-"))  # 0700; sun_path is 107 chars at most
+        return self.sockets / party / "node.sock"
+
+    def ensure_node_service(self, party: str) -> None:
+        """Start the party's node service unless it runs; wait until its socket exists."""
+        m = self.procs.procs.get(node_service_name(party))
+        if m is None or not m.alive():
+            self.start_node_service(party)
+        self._wait(
+            lambda: self.node_socket(party).exists(),
+            self.opts.startup_timeout,
+            f"the node service of {party!r} did not come up",
+            proc=node_service_name(party),
+        )
+
+    def start_node_services(self) -> None:
+        t0 = time.monotonic()
+        names = [spec.name for spec in self.scenario.parties]
+        for p in names:  # start all, then wait: they import and load in parallel
+            if node_service_name(p) not in self.procs.procs or not self.procs.procs[node_service_name(p)].alive():
+                self.start_node_service(p)
+        for p in names:
+            self.ensure_node_service(p)
+        self.timings["node_services_start_s"] = round(time.monotonic() - t0, 2)
+        self._note(f"{len(names)} node services listening under {self.sockets}")
+
     def party_node_config(self, party: str) -> dict[str, str]:
         spec = self.scenario.party(party)
         data = self.opts.data.get(party) or self.scenario.resolve(spec.data)
@@ -204,8 +274,13 @@ class Deployment:
 
     def register_parties(self) -> None:
         assert self.cli is not None
-        for spec in self.scenario.parties:
-            self.node_ids[spec.name] = self.cli.register(self.keys.party(spec.name).auth_pub, spec.name)
+        from concurrent.futures import ThreadPoolExecutor
+
+        cli = self.cli
+        with ThreadPoolExecutor(max_workers=8) as pool:  # one `flwr` process per party, in parallel
+            ids = pool.map(lambda s: cli.register(self.keys.party(s.name).auth_pub, s.name), self.scenario.parties)
+            for spec, node_id in zip(self.scenario.parties, ids):
+                self.node_ids[spec.name] = node_id
         self._note("registered SuperNode keys: " + ", ".join(f"{p}={n}" for p, n in self.node_ids.items()))
 
     def supernode_argv(
@@ -216,10 +291,24 @@ class Deployment:
         ``auth_key`` / ``use_ca=False`` exist for the negative tests (an unregistered key, a node
         that does not trust the federation CA); ``max_wait`` bounds its reconnection attempts.
         """
+        import sys
+
         cfg_path = self.flower / "nodes" / f"{party}.toml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(tomli_w.dumps(self.party_node_config(party)))
-        argv = [venv_bin("flower-supernode"), "--superlink", self.address]
+        if self.opts.node_service:  # the SuperNode (and its ClientApp) learns only where to forward
+            node_cfg: dict[str, str] = {"node-socket": str(self.node_socket(party))}
+        else:
+            node_cfg = self.party_node_config(party)
+        cfg_path.write_text(tomli_w.dumps(node_cfg))
+        # Flower's SuperNode inside fedcredit's launcher: bundle check + prompt polling
+        argv = [sys.executable, "-m", "fedcredit.deploy.supernode", "--poll-seconds", str(self.opts.node_poll_seconds)]
+        if self.opts.warm_clientapp:
+            argv += ["--warm-clientapp", "--preload", self.opts.client_app.partition(":")[0]]
+        if not self.opts.node_service:
+            argv += ["--no-bundle-check"]
+        elif self.opts.pin_bundle and self.fab_sha256:
+            argv += ["--pin-fab-hash", self.fab_sha256]
+        argv += ["--", "--superlink", self.address]
         if use_ca:
             argv += ["--root-certificates", str(self.keys.ca_cert)]
         argv += [
@@ -239,6 +328,8 @@ class Deployment:
         return argv
 
     def start_supernode(self, party: str, argv: list[str] | None = None) -> None:
+        if self.opts.node_service:
+            self.ensure_node_service(party)
         home = self.flower / party
         home.mkdir(parents=True, exist_ok=True)
         (self.out / "nodes" / party).mkdir(parents=True, exist_ok=True)
@@ -250,8 +341,11 @@ class Deployment:
         )
 
     def start_parties(self) -> None:
-        t0 = time.monotonic()
         self.register_parties()
+        self.prepare_app()
+        if self.opts.node_service:
+            self.start_node_services()
+        t0 = time.monotonic()
         for spec in self.scenario.parties:
             self.start_supernode(spec.name)
         want = set(self.node_ids.values())
@@ -267,8 +361,8 @@ class Deployment:
         self._note(f"{len(want)} SuperNodes online")
 
     # -- the run --------------------------------------------------------------------------------
-    def submit(self) -> int:
-        assert self.cli is not None
+    def prepare_app(self) -> Path:
+        """Write the code-free app directory and run config; pin the bundle ``flwr run`` will build."""
         # node-ids: which Flower node id each party's *registered key* got, so the coordinator can
         # name a party that fails before introducing itself and check introductions against keys.
         run_config = {
@@ -278,9 +372,15 @@ class Deployment:
             "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
         }
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
-        rc_file = self.flower / "run-config.toml"
-        rc_file.write_text(tomli_w.dumps(run_config))
-        self.run_id = self.cli.run(app, rc_file)
+        (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
+        self.app_dir = app
+        self.fab_sha256 = bundle_sha256(app)
+        return app
+
+    def submit(self) -> int:
+        assert self.cli is not None
+        app = self.app_dir or self.prepare_app()
+        self.run_id = self.cli.run(app, self.flower / "run-config.toml")
         self._t_submit = time.monotonic()
         self._note(f"run {self.run_id} submitted")
         return self.run_id
@@ -414,8 +514,16 @@ class Deployment:
 
     def stop(self) -> list[int]:
         """Stop every process (parties first, then the SuperLink). Returns pids still alive."""
-        order = [supernode_name(p) for p in self.node_ids] + [SUPERLINK]
+        order: list[list[str]] = [  # the parties' nodes together, then their services, then the link
+            [supernode_name(p) for p in self.node_ids],
+            [node_service_name(p.name) for p in self.scenario.parties],
+            [SUPERLINK],
+        ]
         left = self.procs.stop_all(grace=self.opts.grace_seconds, order=order)
+        if self.sockets is not None:
+            import shutil
+
+            shutil.rmtree(self.sockets, ignore_errors=True)
         if left:
             log.error("processes still running after stop: %s", left)
         return left
@@ -467,6 +575,10 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
     gaps = [(b - a).total_seconds() for (_, a), (_, b) in zip(steps, steps[1:])]
     if gaps:
         out["seconds_per_round_trip_median"] = round(statistics.median(gaps), 2)
+        per_phase: dict[str, list[float]] = {}
+        for (name, _), gap in zip(steps[1:], gaps):  # a step's record follows its round trip
+            per_phase.setdefault(str(name).split("/", 1)[0], []).append(gap)
+        out["seconds_per_round_trip_by_phase"] = {k: round(statistics.mean(v), 2) for k, v in per_phase.items()}
     train = [(n, t) for n, t in steps if str(n).split("/", 1)[0] in TRAIN_PHASES]
     if train and epochs:
         inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
@@ -522,6 +634,7 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
                 dep.submit()
                 status = dep.wait(on_poll)
                 summary = dep.summary(status)
+                _add_round_trips(dep.out / "metrics.json", summary.get("latency") or {})
             finally:
                 with _block_signals():
                     left = dep.stop()
@@ -538,6 +651,26 @@ def deploy_local(opts: DeployOptions, *, on_poll: Callable[[Deployment], None] |
     if left:
         raise DeployError(f"processes still running after stop: {left}")
     return summary
+
+
+def _add_round_trips(path: Path, latency: dict[str, Any]) -> None:
+    """Put the deployed run's round trips (total, per phase, seconds each) into its metrics.json."""
+    if not path.exists():
+        return
+    metrics = json.loads(path.read_text())
+    metrics["deployment"] = {
+        k: latency.get(k)
+        for k in (
+            "ledger_round_trips",
+            "round_trips_by_phase",
+            "seconds_per_round_trip_median",
+            "seconds_per_round_trip_by_phase",
+            "train_round_trips_per_epoch",
+        )
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+    tmp.replace(path)
 
 
 def _block_signals() -> contextlib.AbstractContextManager[None]:
@@ -557,6 +690,7 @@ __all__ = [
     "deploy_local",
     "epoch_latency",
     "free_port",
+    "node_service_name",
     "scenario_parties",
     "supernode_name",
 ]

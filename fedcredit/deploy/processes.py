@@ -212,17 +212,21 @@ class ProcessSet:
         self._wait_gone(members, 5.0)
         return [pid for pid, _ in members]
 
-    def stop_all(self, grace: float = 8.0, order: Iterable[str] = ()) -> list[int]:
+    def stop_all(self, grace: float = 8.0, order: Iterable[str | Iterable[str]] = ()) -> list[int]:
         """SIGTERM every process (``order`` first), wait ``grace`` s, SIGKILL the rest.
 
+        An entry of ``order`` may be a group of names: its processes are signalled together and
+        waited for together (e.g. every party's SuperNode at once, then the SuperLink).
         Returns pids still running afterwards (should be empty).
         """
         self.refresh()
-        for name in list(order) + [n for n in self.procs if n not in set(order)]:
-            if name in self.procs:
-                members = self._members(name)
-                self._signal(members, signal.SIGTERM)
-                self._wait_gone(members, grace / 2)
+        stages = [[o] if isinstance(o, str) else list(o) for o in order]
+        named = {n for st in stages for n in st}
+        stages += [[n] for n in self.procs if n not in named]
+        for stage in stages:
+            members = [m for name in stage if name in self.procs for m in self._members(name)]
+            self._signal(members, signal.SIGTERM)
+            self._wait_gone(members, grace / 2)
         members = self._members()
         self._signal(members, signal.SIGTERM)
         left = self._wait_gone(members, grace)
