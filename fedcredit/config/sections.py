@@ -141,11 +141,12 @@ class ConsentSettings(Settings):
                 dt.date.fromisoformat(self.at)
             except ValueError:
                 raise self.fail("at", "must be a date YYYY-MM-DD") from None
-        total = (
-            self.demo_revoked + self.demo_expired + self.demo_wrong_purpose + self.demo_out_of_scope + self.demo_forged
-        )
+        keys = ("demo_revoked", "demo_expired", "demo_wrong_purpose", "demo_out_of_scope", "demo_forged")
+        shares = {k: float(getattr(self, k)) for k in keys}
+        total = sum(shares.values())
         if total > 1:
-            raise self.fail("demo_forged", f"the demo_* shares must add up to <= 1 (they add up to {total:g})")
+            last = [k for k, v in shares.items() if v > 0][-1]
+            raise self.fail(last, f"the demo_* shares must add up to <= 1 (they add up to {total:g})")
         for entry in self.column_categories:
             if entry.count("=") != 1 or not all(p.strip() for p in entry.split("=")):
                 raise self.fail("column_categories", f"{entry!r} is not 'column=category'")
