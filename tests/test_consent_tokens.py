@@ -115,15 +115,25 @@ def test_the_store_verifies_once_and_never_vouches_for_altered_bytes(issuer, tmp
     forged = list(tokens)
     forged[2] = _alter_claim(tokens[2], purpose="credit_risk_modelling", exp=AT + 999 * DAY)
     assert check_tokens(IDS, forged, policy(issuer), store).reasons[2] == "forged"
+    # a refusal is cached too (no second verification), but only under the same trusted keys
+    res = check_tokens(IDS, forged, policy(issuer), store)
+    assert res.reasons[2] == "forged" and res.verified_now == 0
+    other = Issuer.generate("eid-platform")
+    res = check_tokens(IDS, forged, policy(issuer, issuers={other.name: other.public}), store)
+    assert res.reasons[2] == "forged" and res.verified_now == 1
+    # and grants verified under the old key do not count under a new key for the same issuer name
+    assert set(res.reasons.tolist()) == {"forged", "unknown_issuer"}
     # persisted with an HMAC: a planted entry is refused
     key = bytes(range(32))
     path = store.save(tmp_path / "store.json", key)
     assert len(VerifiedStore.load(path, key)) == len(IDS)
-    body = json.loads(path.read_text())
-    body["grants"][0][3] = "loan_decision"
-    path.write_text(json.dumps(body, separators=(",", ":")))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1  # one bit anywhere in the stored claims
+    path.write_bytes(bytes(raw))
     with pytest.raises(StoreError, match="HMAC"):
         VerifiedStore.load(path, key)
+    with pytest.raises(StoreError, match="HMAC"):  # another node's key
+        VerifiedStore.load(store.save(tmp_path / "s2.json", key), bytes(32))
 
 
 def test_token_verification_names_the_problem(issuer):

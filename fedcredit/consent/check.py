@@ -27,7 +27,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,76 +50,158 @@ REASONS = (
     "expired",
     "revoked",
 )
-_STORE_VERSION = "fedcredit-consent-store/1"
+_STORE_VERSION = "fedcredit-consent-store/3"
 
 
 class StoreError(ValueError):
     """A verified-token store that cannot be trusted (bad MAC, wrong format); names the file."""
 
 
+_TEXT = ("iss", "aud", "purpose", "cats")  # few distinct values: stored as codes into tables
+_INTS = ("nbf", "exp", "iat")
+
+
+def _joined(values: tuple[str, ...]) -> str:
+    return "|" + "|".join(values) + "|"
+
+
 class VerifiedStore:
-    """Token SHA-256 -> verified claims, kept as columns so per-run checks are vectorised."""
+    """Token SHA-256 -> verified claims, as numpy columns sorted by digest.
+
+    Lookups are one ``searchsorted`` over the digest column; issuer, audience, purpose and
+    categories are codes into small tables, so a run's checks on them are evaluated once per
+    distinct value, then gathered.
+    """
 
     def __init__(self) -> None:
-        self._row: dict[bytes, int] = {}
-        self._grants: list[Grant] = []
-        self._cols: dict[str, np.ndarray] | None = None
+        self.cols: dict[str, np.ndarray] = {
+            "digest": np.zeros(0, dtype="S32"),
+            "sub": np.zeros(0, dtype="S18"),
+            "jti": np.zeros(0, dtype="S1"),
+            **{k: np.zeros(0, dtype=np.int32) for k in _TEXT},
+            **{k: np.zeros(0, dtype=np.int64) for k in _INTS},
+        }
+        self.tables: dict[str, list[str]] = {k: [] for k in _TEXT}
+        # Tokens whose signature failed, under the trusted-key set it failed under: a forged
+        # token presented again is refused without another Ed25519 verification.
+        self.rejected: dict[str, np.ndarray] = {
+            "digest": np.zeros(0, dtype="S32"),
+            "reason": np.zeros(0, dtype="S16"),
+            "keys": np.zeros(0, dtype="S32"),
+        }
 
     def __len__(self) -> int:
-        return len(self._grants)
+        return int(self.cols["digest"].size)
 
     @staticmethod
     def digest(token: str | bytes) -> bytes:
         return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
-    def add(self, token: str | bytes, grant: Grant) -> int:
-        """File ``grant`` (which the caller verified from ``token``) under the token's digest."""
-        d = self.digest(token)
-        if d in self._row:
-            return self._row[d]
-        self._row[d] = len(self._grants)
-        self._grants.append(grant)
-        self._cols = None
-        return self._row[d]
+    @staticmethod
+    def digests(tokens: Sequence[str | bytes]) -> np.ndarray:
+        sha = hashlib.sha256
+        return np.array([sha(t if isinstance(t, bytes) else t.encode()).digest() for t in tokens], dtype="S32")
+
+    def rows(self, digests: np.ndarray) -> np.ndarray:
+        """Store row per digest, -1 where the token was never verified here."""
+        col = self.cols["digest"]
+        if col.size == 0:
+            return np.full(digests.size, -1, dtype=np.int64)
+        idx = np.searchsorted(col, digests)
+        idx = np.minimum(idx, col.size - 1)
+        return np.where(col[idx] == digests, idx, -1).astype(np.int64)
+
+    @staticmethod
+    def keyset(issuers: Mapping[str, IssuerKey]) -> bytes:
+        """A digest of the trusted issuer keys: a cached refusal holds only under the same set."""
+        return hashlib.sha256("|".join(sorted(f"{n}={k.fingerprint}" for n, k in issuers.items())).encode()).digest()
+
+    def refused(self, digests: np.ndarray, issuers: Mapping[str, IssuerKey]) -> np.ndarray:
+        """Cached refusal reason per digest (b'' where none holds for these issuer keys)."""
+        col = self.rejected["digest"]
+        out = np.zeros(digests.size, dtype="S16")
+        if col.size == 0:
+            return out
+        idx = np.minimum(np.searchsorted(col, digests), col.size - 1)
+        hit = (col[idx] == digests) & (self.rejected["keys"][idx] == self.keyset(issuers))
+        out[hit] = self.rejected["reason"][idx[hit]]
+        return out
+
+    def add_rejected(self, digests: np.ndarray, reasons: list[str], issuers: Mapping[str, IssuerKey]) -> None:
+        if digests.size == 0:
+            return
+        keep = np.isin(np.arange(digests.size), np.unique(digests, return_index=True)[1])
+        keep &= ~np.isin(digests, self.rejected["digest"])
+        new = {
+            "digest": digests[keep],
+            "reason": np.array([r.encode() for r in reasons], dtype="S16")[keep],
+            "keys": np.full(int(keep.sum()), self.keyset(issuers), dtype="S32"),
+        }
+        merged = {k: np.concatenate([self.rejected[k], new[k]]) for k in self.rejected}
+        order = np.argsort(merged["digest"], kind="stable")
+        self.rejected = {k: v[order] for k, v in merged.items()}
+
+    def _code(self, name: str, value: str) -> int:
+        table = self.tables[name]
+        try:
+            return table.index(value)
+        except ValueError:
+            table.append(value)
+            return len(table) - 1
+
+    def add_many(
+        self, tokens: Sequence[str | bytes], grants: Sequence[Grant], issuers: Mapping[str, IssuerKey]
+    ) -> None:
+        """File ``grants`` (which the caller verified from ``tokens`` under ``issuers``) under the
+        tokens' digests. The issuer is filed as name#key-fingerprint, so a grant verified under one
+        key does not count once that issuer name is bound to another key."""
+        if not grants:
+            return
+        d = self.digests(tokens)
+        keep = self.rows(d) < 0
+        _, first = np.unique(d, return_index=True)
+        keep &= np.isin(np.arange(d.size), first)
+        gs = [g for g, k in zip(grants, keep.tolist(), strict=True) if k]
+        if not gs:
+            return
+        new = {
+            "digest": d[keep],
+            "sub": np.array([g.sub.encode() for g in gs], dtype="S18"),
+            "jti": np.array([g.jti.encode() for g in gs], dtype="S"),
+            "iss": np.array([self._code("iss", f"{g.iss}#{issuers[g.iss].fingerprint}") for g in gs], dtype=np.int32),
+            "aud": np.array([self._code("aud", _joined(g.aud)) for g in gs], dtype=np.int32),
+            "purpose": np.array([self._code("purpose", g.purpose) for g in gs], dtype=np.int32),
+            "cats": np.array([self._code("cats", _joined(g.cats)) for g in gs], dtype=np.int32),
+            "nbf": np.array([g.nbf for g in gs], dtype=np.int64),
+            "exp": np.array([g.exp for g in gs], dtype=np.int64),
+            "iat": np.array([g.iat for g in gs], dtype=np.int64),
+        }
+        merged = {k: np.concatenate([self.cols[k], new[k]]) for k in self.cols}
+        order = np.argsort(merged["digest"], kind="stable")
+        self.cols = {k: v[order] for k, v in merged.items()}
 
     def verify_and_add(
         self, tokens: Sequence[str | bytes], issuers: Mapping[str, IssuerKey]
     ) -> tuple[int, Counter[str]]:
         """Verify tokens not yet in the store and add the good ones: (added, failures by reason)."""
-        added, failed = 0, Counter[str]()
-        for t in tokens:
-            if self.digest(t) in self._row:
-                continue
+        rows = self.rows(self.digests(tokens))
+        good_t: list[str | bytes] = []
+        good_g: list[Grant] = []
+        failed = Counter[str]()
+        bad_d: list[str | bytes] = []
+        bad_r: list[str] = []
+        for i in np.flatnonzero(rows < 0):
             try:
-                self.add(t, verify_token(t, issuers))
-                added += 1
+                good_g.append(verify_token(tokens[int(i)], issuers))
+                good_t.append(tokens[int(i)])
             except TokenRejected as exc:
                 failed[exc.reason] += 1
-        return added, failed
-
-    def rows(self, digests: Sequence[bytes]) -> np.ndarray:
-        """Store row per digest, -1 where the token was never verified here."""
-        get = self._row.get
-        return np.fromiter((get(d, -1) for d in digests), dtype=np.int64, count=len(digests))
-
-    def grant(self, row: int) -> Grant:
-        return self._grants[row]
-
-    def columns(self) -> dict[str, np.ndarray]:
-        """The claims as numpy columns; aud and cats as '|a|b|' strings for substring tests."""
-        if self._cols is None:
-            g = self._grants
-            self._cols = {
-                "iss": np.array([x.iss for x in g], dtype=str),
-                "sub": np.array([x.sub for x in g], dtype=str),
-                "aud": np.array(["|" + "|".join(x.aud) + "|" for x in g], dtype=str),
-                "purpose": np.array([x.purpose for x in g], dtype=str),
-                "cats": np.array(["|" + "|".join(x.cats) + "|" for x in g], dtype=str),
-                "nbf": np.array([x.nbf for x in g], dtype=np.int64),
-                "exp": np.array([x.exp for x in g], dtype=np.int64),
-                "jti": np.array([x.jti for x in g], dtype=str),
-            }
-        return self._cols
+                bad_d.append(tokens[int(i)])
+                bad_r.append(exc.reason)
+        self.add_rejected(self.digests(bad_d), bad_r, issuers)
+        before = len(self)
+        self.add_many(good_t, good_g, issuers)
+        return len(self) - before, failed
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -127,14 +209,12 @@ class VerifiedStore:
         """Write the store and its HMAC (``path`` + ``.mac``); the key never leaves the node."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        body = {
-            "version": _STORE_VERSION,
-            "digests": [d.hex() for d in self._row],
-            "grants": [
-                [g.iss, g.sub, list(g.aud), g.purpose, list(g.cats), g.nbf, g.exp, g.jti, g.iat] for g in self._grants
-            ],
-        }
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        buf = io.BytesIO()
+        meta = json.dumps({"version": _STORE_VERSION, "tables": self.tables})
+        arrays: dict[str, Any] = {"meta": np.array(meta), **self.cols}
+        arrays.update({f"rejected_{k}": v for k, v in self.rejected.items()})
+        np.savez(buf, **arrays)
+        raw = buf.getvalue()
         tmp = p.with_suffix(p.suffix + ".tmp")
         tmp.write_bytes(raw)
         os.replace(tmp, p)
@@ -155,14 +235,13 @@ class VerifiedStore:
             raise StoreError(
                 f"{p}: verified-token store fails its HMAC (altered, or another node's key); delete it to re-verify"
             )
-        body = json.load(io.BytesIO(raw))
-        if body.get("version") != _STORE_VERSION:
-            raise StoreError(f"{p}: not a {_STORE_VERSION} store")
-        for d, g in zip(body["digests"], body["grants"], strict=True):
-            store._row[bytes.fromhex(d)] = len(store._grants)
-            store._grants.append(
-                Grant(g[0], g[1], tuple(g[2]), g[3], tuple(g[4]), int(g[5]), int(g[6]), g[7], int(g[8]))
-            )
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+            if meta.get("version") != _STORE_VERSION:
+                raise StoreError(f"{p}: not a {_STORE_VERSION} store")
+            store.tables = {k: list(meta["tables"][k]) for k in _TEXT}
+            store.cols = {k: z[k] for k in store.cols}
+            store.rejected = {k: z[f"rejected_{k}"] for k in store.rejected}
         return store
 
 
@@ -253,44 +332,53 @@ def check_tokens(
     reasons = np.full(n, "", dtype=object)
     empty = np.fromiter((len(t) == 0 for t in tokens), dtype=bool, count=n)
     reasons[empty] = "no_token"
-    digests = [VerifiedStore.digest(t) for t in tokens]
+    digests = VerifiedStore.digests(tokens)
     rows = store.rows(digests)
-    fresh = np.flatnonzero((rows < 0) & ~empty)
-    verified_now = 0
+    known_bad = store.refused(digests, policy.issuers)
+    cached = (rows < 0) & ~empty & (known_bad != b"")
+    reasons[cached] = [r.decode() for r in known_bad[cached]]
+    fresh = np.flatnonzero((rows < 0) & ~empty & ~cached)
+    good_t: list[str | bytes] = []
+    good_g: list[Grant] = []
+    bad_i: list[int] = []
     for i in fresh:
         try:
-            token = tokens[int(i)]
-            rows[i] = store.add(token, verify_token(token, policy.issuers))
-            verified_now += 1
+            good_g.append(verify_token(tokens[int(i)], policy.issuers))
+            good_t.append(tokens[int(i)])
         except TokenRejected as exc:
             reasons[i] = exc.reason
+            bad_i.append(int(i))
+    store.add_rejected(digests[bad_i], [reasons[i] for i in bad_i], policy.issuers)
+    if good_g:
+        store.add_many(good_t, good_g, policy.issuers)
+        rows = store.rows(digests)
     have = rows >= 0
     issuers = np.full(n, "", dtype=object)
     if have.any():
-        cols = store.columns()
+        c, t = store.cols, store.tables
         r = rows[have]
-        iss = cols["iss"][r]
-        issuers[have] = iss
-        sub = cols["sub"][r]
-        aud, cats = cols["aud"][r], cols["cats"][r]
-        aud_ok = np.ones(r.size, dtype=bool)
-        for a in policy.audience:
-            aud_ok &= np.char.find(aud, f"|{a}|") >= 0
-        cats_ok = np.ones(r.size, dtype=bool)
-        for c in policy.categories:
-            cats_ok &= np.char.find(cats, f"|{c}|") >= 0
-        nbf, exp, jti = cols["nbf"][r], cols["exp"][r], cols["jti"][r]
+
+        def per_code(name: str, ok: Callable[[str], bool]) -> np.ndarray:
+            table = np.array([ok(v) for v in t[name]] or [False], dtype=bool)
+            return table[c[name][r]]
+
+        names = [v.split("#")[0] for v in t["iss"]]
+        issuers[have] = np.array(names or [""], dtype=object)[c["iss"][r]]
+        trusted = {f"{n}#{k.fingerprint}" for n, k in policy.issuers.items()}
         revoked = np.zeros(r.size, dtype=bool)
         for name, rl in policy.revocations.items():
-            revoked |= (iss == name) & np.isin(jti, list(rl.revoked))
+            codes = [i for i, v in enumerate(names) if v == name]
+            if codes and rl.revoked:
+                revoked |= np.isin(c["iss"][r], codes) & np.isin(c["jti"][r], np.array(sorted(rl.revoked), dtype="S"))
+        want_ids = np.array([u.encode() for u in ids], dtype="S18")[have]
         checks = [
-            ("unknown_issuer", ~np.isin(iss, list(policy.issuers))),
-            ("wrong_subject", sub != np.asarray(ids, dtype=str)[have]),
-            ("wrong_audience", ~aud_ok),
-            ("wrong_purpose", cols["purpose"][r] != policy.purpose),
-            ("out_of_scope", ~cats_ok),
-            ("not_yet_valid", nbf > policy.at),
-            ("expired", exp <= policy.at),
+            ("unknown_issuer", ~per_code("iss", lambda v: v in trusted)),
+            ("wrong_subject", c["sub"][r] != want_ids),
+            ("wrong_audience", ~per_code("aud", lambda v: all(f"|{a}|" in v for a in policy.audience))),
+            ("wrong_purpose", ~per_code("purpose", lambda v: v == policy.purpose)),
+            ("out_of_scope", ~per_code("cats", lambda v: all(f"|{x}|" in v for x in policy.categories))),
+            ("not_yet_valid", c["nbf"][r] > policy.at),
+            ("expired", c["exp"][r] <= policy.at),
             ("revoked", revoked),
         ]
         sub_reasons = np.full(r.size, "", dtype=object)
@@ -298,4 +386,4 @@ def check_tokens(
             sub_reasons[bad] = reason
         reasons[have] = sub_reasons
     accepted = reasons == ""
-    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, verified_now)
+    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, len(good_g) + len(bad_i))
