@@ -48,6 +48,10 @@ def _register() -> None:
 
     app.add_typer(consent_cmd.app, name="consent", help="Issue, import, list and revoke consent tokens.")
 
+    from fedcredit.cli import audit_cmd
+
+    app.command(name="audit")(audit_cmd.audit)
+
     from fedcredit.cli import deploy_cmd
 
     deploy_cmd.register(app)
