@@ -122,7 +122,9 @@ class ConsentSettings(Settings):
     revocations: tuple[str, ...] = setting(
         (), "centre: issuers' signed revocation lists (node_config consent-revocations)"
     )
-    store: str | None = setting(None, "centre: verified-token store; absent = <node dir>/consent-store.json")
+    store: str | None = setting(
+        None, "verified-token store, kept across runs; absent = runs/consent-store/store-<party>.npz"
+    )
     column_categories: tuple[str, ...] = setting(
         (), "data category of centre columns not in the schema, 'column=category'"
     )

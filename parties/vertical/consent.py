@@ -167,7 +167,8 @@ def centre_policy(node: NodeRuntime, bank: str) -> ConsentPolicy:
 
 def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
     s = settings(node)
-    default = Path(s.demo_dir) / f"store-{node.name}.json" if s.mode == "demo" else node.dir / "consent-store.json"
+    # Kept across runs (not in the run's node dir): each token's signature is verified once.
+    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.npz"
     path = Path(str(_node_setting(node, "consent-store", s.store) or default))
     return path, path.with_name(path.name + ".key")
 
