@@ -60,8 +60,8 @@ def require_consent_material(scenario: Scenario) -> None:
 
 def record_consent(
     consent: dict, recorder: LedgerRecorder, scenario: Scenario, bank: str, centre: str, psi_bank: dict
-) -> int:
-    """The centre's consent verdict to the ledger (counts only); returns the rows both keep."""
+) -> dict:
+    """The centre's consent verdict to the ledger (counts only); returns its counts."""
     b, c = consent[bank], consent[centre]
     if b["checked"] != c["checked"] or b["accepted"] != c["accepted"]:
         raise RunFailed(bank, "consent", f"bank keeps {b['accepted']} rows, the centre {c['accepted']}")
@@ -78,7 +78,7 @@ def record_consent(
     )
     if c["accepted"] == 0:
         raise RunFailed(centre, "consent", f"no consent token of the {c['checked']} intersected firms was accepted")
-    return int(c["accepted"])
+    return {"mode": c["mode"], "checked": c["checked"], "accepted": c["accepted"], "refused": c["check"]["refused"]}
 
 
 def run_vertical(
@@ -106,7 +106,8 @@ def run_vertical(
         raise RunFailed(bank, "align", "the intersection with the credit centre is empty: nothing to train on")
     if int(align[centre]["intersection"]) != n_common:
         raise RunFailed(centre, "align", "parties disagree on the intersection size")
-    n_common = record_consent(relay.run_phase("consent", pair), recorder, scenario, bank, centre, align[bank])
+    consent = record_consent(relay.run_phase("consent", pair), recorder, scenario, bank, centre, align[bank])
+    n_common = int(consent["accepted"])
 
     split = relay.run_phase("split", pair)
     train_phase = TRAIN_PHASE[scenario.mode]
@@ -122,6 +123,7 @@ def run_vertical(
         **scored[bank]["metrics"],
         "rows_intersection": n_common,
         "rows_psi": int(align[bank]["intersection"]),
+        "consent": consent,
         "rows_train": split[bank]["train"],
         "rows_test": split[bank]["test"],
         "rows_validation": split[bank]["validation"],
