@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fedcredit import config
-from fedcredit.consent.check import ConsentPolicy, StoreError, VerifiedStore, check_tokens
+from fedcredit.consent.check import ConsentPolicy, StoreError, VerifiedStore, check_bundle, check_tokens
 from fedcredit.consent.demo import DemoShares, demo_material, epoch
 from fedcredit.consent.tokens import Issuer, IssuerKey, RevocationList, TokenError, TokenRejected, verify_token
 from fedcredit.data import uscc
@@ -111,10 +111,24 @@ def test_the_store_verifies_once_and_never_vouches_for_altered_bytes(issuer, tmp
     assert first.verified_now == len(IDS) and first.accepted.all()
     again = check_tokens(IDS, tokens, policy(issuer), store)
     assert again.verified_now == 0 and again.accepted.all()
-    # the same firm's token with altered claims is not found in the store and fails verification
+    # a verified token presented with altered claims is judged on the claims it was verified with
+    altered = list(tokens)
+    altered[2] = _alter_claim(tokens[2], purpose="loan_decision", exp=AT - DAY)
+    res = check_tokens(IDS, altered, policy(issuer), store)
+    assert res.accepted[2] and res.verified_now == 0
+    altered[5] = _alter_claim(tokens[2], sub=IDS[5])  # firm 2's signature passed off as firm 5's
+    assert check_tokens(IDS, altered, policy(issuer), store).reasons[5] == "wrong_subject"
+    # a new signature is verified: a forgery fails
     forged = list(tokens)
-    forged[2] = _alter_claim(tokens[2], purpose="credit_risk_modelling", exp=AT + 999 * DAY)
+    forged[2] = _alter_claim(good(issuer, IDS[2], token_id="x"), exp=AT + 999 * DAY)
     assert check_tokens(IDS, forged, policy(issuer), store).reasons[2] == "forged"
+    # an altered copy seen first cannot get the genuine token refused later
+    fresh = good(issuer, IDS[2], token_id="y")
+    poisoned = list(tokens)
+    poisoned[2] = _alter_claim(fresh, purpose="loan_decision")
+    assert check_tokens(IDS, poisoned, policy(issuer), store).reasons[2] == "forged"
+    poisoned[2] = fresh
+    assert check_tokens(IDS, poisoned, policy(issuer), store).accepted[2]
     # a refusal is cached too (no second verification), but only under the same trusted keys
     res = check_tokens(IDS, forged, policy(issuer), store)
     assert res.reasons[2] == "forged" and res.verified_now == 0
@@ -126,7 +140,7 @@ def test_the_store_verifies_once_and_never_vouches_for_altered_bytes(issuer, tmp
     # persisted with an HMAC: a planted entry is refused
     key = bytes(range(32))
     path = store.save(tmp_path / "store.json", key)
-    assert len(VerifiedStore.load(path, key)) == len(IDS)
+    assert len(VerifiedStore.load(path, key)) == len(store)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 1  # one bit anywhere in the stored claims
     path.write_bytes(bytes(raw))
@@ -155,8 +169,8 @@ def test_sealed_exchange_drops_refused_positions_and_the_relay_sees_no_token(iss
     tokens = [good(issuer, u).encode() for u in IDS]
     tokens[4] = b""
 
-    def judge(ts: list[bytes]) -> np.ndarray:
-        return check_tokens(IDS, ts, policy(issuer), VerifiedStore()).accepted
+    def judge(bundle: bytes) -> np.ndarray:
+        return check_bundle(IDS, bundle, policy(issuer), VerifiedStore()).accepted
 
     parties = {
         "bank": TokenSender("bank", "centre", "run-1", tokens),
@@ -178,7 +192,7 @@ def test_sealed_exchange_drops_refused_positions_and_the_relay_sees_no_token(iss
 def test_a_tampered_token_bundle_does_not_open(issuer):
     tokens = [good(issuer, u).encode() for u in IDS]
     bank = TokenSender("bank", "centre", "run-1", tokens)
-    centre = TokenJudge("centre", "bank", "run-1", len(IDS), lambda ts: np.ones(len(ts), bool))
+    centre = TokenJudge("centre", "bank", "run-1", len(IDS), lambda b: np.ones(len(IDS), bool))
     (key,) = centre.start()
     (msg,) = bank.receive([key])
     from protocols.common.party import Envelope

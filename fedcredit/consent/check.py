@@ -2,18 +2,24 @@
 
 Why a store: one Ed25519 verification costs ~60-160 us, so 1M tokens take one to three minutes
 per run. A token's *signature* never changes, though; only the run-dependent checks (audience,
-purpose, categories, validity window, revocation) do. So a party verifies each token's
-signature once, the first time it sees it, and files its claims under the SHA-256 of the exact
-token bytes in a :class:`VerifiedStore`. A later run hashes each presented token and looks it up:
+purpose, categories, validity window, revocation) do. So a party verifies each token once, the
+first time it sees it, and files the *verified claims* in a :class:`VerifiedStore` under the
+token's signature segment (its last 86 base64url characters). A later run cuts the signature
+segments out of the bundle (numpy, no per-token Python), looks them up with one ``searchsorted``,
+and judges each token on the stored claims:
 
-* a token whose bytes differ in any way (forged, altered claims, another signature) has another
-  digest (SHA-256 collision resistance), is not found, and is verified afresh, so the store never
-  vouches for bytes it did not verify;
+* a signature is filed only after it verified over its header and payload under a trusted key,
+  and the claims filed are the ones it signed; a token presented later with the same signature
+  but other bytes is judged on the *stored* claims, so altering a verified token's claims (e.g.
+  its subject, purpose or expiry) gains nothing; a token with a new signature is verified afresh
+  (forgeries fail, and the refusal is cached for the same trusted-key set);
+* grants are filed with their issuer's key fingerprint, so rebinding an issuer name to another
+  key voids them (``unknown_issuer``);
 * the store on disk is bound by an HMAC-SHA256 under a node-local secret key, so nobody without
   that key (the bank, the coordinator, another tenant of the disk) can plant entries; a store
   whose MAC fails is refused, naming the file;
 * revocation, validity and scope are re-evaluated every run on the stored claims, as numpy
-  column operations, so they cost microseconds per thousand tokens.
+  column operations.
 
 Ids of refused enterprises stay on the node (:attr:`CheckResult.reasons`); only counts by reason
 and issuer go to the ledger.
@@ -25,6 +31,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +57,8 @@ REASONS = (
     "expired",
     "revoked",
 )
-_STORE_VERSION = "fedcredit-consent-store/3"
+_STORE_VERSION = "fedcredit-consent-store/4"
+log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -61,12 +69,50 @@ _TEXT = ("iss", "aud", "purpose", "cats")  # few distinct values: stored as code
 _INTS = ("nbf", "exp", "iat")
 
 
+SIG_CHARS = 86  # base64url (unpadded) of a 64-byte Ed25519 signature: a compact JWS's last segment
+
+
+def _prefix(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each key as a big-endian integer (the sort/search key)."""
+    raw = np.ascontiguousarray(keys, dtype=f"S{SIG_CHARS}").view(np.uint8).reshape(-1, SIG_CHARS)
+    return np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def join_tokens(tokens: Sequence[str | bytes]) -> bytes:
+    """Tokens as one newline-separated bundle (what the bank sends); a compact JWS has no newline."""
+    return b"\n".join(t if isinstance(t, bytes) else t.encode() for t in tokens)
+
+
+def bundle_keys(bundle: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, start, end) of each of the ``n`` tokens in ``bundle``, all vectorised.
+
+    The key is the token's signature segment (the last 86 characters after the last '.'); a
+    token without one gets b'' (it goes to full verification, which names it malformed)."""
+    arr = np.frombuffer(bundle, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    if n == 0:
+        if arr.size:
+            raise ValueError("a token bundle for 0 positions must be empty")
+        return np.zeros(0, dtype=f"S{SIG_CHARS}"), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if nl.size != n - 1:
+        raise ValueError(f"token bundle holds {nl.size + 1} tokens for {n} positions")
+    ends = np.append(nl, arr.size).astype(np.int64)
+    starts = np.concatenate([[0], nl + 1]).astype(np.int64)
+    ok = ends - starts > SIG_CHARS + 1
+    ok[ok] &= arr[ends[ok] - SIG_CHARS - 1] == ord(".")
+    keys = np.zeros(n, dtype=f"S{SIG_CHARS}")
+    if ok.any():
+        win = np.lib.stride_tricks.sliding_window_view(arr, SIG_CHARS)
+        keys[ok] = np.ascontiguousarray(win[ends[ok] - SIG_CHARS]).view(f"S{SIG_CHARS}").ravel()
+    return keys, starts, ends
+
+
 def _joined(values: tuple[str, ...]) -> str:
     return "|" + "|".join(values) + "|"
 
 
 class VerifiedStore:
-    """Token SHA-256 -> verified claims, as numpy columns sorted by digest.
+    """Token signature -> verified claims, as numpy columns sorted by signature.
 
     Lookups are one ``searchsorted`` over the digest column; issuer, audience, purpose and
     categories are codes into small tables, so a run's checks on them are evaluated once per
@@ -75,71 +121,51 @@ class VerifiedStore:
 
     def __init__(self) -> None:
         self.cols: dict[str, np.ndarray] = {
-            "digest": np.zeros(0, dtype="S32"),
+            "digest": np.zeros(0, dtype=f"S{SIG_CHARS}"),
             "sub": np.zeros(0, dtype="S18"),
             "jti": np.zeros(0, dtype="S1"),
             **{k: np.zeros(0, dtype=np.int32) for k in _TEXT},
             **{k: np.zeros(0, dtype=np.int64) for k in _INTS},
         }
         self.tables: dict[str, list[str]] = {k: [] for k in _TEXT}
-        # Tokens whose signature failed, under the trusted-key set it failed under: a forged
-        # token presented again is refused without another Ed25519 verification.
-        self.rejected: dict[str, np.ndarray] = {
-            "digest": np.zeros(0, dtype="S32"),
-            "reason": np.zeros(0, dtype="S16"),
-            "keys": np.zeros(0, dtype="S32"),
-        }
+        # Tokens that failed verification, by SHA-256 of their exact bytes, with the trusted-key
+        # set they failed under: the same bytes presented again are refused without another
+        # Ed25519 verification (keyed by the whole token, so an altered copy of a good token
+        # cannot get the good one refused).
+        self.rejected: dict[bytes, tuple[str, bytes]] = {}
 
     def __len__(self) -> int:
         return int(self.cols["digest"].size)
 
     @staticmethod
-    def digest(token: str | bytes) -> bytes:
-        return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
-
-    @staticmethod
     def digests(tokens: Sequence[str | bytes]) -> np.ndarray:
-        sha = hashlib.sha256
-        return np.array([sha(t if isinstance(t, bytes) else t.encode()).digest() for t in tokens], dtype="S32")
+        """Each token's store key (its signature segment; b'' if it has none)."""
+        return bundle_keys(join_tokens(tokens), len(tokens))[0]
 
     def rows(self, digests: np.ndarray) -> np.ndarray:
-        """Store row per digest, -1 where the token was never verified here."""
+        """Store row per digest, -1 where the token was never verified here.
+
+        The search runs on the digests' first 8 bytes as integers (fast), then the full 32 bytes
+        must match: a prefix collision can only make a token look new (and be verified again),
+        never make an unverified token count as verified."""
         col = self.cols["digest"]
-        if col.size == 0:
+        if col.size == 0 or digests.size == 0:
             return np.full(digests.size, -1, dtype=np.int64)
-        idx = np.searchsorted(col, digests)
-        idx = np.minimum(idx, col.size - 1)
-        return np.where(col[idx] == digests, idx, -1).astype(np.int64)
+        idx = np.minimum(np.searchsorted(_prefix(col), _prefix(digests)), col.size - 1)
+        return np.where((col[idx] == digests) & (digests != b""), idx, -1).astype(np.int64)
 
     @staticmethod
     def keyset(issuers: Mapping[str, IssuerKey]) -> bytes:
         """A digest of the trusted issuer keys: a cached refusal holds only under the same set."""
         return hashlib.sha256("|".join(sorted(f"{n}={k.fingerprint}" for n, k in issuers.items())).encode()).digest()
 
-    def refused(self, digests: np.ndarray, issuers: Mapping[str, IssuerKey]) -> np.ndarray:
-        """Cached refusal reason per digest (b'' where none holds for these issuer keys)."""
-        col = self.rejected["digest"]
-        out = np.zeros(digests.size, dtype="S16")
-        if col.size == 0:
-            return out
-        idx = np.minimum(np.searchsorted(col, digests), col.size - 1)
-        hit = (col[idx] == digests) & (self.rejected["keys"][idx] == self.keyset(issuers))
-        out[hit] = self.rejected["reason"][idx[hit]]
-        return out
+    def refused(self, token: bytes, keyset: bytes) -> str | None:
+        """The cached refusal of these exact token bytes under this key set, if any."""
+        hit = self.rejected.get(hashlib.sha256(token).digest())
+        return hit[0] if hit is not None and hit[1] == keyset else None
 
-    def add_rejected(self, digests: np.ndarray, reasons: list[str], issuers: Mapping[str, IssuerKey]) -> None:
-        if digests.size == 0:
-            return
-        keep = np.isin(np.arange(digests.size), np.unique(digests, return_index=True)[1])
-        keep &= ~np.isin(digests, self.rejected["digest"])
-        new = {
-            "digest": digests[keep],
-            "reason": np.array([r.encode() for r in reasons], dtype="S16")[keep],
-            "keys": np.full(int(keep.sum()), self.keyset(issuers), dtype="S32"),
-        }
-        merged = {k: np.concatenate([self.rejected[k], new[k]]) for k in self.rejected}
-        order = np.argsort(merged["digest"], kind="stable")
-        self.rejected = {k: v[order] for k, v in merged.items()}
+    def add_rejected(self, token: bytes, reason: str, keyset: bytes) -> None:
+        self.rejected[hashlib.sha256(token).digest()] = (reason, keyset)
 
     def _code(self, name: str, value: str) -> int:
         table = self.tables[name]
@@ -158,7 +184,7 @@ class VerifiedStore:
         if not grants:
             return
         d = self.digests(tokens)
-        keep = self.rows(d) < 0
+        keep = (self.rows(d) < 0) & (d != b"")
         _, first = np.unique(d, return_index=True)
         keep &= np.isin(np.arange(d.size), first)
         gs = [g for g, k in zip(grants, keep.tolist(), strict=True) if k]
@@ -177,7 +203,7 @@ class VerifiedStore:
             "iat": np.array([g.iat for g in gs], dtype=np.int64),
         }
         merged = {k: np.concatenate([self.cols[k], new[k]]) for k in self.cols}
-        order = np.argsort(merged["digest"], kind="stable")
+        order = np.argsort(_prefix(merged["digest"]), kind="stable")
         self.cols = {k: v[order] for k, v in merged.items()}
 
     def verify_and_add(
@@ -188,17 +214,15 @@ class VerifiedStore:
         good_t: list[str | bytes] = []
         good_g: list[Grant] = []
         failed = Counter[str]()
-        bad_d: list[str | bytes] = []
-        bad_r: list[str] = []
+        keyset = self.keyset(issuers)
         for i in np.flatnonzero(rows < 0):
             try:
                 good_g.append(verify_token(tokens[int(i)], issuers))
                 good_t.append(tokens[int(i)])
             except TokenRejected as exc:
                 failed[exc.reason] += 1
-                bad_d.append(tokens[int(i)])
-                bad_r.append(exc.reason)
-        self.add_rejected(self.digests(bad_d), bad_r, issuers)
+                t = tokens[int(i)]
+                self.add_rejected(t if isinstance(t, bytes) else t.encode(), exc.reason, keyset)
         before = len(self)
         self.add_many(good_t, good_g, issuers)
         return len(self) - before, failed
@@ -212,7 +236,10 @@ class VerifiedStore:
         buf = io.BytesIO()
         meta = json.dumps({"version": _STORE_VERSION, "tables": self.tables})
         arrays: dict[str, Any] = {"meta": np.array(meta), **self.cols}
-        arrays.update({f"rejected_{k}": v for k, v in self.rejected.items()})
+        rej = sorted(self.rejected.items())
+        arrays["rejected_sha"] = np.array([k for k, _ in rej], dtype="S32")
+        arrays["rejected_reason"] = np.array([v[0].encode() for _, v in rej], dtype="S16")
+        arrays["rejected_keys"] = np.array([v[1] for _, v in rej], dtype="S32")
         np.savez(buf, **arrays)
         raw = buf.getvalue()
         tmp = p.with_suffix(p.suffix + ".tmp")
@@ -238,10 +265,18 @@ class VerifiedStore:
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
             if meta.get("version") != _STORE_VERSION:
-                raise StoreError(f"{p}: not a {_STORE_VERSION} store")
+                # Written by this node (the MAC holds) in an older format: start afresh, so every
+                # token is verified again (safe, only slower once).
+                log.warning("%s: verified-token store in an older format; re-verifying tokens", p)
+                return store
             store.tables = {k: list(meta["tables"][k]) for k in _TEXT}
             store.cols = {k: z[k] for k in store.cols}
-            store.rejected = {k: z[f"rejected_{k}"] for k in store.rejected}
+            store.rejected = {
+                bytes(sha): (reason.decode(), bytes(keys))
+                for sha, reason, keys in zip(
+                    z["rejected_sha"].tolist(), z["rejected_reason"].tolist(), z["rejected_keys"].tolist(), strict=True
+                )
+            }
         return store
 
 
@@ -320,38 +355,47 @@ class CheckResult:
 def check_tokens(
     ids: Sequence[str], tokens: Sequence[str | bytes], policy: ConsentPolicy, store: VerifiedStore
 ) -> CheckResult:
-    """Decide, for each position, whether ``tokens[i]`` authorises using ``ids[i]``'s data.
+    """:func:`check_bundle` on a list of tokens (``b""`` where the bank holds none)."""
+    if len(tokens) != len(ids):
+        raise ValueError(f"{len(tokens)} tokens for {len(ids)} ids")
+    return check_bundle(ids, join_tokens(tokens), policy, store)
 
-    An empty token means the bank holds none for that enterprise (``no_token``). Signatures are
-    verified only for tokens not yet in ``store`` (and added to it); every other check runs on
-    the store's columns.
+
+def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store: VerifiedStore) -> CheckResult:
+    """Decide, for each position, whether its token authorises using ``ids[i]``'s data.
+
+    ``bundle`` is the tokens joined by newlines (an empty line: the bank holds none, ``no_token``).
+    A token is looked up by its signature segment. Only tokens whose signature is not in
+    ``store`` are verified (and filed); a token found there is judged on the claims *verified
+    when it was filed*, whatever header and payload bytes it arrives with now, so altering a
+    verified token's claims gains nothing. Every check then runs on the store's columns.
     """
     n = len(ids)
-    if len(tokens) != n:
-        raise ValueError(f"{len(tokens)} tokens for {n} ids")
+    keys, starts, ends = bundle_keys(bundle, n)
     reasons = np.full(n, "", dtype=object)
-    empty = np.fromiter((len(t) == 0 for t in tokens), dtype=bool, count=n)
+    empty = ends == starts
     reasons[empty] = "no_token"
-    digests = VerifiedStore.digests(tokens)
-    rows = store.rows(digests)
-    known_bad = store.refused(digests, policy.issuers)
-    cached = (rows < 0) & ~empty & (known_bad != b"")
-    reasons[cached] = [r.decode() for r in known_bad[cached]]
-    fresh = np.flatnonzero((rows < 0) & ~empty & ~cached)
-    good_t: list[str | bytes] = []
+    rows = store.rows(keys)
+    keyset = store.keyset(policy.issuers)
+    good_t: list[bytes] = []
     good_g: list[Grant] = []
-    bad_i: list[int] = []
-    for i in fresh:
+    verified = 0
+    for i in np.flatnonzero((rows < 0) & ~empty):  # not verified here before: few, after the first run
+        token = bundle[starts[i] : ends[i]]
+        cached = store.refused(token, keyset)
+        if cached is not None:
+            reasons[i] = cached
+            continue
+        verified += 1
         try:
-            good_g.append(verify_token(tokens[int(i)], policy.issuers))
-            good_t.append(tokens[int(i)])
+            good_g.append(verify_token(token, policy.issuers))
+            good_t.append(token)
         except TokenRejected as exc:
             reasons[i] = exc.reason
-            bad_i.append(int(i))
-    store.add_rejected(digests[bad_i], [reasons[i] for i in bad_i], policy.issuers)
+            store.add_rejected(token, exc.reason, keyset)
     if good_g:
         store.add_many(good_t, good_g, policy.issuers)
-        rows = store.rows(digests)
+        rows = store.rows(keys)
     have = rows >= 0
     issuers = np.full(n, "", dtype=object)
     if have.any():
@@ -369,8 +413,10 @@ def check_tokens(
         for name, rl in policy.revocations.items():
             codes = [i for i, v in enumerate(names) if v == name]
             if codes and rl.revoked:
-                revoked |= np.isin(c["iss"][r], codes) & np.isin(c["jti"][r], np.array(sorted(rl.revoked), dtype="S"))
-        want_ids = np.array([u.encode() for u in ids], dtype="S18")[have]
+                listed = {j.encode() for j in rl.revoked}
+                jti = c["jti"][r].tolist()
+                revoked |= np.isin(c["iss"][r], codes) & np.fromiter((j in listed for j in jti), bool, r.size)
+        want_ids = np.asarray(ids, dtype="U18").astype("S18")[have]
         checks = [
             ("unknown_issuer", ~per_code("iss", lambda v: v in trusted)),
             ("wrong_subject", c["sub"][r] != want_ids),
@@ -386,4 +432,4 @@ def check_tokens(
             sub_reasons[bad] = reason
         reasons[have] = sub_reasons
     accepted = reasons == ""
-    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, len(good_g) + len(bad_i))
+    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, verified)

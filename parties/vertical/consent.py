@@ -25,7 +25,7 @@ import numpy as np
 
 from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentRegistry
-from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_tokens, store_key
+from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_bundle, check_tokens, store_key
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
 from fedcredit.consent.tokens import (
     IssuerKey,
@@ -182,15 +182,15 @@ class ConsentPhase(Phase[TokenSender | TokenJudge]):
         tokens = bank_tokens(node, peer)
         return [tokens.get(ids[i], "").encode() for i in rows]
 
-    def _judge(self, node: NodeRuntime, bank: str) -> Callable[[list[bytes]], np.ndarray]:
-        def judge(tokens: list[bytes]) -> np.ndarray:
+    def _judge(self, node: NodeRuntime, bank: str) -> Callable[[bytes], np.ndarray]:
+        def judge(bundle: bytes) -> np.ndarray:
             rows = get_array(node, COMMON_ROWS)
             ids = [node.data().ids[i] for i in rows]
             policy = centre_policy(node, bank)
             store_path, key_path = _store_paths(node)
             key = store_key(key_path)
             store = VerifiedStore.load(store_path, key)
-            result = check_tokens(ids, tokens, policy, store)
+            result = check_bundle(ids, bundle, policy, store)
             if result.verified_now:
                 store.save(store_path, key)
             node.put(_RESULT_KEY, json.dumps(result.ledger_payload()))

@@ -12,10 +12,11 @@ from protocols.common.party import Envelope
 from protocols.consent._base import ConsentParty, ConsentState
 from protocols.consent.messages import PROTOCOL, ConsentKey, ConsentTokens, ConsentVerdict, TokenBundle, VerdictBody
 
-# The centre's decision: tokens per common position -> accepted mask. It is the centre's own
-# (signature, issuer, audience, purpose, categories, validity, revocation), injected so this
-# package stays free of policy and of the framework.
-Judge = Callable[[list[bytes]], np.ndarray]
+# The centre's decision: the token bundle (one token per common position, newline-separated,
+# an empty line where the bank holds none) -> accepted mask. It is the centre's own (signature,
+# issuer, audience, purpose, categories, validity, revocation), injected so this package stays
+# free of policy and of the framework; it gets the bundle whole so it can work on it vectorised.
+Judge = Callable[[bytes], np.ndarray]
 
 
 class TokenJudge(ConsentParty):
@@ -40,10 +41,10 @@ class TokenJudge(ConsentParty):
         msg = self._one(inbox, ConsentTokens)
         link = self._channel(self.s.secret, msg.public_key)
         bundle = self._open(link, msg.sealed, "ConsentTokens", TokenBundle)
-        tokens = bundle.tokens.split(b"\n") if bundle.count else []
-        if bundle.count != self.s.count or len(tokens) != self.s.count:
-            raise self._fail(f"token bundle holds {len(tokens)} tokens for {self.s.count} positions")
-        accepted = np.asarray(self.judge(tokens), dtype=bool)
+        held = bundle.tokens.count(b"\n") + 1 if bundle.count else 0
+        if bundle.count != self.s.count or held != self.s.count:
+            raise self._fail(f"token bundle holds {held} tokens for {self.s.count} positions")
+        accepted = np.asarray(self.judge(bundle.tokens), dtype=bool)
         if accepted.shape != (self.s.count,):
             raise self._fail(f"judge returned {accepted.shape}, expected ({self.s.count},)")
         sealed = link.seal(
