@@ -247,3 +247,11 @@ data = "default_credit"
     status = run_scenario_in_process(sc, tmp_path)
     assert status["status"] == "failed" and "consent" in json.dumps(status)
     assert config.loads(text + '[consent]\nmode = "demo"\n').settings(ConsentSettings).missing_material() is None
+
+
+def test_cached_refusals_survive_save_and_load_byte_for_byte(tmp_path):
+    """Digests ending in zero bytes (1 in 256) must round-trip (numpy 'S' arrays would strip them)."""
+    store = VerifiedStore()
+    store.rejected = {bytes([i]) * 31 + b"\x00": ("forged", bytes(31) + b"\x00") for i in range(1, 4)}
+    key = bytes(range(32))
+    assert VerifiedStore.load(store.save(tmp_path / "s.npz", key), key).rejected == store.rejected

@@ -237,9 +237,10 @@ class VerifiedStore:
         meta = json.dumps({"version": _STORE_VERSION, "tables": self.tables})
         arrays: dict[str, Any] = {"meta": np.array(meta), **self.cols}
         rej = sorted(self.rejected.items())
-        arrays["rejected_sha"] = np.array([k for k, _ in rej], dtype="S32")
-        arrays["rejected_reason"] = np.array([v[0].encode() for _, v in rej], dtype="S16")
-        arrays["rejected_keys"] = np.array([v[1] for _, v in rej], dtype="S32")
+        # hex, not numpy bytes: a numpy "S" array drops trailing zero bytes of a digest
+        arrays["rejected_sha"] = np.array([k.hex() for k, _ in rej], dtype="U64")
+        arrays["rejected_reason"] = np.array([v[0] for _, v in rej], dtype="U16")
+        arrays["rejected_keys"] = np.array([v[1].hex() for _, v in rej], dtype="U64")
         np.savez(buf, **arrays)
         raw = buf.getvalue()
         tmp = p.with_suffix(p.suffix + ".tmp")
@@ -272,7 +273,7 @@ class VerifiedStore:
             store.tables = {k: list(meta["tables"][k]) for k in _TEXT}
             store.cols = {k: z[k] for k in store.cols}
             store.rejected = {
-                bytes(sha): (reason.decode(), bytes(keys))
+                bytes.fromhex(sha): (reason, bytes.fromhex(keys))
                 for sha, reason, keys in zip(
                     z["rejected_sha"].tolist(), z["rejected_reason"].tolist(), z["rejected_keys"].tolist(), strict=True
                 )
