@@ -255,3 +255,28 @@ def test_cached_refusals_survive_save_and_load_byte_for_byte(tmp_path):
     store.rejected = {bytes([i]) * 31 + b"\x00": ("forged", bytes(31) + b"\x00") for i in range(1, 4)}
     key = bytes(range(32))
     assert VerifiedStore.load(store.save(tmp_path / "s.npz", key), key).rejected == store.rejected
+
+
+def test_verify_many_in_worker_processes_matches_serial(issuer):
+    from fedcredit.consent.check import PARALLEL_MIN, verify_many
+
+    other = Issuer.generate("eid-platform")
+    tokens = [good(issuer if i % 7 else other, IDS[i % len(IDS)], token_id=str(i)) for i in range(PARALLEL_MIN + 10)]
+    keys = {issuer.name: issuer.public}
+    serial = verify_many(tokens, keys, workers=1)
+    assert verify_many(tokens, keys, workers=2) == serial
+    assert [r for r in serial if isinstance(r, str)] == ["forged"] * sum(1 for i in range(len(tokens)) if i % 7 == 0)
+
+
+def test_demo_tokens_signed_in_worker_processes_equal_serial_ones(monkeypatch):
+    from fedcredit.consent.demo import PARALLEL_MIN
+
+    ids = uscc.generate(PARALLEL_MIN + 5, np.random.default_rng(4))
+    day = __import__("datetime").date(2026, 6, 1)
+    kw = dict(
+        audience=AUD, purpose="credit_risk_modelling", categories=CATS, day=day, seed=1, shares=DemoShares(forged=0.1)
+    )
+    monkeypatch.setenv("FEDCREDIT_PAILLIER_WORKERS", "1")
+    serial = demo_material(ids, **kw).tokens  # type: ignore[arg-type]
+    monkeypatch.setenv("FEDCREDIT_PAILLIER_WORKERS", "2")
+    assert demo_material(ids, **kw).tokens == serial  # type: ignore[arg-type]

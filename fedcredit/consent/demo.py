@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fedcredit.consent.tokens import Issuer, IssuerKey, RevocationList
+from protocols.common import parallel
 
 DEMO_ISSUER = "fedcredit-demo-issuer"
 DAY = 86_400
@@ -90,6 +91,38 @@ class DemoMaterial:
         return RevocationList.verify(self.revocation_list, {self.issuer.name: self.issuer}, "demo revocation list")
 
 
+PARALLEL_MIN = 4096  # tokens to sign before worker processes pay off
+
+
+def _issue_chunk(
+    ids: list[str], kinds: list[str], audience: tuple[str, ...], purpose: str, categories: tuple[str, ...],
+    day: dt.date, seed: int,
+) -> list[str]:  # fmt: skip
+    """Sign the demo tokens of ``ids`` (``kinds[i]``: '' or how token i is spoiled); a worker
+    derives the demo keys from ``seed`` itself (demo keys are public anyway)."""
+    issuer, forger = demo_issuer(seed), Issuer.from_seed(DEMO_ISSUER, f"forger-{seed}".encode())
+    at = epoch(day)
+    other_purpose = "loan_decision" if purpose != "loan_decision" else "credit_risk_modelling"
+    tokens: list[str] = []
+    for u, kind in zip(ids, kinds, strict=True):
+        nbf, exp = at - 365 * DAY, at + 365 * DAY
+        if kind == "expired":
+            nbf, exp = at - 400 * DAY, at - DAY
+        signer = forger if kind == "forged" else issuer
+        tokens.append(
+            signer.issue(
+                u,
+                audience,
+                other_purpose if kind == "wrong_purpose" else purpose,
+                OUT_OF_SCOPE_CATEGORIES if kind == "out_of_scope" else categories,
+                nbf,
+                exp,
+                token_id=_jti(seed, u),
+            )
+        )
+    return tokens
+
+
 def demo_material(
     ids: list[str],
     *,
@@ -122,28 +155,16 @@ def demo_material(
         body = json.loads(cache.read_text())
         if len(body["tokens"]) == len(ids):
             return DemoMaterial(body["tokens"], issuer.public, body["revocation_list"])
-    at = epoch(day)
-    kinds = shares.kinds(ids, seed)
-    forger = Issuer.from_seed(DEMO_ISSUER, f"forger-{seed}".encode())
-    other_purpose = "loan_decision" if purpose != "loan_decision" else "credit_risk_modelling"
-    tokens: list[str] = []
-    for u, kind in zip(ids, kinds, strict=True):
-        nbf, exp = at - 365 * DAY, at + 365 * DAY
-        if kind == "expired":
-            nbf, exp = at - 400 * DAY, at - DAY
-        jti = _jti(seed, u)
-        signer = forger if kind == "forged" else issuer
-        tokens.append(
-            signer.issue(
-                u,
-                audience,
-                other_purpose if kind == "wrong_purpose" else purpose,
-                OUT_OF_SCOPE_CATEGORIES if kind == "out_of_scope" else categories,
-                nbf,
-                exp,
-                token_id=jti,
-            )
-        )
+    kinds = shares.kinds(ids, seed).tolist()
+    args = (tuple(audience), purpose, tuple(categories), day, seed)
+    workers = parallel.default_workers()
+    tokens: list[str] | None = None
+    if workers > 1 and len(ids) >= PARALLEL_MIN:
+        tasks = [(ids[a:b], kinds[a:b], *args) for a, b in parallel.split(len(ids), workers)]
+        parts = parallel.map_processes(_issue_chunk, tasks, workers)
+        tokens = None if parts is None else [t for part in parts for t in part]
+    if tokens is None:
+        tokens = _issue_chunk(ids, kinds, *args)
     rl = demo_revocation_list(ids, seed=seed, shares=shares, day=day)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
