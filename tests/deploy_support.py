@@ -30,6 +30,9 @@ data = "{bank}"
 role = "credit_centre"
 data = "{centre}"
 
+[consent]
+mode = "demo"
+
 [evaluation]
 validation_fraction = 0.0
 

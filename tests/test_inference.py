@@ -71,7 +71,9 @@ def trained(tmp_path_factory) -> dict:
 [run]
 name = "train"
 mode = "vertical-lr"
-{_parties(d)}[lr]
+{_parties(d)}[consent]
+mode = "demo"
+[lr]
 epochs = 1
 batch_size = 512
 key_bits = 1024
@@ -122,6 +124,7 @@ model_dir = "{model_dir or trained["train"]}"
 applicants = "{d / "applicants.csv"}"
 batch_size = {batch_size}
 [consent]
+mode = "demo"
 registry = "{d / "consents.csv"}"
 at = "{DAY}"
 """

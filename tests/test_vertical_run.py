@@ -47,6 +47,8 @@ data = "{bank}"
 role = "credit_centre"
 data = "{centre}"
 {extra_centre}
+[consent]
+mode = "demo"
 [lr]
 epochs = 2
 batch_size = 512
@@ -276,24 +278,34 @@ n_workers = 1
     _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
 
 
-def test_revoked_and_expired_consent_keep_enterprises_out_of_psi_and_the_ledger_shows_it(subset, tmp_path):
+def test_centre_refuses_bad_consent_tokens_both_drop_them_and_the_ledger_counts_them(subset, tmp_path):
     from fedcredit.ledger import read_records
 
     text = scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv", lr=FAST_KEYS)
-    text = text.replace("[lr]", "[consent]\ndemo_revoked = 0.05\ndemo_expired = 0.03\n\n[lr]").replace(
+    shares = "demo_revoked = 0.04\ndemo_expired = 0.03\ndemo_wrong_purpose = 0.02\ndemo_out_of_scope = 0.02\ndemo_forged = 0.02"
+    text = text.replace('mode = "demo"', f'mode = "demo"\ndemo_dir = "{tmp_path / "demo"}"\n{shares}').replace(
         "epochs = 2", "epochs = 1"
     )
-    status = run_scenario_in_process(config.loads(text), tmp_path)
+    status = run_scenario_in_process(config.loads(text), tmp_path / "run")
     assert status["status"] == "completed", status
-    records = read_records(tmp_path / "ledger.sqlite")
+    out = tmp_path / "run"
+    records = read_records(out / "ledger.sqlite")
     consent = next(r.payload for r in records if r.kind == "consent_check")
     refused = consent["refused"]
-    assert refused.get("revoked", 0) > 30 and refused.get("expired", 0) > 15
-    assert consent["allowed"] == N_ROWS - refused["revoked"] - refused["expired"]
+    assert set(refused) == {"revoked", "expired", "wrong_purpose", "out_of_scope", "forged"}
+    assert refused["revoked"] > 30 and min(refused.values()) > 10, refused
+    assert consent["mode"] == "demo" and consent["checked"] == N_ROWS
+    assert consent["accepted"] == N_ROWS - sum(refused.values())
+    # forged tokens name no verified issuer: they count under "(unknown)"
+    by_issuer = consent["by_issuer"]
+    assert by_issuer["(unknown)"]["refused"] == refused["forged"]
+    assert by_issuer["fedcredit-demo-issuer"]["refused"] == sum(refused.values()) - refused["forged"]
     psi = next(r.payload for r in records if r.kind == "psi")
-    # refused enterprises never entered the intersection (the centre has all N_ROWS)
-    assert psi["bank"]["intersection"] == consent["allowed"] < N_ROWS
-    assert json.loads((tmp_path / "metrics.json").read_text())["rows_intersection"] == consent["allowed"]
+    assert psi["bank"]["intersection"] == N_ROWS  # demo: every firm has a token, the centre judges them
+    # the training rows are the accepted ones only, on both sides
+    assert json.loads((out / "metrics.json").read_text())["rows_intersection"] == consent["accepted"]
+    assert verified(out).ok
+    tmp_path = out
     # the ledger holds counts, never the refused ids
     blob = (tmp_path / "ledger.sqlite").read_bytes()
     assert not any(u.encode() in blob for u in subset["bank"]["uscc"][:300])

@@ -179,6 +179,13 @@ def show(
     out.print(table)
     counts = Counter(str(r.kind) for r in recs)
     out.print("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())), markup=False)
+    consent_modes = {
+        str(r.payload.get("mode")) for r in recs if r.kind == "consent_check" and isinstance(r.payload, dict)
+    }
+    if "demo" in consent_modes:
+        out.print(
+            "[bold yellow]CONSENT DEMO MODE:[/] tokens were issued by the public demo issuer; no real authorisation"
+        )
     out.print("[dim]not verified here: run `fedcredit ledger verify` for chain/signature checks[/]")
 
 

@@ -44,6 +44,14 @@ def _register() -> None:
 
     app.add_typer(ledger_cmd.app, name="ledger", help="Verify, show and export compliance ledgers.")
 
+    from fedcredit.cli import consent_cmd
+
+    app.add_typer(consent_cmd.app, name="consent", help="Issue, import, list and revoke consent tokens.")
+
+    from fedcredit.cli import audit_cmd
+
+    app.command(name="audit")(audit_cmd.audit)
+
     from fedcredit.cli import deploy_cmd
 
     deploy_cmd.register(app)

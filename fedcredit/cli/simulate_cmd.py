@@ -151,6 +151,15 @@ def _print_summary(out: Path, status: dict) -> None:
             t.add_row(plain(f"centralised {name}"), f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
         if "auc" in m:
             console.print(t)
+            c = m.get("consent")
+            if c:
+                refused = ", ".join(f"{k} {v}" for k, v in sorted(c.get("refused", {}).items())) or "none"
+                demo = " [DEMO issuer: not real authorisations]" if c.get("mode") == "demo" else ""
+                console.print(
+                    f"consent (checked by the centre){demo}: {c.get('accepted')} of {c.get('checked')} firms "
+                    f"accepted; refused: {refused}",
+                    markup=False,
+                )
             console.print(
                 f"seconds: {m.get('seconds')}  (training {m.get('train_seconds')}), "
                 f"Flower round trips: {m.get('flower_round_trips')}",

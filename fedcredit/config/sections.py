@@ -96,16 +96,46 @@ class PsiSettings(Settings):
     workers: int = setting(1, "processes for the curve operations; 0 = all cores", ge=0)
 
 
+CONSENT_MODES = ("enforce", "demo")
+
+
 @dataclass
 class ConsentSettings(Settings):
-    """``[consent]``: the bank's consent registry, or the demo's grant-all with seeded refusals."""
+    """``[consent]``: the enterprises' signed consent tokens and what checks them (docs/consent.md).
+
+    Fail-closed: unless ``mode = "demo"``, a run needs ``tokens`` (the bank's), ``issuer_keys``
+    and ``revocations`` (the centre's trust anchors), or it refuses to start. Demo mode generates
+    tokens with a public demo issuer key and is marked as such in the ledger.
+    """
 
     SECTION = "consent"
 
-    registry: str | None = setting(None, "consent registry CSV; absent = grant all (bundled/synthetic data)")
+    mode: str = setting(
+        "enforce", "'enforce' (real tokens required) or 'demo' (generated demo tokens)", choices=CONSENT_MODES
+    )
+    tokens: str | None = setting(
+        None, "bank: file of consent JWTs, one per line (node_config consent-tokens overrides)"
+    )
+    issuer_keys: tuple[str, ...] = setting(
+        (), "centre: trusted issuers' public JWK files (node_config consent-issuers)"
+    )
+    revocations: tuple[str, ...] = setting(
+        (), "centre: issuers' signed revocation lists (node_config consent-revocations)"
+    )
+    store: str | None = setting(
+        None, "verified-token store, kept across runs; absent = runs/consent-store/store-<party>.npz"
+    )
+    column_categories: tuple[str, ...] = setting(
+        (), "data category of centre columns not in the schema, 'column=category'"
+    )
+    registry: str | None = setting(None, "bank: optional consent registry CSV, an extra filter before PSI")
     at: str | None = setting(None, "day the consents must be valid on, YYYY-MM-DD; absent = today", convert=_iso_date)
-    demo_revoked: float = setting(0.0, "without a registry: share of enterprises that revoked", ge=0, le=1)
-    demo_expired: float = setting(0.0, "without a registry: share whose consent expired", ge=0, le=1)
+    demo_dir: str = setting("runs/consent-demo", "demo mode: where generated demo tokens are cached")
+    demo_revoked: float = setting(0.0, "demo mode: share of enterprises whose token is revoked", ge=0, le=1)
+    demo_expired: float = setting(0.0, "demo mode: share whose token expired", ge=0, le=1)
+    demo_wrong_purpose: float = setting(0.0, "demo mode: share whose token is for another purpose", ge=0, le=1)
+    demo_out_of_scope: float = setting(0.0, "demo mode: share whose token lacks a needed category", ge=0, le=1)
+    demo_forged: float = setting(0.0, "demo mode: share whose token is forged", ge=0, le=1)
 
     def validate(self) -> None:
         if self.at is not None:
@@ -113,13 +143,46 @@ class ConsentSettings(Settings):
                 dt.date.fromisoformat(self.at)
             except ValueError:
                 raise self.fail("at", "must be a date YYYY-MM-DD") from None
-        if self.demo_revoked + self.demo_expired > 1:
-            raise self.fail("demo_expired", f"demo_revoked + demo_expired must be <= 1 (revoked {self.demo_revoked})")
+        keys = ("demo_revoked", "demo_expired", "demo_wrong_purpose", "demo_out_of_scope", "demo_forged")
+        shares = {k: float(getattr(self, k)) for k in keys}
+        total = sum(shares.values())
+        if total > 1:
+            last = [k for k, v in shares.items() if v > 0][-1]
+            raise self.fail(last, f"the demo_* shares must add up to <= 1 (they add up to {total:g})")
+        for entry in self.column_categories:
+            if entry.count("=") != 1 or not all(p.strip() for p in entry.split("=")):
+                raise self.fail("column_categories", f"{entry!r} is not 'column=category'")
 
     @property
     def day(self) -> dt.date:
         """The day consents are checked on."""
         return dt.date.fromisoformat(self.at) if self.at is not None else dt.date.today()
+
+    @property
+    def extra_categories(self) -> dict[str, str]:
+        return {k.strip(): v.strip() for k, v in (e.split("=") for e in self.column_categories)}
+
+    def missing_material(self) -> str | None:
+        """Why a run may not start (fail closed), or None: outside demo mode tokens, issuer keys
+        and revocation lists must be configured."""
+        if self.mode == "demo":
+            return None
+        missing = [
+            name
+            for name, value in (
+                ("tokens", self.tokens),
+                ("issuer_keys", self.issuer_keys),
+                ("revocations", self.revocations),
+            )
+            if not value
+        ]
+        if not missing:
+            return None
+        return (
+            f'[consent] mode = "enforce" but no {", ".join(missing)} configured: the run would use the centre\'s data '
+            "without verifiable authorisations. Configure the enterprises' consent tokens (bank), the issuers' keys "
+            'and revocation lists (centre), or set [consent] mode = "demo" for bundled/synthetic data.'
+        )
 
 
 @dataclass

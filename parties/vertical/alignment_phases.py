@@ -15,7 +15,7 @@ import numpy as np
 from fedcredit.config.sections import EvaluationSettings, PsiSettings
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
-from parties.vertical.consent import consent_filter
+from parties.vertical.consent import psi_input
 from parties.vertical.phase import (
     COMMON_ROWS,
     PREPROCESSOR,
@@ -34,7 +34,8 @@ from protocols.psi import PsiRelayParty
 
 
 class AlignPhase(RestartablePhase[PsiRelayParty]):
-    """ECDH-PSI; the bank (role A) inputs only enterprises whose consent covers the purpose."""
+    """ECDH-PSI; the bank (role A) inputs only enterprises it holds a consent token for (the
+    centre checks the tokens in the next phase, :class:`parties.vertical.consent.ConsentPhase`)."""
 
     def _kwargs(self, node: NodeRuntime) -> dict:
         psi = node.scenario.settings(PsiSettings)
@@ -47,10 +48,10 @@ class AlignPhase(RestartablePhase[PsiRelayParty]):
         cached = node.get("consented_ids")
         if cached is not None:
             return json.loads(str(cached))
-        result = consent_filter(node, ids)
-        node.put("consented_ids", json.dumps(result.allowed))
-        node.put("consent_summary", json.dumps(result.ledger_payload()))
-        return result.allowed
+        allowed, summary = psi_input(node, ids)
+        node.put("consented_ids", json.dumps(allowed))
+        node.put("consent_summary", json.dumps(summary))
+        return allowed
 
     def create(self, node: NodeRuntime, params: dict) -> PsiRelayParty:
         role = "A" if node.role == "bank" else "B"

@@ -1,47 +1,257 @@
-"""The bank's consent check: which enterprises' data may be used for this run's purpose.
+"""Consent on the nodes: which enterprises enter PSI (bank), and the centre's token check after it.
 
-Used before PSI (only consented enterprises enter the intersection) and before joint inference
-(only consented applicants are looked up at the centre). Counts go to the ledger; ids stay on
-the bank's node.
+Flow (docs/consent.md):
+
+1. ``align`` — the bank inputs to PSI only enterprises it holds a consent token for (and, if it
+   keeps a consent CSV, that the CSV allows): :func:`psi_input`.
+2. ``consent`` — :class:`ConsentPhase`: the bank sends the tokens of the intersection, sealed, to
+   the centre (:mod:`protocols.consent`); the centre checks signature, issuer, audience, purpose,
+   the categories of every column it will use, validity and revocation
+   (:func:`fedcredit.consent.check.check_tokens`) and answers accepted/refused per position; both
+   drop the refused rows from ``common_rows`` before ``split`` touches any centre value. The
+   centre reports counts by reason and issuer for the ledger; ids never leave the nodes.
+
+Fail closed: outside ``[consent] mode = "demo"`` a bank without tokens or a centre without issuer
+keys and revocation lists stops the run with an error saying what is missing.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from fedcredit.config.sections import ConsentSettings
-from fedcredit.consent import ConsentFilterResult, ConsentRecord, ConsentRegistry
+from fedcredit.consent import ConsentRegistry
+from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_bundle, check_tokens, store_key
+from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
+from fedcredit.consent.tokens import (
+    IssuerKey,
+    RevocationList,
+    TokenError,
+    load_issuer_keys,
+    read_tokens,
+    unverified_subject,
+)
+from fedcredit.data.schema import CENTRE_CATEGORIES, column_categories
 from parties.common.node import NodeRuntime
+from parties.vertical.phase import COMMON_ROWS, Phase, get_array, put_array
+from protocols.consent import TokenJudge, TokenSender
+
+_TOKENS_KEY, _RESULT_KEY = "consent_tokens_path", "consent_result"
 
 
-def consent_filter(node: NodeRuntime, ids: list[str]) -> ConsentFilterResult:
-    """The bank's consent registry for this run's purpose, applied to ``ids``.
+class ConsentSetupError(RuntimeError):
+    """Consent material is missing or unusable; the message names the party and what to configure."""
 
-    ``[consent] registry = "consents.csv"`` (or node_config ``consent``) loads real authorisations.
-    Bundled and synthetic data have none, so by default every enterprise is granted; the
-    ``demo_revoked`` / ``demo_expired`` fractions then withdraw a seeded share, to exercise the
-    refusal path end to end.
-    """
-    section = node.scenario.settings(ConsentSettings)
-    purpose = node.scenario.purpose
-    at = section.day
-    path = node.context.node_config.get("consent") or section.registry
-    if path:
-        registry = ConsentRegistry.from_csv(node.scenario.resolve(str(path)))
-    else:
-        rng = np.random.default_rng(node.scenario.seed + 1)
-        n = len(ids)
-        draw = rng.random(n)
-        revoked_share, expired_share = section.demo_revoked, section.demo_expired
-        revoked = draw < revoked_share
-        expired = (draw >= revoked_share) & (draw < revoked_share + expired_share)
-        registry = ConsentRegistry.grant_all([u for u, e in zip(ids, expired) if not e], node.name, purpose)
-        for u in (u for u, r in zip(ids, revoked) if r):
-            registry.revoke(u, node.name, at - dt.timedelta(days=30), purpose)
-        for u in (u for u, e in zip(ids, expired) if e):
-            registry.add(
-                ConsentRecord(u, node.name, purpose, frozenset({"*"}), dt.date(2020, 1, 1), at - dt.timedelta(days=1))
+
+def settings(node: NodeRuntime) -> ConsentSettings:
+    return node.scenario.settings(ConsentSettings)
+
+
+def _node_setting(node: NodeRuntime, key: str, value: object) -> object:
+    return node.context.node_config.get(key) or value
+
+
+def _demo_shares(s: ConsentSettings) -> DemoShares:
+    return DemoShares(s.demo_revoked, s.demo_expired, s.demo_wrong_purpose, s.demo_out_of_scope, s.demo_forged)
+
+
+def bank_tokens(node: NodeRuntime, peer: str, ids: list[str] | None = None) -> dict[str, str]:
+    """The bank's token per enterprise it holds one for (demo mode: generated for ``ids``,
+    default all ids of its table)."""
+    s = settings(node)
+    ids = node.data().ids if ids is None else ids
+    path = _node_setting(node, "consent-tokens", s.tokens)
+    if not path:
+        if s.mode != "demo":
+            raise ConsentSetupError(
+                f"bank {node.name!r}: no consent tokens ([consent] tokens or node_config consent-tokens) "
+                'and [consent] mode is not "demo": refusing to use the centre\'s data without authorisations'
             )
-    return registry.filter(ids, node.name, purpose, at)
+        material = demo_material(
+            ids,
+            audience=(node.name, peer),
+            purpose=node.scenario.purpose,
+            categories=CENTRE_CATEGORIES,
+            day=s.day,
+            seed=node.scenario.seed,
+            shares=_demo_shares(s),
+            cache_dir=Path(s.demo_dir),
+        )
+        return dict(zip(ids, material.tokens, strict=True))
+    try:
+        tokens = read_tokens(node.scenario.resolve(str(path)))
+    except TokenError as exc:
+        raise ConsentSetupError(f"bank {node.name!r}: {exc}") from None
+    by_id: dict[str, str] = {}
+    for t in tokens:  # filed by their claimed subject; the centre verifies every claim
+        sub = unverified_subject(t)
+        if sub is not None:
+            by_id[sub] = t
+    return by_id
+
+
+def psi_input(node: NodeRuntime, ids: list[str]) -> tuple[list[str], dict]:
+    """The bank's PSI input: ids it holds a token for (and its consent CSV allows, if any)."""
+    s = settings(node)
+    summary: dict = {"mode": s.mode, "bank_ids": len(ids)}
+    if s.mode != "demo":
+        held = set(bank_tokens(node, ""))
+        ids = [u for u in ids if u in held]
+        summary["with_token"] = len(ids)
+    registry = _node_setting(node, "consent", s.registry)
+    if registry:
+        result = ConsentRegistry.from_csv(node.scenario.resolve(str(registry))).filter(
+            ids, node.name, node.scenario.purpose, s.day
+        )
+        ids = result.allowed
+        summary["bank_registry"] = result.ledger_payload()
+    return ids, summary
+
+
+def _paths(value: object) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]  # type: ignore[attr-defined]
+
+
+def _newest(rls: list[RevocationList]) -> dict[str, RevocationList]:
+    """Each issuer's highest-version revocation list."""
+    out: dict[str, RevocationList] = {}
+    for rl in rls:
+        if rl.iss not in out or rl.version > out[rl.iss].version:
+            out[rl.iss] = rl
+    return out
+
+
+def trust_anchors(node: NodeRuntime, ids: list[str]) -> tuple[dict[str, IssuerKey], dict[str, RevocationList]]:
+    """The issuers this node trusts and their newest revocation lists (demo: the demo issuer's,
+    naming the revoked demo tokens among ``ids``). Fail closed if any is missing."""
+    s = settings(node)
+    who = f"{'bank' if node.role == 'bank' else 'credit centre'} {node.name!r}"
+    try:
+        if s.mode == "demo":
+            issuer = demo_issuer(node.scenario.seed)
+            issuers = {issuer.name: issuer.public}
+            rl = demo_revocation_list(ids, seed=node.scenario.seed, shares=_demo_shares(s), day=s.day)
+            return issuers, {issuer.name: RevocationList.verify(rl, issuers, "demo revocation list")}
+        keys = _paths(_node_setting(node, "consent-issuers", s.issuer_keys))
+        rl_paths = _paths(_node_setting(node, "consent-revocations", s.revocations))
+        if not keys or not rl_paths:
+            raise ConsentSetupError(
+                f"{who}: no trusted issuer keys or revocation lists ([consent] issuer_keys / revocations) "
+                'and [consent] mode is not "demo"'
+            )
+        issuers = load_issuer_keys(node.scenario.resolve(k) for k in keys)
+        revocations = _newest([RevocationList.load(node.scenario.resolve(p), issuers) for p in rl_paths])
+    except TokenError as exc:
+        raise ConsentSetupError(f"{who}: {exc}") from None
+    unlisted = sorted(set(issuers) - set(revocations))
+    if unlisted:
+        raise ConsentSetupError(f"{who}: no revocation list from issuer(s) {unlisted}")
+    return issuers, revocations
+
+
+def centre_policy(node: NodeRuntime, bank: str) -> ConsentPolicy:
+    """What the centre requires of a token in this run (its trust anchors, its columns' categories)."""
+    s = settings(node)
+    issuers, revocations = trust_anchors(node, node.data().ids)
+    cats = set(column_categories(node.data().feature_names, s.extra_categories).values())
+    return ConsentPolicy(issuers, (bank, node.name), node.scenario.purpose, frozenset(cats), epoch(s.day), revocations)
+
+
+def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
+    s = settings(node)
+    # Kept across runs (not in the run's node dir): each token's signature is verified once.
+    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.npz"
+    path = Path(str(_node_setting(node, "consent-store", s.store) or default))
+    return path, path.with_name(path.name + ".key")
+
+
+class ConsentPhase(Phase[TokenSender | TokenJudge]):
+    """The centre's check of the intersection's tokens; both keep only accepted rows."""
+
+    def _bank_tokens(self, node: NodeRuntime, peer: str) -> list[bytes]:
+        rows = get_array(node, COMMON_ROWS)
+        ids = node.data().ids
+        tokens = bank_tokens(node, peer)
+        return [tokens.get(ids[i], "").encode() for i in rows]
+
+    def _judge(self, node: NodeRuntime, bank: str) -> Callable[[bytes], np.ndarray]:
+        def judge(bundle: bytes) -> np.ndarray:
+            rows = get_array(node, COMMON_ROWS)
+            ids = [node.data().ids[i] for i in rows]
+            policy = centre_policy(node, bank)
+            store_path, key_path = _store_paths(node)
+            key = store_key(key_path)
+            store = VerifiedStore.load(store_path, key)
+            result = check_bundle(ids, bundle, policy, store)
+            if result.verified_now:
+                store.save(store_path, key)
+            node.put(_RESULT_KEY, json.dumps(result.ledger_payload()))
+            return result.accepted
+
+        return judge
+
+    def create(self, node: NodeRuntime, params: dict) -> TokenSender | TokenJudge:
+        session = str(node.get("run_id"))
+        peer = params["peer"]
+        node.put("consent_peer", peer)
+        if node.role == "bank":
+            return TokenSender(node.name, peer, session, self._bank_tokens(node, peer))
+        centre_policy(node, peer)  # fail before any message if the centre's material is missing
+        return TokenJudge(node.name, peer, session, len(get_array(node, COMMON_ROWS)), self._judge(node, peer))
+
+    def dump(self, party: TokenSender | TokenJudge) -> bytes:
+        return party.to_state()
+
+    def restore(self, node: NodeRuntime, state: bytes) -> TokenSender | TokenJudge:
+        peer = str(node.get("consent_peer"))
+        if node.role == "bank":
+            return TokenSender.from_state(state, self._bank_tokens(node, peer))
+        return TokenJudge.from_state(state, self._judge(node, peer))
+
+    def finish(self, node: NodeRuntime, party: TokenSender | TokenJudge) -> dict:
+        accepted = np.asarray(party.s.accepted, dtype=bool)
+        rows = get_array(node, COMMON_ROWS)
+        put_array(node, COMMON_ROWS, rows[accepted])
+        summary: dict = {"checked": int(accepted.size), "accepted": int(accepted.sum())}
+        if node.role != "bank":
+            summary["check"] = json.loads(str(node.get(_RESULT_KEY)))
+            summary["mode"] = settings(node).mode
+        return summary
+
+
+# -- inference: the bank re-checks tokens at query time -------------------------------------
+
+
+def query_refusals(node: NodeRuntime, ids: list[str], centre: str) -> tuple[list[str | None], dict]:
+    """Per applicant: None if its token authorises this query now, else the reason.
+
+    The bank checks with the same trust anchors the centre uses (the issuers' keys and
+    revocation lists) at query time, so a token revoked or expired since training stops
+    the query before the applicant's id is sent.
+    """
+    s = settings(node)
+    tokens = bank_tokens(node, centre, ids)
+    issuers, rls = trust_anchors(node, ids)
+    policy = ConsentPolicy(issuers, (node.name, centre), node.scenario.purpose, frozenset(), epoch(s.day), rls)
+    store_path, key_path = _store_paths(node)
+    key = store_key(key_path)
+    store = VerifiedStore.load(store_path, key)
+    result = check_tokens(ids, [tokens.get(u, "") for u in ids], policy, store)
+    if result.verified_now:
+        store.save(store_path, key)
+    reasons: list[str | None] = [r or None for r in result.reasons.tolist()]
+    registry = _node_setting(node, "consent", s.registry)
+    if registry:  # the bank's own consent CSV, checked after the token
+        extra = ConsentRegistry.from_csv(node.scenario.resolve(str(registry))).filter(
+            ids, node.name, node.scenario.purpose, s.day
+        )
+        reasons = [r or extra.refused_ids.get(u) for r, u in zip(reasons, ids, strict=True)]
+    return reasons, {"purpose": node.scenario.purpose, "mode": s.mode, **result.ledger_payload()}

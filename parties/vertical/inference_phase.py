@@ -5,7 +5,7 @@
 * Bank: applicants come from node_config ``applicants`` or ``[inference] applicants`` (a table
   of USCC + the bank's feature columns, label optional: :func:`fedcredit.data.applicants.load_applicants`);
   without either, the bank re-scores its own data table. Consent for the run's purpose is checked
-  once for all applicants with the bank's registry (:func:`parties.vertical.consent.consent_filter`); the
+  once for all applicants against their consent tokens (:func:`parties.vertical.consent.query_refusals`); the
   refusal list stays in node state. Each batch's results are written to ``scores.csv`` on the
   bank's node: ``uscc, score, status``.
 * Centre: answers from its whole table and appends what it was asked to ``query_log.csv`` on its
@@ -35,7 +35,7 @@ from fedcredit.data.applicants import load_applicants
 from fedcredit.data.loaders import PartyData
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
-from parties.vertical.consent import consent_filter
+from parties.vertical.consent import query_refusals
 from parties.vertical.phase import RestartablePhase
 from protocols.inference import (
     BankModelPart,
@@ -142,9 +142,8 @@ def _refusals(node: NodeRuntime, ids: list[str]) -> tuple[list[str | None], dict
         c = json.loads(str(cached))
         if c["n"] == len(ids):
             return [r or None for r in c["reasons"]], c["summary"]
-    result = consent_filter(node, ids)
-    reasons = [result.refused_ids.get(u) for u in ids]
-    summary = {k: v for k, v in result.ledger_payload().items() if k in ("purpose", "at", "category")}
+    centre = node.scenario.parties_with_role("credit_centre")[0].name
+    reasons, summary = query_refusals(node, ids, centre)
     node.put(
         "inference_refusals", json.dumps({"n": len(ids), "reasons": [r or "" for r in reasons], "summary": summary})
     )

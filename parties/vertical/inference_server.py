@@ -27,7 +27,7 @@ from parties.common.introduction import introduce
 from parties.common.recorder import LedgerRecorder, Recorder
 from parties.common.relay import RunFailed
 from parties.common.transport import NodeReply
-from parties.vertical.server import bank_and_centre
+from parties.vertical.server import bank_and_centre, require_consent_material
 
 log = logging.getLogger(__name__)
 PHASE = "inference"
@@ -70,6 +70,7 @@ def run_inference(
     """Score the scenario's applicants in batches; returns (and the caller writes) ``metrics.json``."""
     t0 = time.monotonic()
     batch_size = scenario.settings(InferenceSettings).batch_size  # checked >= 1 at load
+    require_consent_material(scenario)
     relay, _ = introduce(grid, recorder, scenario, timeout)
     bank, centre = bank_and_centre(scenario, "inference")
     training = _training_release(scenario)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from parties.vertical.alignment_phases import AlignPhase, SplitPhase
+from parties.vertical.consent import ConsentPhase
 from parties.vertical.inference_phase import InferencePhase
 from parties.vertical.phase import Phase
 from parties.vertical.training_phases import HeteroLRPhase, ReleasePhase, ScorePhase, SecureBoostPhase
 
 PHASES: dict[str, Phase[Any]] = {
     "align": AlignPhase(),
+    "consent": ConsentPhase(),
     "split": SplitPhase(),
     "hetero_lr": HeteroLRPhase(),
     "secureboost": SecureBoostPhase(),
