@@ -52,6 +52,8 @@ LEDGER_KINDS = (
 )
 EGRESS_START = "egress_start"
 EGRESS_SENT = "sent"
+EGRESS_RECEIVED = "received"  # an envelope the node accepted (signature and stream seq verified)
+EGRESS_REFUSED = "refused"  # an envelope the node refused, and why (the run stops there)
 
 
 class LedgerError(Exception):

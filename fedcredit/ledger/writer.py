@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
 from fedcredit.ledger.records import (
+    EGRESS_RECEIVED,
+    EGRESS_REFUSED,
     EGRESS_SENT,
     EGRESS_START,
     GENESIS_HASH,
@@ -218,7 +220,12 @@ def _check_parties(parties: Any) -> None:
 
 
 class EgressLog(_SignedLog):
-    """A data node's own signed log of every payload it sent (hash and size only, never the bytes).
+    """A data node's own signed log of every payload it sent and received (hash and size only,
+    never the bytes); refused envelopes are logged with the reason.
+
+    Sent records carry the envelope's stream sequence number; received and refused records carry
+    the sender, the step the sender signed it at, its seq, size and SHA-256, so an auditor can
+    match every sender egress record with its recipient ingress record.
 
     Opening an existing log for the same run and node appends to it, because in Flower each
     message-handler call is a fresh invocation that opens, appends and closes.
@@ -262,22 +269,46 @@ class EgressLog(_SignedLog):
             raise
         return cls(store, signing_key, run_id, node)
 
-    def record_sent(self, *, kind: str, recipient: str, step: str | int, payload: bytes) -> Record:
+    def record_sent(
+        self, *, kind: str, recipient: str, step: str | int, payload: bytes, seq: int | None = None
+    ) -> Record:
         """Log that ``payload`` (the exact bytes sent) went to ``recipient`` at ``step``."""
         digest, size = message_digest(payload)
-        return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size)
+        return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size, seq=seq)
 
-    def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int) -> Record:
+    def record_sent_digest(
+        self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int, seq: int | None = None
+    ) -> Record:
         """As :meth:`record_sent` when only the digest and size are at hand."""
-        store = self._open_store()
         if not isinstance(kind, str) or not kind or not isinstance(recipient, str) or not recipient:
             raise LedgerError("message kind and recipient must be non-empty strings")
-        entry = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size), "sha256": sha256}
+        entry: dict[str, Any] = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size)}
+        entry["sha256"] = sha256
+        if seq is not None:
+            entry["seq"] = int(seq)
+        return self._append(EGRESS_SENT, entry)
+
+    def record_received(self, *, kind: str, sender: str, step: str, sent_step: str, seq: int, payload: bytes) -> Record:
+        """Log an envelope this node accepted at ``step`` (``sent_step``: the step its sender signed)."""
+        digest, size = message_digest(payload)
+        entry = {"kind": kind, "sender": sender, "step": step, "sent_step": sent_step, "seq": int(seq)}
+        return self._append(EGRESS_RECEIVED, {**entry, "size": size, "sha256": digest})
+
+    def record_refused(
+        self, *, sender: str, step: str, sent_step: str, seq: int, payload: bytes, reason: str
+    ) -> Record:
+        """Log an envelope this node refused at ``step`` and why (bad signature, replay, gap...)."""
+        digest, size = message_digest(payload)
+        entry = {"sender": sender, "step": step, "sent_step": sent_step, "seq": int(seq), "reason": reason[:1000]}
+        return self._append(EGRESS_REFUSED, {**entry, "size": size, "sha256": digest})
+
+    def _append(self, kind: str, entry: dict[str, Any]) -> Record:
+        store = self._open_store()
 
         def build(head: Record | None) -> Record:
             if head is None:
                 raise LedgerError(f"{self.path}: egress log lost its egress_start record")
-            return self._record(EGRESS_SENT, entry, head)
+            return self._record(kind, entry, head)
 
         return store.append(build)
 
