@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
 from fedcredit.ledger.records import (
+    EGRESS_FAILED,
     EGRESS_RECEIVED,
     EGRESS_REFUSED,
     EGRESS_SENT,
@@ -74,6 +75,7 @@ class _Links:
     sent: dict[tuple, int] = field(default_factory=dict)  # key -> record position
     received: dict[tuple, int] = field(default_factory=dict)
     refused: list[tuple[int, dict]] = field(default_factory=list)  # (position, payload)
+    served: set[str] = field(default_factory=set)  # steps the node was asked to do (any record at that step)
 
 
 @dataclass
@@ -406,7 +408,16 @@ def _cross_check(
                 f"no egress log given for node {node!r}: {sum(counter.values())} "
                 "message(s) it sent were not cross-checked"
             )
-    _cross_check_ingress(report, links)
+    _cross_check_ingress(report, links, _step_order(chain))
+
+
+def _step_order(chain: _ChainResult) -> dict[str, int]:
+    """Each relayed step's position in the ledger (the order the coordinator ran them in)."""
+    order: dict[str, int] = {}
+    for pos, payload in sorted(chain.payloads.items()):
+        if chain.records[pos].kind == "step" and "step" in payload:
+            order.setdefault(str(payload["step"]), pos)
+    return order
 
 
 def _fmt_link(key: tuple) -> str:
@@ -414,9 +425,15 @@ def _fmt_link(key: tuple) -> str:
     return f"{kind!r} {sender}->{recipient} sent at step {step!r} (seq {seq}, {size} bytes, sha256 {str(sha)[:12]}...)"
 
 
-def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links]) -> None:
+def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links], order: dict[str, int]) -> None:
     """Sender egress = recipient ingress, per envelope; names every drop, injection, alteration,
-    replay and refusal with its step and parties."""
+    replay and refusal with its step and parties.
+
+    An envelope sent at step S that never reached its recipient R was dropped by the relay if R's
+    own log shows R was served a later step (received, refused, answered or failed one): the
+    relay had the chance to deliver it and did not. If R was never served again, the run stopped
+    before delivery (an availability fault, which the coordinator may commit): a warning names it.
+    """
     refused_at: set[tuple] = set()
     for node, lk in links.items():
         for pos, r in lk.refused:
@@ -443,14 +460,14 @@ def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links]) -
             if (key[0], recipient, key[3], key[4]) in refused_at:
                 continue  # reported above as a refusal
             msg = f"egress log {lk.path} record #{pos}: {_fmt_link(key)} never reached {recipient!r}"
-            later = [k for k in links[recipient].received if k[0] == key[0] and k[4] > key[4]]
+            sent_at = order.get(key[3], -1)
+            later = sorted((order[s], s) for s in links[recipient].served if order.get(s, -1) > sent_at)
             if later:
                 report._error(
-                    msg + f" although later envelopes of that stream did (dropped by the relay at step {key[3]!r})"
+                    msg + f" although {recipient!r} was served step {later[0][1]!r} after it "
+                    f"(dropped by the relay after step {key[3]!r})"
                 )
             else:
-                # the run stopped before delivering it: an availability fault the relay may commit,
-                # shown so the auditor sees exactly what was undelivered
                 report.warnings.append(msg + " -- the run stopped before delivering it")
 
 
@@ -542,6 +559,10 @@ def _check_egress(
     for pos, payload in sorted(chain.payloads.items()):
         kind = records[pos].kind
         if kind == EGRESS_START:
+            continue
+        if kind in (EGRESS_SENT, EGRESS_RECEIVED, EGRESS_REFUSED, EGRESS_FAILED) and "step" in payload:
+            links.served.add(str(payload["step"]))
+        if kind == EGRESS_FAILED:
             continue
         if kind == EGRESS_REFUSED:
             check.refused += 1

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
 from fedcredit.ledger.records import (
+    EGRESS_FAILED,
     EGRESS_RECEIVED,
     EGRESS_REFUSED,
     EGRESS_SENT,
@@ -301,6 +302,10 @@ class EgressLog(_SignedLog):
         digest, size = message_digest(payload)
         entry = {"sender": sender, "step": step, "sent_step": sent_step, "seq": int(seq), "reason": reason[:1000]}
         return self._append(EGRESS_REFUSED, {**entry, "size": size, "sha256": digest})
+
+    def record_failed(self, *, step: str, reason: str) -> Record:
+        """Log that this node was asked to do ``step`` and failed (so an auditor knows it was served)."""
+        return self._append(EGRESS_FAILED, {"step": step, "reason": reason[:1000]})
 
     def _append(self, kind: str, entry: dict[str, Any]) -> Record:
         store = self._open_store()

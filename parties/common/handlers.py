@@ -53,6 +53,7 @@ def answer(
     out_dir: Path | None,
 ) -> Message:
     node_name, step = "?", "?"
+    node: NodeRuntime | None = None
     try:
         node = NodeRuntime(context, scenario_of(context), out_dir)
         node_name = node.name
@@ -69,6 +70,11 @@ def answer(
         return Message(transport.reply(outbox=outbox, finished=reply.finished, summary=reply.summary), reply_to=message)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the coordinator, named
         log.error("party %s failed at %s:\n%s", node_name, step, traceback.format_exc())
+        if node is not None and step != "?":
+            try:
+                node.log_failure(step, f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the error reply below matters more than this record
+                log.exception("party %s could not log its failure", node_name)
         return Message(
             Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
             reply_to=message,

@@ -128,6 +128,16 @@ class NodeRuntime:
         finally:
             elog.close()
 
+    def log_failure(self, step: str, reason: str) -> None:
+        """Record in the node's own log that it was served ``step`` and failed it (best effort)."""
+        if self.get("run_id") is None:
+            return
+        elog = self._log()
+        try:
+            elog.record_failed(step=step, reason=reason)
+        finally:
+            elog.close()
+
     # -- envelope authentication (protocols.common.signing) ------------------------------
     def hello_nonce(self) -> str:
         """A fresh nonce for this run's session, made at ``hello`` and kept in node state."""

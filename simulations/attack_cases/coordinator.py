@@ -1,0 +1,389 @@
+"""An untrusted coordinator against real parties: forge, substitute keys, replay, alter, drop, inject.
+
+Each case runs a real scenario in process (the production coordinator and ClientApp on
+:class:`~parties.common.grid.InProcessGrid`) with the coordinator's outgoing messages rewritten
+by a :class:`Tamper` -- exactly what a coordinator that runs modified code can do: it builds every
+request a node receives. The verdict is read from what the honest side actually did, never assumed:
+
+* *refused*: the recipient node's own signed log holds a ``refused`` record for the planted
+  envelope, and ``status.json`` names that party and step;
+* *detected*: ``fedcredit ledger verify`` over the ledger and every node log names the message;
+* *leaked*: the recipient's log holds a ``received`` record for the planted envelope (its bytes
+  got past the node's authentication to a protocol party) -- for a drop, an undelivered envelope
+  that verification does not flag.
+
+Every case also checks that the stopped run's ledger still verifies record by record (chain and
+signatures intact, ``run_end`` present).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flwr.app import Message
+
+from fedcredit import config
+from fedcredit.ledger import load_public_key, read_records, verify
+from fedcredit.ledger.verify import VerificationReport
+from parties.common import transport
+from parties.common.grid import InProcessGrid
+from parties.in_process import run_scenario_in_process
+from protocols.common import signing, wire
+from protocols.common.signing import SignedEnvelope
+from simulations.attack_cases import AttackResult, attack
+
+N_ROWS = 1000
+BANK, CENTRE = "bank", "credit_centre"
+
+
+# -- the scenario under attack ---------------------------------------------------------------
+
+
+def _data(work: Path) -> tuple[Path, Path]:
+    """The first N_ROWS bank customers of default_credit and the centre's rows for them (CSV)."""
+    import numpy as np
+    import pandas as pd
+
+    from fedcredit.data.default_credit import load_vertical
+    from fedcredit.data.schema import LABEL_COLUMN
+
+    d = work / "data"
+    bank_csv, centre_csv = d / "bank.csv", d / "centre.csv"
+    if bank_csv.exists() and centre_csv.exists():
+        return bank_csv, centre_csv
+    d.mkdir(parents=True, exist_ok=True)
+    bank, centre = load_vertical("all", scaled=False)
+    keep = set(bank.ids[:N_ROWS])
+    b = pd.DataFrame(bank.features[:N_ROWS], columns=bank.feature_names)
+    b.insert(0, "uscc", bank.ids[:N_ROWS])
+    b.insert(1, LABEL_COLUMN, bank.labels[:N_ROWS])
+    cm = np.array([u in keep for u in centre.ids])
+    c = pd.DataFrame(centre.features[cm], columns=centre.feature_names)
+    c.insert(0, "uscc", np.array(centre.ids)[cm])
+    b.to_csv(bank_csv, index=False)
+    c.to_csv(centre_csv, index=False)
+    return bank_csv, centre_csv
+
+
+def scenario(work: Path, mode: str = "vertical-lr") -> config.Scenario:
+    bank_csv, centre_csv = _data(work)
+    model = (
+        "[lr]\nepochs = 2\nbatch_size = 256\nkey_bits = 1024\ninsecure_test_key = true\n"
+        if mode == "vertical-lr"
+        else "[secureboost]\nn_trees = 2\nmax_depth = 2\nkey_bits = 1024\ninsecure_test_key = true\n"
+    )
+    return config.loads(
+        f"""
+[run]
+name = "attack"
+mode = "{mode}"
+seed = 7
+[parties.bank]
+role = "bank"
+data = "{bank_csv}"
+[parties.credit_centre]
+role = "credit_centre"
+data = "{centre_csv}"
+{model}"""
+    )
+
+
+# -- the tampering coordinator ---------------------------------------------------------------
+
+Rewrite = Callable[[str, list[SignedEnvelope]], list[SignedEnvelope]]  # (step, inbox) -> new inbox
+
+
+@dataclasses.dataclass
+class Tamper:
+    """Rewrites the inbox of the relayed requests to one node (``target``): ``rewrite(step, inbox)``
+    returns what the node gets instead. ``planted`` collects the SHA-256 of every payload the
+    coordinator made up or changed, ``dropped`` every envelope it withheld."""
+
+    target: str
+    rewrite: Rewrite
+    node_ids: dict[int, str] = dataclasses.field(default_factory=dict)
+    planted: list[str] = dataclasses.field(default_factory=list)
+    dropped: list[SignedEnvelope] = dataclasses.field(default_factory=list)
+    fired: str = ""  # the step at which the rewrite changed something
+
+    def install(self, grid: InProcessGrid, sc: config.Scenario) -> None:
+        self.node_ids = {nid: sc.parties[i].name for i, nid in enumerate(sorted(grid.contexts))}
+        push = grid.push_messages
+
+        def tampered_push(messages):  # noqa: ANN001, ANN202 - Grid.push_messages signature
+            return push([self._rewrite(m) for m in messages])
+
+        grid.push_messages = tampered_push  # type: ignore[method-assign]
+
+    def _rewrite(self, msg: Message) -> Message:
+        if self.node_ids.get(msg.metadata.dst_node_id) != self.target:
+            return msg
+        if msg.metadata.message_type not in (transport.INIT, transport.STEP, transport.FINISH):
+            return msg
+        phase, step, params, inbox = transport.read_request(msg.content)
+        new = self.rewrite(step, list(inbox))
+        if [e.payload for e in new] == [e.payload for e in inbox] and new == inbox:
+            return msg
+        self.fired = self.fired or step
+        self.dropped += [e for e in inbox if e not in new]
+        self.planted += [hashlib.sha256(e.payload).hexdigest() for e in new if e not in inbox]
+        content = transport.request(
+            phase=phase, step=step, params=params, inbox=new, session=transport.read_session(msg.content)
+        )
+        return Message(
+            content,
+            dst_node_id=msg.metadata.dst_node_id,
+            message_type=msg.metadata.message_type,
+            group_id=msg.metadata.group_id,
+        )
+
+
+def at_step(phase: str, n: int, fn: Callable[[list[SignedEnvelope]], list[SignedEnvelope]]) -> Rewrite:
+    """Apply ``fn`` to the inbox of step ``phase/n`` only (once)."""
+    done: list[bool] = []
+
+    def rewrite(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        if step != f"{phase}/{n}" or done or not inbox:
+            return inbox
+        done.append(True)
+        return fn(inbox)
+
+    return rewrite
+
+
+# -- running a case and reading the verdict from the honest side ------------------------------
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: dict
+    report: VerificationReport
+    tamper: Tamper
+    logs: dict[str, list[dict]]  # party -> records of its node log (kind + payload)
+
+    def refused_by(self, party: str) -> list[dict]:
+        return [r for r in self.logs.get(party, []) if r["kind"] == "refused"]
+
+    def accepted(self, party: str) -> set[str]:
+        return {r["payload"]["sha256"] for r in self.logs.get(party, []) if r["kind"] == "received"}
+
+    @property
+    def chain_intact(self) -> bool:
+        """The stopped run's ledger verifies record by record up to its run_end."""
+        return self.report.first_bad is None and self.report.complete
+
+
+def run(work: Path, tamper: Tamper, *, mode: str = "vertical-lr") -> Outcome:
+    sc = scenario(work, mode)
+    out = work / "run"
+    status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc))
+    report = verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )
+    logs = {
+        p.parent.name: [{"kind": r.kind, "payload": json.loads(r.payload_text)} for r in read_records(p)]
+        for p in (out / "nodes").glob("*/egress.sqlite")
+    }
+    return Outcome(status, report, tamper, logs)
+
+
+def verdict(name: str, o: Outcome, what: str) -> AttackResult:
+    """The AttackResult of a case that planted or withheld envelopes addressed to ``o.tamper.target``."""
+    t = o.tamper
+    if not t.fired:
+        return AttackResult(name, "coordinator", False, "", "", False, f"{what}: the tamper never fired (case broken)")
+    refusals = o.refused_by(t.target)
+    leaked = bool(set(t.planted) & o.accepted(t.target))
+    flagged = [e for e in o.report.errors if t.target in e or "dropped" in e]
+    if refusals and o.status.get("status") == "failed" and o.status.get("party") == t.target:
+        reason = refusals[0]["payload"]["reason"]
+        caught, by, step = True, t.target, str(o.status.get("step"))
+        detail = f"{what}: {t.target} refused it ({reason[:140]})"
+    elif t.dropped and any("dropped by the relay" in e for e in o.report.errors):
+        caught, by, step = True, "ledger verify", t.fired
+        detail = (
+            f"{what}: run stopped ({o.status.get('error', '')[:80]}); verify: "
+            + next(e for e in o.report.errors if "dropped by the relay" in e)[-160:]
+        )
+    else:
+        caught, by, step = False, "", ""
+        detail = f"{what}: not caught (status {o.status.get('status')}, verify errors {flagged[:1]})"
+    if not o.chain_intact:
+        caught = False
+        detail += f"; the stopped run's ledger does NOT verify record by record: {o.report.errors[:1]}"
+    return AttackResult(name, "coordinator", caught, by, step, leaked, detail)
+
+
+# -- what the coordinator plants ---------------------------------------------------------------
+
+COORDINATOR_KEY = Ed25519PrivateKey.generate()  # a coordinator's own, perfectly valid, Ed25519 key
+
+
+def forge(env: SignedEnvelope, payload: bytes | None = None) -> SignedEnvelope:
+    """An envelope "from" ``env.sender`` made by the coordinator: signed with its own key over a
+    header it chose (the only key it has), payload its own or the original."""
+    fake = dataclasses.replace(env, payload=env.payload if payload is None else payload)
+    h = signing.header(
+        federation="attack",
+        session="?",
+        phase=fake.phase,
+        step=fake.step,
+        sender=fake.sender,
+        recipient=fake.recipient,
+        seq=fake.seq,
+        payload=fake.payload,
+    )
+    return dataclasses.replace(fake, signature=COORDINATOR_KEY.sign(h))
+
+
+def swap_field(env: SignedEnvelope, cls: type, field_name: str, value: object) -> SignedEnvelope:
+    """``env`` with one field of its message replaced, keeping the sender's signature."""
+    msg = wire.decode(env.payload, cls)
+    return dataclasses.replace(env, payload=wire.encode(dataclasses.replace(msg, **{field_name: value})))
+
+
+def _from(inbox: list[SignedEnvelope], sender: str) -> int:
+    return next(i for i, e in enumerate(inbox) if e.sender == sender)
+
+
+def _replace_from(sender: str, fn: Callable[[SignedEnvelope], SignedEnvelope]):  # noqa: ANN202
+    def change(inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        i = _from(inbox, sender)
+        return inbox[:i] + [fn(inbox[i])] + inbox[i + 1 :]
+
+    return change
+
+
+# -- the cases -----------------------------------------------------------------------------------
+
+
+def _forge_case(name: str, phase: str, mode: str, n: int = 1):  # noqa: ANN202
+    def case(work: Path) -> AttackResult:
+        o = run(work, Tamper(CENTRE, at_step(phase, n, _replace_from(BANK, lambda e: forge(e, e.payload)))), mode=mode)
+        return verdict(name, o, f"coordinator posed as the bank to the centre at {phase}/{n} with its own key")
+
+    return attack(name)(case)
+
+
+_forge_case("coordinator/forge-sender/psi", "align", "vertical-lr")
+_forge_case("coordinator/forge-sender/hetero-lr", "hetero_lr", "vertical-lr")
+_forge_case("coordinator/forge-sender/secureboost", "secureboost", "secureboost")
+
+
+@attack("coordinator/key-substitution/paillier")
+def paillier_key(work: Path) -> AttackResult:
+    from protocols.hetero_lr.messages import LRHello
+    from protocols.paillier import generate_keypair
+
+    _, sk = generate_keypair(1024, insecure_test_key=True)  # the coordinator's own Paillier key
+    sub = _replace_from(BANK, lambda e: swap_field(e, LRHello, "public_key", sk.public_key.to_bytes()))
+    o = run(work, Tamper(CENTRE, _first_in("hetero_lr", sub)))
+    return verdict(
+        "coordinator/key-substitution/paillier", o, "coordinator swapped the bank's Paillier key for its own"
+    )
+
+
+@attack("coordinator/key-substitution/psi")
+def psi_key(work: Path) -> AttackResult:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from protocols.psi.messages import PsiBlinded
+
+    mine = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    sub = _replace_from(BANK, lambda e: swap_field(e, PsiBlinded, "channel_key", mine))
+    o = run(work, Tamper(CENTRE, _first_in("align", sub)))
+    return verdict("coordinator/key-substitution/psi", o, "coordinator swapped the bank's PSI sealing key for its own")
+
+
+def _first_in(phase: str, fn: Callable[[list[SignedEnvelope]], list[SignedEnvelope]]) -> Rewrite:
+    """Apply ``fn`` to the first inbox of ``phase`` that holds an envelope from the bank."""
+    done: list[bool] = []
+
+    def rewrite(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        if done or not step.startswith(phase + "/") or not any(e.sender == BANK for e in inbox):
+            return inbox
+        done.append(True)
+        return fn(inbox)
+
+    return rewrite
+
+
+@attack("coordinator/replay-step/hetero-lr")
+def replay_step(work: Path) -> AttackResult:
+    seen: list[SignedEnvelope] = []
+
+    def rewrite(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        from_bank = [e for e in inbox if e.sender == BANK]
+        if not step.startswith("hetero_lr/") or not from_bank:
+            return inbox
+        if len(seen) < 2:
+            seen.append(from_bank[0])
+            return inbox
+        if len(seen) == 2:  # third delivery: hand back the bank's first envelope instead
+            seen.append(from_bank[0])
+            i = _from(inbox, BANK)
+            return inbox[:i] + [seen[0]] + inbox[i + 1 :]
+        return inbox
+
+    t = Tamper(CENTRE, rewrite)
+    o = run(work, t)
+    t.planted = []  # a replay plants no new bytes; accepting it at all is the leak
+    accepted_twice = sum(1 for r in o.logs.get(CENTRE, []) if r["kind"] == "received" and r["payload"]["seq"] == 0)
+    r = verdict("coordinator/replay-step/hetero-lr", o, "coordinator replayed the bank's first hetero-LR envelope")
+    return dataclasses.replace(r, leaked=accepted_twice > 1)
+
+
+@attack("coordinator/replay-run/hetero-lr")
+def replay_run(work: Path) -> AttackResult:
+    captured: list[SignedEnvelope] = []
+
+    def capture(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        if step.startswith("hetero_lr/") and not captured:
+            captured.extend(e for e in inbox if e.sender == BANK)
+        return inbox
+
+    run(work / "earlier", Tamper(CENTRE, capture))  # an honest earlier run, recorded by the coordinator
+    old = captured[0]
+    sub = _first_in("hetero_lr", _replace_from(BANK, lambda e: old))
+    o = run(work / "later", Tamper(CENTRE, sub))
+    return verdict(
+        "coordinator/replay-run/hetero-lr", o, "coordinator replayed the bank's envelope from an earlier run"
+    )
+
+
+@attack("coordinator/alter-byte/hetero-lr")
+def alter_byte(work: Path) -> AttackResult:
+    def flip(e: SignedEnvelope) -> SignedEnvelope:
+        b = bytearray(e.payload)
+        b[-1] ^= 0x01
+        return dataclasses.replace(e, payload=bytes(b))
+
+    o = run(work, Tamper(CENTRE, at_step("hetero_lr", 2, _replace_from(BANK, flip))))
+    return verdict("coordinator/alter-byte/hetero-lr", o, "coordinator flipped one bit of a bank payload")
+
+
+@attack("coordinator/drop/hetero-lr")
+def drop(work: Path) -> AttackResult:
+    def withhold(inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        return [e for e in inbox if e.sender != BANK]
+
+    o = run(work, Tamper(CENTRE, at_step("hetero_lr", 2, withhold)))
+    return verdict("coordinator/drop/hetero-lr", o, "coordinator dropped the bank's envelope to the centre")
+
+
+@attack("coordinator/inject/hetero-lr")
+def inject(work: Path) -> AttackResult:
+    def add(inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        real = inbox[_from(inbox, BANK)]
+        fake = SignedEnvelope(BANK, CENTRE, real.payload[:-1] + b"\x00", real.phase, real.step, real.seq + 1, bytes(64))
+        return [*inbox, fake]
+
+    o = run(work, Tamper(CENTRE, at_step("hetero_lr", 2, add)))
+    return verdict("coordinator/inject/hetero-lr", o, "coordinator injected an envelope no party sent")
