@@ -26,6 +26,8 @@ def test_the_suite_covers_every_protocol_and_attack_named_in_the_issue():
         "coordinator/alter-byte/hetero-lr",
         "coordinator/drop/hetero-lr",
         "coordinator/inject/hetero-lr",
+        "coordinator/forge-sender/inference",
+        "coordinator/key-substitution/inference",
     ):
         assert needed in CASES
 

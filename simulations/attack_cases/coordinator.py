@@ -387,3 +387,92 @@ def inject(work: Path) -> AttackResult:
 
     o = run(work, Tamper(CENTRE, at_step("hetero_lr", 2, add)))
     return verdict("coordinator/inject/hetero-lr", o, "coordinator injected an envelope no party sent")
+
+
+# -- joint inference: the coordinator in the middle of a loan decision -------------------------
+
+
+def _inference_scenario(work: Path) -> config.Scenario:
+    """A trained model (in ``work/train``) and an inference run scoring 30 consenting applicants."""
+    import pandas as pd
+
+    from fedcredit.data.schema import LABEL_COLUMN
+
+    bank_csv, centre_csv = _data(work)
+    train = work / "train"
+    if not (train / "status.json").exists():
+        status = run_scenario_in_process(scenario(work), train)
+        if status.get("status") != "completed":
+            raise RuntimeError(f"training for the inference attack failed: {status}")
+    apps = pd.read_csv(bank_csv, dtype={"uscc": str}).iloc[:30].drop(columns=[LABEL_COLUMN])
+    apps.to_csv(work / "applicants.csv", index=False)
+    rows = ["uscc,bank,purpose,scope,valid_from,valid_until,revoked_at"]
+    rows += [f"{u},bank,loan_decision,*,2024-01-01,2026-12-31," for u in apps["uscc"]]
+    (work / "consents.csv").write_text("\n".join(rows) + "\n")
+    return config.loads(
+        f"""
+[run]
+name = "attack-inference"
+mode = "inference"
+purpose = "loan_decision"
+[parties.bank]
+role = "bank"
+data = "{bank_csv}"
+[parties.credit_centre]
+role = "credit_centre"
+data = "{centre_csv}"
+[inference]
+model_dir = "{train}"
+applicants = "{work / "applicants.csv"}"
+batch_size = 10
+[consent]
+registry = "{work / "consents.csv"}"
+at = "2025-06-01"
+"""
+    )
+
+
+def run_inference(work: Path, tamper: Tamper) -> Outcome:
+    sc = _inference_scenario(work)
+    out = work / "run"
+    status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc))
+    report = verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )
+    logs = {
+        p.parent.name: [{"kind": r.kind, "payload": json.loads(r.payload_text)} for r in read_records(p)]
+        for p in (out / "nodes").glob("*/egress.sqlite")
+    }
+    return Outcome(status, report, tamper, logs)
+
+
+@attack("coordinator/forge-sender/inference")
+def forge_inference(work: Path) -> AttackResult:
+    """The coordinator poses as the bank to the centre to query applicants' partial scores."""
+    t = Tamper(CENTRE, _first_in("inference", _replace_from(BANK, lambda e: forge(e, e.payload))))
+    o = run_inference(work, t)
+    return verdict(
+        "coordinator/forge-sender/inference", o, "coordinator posed as the bank to the centre in joint inference"
+    )
+
+
+@attack("coordinator/key-substitution/inference")
+def inference_key(work: Path) -> AttackResult:
+    """The coordinator swaps the bank's inference X25519 key for its own (to sit in the middle)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from protocols.inference.messages import InferenceKey, InferenceRequest
+
+    mine = X25519PrivateKey.generate().public_key().public_bytes_raw()
+
+    def swap(e: SignedEnvelope) -> SignedEnvelope:
+        kind = wire.message_type(e.payload)
+        cls = {"InferenceKey": InferenceKey, "InferenceRequest": InferenceRequest}[kind]
+        return swap_field(e, cls, "public_key", mine)
+
+    o = run_inference(work, Tamper(CENTRE, _first_in("inference", _replace_from(BANK, swap))))
+    return verdict(
+        "coordinator/key-substitution/inference", o, "coordinator swapped the bank's inference key for its own"
+    )
