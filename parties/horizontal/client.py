@@ -58,6 +58,7 @@ from parties.horizontal.bank_node import (
     state_bytes,
 )
 from parties.horizontal.bank_round import local_round
+from parties.horizontal.policy import RoundPolicy
 from protocols.common import wire
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ def _egress(env: BankEnv, context: Context, scenario: Scenario, step: str, kind:
 # -- training --------------------------------------------------------------------------------
 def _train(msg: Message, ctx: Context, env: BankEnv) -> Message:
     step, _, reply_kind = classify(msg.metadata.message_type, msg.content)
+    if legacy.secagg_stage(msg.metadata.message_type, msg.content) == "setup":
+        _check_secagg_policy(msg, ctx, env)
     if legacy.is_secagg_round(msg):
         reply = legacy.through_secagg(msg, ctx, lambda m, c: local_round(m, c, env))
     else:
@@ -96,6 +99,18 @@ def _train(msg: Message, ctx: Context, env: BankEnv) -> Message:
     if wanted:
         _egress(env, ctx, env.scenario(ctx, wanted), step, reply_kind, reply)
     return reply
+
+
+def _check_secagg_policy(msg: Message, ctx: Context, env: BankEnv) -> None:
+    """Before Flower's SecAgg+ mod sees the setup stage: this bank's own round minimums."""
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    wanted = str(state(ctx).get("scenario_sha256", ""))
+    if not wanted:
+        raise ProtocolRefused("SecAgg+ setup before the horizontal setup step: no scenario to check it against")
+    scenario = env.scenario(ctx, wanted)
+    policy = RoundPolicy.of(scenario, bank_name(ctx, scenario))
+    policy.check_secagg_setup(dict(msg.content.config_records[RECORD_KEY_CONFIGS]))
 
 
 # -- queries ---------------------------------------------------------------------------------
@@ -112,6 +127,7 @@ def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) ->
             schema_sha256="",
             x25519_public=b"",
         )
+    RoundPolicy.of(scenario, name).check_federation()  # >= 3 banks unless allow_two_banks (logged)
     d = local.bank_data(scenario, name)
     pub = b""
     if req.want_x25519:
