@@ -28,6 +28,8 @@ def test_the_suite_covers_every_protocol_and_attack_named_in_the_issue():
         "coordinator/inject/hetero-lr",
         "coordinator/forge-sender/inference",
         "coordinator/key-substitution/inference",
+        "coordinator/secagg-threshold-1/horizontal",
+        "coordinator/two-bank-round/horizontal",
     ):
         assert needed in CASES
 

@@ -160,6 +160,11 @@ def _fit_workflow(run: HorizontalRun, strategy: HorizontalStrategy, rounds: int)
         """A halted SecAgg+ round is an error, not a silently skipped round."""
         if rnd not in strategy.aggregated:
             run.flush()
+            refused = [r for r in run.grid.refusals if r["round"] == run.grid.round]
+            if refused:  # a bank's own policy stopped the round: name it (status.json)
+                from parties.common.relay import RunFailed
+
+                raise RunFailed(refused[0]["party"], "secagg+ setup", refused[0]["reason"])
             raise HorizontalRunError(
                 f"round {rnd}: SecAgg+ halted (too few banks answered to reconstruct "
                 f"the masks: threshold {threshold}); see dropout events"

@@ -476,3 +476,104 @@ def inference_key(work: Path) -> AttackResult:
     return verdict(
         "coordinator/key-substitution/inference", o, "coordinator swapped the bank's inference key for its own"
     )
+
+
+# -- horizontal: the coordinator picks the SecAgg+ parameters ---------------------------------
+
+HORIZONTAL = """
+[run]
+name = "attack-horizontal"
+mode = "horizontal"
+seed = 42
+[parties.bank_a]
+role = "bank"
+data = "default_credit"
+[parties.bank_b]
+role = "bank"
+data = "default_credit"
+[parties.bank_c]
+role = "bank"
+data = "default_credit"
+[horizontal]
+aggregation = "secagg+"
+rounds = 2
+model = "lr"
+evaluation = "none"
+baseline = false
+timeout = 60
+"""
+
+
+def _secagg_setup_rewrite(change: Callable[[dict], dict]):  # noqa: ANN202
+    """Rewrite the SecAgg+ setup-stage config the coordinator sends every bank."""
+    from flwr.app import ConfigRecord
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    from parties.horizontal import flower_legacy as legacy
+
+    fired: list[str] = []
+
+    def install(grid: InProcessGrid) -> None:
+        push = grid.push_messages
+
+        def tampered(messages):  # noqa: ANN001, ANN202
+            out = []
+            for m in messages:
+                if legacy.secagg_stage(m.metadata.message_type, m.content) == "setup":
+                    cfg = dict(m.content.config_records[RECORD_KEY_CONFIGS])
+                    m.content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(change(cfg))
+                    fired.append("secagg+ setup")
+                out.append(m)
+            return push(out)
+
+        grid.push_messages = tampered  # type: ignore[method-assign]
+
+    return install, fired
+
+
+def _horizontal_case(name: str, change: Callable[[dict], dict], what: str) -> AttackResult:
+    def case(work: Path) -> AttackResult:
+        sc = config.loads(HORIZONTAL)
+        install, fired = _secagg_setup_rewrite(change)
+        captured: list[tuple[str, str]] = []
+
+        def tap(nid: int, req: Message, rep: Message) -> None:  # what each bank answered
+            if rep.has_error():
+                captured.append((str(nid), rep.error.reason or ""))
+
+        out = work / "run"
+        status = run_scenario_in_process(sc, out, tap=tap, prepare_grid=install)
+        refusals = [r for _, r in captured if "refusing to contribute" in r]
+        # the protected value: an individual bank's masked update never left a bank if every bank
+        # refused at the setup stage (nothing is masked before the share-keys stage)
+        report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"))
+        caught = (
+            bool(fired)
+            and len(refusals) == 3
+            and status.get("status") == "failed"
+            and str(status.get("party", "")).startswith("bank_")
+            and report.first_bad is None
+            and report.complete  # the stopped run's ledger still verifies
+        )
+        by = "bank_a, bank_b, bank_c" if caught else ""
+        detail = f"{what}: " + (refusals[0][:200] if refusals else f"no bank refused (status {status.get('status')})")
+        detail += f"; status.json: {str(status.get('error', ''))[:160]}"
+        return AttackResult(name, "coordinator", caught, by, "secagg+ setup" if caught else "", not caught, detail)
+
+    return case
+
+
+attack("coordinator/secagg-threshold-1/horizontal")(
+    _horizontal_case(
+        "coordinator/secagg-threshold-1/horizontal",
+        lambda cfg: {**cfg, "threshold": 1},
+        "coordinator set the SecAgg+ reconstruction threshold to 1",
+    )
+)
+attack("coordinator/two-bank-round/horizontal")(
+    _horizontal_case(
+        "coordinator/two-bank-round/horizontal",
+        lambda cfg: {**cfg, "sample_num": 2, "share_num": 2, "threshold": 2},
+        "coordinator ran a SecAgg+ round with two banks",
+    )
+)
