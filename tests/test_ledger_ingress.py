@@ -67,3 +67,23 @@ def test_every_single_record_removed_or_altered_is_caught_and_named(run_dir, tmp
             problems = report.errors + ([] if report.complete else ["incomplete: run_end missing"])
             assert any("record #" in e or "run_end" in e for e in problems), (where, problems[:3])
         shutil.copyfile(target, path)
+
+
+def test_cli_verifies_a_run_directory_and_names_a_removed_ingress_record(run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fedcredit.cli.ledger_cmd import EXIT_FAILED, app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(run_dir), "--pubkey", str(run_dir / "coordinator_pub.pem")])
+    assert ok.exit_code == 0, ok.output
+    assert "received" in ok.output and "OK:" in ok.output
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    centre_log = copy / "nodes" / "credit_centre" / "egress.sqlite"
+    seq = next(r.seq for r in read_records(centre_log) if r.kind == "received")
+    with sqlite3.connect(centre_log) as conn:
+        conn.execute("DELETE FROM fedcredit_records WHERE seq=?", (seq,))
+    bad = runner.invoke(app, ["verify", str(copy), "--pubkey", str(copy / "coordinator_pub.pem")])
+    assert bad.exit_code == EXIT_FAILED, bad.output
+    assert f"record #{seq + 1}" in bad.output  # the chain breaks at the record after the removed one
