@@ -30,6 +30,8 @@ def test_the_suite_covers_every_protocol_and_attack_named_in_the_issue():
         "coordinator/key-substitution/inference",
         "coordinator/secagg-threshold-1/horizontal",
         "coordinator/two-bank-round/horizontal",
+        "coordinator/ckks-single-upload/horizontal",
+        "coordinator/ckks-forged-uploads/horizontal",
     ):
         assert needed in CASES
 

@@ -7,7 +7,7 @@ dataclasses, encoded with :func:`protocols.common.wire.encode` and carried as on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,6 +75,10 @@ class ReleaseRequest:
     key_fp: str
     stats_chunks: list[bytes]  # encrypted feature moments (federated standardisation), or empty
     stats_length: int
+    # the signed uploads the aggregates are made of (fedcredit.horizontal.upload_auth): the bank
+    # re-sums and decrypts these, never ``chunks``/``stats_chunks`` as given
+    uploads: list = field(default_factory=list)
+    stats_uploads: list = field(default_factory=list)
 
 
 @dataclass

@@ -43,6 +43,8 @@ def provision(scenario: Scenario, out_dir: Path) -> Path:
     and write the peers file every node trusts; returns the keys directory."""
     root = Path(out_dir) / KEYS_DIR
     peers: dict[str, str] = {}
+    if (root / PEERS_FILE).exists():  # several scenarios may share one key directory (sweeps)
+        peers.update(json.loads((root / PEERS_FILE).read_text()))
     for spec in scenario.parties:
         path = root / spec.name / KEY_FILE
         if path.exists():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from fedcredit.horizontal.messages import (
     SetupRequest,
 )
 from fedcredit.horizontal.settings import from_scenario
+from fedcredit.horizontal.upload_auth import ReleaseRefused
 from parties.common.node import NodeRuntime
 from parties.common.roles import RoleError
 from parties.horizontal import flower_legacy as legacy
@@ -182,11 +184,48 @@ def _install(msg: Message, ctx: Context, scenario: Scenario, req: InstallRequest
     return InstallReply(party=party, key_fp=key.key_fp, params_fp=key.params_fp)
 
 
-def _release(msg: Message, ctx: Context, scenario: Scenario, req: ReleaseRequest) -> ReleaseReply:
+def _release(
+    msg: Message, ctx: Context, scenario: Scenario, req: ReleaseRequest, *, out_dir: Path | None = None
+) -> ReleaseReply:
+    """Decrypt the model release -- but only sums this bank has checked and computed itself.
+
+    The coordinator's ``chunks`` are never decrypted: the bank verifies the signed uploads it is
+    sent (:mod:`fedcredit.horizontal.upload_auth`: node keys its operator configured, >= its
+    policy's minimum of distinct banks, one round), sums them under its own context and decrypts
+    that sum; the standardisation moments likewise. Otherwise it refuses, naming why."""
+    from fedcredit.horizontal.upload_auth import check_uploads
+    from parties.common import peers as peer_config
+
     party = bank_name(ctx, scenario)
     key = secret(ctx, party, req.key_fp)
-    weights = hckks.unweight(key.decrypt(req.chunks, req.length))
-    moments = hckks.unweight(key.decrypt(req.stats_chunks, req.stats_length)) if req.stats_length else np.zeros(0)
+    policy = RoundPolicy.of(scenario, party)
+    try:
+        peers = peer_config.load_peers(peer_config.peers_path(dict(ctx.node_config), out_dir))
+    except peer_config.PeerKeysMissing as exc:
+        raise ReleaseRefused(f"bank {party!r} refuses to decrypt: {exc}") from None
+    banks = [p.name for p in scenario.parties_with_role("bank")]
+    agg = hckks.CkksAggregator(key.params_bytes, expect_params_fp=key.params_fp)
+
+    def own_sum(uploads: list, task: str, length: int) -> list[bytes]:
+        checked = check_uploads(
+            uploads,
+            me=party,
+            task=task,
+            scenario_sha256=scenario.config_hash,
+            run_id=str(msg.metadata.run_id),
+            peers=peers,
+            banks=banks,
+            min_banks=policy.min_banks,
+        )
+        expected = hckks.n_chunks(length, key.slots)
+        return agg.sum([agg.load(p, chunks, expected) for p, chunks in checked])
+
+    weights = hckks.unweight(key.decrypt(own_sum(req.uploads, "train", req.length), req.length))
+    moments = np.zeros(0)
+    if req.stats_length:
+        stats = own_sum(req.stats_uploads, "stats", req.stats_length)
+        moments = hckks.unweight(key.decrypt(stats, req.stats_length))
+    log.info("bank %s released the checked aggregate of %d signed uploads", party, len(req.uploads))
     return ReleaseReply(party=party, weights=weights, moments=moments)
 
 
@@ -201,6 +240,8 @@ QUERIES: dict[str, tuple[type, QueryHandler]] = {
 
 def _query(action: str, msg: Message, ctx: Context, env: BankEnv) -> Message:
     cls, fn = QUERIES[action]
+    if action == "horizontal_release":  # needs the node's own configuration (peer keys)
+        fn = partial(_release, out_dir=env.out_dir)
     who = "?"
     try:
         req: Any = ht.read_payload(msg, cls)

@@ -577,3 +577,84 @@ attack("coordinator/two-bank-round/horizontal")(
         "coordinator ran a SecAgg+ round with two banks",
     )
 )
+
+
+# -- horizontal CKKS: the release as a decryption oracle --------------------------------------
+
+HORIZONTAL_CKKS = HORIZONTAL.replace('aggregation = "secagg+"', 'aggregation = "ckks"').replace(
+    'name = "attack-horizontal"', 'name = "attack-ckks"'
+)
+
+
+def _release_rewrite(change: Callable[[object], object]):  # noqa: ANN202
+    """Rewrite the coordinator's release request (what it asks a bank to decrypt)."""
+    from fedcredit.horizontal.messages import ReleaseRequest
+    from parties.horizontal import transport as ht
+
+    fired: list[str] = []
+
+    def install(grid: InProcessGrid) -> None:
+        push = grid.push_messages
+
+        def tampered(messages):  # noqa: ANN001, ANN202
+            out = []
+            for m in messages:
+                if m.metadata.message_type.endswith(".horizontal_release"):
+                    req = ht.read_payload(m, ReleaseRequest)
+                    m = ht.query_message(m.metadata.dst_node_id, "horizontal_release", change(req))
+                    fired.append("horizontal_release")
+                out.append(m)
+            return push(out)
+
+        grid.push_messages = tampered  # type: ignore[method-assign]
+
+    return install, fired
+
+
+def _single_upload(req):  # noqa: ANN001, ANN202
+    """Ask to decrypt bank_a's own upload alone (its ciphertexts as the 'aggregate')."""
+    first = req.uploads[0]
+    return dataclasses.replace(req, chunks=list(first["chunks"]), uploads=[first])
+
+
+def _single_upload_padded(req):  # noqa: ANN001, ANN202
+    """bank_a's upload plus two the coordinator made itself (fresh ciphertexts it attributes to
+    bank_b and bank_c; it cannot sign them with their node keys)."""
+    first = req.uploads[0]
+    fakes = [{**u, "chunks": list(first["chunks"]), "sig": COORDINATOR_KEY.sign(b"x" * 32)} for u in req.uploads[1:3]]
+    return dataclasses.replace(req, chunks=list(first["chunks"]), uploads=[first, *fakes])
+
+
+def _ckks_case(name: str, change, what: str) -> AttackResult:  # noqa: ANN001
+    def case(work: Path) -> AttackResult:
+        sc = config.loads(HORIZONTAL_CKKS)
+        install, fired = _release_rewrite(change)
+        out = work / "run"
+        status = run_scenario_in_process(sc, out, prepare_grid=install)
+        report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"))
+        error = str(status.get("error", ""))
+        refused = "refuses to decrypt" in error
+        released = (out / "model").exists() and status.get("status") == "completed"
+        caught = bool(fired) and refused and status.get("status") == "failed" and report.first_bad is None
+        detail = f"{what}: " + (error[error.find("bank '") :][:220] if refused else f"status {status.get('status')}")
+        return AttackResult(
+            name, "coordinator", caught, "bank_a" if caught else "", "horizontal_release", released, detail
+        )
+
+    return case
+
+
+attack("coordinator/ckks-single-upload/horizontal")(
+    _ckks_case(
+        "coordinator/ckks-single-upload/horizontal",
+        _single_upload,
+        "coordinator asked the releasing bank to decrypt one bank's CKKS upload",
+    )
+)
+attack("coordinator/ckks-forged-uploads/horizontal")(
+    _ckks_case(
+        "coordinator/ckks-forged-uploads/horizontal",
+        _single_upload_padded,
+        "coordinator padded one bank's CKKS upload with two uploads it made itself",
+    )
+)
