@@ -32,6 +32,7 @@ def test_the_suite_covers_every_protocol_and_attack_named_in_the_issue():
         "coordinator/two-bank-round/horizontal",
         "coordinator/ckks-single-upload/horizontal",
         "coordinator/ckks-forged-uploads/horizontal",
+        "coordinator/key-substitution/ckks",
     ):
         assert needed in CASES
 

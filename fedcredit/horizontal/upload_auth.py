@@ -96,3 +96,39 @@ def check_uploads(
     if len(rounds) != 1:
         raise ReleaseRefused(f"{where}: uploads from different rounds {sorted(rounds)}")
     return out
+
+
+def statement_digest(*, kind: str, scenario_sha256: str, run_id: str, party: str, data: bytes) -> bytes:
+    """What a bank signs to vouch for one key-handover value (its X25519 key, a sealed CKKS key
+    envelope): bound to the scenario, the Flower run and the signing party."""
+    body = {"recipe": RECIPE, "kind": kind, "scenario": scenario_sha256, "run": run_id, "party": party}
+    body["data"] = hashlib.sha256(bytes(data)).hexdigest()
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def check_statement(
+    *,
+    kind: str,
+    scenario_sha256: str,
+    run_id: str,
+    party: str,
+    data: bytes,
+    signature: bytes,
+    peers: Mapping[str, Ed25519PublicKey],
+    me: str,
+) -> None:
+    """:class:`KeyHandoverRefused` unless ``party``'s configured node key signed ``data``."""
+    pub = peers.get(party)
+    if pub is None:
+        raise KeyHandoverRefused(f"bank {me!r}: no configured public key for {party!r}; refusing its {kind}")
+    digest = statement_digest(kind=kind, scenario_sha256=scenario_sha256, run_id=run_id, party=party, data=data)
+    try:
+        pub.verify(bytes(signature), digest)
+    except (InvalidSignature, ValueError):
+        raise KeyHandoverRefused(
+            f"bank {me!r}: the {kind} attributed to {party!r} is not signed by its node key (substituted?)"
+        ) from None
+
+
+class KeyHandoverRefused(RuntimeError):
+    """A CKKS key hand-over value is not vouched for by its owner's node key."""

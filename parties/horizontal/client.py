@@ -41,7 +41,7 @@ from fedcredit.horizontal.messages import (
     SetupRequest,
 )
 from fedcredit.horizontal.settings import from_scenario
-from fedcredit.horizontal.upload_auth import ReleaseRefused
+from fedcredit.horizontal.upload_auth import KeyHandoverRefused, ReleaseRefused, check_statement, statement_digest
 from parties.common.node import NodeRuntime
 from parties.common.roles import RoleError
 from parties.horizontal import flower_legacy as legacy
@@ -116,7 +116,29 @@ def _check_secagg_policy(msg: Message, ctx: Context, env: BankEnv) -> None:
 
 
 # -- queries ---------------------------------------------------------------------------------
-def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) -> SetupReply:
+def _node_peers(ctx: Context, out_dir: Path | None, party: str):  # noqa: ANN202 - peer public keys
+    """The peer keys this bank's operator configured (never the coordinator's word)."""
+    from parties.common import peers as peer_config
+
+    try:
+        return peer_config.load_peers(peer_config.peers_path(dict(ctx.node_config), out_dir))
+    except peer_config.PeerKeysMissing as exc:
+        raise KeyHandoverRefused(f"bank {party!r}: {exc}") from None
+
+
+def _sign_statement(
+    ctx: Context, scenario: Scenario, out_dir: Path | None, msg: Message, kind: str, data: bytes
+) -> bytes:
+    node = NodeRuntime(ctx, scenario, out_dir)
+    digest = statement_digest(
+        kind=kind, scenario_sha256=scenario.config_hash, run_id=str(msg.metadata.run_id), party=node.name, data=data
+    )
+    return node.signing_key().sign(digest)
+
+
+def _setup(
+    msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest, *, out_dir: Path | None = None
+) -> SetupReply:
     name, role = party_of(ctx, scenario)
     state(ctx)["scenario_sha256"] = scenario.config_hash
     if role != "bank":
@@ -131,12 +153,13 @@ def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) ->
         )
     RoundPolicy.of(scenario, name).check_federation()  # >= 3 banks unless allow_two_banks (logged)
     d = local.bank_data(scenario, name)
-    pub = b""
+    pub = sig = b""
     if req.want_x25519:
         st = state(ctx)
         if "x25519_private" not in st:
             st["x25519_private"] = keyshare.generate_private()
         pub = keyshare.public_of(state_bytes(ctx, "x25519_private"))
+        sig = _sign_statement(ctx, scenario, out_dir, msg, "x25519", pub)  # binds the key to this bank
     return SetupReply(
         party=name,
         role=role,
@@ -145,14 +168,35 @@ def _setup(msg: Message, ctx: Context, scenario: Scenario, req: SetupRequest) ->
         n_features=d.n_features,
         schema_sha256=hdata.schema_digest(d.feature_names),
         x25519_public=pub,
+        x25519_sig=sig,
     )
 
 
-def _keygen(msg: Message, ctx: Context, scenario: Scenario, req: KeygenRequest) -> KeygenReply:
+def _keygen(
+    msg: Message, ctx: Context, scenario: Scenario, req: KeygenRequest, *, out_dir: Path | None = None
+) -> KeygenReply:
     party = bank_name(ctx, scenario)
     settings = from_scenario(scenario)
     if settings.aggregation != "ckks":
         raise ProtocolRefused(f"{party}: CKKS key generation requested, scenario says {settings.aggregation!r}")
+    # the secret key goes only to X25519 keys their banks signed: no substituted recipient key
+    banks = {p.name for p in scenario.parties_with_role("bank")} - {party}
+    if set(req.recipients) != banks or len(req.recipient_sigs) != len(req.recipients):
+        raise KeyHandoverRefused(
+            f"bank {party!r}: key hand-over to {sorted(req.recipients)}, this scenario's other banks are {sorted(banks)}"
+        )
+    peers = _node_peers(ctx, out_dir, party)
+    for r, pk, sig in zip(req.recipients, req.recipient_publics, req.recipient_sigs, strict=True):
+        check_statement(
+            kind="x25519",
+            scenario_sha256=scenario.config_hash,
+            run_id=str(msg.metadata.run_id),
+            party=r,
+            data=bytes(pk),
+            signature=bytes(sig),
+            peers=peers,
+            me=party,
+        )
     key = hckks.SecretCkks.generate(settings.ckks)
     keep_secret(ctx, key)
     run_id = str(msg.metadata.run_id)
@@ -162,19 +206,40 @@ def _keygen(msg: Message, ctx: Context, scenario: Scenario, req: KeygenRequest) 
         )
         for r, pk in zip(req.recipients, req.recipient_publics, strict=True)
     ]
+    sigs = [
+        _sign_statement(ctx, scenario, out_dir, msg, "ckks-key-envelope", r.encode() + b"\0" + e)
+        for r, e in zip(req.recipients, envelopes, strict=True)
+    ]
     return KeygenReply(
         party=party,
         params_context=key.params_bytes,
         params_fp=key.params_fp,
         key_fp=key.key_fp,
         envelopes=envelopes,
+        envelope_sigs=sigs,
     )
 
 
-def _install(msg: Message, ctx: Context, scenario: Scenario, req: InstallRequest) -> InstallReply:
+def _install(
+    msg: Message, ctx: Context, scenario: Scenario, req: InstallRequest, *, out_dir: Path | None = None
+) -> InstallReply:
     party = bank_name(ctx, scenario)
     if "x25519_private" not in state(ctx):
         raise ProtocolRefused(f"{party}: no X25519 key on this node; the setup step did not ask for one")
+    # only a key another bank of this scenario generated and vouched for (not the coordinator's)
+    banks = {p.name for p in scenario.parties_with_role("bank")} - {party}
+    if req.sender not in banks:
+        raise KeyHandoverRefused(f"bank {party!r}: CKKS key envelope from {req.sender!r}, not another bank")
+    check_statement(
+        kind="ckks-key-envelope",
+        scenario_sha256=scenario.config_hash,
+        run_id=str(msg.metadata.run_id),
+        party=req.sender,
+        data=party.encode() + b"\0" + bytes(req.envelope),
+        signature=bytes(req.envelope_sig),
+        peers=_node_peers(ctx, out_dir, party),
+        me=party,
+    )
     env = wire.decode(req.envelope, keyshare.Envelope)
     secret_bytes = keyshare.open_envelope(
         env, private_raw=state_bytes(ctx, "x25519_private"), me=party, run_id=str(msg.metadata.run_id)
@@ -229,7 +294,7 @@ def _release(
     return ReleaseReply(party=party, weights=weights, moments=moments)
 
 
-QueryHandler = Callable[[Message, Context, Scenario, Any], object]
+QueryHandler = Callable[..., object]  # (message, context, scenario, request, *, out_dir) -> reply
 QUERIES: dict[str, tuple[type, QueryHandler]] = {
     "horizontal_setup": (SetupRequest, _setup),
     "horizontal_keygen": (KeygenRequest, _keygen),
@@ -239,9 +304,8 @@ QUERIES: dict[str, tuple[type, QueryHandler]] = {
 
 
 def _query(action: str, msg: Message, ctx: Context, env: BankEnv) -> Message:
-    cls, fn = QUERIES[action]
-    if action == "horizontal_release":  # needs the node's own configuration (peer keys)
-        fn = partial(_release, out_dir=env.out_dir)
+    cls, handler = QUERIES[action]
+    fn = partial(handler, out_dir=env.out_dir)  # handlers need the node's own configuration (keys)
     who = "?"
     try:
         req: Any = ht.read_payload(msg, cls)

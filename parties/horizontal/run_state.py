@@ -37,6 +37,7 @@ class Bank:
     n_features: int
     schema: str
     x25519: bytes
+    x25519_sig: bytes = b""
 
 
 @dataclass

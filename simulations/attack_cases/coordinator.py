@@ -658,3 +658,62 @@ attack("coordinator/ckks-forged-uploads/horizontal")(
         "coordinator padded one bank's CKKS upload with two uploads it made itself",
     )
 )
+
+
+def _query_rewrite(action: str, cls: type, change: Callable[[object], object]):  # noqa: ANN202
+    """Rewrite the coordinator's ``query.<action>`` payload (a horizontal key-step message)."""
+    from parties.horizontal import transport as ht
+
+    fired: list[str] = []
+
+    def install(grid: InProcessGrid) -> None:
+        push = grid.push_messages
+
+        def tampered(messages):  # noqa: ANN001, ANN202
+            out = []
+            for m in messages:
+                if m.metadata.message_type.endswith("." + action):
+                    m = ht.query_message(m.metadata.dst_node_id, action, change(ht.read_payload(m, cls)))
+                    fired.append(action)
+                out.append(m)
+            return push(out)
+
+        grid.push_messages = tampered  # type: ignore[method-assign]
+
+    return install, fired
+
+
+@attack("coordinator/key-substitution/ckks")
+def ckks_key(work: Path) -> AttackResult:
+    """The coordinator swaps bank_b's X25519 hand-over key for its own, to receive the CKKS secret key."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from fedcredit.horizontal.messages import KeygenRequest
+
+    mine = X25519PrivateKey.generate().public_key().public_bytes_raw()
+
+    def swap(req):  # noqa: ANN001, ANN202
+        return dataclasses.replace(req, recipient_publics=[mine, *req.recipient_publics[1:]])
+
+    install, fired = _query_rewrite("horizontal_keygen", KeygenRequest, swap)
+    sc = config.loads(HORIZONTAL_CKKS)
+    out = work / "run"
+    status = run_scenario_in_process(sc, out, prepare_grid=install)
+    report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"))
+    error = str(status.get("error", ""))
+    refused = "not signed by its node key" in error
+    caught = bool(fired) and refused and status.get("status") == "failed" and report.first_bad is None
+    detail = "coordinator swapped bank_b's X25519 key in the CKKS key hand-over: " + (
+        error[error.find("bank '") :][:200] if refused else f"status {status.get('status')}: {error[:200]}"
+    )
+    # the secret key is sealed only after the check, so nothing was sealed to the coordinator's key
+    leaked = status.get("status") == "completed"
+    return AttackResult(
+        "coordinator/key-substitution/ckks",
+        "coordinator",
+        caught,
+        "bank_a" if caught else "",
+        "horizontal_keygen" if caught else "",
+        leaked,
+        detail,
+    )
