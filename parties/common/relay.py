@@ -118,7 +118,8 @@ class Relay:
                     "sha256": hashlib.sha256(summary_bytes).hexdigest(),
                 }
             )
-            out[party] = NodeReply(list[Envelope](outbox), finished, summary)
+            forwarded: list[Envelope] = list(outbox)  # signed envelopes, forwarded unchanged
+            out[party] = NodeReply(forwarded, finished, summary)
         failures.extend(
             (p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
             for p in order
