@@ -7,10 +7,11 @@ node itself says it sent. An auditor cross-checks the two with :func:`fedcredit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -308,6 +309,9 @@ class EgressLog(_SignedLog):
         return self._append(EGRESS_FAILED, {"step": step, "reason": reason[:1000]})
 
     def _append(self, kind: str, entry: dict[str, Any]) -> Record:
+        if self._batch is not None:  # inside batch(): committed together when it ends
+            self._batch.append((kind, entry))
+            return self._pending(kind, entry)
         store = self._open_store()
 
         def build(head: Record | None) -> Record:
@@ -316,6 +320,44 @@ class EgressLog(_SignedLog):
             return self._record(kind, entry, head)
 
         return store.append(build)
+
+    _batch: list[tuple[str, dict[str, Any]]] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records appended inside are chained, signed and committed in one transaction when the
+        block ends (one SQLite commit per node step instead of one per record). If the block
+        raises, what was appended is still committed before the exception propagates: a node's
+        log keeps what it received even when its step then fails."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            entries, self._batch = self._batch, None
+            if entries:
+                store = self._open_store()
+                with store.transaction() as conn:
+                    head = store.head(conn)
+                    if head is None:
+                        raise LedgerError(f"{self.path}: egress log lost its egress_start record")
+                    for kind, entry in entries:
+                        head = self._record(kind, entry, head)
+                        store.insert(conn, head)
+
+    def _pending(self, kind: str, entry: dict[str, Any]) -> Record:
+        """A stand-in for a record queued in a batch (its seq, hash and signature come at commit)."""
+        return Record(
+            log=self.LOG,
+            seq=-1,
+            run_id=self.run_id,
+            kind=kind,
+            ts="",
+            writer=self._writer,
+            prev_hash="",
+            payload_text=canonical_json(entry),
+            hash="",
+            sig="",
+        )
 
 
 def _check_same_log(path: Path, first: Record, *, run_id: str, node: str, pub: str) -> None:

@@ -121,10 +121,11 @@ class NodeRuntime:
         """Sign and record every payload this node is about to send (never the payload itself)."""
         elog = self._log()
         try:
-            for env in outbox:
-                seq = env.seq if isinstance(env, SignedEnvelope) else None
-                elog.record_sent(kind=env.kind, recipient=env.recipient, step=step, payload=env.payload, seq=seq)
-            elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
+            with elog.batch():  # one commit per step
+                for env in outbox:
+                    seq = env.seq if isinstance(env, SignedEnvelope) else None
+                    elog.record_sent(kind=env.kind, recipient=env.recipient, step=step, payload=env.payload, seq=seq)
+                elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
         finally:
             elog.close()
 
@@ -192,31 +193,50 @@ class NodeRuntime:
         elog = self._log()
         accepted: list[Envelope] = []
         try:
-            for env in inbox:
-                try:
-                    sid = self.session(announced)
-                    checked = signing.verify(
-                        env, me=self.name, peers=peers, federation=self.federation, session=sid, phase=phase
-                    )
-                    guard.accept(checked)
-                except EnvelopeRefused as exc:
-                    sent_step, seq = (env.step, env.seq) if isinstance(env, SignedEnvelope) else ("", -1)
-                    elog.record_refused(
-                        sender=env.sender, step=step, sent_step=sent_step, seq=seq, payload=env.payload, reason=str(exc)
-                    )
-                    raise
-                elog.record_received(
-                    kind=_kind(checked),
-                    sender=checked.sender,
-                    step=step,
-                    sent_step=checked.step,
-                    seq=checked.seq,
-                    payload=checked.payload,
-                )
-                accepted.append(checked.plain())
+            with elog.batch():  # one commit per step, also when an envelope is refused
+                accepted = self._verify_all(elog, phase, step, inbox, announced, peers, guard)
         finally:
             elog.close()
         self._save_guard(guard)
+        return accepted
+
+    def _verify_all(
+        self,
+        elog: object,
+        phase: str,
+        step: str,
+        inbox: list[Envelope],
+        announced: dict,
+        peers: dict,
+        guard: StreamGuard,
+    ) -> list[Envelope]:
+        """Verify ``inbox`` in order, logging each envelope as received, or as refused and raise."""
+        from fedcredit.ledger import EgressLog
+
+        assert isinstance(elog, EgressLog)
+        accepted: list[Envelope] = []
+        for env in inbox:
+            try:
+                sid = self.session(announced)
+                checked = signing.verify(
+                    env, me=self.name, peers=peers, federation=self.federation, session=sid, phase=phase
+                )
+                guard.accept(checked)
+            except EnvelopeRefused as exc:
+                sent_step, seq = (env.step, env.seq) if isinstance(env, SignedEnvelope) else ("", -1)
+                elog.record_refused(
+                    sender=env.sender, step=step, sent_step=sent_step, seq=seq, payload=env.payload, reason=str(exc)
+                )
+                raise
+            elog.record_received(
+                kind=_kind(checked),
+                sender=checked.sender,
+                step=step,
+                sent_step=checked.step,
+                seq=checked.seq,
+                payload=checked.payload,
+            )
+            accepted.append(checked.plain())
         return accepted
 
     def seal_outbox(self, phase: str, step: str, outbox: list[Envelope], announced: dict) -> list[Envelope]:
