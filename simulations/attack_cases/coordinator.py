@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import Message
+from flwr.serverapp import Grid
 
 from fedcredit import config
 from fedcredit.ledger import load_public_key, read_records, verify
@@ -106,13 +107,12 @@ class Tamper:
 
     target: str
     rewrite: Rewrite
-    node_ids: dict[int, str] = dataclasses.field(default_factory=dict)
     planted: list[str] = dataclasses.field(default_factory=list)
     dropped: list[SignedEnvelope] = dataclasses.field(default_factory=list)
     fired: str = ""  # the step at which the rewrite changed something
 
-    def install(self, grid: InProcessGrid, sc: config.Scenario) -> None:
-        self.node_ids = {nid: sc.parties[i].name for i, nid in enumerate(sorted(grid.contexts))}
+    def install(self, grid: Grid, sc: config.Scenario | None = None) -> None:
+        """Sit between ``grid`` (in-process or a real SuperLink's) and the coordinator's code."""
         push = grid.push_messages
 
         def tampered_push(messages):  # noqa: ANN001, ANN202 - Grid.push_messages signature
@@ -121,11 +121,11 @@ class Tamper:
         grid.push_messages = tampered_push  # type: ignore[method-assign]
 
     def _rewrite(self, msg: Message) -> Message:
-        if self.node_ids.get(msg.metadata.dst_node_id) != self.target:
-            return msg
         if msg.metadata.message_type not in (transport.INIT, transport.STEP, transport.FINISH):
             return msg
         phase, step, params, inbox = transport.read_request(msg.content)
+        if not inbox or inbox[0].recipient != self.target:  # the relay knows whom it delivers to
+            return msg
         new = self.rewrite(step, list(inbox))
         if [e.payload for e in new] == [e.payload for e in inbox] and new == inbox:
             return msg
