@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fedcredit.config import Scenario
 from parties.client_app import build_client_app
+from parties.common import peers
 from parties.common.grid import InProcessGrid, Tap, server_context
 from parties.server_app import coordinate
 
@@ -27,6 +28,7 @@ def run_scenario_in_process(
 ) -> dict:
     """Run ``scenario`` end to end; returns the coordinator's status (as in ``status.json``)."""
     out = Path(out_dir)
+    peers.provision(scenario, out)  # each node's operator configuration: its key, its peers' keys
     grid = InProcessGrid(build_client_app(scenario, out), len(scenario.parties), tap=tap)
     if prepare_grid is not None:
         prepare_grid(grid)

@@ -31,6 +31,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedcredit.config import Scenario
+from parties.common import peers
 from parties.common.grid import InProcessGrid, server_context
 from parties.common.introduction import register_hello
 from parties.common.recorder import MemoryRecorder
@@ -115,10 +116,14 @@ class _Sweep:
                 raise KeyError(f"no scenario with hash {config_hash[:12]} in this simulation")
             return by_hash[config_hash]
 
+        # every bank's node key and its peers' keys (what each operator would configure): a CKKS
+        # release is checked against them (fedcredit.horizontal.upload_auth)
+        for sc in by_hash.values():
+            peers.provision(sc, self.ledger_dir)
         app = ClientApp()
         if ledger is not None:
             register_hello(app, lambda _ctx: ledger, self.ledger_dir)
-        horizontal_client.register(app, scenario_for, self.ledger_dir if ledger is not None else None, tap=tap)
+        horizontal_client.register(app, scenario_for, self.ledger_dir, tap=tap)
         return app
 
 

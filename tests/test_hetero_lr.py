@@ -244,7 +244,7 @@ def test_scoring_protocol_gives_joint_probabilities():
     want = sigmoid(bank.partial_scores(Xbv[rows]) + centre.partial_scores(Xcv[rows]))
     np.testing.assert_allclose(parties["bank"].scores, want, rtol=1e-12)
     kinds = [e.kind for e in transcript.sent_by("centre")]
-    assert kinds == ["PartialScores"]
+    assert kinds == ["SealedPartialScores"]  # sealed to the bank (#13)
     bad = {
         "bank": BankScorer("bank", "centre", bank.model, Xbv),
         "centre": CentreScorer("centre", "bank", centre.model, Xcv[:10]),

@@ -297,10 +297,10 @@ def test_scoring_protocol_both_modes_private_and_exact():
         steps[mode] = len(tr.steps)
         secrets_h = _float_patterns(val[1]) | _float_patterns(hm.thresholds)
         for env in tr.sent_by(HOST):
-            assert env.kind == "SbDirectionReply"
+            assert env.kind == "SbSealedDirectionReply"  # sealed to the guest (#13)
             assert not any(p in env.payload for p in secrets_h)
         for env in tr.sent_by(GUEST):
-            assert env.kind in ("SbDirectionQuery", "SbScoringDone")
+            assert env.kind in ("SbScoringKey", "SbDirectionQuery", "SbScoringDone")
             assert not any(p in env.payload for p in _float_patterns(val[0]))
     assert steps["cross"] == 3 and steps["pairs"] > steps["cross"]
     # a scoring state is bound to the rows it scores

@@ -119,10 +119,10 @@ def _arrays(fields: dict) -> list[tuple[str, list]]:
 # Message kinds that may carry one value per sample, and why (docs/protocols/*.md):
 PER_SAMPLE_ALLOWED = {
     "SplitPlan",  # bank -> centre: which aligned positions are test/validation (no labels)
-    "ScoreRequest",  # bank -> centre: positions of the rows to score
-    "PartialScores",  # centre -> bank at evaluation only: the documented scoring leak
+    "SealedScoreRequest",  # bank -> centre: positions of the rows to score
+    "SealedPartialScores",  # centre -> bank at evaluation only, sealed to the bank: the documented scoring leak
     "SbDirectionQuery",  # bank -> centre at SecureBoost scoring: positions of the rows to route
-    "SbDirectionReply",  # centre -> bank: left/right bit per (row, host node): documented
+    "SbSealedDirectionReply",  # centre -> bank, sealed: left/right bit per (row, host node): documented
 }
 
 
@@ -148,7 +148,7 @@ def _assert_nothing_private_left_a_node(captured, subset, sizes: set[int]) -> No
             for name, shape in _arrays(fields):
                 if shape and shape[0] in sizes and kind not in PER_SAMPLE_ALLOWED:
                     pytest.fail(f"{env.sender} sent a per-sample array {kind}.{name} {shape}")
-            if env.sender == "credit_centre" and kind != "PartialScores":
+            if env.sender == "credit_centre":  # partial scores are sealed to the bank now (#13)
                 for p in patterns:
                     assert p not in blob, f"a centre feature value left the centre in {kind}"
             if env.sender == "bank":

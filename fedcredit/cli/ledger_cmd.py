@@ -56,7 +56,10 @@ def _parse_node_keys(items: list[str]) -> dict:
 
 @app.command()
 def verify(
-    path: Path = typer.Argument(..., help="Run ledger (SQLite) to verify."),
+    path: Path = typer.Argument(
+        ...,
+        help="Run ledger (SQLite) to verify, or a run directory (its ledger.sqlite and every nodes/*/egress.sqlite).",
+    ),
     egress: list[Path] = typer.Option([], "--egress", "-e", help="A data node's egress log (repeat per node)."),
     pubkey: Path | None = typer.Option(None, "--pubkey", help="Coordinator's published Ed25519 public key (PEM)."),
     node_pubkey: list[str] = typer.Option(
@@ -73,6 +76,10 @@ def verify(
     from fedcredit.ledger import LedgerError, load_public_key
     from fedcredit.ledger import verify as run_verify
 
+    if path.is_dir():  # a run directory: its ledger and every node's log (sent, received, refused)
+        if not egress:
+            egress = sorted((path / "nodes").glob("*/egress.sqlite"))
+        path = path / "ledger.sqlite"
     key = None
     if pubkey is not None:
         try:
@@ -108,8 +115,9 @@ def _print_report(rep) -> None:
         out.print(f"head hash {rep.head_hash}")
     for chk in rep.egress:
         out.print(
-            f"egress [cyan]{plain(chk.node)}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
-            f"{chk.messages_in_ledger} in ledger, {chk.matched} matched  ({plain(chk.path)})"
+            f"node log [cyan]{plain(chk.node)}[/]: {chk.records} records, {chk.messages_in_egress} sent, "
+            f"{chk.messages_in_ledger} in ledger, {chk.matched} matched, {chk.received} received, "
+            f"{chk.refused} refused  ({plain(chk.path)})"
         )
     for w in rep.warnings:
         out.print(f"[yellow]warning:[/] {plain(w)}")

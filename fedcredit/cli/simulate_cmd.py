@@ -52,7 +52,10 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
         logging.getLogger("flwr").setLevel(logging.WARNING)
 
     from parties.client_app import build_client_app
+    from parties.common.peers import provision
     from parties.server_app import build_server_app
+
+    provision(scenario, out)  # each node's operator configuration (node key, peers' keys), not the coordinator's
 
     sim = scenario.settings(SimulationSettings)
     backend_config: dict[str, Any] = {

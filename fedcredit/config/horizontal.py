@@ -154,6 +154,11 @@ class HorizontalSettings(Settings):
     evaluation: str = setting("holdout", "evaluate the global model on the common holdout, or not", choices=EVALUATIONS)
     baseline: bool = setting(True, "also train the pooled (centralised) reference model")
     release_each_round: bool = setting(False, "write the global model after every round, not only the last")
+    allow_two_banks: bool = setting(
+        False,
+        "let a round run with only two banks (each then learns the other's update by subtraction); "
+        "every bank refuses two-bank rounds unless its own scenario sets this (logged)",
+    )
     secagg: SecAggSettings = setting(SecAggSettings, "SecAgg+ parameters ([horizontal.secagg])")
     ckks: CkksSettings = setting(CkksSettings, "CKKS parameters ([horizontal.ckks])")
     dp: DpSettings = setting(DpSettings, "differential privacy ([horizontal.dp])")

@@ -80,6 +80,19 @@ class FederationKeys:
         return self.parties[name]
 
 
+def write_peers_file(fk: FederationKeys, parties: list[str], path: str | os.PathLike[str]) -> Path:
+    """The peers file a node's operator gives its SuperNode (node_config ``peer-keys``): each
+    party's Ed25519 node (egress) public key as hex. Every envelope a node accepts must be signed
+    by the key listed here for its sender; operators compare these fingerprints out of band."""
+    from fedcredit.ledger import load_public_key, public_key_hex
+
+    peers = {name: public_key_hex(load_public_key(fk.party(name).egress_pub)) for name in parties}
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(peers, indent=2, sort_keys=True))
+    return p
+
+
 # -- file helpers ---------------------------------------------------------------------------------
 def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)

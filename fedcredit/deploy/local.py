@@ -42,7 +42,7 @@ from fedcredit.deploy.flwr_cli import (
     venv_bin,
     write_app_dir,
 )
-from fedcredit.deploy.keys import FederationKeys, ensure_keys, load_keys
+from fedcredit.deploy.keys import FederationKeys, ensure_keys, load_keys, write_peers_file
 from fedcredit.deploy.processes import ProcessSet
 
 log = logging.getLogger(__name__)
@@ -263,12 +263,15 @@ class Deployment:
         if not data.startswith(("default_credit", "synthetic:")) and Path(data).exists():
             data = str(Path(data).resolve())
         pk = self.keys.party(party)
+        node_dir = self.out / "nodes" / party
+        peers = write_peers_file(self.keys, [p.name for p in self.scenario.parties], node_dir / "peers.json")
         return {
             "party": party,
             "role": spec.role,
             "data": data,
-            "node-dir": str(self.out / "nodes" / party),
+            "node-dir": str(node_dir),
             "egress-key": str(pk.egress_key),
+            "peer-keys": str(peers),
             "scenario": str(Path(self.opts.scenario).resolve()),
         }
 

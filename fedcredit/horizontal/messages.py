@@ -7,7 +7,7 @@ dataclasses, encoded with :func:`protocols.common.wire.encode` and carried as on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class SetupReply:
     n_features: int
     schema_sha256: str
     x25519_public: bytes  # empty unless asked for (CKKS key hand-over)
+    x25519_sig: bytes = b""  # the bank's node-key signature over it (upload_auth.statement_digest)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class KeygenRequest:
     scenario_sha256: str
     recipients: list[str]
     recipient_publics: list[bytes]
+    recipient_sigs: list[bytes] = field(default_factory=list)  # each recipient's SetupReply.x25519_sig
 
 
 @dataclass
@@ -47,6 +49,7 @@ class KeygenReply:
     params_fp: str
     key_fp: str
     envelopes: list[bytes]  # wire-encoded keyshare.Envelope, one per recipient, same order
+    envelope_sigs: list[bytes] = field(default_factory=list)  # the generating bank's node-key signatures
 
 
 @dataclass
@@ -55,6 +58,8 @@ class InstallRequest:
     envelope: bytes
     key_fp: str
     params_fp: str
+    sender: str = ""  # the bank that generated the key and sealed the envelope
+    envelope_sig: bytes = b""  # its node-key signature over (recipient, envelope)
 
 
 @dataclass
@@ -75,6 +80,10 @@ class ReleaseRequest:
     key_fp: str
     stats_chunks: list[bytes]  # encrypted feature moments (federated standardisation), or empty
     stats_length: int
+    # the signed uploads the aggregates are made of (fedcredit.horizontal.upload_auth): the bank
+    # re-sums and decrypts these, never ``chunks``/``stats_chunks`` as given
+    uploads: list = field(default_factory=list)
+    stats_uploads: list = field(default_factory=list)
 
 
 @dataclass

@@ -52,6 +52,9 @@ LEDGER_KINDS = (
 )
 EGRESS_START = "egress_start"
 EGRESS_SENT = "sent"
+EGRESS_RECEIVED = "received"  # an envelope the node accepted (signature and stream seq verified)
+EGRESS_REFUSED = "refused"  # an envelope the node refused, and why (the run stops there)
+EGRESS_FAILED = "failed"  # a step the node was asked to do and could not (protocol error, bad input)
 
 
 class LedgerError(Exception):

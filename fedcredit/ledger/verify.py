@@ -6,7 +6,10 @@ sequence number, (3) belong to the same run/log/writer as record 0, (4) point at
 record's hash, (5) hash to its stored hash, (6) carry a valid Ed25519 signature over that hash,
 (7) hold a canonical JSON object as payload and respect the kind grammar (run_start first, nothing
 after run_end). Then every message a node sent according to the ledger must appear in that node's
-own signed egress log, and vice versa.
+own signed egress log, and vice versa; and every party-to-party envelope a node's log says it sent
+(recipient, kind, step, stream seq, size, SHA-256) must appear as received in the recipient's log,
+and every received one as sent in the sender's: a drop, injection, replay or alteration by the relay
+is named with step and party, as is every envelope a node refused.
 
 A ledger that passes (1)-(7) but lacks ``run_end`` is *intact but incomplete*: that is what a crash
 leaves behind, and it is also what deleting trailing records produces -- the two cannot be told apart
@@ -28,6 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
 from fedcredit.ledger.records import (
+    EGRESS_FAILED,
+    EGRESS_RECEIVED,
+    EGRESS_REFUSED,
     EGRESS_SENT,
     EGRESS_START,
     GENESIS_HASH,
@@ -57,6 +63,19 @@ class EgressCheck:
     messages_in_ledger: int = 0
     messages_in_egress: int = 0
     matched: int = 0
+    received: int = 0  # envelopes the node accepted from peers (ingress records)
+    refused: int = 0  # envelopes the node refused
+
+
+@dataclass
+class _Links:
+    """One node log's party-to-party envelopes, keyed (sender, recipient, kind, sent step, seq, size, sha256)."""
+
+    path: str
+    sent: dict[tuple, int] = field(default_factory=dict)  # key -> record position
+    received: dict[tuple, int] = field(default_factory=dict)
+    refused: list[tuple[int, dict]] = field(default_factory=list)  # (position, payload)
+    served: set[str] = field(default_factory=set)  # steps the node was asked to do (any record at that step)
 
 
 @dataclass
@@ -351,11 +370,14 @@ def _cross_check(
     coordinator = chain.records[0].writer
     per_node, where, ledger_steps = _ledger_messages(report, chain, parties, coordinator)
     seen: dict[str, str] = {}
+    links: dict[str, _Links] = {}
     for path in egress_paths:
         node_check = _check_egress(report, Path(path), parties, egress_keys)
         if node_check is None:
             continue
-        check, counter, egress_where = node_check
+        check, counter, egress_where, node_links = node_check
+        if check.node not in seen:
+            links[check.node] = node_links
         if check.node in seen:
             report._error(f"two egress logs for node {check.node!r}: {seen[check.node]} and {path}")
             continue
@@ -386,6 +408,67 @@ def _cross_check(
                 f"no egress log given for node {node!r}: {sum(counter.values())} "
                 "message(s) it sent were not cross-checked"
             )
+    _cross_check_ingress(report, links, _step_order(chain))
+
+
+def _step_order(chain: _ChainResult) -> dict[str, int]:
+    """Each relayed step's position in the ledger (the order the coordinator ran them in)."""
+    order: dict[str, int] = {}
+    for pos, payload in sorted(chain.payloads.items()):
+        if chain.records[pos].kind == "step" and "step" in payload:
+            order.setdefault(str(payload["step"]), pos)
+    return order
+
+
+def _fmt_link(key: tuple) -> str:
+    sender, recipient, kind, step, seq, size, sha = key
+    return f"{kind!r} {sender}->{recipient} sent at step {step!r} (seq {seq}, {size} bytes, sha256 {str(sha)[:12]}...)"
+
+
+def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links], order: dict[str, int]) -> None:
+    """Sender egress = recipient ingress, per envelope; names every drop, injection, alteration,
+    replay and refusal with its step and parties.
+
+    An envelope sent at step S that never reached its recipient R was dropped by the relay if R's
+    own log shows R was served a later step (received, refused, answered or failed one): the
+    relay had the chance to deliver it and did not. If R was never served again, the run stopped
+    before delivery (an availability fault, which the coordinator may commit): a warning names it.
+    """
+    refused_at: set[tuple] = set()
+    for node, lk in links.items():
+        for pos, r in lk.refused:
+            refused_at.add((r.get("sender"), node, r.get("sent_step"), r.get("seq")))
+            report._error(
+                f"egress log {lk.path} record #{pos}: node {node!r} refused an envelope claiming to be from "
+                f"{r.get('sender')!r} at step {r.get('step')!r} (signed step {r.get('sent_step')!r}, seq "
+                f"{r.get('seq')}): {r.get('reason')}"
+            )
+    for node, lk in links.items():
+        for key, pos in sorted(lk.received.items(), key=lambda kv: kv[1]):
+            sender = key[0]
+            if sender not in links:
+                report.warnings.append(f"node {node!r} received {_fmt_link(key)} but no log of {sender!r} was given")
+            elif key not in links[sender].sent:
+                report._error(
+                    f"egress log {lk.path} record #{pos}: node {node!r} received {_fmt_link(key)} which "
+                    f"{sender!r}'s own log does not record sending (injected, altered or replayed by the relay)"
+                )
+        for key, pos in sorted(lk.sent.items(), key=lambda kv: kv[1]):
+            recipient = key[1]
+            if recipient not in links or key in links[recipient].received:
+                continue
+            if (key[0], recipient, key[3], key[4]) in refused_at:
+                continue  # reported above as a refusal
+            msg = f"egress log {lk.path} record #{pos}: {_fmt_link(key)} never reached {recipient!r}"
+            sent_at = order.get(key[3], -1)
+            later = sorted((order[s], s) for s in links[recipient].served if order.get(s, -1) > sent_at)
+            if later:
+                report._error(
+                    msg + f" although {recipient!r} was served step {later[0][1]!r} after it "
+                    f"(dropped by the relay after step {key[3]!r})"
+                )
+            else:
+                report.warnings.append(msg + " -- the run stopped before delivering it")
 
 
 def _message_key(m: Mapping[str, Any], step: Any) -> tuple | None:
@@ -408,9 +491,19 @@ def _fmt(node: str, key: tuple) -> str:
     return f"{kind!r} {node}->{recipient} step {step!r} ({size} bytes, sha256 {str(sha)[:12]}...)"
 
 
+def _link_key(node: str, payload: Mapping[str, Any], received: bool) -> tuple | None:
+    """(sender, recipient, kind, sent step, seq, size, sha256) of a sent or received record."""
+    seq, size, sha, kind = payload.get("seq"), payload.get("size"), payload.get("sha256"), payload.get("kind")
+    peer = payload.get("sender" if received else "recipient")
+    step = payload.get("sent_step" if received else "step")
+    if type(seq) is not int or type(size) is not int or not all(isinstance(v, str) for v in (sha, kind, peer, step)):
+        return None
+    return (peer, node, kind, step, seq, size, sha) if received else (node, peer, kind, step, seq, size, sha)
+
+
 def _check_egress(
     report: VerificationReport, path: Path, parties: Mapping[str, Any], egress_keys: Mapping[str, Any]
-) -> tuple[EgressCheck, Counter, dict] | None:
+) -> tuple[EgressCheck, Counter, dict, _Links] | None:
     try:
         records = read_records(path)
     except LedgerFileError as exc:
@@ -462,10 +555,32 @@ def _check_egress(
     check = EgressCheck(node=node, path=str(path), records=len(records))
     counter: Counter = Counter()
     where: dict[tuple, list[int]] = {}
+    links = _Links(str(path))
     for pos, payload in sorted(chain.payloads.items()):
-        if records[pos].kind == EGRESS_START:
+        kind = records[pos].kind
+        if kind == EGRESS_START:
             continue
-        if records[pos].kind != EGRESS_SENT:
+        if kind in (EGRESS_SENT, EGRESS_RECEIVED, EGRESS_REFUSED, EGRESS_FAILED) and "step" in payload:
+            links.served.add(str(payload["step"]))
+        if kind == EGRESS_FAILED:
+            continue
+        if kind == EGRESS_REFUSED:
+            check.refused += 1
+            links.refused.append((pos, payload))
+            continue
+        if kind in (EGRESS_SENT, EGRESS_RECEIVED) and "seq" in payload:
+            lkey = _link_key(node, payload, kind == EGRESS_RECEIVED)
+            if lkey is None:
+                report._error(f"egress log {path} record #{pos}: {kind} record lacks peer/kind/step/seq/size/sha256")
+                continue
+            target = links.received if kind == EGRESS_RECEIVED else links.sent
+            if lkey in target:
+                report._error(f"egress log {path} record #{pos}: the same envelope is logged twice ({_fmt_link(lkey)})")
+            target[lkey] = pos
+            if kind == EGRESS_RECEIVED:
+                check.received += 1
+                continue
+        if kind != EGRESS_SENT:
             report._error(f"egress log {path} record #{pos}: unknown kind {records[pos].kind!r}")
             continue
         key = _message_key(payload, payload.get("step"))
@@ -475,4 +590,4 @@ def _check_egress(
         counter[key] += 1
         where.setdefault(key, []).append(pos)
     check.messages_in_egress = sum(counter.values())
-    return check, counter, where
+    return check, counter, where, links

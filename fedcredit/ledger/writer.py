@@ -7,10 +7,11 @@ node itself says it sent. An auditor cross-checks the two with :func:`fedcredit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
 from fedcredit.ledger.records import (
+    EGRESS_FAILED,
+    EGRESS_RECEIVED,
+    EGRESS_REFUSED,
     EGRESS_SENT,
     EGRESS_START,
     GENESIS_HASH,
@@ -218,7 +222,12 @@ def _check_parties(parties: Any) -> None:
 
 
 class EgressLog(_SignedLog):
-    """A data node's own signed log of every payload it sent (hash and size only, never the bytes).
+    """A data node's own signed log of every payload it sent and received (hash and size only,
+    never the bytes); refused envelopes are logged with the reason.
+
+    Sent records carry the envelope's stream sequence number; received and refused records carry
+    the sender, the step the sender signed it at, its seq, size and SHA-256, so an auditor can
+    match every sender egress record with its recipient ingress record.
 
     Opening an existing log for the same run and node appends to it, because in Flower each
     message-handler call is a fresh invocation that opens, appends and closes.
@@ -262,24 +271,93 @@ class EgressLog(_SignedLog):
             raise
         return cls(store, signing_key, run_id, node)
 
-    def record_sent(self, *, kind: str, recipient: str, step: str | int, payload: bytes) -> Record:
+    def record_sent(
+        self, *, kind: str, recipient: str, step: str | int, payload: bytes, seq: int | None = None
+    ) -> Record:
         """Log that ``payload`` (the exact bytes sent) went to ``recipient`` at ``step``."""
         digest, size = message_digest(payload)
-        return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size)
+        return self.record_sent_digest(kind=kind, recipient=recipient, step=step, sha256=digest, size=size, seq=seq)
 
-    def record_sent_digest(self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int) -> Record:
+    def record_sent_digest(
+        self, *, kind: str, recipient: str, step: str | int, sha256: str, size: int, seq: int | None = None
+    ) -> Record:
         """As :meth:`record_sent` when only the digest and size are at hand."""
-        store = self._open_store()
         if not isinstance(kind, str) or not kind or not isinstance(recipient, str) or not recipient:
             raise LedgerError("message kind and recipient must be non-empty strings")
-        entry = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size), "sha256": sha256}
+        entry: dict[str, Any] = {"kind": kind, "recipient": recipient, "step": str(step), "size": int(size)}
+        entry["sha256"] = sha256
+        if seq is not None:
+            entry["seq"] = int(seq)
+        return self._append(EGRESS_SENT, entry)
+
+    def record_received(self, *, kind: str, sender: str, step: str, sent_step: str, seq: int, payload: bytes) -> Record:
+        """Log an envelope this node accepted at ``step`` (``sent_step``: the step its sender signed)."""
+        digest, size = message_digest(payload)
+        entry = {"kind": kind, "sender": sender, "step": step, "sent_step": sent_step, "seq": int(seq)}
+        return self._append(EGRESS_RECEIVED, {**entry, "size": size, "sha256": digest})
+
+    def record_refused(
+        self, *, sender: str, step: str, sent_step: str, seq: int, payload: bytes, reason: str
+    ) -> Record:
+        """Log an envelope this node refused at ``step`` and why (bad signature, replay, gap...)."""
+        digest, size = message_digest(payload)
+        entry = {"sender": sender, "step": step, "sent_step": sent_step, "seq": int(seq), "reason": reason[:1000]}
+        return self._append(EGRESS_REFUSED, {**entry, "size": size, "sha256": digest})
+
+    def record_failed(self, *, step: str, reason: str) -> Record:
+        """Log that this node was asked to do ``step`` and failed (so an auditor knows it was served)."""
+        return self._append(EGRESS_FAILED, {"step": step, "reason": reason[:1000]})
+
+    def _append(self, kind: str, entry: dict[str, Any]) -> Record:
+        if self._batch is not None:  # inside batch(): committed together when it ends
+            self._batch.append((kind, entry))
+            return self._pending(kind, entry)
+        store = self._open_store()
 
         def build(head: Record | None) -> Record:
             if head is None:
                 raise LedgerError(f"{self.path}: egress log lost its egress_start record")
-            return self._record(EGRESS_SENT, entry, head)
+            return self._record(kind, entry, head)
 
         return store.append(build)
+
+    _batch: list[tuple[str, dict[str, Any]]] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records appended inside are chained, signed and committed in one transaction when the
+        block ends (one SQLite commit per node step instead of one per record). If the block
+        raises, what was appended is still committed before the exception propagates: a node's
+        log keeps what it received even when its step then fails."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            entries, self._batch = self._batch, None
+            if entries:
+                store = self._open_store()
+                with store.transaction() as conn:
+                    head = store.head(conn)
+                    if head is None:
+                        raise LedgerError(f"{self.path}: egress log lost its egress_start record")
+                    for kind, entry in entries:
+                        head = self._record(kind, entry, head)
+                        store.insert(conn, head)
+
+    def _pending(self, kind: str, entry: dict[str, Any]) -> Record:
+        """A stand-in for a record queued in a batch (its seq, hash and signature come at commit)."""
+        return Record(
+            log=self.LOG,
+            seq=-1,
+            run_id=self.run_id,
+            kind=kind,
+            ts="",
+            writer=self._writer,
+            prev_hash="",
+            payload_text=canonical_json(entry),
+            hash="",
+            sig="",
+        )
 
 
 def _check_same_log(path: Path, first: Record, *, run_id: str, node: str, pub: str) -> None:

@@ -53,20 +53,28 @@ def answer(
     out_dir: Path | None,
 ) -> Message:
     node_name, step = "?", "?"
+    node: NodeRuntime | None = None
     try:
         node = NodeRuntime(context, scenario_of(context), out_dir)
         node_name = node.name
-        phase, step, params, inbox = transport.read_request(message.content)
+        phase, step, params, signed_inbox = transport.read_request(message.content)
+        announced = transport.read_session(message.content)
+        # authenticate before any party sees a byte: verified envelopes are logged as received
+        inbox = node.accept_inbox(phase, step, list(signed_inbox), announced)
         if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
             raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
         reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox))
+        outbox = node.seal_outbox(phase, step, reply.outbox, announced)
         summary_bytes = transport.canonical_json(reply.summary)
-        node.log_egress(step, reply.outbox, summary_bytes)
-        return Message(
-            transport.reply(outbox=reply.outbox, finished=reply.finished, summary=reply.summary), reply_to=message
-        )
+        node.log_egress(step, outbox, summary_bytes)
+        return Message(transport.reply(outbox=outbox, finished=reply.finished, summary=reply.summary), reply_to=message)
     except Exception as exc:  # noqa: BLE001 - every failure must reach the coordinator, named
         log.error("party %s failed at %s:\n%s", node_name, step, traceback.format_exc())
+        if node is not None and step != "?":
+            try:
+                node.log_failure(step, f"{type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001 - the error reply below matters more than this record
+                log.exception("party %s could not log its failure", node_name)
         return Message(
             Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
             reply_to=message,

@@ -56,7 +56,10 @@ def introduce(grid: Grid, recorder: LedgerRecorder, scenario: Scenario, timeout:
             raise RunFailed(name, "hello", f"two nodes claim to be {name!r}")
         nodes[name] = nid
         parties[name] = summary
-    relay = Relay(grid, nodes, recorder, timeout=timeout)
+    # Every node's fresh nonce goes into the session its envelopes are signed for; the coordinator
+    # only relays them (a node refuses a session that lacks its own nonce).
+    session = {"run_id": recorder.run_id, "nonces": {name: str(s.get("nonce", "")) for name, s in parties.items()}}
+    relay = Relay(grid, nodes, recorder, timeout=timeout, session=session)
     recorder.run_start(
         {
             name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"], "features": s["features"]}
@@ -98,7 +101,12 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     """Who this node is; a node with bad data still introduces itself, so the run is recorded
     and the failure named."""
     node.put("run_id", str(request.params["run_id"]))
-    summary: dict = {"party": node.name, "role": node.role, "egress_pubkey": public_key_hex(node.signing_key())}
+    summary: dict = {
+        "party": node.name,
+        "role": node.role,
+        "egress_pubkey": public_key_hex(node.signing_key()),
+        "nonce": node.hello_nonce(),
+    }
     try:
         data = node.data()
         summary.update(rows=len(data), features=data.n_features)

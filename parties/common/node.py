@@ -1,4 +1,9 @@
-"""Node-side runtime: who this node is, its data, its persisted protocol state, its egress log.
+"""Node-side runtime: who this node is, its data, its persisted protocol state, its signed log.
+
+It is also the node's authentication boundary: :meth:`NodeRuntime.accept_inbox` verifies every
+envelope the coordinator delivers (sender's signature against the operator-configured peer keys,
+session, phase, stream sequence number) and logs it as received, or logs it as refused and stops,
+before any party sees it; :meth:`NodeRuntime.seal_outbox` signs and numbers what leaves.
 
 Everything a node keeps between Flower messages lives in ``context.state`` (node-local; in
 deployment the SuperNode holds it, in simulation Flower keeps it per virtual node). Data is
@@ -9,7 +14,9 @@ run consecutive messages of one node in different processes.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -18,8 +25,11 @@ from flwr.app import ConfigRecord, Context
 
 from fedcredit.config import PartySpec, Scenario
 from fedcredit.data.loaders import PartyData, load_party_data
+from parties.common import peers as peer_config
 from parties.common.roles import resolve_party
+from protocols.common import signing
 from protocols.common.party import Envelope
+from protocols.common.signing import EnvelopeRefused, SignedEnvelope, StreamGuard
 
 log = logging.getLogger(__name__)
 STATE = "fedcredit"
@@ -35,6 +45,7 @@ class NodeRuntime:
         self.context = context
         self.scenario = scenario
         self.spec: PartySpec = resolve_party(context, scenario)
+        self.out_dir = out_dir
         self.name, self.role = self.spec.name, self.spec.role
         cfg = context.node_config
         if "node-dir" in cfg:
@@ -78,6 +89,9 @@ class NodeRuntime:
             from fedcredit.ledger import load_private_key
 
             return load_private_key(str(cfg["egress-key"]))
+        provisioned = peer_config.provisioned_key(self.out_dir, self.name)
+        if provisioned is not None:  # simulation: the driver provisioned it as the operator would
+            return provisioned
         pem = self.get_bytes("egress_key_pem")
         if pem is None:  # simulation: the node makes its own key on first contact
             key = Ed25519PrivateKey.generate()
@@ -97,15 +111,154 @@ class NodeRuntime:
     def egress_path(self) -> Path:
         return self.dir / "egress.sqlite"
 
-    def log_egress(self, step: str, outbox: list[Envelope], summary_bytes: bytes) -> None:
-        """Sign and record every payload this node is about to send (never the payload itself)."""
+    def _log(self):  # noqa: ANN202 - fedcredit.ledger.EgressLog, imported lazily
         from fedcredit.ledger import EgressLog
 
         run_id = str(self.get("run_id"))
-        elog = EgressLog.create(self.egress_path, self.signing_key(), run_id=run_id, node=self.name)
+        return EgressLog.create(self.egress_path, self.signing_key(), run_id=run_id, node=self.name)
+
+    def log_egress(self, step: str, outbox: list[Envelope], summary_bytes: bytes) -> None:
+        """Sign and record every payload this node is about to send (never the payload itself)."""
+        elog = self._log()
         try:
-            for env in outbox:
-                elog.record_sent(kind=env.kind, recipient=env.recipient, step=step, payload=env.payload)
-            elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
+            with elog.batch():  # one commit per step
+                for env in outbox:
+                    seq = env.seq if isinstance(env, SignedEnvelope) else None
+                    elog.record_sent(kind=env.kind, recipient=env.recipient, step=step, payload=env.payload, seq=seq)
+                elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
         finally:
             elog.close()
+
+    def log_failure(self, step: str, reason: str) -> None:
+        """Record in the node's own log that it was served ``step`` and failed it (best effort)."""
+        if self.get("run_id") is None:
+            return
+        elog = self._log()
+        try:
+            elog.record_failed(step=step, reason=reason)
+        finally:
+            elog.close()
+
+    # -- envelope authentication (protocols.common.signing) ------------------------------
+    def hello_nonce(self) -> str:
+        """A fresh nonce for this run's session, made at ``hello`` and kept in node state."""
+        nonce = secrets.token_hex(16)
+        self.put("hello_nonce", nonce)
+        return nonce
+
+    def session(self, announced: dict) -> str:
+        """The session id of this run from the coordinator's announcement, checked to hold this
+        node's own hello nonce and this run's id, and to be the same for the whole run."""
+        nonces, run_id = announced.get("nonces"), announced.get("run_id")
+        mine = self.get("hello_nonce")
+        if not isinstance(nonces, dict) or mine is None or nonces.get(self.name) != mine:
+            raise EnvelopeRefused(
+                f"node {self.name}: the coordinator's session announcement does not hold this node's hello "
+                "nonce (another run's session, or no hello in this run)"
+            )
+        if run_id != self.get("run_id"):
+            raise EnvelopeRefused(f"node {self.name}: session announced for run {run_id!r}, not this run")
+        sid = signing.session_id(str(run_id), {str(k): str(v) for k, v in nonces.items()})
+        known = self.get("session")
+        if known is None:
+            self.put("session", sid)
+        elif known != sid:
+            raise EnvelopeRefused(f"node {self.name}: the coordinator changed the session's nonces mid-run")
+        return sid
+
+    def _guard(self) -> StreamGuard:
+        raw = self.get("streams")
+        if raw is None:
+            return StreamGuard()
+        d = json.loads(str(raw))
+        return StreamGuard(sent=d["sent"], expected=d["expected"])
+
+    def _save_guard(self, guard: StreamGuard) -> None:
+        self.put("streams", json.dumps({"sent": guard.sent, "expected": guard.expected}, sort_keys=True))
+
+    @property
+    def federation(self) -> str:
+        return self.scenario.name
+
+    def accept_inbox(self, phase: str, step: str, inbox: list[Envelope], announced: dict) -> list[Envelope]:
+        """The envelopes of ``inbox`` once each is verified, in order; refuses the step otherwise.
+
+        Accepted envelopes are logged as received, a refused one as refused with the reason
+        (then :class:`EnvelopeRefused` stops this node's step, and the coordinator the run).
+        """
+        if not inbox:
+            return []
+        peers = peer_config.load_peers(peer_config.peers_path(dict(self.context.node_config), self.out_dir))
+        guard = self._guard()
+        elog = self._log()
+        accepted: list[Envelope] = []
+        try:
+            with elog.batch():  # one commit per step, also when an envelope is refused
+                accepted = self._verify_all(elog, phase, step, inbox, announced, peers, guard)
+        finally:
+            elog.close()
+        self._save_guard(guard)
+        return accepted
+
+    def _verify_all(
+        self,
+        elog: object,
+        phase: str,
+        step: str,
+        inbox: list[Envelope],
+        announced: dict,
+        peers: dict,
+        guard: StreamGuard,
+    ) -> list[Envelope]:
+        """Verify ``inbox`` in order, logging each envelope as received, or as refused and raise."""
+        from fedcredit.ledger import EgressLog
+
+        assert isinstance(elog, EgressLog)
+        accepted: list[Envelope] = []
+        for env in inbox:
+            try:
+                sid = self.session(announced)
+                checked = signing.verify(
+                    env, me=self.name, peers=peers, federation=self.federation, session=sid, phase=phase
+                )
+                guard.accept(checked)
+            except EnvelopeRefused as exc:
+                sent_step, seq = (env.step, env.seq) if isinstance(env, SignedEnvelope) else ("", -1)
+                elog.record_refused(
+                    sender=env.sender, step=step, sent_step=sent_step, seq=seq, payload=env.payload, reason=str(exc)
+                )
+                raise
+            elog.record_received(
+                kind=_kind(checked),
+                sender=checked.sender,
+                step=step,
+                sent_step=checked.step,
+                seq=checked.seq,
+                payload=checked.payload,
+            )
+            accepted.append(checked.plain())
+        return accepted
+
+    def seal_outbox(self, phase: str, step: str, outbox: list[Envelope], announced: dict) -> list[Envelope]:
+        """``outbox`` signed by this node's key, each with the next seq of its stream."""
+        if not outbox:
+            return []
+        sid, key, guard = self.session(announced), self.signing_key(), self._guard()
+        sealed: list[Envelope] = []
+        for env in outbox:
+            if env.sender != self.name:
+                raise EnvelopeRefused(f"node {self.name}: a party tried to send as {env.sender!r}")
+            seq = guard.next_out(env.recipient)
+            sealed.append(
+                signing.sign(key, env, federation=self.federation, session=sid, phase=phase, step=step, seq=seq)
+            )
+        self._save_guard(guard)
+        return sealed
+
+
+def _kind(env: Envelope) -> str:
+    """The message type an envelope claims (a payload that is not a wire message is still logged)."""
+    try:
+        return env.kind
+    except ValueError:
+        return "?"

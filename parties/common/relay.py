@@ -56,12 +56,14 @@ class Relay:
         *,
         timeout: float = 600.0,
         on_step: Callable[[str, dict[str, NodeReply]], None] | None = None,
+        session: dict | None = None,
     ):
         self.grid = grid
         self.nodes = nodes  # party name -> Flower node id
         self.recorder = recorder
         self.timeout = timeout
         self.on_step = on_step
+        self.session = session or {}  # run id and nodes' hello nonces, announced with every request
         self.round = 0
         self.steps = 0
 
@@ -73,7 +75,7 @@ class Relay:
         for name, (params, inbox) in requests.items():
             msgs.append(
                 Message(
-                    transport.request(phase=phase, step=step, params=params, inbox=inbox),
+                    transport.request(phase=phase, step=step, params=params, inbox=inbox, session=self.session),
                     dst_node_id=self.nodes[name],
                     message_type=kind,
                     group_id=step,
@@ -116,7 +118,8 @@ class Relay:
                     "sha256": hashlib.sha256(summary_bytes).hexdigest(),
                 }
             )
-            out[party] = NodeReply(outbox, finished, summary)
+            forwarded: list[Envelope] = list(outbox)  # signed envelopes, forwarded unchanged
+            out[party] = NodeReply(forwarded, finished, summary)
         failures.extend(
             (p, f"no reply within {self.timeout:.0f} s (node down or too slow)")
             for p in order

@@ -15,6 +15,7 @@ from flwr.app import ConfigRecord, RecordDict
 
 from protocols.common import wire
 from protocols.common.party import Envelope
+from protocols.common.signing import SignedEnvelope
 
 RECORD = "fc"
 HELLO = "query.fc_hello"
@@ -26,20 +27,37 @@ FINISHED = "finished_summary"  # key of a summary that carries the party's phase
 
 @dataclass
 class RelayBatch:
-    """Envelopes in flight to or from one node (wire-encoded as a whole)."""
+    """Envelopes in flight to or from one node (wire-encoded as a whole), with what authenticates
+    each (:mod:`protocols.common.signing`: phase and step sent at, stream seq, signature)."""
 
     senders: list[str] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    signatures: list[bytes] = field(default_factory=list)
 
     @classmethod
     def of(cls, envelopes: list[Envelope]) -> RelayBatch:
-        return cls([e.sender for e in envelopes], [e.recipient for e in envelopes], [e.payload for e in envelopes])
+        signed = [
+            e if isinstance(e, SignedEnvelope) else SignedEnvelope(e.sender, e.recipient, e.payload) for e in envelopes
+        ]
+        return cls(
+            [e.sender for e in signed],
+            [e.recipient for e in signed],
+            [e.payload for e in signed],
+            [e.phase for e in signed],
+            [e.step for e in signed],
+            [e.seq for e in signed],
+            [e.signature for e in signed],
+        )
 
-    def envelopes(self) -> list[Envelope]:
-        if not len(self.senders) == len(self.recipients) == len(self.payloads):
+    def envelopes(self) -> list[SignedEnvelope]:
+        columns = (self.senders, self.recipients, self.payloads, self.phases, self.steps, self.seqs, self.signatures)
+        if len({len(c) for c in columns}) != 1:
             raise wire.WireError("relay batch fields have different lengths")
-        return [Envelope(s, r, p) for s, r, p in zip(self.senders, self.recipients, self.payloads)]
+        return [SignedEnvelope(*row) for row in zip(*columns)]
 
 
 @dataclass
@@ -63,7 +81,16 @@ def _bytes(rec: ConfigRecord, key: str) -> bytes:
     return value
 
 
-def request(*, phase: str, step: str, params: dict | None = None, inbox: list[Envelope] | None = None) -> RecordDict:
+def request(
+    *,
+    phase: str,
+    step: str,
+    params: dict | None = None,
+    inbox: list[Envelope] | None = None,
+    session: dict | None = None,
+) -> RecordDict:
+    """``session``: the run id and every party's hello nonce, from which each node derives the
+    session its envelopes are signed for (:func:`protocols.common.signing.session_id`)."""
     return RecordDict(
         {
             RECORD: ConfigRecord(
@@ -72,13 +99,20 @@ def request(*, phase: str, step: str, params: dict | None = None, inbox: list[En
                     "step": step,
                     "params": canonical_json(params or {}),
                     "inbox": wire.encode(RelayBatch.of(inbox or [])),
+                    "session": canonical_json(session or {}),
                 }
             )
         }
     )
 
 
-def read_request(content: RecordDict) -> tuple[str, str, dict, list[Envelope]]:
+def read_session(content: RecordDict) -> dict:
+    """The session announcement of a request ({} if it carries none, e.g. ``hello``)."""
+    rec = content.config_records[RECORD]
+    return json.loads(_bytes(rec, "session")) if "session" in rec else {}
+
+
+def read_request(content: RecordDict) -> tuple[str, str, dict, list[SignedEnvelope]]:
     rec = content.config_records[RECORD]
     return (
         str(rec["phase"]),
@@ -102,7 +136,7 @@ def reply(*, outbox: list[Envelope], finished: bool, summary: dict) -> RecordDic
     )
 
 
-def read_reply(content: RecordDict) -> tuple[list[Envelope], bool, dict, bytes]:
+def read_reply(content: RecordDict) -> tuple[list[SignedEnvelope], bool, dict, bytes]:
     rec = content.config_records[RECORD]
     summary_bytes = _bytes(rec, "summary")
     return (

@@ -104,6 +104,7 @@ class RecordingGrid(Grid):
     round: int = 0
     calls: int = 0
     captured: list[Captured] = field(default_factory=list)
+    refusals: list[dict] = field(default_factory=list)  # banks' round-policy refusals (parties.horizontal.policy)
     _pending: list[_Pending] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -163,6 +164,8 @@ class RecordingGrid(Grid):
                 reason = str(r.error.reason)
                 kind = "update_rejected" if "UpdateRejected" in reason or "CkksContextMismatch" in reason else "dropout"
                 self._event(kind, {"party": party, "round": rnd, "step": step, "reason": reason[-600:]})
+                if "PolicyViolation" in reason:
+                    self.refusals.append({"party": party, "round": rnd, "step": step, "reason": reason[-600:]})
                 continue
             size, sha = digest(r.content)
             self._add(

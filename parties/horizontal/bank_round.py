@@ -11,6 +11,7 @@ update when its scenario says ``secagg+`` or ``ckks``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,8 @@ from fedcredit.horizontal import local
 from fedcredit.horizontal.aggregation import UpdateRejected, flatten, unflatten, validate_update
 from fedcredit.horizontal.messages import pack_floats, unpack_chunks, unpack_floats
 from fedcredit.horizontal.settings import HorizontalSettings, from_scenario
+from fedcredit.horizontal.upload_auth import upload_digest
+from parties.common.node import NodeRuntime
 from parties.horizontal import flower_legacy as legacy
 from parties.horizontal import transport as ht
 from parties.horizontal.bank_node import BankEnv, ProtocolRefused, Tap, bank_name, secret, state
@@ -82,8 +85,10 @@ def ckks_mod(
     settings: HorizontalSettings,
     scenario: Scenario,
     task: str,
+    sign: Callable[[bytes], bytes],
 ) -> Message:
-    """Decrypt the encrypted global model (and moments) in; check and encrypt the update out."""
+    """Decrypt the encrypted global model (and moments) in; check and encrypt the update out,
+    signed with the node key (``sign``) so a releasing bank can tell it from a forgery."""
     fitins = legacy.fitins_of(msg)
     cfg = dict(fitins.config)
     key = secret(ctx, party)
@@ -119,8 +124,18 @@ def ckks_mod(
     if not 0 < res.num_examples <= n_ref:
         raise UpdateRejected(party, f"sample count {res.num_examples} outside (0, n_ref={n_ref}]")
     plain = hckks.weighted_plaintext(flatten(arrays), res.num_examples / n_ref)
-    res.parameters = Parameters(tensors=key.encrypt(plain), tensor_type=ht.CKKS_TENSOR_TYPE)
-    res.metrics = {ht.CFG_KEY_FP: key.key_fp}
+    chunks = key.encrypt(plain)
+    rnd = int(cfg.get(ht.CFG_ROUND, 0))
+    digest = upload_digest(
+        scenario_sha256=scenario.config_hash,
+        run_id=str(msg.metadata.run_id),
+        task=task,
+        round=rnd,
+        party=party,
+        chunks=chunks,
+    )
+    res.parameters = Parameters(tensors=chunks, tensor_type=ht.CKKS_TENSOR_TYPE)
+    res.metrics = {ht.CFG_KEY_FP: key.key_fp, ht.CFG_UPLOAD_SIG: sign(digest), ht.CFG_UPLOAD_ROUND: rnd}
     return legacy.with_fitres(out, res, keep_input=False)
 
 
@@ -151,7 +166,11 @@ def local_round(msg: Message, ctx: Context, env: BankEnv) -> Message:
         raise ProtocolRefused(f"{party}: SecAgg+ round, but this bank's scenario says {settings.aggregation!r}")
     mods: list[Any] = []
     if settings.aggregation == "ckks":
-        mods.append(partial(ckks_mod, party=party, settings=settings, scenario=scenario, task=task))
+
+        def sign(digest: bytes) -> bytes:
+            return NodeRuntime(ctx, scenario, env.out_dir).signing_key().sign(digest)
+
+        mods.append(partial(ckks_mod, party=party, settings=settings, scenario=scenario, task=task, sign=sign))
     if secagg:
         mods.append(partial(legacy.secagg_guard, party=party))
     if env.tap is not None:

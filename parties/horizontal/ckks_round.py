@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from fedcredit.horizontal import ckks as hckks
 from fedcredit.horizontal.aggregation import unflatten
 from fedcredit.horizontal.messages import ReleaseReply, ReleaseRequest, unpack_chunks
+from fedcredit.horizontal.upload_auth import signed_upload
 from parties.horizontal import flower_legacy as legacy
 from parties.horizontal import transport as ht
 from parties.horizontal.run_state import MIN_CONTRIBUTORS, HorizontalRun, HorizontalRunError, ask, expect
@@ -43,6 +44,7 @@ class CkksFitWorkflow:
         length = sum(int(np.prod(s)) for s in self.strategy.shapes()) + 1
         expected = hckks.n_chunks(length, agg.slots)
         loaded = []
+        signed: list[dict] = []
         for rep in replies:
             if rep.has_error():
                 continue  # recorded by the RecordingGrid
@@ -58,6 +60,15 @@ class CkksFitWorkflow:
                         f"the run's key is {self.run.key_fp[:12]}…"
                     )
                 loaded.append(agg.load(bank.name, res.parameters.tensors, expected))
+                signed.append(
+                    signed_upload(
+                        bank.name,
+                        self.strategy.task,
+                        int(res.metrics.get(ht.CFG_UPLOAD_ROUND, -1)),
+                        list(res.parameters.tensors),
+                        bytes(res.metrics.get(ht.CFG_UPLOAD_SIG, b"")),  # type: ignore[arg-type]
+                    )
+                )
                 if self.strategy.task == "train":
                     self.run.ckks_upload_bytes.append(sum(len(t) for t in res.parameters.tensors))
             except hckks.CkksContextMismatch as exc:
@@ -69,6 +80,7 @@ class CkksFitWorkflow:
             raise HorizontalRunError(
                 f"round {rnd}: only {len(loaded)} valid encrypted update(s); need >= {MIN_CONTRIBUTORS}"
             )
+        self.run.ckks_signed[self.strategy.task] = signed  # what a releasing bank will re-sum and check
         summed = agg.sum(loaded)
         self.strategy.aggregated[rnd] = len(loaded)
         legacy.set_global(context, Parameters(tensors=summed, tensor_type=ht.CKKS_TENSOR_TYPE))
@@ -92,6 +104,8 @@ def release_aggregate(run: HorizontalRun, summed: list[bytes], length: int) -> t
             key_fp=run.key_fp,
             stats_chunks=stats_chunks,
             stats_length=stats_len,
+            uploads=run.ckks_signed.get("train", []),
+            stats_uploads=run.ckks_signed.get("stats", []) if stats_chunks else [],
         )
         rep = ask(run.grid, [bank.node_id], "horizontal_release", {bank.node_id: req}, run.settings.timeout)
         try:

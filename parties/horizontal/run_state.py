@@ -37,6 +37,7 @@ class Bank:
     n_features: int
     schema: str
     x25519: bytes
+    x25519_sig: bytes = b""
 
 
 @dataclass
@@ -58,6 +59,7 @@ class HorizontalRun:
     history: list[dict] = field(default_factory=list)
     secagg_ranges: list[float] = field(default_factory=list)
     ckks_upload_bytes: list[int] = field(default_factory=list)
+    ckks_signed: dict[str, list[dict]] = field(default_factory=dict)  # task -> last round's signed uploads
     started: float = field(default_factory=time.time)
 
     @property

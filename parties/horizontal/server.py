@@ -76,7 +76,9 @@ def _setup(grid: RecordingGrid, scenario: Scenario, settings: HorizontalSettings
             continue
         if r.party in found:
             raise HorizontalRunError(f"{r.party}: two nodes claim to be this bank")
-        found[r.party] = Bank(r.party, nid, r.n_train, r.n_features, r.schema_sha256, bytes(r.x25519_public))
+        found[r.party] = Bank(
+            r.party, nid, r.n_train, r.n_features, r.schema_sha256, bytes(r.x25519_public), bytes(r.x25519_sig)
+        )
     missing = [b for b in wanted if b not in found]
     if missing:
         raise HorizontalRunError(f"{missing[0]}: did not answer the horizontal set-up (answers from {sorted(found)})")
@@ -102,6 +104,7 @@ def _ckks_keys(run: HorizontalRun) -> None:
         scenario_sha256=run.scenario.config_hash,
         recipients=[b.name for b in others],
         recipient_publics=[b.x25519 for b in others],
+        recipient_sigs=[b.x25519_sig for b in others],
     )
     reply = expect(
         ask(run.grid, [leader.node_id], "horizontal_keygen", {leader.node_id: req}, timeout).get(leader.node_id),
@@ -113,9 +116,14 @@ def _ckks_keys(run: HorizontalRun) -> None:
     run.key_fp = reply.key_fp
     payloads = {
         b.node_id: InstallRequest(
-            scenario_sha256=run.scenario.config_hash, envelope=env, key_fp=reply.key_fp, params_fp=reply.params_fp
+            scenario_sha256=run.scenario.config_hash,
+            envelope=env,
+            key_fp=reply.key_fp,
+            params_fp=reply.params_fp,
+            sender=leader.name,
+            envelope_sig=sig,
         )
-        for b, env in zip(others, reply.envelopes, strict=True)
+        for b, env, sig in zip(others, reply.envelopes, reply.envelope_sigs, strict=True)
     }
     replies = ask(run.grid, list(payloads), "horizontal_install", payloads, timeout)
     for b in others:
@@ -160,6 +168,11 @@ def _fit_workflow(run: HorizontalRun, strategy: HorizontalStrategy, rounds: int)
         """A halted SecAgg+ round is an error, not a silently skipped round."""
         if rnd not in strategy.aggregated:
             run.flush()
+            refused = [r for r in run.grid.refusals if r["round"] == run.grid.round]
+            if refused:  # a bank's own policy stopped the round: name it (status.json)
+                from parties.common.relay import RunFailed
+
+                raise RunFailed(refused[0]["party"], "secagg+ setup", refused[0]["reason"])
             raise HorizontalRunError(
                 f"round {rnd}: SecAgg+ halted (too few banks answered to reconstruct "
                 f"the masks: threshold {threshold}); see dropout events"

@@ -22,6 +22,7 @@ MSG = "fc"  # RecordDict key of query payloads; ConfigRecord {"msg": wire bytes}
 CFG_SCENARIO, CFG_ROUND, CFG_TASK, CFG_FAULT = "fc.scenario", "fc.round", "fc.task", "fc.fault"
 CFG_N_REF, CFG_LEN, CFG_KEY_FP = "fc.n_ref", "fc.ckks_len", "fc.ckks_key_fp"
 CFG_MEAN, CFG_STD, CFG_STATS_CKKS, CFG_STATS_LEN = "fc.stats_mean", "fc.stats_std", "fc.stats_ckks", "fc.stats_len"
+CFG_UPLOAD_SIG, CFG_UPLOAD_ROUND = "fc.upload_sig", "fc.upload_round"  # a bank's signed CKKS upload
 CKKS_TENSOR_TYPE = "ckks"  # Parameters.tensor_type of CKKS ciphertexts
 
 

@@ -1,9 +1,12 @@
 """Joint scoring with a trained hetero-LR model: the bank asks the centre for partial scores.
 
-One request, one answer: the bank sends the row positions (common PSI order) it wants scored,
-the centre answers ``u_c = X_c[rows] @ w_c`` in plaintext, the bank adds its own partial score
-and applies the sigmoid. The centre's partial scores of the requested rows are the documented
-scoring leak (as in FATE); nothing else crosses.
+One request, one answer: the bank sends the row positions (common PSI order) it wants scored
+and a fresh X25519 channel key; the centre answers ``u_c = X_c[rows] @ w_c`` *sealed to the
+bank* (:mod:`protocols.common.channel`: the relay sees the size only), the bank adds its own
+partial score and applies the sigmoid. The centre's partial scores of the requested rows are
+the documented scoring leak to the bank (as in FATE); the coordinator learns none of them. The
+envelopes themselves are signed by each node (:mod:`protocols.common.signing`), so the
+coordinator cannot substitute either channel key.
 """
 
 from __future__ import annotations
@@ -13,12 +16,38 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from protocols.common.channel import Channel, ChannelError, new_private_key, public_key_of
 from protocols.common.inputs import as_features
 from protocols.common.party import Envelope, data_digest
 from protocols.hetero_lr._base import PeerParty
-from protocols.hetero_lr.messages import BANK, CENTRE, PROTOCOL_ID, PartialScores, ScoreRequest
+from protocols.hetero_lr.messages import BANK, CENTRE, PROTOCOL_ID
 
-SCORE_STATE_VERSION = "hetero-lr-score-state/2"  # 2: the state carries the digest of the features
+SCORE_STATE_VERSION = "hetero-lr-score-state/3"  # 3: the bank's channel key; scores travel sealed
+CHANNEL_PROTOCOL = "hetero-lr/score"
+
+
+@dataclass
+class SealedScoreRequest:
+    """Bank -> centre (scoring): score these rows; seal the answer to ``channel_key``."""
+
+    protocol: str
+    channel_key: bytes  # the bank's ephemeral X25519 public key (fresh per scoring run)
+    rows: object  # int64 numpy array of row positions in the common (PSI) order
+
+
+@dataclass
+class SealedPartialScores:
+    """Centre -> bank (scoring): ``u_centre = X_centre[rows] @ w_centre`` (float64, little
+    endian) sealed under the centre's ephemeral ``channel_key`` and the bank's."""
+
+    protocol: str
+    channel_key: bytes
+    count: int
+    sealed: bytes
+
+
+def _channel(secret: bytes, peer_key: object, me: str, peer: str) -> Channel:
+    return Channel(secret, peer_key, protocol=CHANNEL_PROTOCOL, session="score", me=me, peer=peer)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -39,6 +68,7 @@ class ScoreState:
     phase: str
     rows: Any
     scores: Any
+    secret: bytes = b""  # the bank's ephemeral X25519 private key (node-local state only)
 
 
 class ScoringParty(PeerParty):
@@ -103,14 +133,26 @@ class BankScorer(ScoringParty):
 
     def start(self) -> list[Envelope]:
         self.s.phase = "requested"
-        return [self.send(self.peer, ScoreRequest(protocol=PROTOCOL_ID, rows=np.asarray(self.s.rows, np.int64)))]
+        self.s.secret = new_private_key()
+        rows = np.asarray(self.s.rows, np.int64)
+        return [self.send(self.peer, SealedScoreRequest(PROTOCOL_ID, public_key_of(self.s.secret), rows))]
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         env = self._one_from(inbox, self.peer)
         if self.s.phase != "requested":
             raise self._fail("unexpected message")
-        msg = self._open(env, PartialScores)
-        u_c = np.asarray(msg.scores, dtype=np.float64)
+        msg = self._open(env, SealedPartialScores)
+        if msg.count != len(self.s.rows):
+            raise self._fail(f"centre returned {msg.count} scores for {len(self.s.rows)} rows")
+        try:
+            plain = _channel(self.s.secret, msg.channel_key, self.name, self.peer).open(
+                msg.sealed, message="PartialScores", count=msg.count
+            )
+        except ChannelError as exc:
+            raise self._fail(f"sealed partial scores: {exc}") from None
+        if len(plain) != 8 * msg.count:
+            raise self._fail(f"sealed partial scores hold {len(plain)} bytes, expected {8 * msg.count}")
+        u_c = np.frombuffer(plain, dtype="<f8").astype(np.float64)
         if u_c.shape != (len(self.s.rows),) or not np.all(np.isfinite(u_c)):
             raise self._fail(f"centre returned {u_c.shape} scores for {len(self.s.rows)} rows")
         w = np.asarray(self.s.weights)
@@ -139,7 +181,7 @@ class CentreScorer(ScoringParty):
         env = self._one_from(inbox, self.peer)
         if self.s.phase not in ("init", "waiting"):
             raise self._fail("unexpected message")
-        msg = self._open(env, ScoreRequest)
+        msg = self._open(env, SealedScoreRequest)
         if msg.protocol != PROTOCOL_ID:
             raise self._fail(f"request for protocol {msg.protocol!r}")
         rows = np.asarray(msg.rows)
@@ -151,4 +193,10 @@ class CentreScorer(ScoringParty):
             raise self._fail(f"score request rows must be integer positions in [0, {self.X.shape[0]})")
         u = self.X[rows] @ np.asarray(self.s.weights)
         self.s.phase = "done"
-        return [self.send(self.peer, PartialScores(protocol=PROTOCOL_ID, scores=u.astype(np.float64)))]
+        mine = new_private_key()  # fresh per answer: this channel seals exactly one message
+        try:
+            ch = _channel(mine, msg.channel_key, self.name, self.peer)
+        except ChannelError as exc:
+            raise self._fail(f"score request channel key: {exc}") from None
+        sealed = ch.seal(u.astype("<f8").tobytes(), message="PartialScores", count=int(rows.size))
+        return [self.send(self.peer, SealedPartialScores(PROTOCOL_ID, public_key_of(mine), int(rows.size), sealed))]

@@ -14,6 +14,12 @@ Two modes, both as restartable :class:`~protocols.common.party.RestartableParty`
   about the guest's split outcomes.
 
 Rows are positions in the PSI-aligned scoring set (row i at the guest = row i at the host).
+
+The direction bits travel *sealed to the guest* (:mod:`protocols.common.channel`): the guest
+sends a fresh X25519 key (:class:`SbScoringKey`) with its first query, the host seals each
+reply under a fresh key of its own (:class:`SbSealedDirectionReply`), so the coordinator sees
+sizes only. Queries (row positions, opaque split ids) stay readable: the host must read them,
+and they carry no feature value or label.
 """
 
 from __future__ import annotations
@@ -23,13 +29,39 @@ from typing import Any
 
 import numpy as np
 
+from protocols.common.channel import Channel, ChannelError, new_private_key, public_key_of
 from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest, open_envelope
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, sigmoid
 from protocols.secureboost._base import check_sender, required_features
-from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbDirectionReply, SbScoringDone
+from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbScoringDone
 from protocols.secureboost.model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
 
-_VERSION = "secureboost-scoring/2"  # 2: the state carries the digest of the scored rows
+_VERSION = "secureboost-scoring/3"  # 3: direction bits sealed to the guest (channel keys in state)
+CHANNEL_PROTOCOL = "secureboost/score"
+
+
+@dataclass
+class SbScoringKey:
+    """Guest -> host, once, before its first query: the guest's ephemeral X25519 public key."""
+
+    protocol: str
+    channel_key: bytes
+
+
+@dataclass
+class SbSealedDirectionReply:
+    """Host -> guest: ``np.packbits`` of the direction bits (1 = left) in the query's order,
+    sealed under the host's fresh ``channel_key`` and the guest's."""
+
+    protocol: str
+    query: int
+    n_bits: int
+    channel_key: bytes
+    sealed: bytes
+
+
+def _channel(secret: bytes, peer_key: object, me: str, peer: str) -> Channel:
+    return Channel(secret, peer_key, protocol=CHANNEL_PROTOCOL, session="score", me=me, peer=peer)
 
 
 @dataclass
@@ -46,6 +78,7 @@ class _ScoringState:
     asked_rows: Any  # the outstanding query (to interpret the reply)
     asked_ids: Any
     raw: Any
+    channel: bytes = b""  # guest: its ephemeral X25519 private key; host: the guest's public key
 
 
 class _ScoringParty(RestartableParty):
@@ -135,16 +168,22 @@ class SecureBoostScoringGuest(_ScoringParty):
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         if self.s.phase != "wait":
             raise self._fail(f"received {len(inbox)} message(s) but expects none")
-        if len(inbox) != 1 or inbox[0].sender != self.peer or inbox[0].kind != "SbDirectionReply":
+        if len(inbox) != 1 or inbox[0].sender != self.peer or inbox[0].kind != "SbSealedDirectionReply":
             raise self._fail(
-                f"expected one SbDirectionReply from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
+                f"expected one SbSealedDirectionReply from {self.peer!r}, got {[(e.sender, e.kind) for e in inbox]}"
             )
-        msg = open_envelope(inbox[0], SbDirectionReply, self.who)
+        msg = open_envelope(inbox[0], SbSealedDirectionReply, self.who)
         if msg.protocol != PROTOCOL or msg.query != self.s.query:
             raise self._fail(f"reply to query {msg.query}, expected {self.s.query} (wrong step)")
+        try:
+            opened = _channel(self.s.channel, msg.channel_key, self.name, self.peer).open(
+                msg.sealed, message="SbDirectionReply", query=int(msg.query), n_bits=int(msg.n_bits)
+            )
+        except ChannelError as exc:
+            raise self._fail(f"sealed direction bits: {exc}") from None
         rows, ids = self.s.asked_rows, self.s.asked_ids
         n_bits = rows.size * ids.size if self.s.mode == "cross" else rows.size
-        bits = np.asarray(msg.bits, dtype=np.uint8)
+        bits = np.frombuffer(opened, dtype=np.uint8)
         if msg.n_bits != n_bits or bits.size != (n_bits + 7) // 8:
             raise self._fail(f"{msg.n_bits} direction bits in {bits.size} bytes, expected {n_bits} (wrong length)")
         left = np.unpackbits(bits, count=n_bits).astype(bool) if n_bits else np.zeros(0, dtype=bool)
@@ -156,10 +195,14 @@ class SecureBoostScoringGuest(_ScoringParty):
         return self._walk(left)
 
     def _ask(self, mode: str, rows: np.ndarray, ids: np.ndarray) -> list[Envelope]:
+        out = []
+        if not self.s.channel:  # first query: give the host the key to seal its answers to
+            self.s.channel = new_private_key()
+            out.append(self.send(self.peer, SbScoringKey(PROTOCOL, public_key_of(self.s.channel))))
         self.s.query += 1
         self.s.asked_rows, self.s.asked_ids = rows, np.asarray(ids, dtype=np.uint64)
         self.s.phase = "wait"
-        return [self.send(self.peer, SbDirectionQuery(PROTOCOL, self.s.query, mode, rows, self.s.asked_ids))]
+        return [*out, self.send(self.peer, SbDirectionQuery(PROTOCOL, self.s.query, mode, rows, self.s.asked_ids))]
 
     def _done(self) -> list[Envelope]:
         self.s.phase = "done"
@@ -234,6 +277,14 @@ class SecureBoostScoringHost(_ScoringParty):
             if env.kind == "SbScoringDone":
                 self.s.phase = "done"
                 continue
+            if env.kind == "SbScoringKey":
+                if self.s.channel:
+                    raise self._fail("a second scoring key (the guest sends one per scoring run)")
+                key = open_envelope(env, SbScoringKey, self.who)
+                if key.protocol != PROTOCOL:
+                    raise self._fail(f"scoring key for protocol {key.protocol!r}")
+                self.s.channel = key.channel_key
+                continue
             if env.kind != "SbDirectionQuery":
                 raise self._fail(f"unexpected {env.kind}")
             q = open_envelope(env, SbDirectionQuery, self.who)
@@ -244,8 +295,20 @@ class SecureBoostScoringHost(_ScoringParty):
             except ModelError as exc:
                 raise self._fail(str(exc)) from None
             self.s.query = q.query
-            out.append(self.send(self.peer, SbDirectionReply(PROTOCOL, q.query, int(left.size), np.packbits(left))))
+            out.append(self.send(self.peer, self._sealed_reply(q.query, left)))
         return out
+
+    def _sealed_reply(self, query: int, left: np.ndarray) -> SbSealedDirectionReply:
+        if not self.s.channel:
+            raise self._fail("a direction query before the guest's scoring key")
+        mine = new_private_key()  # fresh per reply: each channel seals one message
+        try:
+            ch = _channel(mine, self.s.channel, self.name, self.peer)
+        except ChannelError as exc:
+            raise self._fail(f"guest scoring key: {exc}") from None
+        n = int(left.size)
+        sealed = ch.seal(np.packbits(left).tobytes(), message="SbDirectionReply", query=int(query), n_bits=n)
+        return SbSealedDirectionReply(PROTOCOL, int(query), n, public_key_of(mine), sealed)
 
     def _directions(self, q: SbDirectionQuery) -> np.ndarray:
         """The direction bits a query asks for, in its order (a ModelError for a bad query)."""
