@@ -29,9 +29,11 @@ console = Console()
 log = logging.getLogger(__name__)
 
 
-def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: bool = True) -> dict:
-    """Run a scenario in simulation; return the status dict (also in ``out/status.json``)."""
-    scenario = config.load(scenario_path)
+def run_simulation_scenario(
+    scenario_path: Path | config.Scenario, out: Path, *, quiet_flower: bool = True, reference: bool = True
+) -> dict:
+    """Run a scenario (file or loaded) in simulation; return the status dict (also in ``out/status.json``)."""
+    scenario = scenario_path if isinstance(scenario_path, config.Scenario) else config.load(scenario_path)
     out = Path(out)
     if (out / "ledger.sqlite").exists():
         raise FileExistsError(
@@ -79,7 +81,7 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
         raise RuntimeError(f"the coordinator did not finish: no {status_path} (see {out / 'run.log'})")
     status = json.loads(status_path.read_text())
     status["wall_seconds"] = round(time.time() - t0, 2)
-    return finish_run(scenario, out, status)
+    return finish_run(scenario, out, status, reference=reference)
 
 
 def save_scenario(scenario: config.Scenario, out: Path) -> None:
@@ -87,10 +89,10 @@ def save_scenario(scenario: config.Scenario, out: Path) -> None:
     (out / "scenario.toml").write_text(scenario.source_text, encoding="utf-8")
 
 
-def finish_run(scenario: config.Scenario, out: Path, status: dict) -> dict:
+def finish_run(scenario: config.Scenario, out: Path, status: dict, *, reference: bool = True) -> dict:
     """After any simulated run: centralised reference, ledger verification, report; returns the status."""
     status_path = out / "status.json"
-    if status.get("status") == "completed":
+    if reference and status.get("status") == "completed":
         add_reference(scenario, out)
     status["verification"] = verify_run(out)
     status_path.write_text(json.dumps(status, indent=2, sort_keys=True))
@@ -105,9 +107,11 @@ def write_run_report(out: Path) -> str | None:
 
     try:
         return str(write_report(out))
-    except (ReportError, OSError, ValueError) as exc:
+    except ReportError as exc:
         log.warning("no report for %s: %s", out, exc)
-        return None
+    except Exception:  # noqa: BLE001 - a report bug must not turn a finished, verified run into a failure
+        log.exception("no report for %s: building it failed", out)
+    return None
 
 
 def ensure_synthetic_data(scenario: config.Scenario) -> None:

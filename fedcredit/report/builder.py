@@ -29,6 +29,11 @@ REFERENCE_LABELS = {
 }
 
 
+def _num(value: object) -> float:
+    """A history value as a float; missing or non-numeric values become NaN (a gap in the plot)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
 def render(data: RunData) -> str:
     who = "the whole run directory (harness view)" if data.viewer is None else f"party {data.viewer!r} only"
     title = f"fedcredit run report: {data.status.get('scenario') or data.run_start.get('scenario', '?')} ({data.mode})"
@@ -136,17 +141,17 @@ def training(data: RunData) -> Section:
         return s.add(para(f"No per-epoch or per-tree curve for this run: {what}.", "note"))
     axis = "tree" if "tree" in hist[0] else "epoch"
     x = [float(h.get(axis, i)) for i, h in enumerate(hist)]
-    losses = {k: [float(h.get(k, np.nan)) for h in hist] for k in ("train_loss", "val_loss") if k in hist[0]}
+    losses = {k: [_num(h.get(k)) for h in hist] for k in ("train_loss", "val_loss") if k in hist[0]}
     marks: dict[str, float] = {}
     val = losses.get("val_loss")
-    if val is not None:
+    if val is not None and not np.all(np.isnan(val)):
         best = int(np.nanargmin(val))
         marks[f"best validation ({axis} {x[best]:g})"] = x[best]
     stopped = len(hist) < int(data.metrics.get("epochs") or 0) if axis == "epoch" else False
     images = [plots.lines("Loss per " + axis, x, losses, xlabel=axis, ylabel="log-loss", marks=marks)]
     metric_keys = [k for k in ("val_auc", "val_ks") if k in hist[0]]
     if metric_keys:
-        series = {k: [float(h.get(k, np.nan)) for h in hist] for k in metric_keys}
+        series = {k: [_num(h.get(k)) for h in hist] for k in metric_keys}
         images.append(
             plots.lines("Validation metric per " + axis, x, series, xlabel=axis, ylabel="metric", marks=marks)
         )
@@ -293,10 +298,10 @@ def horizontal(data: RunData) -> Section:
         return s.add(para("No per-round history in metrics.json.", "note"))
     x = [float(h["round"]) for h in hist]
     images = []
-    metric = {k: [float(h.get(k, np.nan)) for h in hist] for k in ("auc", "ks") if k in hist[0]}
+    metric = {k: [_num(h.get(k)) for h in hist] for k in ("auc", "ks") if k in hist[0]}
     if metric:
         images.append(plots.lines("Global model per round (holdout)", x, metric, xlabel="round", ylabel="metric"))
-    contributors = [float(h.get("contributors", 0)) for h in hist]
+    contributors = [_num(h.get("contributors", 0)) for h in hist]
     images.append(
         plots.lines(
             "Participation per round",
