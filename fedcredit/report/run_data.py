@@ -83,6 +83,10 @@ def load_run(run_dir: Path | str, party: str | None = None) -> RunData:
         records=records,
         scenario_text=scen.read_text() if scen.exists() else None,
     )
+    if "verification" not in data.status:  # `deploy local` keeps its verdict in deploy.json
+        deploy = _json(run_dir / "deploy.json")
+        if isinstance(deploy.get("verification"), dict):
+            data.status["verification"] = deploy["verification"]
     data.parties = dict(data.run_start.get("parties", {}))
     if party is not None and party not in data.parties:
         raise ReportError(f"{run_dir}: the run has no party {party!r} (parties: {sorted(data.parties)})")
