@@ -46,6 +46,8 @@ def run_log(out: Path, *, terminal_level: int = logging.WARNING) -> Iterator[Pat
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from flwr.common import logger as _flwr_logger  # noqa: F401 - creates Flower's console handler, quieted below
+
     root = logging.getLogger()
     flwr = logging.getLogger("flwr")
     saved: list[tuple[logging.Handler, int]] = []

@@ -222,3 +222,17 @@ def test_browser_check_catches_a_broken_plot_and_a_network_fetch(run, tmp_path):
     problems = open_in_chromium(path)["problems"]
     assert any("plot not rendered" in p for p in problems), problems
     assert any("example.invalid" in p for p in problems), problems
+
+
+def test_horizontal_report_shows_rounds_participation_and_a_planted_dropout(tmp_path):
+    scenario = fedcredit.Scenario.from_file(Path(__file__).resolve().parents[1] / "configs/horizontal-plain.toml")
+    scenario = scenario.with_settings(
+        {"horizontal.rounds": 2, "horizontal.simulate_faults": [{"party": "bank_b", "round": 2, "kind": "raise"}]}
+    )
+    result = fedcredit.simulate(scenario, out=tmp_path / "h", reference=False)
+    assert result.completed and result.verified, result.status
+    found = sections(result.report_path.read_text())
+    h = found["horizontal"]
+    assert "Global model per round (holdout)" in h and "Participation per round" in h
+    rows = dict(re.findall(r"<tr><td>(bank_[abc])</td><td[^>]*>[^<]*</td><td>([^<]*)</td>", h))
+    assert rows == {"bank_a": "none", "bank_b": "2", "bank_c": "none"}

@@ -185,7 +185,6 @@ def run_with_progress(scenario_path: Path, out: Path, *, quiet_flower: bool = Tr
         )
     console.print(f"running {plain(scenario_path)} ({scenario.mode}) in Flower's simulation engine; log: {out}/run.log")
     terminal = logging.INFO if not quiet_flower else logging.WARNING
-    import flwr.common.logger  # noqa: F401 - Flower's console handler must exist before run_log quiets it
 
     with run_log(Path(out), terminal_level=terminal), LedgerProgress(Path(out), scenario, console):
         return run_simulation_scenario(scenario_path, out, quiet_flower=quiet_flower)

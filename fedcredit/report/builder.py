@@ -91,11 +91,12 @@ def quality(data: RunData) -> Section:
     if rows:
         s.add(table(["model", "AUC", "KS", "Gini"], rows))
     if data.test_scores is None:
-        why = (
-            "this party holds no labels, so it has no test scores"
-            if data.viewer is not None
-            else "the run directory has no label holder's test scores (nodes/<bank>/test_scores.npz)"
-        )
+        if data.mode == "horizontal":
+            why = "the coordinator scores the holdout each round and keeps the figures, not per-row scores"
+        elif data.viewer is not None:
+            why = "this party holds no labels, so it has no test scores"
+        else:
+            why = "the run directory has no label holder's test scores (nodes/<bank>/test_scores.npz)"
         return s.add(para(f"No curves: {why}; only the published figures above.", "note"))
     y, score = data.test_scores
     p = curves.as_probability(score)
@@ -194,8 +195,10 @@ def parties(data: RunData) -> Section:
                 )
         if images:
             s.add(gallery(images))
-        if model is None:
+        if model is None and (data.run_dir / "nodes" / name / "model.json").exists():
             s.add(para(f"{name}'s own model part is not shown: it is private to {name}.", "note"))
+        elif model is None:
+            s.add(para(f"{name} released no model part of its own in this run.", "note"))
     return s
 
 
@@ -312,7 +315,23 @@ def horizontal(data: RunData) -> Section:
         )
     )
     s.add(gallery(images))
-    s.add(table(["bank", "training rows"], [[b, n] for b, n in sorted(banks.items())]))
+    lost: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"dropout": [], "update_rejected": []})
+    for r in data.records:
+        if r.kind in ("dropout", "update_rejected"):
+            lost[str(r.payload.get("party"))][r.kind].append(int(r.payload.get("round") or 0))
+    rows = [
+        [
+            b,
+            n,
+            ", ".join(map(str, lost[b]["dropout"])) or "none",
+            ", ".join(map(str, lost[b]["update_rejected"])) or "none",
+        ]
+        for b, n in sorted(banks.items())
+    ]
+    s.add(
+        "<h3>Per bank (dropouts and rejected updates from the ledger)</h3>",
+        table(["bank", "training rows", "dropped out in rounds", "update rejected in rounds"], rows),
+    )
     return s
 
 

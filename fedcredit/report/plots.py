@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after selecting the headless backend
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fedcredit.report import curves  # noqa: E402
 
@@ -120,6 +121,7 @@ def lines(
             ax.plot(list(x), list(ys), "o-", ms=3, lw=1.3, label=name)
         for i, (label, at) in enumerate((marks or {}).items()):
             ax.axvline(at, color=f"C{i + 5}", ls="--", lw=1.0, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, trees and rounds are whole
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
