@@ -122,7 +122,7 @@ class LedgerProgress:
     def describe(self) -> str:
         """``phase/step · epoch 3/10 · batch 7``: where the run is, in the ledger's words."""
         s = self.state
-        text = s.step or s.phase
+        text = s.step or ("starting the federation" if s.phase == "starting" else s.phase)
         if self.total:
             text += f" · {self.unit} {s.done if s.ended else min(s.done + 1, self.total)}/{self.total}"
         if s.batch is not None and s.phase == "hetero_lr":

@@ -236,3 +236,47 @@ def test_horizontal_report_shows_rounds_participation_and_a_planted_dropout(tmp_
     assert "Global model per round (holdout)" in h and "Participation per round" in h
     rows = dict(re.findall(r"<tr><td>(bank_[abc])</td><td[^>]*>[^<]*</td><td>([^<]*)</td>", h))
     assert rows == {"bank_a": "none", "bank_b": "2", "bank_c": "none"}
+
+
+# -- progress and run.log ------------------------------------------------------------------
+
+
+def test_progress_follows_the_ledger_to_the_end(run):
+    import io
+
+    from fedcredit.progress import LedgerProgress, read_new
+
+    scenario = fedcredit.Scenario.from_toml((run.out / "scenario.toml").read_text()).load()
+    from rich.console import Console
+
+    progress = LedgerProgress(run.out, scenario, Console(file=io.StringIO()))
+    assert (progress.unit, progress.total) == ("epoch", 3)
+    progress.poll()
+    s = progress.state
+    assert s.ended == "completed" and s.done == 3 and s.phase == "release"
+    assert s.records == len(read_new(run.out / "ledger.sqlite", -1))
+    assert progress.describe().startswith("release/") and "epoch 3/3" in progress.describe()
+    assert read_new(run.out / "missing.sqlite", -1) == []
+
+
+def test_run_log_keeps_info_off_the_terminal(tmp_path):
+    import io
+    import logging
+
+    from fedcredit.runtime import run_log
+
+    terminal = io.StringIO()
+    handler = logging.StreamHandler(terminal)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with run_log(tmp_path):
+            logging.getLogger("parties.common.relay").info("hetero_lr/3: bank epoch=1")
+            logging.getLogger("fedcredit").warning("a warning stays visible")
+        logging.getLogger("fedcredit").error("after the run: the terminal is back")
+    finally:
+        root.removeHandler(handler)
+    log = (tmp_path / "run.log").read_text()
+    assert "hetero_lr/3: bank epoch=1" in log and "a warning stays visible" in log
+    assert "hetero_lr/3" not in terminal.getvalue() and "a warning stays visible" in terminal.getvalue()
+    assert handler.level == logging.NOTSET and "after the run" in terminal.getvalue()
