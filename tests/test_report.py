@@ -144,6 +144,10 @@ def test_a_partys_report_shows_only_what_that_party_may_see(run, tmp_path):
     assert "ROC, test set" not in planted
     # ... while the bank's own report does draw its curves (so the check above can fail)
     assert "ROC, test set" in write_report(copy, party="bank").read_text()
+    coordinator = load_run(copy, "coordinator")
+    assert coordinator.test_scores is None and coordinator.models == {} and coordinator.reference_scores == {}
+    html = write_report(copy, party="coordinator").read_text()
+    assert "own weights" not in html and "ROC, test set" not in html and "Ledger:" in html
     with pytest.raises(ReportError, match="no party 'mallory'"):
         load_run(run.out, "mallory")
 

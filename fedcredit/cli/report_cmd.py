@@ -20,7 +20,9 @@ console = Console()
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory (holds ledger.sqlite)."),
     party: str = typer.Option(
-        None, "--party", help="Write this party's own report (nodes/PARTY/report.html): only what it may see."
+        None,
+        "--party",
+        help="Write PARTY's own report (nodes/PARTY/report.html; 'coordinator': report-coordinator.html): only what it may see.",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: in the run directory)."),
 ) -> None:

@@ -5,7 +5,8 @@ operator's view of the whole run directory, as the centralised reference already
 for one *party*: then only what that party holds or was published to it is loaded -- the
 coordinator's metrics and ledger (every participant may audit them) and that party's own node
 directory. The centre's report therefore has no test scores (it holds no labels), and no party's
-report shows another party's model.
+report shows another party's model. The ``coordinator`` view has no node directory at all: only
+what the parties published to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from fedcredit.ledger import Record, read_records
+
+COORDINATOR = "coordinator"  # its view: only what the parties published (metrics, ledger), no node directory
 
 
 class ReportError(RuntimeError):
@@ -88,8 +91,10 @@ def load_run(run_dir: Path | str, party: str | None = None) -> RunData:
         if isinstance(deploy.get("verification"), dict):
             data.status["verification"] = deploy["verification"]
     data.parties = dict(data.run_start.get("parties", {}))
-    if party is not None and party not in data.parties:
-        raise ReportError(f"{run_dir}: the run has no party {party!r} (parties: {sorted(data.parties)})")
+    if party is not None and party != COORDINATOR and party not in data.parties:
+        raise ReportError(
+            f"{run_dir}: the run has no party {party!r} (parties: {sorted(data.parties)}, or {COORDINATOR!r})"
+        )
     for name, info in data.parties.items():
         if not data.may_see(name):
             continue
