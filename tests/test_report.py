@@ -284,3 +284,32 @@ def test_run_log_keeps_info_off_the_terminal(tmp_path):
     assert "hetero_lr/3: bank epoch=1" in log and "a warning stays visible" in log
     assert "hetero_lr/3" not in terminal.getvalue() and "a warning stays visible" in terminal.getvalue()
     assert handler.level == logging.NOTSET and "after the run" in terminal.getvalue()
+
+
+def test_secureboost_report_draws_trees_and_the_published_importances(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    write_vertical_subset(d, ROWS)
+    text = vertical_scenario(d).replace('mode = "vertical-lr"', 'mode = "secureboost"')
+    text = (
+        text.split("[lr]")[0] + "[secureboost]\nn_trees = 3\nmax_depth = 2\nkey_bits = 1024\ninsecure_test_key = true\n"
+    )
+    result = fedcredit.simulate(text, out=tmp_path / "sb")
+    assert result.completed and result.verified and result.report_path is not None, result.status
+    found = sections(result.report_path.read_text())
+    assert "Loss per tree" in found["training"] and "Validation metric per tree" in found["training"]
+    assert "released model has 3 trees" in found["training"]
+    for party in ("bank", "credit_centre"):
+        assert f"{party}: split importance by gain (published)" in found["parties"]
+    assert "ROC, test set" in found["quality"]
+
+
+def test_feature_gains_reads_each_published_shape():
+    from fedcredit.report.builder import feature_gains
+
+    host = {"gain": {"AGE": 2.0, "PAY_0": 9.5}, "split_count": {"AGE": 1, "PAY_0": 4}}
+    guest = {"guest": {"gain": {"PAY_6": 3.0}, "split_count": {"PAY_6": 2}}, "host": {"gain": 11.5, "split_count": 5}}
+    assert feature_gains(host) == {"AGE": 2.0, "PAY_0": 9.5}
+    assert feature_gains(guest) == {"PAY_6": 3.0}
+    assert feature_gains({"x1": 0.5}) == {"x1": 0.5}
+    assert feature_gains({"weird": {"nested": "text"}}) == {} and feature_gains(None) == {}

@@ -148,7 +148,6 @@ def training(data: RunData) -> Section:
     if val is not None and not np.all(np.isnan(val)):
         best = int(np.nanargmin(val))
         marks[f"best validation ({axis} {x[best]:g})"] = x[best]
-    stopped = len(hist) < int(data.metrics.get("epochs") or 0) if axis == "epoch" else False
     images = [plots.lines("Loss per " + axis, x, losses, xlabel=axis, ylabel="log-loss", marks=marks)]
     metric_keys = [k for k in ("val_auc", "val_ks") if k in hist[0]]
     if metric_keys:
@@ -157,12 +156,13 @@ def training(data: RunData) -> Section:
             plots.lines("Validation metric per " + axis, x, series, xlabel=axis, ylabel="metric", marks=marks)
         )
     s.add(gallery(images))
-    n = len(hist)
-    note = f"{n} {axis}s recorded"
+    note = f"{len(hist)} {axis}s recorded"
     if marks:
-        note += f"; best validation loss at {axis} {x[int(np.nanargmin(val or [0]))]:g}"
-    if stopped or (data.metrics.get("trees") is not None and axis == "tree"):
-        note += f"; training kept {data.metrics.get('trees') or data.metrics.get('epochs')} ({'early stopping' if stopped else 'see the settings for early stopping'})"
+        note += f"; lowest validation loss at {axis} {x[int(np.nanargmin(val or [0]))]:g}"
+    if axis == "tree" and data.metrics.get("trees") is not None:
+        note += f"; the released model has {data.metrics['trees']} trees"
+    elif data.metrics.get("epochs") is not None:
+        note += f"; {data.metrics['epochs']} epochs trained"
     return s.add(para(note + ".", "note"))
 
 
@@ -179,10 +179,13 @@ def parties(data: RunData) -> Section:
         facts = [[k, v] for k, v in info.items() if k != "egress_pubkey"]
         s.add(table(["", "value"], facts))
         images = []
-        imp = published.get(name)
-        if isinstance(imp, dict) and imp:
-            names, vals = list(imp), [float(v) for v in imp.values()]
-            images.append(plots.bars(f"{name}: split importance (published)", names, vals, xlabel="importance"))
+        gains = feature_gains(published.get(name))
+        if gains:
+            images.append(
+                plots.bars(
+                    f"{name}: split importance by gain (published)", list(gains), list(gains.values()), xlabel="gain"
+                )
+            )
         model = data.models.get(name)
         if model is not None:
             coef = (model.get("model") or {}).get("coef")
@@ -200,6 +203,25 @@ def parties(data: RunData) -> Section:
         elif model is None:
             s.add(para(f"{name} released no model part of its own in this run.", "note"))
     return s
+
+
+def feature_gains(published: object) -> dict[str, float]:
+    """Per-feature gains from a party's published importance, whatever its nesting.
+
+    SecureBoost publishes ``{"gain": {feature: g}, "split_count": {...}}`` for the host and
+    ``{"guest": {...same...}, "host": {"gain": total, ...}}`` for the guest (the bank knows only
+    the centre's totals); a flat ``{feature: value}`` is taken as is. Anything else: no chart.
+    """
+    if not isinstance(published, dict):
+        return {}
+    for candidate in (published.get("gain"), (published.get("guest") or {}).get("gain"), published):
+        if isinstance(candidate, dict) and candidate and all(_is_number(v) for v in candidate.values()):
+            return {str(k): float(v) for k, v in candidate.items()}
+    return {}
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 # -- compliance ----------------------------------------------------------------------------
