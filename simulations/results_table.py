@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every shipped scenario that trains a model; configs/inference.toml scores applicants with
@@ -98,7 +100,9 @@ def config_row(name: str, m: dict) -> str:
         size = f"{m.get('trees')} trees"
         ref = f"pooled GBDT {_c(m, 'gbdt_joint')}, bank only {_c(m, 'gbdt_bank_only')}"
     else:
-        size = f"{m.get('epochs')} epochs"
+        planned = tomllib.loads((ROOT / "configs" / f"{name}.toml").read_text()).get("lr", {}).get("epochs")
+        stopped = planned is not None and m.get("epochs") is not None and m["epochs"] < planned
+        size = f"{m.get('epochs')} epochs" + (f" (early stopping; {planned} planned)" if stopped else "")
         ref = f"pooled LR {_c(m, 'lr_joint')}, bank only {_c(m, 'lr_bank_only')}"
     auc = f"**{m['auc']:.4f}**" if "auc" in m else "n/a"
     ks = f"{m['ks']:.4f}" if "ks" in m else "n/a"
