@@ -115,15 +115,19 @@ def deploy_local_cmd(
     from fedcredit.deploy.keys import KeyMaterialError
     from fedcredit.deploy.local import DeployError, DeployOptions, Interrupted, deploy_local
     from fedcredit.progress import LedgerProgress
+    from fedcredit.runtime import run_log
 
     opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
     try:
         loaded = fconfig.load(scenario)
+        if (out / "ledger.sqlite").exists():  # checked again by deploy_local; here before run.log is opened
+            raise DeployError(f"{out} already holds a run (ledger.sqlite); choose another --out")
         console.print(
-            f"deploying {plain(scenario)} (SuperLink + one SuperNode per party; logs in {plain(out)}/logs)",
+            f"deploying {plain(scenario)} (SuperLink + one SuperNode per party; logs in {plain(out)}/logs, "
+            f"this command's in {plain(out)}/run.log)",
             markup=False,
         )
-        with LedgerProgress(out, loaded, console):
+        with run_log(out), LedgerProgress(out, loaded, console):
             summary = deploy_local(opts)
     except Interrupted as exc:
         console.print(f"[yellow]{plain(exc)}[/] -- every process was stopped")
