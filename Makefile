@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo results test lint install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,9 +19,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## Main job: a full simulated joint-modelling run on the bundled data.
+## Main job: a full simulated joint-modelling run on the bundled data; ends by printing the path
+## of its report (runs/demo/report.html: plots, training, per-party and compliance views).
 demo: $(STAMP)
 	$(BIN)/fedcredit simulate configs/vertical-lr.toml --out $(OUT)
+
+## The README's quality figures, regenerated: `fedcredit simulate` on every shipped training
+## config (into runs/results/), then the Markdown rows printed from each run's metrics.json.
+## REUSE=1 rebuilds the tables from the runs already there.
+results: $(STAMP)
+	$(BIN)/python -m simulations.results_table --out runs/results $(if $(REUSE),--reuse,)
 
 ## Static checks, run first by `make test`: style and lint (ruff), layer and cycle contracts
 ## (import-linter, see [tool.importlinter] in pyproject.toml), types (mypy).

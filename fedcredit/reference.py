@@ -50,8 +50,12 @@ def _test_mask(scenario: Scenario, source: str, ids: list[str]) -> np.ndarray:
     return hash_split_mask(ids, scenario.seed)
 
 
-def vertical_reference(scenario: Scenario) -> dict[str, dict[str, float]]:
-    """Pooled logistic regression and GBDT on bank-only and joint features."""
+def vertical_reference(scenario: Scenario, scores: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """Pooled logistic regression and GBDT on bank-only and joint features.
+
+    If ``scores`` is a dict it receives the test labels (``y_test``) and each model's test
+    probabilities, which the run report draws next to the federated model's curves.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
@@ -65,6 +69,8 @@ def vertical_reference(scenario: Scenario) -> dict[str, dict[str, float]]:
     for feats, (tr, te) in {"bank_only": (d["bank_train"], d["bank_test"]), "joint": (joint_tr, joint_te)}.items():
         lr = LogisticRegression(max_iter=5000).fit(tr, d["y_train"])
         out[f"lr_{feats}"] = _m(d["y_test"], lr.decision_function(te))
+        if scores is not None:
+            scores[f"lr_{feats}"] = lr.predict_proba(te)[:, 1]
         gb = HistGradientBoostingClassifier(
             max_iter=sb.n_trees,
             max_depth=sb.max_depth,
@@ -74,6 +80,10 @@ def vertical_reference(scenario: Scenario) -> dict[str, dict[str, float]]:
             random_state=scenario.seed,
         ).fit(tr, d["y_train"])
         out[f"gbdt_{feats}"] = _m(d["y_test"], gb.predict_proba(te)[:, 1])
+        if scores is not None:
+            scores[f"gbdt_{feats}"] = gb.predict_proba(te)[:, 1]
+    if scores is not None:
+        scores["y_test"] = d["y_test"]
     return out
 
 

@@ -88,12 +88,30 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
     return status
 
 
+NOT_A_FLWR_RUN_APP = (
+    "fedcredit's apps do not run under a bare `flwr run .`: every data node needs its own party, role, data "
+    "and egress-log key (its SuperNode's --node-config), and the coordinator an out-dir and a ledger key, "
+    "which the repository's Flower config cannot give each simulated node. Run "
+    "`fedcredit simulate configs/vertical-lr.toml` (Flower's simulation engine, the same ServerApp and "
+    "ClientApp) or `fedcredit deploy local configs/vertical-lr.toml`; for `flwr run` against real "
+    "SuperNodes use an app directory declaring scenario, out-dir and coordinator-key (docs/deploy.md)."
+)
+
+
+def require_launch_config(context: Context) -> None:
+    """Stop at once, before writing anything, when started without fedcredit's run config (``out-dir``)."""
+    if "out-dir" not in context.run_config:
+        raise RuntimeError(NOT_A_FLWR_RUN_APP)
+
+
 def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ServerApp:
     """The coordinator's ServerApp; without ``scenario``/``out_dir`` they come from the run config."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
+        if scenario is None or out_dir is None:
+            require_launch_config(context)
         sc = scenario or _scenario_from(context)
         out = out_dir or Path(str(context.run_config.get("out-dir", f"runs/{sc.name}")))
         # Flower's deployment grid sleeps 3 s between polls for replies: poll promptly instead

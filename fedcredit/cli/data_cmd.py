@@ -9,6 +9,9 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
+PROGRESS_FROM_FIRMS = 200_000  # smaller universes are written in a few seconds: no bar
+
+
 @app.command()
 def synth(
     firms: int = typer.Option(10_000, "--firms", min=1, help="Number of firms in the universe."),
@@ -23,7 +26,16 @@ def synth(
     if fmt not in ("csv", "parquet"):
         typer.echo("error: --format must be csv or parquet", err=True)
         raise typer.Exit(2)
-    stats = generate(firms, banks, out, seed=seed, fmt=fmt)
+    if firms >= PROGRESS_FROM_FIRMS:
+        from rich.progress import Progress
+
+        with Progress(*Progress.get_default_columns(), transient=True) as progress:
+            task = progress.add_task(f"generating {firms:,} firms", total=firms)
+            stats = generate(
+                firms, banks, out, seed=seed, fmt=fmt, on_chunk=lambda done: progress.update(task, completed=done)
+            )
+    else:
+        stats = generate(firms, banks, out, seed=seed, fmt=fmt)
     typer.echo(
         f"wrote {out}: credit_centre {stats.centre_rows} rows; "
         + ", ".join(f"{b.name} {b.rows} rows ({b.default_rate:.1%} default)" for b in stats.banks)

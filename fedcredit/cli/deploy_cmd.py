@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from fedcredit.cli.output import fail, plain
+
+if TYPE_CHECKING:
+    from fedcredit.config import Scenario
 
 console = Console()
 log = logging.getLogger(__name__)
@@ -106,21 +110,33 @@ def deploy_local_cmd(
     run_timeout: float = typer.Option(3600.0, "--run-timeout", help="Seconds before the run is stopped."),
 ) -> None:
     """Run a scenario with each party as its own Flower SuperNode process (TLS + node auth)."""
+    from fedcredit import config as fconfig
     from fedcredit.config import ConfigError
     from fedcredit.deploy.keys import KeyMaterialError
     from fedcredit.deploy.local import DeployError, DeployOptions, Interrupted, deploy_local
+    from fedcredit.progress import LedgerProgress
+    from fedcredit.runtime import run_log
 
     opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
     try:
-        with console.status(
-            f"[bold]deploying {plain(scenario)}[/] (SuperLink + one SuperNode per party; logs in {plain(out)}/logs)"
-        ):
+        loaded = fconfig.load(scenario)
+        if (out / "ledger.sqlite").exists():  # checked again by deploy_local; here before run.log is opened
+            raise DeployError(f"{out} already holds a run (ledger.sqlite); choose another --out")
+        console.print(
+            f"deploying {plain(scenario)} (SuperLink + one SuperNode per party; logs in {plain(out)}/logs, "
+            f"this command's in {plain(out)}/run.log)",
+            markup=False,
+        )
+        with run_log(out), LedgerProgress(out, loaded, console):
             summary = deploy_local(opts)
     except Interrupted as exc:
         console.print(f"[yellow]{plain(exc)}[/] -- every process was stopped")
         raise typer.Exit(130) from None
     except (DeployError, KeyMaterialError, ConfigError) as exc:
         raise fail(console, exc, label="deployment failed:") from None
+    if (out / "ledger.sqlite").exists():
+        _save_scenario(loaded, out)
+        summary["report"] = _report(out)
     _print(summary)
     status = summary["status"]
     if status.get("status") != "completed":
@@ -128,6 +144,26 @@ def deploy_local_cmd(
     if not (summary.get("verification") or {}).get("ok"):
         console.print("[red]ledger verification failed[/]")
         raise typer.Exit(1)
+
+
+def _save_scenario(scenario: Scenario, out: Path) -> None:
+    """Keep the scenario text with the run for its report (the ledger holds its hash)."""
+    path = out / "scenario.toml"
+    if not path.exists():
+        path.write_text(scenario.source_text, encoding="utf-8")
+
+
+def _report(out: Path) -> str | None:
+    """``out/report.html``; a report that cannot be built is logged, never fails the deployment."""
+    from fedcredit.report import ReportError, write_report
+
+    try:
+        return str(write_report(out))
+    except ReportError as exc:
+        log.warning("no report for %s: %s", out, exc)
+    except Exception:  # noqa: BLE001 - a report bug must not turn a finished, verified run into a failure
+        log.exception("no report for %s: building it failed", out)
+    return None
 
 
 def _print(summary: dict) -> None:
@@ -169,6 +205,8 @@ def _print(summary: dict) -> None:
         f"processes left running: {len(summary.get('left_running', []))}; summary in {out / 'deploy.json'}",
         markup=False,
     )
+    if summary.get("report"):
+        console.print(f"report: [bold]{plain(summary['report'])}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,9 @@ def _register() -> None:
     from fedcredit.cli import simulate_cmd
 
     app.command(name="simulate")(simulate_cmd.simulate)
+    from fedcredit.cli import report_cmd
+
+    app.command(name="report")(report_cmd.report)
     from fedcredit.cli import ledger_cmd
 
     app.add_typer(ledger_cmd.app, name="ledger", help="Verify, show and export compliance ledgers.")

@@ -2,8 +2,10 @@
 
 Every party is a virtual Flower SuperNode running the real ClientApp, the coordinator the real
 ServerApp; what differs from deployment is only the transport. Afterwards the command adds the
-centralised reference to ``metrics.json``, verifies the ledger against every node's egress log
-and prints a summary. It refuses to reuse a directory that holds an earlier run's ledger.
+centralised reference to ``metrics.json``, verifies the ledger against every node's egress log,
+writes ``report.html`` and prints a short summary; while it runs, a progress line follows the
+ledger and the per-step log goes to ``DIR/run.log``. It refuses to reuse a directory that holds
+an earlier run's ledger.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ console = Console()
 log = logging.getLogger(__name__)
 
 
-def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: bool = True) -> dict:
-    """Run a scenario in simulation; return the status dict (also in ``out/status.json``)."""
-    scenario = config.load(scenario_path)
+def run_simulation_scenario(
+    scenario_path: Path | config.Scenario, out: Path, *, quiet_flower: bool = True, reference: bool = True
+) -> dict:
+    """Run a scenario (file or loaded) in simulation; return the status dict (also in ``out/status.json``)."""
+    scenario = scenario_path if isinstance(scenario_path, config.Scenario) else config.load(scenario_path)
     out = Path(out)
     if (out / "ledger.sqlite").exists():
         raise FileExistsError(
             f"{out} already holds a run (ledger.sqlite); choose another --out so the earlier run's ledger is not lost"
         )
     out.mkdir(parents=True, exist_ok=True)
+    save_scenario(scenario, out)
     ensure_synthetic_data(scenario)
     from fedcredit.runtime import flower_environment
 
@@ -76,14 +81,40 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
     )
     status_path = out / "status.json"
     if not status_path.exists():
-        raise RuntimeError(f"the coordinator did not finish: no {status_path} (see the Flower log above)")
+        raise RuntimeError(f"the coordinator did not finish: no {status_path} (see {out / 'run.log'})")
     status = json.loads(status_path.read_text())
     status["wall_seconds"] = round(time.time() - t0, 2)
-    if status.get("status") == "completed":
-        _add_reference(scenario, out)
-    status["verification"] = _verify(out)
+    return finish_run(scenario, out, status, reference=reference)
+
+
+def save_scenario(scenario: config.Scenario, out: Path) -> None:
+    """Keep the scenario text with the run (its hash is in the ledger's run-start record)."""
+    (out / "scenario.toml").write_text(scenario.source_text, encoding="utf-8")
+
+
+def finish_run(scenario: config.Scenario, out: Path, status: dict, *, reference: bool = True) -> dict:
+    """After any simulated run: centralised reference, ledger verification, report; returns the status."""
+    status_path = out / "status.json"
+    if reference and status.get("status") == "completed":
+        add_reference(scenario, out)
+    status["verification"] = verify_run(out)
+    status_path.write_text(json.dumps(status, indent=2, sort_keys=True))
+    status["report"] = write_run_report(out)
     status_path.write_text(json.dumps(status, indent=2, sort_keys=True))
     return status
+
+
+def write_run_report(out: Path) -> str | None:
+    """Write ``out/report.html``; a report that cannot be built is logged, never fails the run."""
+    from fedcredit.report import ReportError, write_report
+
+    try:
+        return str(write_report(out))
+    except ReportError as exc:
+        log.warning("no report for %s: %s", out, exc)
+    except Exception:  # noqa: BLE001 - a report bug must not turn a finished, verified run into a failure
+        log.exception("no report for %s: building it failed", out)
+    return None
 
 
 def ensure_synthetic_data(scenario: config.Scenario) -> None:
@@ -100,17 +131,22 @@ def ensure_synthetic_data(scenario: config.Scenario) -> None:
     log.info("generated synthetic SMEs in %s: centre %d rows", directory, stats.centre_rows)
 
 
-def _add_reference(scenario: config.Scenario, out: Path) -> None:
+def add_reference(scenario: config.Scenario, out: Path) -> None:
+    """Add the pooled-data reference to ``metrics.json`` and keep its test scores for the report."""
     path = out / "metrics.json"
     metrics = json.loads(path.read_text())
     if scenario.mode in ("vertical-lr", "secureboost"):
+        import numpy as np
+
         from fedcredit.reference import vertical_reference
 
-        metrics["centralised"] = vertical_reference(scenario)
+        scores: dict = {}
+        metrics["centralised"] = vertical_reference(scenario, scores)
+        np.savez_compressed(out / "reference_scores.npz", **scores)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
 
 
-def _verify(out: Path) -> dict:
+def verify_run(out: Path) -> dict:
     from fedcredit.ledger import load_public_key, verify
 
     egress = sorted((out / "nodes").glob("*/egress.sqlite"))
@@ -130,8 +166,7 @@ def simulate(
 ) -> None:
     """Run a full joint-modelling scenario in Flower's simulation engine."""
     try:
-        with console.status(f"[bold]running {plain(scenario)}[/] (Flower simulation; progress in the log)"):
-            status = run_simulation_scenario(scenario, out, quiet_flower=not verbose_flower)
+        status = run_with_progress(scenario, out, quiet_flower=not verbose_flower)
     except (config.ConfigError, FileExistsError, RuntimeError) as exc:
         raise fail(console, exc) from None
     _print_summary(out, status)
@@ -139,6 +174,23 @@ def simulate(
         raise fail(console, status.get("error"), 1, label="run failed:")
     if not status["verification"]["ok"]:
         raise fail(console, status["verification"]["errors"], 1, label="ledger verification failed:")
+
+
+def run_with_progress(scenario_path: Path, out: Path, *, quiet_flower: bool = True) -> dict:
+    """:func:`run_simulation_scenario` with a live progress line and the INFO log in ``out/run.log``."""
+    from fedcredit.progress import LedgerProgress
+    from fedcredit.runtime import run_log
+
+    scenario = config.load(scenario_path)  # errors in the file are reported before anything starts
+    if (Path(out) / "ledger.sqlite").exists():
+        raise FileExistsError(
+            f"{out} already holds a run (ledger.sqlite); choose another --out so the earlier run's ledger is not lost"
+        )
+    console.print(f"running {plain(scenario_path)} ({scenario.mode}) in Flower's simulation engine; log: {out}/run.log")
+    terminal = logging.INFO if not quiet_flower else logging.WARNING
+
+    with run_log(Path(out), terminal_level=terminal), LedgerProgress(Path(out), scenario, console):
+        return run_simulation_scenario(scenario_path, out, quiet_flower=quiet_flower)
 
 
 def _print_summary(out: Path, status: dict) -> None:
@@ -185,4 +237,8 @@ def _print_summary(out: Path, status: dict) -> None:
         + ("[green]verified[/]" if v.get("ok") else "[red]NOT verified[/]")
         + f" ({v.get('records')} records, {len(v.get('egress_logs', []))} egress logs)"
     )
-    console.print(f"outputs in {out}/ (metrics.json, status.json, ledger.sqlite, nodes/*/model.json)", markup=False)
+    console.print(
+        f"outputs in {out}/ (metrics.json, status.json, ledger.sqlite, run.log, nodes/*/model.json)", markup=False
+    )
+    if status.get("report"):
+        console.print(f"report: [bold]{plain(status['report'])}[/]")

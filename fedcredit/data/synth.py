@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,9 +302,18 @@ class _Sink:
 
 
 def generate(
-    firms: int, banks: int, out: str | Path, *, seed: int = 42, fmt: str = "csv", chunk: int = CHUNK
+    firms: int,
+    banks: int,
+    out: str | Path,
+    *,
+    seed: int = 42,
+    fmt: str = "csv",
+    chunk: int = CHUNK,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> SynthStats:
-    """Write ``out/credit_centre.<fmt>``, ``out/bank_<x>.<fmt>`` and ``out/README.md``."""
+    """Write ``out/credit_centre.<fmt>``, ``out/bank_<x>.<fmt>`` and ``out/README.md``.
+
+    ``on_chunk(firms_done)`` is called after each chunk (the CLI's progress bar)."""
     if not 1 <= firms <= MAX_FIRMS:
         raise ValueError(f"firms must be in 1..{MAX_FIRMS}")
     if not 1 <= banks <= 26:
@@ -343,6 +353,8 @@ def generate(
                 st.defaults += int(b["default_12m"].sum())
                 st.unknown_to_centre += int((~sub["_known"]).sum())
             stats.banks_per_firm += np.bincount(held, minlength=banks + 1)
+            if on_chunk is not None:
+                on_chunk(int(gidx[-1]) + 1)
     finally:
         centre.close()
         for s in sinks:

@@ -163,6 +163,8 @@ class ScorePhase(RestartablePhase[RestartableParty]):
         if not isinstance(party, (BankScorer, sb.SecureBoostScoringGuest)):
             raise TypeError(f"bank {node.name}: not a scoring party: {type(party).__name__}")
         y = aligned_features(node)["y_test"]
+        # The label holder keeps its test scores in its own storage (never sent) for its run report.
+        np.savez_compressed(node.dir / "test_scores.npz", y=np.asarray(y, dtype=np.int8), score=party.scores)
         m = metrics.summary(y, party.scores)
         return {"metrics": {k: round(float(v), 6) for k, v in m.items()}, "rows": int(len(y))}
 
