@@ -1,0 +1,221 @@
+"""Canaries: plant a known defect into a copy of the code and require the test named after it to fail.
+
+    .venv/bin/python simulations/canaries.py [--only SUBSTRING] [--control] [--list]
+
+A privacy or tamper test that passes on broken code protects nothing. Each canary here is one
+such defect (a leak, a dropped binding, a missing check), written as an exact text replacement in
+one source file, and the pytest node ids of the tests that must catch it. The runner copies the
+repository to a temporary directory, applies the replacement there (the working tree is never
+touched), runs only those tests with the copy first on ``sys.path``, and counts the canary as
+caught when pytest reports failing tests (exit status 1). A replacement whose ``old`` text no
+longer occurs exactly once is a stale canary and counts as missed, so refactoring cannot silently
+retire one.
+
+One line per canary, and last a JSON line ``{"canaries": N, "caught": N, "missed": [...]}``.
+Exit status 1 if any canary was missed. ``--control`` also runs each canary's tests on the
+unmodified copy first and requires them to pass (a canary is only meaningful against a green test).
+
+Adding a canary for a new privacy or tamper test is one entry in :data:`CANARIES`::
+
+    Canary("inference/seal-ignores-batch", "protocols/inference/_base.py",
+           "message=kind, batch=self.s.batch)", "message=kind)",
+           ["tests/test_binding.py::test_one_bound_field_changed_does_not_open"], count=2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# never copied: environments, caches and run outputs are not code
+_SKIP = shutil.ignore_patterns(".venv", ".git", "runs", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """One planted defect: in ``path``, ``old`` (occurring exactly ``count`` times) becomes ``new``.
+
+    ``tests`` are pytest node ids (relative to the repository root); at least one must fail.
+    ``why`` says what the defect would let through, for the printed line.
+    """
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: list[str]
+    why: str = ""
+    count: int = 1
+    extra: list[tuple[str, str, str]] = field(default_factory=list)  # more (path, old, new) edits, each once
+
+    def edits(self) -> list[tuple[str, str, str, int]]:
+        return [(self.path, self.old, self.new, self.count)] + [(p, o, n, 1) for p, o, n in self.extra]
+
+
+VR = "tests/test_vertical_run.py"
+SB = "tests/test_secureboost.py"
+GB = "tests/test_gbdt_reference.py"
+BIND = "tests/test_binding.py"
+MISS = "tests/test_missing_paths.py"
+
+CANARIES: list[Canary] = [
+    # -- seals and signatures that stop binding one field ---------------------------------------
+    Canary(
+        "inference/seal-ignores-batch",
+        "protocols/inference/_base.py",
+        "message=kind, batch=self.s.batch)",
+        "message=kind)",
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[inference-request-batch]"],
+        "an inference request opens in another batch of the same session",
+        count=2,
+    ),
+    Canary(
+        "inference/seal-ignores-session",
+        "protocols/inference/_base.py",
+        "protocol=PROTOCOL, session=self.s.session, me=self.name",
+        'protocol=PROTOCOL, session="", me=self.name',
+        [
+            f"{BIND}::test_one_bound_field_changed_does_not_open[inference-request-session]",
+            "tests/test_inference.py::test_tampered_replayed_or_wrong_batch_messages_are_refused",
+        ],
+        "an inference request replays into another run's session",
+    ),
+    Canary(
+        "ckks/key-share-ignores-run-sender-recipient",
+        "fedcredit/horizontal/keyshare.py",
+        "protocol=_PROTOCOL, session=run_id, me=sender, peer=recipient",
+        'protocol=_PROTOCOL, session="", me="", peer=""',
+        [
+            f"{BIND}::test_one_bound_field_changed_does_not_open[ckks-key-share-run]",
+            f"{BIND}::test_one_bound_field_changed_does_not_open[ckks-key-share-recipient]",
+        ],
+        "a CKKS key envelope opens for another run or recipient once its header is rewritten",
+        extra=[
+            (
+                "fedcredit/horizontal/keyshare.py",
+                "protocol=_PROTOCOL, session=env.run_id, me=me, peer=env.sender",
+                'protocol=_PROTOCOL, session="", me="", peer=""',
+            )
+        ],
+    ),
+    Canary(
+        "psi/round2-ignores-session",
+        "protocols/psi/engine.py",
+        "protocol=PROTOCOL, session=self._session, me=self.role",
+        'protocol=PROTOCOL, session="", me=self.role',
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[psi-round2-session]"],
+        "PSI round-2 keys of one run are accepted in another",
+    ),
+    Canary(
+        "ledger/hash-ignores-timestamp",
+        "fedcredit/ledger/records.py",
+        '"ts": ts,',
+        '"ts": "",',
+        [
+            f"{BIND}::test_one_bound_field_changed_does_not_open[ledger-record-ts]",
+            f"{BIND}::test_one_bound_field_changed_does_not_open[node-log-record-ts]",
+        ],
+        "a signed ledger or node-log record's time can be rewritten",
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    canary: Canary
+    caught: bool
+    detail: str
+    seconds: float
+
+
+def _copy_repo(dest: Path) -> Path:
+    target = dest / "repo"
+    shutil.copytree(ROOT, target, ignore=_SKIP, symlinks=True)
+    return target
+
+
+def _apply(repo: Path, canary: Canary) -> str:
+    """Apply every edit of ``canary`` in ``repo``; '' on success, else why the canary is stale."""
+    for rel, old, new, count in canary.edits():
+        p = repo / rel
+        if not p.is_file():
+            return f"stale: {rel} does not exist"
+        text = p.read_text()
+        found = text.count(old)
+        if found != count:
+            return f"stale: {old!r} occurs {found} times in {rel}, expected {count}"
+        p.write_text(text.replace(old, new))
+    return ""
+
+
+def _pytest(repo: Path, tests: list[str], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(repo), "FLWR_TELEMETRY_ENABLED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("FEDCREDIT_REQUIRE", None)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+    try:
+        r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {timeout:.0f} s"
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    return r.returncode, lines[-1] if lines else ""
+
+
+def run_canary(canary: Canary, *, control: bool, timeout: float) -> Outcome:
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fedcredit-canary-") as tmp:
+        repo = _copy_repo(Path(tmp))
+        if control:
+            rc, last = _pytest(repo, canary.tests, timeout)
+            if rc != 0:
+                return Outcome(
+                    canary, False, f"control: tests fail on the real code ({last})", time.perf_counter() - t0
+                )
+        stale = _apply(repo, canary)
+        if stale:
+            return Outcome(canary, False, stale, time.perf_counter() - t0)
+        rc, last = _pytest(repo, canary.tests, timeout)
+    # 1 = tests ran and some failed; anything else (collection error, timeout, no tests) is not a catch
+    return Outcome(canary, rc == 1, f"pytest exit {rc}: {last}", time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="run only canaries whose name contains this")
+    ap.add_argument("--control", action="store_true", help="first require the tests to pass on the real code")
+    ap.add_argument("--list", action="store_true", help="list the canaries and exit")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run")
+    args = ap.parse_args(argv)
+    chosen = [c for c in CANARIES if args.only in c.name]
+    names = [c.name for c in CANARIES]
+    if len(set(names)) != len(names):
+        raise SystemExit("two canaries share a name")
+    if args.list:
+        for c in chosen:
+            print(f"{c.name:<48} {c.path}: {c.why}")
+        return 0
+    outcomes = []
+    for c in chosen:
+        o = run_canary(c, control=args.control, timeout=args.timeout)
+        outcomes.append(o)
+        verdict = "caught" if o.caught else "MISSED"
+        print(
+            f"{c.name:<48} {verdict:<7} by {', '.join(t.split('::')[-1] for t in c.tests)} "
+            f"({o.seconds:.1f} s) -- {c.why}; {o.detail}",
+            flush=True,
+        )
+    missed = [o.canary.name for o in outcomes if not o.caught]
+    print(json.dumps({"canaries": len(outcomes), "caught": len(outcomes) - len(missed), "missed": missed}))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
