@@ -126,6 +126,52 @@ CANARIES: list[Canary] = [
         ],
         "a signed ledger or node-log record's time can be rewritten",
     ),
+    # -- references that must be independent of the code they check ----------------------------
+    Canary(
+        "gbdt/gain-ignores-gamma",
+        "protocols/gbdt/plain.py",
+        "- g * g / (h + lam)) - params.gamma",
+        "- g * g / (h + lam))",
+        [
+            f"{GB}::test_hand_worked_gamma_decides_whether_the_root_splits",
+            f"{GB}::test_plain_reference_matches_an_independent_exact_booster",
+        ],
+        "gamma silently ignored by the reference and the federated guest alike",
+    ),
+    Canary(
+        "gbdt/right-child-min-child-weight-dropped",
+        "protocols/gbdt/plain.py",
+        "ok = (hl >= params.min_child_weight) & (hr >= params.min_child_weight)",
+        "ok = hl >= params.min_child_weight",
+        [f"{GB}::test_hand_worked_min_child_weight_on_each_side_decides_the_split"],
+        "a split whose right child is below min_child_weight is accepted",
+    ),
+    Canary(
+        "secureboost/federated-gain-ignores-gamma",
+        "protocols/gbdt/plain.py",
+        "- g * g / (h + lam)) - params.gamma",
+        "- g * g / (h + lam))",
+        [f"{GB}::test_federated_secureboost_matches_the_independent_booster"],
+        "the federated trees (not only the reference) checked against an independent booster",
+    ),
+    # -- host privacy in SecureBoost and guards that must hold ---------------------------------
+    Canary(
+        "secureboost/split-ids-encode-feature-and-bin",
+        "protocols/secureboost/host.py",
+        "ids = _fresh_ids(len(cts), set(s.model_id))",
+        "ids = np.array([(s.tree << 48) | (level << 40) | (nd_ << 24) | (f_ << 8) | b_ "
+        "for nd_, f_, b_ in zip(c_node, c_feat, c_bin)], dtype=np.uint64)",
+        ["tests/test_secureboost_ids.py::test_host_split_ids_are_fresh_random_and_say_nothing_about_feature_or_bin"],
+        "the bank learns the host feature and bin of every candidate split from its id",
+    ),
+    Canary(
+        "secureboost/truncated-bitmask-accepted",
+        "protocols/secureboost/messages.py",
+        "if bits.size != (total + 7) // 8:",
+        "if bits.size > (total + 7) // 8:",
+        [f"{SB}::test_wrong_length_is_refused"],
+        "a truncated guest-split row bitmask is zero-padded instead of refused",
+    ),
 ]
 
 
@@ -160,13 +206,14 @@ def _apply(repo: Path, canary: Canary) -> str:
 def _pytest(repo: Path, tests: list[str], timeout: float) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(repo), "FLWR_TELEMETRY_ENABLED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("FEDCREDIT_REQUIRE", None)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
     try:
         r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return -1, f"timed out after {timeout:.0f} s"
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
-    return r.returncode, lines[-1] if lines else ""
+    failed = [ln for ln in lines if ln.startswith("FAILED ")]  # "FAILED node - first line of the error"
+    return r.returncode, (failed[0][:300] if failed else lines[-1] if lines else "")
 
 
 def run_canary(canary: Canary, *, control: bool, timeout: float) -> Outcome:

@@ -364,7 +364,9 @@ def test_wrong_step_is_refused():
 
 
 def test_wrong_length_is_refused():
-    g, h, first, data, cfg = _started()
+    Xg, Xh, y = make_data(n=120, seed=6, n_val=0)[0]
+    # the guest holds the strongest column (Xh[:, 1]) so the root is a guest split and its bitmask is sent
+    g, h, first, data, cfg = _started(data=(Xh, Xg, y))
     short = SecureBoostHost(HOST, GUEST, data[1][:-1], cfg)
     with pytest.raises(ProtocolError, match="wrong length"):
         short.receive(first)
@@ -374,10 +376,10 @@ def test_wrong_length_is_refused():
         h.receive([Envelope(GUEST, HOST, wire.encode(truncated))])
     reply = h.receive(first)
     splits = wire.decode(g.receive(reply)[0].payload, SbSplits)
-    if (splits.kind == 1).any():
-        bad = dataclasses.replace(splits, train_bits=splits.train_bits[:-1])
-        with pytest.raises(ProtocolError, match="wrong length"):
-            SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad))])
+    assert (splits.kind == 1).any(), "precondition: a guest split, whose row bitmask the host checks"
+    bad = dataclasses.replace(splits, train_bits=splits.train_bits[:-1])
+    with pytest.raises(ProtocolError, match="wrong length"):
+        SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad))])
     bad_nodes = dataclasses.replace(splits, kind=splits.kind[:0])
     with pytest.raises(ProtocolError, match="wrong length"):
         SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad_nodes))])
