@@ -172,6 +172,25 @@ CANARIES: list[Canary] = [
         [f"{SB}::test_wrong_length_is_refused"],
         "a truncated guest-split row bitmask is zero-padded instead of refused",
     ),
+    # -- planted leaks the vertical-run privacy check must see ---------------------------------
+    Canary(
+        "vertical/labels-in-split-summary",
+        "parties/vertical/alignment_phases.py",
+        'return {"train": int((~test & ~val).sum()), "validation"',
+        'return {"y": [] if data.labels is None else data.labels[train_rows][:200].tolist(), '
+        '"train": int((~test & ~val).sum()), "validation"',
+        [f"{VR}::test_in_process_run_outputs_model_parts_and_a_verifying_ledger"],
+        "200 bank training labels (aligned order) reach the coordinator in the split summary",
+    ),
+    Canary(
+        "vertical/centre-fixed-point-features-in-split-summary",
+        "parties/vertical/alignment_phases.py",
+        'return {"train": int((~test & ~val).sum()), "validation"',
+        'return {"x": np.rint(pre.transform(data.features[train_rows][:4]) * 4096).astype(int).ravel().tolist(), '
+        '"train": int((~test & ~val).sum()), "validation"',
+        [f"{VR}::test_in_process_run_outputs_model_parts_and_a_verifying_ledger"],
+        "standardised features at the protocol's 12-bit fixed point reach the coordinator",
+    ),
 ]
 
 
