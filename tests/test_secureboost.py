@@ -161,11 +161,9 @@ def test_early_stopping_truncates_both_parts_like_reference():
 
 
 def test_default_credit_subset_lossless_and_sane():
-    pytest.importorskip("sklearn")
-    try:
-        from fedcredit.data.default_credit import load_vertical
-    except ImportError:  # pragma: no cover - data layer missing
-        pytest.skip("fedcredit.data.default_credit not available")
+    # scikit-learn and the bundled data are dependencies: their absence is a failure, not a skip
+    from fedcredit.data.default_credit import load_vertical
+
     bank, centre = load_vertical("all")
     pos = {u: i for i, u in enumerate(centre.ids)}
     idx = np.array([pos[u] for u in bank.ids])
@@ -505,7 +503,6 @@ def test_parallel_path_gives_identical_trees(monkeypatch):
 @pytest.mark.slow
 def test_default_credit_full_lossless_vs_reference_and_sklearn():
     """The issue's target: bundled default_credit, 30 trees, depth 3, 32 bins (~1 min)."""
-    pytest.importorskip("sklearn")
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from fedcredit.data.default_credit import load_vertical
