@@ -7,7 +7,8 @@ such defect (a leak, a dropped binding, a missing check), written as an exact te
 one source file, and the pytest node ids of the tests that must catch it. The runner copies the
 repository to a temporary directory, applies the replacement there (the working tree is never
 touched), runs only those tests with the copy first on ``sys.path``, and counts the canary as
-caught when pytest reports failing tests (exit status 1). A replacement whose ``old`` text no
+caught when every named test fails (a named test that stays green means it does not guard what
+it is named after). A replacement whose ``old`` text no
 longer occurs exactly once is a stale canary and counts as missed, so refactoring cannot silently
 retire one.
 
@@ -66,6 +67,7 @@ SB = "tests/test_secureboost.py"
 GB = "tests/test_gbdt_reference.py"
 BIND = "tests/test_binding.py"
 MISS = "tests/test_missing_paths.py"
+SECAGG = "tests/test_secagg_dropouts.py"
 
 CANARIES: list[Canary] = [
     # -- seals and signatures that stop binding one field ---------------------------------------
@@ -191,6 +193,27 @@ CANARIES: list[Canary] = [
         [f"{VR}::test_in_process_run_outputs_model_parts_and_a_verifying_ledger"],
         "standardised features at the protocol's 12-bit fixed point reach the coordinator",
     ),
+    # -- tests that must exercise their subject -----------------------------------------------
+    Canary(
+        "parallel/pool-never-starts",
+        "protocols/common/parallel.py",
+        "    if _broken:\n        return None\n    with _lock:",
+        "    if True:  # the pool cannot start: every caller silently runs serially\n        return None\n    with _lock:",
+        [
+            "tests/test_paillier.py::test_parallel_paths_give_identical_results",
+            f"{SB}::test_parallel_path_gives_identical_trees",
+        ],
+        "'parallel == serial' holds trivially when the process pool never starts",
+    ),
+    # -- behaviour that had no test ---------------------------------------------------------------
+    Canary(
+        "secagg/halted-round-skipped-silently",
+        "parties/horizontal/server.py",
+        "        if rnd not in strategy.aggregated:\n            run.flush()",
+        "        if False:  # a halted round is silently skipped\n            run.flush()",
+        [f"{SECAGG}::test_too_few_banks_left_to_reconstruct_stops_the_run_naming_the_threshold"],
+        "SecAgg+ with too few banks to reconstruct carries on without a word",
+    ),
 ]
 
 
@@ -222,17 +245,23 @@ def _apply(repo: Path, canary: Canary) -> str:
     return ""
 
 
-def _pytest(repo: Path, tests: list[str], timeout: float) -> tuple[int, str]:
+def _pytest(repo: Path, tests: list[str], timeout: float) -> tuple[int, list[str], str]:
+    """Run ``tests`` in ``repo``: (exit status, node ids that failed, last summary line)."""
     env = {**os.environ, "PYTHONPATH": str(repo), "FLWR_TELEMETRY_ENABLED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("FEDCREDIT_REQUIRE", None)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rf", "--tb=no", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
     try:
         r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return -1, f"timed out after {timeout:.0f} s"
+        return -1, [], f"timed out after {timeout:.0f} s"
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
-    failed = [ln for ln in lines if ln.startswith("FAILED ")]  # "FAILED node - first line of the error"
-    return r.returncode, (failed[0][:300] if failed else lines[-1] if lines else "")
+    failed = [ln.split()[1] for ln in lines if ln.startswith("FAILED ")]
+    return r.returncode, failed, lines[-1] if lines else ""
+
+
+def _uncaught(tests: list[str], failed: list[str]) -> list[str]:
+    """The named tests none of whose cases failed (a node id matches its parametrised cases too)."""
+    return [t for t in tests if not any(f == t or f.startswith(t + "[") for f in failed)]
 
 
 def run_canary(canary: Canary, *, control: bool, timeout: float) -> Outcome:
@@ -240,7 +269,7 @@ def run_canary(canary: Canary, *, control: bool, timeout: float) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="fedcredit-canary-") as tmp:
         repo = _copy_repo(Path(tmp))
         if control:
-            rc, last = _pytest(repo, canary.tests, timeout)
+            rc, _, last = _pytest(repo, canary.tests, timeout)
             if rc != 0:
                 return Outcome(
                     canary, False, f"control: tests fail on the real code ({last})", time.perf_counter() - t0
@@ -248,9 +277,12 @@ def run_canary(canary: Canary, *, control: bool, timeout: float) -> Outcome:
         stale = _apply(repo, canary)
         if stale:
             return Outcome(canary, False, stale, time.perf_counter() - t0)
-        rc, last = _pytest(repo, canary.tests, timeout)
-    # 1 = tests ran and some failed; anything else (collection error, timeout, no tests) is not a catch
-    return Outcome(canary, rc == 1, f"pytest exit {rc}: {last}", time.perf_counter() - t0)
+        rc, failed, last = _pytest(repo, canary.tests, timeout)
+    # caught: the tests ran (exit 1, not a collection error or timeout) and *every* named test failed
+    missing = _uncaught(canary.tests, failed)
+    caught = rc == 1 and not missing
+    detail = last if caught else f"pytest exit {rc}; not failing: {[m.split('::')[-1] for m in missing]} ({last})"
+    return Outcome(canary, caught, detail, time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:

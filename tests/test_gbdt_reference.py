@@ -60,7 +60,7 @@ def naive_tree(X, g, h, *, depth, lam, gamma, mcw, msl, lr):
         if best[1] is None:
             return leaf
         j, t, L, R = best[1]
-        splits.append((d, j, float(t)))
+        splits.append((d, j, float(t), float(best[0])))
         return {"f": j, "t": t, "l": build(L, d + 1), "r": build(R, d + 1)}
 
     root = build(np.arange(X.shape[0]), 0)
@@ -101,15 +101,22 @@ def naive_boost(X, y, p: GBDTParams):
     return raw, all_splits
 
 
-def _splits_of(tree) -> list[tuple[int, int, float]]:
-    """(depth, feature, threshold) of every split of a PlainGBDT tree."""
+def _splits_of(tree) -> list[tuple[int, int, float, float]]:
+    """(depth, feature, threshold, gain) of every split of a PlainGBDT tree."""
     depth = np.zeros(tree.n_nodes, dtype=int)
     out = []
     for k in range(tree.n_nodes):
         if tree.left[k] >= 0:
             depth[tree.left[k]] = depth[tree.right[k]] = depth[k] + 1
-            out.append((int(depth[k]), int(tree.feature[k]), float(tree.threshold[k])))
+            out.append((int(depth[k]), int(tree.feature[k]), float(tree.threshold[k]), float(tree.gain[k])))
     return sorted(out)
+
+
+def assert_same_splits(got: list, want: list, what: str) -> None:
+    """Same (depth, feature, threshold) split for split; gains equal to 1e-6 (quantised gradients)."""
+    got, want = sorted(got), sorted(want)
+    assert [g[:3] for g in got] == [w[:3] for w in want], what
+    np.testing.assert_allclose([g[3] for g in got], [w[3] for w in want], atol=1e-6, err_msg=what)
 
 
 def int_data(n=240, seed=0):
@@ -123,7 +130,7 @@ def int_data(n=240, seed=0):
 
 PARAMS = [
     dict(n_trees=3, max_depth=3),
-    dict(n_trees=3, max_depth=2, gamma=2.0),
+    dict(n_trees=3, max_depth=2, gamma=3.0),
     dict(n_trees=2, max_depth=3, min_child_weight=6.0),
     dict(n_trees=2, max_depth=3, reg_lambda=25.0, learning_rate=0.5),
     dict(n_trees=2, max_depth=3, min_samples_leaf=30),
@@ -137,8 +144,13 @@ def test_plain_reference_matches_an_independent_exact_booster(kw):
     ref = PlainGBDT(p, max_bins=16).fit(X, y)
     raw, splits = naive_boost(X, y, p)
     for t, tree in enumerate(ref.trees):
-        assert _splits_of(tree) == splits[t], f"tree {t} with {kw}"
+        assert_same_splits(_splits_of(tree), splits[t], f"tree {t} with {kw}")
     assert any(splits), "the data must make the booster split at all"
+    for knob, neutral in (("gamma", 0.0), ("min_child_weight", 0.0), ("min_samples_leaf", 1), ("reg_lambda", 1.0)):
+        if knob in kw:  # precondition: the knob really changes the trees on this data
+            _, without = naive_boost(X, y, GBDTParams(**{**kw, knob: neutral}))
+            shape = [[sp[:3] for sp in tree] for tree in splits]
+            assert [[sp[:3] for sp in tree] for tree in without] != shape, f"{knob}={kw[knob]} changes no split"
     np.testing.assert_allclose(ref.predict_proba(X), _sig(raw), atol=1e-7)
 
 
@@ -162,10 +174,10 @@ def test_federated_secureboost_matches_the_independent_booster(kw):
             depth[tree.left[k]] = depth[tree.right[k]] = depth[k] + 1
             if tree.owner[k] == OWNER_HOST:
                 f, thr = host.model.lookup(int(tree.split_id[k]))
-                got.append((int(depth[k]), 2 + int(f), float(thr)))
+                got.append((int(depth[k]), 2 + int(f), float(thr), float(tree.gain[k])))
             else:
-                got.append((int(depth[k]), int(tree.feature[k]), float(tree.threshold[k])))
-        assert sorted(got) == splits[t], f"tree {t}"
+                got.append((int(depth[k]), int(tree.feature[k]), float(tree.threshold[k]), float(tree.gain[k])))
+        assert_same_splits(got, splits[t], f"tree {t}")
 
 
 def test_plain_reference_matches_scikit_learn_hist_gradient_boosting():

@@ -490,13 +490,28 @@ def test_config_from_section_and_scenario_file():
 
 
 def test_parallel_path_gives_identical_trees(monkeypatch):
+    import os
+
     import protocols.secureboost.host as host_mod
+    from protocols.common import parallel
 
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_MULTS", 0)
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_SHIFTS", 0)
+    # the subject is the pool: record that every parallel request got one, whose workers are other processes
+    pools: list = []
+    orig = parallel.process_pool
+
+    def spy(workers):
+        pool = orig(workers)
+        pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(parallel, "process_pool", spy)
     data, _ = make_data(n=200, seed=8, n_val=0)
     cfg = config(n_trees=2, n_workers=2)
     guest, host, _ = train(cfg, data, restart=False)
+    assert pools and all(p is not None for p in pools), "the process pool did not start: serial fallback"
+    assert pools[0].submit(os.getpid).result() != os.getpid()
     assert_same_trees(guest, host, reference(cfg, data))
 
 
