@@ -214,6 +214,22 @@ CANARIES: list[Canary] = [
         [f"{SECAGG}::test_too_few_banks_left_to_reconstruct_stops_the_run_naming_the_threshold"],
         "SecAgg+ with too few banks to reconstruct carries on without a word",
     ),
+    Canary(
+        "consent/registry-file-ignored",
+        "parties/vertical/consent.py",
+        'path = node.context.node_config.get("consent") or section.registry',
+        'path = node.context.node_config.get("consent")',
+        [f"{MISS}::test_training_with_a_consent_file_from_disk_keeps_exactly_the_consented"],
+        "a scenario's consent registry file is silently replaced by grant-all",
+    ),
+    Canary(
+        "inference/revocation-ignored",
+        "parties/vertical/inference_phase.py",
+        "reasons = [result.refused_ids.get(u) for u in ids]",
+        'reasons = [None if result.refused_ids.get(u) == "revoked" else result.refused_ids.get(u) for u in ids]',
+        [f"{MISS}::test_inference_after_a_revocation_refuses_and_never_queries_the_centre"],
+        "an applicant whose consent was revoked after training is still scored",
+    ),
 ]
 
 
