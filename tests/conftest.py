@@ -70,3 +70,29 @@ def pytest_runtest_makereport(item, call):
         if _skip_is_required(reason):
             rep.outcome = "failed"
             rep.longrepr = f"skipped, but FEDCREDIT_REQUIRE={os.environ['FEDCREDIT_REQUIRE']} expects it: {reason}"
+
+
+# -- time budgets for heavy fixtures ---------------------------------------------------------------
+#
+# pytest-timeout counts a fixture's set-up against the first test that requests it, so a module
+# fixture running many scenarios would eat that test's timeout and fail it under load. Heavy
+# fixtures run inside ``time_budget`` instead, and their tests use ``timeout(..., func_only=True)``.
+
+import contextlib  # noqa: E402
+import signal  # noqa: E402
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float, what: str):
+    """Raise TimeoutError naming ``what`` if the block runs longer than ``seconds`` (main thread)."""
+
+    def expired(_signum, _frame):
+        raise TimeoutError(f"{what} exceeded its time budget of {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

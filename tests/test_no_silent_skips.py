@@ -47,3 +47,21 @@ def test_skip_of_a_required_component_fails(tmp_path):
 def test_skip_of_a_component_not_required_stays_a_skip(tmp_path):
     r = _run(tmp_path, "gmpy2")
     assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout
+
+
+def test_time_budget_stops_a_fixture_that_overruns_and_names_it():
+    import time
+
+    from conftest import time_budget
+
+    t0 = time.monotonic()
+    try:
+        with time_budget(0.3, "the slow fixture"):
+            time.sleep(5)
+    except TimeoutError as exc:
+        assert "the slow fixture" in str(exc) and "0 s" in str(exc) or "budget" in str(exc)
+    else:
+        raise AssertionError("the budget did not fire")
+    assert time.monotonic() - t0 < 3
+    with time_budget(5, "a quick block"):  # a block within its budget is untouched
+        pass
