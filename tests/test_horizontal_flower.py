@@ -198,13 +198,19 @@ def test_aggregates_are_exact_weighted_averages(run_a):
 
 def test_coordinator_never_sees_an_individual_update(run_a):
     res, tap = run_a
-    # sanity: in plain mode the capture does expose each update -- so the checks below can fail
+    # positive control: in plain mode the capture does expose each update, and the needle search
+    # below finds it -- so the checks on the secure modes can fail
     plain = res["a-plain"]
+    matched = 0
     for c in plain.captured:
         if c.direction == "in" and c.step == "horizontal.fit" and c.round == 1:
             _, arrays = tap.load("a-plain", c.party, 1)
             got = parameters_to_ndarrays(compat.recorddict_to_fitres(c.content, keep_input=True).parameters)
             assert all(np.array_equal(g, a) for g, a in zip(got, arrays))
+            needles = [a.astype(dt).tobytes() for a in arrays for dt in (np.float64, np.float32)]
+            assert any(nd in blob for blob in _blobs(c.content) for nd in needles), c.party
+            matched += 1
+    assert matched == 3, f"positive control saw {matched} plain updates, expected one per bank"
     for name in ("a-secagg", "a-ckks"):
         r = res[name]
         seen = 0

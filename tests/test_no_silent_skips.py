@@ -59,7 +59,7 @@ def test_time_budget_stops_a_fixture_that_overruns_and_names_it():
         with time_budget(0.3, "the slow fixture"):
             time.sleep(5)
     except TimeoutError as exc:
-        assert "the slow fixture" in str(exc) and "0 s" in str(exc) or "budget" in str(exc)
+        assert "the slow fixture" in str(exc) and "time budget" in str(exc)
     else:
         raise AssertionError("the budget did not fire")
     assert time.monotonic() - t0 < 3
