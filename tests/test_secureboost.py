@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from leak_support import NeedleIndex, feature_needles, label_needles
 
 from protocols.common import wire
 from protocols.common.party import Envelope, ProtocolError, run_local
@@ -218,6 +219,21 @@ def test_nothing_plaintext_leaves_either_party():
         # partitions are bitmasks over node rows: the documented leakage, nothing per-row beyond one bit
         assert msg.train_bits.dtype == np.uint8 and msg.val_bits.dtype == np.uint8
         assert len(msg.packed) == -(-msg.cand_id.size // msg.slots) * guest.public_key.ciphertext_bytes
+
+    # every message, every encoding of tests/leak_support.py: host features (training and validation,
+    # raw and at fixed point), host thresholds, guest labels; with a planted positive control
+    thresholds = np.concatenate(bins.thresholds)
+    index = NeedleIndex(
+        feature_needles(HOST, Xh, "host features")
+        + feature_needles(HOST, val[1], "host validation features")
+        + feature_needles(HOST, thresholds[: thresholds.size // 3 * 3].reshape(-1, 3), "host thresholds")
+        + label_needles(GUEST, y, "training order")
+    )
+    found = [(e.kind, n.what) for e in host_sent + guest_sent for n in index.find(e.payload)]
+    assert not found, found[:5]
+    probe = host_sent[0].payload
+    for leak in (Xh[:2].ravel().astype(np.float32).tobytes(), np.packbits(y[5:150].astype(bool)).tobytes()):
+        assert index.find(probe[:64] + leak + probe[64:]), "positive control: a planted leak was not found"
 
     # guest: no label, gradient or hessian in plaintext; per-sample fields are ciphertexts
     sk = guest._sk
