@@ -128,6 +128,25 @@ CANARIES: list[Canary] = [
         ],
         "a signed ledger or node-log record's time can be rewritten",
     ),
+    Canary(
+        "ckks/key-share-ignores-nonce",
+        "fedcredit/horizontal/keyshare.py",
+        "message=_MESSAGE, nonce=nonce)",
+        "message=_MESSAGE)",
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[ckks-key-share-nonce]"],
+        "a CKKS key envelope's nonce can be swapped without the seal noticing",
+        extra=[("fedcredit/horizontal/keyshare.py", "message=_MESSAGE, nonce=env.nonce)", "message=_MESSAGE)")],
+    ),
+    Canary(
+        "ledger/hash-ignores-writer",
+        "fedcredit/ledger/records.py",
+        '"writer": writer,',
+        '"writer": "",',
+        # (a node log's writer is also the node name the ledger cross-check looks up, so that row
+        # is refused without the hash; the ledger's writer is checked by the hash alone)
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[ledger-record-writer]"],
+        "who wrote a signed ledger can be rewritten in every record",
+    ),
     # -- references that must be independent of the code they check ----------------------------
     Canary(
         "gbdt/gain-ignores-gamma",
@@ -204,6 +223,14 @@ CANARIES: list[Canary] = [
             f"{SB}::test_parallel_path_gives_identical_trees",
         ],
         "'parallel == serial' holds trivially when the process pool never starts",
+    ),
+    Canary(
+        "tests/missing-data-layer-is-a-failure-not-a-skip",
+        "fedcredit/data/default_credit.py",
+        "def load_vertical(",
+        "def _load_vertical_removed(",
+        [f"{SB}::test_default_credit_subset_lossless_and_sane"],
+        "a test that turned the data layer's ImportError into a skip passed with no data layer",
     ),
     # -- behaviour that had no test ---------------------------------------------------------------
     Canary(
