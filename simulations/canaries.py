@@ -92,6 +92,15 @@ CANARIES: list[Canary] = [
         "an inference request replays into another run's session",
     ),
     Canary(
+        "inference/seal-ignores-message-kind",
+        "protocols/inference/_base.py",
+        "message=kind, batch=self.s.batch)",
+        "batch=self.s.batch)",
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[inference-request-message]"],
+        "a sealed request body opens as the other message kind",
+        count=2,
+    ),
+    Canary(
         "ckks/key-share-ignores-run-sender-recipient",
         "fedcredit/horizontal/keyshare.py",
         "protocol=_PROTOCOL, session=run_id, me=sender, peer=recipient",

@@ -41,6 +41,7 @@ from protocols.inference import (
     InferencePartials,
     InferenceRequest,
 )
+from protocols.inference.bodies import RequestBody
 from protocols.psi import PsiParty, PsiProtocolError, PsiReblinded
 
 
@@ -118,6 +119,10 @@ def _inference_request(change: str | None, tmp: Path) -> None:
         msg.public_key = public_key_of(new_private_key())
     sender, recipient = _change_receiver(receiver, msg, req.sender, req.recipient, change)
     try:
+        if change == "message":  # the request's sealed body presented as the other message kind
+            link = receiver._channel(receiver.s.secret, msg.public_key)
+            receiver._open(link, msg.sealed, "InferencePartials", RequestBody)
+            return
         receiver.receive([Envelope(sender, recipient, wire.encode(msg))])
     except InferenceError as exc:
         if "does not open" in str(exc):
@@ -253,7 +258,11 @@ def _signed_log(which: str) -> Callable[[str | None, Path], None]:
 
 
 STRUCTURES = [
-    Structure("inference-request", ("session", "batch", "sender", "recipient", "key", "payload"), _inference_request),
+    Structure(
+        "inference-request",
+        ("session", "batch", "sender", "recipient", "key", "message", "payload"),
+        _inference_request,
+    ),
     Structure("inference-answer", ("session", "batch", "sender", "recipient", "key", "payload"), _inference_answer),
     Structure("psi-round2", ("session", "sender", "recipient", "key", "payload"), _psi_round2),
     Structure("ckks-key-share", ("run", "sender", "recipient", "key", "nonce", "payload"), _ckks_key_share),
