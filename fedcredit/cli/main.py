@@ -44,6 +44,9 @@ def _register() -> None:
 
     app.add_typer(ledger_cmd.app, name="ledger", help="Verify, show and export compliance ledgers.")
 
+    from fedcredit.cli import monitor_cmd
+
+    app.add_typer(monitor_cmd.app, name="monitor", help="Score PSI and per-column CSI, development vs recent.")
     from fedcredit.cli import deploy_cmd
 
     deploy_cmd.register(app)
