@@ -22,6 +22,9 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Output directory."),
     seed: int = typer.Option(42, "--seed", help="Seed; same seed and sizes give identical files."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    sparse: bool = typer.Option(
+        False, "--sparse", help="Real-shaped centre table: text categories, ~30 % missing by firm age and size."
+    ),
 ) -> None:
     """Write credit_centre and bank_* tables plus README.md describing the ground truth."""
     from fedcredit.data.synth import generate
@@ -30,6 +33,11 @@ def synth(
         typer.echo("error: --format must be csv or parquet", err=True)
         raise typer.Exit(2)
     stats = generate(firms, banks, out, seed=seed, fmt=fmt)
+    if sparse:  # issue 17: structured missingness and categorical columns (fedcredit/data/synth_sparse.py)
+        from fedcredit.data.synth_sparse import sparsify_dir
+
+        share = sparsify_dir(out, seed=seed)
+        typer.echo(f"sparsified credit_centre: {share:.1%} of its feature cells missing, 3 categorical columns")
     typer.echo(
         f"wrote {out}: credit_centre {stats.centre_rows} rows; "
         + ", ".join(f"{b.name} {b.rows} rows ({b.default_rate:.1%} default)" for b in stats.banks)
