@@ -37,6 +37,10 @@ def run_simulation_scenario(scenario_path: Path, out: Path, *, quiet_flower: boo
         )
     out.mkdir(parents=True, exist_ok=True)
     ensure_synthetic_data(scenario)
+    if scenario.mode == "scorecard":  # issue 17: in-process protocols for now (fedcredit/scorecard_run.py)
+        from fedcredit.scorecard_run import run_scorecard_scenario
+
+        return run_scorecard_scenario(scenario, out)
     from fedcredit.runtime import flower_environment
 
     flower_environment(out / ".flower")
