@@ -153,6 +153,11 @@ def run_scorecard_scenario(scenario: Scenario, out: Path) -> dict[str, Any]:
         "simulation": "in-process protocols; rows aligned by an id join, not PSI; no ledger",
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=float))
-    status = {"status": "completed", "mode": "scorecard", "wall_seconds": round(time.time() - t0, 2)}
+    status = {
+        "status": "completed",
+        "scenario": scenario.name,
+        "mode": "scorecard",
+        "wall_seconds": round(time.time() - t0, 2),
+    }
     (out / "status.json").write_text(json.dumps(status, indent=2))
     return status

@@ -138,12 +138,13 @@ def simulate(
     _print_summary(out, status)
     if status.get("status") != "completed":
         raise fail(console, status.get("error"), 1, label="run failed:")
-    if not status["verification"]["ok"]:
+    if "verification" in status and not status["verification"]["ok"]:  # scorecard mode has no ledger yet
         raise fail(console, status["verification"]["errors"], 1, label="ledger verification failed:")
 
 
 def _print_summary(out: Path, status: dict) -> None:
     mpath = out / "metrics.json"
+    m: dict = {}
     if mpath.exists():
         m = json.loads(mpath.read_text())
         t = Table(title=plain(f"{status.get('scenario')} ({status.get('mode')}): test set"))
@@ -152,6 +153,8 @@ def _print_summary(out: Path, status: dict) -> None:
         if "auc" in m:
             t.add_row("[bold]federated[/]", f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['gini']:.4f}")
         for name, r in sorted(m.get("centralised", {}).items()):
+            if not isinstance(r, dict):
+                continue
             t.add_row(plain(f"centralised {name}"), f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
         if "auc" in m:
             console.print(t)
@@ -171,6 +174,9 @@ def _print_summary(out: Path, status: dict) -> None:
             console.print(
                 f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}", markup=False
             )
+    if "verification" not in status:
+        console.print(f"outputs in {out}/ (metrics.json, status.json; no ledger: {m.get('simulation')})", markup=False)
+        return
     v = status.get("verification", {})
     console.print(
         f"ledger: {plain(status.get('ledger'))} — "
