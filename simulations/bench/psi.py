@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=2, help="--unbalanced: online runs against one preparation")
     args = p.parse_args(argv)
     if args.unbalanced:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for simulations.*
         from simulations.bench.psi_unbalanced import main as unbalanced
 
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
