@@ -16,7 +16,7 @@ from flwr.app import Context, Message
 from fedcredit.config import Scenario
 from parties.client_app import build_client_app
 from parties.common.centre_host import CentreHost
-from parties.common.grid import FIRST_NODE_ID, InProcessGrid, server_context
+from parties.common.grid import FIRST_NODE_ID, InProcessGrid, Tap, server_context
 from parties.server_app import coordinate
 
 CENTRE_ROLE = "credit_centre"
@@ -29,7 +29,9 @@ def _centre_index(scenario: Scenario) -> int:
     return where[0]
 
 
-def hosted_grid(host: CentreHost, key: str, bank: str, scenario: Scenario, out_dir: Path) -> InProcessGrid:
+def hosted_grid(
+    host: CentreHost, key: str, bank: str, scenario: Scenario, out_dir: Path, *, tap: Tap | None = None
+) -> InProcessGrid:
     """The grid of run ``key``: its banks answer in-process, its centre through ``host``."""
     app = build_client_app(scenario, out_dir)
     n = len(scenario.parties)
@@ -40,21 +42,28 @@ def hosted_grid(host: CentreHost, key: str, bank: str, scenario: Scenario, out_d
             return host.handle(key, message)
         return app(message, context)
 
-    grid = InProcessGrid(route, n)
+    grid = InProcessGrid(route, n, tap=tap)
     slot = host.open_run(key, bank, app, out_dir, grid.contexts[centre_id].node_config)
     grid.contexts[centre_id] = slot.context  # the grid's rollback on error acts on the run's own slot
     return grid
 
 
 def submit_run(
-    host: CentreHost, key: str, bank: str, scenario: Scenario, out_dir: Path | str, *, keep_slot: bool = False
+    host: CentreHost,
+    key: str,
+    bank: str,
+    scenario: Scenario,
+    out_dir: Path | str,
+    *,
+    keep_slot: bool = False,
+    tap: Tap | None = None,
 ) -> Future[dict]:
     """Admit a vertical run of ``bank`` on ``host``; the future gives the coordinator's status.
 
     The run's slot is closed when it ends (``keep_slot=True`` leaves it for inspection, tests).
     """
     out = Path(out_dir)
-    grid = hosted_grid(host, key, bank, scenario, out)
+    grid = hosted_grid(host, key, bank, scenario, out, tap=tap)
 
     def job() -> dict:
         try:
