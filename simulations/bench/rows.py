@@ -74,7 +74,7 @@ def _peak_mb(pid: int) -> float | None:
     return None
 
 
-def bench_lr(rows: int, key_bits: int, batch: int) -> dict:
+def bench_lr(rows: int, key_bits: int, batch: int, max_steps: int = 0) -> dict:
     Xb, Xc, y = aligned_rows(rows)
     data = {"Xb": Xb, "y": y, "Xc": Xc}
     cfg = HeteroLRConfig(
@@ -90,7 +90,7 @@ def bench_lr(rows: int, key_bits: int, batch: int) -> dict:
         setup_cpu = {r: n.cpu for r, n in nodes.items()}
         t0 = time.perf_counter()
         steps, nbytes = 0, 0
-        while out:
+        while out and not (max_steps and steps >= max_steps):
             steps += 1
             nbytes += sum(e.size for e in out)
             boxes = hlr._route(out)
@@ -100,6 +100,7 @@ def bench_lr(rows: int, key_bits: int, batch: int) -> dict:
             for role in boxes:
                 out.extend(nodes[role].result()[0])
         wall = time.perf_counter() - t0
+        partial = bool(out)
         peak = {r: _peak_mb(n.proc.pid) for r, n in nodes.items()}
         cpu = {r: round(nodes[r].cpu - setup_cpu[r], 2) for r in nodes}
     finally:
@@ -114,6 +115,7 @@ def bench_lr(rows: int, key_bits: int, batch: int) -> dict:
         "epoch_seconds": round(wall, 2),
         "epoch_cpu_seconds": cpu,
         "relay_steps": steps,
+        "partial_epoch": partial,  # --max-steps stopped it: figures cover the first relay_steps only
         "relayed_mb": round(nbytes / 1e6, 1),
         "peak_rss_mb": peak,
         "load_avg_before": round(load, 2),
@@ -165,7 +167,7 @@ def plot(results: list[dict], path: Path) -> None:
         ("hetero_lr", "epoch_seconds", "hetero-LR epoch"),
         ("secureboost", "tree_seconds", "SecureBoost tree"),
     ):
-        pts = sorted((r["rows"], r[key]) for r in results if r["model"] == model)
+        pts = sorted((r["rows"], r[key]) for r in results if r["model"] == model and not r.get("partial_epoch"))
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="o", label=label)
@@ -188,13 +190,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--out", type=Path, default=Path("rows.jsonl"))
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument(
+        "--max-steps", type=int, default=0, help="hetero-LR: stop after this many relay steps (memory/per-step probe)"
+    )
     args = ap.parse_args(argv)
     results = []
     for rows in args.rows:
         for model in ("lr", "sb"):
             if args.only and model != args.only:
                 continue
-            r = bench_lr(rows, args.key_bits, args.batch_size) if model == "lr" else bench_sb(rows, args.key_bits)
+            r = (
+                bench_lr(rows, args.key_bits, args.batch_size, args.max_steps)
+                if model == "lr"
+                else bench_sb(rows, args.key_bits)
+            )
             results.append(r)
             with args.out.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
