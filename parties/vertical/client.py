@@ -12,11 +12,12 @@ from pathlib import Path
 
 from flwr.clientapp import ClientApp
 
-from parties.common import transport
+from parties.common import checkpoint, transport
 from parties.common.handlers import RelayRequest, ScenarioProvider, register_steps
 from parties.common.node import NodeRuntime
 from parties.common.transport import NodeReply
 from parties.vertical.registry import phase_named
+from protocols.common.party import RestartableParty
 
 
 def _state_key(phase: str) -> str:
@@ -27,7 +28,15 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     """One relay step of the request's phase on this node (init, step or finish)."""
     phase, kind = request.phase, request.kind
     adapter = phase_named(phase)
-    if kind == transport.INIT:
+    if kind == transport.INIT and request.params.get("resume"):
+        # a resumed run: the party comes back from the checkpoint the hello restored, and sends
+        # again what it sent right after that checkpoint (parties.common.checkpoint)
+        state = node.get_bytes(_state_key(phase))
+        if state is None:
+            raise RuntimeError(f"no checkpointed state for phase {phase!r} to resume from")
+        party = adapter.restore(node, state)
+        outbox = party.resume()
+    elif kind == transport.INIT:
         party = adapter.create(node, request.params)
         outbox = party.start()
     else:
@@ -45,7 +54,18 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     else:
         node.put(_state_key(phase), adapter.dump(party))
         summary = adapter.progress(node, party)
+    if kind == transport.FINISH or party.finished:
+        summary[checkpoint.REPORTED] = _checkpoint(node, f"after:{phase}")
+    elif isinstance(party, RestartableParty) and (done := party.resume_point()) is not None:
+        summary[checkpoint.REPORTED] = _checkpoint(node, f"{phase}@{done}")
     return NodeReply(outbox, party.finished, summary)
+
+
+def _checkpoint(node: NodeRuntime, label: str) -> str:
+    """Write this node's checkpoint ``label`` (a run without a run id, e.g. a sweep, keeps none)."""
+    if node.get("run_id") is not None:
+        checkpoint.save_node_checkpoint(node, label)
+    return label
 
 
 def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:
