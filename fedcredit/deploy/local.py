@@ -99,6 +99,7 @@ class DeployOptions:
     node_poll_seconds: float = 0.2  # cap on the SuperNode's idle sleeps (Flower: 3 s)
     pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
     warm_clientapp: bool = True  # fork per-message ClientApps from a warm process (no interpreter start)
+    resume: bool = False  # continue the interrupted run in OUT from its checkpoint.json (vertical runs)
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Deployment:
     def __post_init__(self) -> None:
         self.scenario = config.load(self.opts.scenario)
         self.out = Path(self.opts.out).resolve()
-        if (self.out / "ledger.sqlite").exists():
+        if self.opts.resume:
+            self._check_resumable()
+        elif (self.out / "ledger.sqlite").exists():
             raise DeployError(
                 f"{self.out} already holds a run (ledger.sqlite); choose another --out "
                 "so the earlier run's ledger is not lost"
@@ -151,6 +154,25 @@ class Deployment:
             )
         self.flower = self.out / "flower"
         self.logs = self.out / "logs"
+
+    def _check_resumable(self) -> None:
+        """``--resume``: OUT must hold an interrupted run of this scenario with a checkpoint.
+
+        An earlier segment's ``status.json``/``deploy.json`` are kept under a numbered name, so
+        this command waits for the resumed coordinator's own status.
+        """
+        from fedcredit.ledger import read_records
+
+        for name in ("ledger.sqlite", "checkpoint.json"):
+            if not (self.out / name).exists():
+                raise DeployError(f"cannot resume {self.out}: it has no {name} (not an interrupted run)")
+        records = read_records(self.out / "ledger.sqlite")
+        if records and records[-1].kind == "run_end":
+            raise DeployError(f"cannot resume {self.out}: its ledger already ends the run ({records[-1].payload})")
+        n = sum(1 for r in records if r.kind == "run_interrupted")
+        for name in ("status.json", "deploy.json", "metrics.json"):
+            if (self.out / name).exists():
+                (self.out / name).replace(self.out / f"{Path(name).stem}.segment{n}.json")
 
     # -- paths ----------------------------------------------------------------------------------
     @property
@@ -374,6 +396,8 @@ class Deployment:
             "coordinator-key": str(self.keys.ledger_key),
             "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
         }
+        if self.opts.resume:
+            run_config["resume"] = True
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
         (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
         self.app_dir = app
