@@ -397,7 +397,7 @@ class Deployment:
             "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
         }
         if self.opts.resume:
-            run_config["resume"] = True
+            run_config["resume"] = "true"
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
         (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
         self.app_dir = app
