@@ -158,8 +158,9 @@ class Deployment:
     def _check_resumable(self) -> None:
         """``--resume``: OUT must hold an interrupted run of this scenario with a checkpoint.
 
-        An earlier segment's ``status.json``/``deploy.json`` are kept under a numbered name, so
-        this command waits for the resumed coordinator's own status.
+        An earlier segment's ``status.json``/``deploy.json``/``metrics.json`` and its ``flower/``
+        and ``logs/`` are kept under numbered names (``*.segment<n>``), so this command waits
+        for the resumed coordinator's own status.
         """
         from fedcredit.ledger import read_records
 
@@ -173,6 +174,11 @@ class Deployment:
         for name in ("status.json", "deploy.json", "metrics.json"):
             if (self.out / name).exists():
                 (self.out / name).replace(self.out / f"{Path(name).stem}.segment{n}.json")
+        # the restarted coordinator is a new SuperLink (fresh Flower state, new Flower run); what
+        # the run continues from is in the ledger, checkpoint.json and each node's own checkpoints
+        for name in ("flower", "logs"):
+            if (self.out / name).exists():
+                (self.out / name).rename(self.out / f"{name}.segment{n}")
 
     # -- paths ----------------------------------------------------------------------------------
     @property
