@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from fedcredit import config
 from fedcredit.ledger import load_public_key, read_records, verify
 from parties.common import transport
 from parties.in_process import run_scenario_in_process
+from simulations.attack_cases.coordinator import Tamper, at_step
 
 N_ROWS = 1500
+SEGMENT0_BANK_ENVELOPES: list = []  # signed envelopes the bank sent before the interruption
 
 
 class CoordinatorKilled(BaseException):  # noqa: N818 - stands for a SIGKILL, not an error
@@ -96,15 +99,35 @@ def verified(out: Path):
 
 
 @pytest.fixture(scope="module")
-def resumed(scenario, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("resumed")
+def interrupted(scenario, tmp_path_factory) -> Path:
+    """A run directory whose coordinator was killed three training steps after epoch 2's checkpoint."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+
+    def capture(inbox):  # what the coordinator could keep of segment 0, for the replay test
+        SEGMENT0_BANK_ENVELOPES.extend(e for e in inbox if e.sender == "bank")
+        return inbox
+
+    recorder = Tamper("credit_centre", lambda step, inbox: capture(inbox) if step.startswith("hetero_lr/") else inbox)
     with pytest.raises(CoordinatorKilled):
-        run_scenario_in_process(scenario, out, tap=kill_after(out, epochs=2, extra_steps=3))
+        run_scenario_in_process(
+            scenario, out, tap=kill_after(out, epochs=2, extra_steps=3), prepare_grid=recorder.install
+        )
     assert not (out / "status.json").exists()  # nothing ran after the kill
     ck = json.loads((out / "checkpoint.json").read_text())
     assert ck["training"] == "hetero_lr" and ck["epochs"] == 2 and ck["label"] == "hetero_lr@2"
     interrupted = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"))
     assert interrupted.intact and not interrupted.complete, interrupted.errors
+    return out
+
+
+def copy_of(run: Path, where: Path) -> Path:
+    shutil.copytree(run, where / "run")
+    return where / "run"
+
+
+@pytest.fixture(scope="module")
+def resumed(scenario, interrupted, tmp_path_factory) -> tuple[Path, dict]:
+    out = copy_of(interrupted, tmp_path_factory.mktemp("resumed"))
     status = run_scenario_in_process(scenario, out, resume=True)
     return out, status
 
@@ -134,3 +157,37 @@ def test_resumed_ledger_records_interruption_and_resumption_and_verifies(resumed
     assert steps and all(s.startswith("r1:") for s in steps)
     # the envelopes in flight when the coordinator died are named, as abandoned, not hidden
     assert any("abandoned when run segment 0 was interrupted" in w for w in report.warnings), report.warnings
+
+
+def test_a_drop_inside_the_resumed_segment_is_still_caught(scenario, interrupted, tmp_path):
+    """Planted tamper: the coordinator withholds the bank's envelope to the centre in the resumed
+    segment. The interruption's leniency must not cover it: the run stops, and verify names a drop."""
+    out = copy_of(interrupted, tmp_path)
+    tamper = Tamper("credit_centre", at_step("r1:hetero_lr", 2, lambda inbox: [e for e in inbox if e.sender != "bank"]))
+    status = run_scenario_in_process(scenario, out, resume=True, prepare_grid=tamper.install)
+    assert tamper.fired == "r1:hetero_lr/2" and tamper.dropped
+    assert status["status"] == "failed", status
+    report = verified(out)
+    assert not report.ok
+    assert any("dropped by the relay" in e or "never reached" in e for e in report.errors), report.errors
+
+
+def test_an_envelope_of_the_interrupted_segment_is_refused_in_the_resumed_one(scenario, interrupted, tmp_path):
+    """Planted tamper: replay into the resumed segment an envelope the bank signed before the
+    interruption (same phase, same round). The new session (fresh hello nonces) makes the centre
+    refuse it, and the refusal is in its log."""
+    out = copy_of(interrupted, tmp_path)
+    old = SEGMENT0_BANK_ENVELOPES[-1]
+
+    def replay(inbox):
+        return [old if e.sender == "bank" else e for e in inbox]
+
+    tamper = Tamper("credit_centre", at_step("r1:hetero_lr", 1, replay))
+    status = run_scenario_in_process(scenario, out, resume=True, prepare_grid=tamper.install)
+    assert tamper.fired == "r1:hetero_lr/1"
+    assert status["status"] == "failed" and status["party"] == "credit_centre", status
+    # the signature covers the session id, so the old session's envelope does not verify in the new one
+    assert "EnvelopeRefused" in status["error"] and f"sent at step {old.step!r}" in status["error"], status
+    assert not old.step.startswith("r1:")
+    report = verified(out)
+    assert any("refused an envelope" in e for e in report.errors), report.errors

@@ -17,7 +17,10 @@ from parties.common.handlers import RelayRequest, ScenarioProvider, register_ste
 from parties.common.node import NodeRuntime
 from parties.common.transport import NodeReply
 from parties.vertical.registry import phase_named
-from protocols.common.party import RestartableParty
+from protocols.common.party import Party, RestartableParty
+
+# phases of a training run a resumed coordinator can continue after (not release, not inference)
+RESUMABLE = frozenset({"align", "consent", "split", "hetero_lr", "secureboost", "score"})
 
 
 def _state_key(phase: str) -> str:
@@ -54,11 +57,19 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     else:
         node.put(_state_key(phase), adapter.dump(party))
         summary = adapter.progress(node, party)
-    if kind == transport.FINISH or party.finished:
-        summary[checkpoint.REPORTED] = _checkpoint(node, f"after:{phase}")
-    elif isinstance(party, RestartableParty) and (done := party.resume_point()) is not None:
-        summary[checkpoint.REPORTED] = _checkpoint(node, f"{phase}@{done}")
+    label = _resume_label(phase, kind, party) if phase in RESUMABLE else None
+    if label is not None:
+        summary[checkpoint.REPORTED] = _checkpoint(node, label)
     return NodeReply(outbox, party.finished, summary)
+
+
+def _resume_label(phase: str, kind: str, party: Party) -> str | None:
+    """The checkpoint this step ends at: the phase's end, or a protocol's epoch/tree boundary."""
+    if kind == transport.FINISH or party.finished:
+        return f"after:{phase}"
+    if isinstance(party, RestartableParty) and (done := party.resume_point()) is not None:
+        return f"{phase}@{done}"
+    return None
 
 
 def _checkpoint(node: NodeRuntime, label: str) -> str:
