@@ -64,7 +64,9 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, 
             refused = {"scenario": scenario.name, "mode": scenario.mode, "status": "failed", "party": "coordinator"}
             refused.update(step="resume", error=f"cannot resume the run in {out_dir}: {exc}")
             log.error("%s", refused["error"])
-            _write_json(out_dir / "status.json", refused)
+            # an ended run's status.json stays as it was; the refusal goes next to it
+            target = "resume-refused.json" if (out_dir / "status.json").exists() else "status.json"
+            _write_json(out_dir / target, refused)
             return refused
     else:
         recorder = LedgerRecorder(out_dir, scenario, signing_key=key)

@@ -191,3 +191,39 @@ def test_an_envelope_of_the_interrupted_segment_is_refused_in_the_resumed_one(sc
     assert not old.step.startswith("r1:")
     report = verified(out)
     assert any("refused an envelope" in e for e in report.errors), report.errors
+
+
+def test_resume_refuses_what_is_not_an_interrupted_run_of_this_scenario(scenario, resumed, interrupted, tmp_path):
+    """Bad input gets a clear error and touches nothing: no checkpoint, a finished run, another
+    scenario's run, a node checkpoint of another run."""
+    from fedcredit.deploy.local import DeployError, Deployment, DeployOptions
+    from parties.common.checkpoint import CheckpointError, restore_node_checkpoint
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status = run_scenario_in_process(scenario, empty, resume=True)
+    assert status["status"] == "failed" and status["step"] == "resume" and "checkpoint.json" in status["error"]
+    assert not (empty / "ledger.sqlite").exists()
+
+    done, _ = resumed
+    before = (done / "ledger.sqlite").read_bytes()
+    copy = copy_of(done, tmp_path / "done")
+    status = run_scenario_in_process(scenario, copy, resume=True)
+    assert status["status"] == "failed" and "already ended" in status["error"], status
+    assert json.loads((copy / "status.json").read_text())["status"] == "completed"  # not overwritten
+    assert (done / "ledger.sqlite").read_bytes() == before
+
+    other = config.loads(SCENARIO.format(bank="x.csv", centre="y.csv").replace("seed = 42", "seed = 43"))
+    status = run_scenario_in_process(other, copy_of(interrupted, tmp_path / "other"), resume=True)
+    assert status["status"] == "failed" and "another scenario" in status["error"], status
+
+    (tmp_path / "s.toml").write_text(scenario.source_text)
+    with pytest.raises(DeployError, match="no ledger.sqlite"):
+        Deployment(DeployOptions(scenario=tmp_path / "s.toml", out=empty, resume=True))
+
+    class Node:  # the NodeRuntime surface restore_node_checkpoint reads
+        name, dir, scenario = "bank", interrupted / "nodes" / "bank", scenario
+
+    ck = json.loads((interrupted / "checkpoint.json").read_text())
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        restore_node_checkpoint(Node(), "0" * 32, ck["label"])  # type: ignore[arg-type]
