@@ -227,3 +227,13 @@ def test_resume_refuses_what_is_not_an_interrupted_run_of_this_scenario(scenario
     ck = json.loads((interrupted / "checkpoint.json").read_text())
     with pytest.raises(CheckpointError, match="no checkpoint"):
         restore_node_checkpoint(Node(), "0" * 32, ck["label"])  # type: ignore[arg-type]
+
+
+def test_round_trips_of_a_resumed_run_count_both_segments_per_phase(resumed):
+    from fedcredit.deploy.local import epoch_latency
+
+    out, _ = resumed
+    lat = epoch_latency(json.loads((out / "metrics.json").read_text()), out / "ledger.sqlite", None)
+    assert "hetero_lr" in lat["round_trips_by_phase"] and not any(":" in k for k in lat["round_trips_by_phase"])
+    steps = [r.payload["step"] for r in read_records(out / "ledger.sqlite") if r.kind == "step"]
+    assert lat["round_trips_by_phase"]["hetero_lr"] == sum(1 for s in steps if "hetero_lr/" in s)

@@ -601,7 +601,7 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
     ]
     by_phase: dict[str, int] = {}
     for name, _ in steps:
-        phase = str(name).split("/", 1)[0]
+        phase = _phase_of(name)
         by_phase[phase] = by_phase.get(phase, 0) + 1
     out["round_trips_by_phase"] = by_phase
     out["ledger_round_trips"] = len(steps)
@@ -610,15 +610,20 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         out["seconds_per_round_trip_median"] = round(statistics.median(gaps), 2)
         per_phase: dict[str, list[float]] = {}
         for (name, _), gap in zip(steps[1:], gaps):  # a step's record follows its round trip
-            per_phase.setdefault(str(name).split("/", 1)[0], []).append(gap)
+            per_phase.setdefault(_phase_of(name), []).append(gap)
         out["seconds_per_round_trip_by_phase"] = {k: round(statistics.mean(v), 2) for k, v in per_phase.items()}
-    train = [(n, t) for n, t in steps if str(n).split("/", 1)[0] in TRAIN_PHASES]
+    train = [(n, t) for n, t in steps if _phase_of(n) in TRAIN_PHASES]
     if train and epochs:
         inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
         out["train_round_trips"] = len(inner)  # includes the phase's one-off key exchange
         out["train_round_trips_per_epoch"] = round(len(inner) / float(epochs), 2)
         out["train_wall_seconds_per_epoch"] = round((train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
     return out
+
+
+def _phase_of(step: object) -> str:
+    """The protocol phase of a ledger step name (``hetero_lr/3``; a resumed segment's ``r1:hetero_lr/3``)."""
+    return str(step).split("/", 1)[0].split(":", 1)[-1]
 
 
 @contextlib.contextmanager
