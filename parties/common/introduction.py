@@ -128,6 +128,8 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
         "egress_pubkey": public_key_hex(node.signing_key()),
         "nonce": node.hello_nonce(),
     }
+    if "restore" in request.params:  # said in the answer whose hash the ledger and the node's log keep
+        summary["restored"] = str(request.params["restore"])
     try:
         data = node.data()
         summary.update(rows=len(data), features=data.n_features)

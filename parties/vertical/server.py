@@ -108,7 +108,7 @@ def run_vertical(
     )
     bank, centre = bank_and_centre(scenario, "vertical mode")
     if resume is not None:
-        check_same_parties(recorder, intro)
+        check_same_parties(recorder, intro, resume.label)
     pair = {bank: {"peer": centre}, centre: {"peer": bank}}
     train_phase = TRAIN_PHASE[scenario.mode]
     ck = resume or CoordinatorCheckpoint(run_id=recorder.run_id, scenario_hash=scenario.config_hash, label="start")
@@ -193,8 +193,9 @@ def _consent_counts(consent: dict, centre: str) -> dict:
     return {"mode": c["mode"], "checked": c["checked"], "accepted": c["accepted"], "refused": c["check"]["refused"]}
 
 
-def check_same_parties(recorder: LedgerRecorder, intro: dict) -> None:
-    """A resumed segment must be run by the nodes that started the run (same roles, same egress keys)."""
+def check_same_parties(recorder: LedgerRecorder, intro: dict, label: str) -> None:
+    """A resumed segment must be run by the nodes that started the run (same roles, same egress
+    keys), each restored to checkpoint ``label``."""
     for name, first in recorder.original_parties.items():
         now = intro.get(name)
         if now is None:
@@ -204,6 +205,8 @@ def check_same_parties(recorder: LedgerRecorder, intro: dict) -> None:
                 raise RunFailed(
                     name, "hello", f"answers the resumed run with another {key} than it started the run with"
                 )
+        if now.get("restored") != label:
+            raise RunFailed(name, "hello", f"restored checkpoint {now.get('restored')!r}, not {label!r}")
 
 
 def _checkpointer(ck: CoordinatorCheckpoint, out_dir: Path, train_phase: str) -> Callable[[str, dict], None]:
