@@ -237,3 +237,31 @@ def test_round_trips_of_a_resumed_run_count_both_segments_per_phase(resumed):
     assert "hetero_lr" in lat["round_trips_by_phase"] and not any(":" in k for k in lat["round_trips_by_phase"])
     steps = [r.payload["step"] for r in read_records(out / "ledger.sqlite") if r.kind == "step"]
     assert lat["round_trips_by_phase"]["hetero_lr"] == sum(1 for s in steps if "hetero_lr/" in s)
+
+
+def test_secureboost_resumes_from_its_last_phase_end(scenario, tmp_path):
+    """SecureBoost checkpoints at phase ends (not per tree yet): a coordinator lost mid-training
+    resumes from ``after:split`` and retrains; the scores equal an uninterrupted run's."""
+    text = scenario.source_text.replace('mode = "vertical-lr"', 'mode = "secureboost"').split("[lr]")[0]
+    text += "[secureboost]\nn_trees = 2\nmax_depth = 2\nmax_bins = 8\nkey_bits = 1024\ninsecure_test_key = true\n"
+    sb = config.loads(text)
+    whole = run_scenario_in_process(sb, tmp_path / "whole")
+    assert whole["status"] == "completed", whole
+    out = tmp_path / "run"
+    seen: list[str] = []
+
+    def tap(node_id: int, request, reply) -> None:
+        _, step, _, _ = transport.read_request(request.content)
+        if step.startswith("secureboost/") and step not in seen:
+            seen.append(step)
+        if len(seen) > 2:
+            raise CoordinatorKilled(step)
+
+    with pytest.raises(CoordinatorKilled):
+        run_scenario_in_process(sb, out, tap=tap)
+    assert json.loads((out / "checkpoint.json").read_text())["label"] == "after:split"
+    status = run_scenario_in_process(sb, out, resume=True)
+    assert status["status"] == "completed", status
+    assert verified(out).ok
+    m, ref = (json.loads((d / "metrics.json").read_text()) for d in (out, tmp_path / "whole"))
+    assert m["auc"] == ref["auc"] and m["ks"] == ref["ks"]
