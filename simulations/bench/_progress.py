@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TypeVar
 
@@ -116,3 +117,17 @@ class BenchProgress:
                 self._progress.refresh()
         finally:
             self._progress.remove_task(sub)
+
+    @contextmanager
+    def steps(self, label: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+        """A sub-bar for a loop inside a timed region: ``tick()`` only counts (no redraw, no I/O);
+        rich's refresh thread draws it, so the timed code pays a lock and an addition per step."""
+        if self._progress is None:
+            yield lambda: None
+            return
+        progress = self._progress
+        sub = progress.add_task(f"  {label}", total=total)
+        try:
+            yield lambda: progress.advance(sub)
+        finally:
+            progress.remove_task(sub)
