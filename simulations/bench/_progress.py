@@ -67,7 +67,7 @@ class BenchProgress:
             console = Console(file=sys.stderr, force_terminal=True if os.environ.get(ENV) else None)
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
@@ -119,15 +119,23 @@ class BenchProgress:
             self._progress.remove_task(sub)
 
     @contextmanager
-    def steps(self, label: str, total: int | None = None) -> Iterator[Callable[[], None]]:
-        """A sub-bar for a loop inside a timed region: ``tick()`` only counts (no redraw, no I/O);
-        rich's refresh thread draws it, so the timed code pays a lock and an addition per step."""
+    def steps(self, label: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+        """A sub-bar for a loop inside a timed region: ``tick()`` counts one step, ``tick(k)`` says
+        k are done; neither redraws nor does I/O (rich's refresh thread draws), so the timed code
+        pays a lock and an assignment per step."""
         if self._progress is None:
-            yield lambda: None
+            yield lambda done=None: None
             return
         progress = self._progress
         sub = progress.add_task(f"  {label}", total=total)
+
+        def tick(done: int | None = None) -> None:
+            if done is None:
+                progress.advance(sub)
+            else:
+                progress.update(sub, completed=done)
+
         try:
-            yield lambda: progress.advance(sub)
+            yield tick
         finally:
             progress.remove_task(sub)
