@@ -121,15 +121,17 @@ class BenchProgress:
     @contextmanager
     def steps(self, label: str, total: int | None = None) -> Iterator[Callable[..., None]]:
         """A sub-bar for a loop inside a timed region: ``tick()`` counts one step, ``tick(k)`` says
-        k are done; neither redraws nor does I/O (rich's refresh thread draws), so the timed code
-        pays a lock and an assignment per step."""
+        k are done (``label=`` renames it); neither redraws nor does I/O (rich's refresh thread
+        draws), so the timed code pays a lock and an assignment per step."""
         if self._progress is None:
-            yield lambda done=None: None
+            yield lambda done=None, label=None: None
             return
         progress = self._progress
         sub = progress.add_task(f"  {label}", total=total)
 
-        def tick(done: int | None = None) -> None:
+        def tick(done: int | None = None, label: str | None = None) -> None:
+            if label is not None:
+                progress.update(sub, description=f"  {label}")
             if done is None:
                 progress.advance(sub)
             else:
