@@ -84,3 +84,40 @@ def test_track_counts_steps_and_passes_items_through(monkeypatch: pytest.MonkeyP
     with BenchProgress("demo", phases=1) as off:
         off.phase("x")
         assert list(off.track([1, 2], "y")) == [1, 2]
+
+
+def test_secureboost_quick_shows_trees_and_keeps_json() -> None:
+    out, err = _run_bench("secureboost.py", ["--quick"], progress="1")
+    assert json.loads(out.strip().splitlines()[-1])["identical_to_plaintext"] is True
+    assert "secureboost: federated training" in err and "trees" in err
+    assert "secureboost:" not in out
+
+
+def _load_deploy_bench():  # noqa: ANN202 - a script loaded as a module
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_deploy", ROOT / "simulations" / "bench" / "deploy.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_deploy_follower_reads_epochs_from_a_ledger(tmp_path: Path) -> None:
+    """The deploy benchmark's follower turns a run's ledger rows into 'step · epoch i/n' (no ledger: no crash)."""
+    import sqlite3
+
+    deploy = _load_deploy_bench()
+    seen: list[tuple[int | None, str | None]] = []
+    follow = deploy._LedgerFollower(tmp_path, ("epoch", 3), lambda done=None, label=None: seen.append((done, label)))
+    follow()  # the child has not created its ledger yet
+    assert seen[-1][0] == 0
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite")
+    conn.execute("CREATE TABLE fedcredit_records (seq INTEGER, kind TEXT, payload TEXT)")
+    for seq, epoch in ((1, 0), (2, 1)):
+        payload = {"step": "hetero_lr/train", "metrics": {"bank": {"epoch": epoch}}}
+        conn.execute("INSERT INTO fedcredit_records VALUES (?, ?, ?)", (seq, "step", json.dumps(payload)))
+    conn.commit()
+    conn.close()
+    follow()
+    assert seen[-1] == (2, "hetero_lr/train · epoch 2/3")
