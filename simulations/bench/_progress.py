@@ -77,7 +77,7 @@ class BenchProgress:
                 # rich would move prints to stderr: only when both streams are the same screen anyway,
                 # never when stdout is piped or captured (its JSON last line must stay on stdout)
                 redirect_stdout=sys.stdout.isatty() and sys.stderr.isatty(),
-                redirect_stderr=False,
+                redirect_stderr=True,  # late warnings print above the bar, not through it
             )
 
     def __enter__(self) -> BenchProgress:
