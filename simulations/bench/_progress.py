@@ -74,6 +74,7 @@ class BenchProgress:
                 TimeRemainingColumn(),
                 console=console,
                 transient=True,
+                refresh_per_second=2,  # the redraw thread competes with the timed work for cores: keep it rare
                 # rich would move prints to stderr: only when both streams are the same screen anyway,
                 # never when stdout is piped or captured (its JSON last line must stay on stdout)
                 redirect_stdout=sys.stdout.isatty() and sys.stderr.isatty(),
