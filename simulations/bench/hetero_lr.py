@@ -165,6 +165,12 @@ def _route(out: list[Envelope]) -> dict[str, list[Envelope]]:
     return boxes
 
 
+def expected_relay_steps(batches: int) -> int:
+    """Relay steps of one epoch after key set-up, for the progress bar's ETA only: three per batch
+    (docs/protocols/hetero-lr.md section 3) plus the exchange around the first and last batch."""
+    return 3 * batches + 4
+
+
 def run_sequential(data: dict, cfg: HeteroLRConfig, tick: Callable[[], None] = lambda: None) -> dict:
     nodes = {r: _LocalNode(r, data, cfg) for r in ("bank", "centre")}
     out = [e for n in nodes.values() for e in n.call(None)[0]]  # key generation: setup, not timed
@@ -332,7 +338,7 @@ def _bench(args: argparse.Namespace, prog: BenchProgress) -> dict:
     )
 
     prog.phase(f"epoch, 2 processes ({nb} batches)")
-    with prog.steps("relay step") as tick:
+    with prog.steps("relay step", total=expected_relay_steps(nb)) as tick:
         par = run_parallel(data, cfg, args.workers, tick)
     print(
         f"parallel (2 processes): {par['wall']:.2f} s wall, {par['steps']} relay steps, "

@@ -232,7 +232,8 @@ def _bench(args: argparse.Namespace, runs: list[tuple[int, str]], prog: BenchPro
     for rows, model in runs:
         if model == "lr":
             prog.phase(f"hetero-LR epoch, {rows} rows")
-            with prog.steps("relay step", total=args.max_steps or None) as tick:
+            planned = hlr.expected_relay_steps(batches_per_epoch(rows, args.batch_size))
+            with prog.steps("relay step", total=min(planned, args.max_steps or planned)) as tick:
                 r = bench_lr(rows, args.key_bits, args.batch_size, args.max_steps, tick)
         else:
             prog.phase(f"SecureBoost tree, {rows} rows")
