@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for protocols/simulations
+
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def _updates(k: int, d: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
@@ -41,7 +47,7 @@ def bench_plain(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> float:
     return best
 
 
-def bench_ckks(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
+def bench_ckks(ups: list[np.ndarray], ns: np.ndarray, repeat: int, prog: BenchProgress | None = None) -> dict:
     from fedcredit.horizontal import ckks
     from fedcredit.horizontal.settings import CkksSettings
 
@@ -52,7 +58,7 @@ def bench_ckks(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     length = d + 1
     expected = ckks.n_chunks(length, coord.slots)
     best: dict = {}
-    for _ in range(repeat):
+    for _ in prog.track(range(repeat), "CKKS round") if prog else range(repeat):
         t0 = time.perf_counter()
         uploads = [secret.encrypt(ckks.weighted_plaintext(u, n / n_ref)) for u, n in zip(ups, ns)]
         t1 = time.perf_counter()
@@ -75,7 +81,7 @@ def bench_ckks(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     return best
 
 
-def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
+def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int, prog: BenchProgress | None = None) -> dict:
     """One round of Flower's SecAgg+ on an in-process grid (no Ray)."""
     from flwr.app import Context, Message, RecordDict
     from flwr.client import NumPyClient
@@ -122,7 +128,7 @@ def bench_secagg(ups: list[np.ndarray], ns: np.ndarray, repeat: int) -> dict:
     q = auto_quantization_range(k, 2**32)
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
     best: dict = {}
-    for _ in range(repeat):
+    for _ in prog.track(range(repeat), "SecAgg+ round") if prog else range(repeat):
         grid = InProcessGrid(timed_app, k)
         client_time[0] = 0.0
         round_time = [0.0]
@@ -172,7 +178,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--params", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    add_progress_flag(ap)
     args = ap.parse_args()
+    with BenchProgress("aggregation", phases=3, no_progress=args.no_progress) as prog:
+        _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     import logging
 
     import flwr.server.workflow  # noqa: F401 - configures Flower's logger; quiet it afterwards
@@ -180,15 +192,18 @@ def main() -> None:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     ups, ns = _updates(args.clients, args.params)
     result: dict = {"n_clients": args.clients, "n_params": args.params}
+    prog.phase("plain weighted average")
     result["plain_s"] = bench_plain(ups, ns, args.repeat)
     print(f"plain   {result['plain_s']:.4f} s", flush=True)
-    result.update(bench_secagg(ups, ns, max(1, args.repeat - 1)))
+    prog.phase("SecAgg+")
+    result.update(bench_secagg(ups, ns, max(1, args.repeat - 1), prog))
     print(
         f"secagg+ {result['secagg_s']:.3f} s per round ({result['secagg_client_s']:.3f} s per bank, "
         f"coordinator {result['secagg_server_s']:.3f} s), max error {result['secagg_max_error']:.2e}",
         flush=True,
     )
-    result.update(bench_ckks(ups, ns, args.repeat))
+    prog.phase("CKKS")
+    result.update(bench_ckks(ups, ns, args.repeat, prog))
     print(
         f"ckks    {result['ckks_s']:.3f} s per round (encrypt {result['ckks_client_encrypt_s']:.3f} s per bank, "
         f"coordinator sum {result['ckks_sum_s']:.3f} s, decrypt {result['ckks_decrypt_s']:.3f} s), upload "

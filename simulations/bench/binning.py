@@ -17,14 +17,18 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from protocols.binning.bank import BinningBank
-from protocols.binning.centre import BinningCentre
-from protocols.binning.config import BinningConfig
-from protocols.common.party import run_local
-from protocols.paillier import generate_keypair
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for protocols/simulations
+
+from protocols.binning.bank import BinningBank  # noqa: E402
+from protocols.binning.centre import BinningCentre  # noqa: E402
+from protocols.binning.config import BinningConfig  # noqa: E402
+from protocols.common.party import run_local  # noqa: E402
+from protocols.paillier import generate_keypair  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def make_data(rows: int, cols: int, seed: int) -> tuple[np.ndarray, list[str], dict[str, int], np.ndarray]:
@@ -48,19 +52,29 @@ def main() -> int:
     ap.add_argument("--cols", type=int, default=10)
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=42)
+    add_progress_flag(ap)
     args = ap.parse_args()
+    with BenchProgress("binning", phases=4, no_progress=args.no_progress) as prog:
+        return _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> int:
+    prog.phase("synthetic data")
     load_before = os.getloadavg()[0]
     X, names, categorical, y = make_data(args.rows, args.cols, args.seed)
+    prog.phase("key generation")
     cfg = BinningConfig(key_bits=args.key_bits, insecure_test_key=args.key_bits < 2048)
     t0 = time.perf_counter()
     _, sk = generate_keypair(args.key_bits, insecure_test_key=cfg.insecure_test_key)
     sk.precompute()
     keygen = time.perf_counter() - t0
+    prog.phase(f"federated binning, {args.rows} rows x {args.cols} columns")
     t0 = time.perf_counter()
     bank = BinningBank("bank", "centre", np.zeros((args.rows, 0)), [], y, cfg, private_key=sk)
     centre = BinningCentre("centre", "bank", X, names, cfg, categorical=categorical)
     transcript = run_local({"bank": bank, "centre": centre})
     seconds = time.perf_counter() - t0
+    prog.phase("checking against plaintext counts")
     correct = True
     for j, col in enumerate(names):
         codes = centre.codes[:, j]

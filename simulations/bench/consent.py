@@ -25,10 +25,15 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for fedcredit/simulations
+
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def _tokens(n: int, cache: Path) -> tuple[list[str], list[str], str, dict]:
@@ -51,17 +56,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firms", type=int, default=1_000_000)
     ap.add_argument("--cache", type=Path, default=Path("runs/bench-consent"))
+    add_progress_flag(ap)
     args = ap.parse_args()
+    with BenchProgress("consent", phases=4, no_progress=args.no_progress) as prog:
+        _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_bundle, store_key
     from fedcredit.consent.demo import epoch
     from fedcredit.consent.tokens import RevocationList
     from protocols.common.channel import Channel, new_private_key, public_key_of
 
+    prog.phase(f"issuing {args.firms} consent tokens")
     ids, tokens, rl_text, info = _tokens(args.firms, args.cache)
     issuer = info["issuer"]
     keys = {issuer.name: issuer.public}
     store_path = args.cache / f"store-{args.firms}.npz"
     key = store_key(args.cache / "store.key")
+    prog.phase("verifying tokens into the store")
     t = time.perf_counter()
     store = VerifiedStore.load(store_path, key)
     if len(store) < args.firms * 0.9:
@@ -75,6 +88,7 @@ def main() -> None:
         keys, ("bank", "credit_centre"), "credit_risk_modelling", frozenset({"tax", "court"}),
         epoch(dt.date(2026, 6, 1)), {issuer.name: RevocationList.verify(rl_text, keys)},
     )  # fmt: skip
+    prog.phase("checking the bank's bundle")
     raw = [tok.encode() for tok in tokens]
     t = time.perf_counter()
     blob = b"\n".join(raw)  # the bank's side: one bundle, as protocols.consent sends it
@@ -88,6 +102,7 @@ def main() -> None:
     counts = res.counts()
     kinds = info["kinds"]
     agree = bool(np.array_equal(res.accepted, kinds == "")) and set(counts) == expected
+    prog.phase("sealing and opening the bundle")
     # what the run also pays: seal and open the bundle once
     a, b = new_private_key(), new_private_key()
     ca = Channel(a, public_key_of(b), protocol="p", session="s", me="bank", peer="centre")

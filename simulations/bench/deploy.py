@@ -27,13 +27,51 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for fedcredit/simulations
 
-def _run(args: list[str], log: Path, env: dict[str, str]) -> float:
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
+
+
+class _LedgerFollower:
+    """Feeds a sub-bar from a child run's ledger (read-only, as ``fedcredit simulate`` shows its own
+    progress): phase/step and epoch, tree or round i of n."""
+
+    def __init__(self, run_dir: Path, plan: tuple[str, int | None], tick: Callable[..., None]) -> None:
+        from fedcredit.progress import ProgressState
+
+        self.ledger = run_dir / "ledger.sqlite"
+        self.unit, self.total = plan
+        self.state, self.seq, self.tick = ProgressState(), -1, tick
+
+    def __call__(self) -> None:
+        from fedcredit.progress import read_new
+
+        for seq, kind, payload in read_new(self.ledger, self.seq):
+            self.seq = seq
+            self.state.absorb(kind, payload, self.unit)
+        where = self.state.step or self.state.phase
+        self.tick(self.state.done, label=f"{where} · {self.unit} {self.state.done}/{self.total or '?'}")
+
+
+def _run(args: list[str], log: Path, env: dict[str, str], follow: Callable[[], None] | None = None) -> float:
+    """Run a command, output to ``log``; ``follow()`` every half second meanwhile (progress)."""
     t = time.monotonic()
     with open(log, "wb") as fh:
-        code = subprocess.run(args, stdout=fh, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL).returncode
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=None if follow is None else 0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    follow()  # type: ignore[misc]
+        except BaseException:
+            proc.kill()  # as subprocess.run does: never leave the run behind
+            proc.wait()
+            raise
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"`{' '.join(args)}` exited with {code}; end of {log}:\n{tail}")
@@ -45,7 +83,13 @@ def main() -> None:
     p.add_argument("--scenario", default="configs/vertical-lr.toml")
     p.add_argument("--out", default="runs/bench-deploy")
     p.add_argument("--skip-sim", action="store_true", help="only deploy (sim figures from an earlier --out)")
+    add_progress_flag(p)
     args = p.parse_args()
+    with BenchProgress("deploy", phases=3, no_progress=args.no_progress) as prog:
+        _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     out = Path(args.out).resolve()
     fedcredit = str(Path(sys.executable).parent / "fedcredit")
     env = dict(os.environ, FLWR_TELEMETRY_ENABLED="0")
@@ -57,11 +101,28 @@ def main() -> None:
     shutil.rmtree(out / "deploy", ignore_errors=True)
 
     result: dict = {"scenario": args.scenario}
+    plan: tuple[str, int | None] = ("step", None)
+    if prog.enabled:
+        from fedcredit import config
+        from fedcredit.progress import planned_units
+
+        plan = planned_units(config.load(args.scenario))  # epochs, trees or rounds the run will go through
+    prog.phase(f"simulate {args.scenario}")
     if not args.skip_sim:
-        sim_s = _run([fedcredit, "simulate", args.scenario, "--out", str(out / "sim")], out / "sim.log", env)
+        with prog.steps("starting", total=plan[1]) as tick:
+            follow = _LedgerFollower(out / "sim", plan, tick) if prog.enabled else None
+            sim_s = _run(
+                [fedcredit, "simulate", args.scenario, "--out", str(out / "sim")], out / "sim.log", env, follow
+            )
         (out / "sim_seconds.txt").write_text(f"{sim_s:.2f}")
     sim_s = float((out / "sim_seconds.txt").read_text())
-    dep_s = _run([fedcredit, "deploy", "local", args.scenario, "--out", str(out / "deploy")], out / "deploy.log", env)
+    prog.phase(f"deploy local {args.scenario}")
+    with prog.steps("starting", total=plan[1]) as tick:
+        follow = _LedgerFollower(out / "deploy", plan, tick) if prog.enabled else None
+        dep_s = _run(
+            [fedcredit, "deploy", "local", args.scenario, "--out", str(out / "deploy")], out / "deploy.log", env, follow
+        )
+    prog.phase("comparing the two runs")
     m_sim = json.loads((out / "sim" / "metrics.json").read_text())
     m_dep = json.loads((out / "deploy" / "metrics.json").read_text())
     summary = json.loads((out / "deploy" / "deploy.json").read_text())

@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from protocols.hetero_lr import (  # noqa: E402
     batches_per_epoch,
 )
 from protocols.hetero_lr.scales import CHECK_BITS, window_bits  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 MONEY = ["LIMIT_BAL"] + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)]
 
@@ -163,7 +165,13 @@ def _route(out: list[Envelope]) -> dict[str, list[Envelope]]:
     return boxes
 
 
-def run_sequential(data: dict, cfg: HeteroLRConfig) -> dict:
+def expected_relay_steps(batches: int) -> int:
+    """Relay steps of one epoch after key set-up, for the progress bar's ETA only: three per batch
+    (docs/protocols/hetero-lr.md section 3) plus the exchange around the first and last batch."""
+    return 3 * batches + 4
+
+
+def run_sequential(data: dict, cfg: HeteroLRConfig, tick: Callable[[], None] = lambda: None) -> dict:
     nodes = {r: _LocalNode(r, data, cfg) for r in ("bank", "centre")}
     out = [e for n in nodes.values() for e in n.call(None)[0]]  # key generation: setup, not timed
     setup_cpu = {r: n.cpu for r, n in nodes.items()}
@@ -181,6 +189,7 @@ def run_sequential(data: dict, cfg: HeteroLRConfig) -> dict:
             nxt.extend(res)
         step_max += max(times.values())
         out = nxt
+        tick()
     wall = time.perf_counter() - t0
     final = {r: _make(r, data, cfg, n.state) for r, n in nodes.items()}
     if not all(p.finished for p in final.values()):
@@ -195,7 +204,7 @@ def run_sequential(data: dict, cfg: HeteroLRConfig) -> dict:
     }
 
 
-def run_parallel(data: dict, cfg: HeteroLRConfig, workers: int) -> dict:
+def run_parallel(data: dict, cfg: HeteroLRConfig, workers: int, tick: Callable[[], None] = lambda: None) -> dict:
     nodes = {r: _ProcessNode(r, data, cfg, workers) for r in ("bank", "centre")}
     try:
         for n in nodes.values():
@@ -216,6 +225,7 @@ def run_parallel(data: dict, cfg: HeteroLRConfig, workers: int) -> dict:
                 res, finished[role] = nodes[role].result()
                 out.extend(res)
             step_max += max(nodes[r].cpu - before[r] for r in boxes)
+            tick()
         wall = time.perf_counter() - t0
         if not all(finished.get(r) for r in nodes):
             raise ProtocolError("parallel run did not finish")
@@ -296,8 +306,16 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="fixed-point fraction bits of the features (default: HeteroLRConfig's)",
     )
+    add_progress_flag(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    phases = 3 if args.quick or args.skip_sequential else 4
+    with BenchProgress("hetero_lr", phases=phases, no_progress=args.no_progress) as prog:
+        return _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> dict:
+    prog.phase("loading data")
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(args.workers)
     rows, phe_rows = (8192, 48) if args.quick else (args.rows, args.phe_rows)
     Xb, y, Xc, source = load_data(rows)
@@ -319,7 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"{cfg.key_bits}-bit keys, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}"
     )
 
-    par = run_parallel(data, cfg, args.workers)
+    prog.phase(f"epoch, 2 processes ({nb} batches)")
+    with prog.steps("relay step", total=expected_relay_steps(nb)) as tick:
+        par = run_parallel(data, cfg, args.workers, tick)
     print(
         f"parallel (2 processes): {par['wall']:.2f} s wall, {par['steps']} relay steps, "
         f"cpu bank {par['cpu']['bank']:.2f} s, centre {par['cpu']['centre']:.2f} s, "
@@ -327,12 +347,15 @@ def main(argv: list[str] | None = None) -> dict:
     )
     seq = None
     if not (args.quick or args.skip_sequential):
-        seq = run_sequential(data, cfg)
+        prog.phase(f"epoch, 1 process ({nb} batches)")
+        with prog.steps("relay step", total=par["steps"]) as tick:
+            seq = run_sequential(data, cfg, tick)
         print(
             f"sequential (1 process): {seq['wall']:.2f} s wall, cpu bank {seq['cpu']['bank']:.2f} s, "
             f"centre {seq['cpu']['centre']:.2f} s, sum over steps of the slower party {seq['parallel_model']:.2f} s, "
             f"{seq['bytes'] / 1e6:.1f} MB relayed"
         )
+    prog.phase(f"phe estimate on {phe_rows} rows")
     phe = phe_epoch_estimate(data, cfg, phe_rows)
     print(
         f"phe: {phe['per_row_cpu_ms']:.1f} ms cpu per row (both parties, {phe_rows} rows timed), "

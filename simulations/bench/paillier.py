@@ -35,6 +35,7 @@ from protocols.paillier import (  # noqa: E402
     generate_keypair,
 )
 from protocols.paillier.packing import Packer  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -64,8 +65,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bits", type=int, default=2048)
     ap.add_argument("--window", type=int, default=None, help="fixed-base table window (default: library's)")
     ap.add_argument("--seed", type=int, default=7)
+    add_progress_flag(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    with BenchProgress("paillier", phases=8, no_progress=args.no_progress) as prog:
+        return _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> dict:
 
     workers = args.workers or parallel.default_workers()
     q = args.quick
@@ -97,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'operation':<34} {'ours':>12}      {'phe':>10} ratio   (workers={workers}, load={os.getloadavg()[0]:.2f})")
 
     # -- keys, tables, pool start-up ------------------------------------------------------
+    prog.phase("keys, tables, pool start-up")
     (pk, sk), t = timed(generate_keypair, args.bits, insecure_test_key=args.bits < 2048)
     if args.window:
         pk.table_window = args.window
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["pool_warmup_s"] = round(time.perf_counter() - t0, 3)
 
     # -- encryption -----------------------------------------------------------------------
+    prog.phase("encryption")
     plain = rng.integers(-(2**40), 2**40, n_enc)
     enc, t = timed(sk.encrypt, plain, workers=workers)
     res["enc_per_s"] = n_enc / t
@@ -146,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     row("encrypt, online with pool", res["pool_online_enc_per_s"], res["phe_enc_per_s"])
 
     # -- interop (both directions) ------------------------------------------------------------
+    prog.phase("interop")
     check(
         all(phe_sk.raw_decrypt(int(c)) == v % phe_pk.n for c, v in zip(enc.ciphertexts[:20], phe_plain)),
         "phe decrypts ours",
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     check(bool((sk.decrypt(theirs) == np.array(phe_plain, dtype=object)).all()), "ours decrypts phe")
 
     # -- decryption ------------------------------------------------------------------------
+    prog.phase("decryption")
     dec, t = timed(sk.decrypt, enc[:n_dec], workers=workers)
     res["dec_per_s"] = n_dec / t
     check(bool((dec == plain[:n_dec].astype(object)).all()), "decryption")
@@ -173,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
     row("  same, per CPU second", res["dec_per_cpu_s"], None)
 
     # -- ciphertext x scalar ------------------------------------------------------------------
+    prog.phase("ciphertext x scalar")
     scal = rng.integers(-(2**15), 2**15, n_mul)
     prod, t = timed(enc[:n_mul].mul_plain, scal, workers=workers)
     res["mul_per_s"] = n_mul / t
@@ -183,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     row("ciphertext x 16-bit scalar", res["mul_per_s"], res["phe_mul_per_s"])
 
     # -- dot product rows x cols, 16-bit signed exponents ----------------------------------
+    prog.phase("dot product")
     n_rows, n_cols = args.rows, args.cols
     reps = -(-n_rows // n_enc)
     big = EncryptedVector(pk, (enc.ciphertexts * reps)[:n_rows])
@@ -212,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # -- wire validation ---------------------------------------------------------------------
+    prog.phase("wire validation")
     blob = enc.to_bytes()
     _, t_raw = timed(EncryptedVector.from_bytes, pk, blob, validate=False)
     _, t_val = timed(EncryptedVector.from_bytes, pk, blob, validate=True)
@@ -223,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # -- packing: SecureBoost-style gradients (|g| < 16, 20 fractional bits), sums of 30k --------
+    prog.phase("packing")
     fp = FixedPoint(frac_bits=20, int_bits=4)
     packer = Packer.for_fixed_point(fp, max_summands=30_000, key_bits=pk.bits)
     res["packed_values_per_ct"] = packer.n_slots

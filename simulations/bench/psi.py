@@ -26,8 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.data import uscc
-from protocols.psi import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for fedcredit/protocols/simulations
+
+from fedcredit.data import uscc  # noqa: E402
+from protocols.psi import DEFAULT_CHUNK, DEFAULT_TRUNCATE, run_local  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def make_sets(size: int, overlap: float, seed: int) -> tuple[list[str], list[str], set[str]]:
@@ -123,21 +126,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--centre", type=int, default=4_000_000, help="--unbalanced: the centre's ids")
     p.add_argument("--known", type=float, default=0.85, help="--unbalanced: share of the bank's ids the centre has")
     p.add_argument("--runs", type=int, default=2, help="--unbalanced: online runs against one preparation")
+    add_progress_flag(p)
     args = p.parse_args(argv)
     if args.unbalanced:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for simulations.*
         from simulations.bench.psi_unbalanced import main as unbalanced
 
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-        return unbalanced(
-            args.centre, args.bank, known=args.known, runs=args.runs, workers=args.workers, seed=args.seed
-        )
+        with BenchProgress("psi unbalanced", phases=4, no_progress=args.no_progress) as prog:
+            return unbalanced(
+                args.centre,
+                args.bank,
+                known=args.known,
+                runs=args.runs,
+                workers=args.workers,
+                seed=args.seed,
+                prog=prog,
+            )
     if not 0 <= args.overlap <= 1:
         p.error("--overlap must be in [0, 1]")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )
 
+    phases = 3 if args.no_openmined else 4
+    with BenchProgress("psi", phases=phases, no_progress=args.no_progress) as prog:
+        return _bench(args, prog)
+
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> int:
+    prog.phase(f"generating 2 x {args.size} ids")
     t0 = time.perf_counter()
     a, b, truth = make_sets(args.size, args.overlap, args.seed)
     print(
@@ -145,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - t0:.1f}s; load average {os.getloadavg()[0]:.2f}"
     )
 
+    prog.phase(f"ECDH-PSI, {args.workers} workers")
     transcript = _SizeLog()
     load_before = os.getloadavg()[0]
     cpu0 = _cpu_seconds()
@@ -163,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0  # workers are joined by run_local, so they are counted
     peak = _rss_mb("VmHWM:")
+    prog.phase("checking against the plaintext intersection")
     correct = check(a, b, truth, res_a, res_b)
     out: dict[str, object] = {
         "size": args.size,
@@ -184,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"fedcredit PSI: {seconds:.1f}s, correct={correct}")
     if not args.no_openmined:
+        prog.phase("OpenMined PSI baseline")
         om = openmined(a, b, truth)
         if om is None:
             print("openmined.psi not importable: baseline skipped")

@@ -23,6 +23,7 @@ from fedcredit.data import uscc
 from protocols.psi import open_pool
 from protocols.psi.unbalanced import PreparedCentre, UnbalancedTimings, run_unbalanced_local
 from protocols.psi.unbalanced.local import fetch_cache
+from simulations.bench._progress import BenchProgress
 
 
 def make_sets(n_centre: int, n_bank: int, known: float, seed: int) -> tuple[list[str], list[str], set[str]]:
@@ -66,24 +67,39 @@ def _cpu_with_pool(pool: Any) -> float:
     return total
 
 
-def main(n_centre: int, n_bank: int, *, known: float = 0.85, runs: int = 2, workers: int = 2, seed: int = 0) -> int:
+def main(
+    n_centre: int,
+    n_bank: int,
+    *,
+    known: float = 0.85,
+    runs: int = 2,
+    workers: int = 2,
+    seed: int = 0,
+    prog: BenchProgress | None = None,
+) -> int:
+    """Run the benchmark; ``prog`` (four phases) shows where it is, if the caller opened one."""
+    prog = prog or BenchProgress("psi unbalanced", phases=4, no_progress=True)
+    prog.phase(f"generating {n_centre} + {n_bank} ids")
     t0 = time.perf_counter()
     centre, bank, truth = make_sets(n_centre, n_bank, known, seed)
     print(f"generated centre {n_centre} and bank {n_bank} ({len(truth)} common) in {time.perf_counter() - t0:.1f}s")
     load_before = os.getloadavg()[0]
     pool = open_pool(workers) if workers > 1 else None
     try:
+        prog.phase(f"centre preparing {n_centre} tokens")
         t0, c0 = time.perf_counter(), _cpu_with_pool(pool)
         table = PreparedCentre(centre, period="bench-period", pool=pool, query_budget=max(2_000_000, runs * n_bank))
         prepare, prepare_cpu = time.perf_counter() - t0, _cpu_with_pool(pool) - c0
         print(f"centre prepared {table.size} tokens in {prepare:.1f}s (once per key period)")
+        prog.phase("handing the bank its cache")
         tm = UnbalancedTimings()
         cache = fetch_cache(table, "bank1", timings=tm)
         print(
             f"cache handed to the bank in {tm.cache_seconds:.1f}s, {tm.cache_bytes / 1e6:.1f} MB (once per bank and period)"
         )
         online, online_cpu, ok, steps, online_bytes, size = [], [], True, {}, 0, 0
-        for r in range(runs):
+        prog.phase(f"{runs} online runs")
+        for r in prog.track(range(runs), "online run"):
             tr, c0 = UnbalancedTimings(), _cpu_with_pool(pool)
             res_c, res_b = run_unbalanced_local(table, "bank1", bank, cache, session=f"run-{r}", pool=pool, timings=tr)
             good = correct(centre, bank, truth, res_c, res_b)

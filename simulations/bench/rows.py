@@ -27,6 +27,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ import hetero_lr as hlr  # noqa: E402  # sibling benchmark: its process nodes an
 
 from fedcredit.data import synth  # noqa: E402
 from protocols.hetero_lr import HeteroLRConfig, batches_per_epoch  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def aligned_rows(rows: int, seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +96,9 @@ def _children_cpu() -> tuple[float, float]:
     return cpu, peak
 
 
-def bench_lr(rows: int, key_bits: int, batch: int, max_steps: int = 0) -> dict:
+def bench_lr(
+    rows: int, key_bits: int, batch: int, max_steps: int = 0, tick: Callable[..., None] = lambda *a, **k: None
+) -> dict:
     Xb, Xc, y = aligned_rows(rows)
     data = {"Xb": Xb, "y": y, "Xc": Xc}
     cfg = HeteroLRConfig(
@@ -119,6 +123,7 @@ def bench_lr(rows: int, key_bits: int, batch: int, max_steps: int = 0) -> dict:
             out = []
             for role in boxes:
                 out.extend(nodes[role].result()[0])
+            tick()
         wall = time.perf_counter() - t0
         partial = bool(out)
         peak = {r: _peak_mb(n.proc.pid) for r, n in nodes.items()}
@@ -215,22 +220,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-steps", type=int, default=0, help="hetero-LR: stop after this many relay steps (memory/per-step probe)"
     )
+    add_progress_flag(ap)
     args = ap.parse_args(argv)
+    runs = [(rows, model) for rows in args.rows for model in ("lr", "sb") if not args.only or model == args.only]
+    with BenchProgress("rows", phases=len(runs) + (args.plot is not None), no_progress=args.no_progress) as prog:
+        return _bench(args, runs, prog)
+
+
+def _bench(args: argparse.Namespace, runs: list[tuple[int, str]], prog: BenchProgress) -> int:
     results = []
-    for rows in args.rows:
-        for model in ("lr", "sb"):
-            if args.only and model != args.only:
-                continue
-            r = (
-                bench_lr(rows, args.key_bits, args.batch_size, args.max_steps)
-                if model == "lr"
-                else bench_sb(rows, args.key_bits)
-            )
-            results.append(r)
-            with args.out.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
-            print(json.dumps(r), flush=True)
+    for rows, model in runs:
+        if model == "lr":
+            prog.phase(f"hetero-LR epoch, {rows} rows")
+            planned = hlr.expected_relay_steps(batches_per_epoch(rows, args.batch_size))
+            with prog.steps("relay step", total=min(planned, args.max_steps or planned)) as tick:
+                r = bench_lr(rows, args.key_bits, args.batch_size, args.max_steps, tick)
+        else:
+            prog.phase(f"SecureBoost tree, {rows} rows")
+            r = bench_sb(rows, args.key_bits)
+        results.append(r)
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        print(json.dumps(r), flush=True)
     if args.plot is not None:
+        prog.phase("plot")
         everything = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
         plot(everything, args.plot)
     return 0

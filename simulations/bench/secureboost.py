@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from protocols.common.party import run_local  # noqa: E402
 from protocols.gbdt.plain import OWNER_HOST, PlainGBDT  # noqa: E402
 from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost  # noqa: E402
+from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
 def load(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,10 +78,16 @@ def main() -> None:
         action="store_true",
         help="smoke run: 2,000 rows, 1 tree, depth 3, 1024-bit test key, 1 worker (overrides those options)",
     )
+    add_progress_flag(ap)
     args = ap.parse_args()
     if args.quick:
         args.rows, args.trees, args.depth, args.key_bits, args.workers = 2_000, 1, 3, 1024, 1
+    with BenchProgress("secureboost", phases=4, no_progress=args.no_progress) as prog:
+        _bench(args, prog)
 
+
+def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
+    prog.phase("loading data")
     Xg, Xh, y = load(args.rows)
     cfg = SecureBoostConfig(
         n_trees=args.trees,
@@ -90,6 +97,7 @@ def main() -> None:
         insecure_test_key=args.key_bits < 2048,
         n_workers=args.workers,
     )
+    prog.phase("plaintext GBDT reference")
     ref = PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(np.hstack([Xg, Xh]), y, n_guest_features=Xg.shape[1])
     plain = float(np.mean(ref.tree_seconds))
 
@@ -100,6 +108,7 @@ def main() -> None:
     state_seconds = [0.0]
 
     def restart(name: str, party):
+        watch(name, party)
         t = time.perf_counter()
         if name == "bank":
             p = SecureBoostGuest.from_state(party.to_state(), Xg, y)
@@ -108,9 +117,18 @@ def main() -> None:
         state_seconds[0] += time.perf_counter() - t
         return p
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    transcript = run_local(parties, restart=None if args.no_restart else restart)
-    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    prog.phase(f"federated training, {args.trees} trees of depth {args.depth}")
+    with prog.steps("trees", total=args.trees) as tick:
+
+        def watch(name: str, party):  # trees the bank has finished, before each of its steps
+            if name == "bank":
+                tick(len(party.history))
+            return party
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        transcript = run_local(parties, restart=watch if args.no_restart else restart)
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    prog.phase("checking against the plaintext trees")
     guest, host = parties["bank"], parties["centre"]
     hist = guest.history
     hist_host = host.history
