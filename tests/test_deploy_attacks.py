@@ -31,6 +31,8 @@ data = "{bank}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "{centre}"
+[consent]
+mode = "demo"
 [lr]
 epochs = 1
 batch_size = 512
