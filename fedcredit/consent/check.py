@@ -58,7 +58,9 @@ REASONS = (
     "expired",
     "revoked",
 )
-_STORE_VERSION = "fedcredit-consent-store/4"
+_REASON_NAMES = np.array(["", *REASONS], dtype=object)  # code 0: accepted
+_CODE = {r: i for i, r in enumerate(_REASON_NAMES.tolist())}
+_STORE_VERSION = "fedcredit-consent-store/5"
 log = logging.getLogger(__name__)
 
 
@@ -112,6 +114,13 @@ def _joined(values: tuple[str, ...]) -> str:
     return "|" + "|".join(values) + "|"
 
 
+def jti_hash(jti: str) -> int:
+    """A token id as a 64-bit integer (SHA-256 prefix): revocation is then one ``searchsorted``
+    over integers per run. A collision could only make a token look revoked (refused), never
+    make a revoked token pass: a listed id always hashes to a listed value."""
+    return int.from_bytes(hashlib.sha256(jti.encode()).digest()[:8], "big")
+
+
 PARALLEL_MIN = 4096  # tokens to verify before worker processes pay off (~0.5 s pool start-up)
 
 
@@ -156,7 +165,7 @@ class VerifiedStore:
         self.cols: dict[str, np.ndarray] = {
             "digest": np.zeros(0, dtype=f"S{SIG_CHARS}"),
             "sub": np.zeros(0, dtype="S18"),
-            "jti": np.zeros(0, dtype="S1"),
+            "jti": np.zeros(0, dtype=np.uint64),  # jti_hash of the token id
             **{k: np.zeros(0, dtype=np.int32) for k in _TEXT},
             **{k: np.zeros(0, dtype=np.int64) for k in _INTS},
         }
@@ -226,7 +235,7 @@ class VerifiedStore:
         new = {
             "digest": d[keep],
             "sub": np.array([g.sub.encode() for g in gs], dtype="S18"),
-            "jti": np.array([g.jti.encode() for g in gs], dtype="S"),
+            "jti": np.array([jti_hash(g.jti) for g in gs], dtype=np.uint64),
             "iss": np.array([self._code("iss", f"{g.iss}#{issuers[g.iss].fingerprint}") for g in gs], dtype=np.int32),
             "aud": np.array([self._code("aud", _joined(g.aud)) for g in gs], dtype=np.int32),
             "purpose": np.array([self._code("purpose", g.purpose) for g in gs], dtype=np.int32),
@@ -352,27 +361,41 @@ class ConsentPolicy:
 
 @dataclass
 class CheckResult:
-    """Per position: accepted or the refusal reason. ``reasons`` stays on the node."""
+    """Per position: accepted or the refusal reason, as small-integer codes (no per-token Python
+    objects on the per-run path). Reasons and issuers stay on the node."""
 
     accepted: np.ndarray  # bool
-    reasons: np.ndarray = field(repr=False)  # str, '' where accepted
-    issuers: np.ndarray = field(repr=False)  # str, the token's issuer ('' if unknown)
+    codes: np.ndarray = field(repr=False)  # int8 index into ("", *REASONS); 0 where accepted
+    issuer_codes: np.ndarray = field(repr=False)  # int32 index into issuer_names
+    issuer_names: list[str] = field(repr=False)  # the last is "" (unknown / unproven issuer)
     policy: ConsentPolicy
     verified_now: int = 0  # tokens whose signature was checked in this run (not yet in the store)
 
+    @property
+    def reasons(self) -> np.ndarray:
+        """Per position the refusal reason ('' where accepted), as a str object array."""
+        return _REASON_NAMES[self.codes]
+
+    @property
+    def issuers(self) -> np.ndarray:
+        """Per position the token's issuer ('' if unknown or unproven)."""
+        return np.array(self.issuer_names, dtype=object)[self.issuer_codes]
+
     def counts(self) -> dict[str, int]:
-        r = self.reasons[~self.accepted]
-        return {k: int(v) for k, v in sorted(Counter(r.tolist()).items())}
+        per = np.bincount(self.codes, minlength=len(_REASON_NAMES))
+        return {str(_REASON_NAMES[i]): int(per[i]) for i in np.argsort(_REASON_NAMES[1:]) + 1 if per[i]}
 
     def by_issuer(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for iss in sorted(set(self.issuers.tolist())):
-            m = self.issuers == iss
-            out[iss or "(unknown)"] = {
-                "accepted": int((m & self.accepted).sum()),
-                "refused": int((m & ~self.accepted).sum()),
-            }
-        return out
+        k = len(self.issuer_names)
+        ok = np.bincount(self.issuer_codes[self.accepted], minlength=k)
+        no = np.bincount(self.issuer_codes[~self.accepted], minlength=k)
+        merged: dict[str, list[int]] = {}
+        for name, a, b in zip(self.issuer_names, ok.tolist(), no.tolist(), strict=True):
+            if a or b:  # one name may have several codes (keys rotated): add them up
+                tot = merged.setdefault(name or "(unknown)", [0, 0])
+                tot[0] += a
+                tot[1] += b
+        return {n: {"accepted": a, "refused": b} for n, (a, b) in sorted(merged.items())}
 
     def ledger_payload(self) -> dict[str, Any]:
         """Counts only: never an id or a token."""
@@ -406,9 +429,9 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
     """
     n = len(ids)
     keys, starts, ends = bundle_keys(bundle, n)
-    reasons = np.full(n, "", dtype=object)
+    code = np.zeros(n, dtype=np.int8)  # index into _REASON_NAMES; 0 = accepted
     empty = ends == starts
-    reasons[empty] = "no_token"
+    code[empty] = _CODE["no_token"]
     rows = store.rows(keys)
     keyset = store.keyset(policy.issuers)
     good_t: list[bytes] = []
@@ -420,7 +443,7 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
         if cached is None:
             todo.append((pos, token))
         else:
-            reasons[pos] = cached
+            code[pos] = _CODE[cached]
     verified = len(todo)
     results = verify_many([t for _, t in todo], policy.issuers)
     for (i, token), result in zip(todo, results, strict=True):
@@ -428,32 +451,34 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
             good_g.append(result)
             good_t.append(token)
         else:
-            reasons[i] = result
+            code[i] = _CODE[result]
             store.add_rejected(token, result, keyset)
     if good_g:
         store.add_many(good_t, good_g, policy.issuers)
         rows = store.rows(keys)
     have = rows >= 0
-    issuers = np.full(n, "", dtype=object)
+    names = [v.split("#")[0] for v in store.tables["iss"]]
+    issuer = np.full(n, len(names), dtype=np.int32)  # len(names): unknown issuer
     if have.any():
         c, t = store.cols, store.tables
         r = rows[have]
+        iss = c["iss"][r]
+        issuer[have] = iss
 
         def per_code(name: str, ok: Callable[[str], bool]) -> np.ndarray:
+            """``ok`` evaluated once per distinct value of column ``name``, gathered per row."""
             table = np.array([ok(v) for v in t[name]] or [False], dtype=bool)
             return table[c[name][r]]
 
-        names = [v.split("#")[0] for v in t["iss"]]
-        issuers[have] = np.array(names or [""], dtype=object)[c["iss"][r]]
         trusted = {f"{n}#{k.fingerprint}" for n, k in policy.issuers.items()}
         revoked = np.zeros(r.size, dtype=bool)
         for name, rl in policy.revocations.items():
-            codes = [i for i, v in enumerate(names) if v == name]
-            if codes and rl.revoked:
-                listed = {j.encode() for j in rl.revoked}
-                jti = c["jti"][r].tolist()
-                revoked |= np.isin(c["iss"][r], codes) & np.fromiter((j in listed for j in jti), bool, r.size)
-        want_ids = np.asarray(ids, dtype="U18").astype("S18")[have]
+            if rl.revoked:
+                listed = np.unique(np.array([jti_hash(j) for j in rl.revoked], dtype=np.uint64))
+                jti = c["jti"][r]
+                hit = listed[np.minimum(np.searchsorted(listed, jti), listed.size - 1)] == jti
+                revoked |= hit & np.array([v == name for v in names], dtype=bool)[iss]
+        want_ids = np.asarray(ids, dtype="S18")[have]
         checks = [
             ("unknown_issuer", ~per_code("iss", lambda v: v in trusted)),
             ("wrong_subject", c["sub"][r] != want_ids),
@@ -464,9 +489,8 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
             ("expired", c["exp"][r] <= policy.at),
             ("revoked", revoked),
         ]
-        sub_reasons = np.full(r.size, "", dtype=object)
+        sub = np.zeros(r.size, dtype=np.int8)
         for reason, bad in reversed(checks):  # the earliest check wins
-            sub_reasons[bad] = reason
-        reasons[have] = sub_reasons
-    accepted = reasons == ""
-    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, verified)
+            sub[bad] = _CODE[reason]
+        code[have] = sub
+    return CheckResult(code == 0, code, issuer, [*names, ""], policy, verified)
