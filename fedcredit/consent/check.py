@@ -124,16 +124,22 @@ def jti_hash(jti: str) -> int:
 PARALLEL_MIN = 4096  # tokens to verify before worker processes pay off (~0.5 s pool start-up)
 
 
-def _verify_chunk(tokens: Sequence[str | bytes], jwks: list[dict[str, Any]]) -> list[Grant | str]:
-    """Worker side of :func:`verify_many`: keys travel as public JWKs (plain dicts)."""
+def _verify_chunk(tokens: Sequence[str | bytes], jwks: list[dict[str, Any]]) -> list[tuple[Any, ...] | str]:
+    """Worker side of :func:`verify_many`: keys travel as public JWKs (plain dicts), grants come
+    back as plain tuples (pickling a million dataclasses would cost seconds)."""
     issuers = {k.name: k for k in (IssuerKey.from_jwk(j) for j in jwks)}
-    out: list[Grant | str] = []
+    out: list[tuple[Any, ...] | str] = []
     for t in tokens:
         try:
-            out.append(verify_token(t, issuers))
+            g = verify_token(t, issuers)
+            out.append((g.iss, g.sub, g.aud, g.purpose, g.cats, g.nbf, g.exp, g.jti, g.iat))
         except TokenRejected as exc:
             out.append(exc.reason)
     return out
+
+
+def _grants(part: list[tuple[Any, ...] | str]) -> list[Grant | str]:
+    return [x if isinstance(x, str) else Grant(*x) for x in part]
 
 
 def verify_many(
@@ -149,8 +155,8 @@ def verify_many(
         tasks = [(list(tokens[a:b]), jwks) for a, b in parallel.split(len(tokens), w)]
         parts = parallel.map_processes(_verify_chunk, tasks, w)
         if parts is not None:
-            return [x for part in parts for x in part]
-    return _verify_chunk(tokens, jwks)
+            return [x for part in parts for x in _grants(part)]
+    return _grants(_verify_chunk(tokens, jwks))
 
 
 class VerifiedStore:

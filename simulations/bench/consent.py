@@ -5,7 +5,11 @@ expired, out of scope, another purpose, forged):
 
 * ``issue_s``   -- signing the tokens (the issuer's job; done once, cached under --cache);
 * ``import_s``  -- the one-off first sight: every signature verified once into the centre's
-                   verified-token store (``fedcredit consent import``), per token ``import_us``;
+                   verified-token store (``fedcredit consent import``), per token ``import_us``
+                   (wall time over ``workers`` processes); ``ed25519_verify_us`` is the floor, one
+                   bare ``cryptography`` Ed25519 verification on one core, measured alongside, and
+                   ``import_overhead`` = import_us * workers / ed25519_verify_us (1.0 = nothing
+                   but the crypto);
 * ``check_s``   -- the centre's part of a run: load the HMAC-bound store, cut each token's signature
                    segment out of the bundle, look it up, run the audience/purpose/category/
                    validity/revocation checks vectorised (nothing new to verify or save);
@@ -47,6 +51,25 @@ def _tokens(n: int, cache: Path) -> tuple[list[str], list[str], str, dict]:
     return ids, m.tokens, m.revocation_list, {"issue_s": issue_s, "kinds": kinds, "issuer": demo_issuer(5)}
 
 
+def _ed25519_floor_us(tokens: list[str], issuer) -> float:  # type: ignore[no-untyped-def]
+    """One bare Ed25519 verification (pyca), on this core, over these tokens' signing inputs."""
+    import base64
+    import contextlib
+
+    from cryptography.exceptions import InvalidSignature
+
+    key = issuer.public.key
+    pairs = []
+    for t in tokens:
+        signing_input, sig = t.encode().rsplit(b".", 1)
+        pairs.append((base64.urlsafe_b64decode(sig + b"=="), signing_input))
+    t0 = time.perf_counter()
+    for sig, msg in pairs:
+        with contextlib.suppress(InvalidSignature):  # the forged share: costs the same
+            key.verify(sig, msg)
+    return (time.perf_counter() - t0) / max(1, len(pairs)) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firms", type=int, default=1_000_000)
@@ -55,6 +78,7 @@ def main() -> None:
     from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_bundle, store_key
     from fedcredit.consent.demo import epoch
     from fedcredit.consent.tokens import RevocationList
+    from protocols.common import parallel
     from protocols.common.channel import Channel, new_private_key, public_key_of
 
     ids, tokens, rl_text, info = _tokens(args.firms, args.cache)
@@ -71,6 +95,8 @@ def main() -> None:
         import_s: float | None = time.perf_counter() - t
     else:
         import_s = None  # store cached from an earlier run of this benchmark
+    floor_us = _ed25519_floor_us(tokens[: min(2000, len(tokens))], issuer)
+    workers = parallel.default_workers()
     policy = ConsentPolicy(
         keys, ("bank", "credit_centre"), "credit_risk_modelling", frozenset({"tax", "court"}),
         epoch(dt.date(2026, 6, 1)), {issuer.name: RevocationList.verify(rl_text, keys)},
@@ -101,6 +127,9 @@ def main() -> None:
         "issue_s": round(info["issue_s"], 2),
         "import_s": None if import_s is None else round(import_s, 2),
         "import_us": None if import_s is None else round(import_s / args.firms * 1e6, 1),
+        "workers": workers,
+        "ed25519_verify_us": round(floor_us, 1),
+        "import_overhead": None if import_s is None else round(import_s / args.firms * 1e6 * workers / floor_us, 2),
         "store_load_s": round(load_s, 3),
         "check_s": round(check_s, 3),
         "bank_join_s": round(join_s, 3),
