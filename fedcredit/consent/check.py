@@ -43,6 +43,8 @@ import numpy as np
 
 from fedcredit.consent.tokens import Grant, IssuerKey, RevocationList, TokenRejected, verify_token
 from protocols.common import parallel
+from protocols.consent.centre import Judge
+from protocols.consent.messages import KEY_CHARS
 
 # Refusal reasons, in the order they are decided (the first that applies is recorded).
 REASONS = (
@@ -72,7 +74,7 @@ _TEXT = ("iss", "aud", "purpose", "cats")  # few distinct values: stored as code
 _INTS = ("nbf", "exp", "iat")
 
 
-SIG_CHARS = 86  # base64url (unpadded) of a 64-byte Ed25519 signature: a compact JWS's last segment
+SIG_CHARS = KEY_CHARS  # base64url (unpadded) of a 64-byte Ed25519 signature: a compact JWS's last segment
 
 
 def _prefix(keys: np.ndarray) -> np.ndarray:
@@ -436,33 +438,91 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
     n = len(ids)
     keys, starts, ends = bundle_keys(bundle, n)
     code = np.zeros(n, dtype=np.int8)  # index into _REASON_NAMES; 0 = accepted
-    empty = ends == starts
-    code[empty] = _CODE["no_token"]
-    rows = store.rows(keys)
+    code[ends == starts] = _CODE["no_token"]
+    unseen = np.flatnonzero((store.rows(keys) < 0) & (code == 0)).tolist()  # few, after the first run
+    todo = [(pos, bundle[starts[pos] : ends[pos]]) for pos in unseen]
+    return _judge(ids, keys, code, todo, policy, store)
+
+
+def unknown_keys(keys: np.ndarray, store: VerifiedStore) -> np.ndarray:
+    """Positions whose key (a token's signature segment, as the bank sends it) is not in ``store``:
+    the whole tokens the centre must ask for. Empty keys (no token) are not asked for."""
+    return np.flatnonzero((keys != b"") & (store.rows(keys) < 0)).astype(np.int64)
+
+
+def check_keys(
+    ids: Sequence[str],
+    keys: np.ndarray,
+    positions: np.ndarray,
+    tokens: bytes,
+    policy: ConsentPolicy,
+    store: VerifiedStore,
+) -> CheckResult:
+    """:func:`check_bundle` when the bank sent, per position, only its token's key (signature
+    segment; b'' for none), plus the whole tokens of ``positions`` (newline-joined, in order):
+    those the centre asked for because their key was not in ``store``.
+
+    A known key is judged on the claims filed when its token verified, exactly as a whole token
+    with that signature would be (the other bytes are never trusted); a whole token is judged on
+    its own signature; a key neither known nor backed by a whole token counts as ``malformed``.
+    No bundle of the whole intersection is ever scanned."""
+    n = len(ids)
+    keys = np.array(keys, dtype=f"S{SIG_CHARS}")  # a copy: the whole tokens' keys replace the sent ones
+    positions = np.asarray(positions, dtype=np.int64)
+    fkeys, starts, ends = bundle_keys(tokens, positions.size)
+    full = np.zeros(n, dtype=bool)
+    full[positions] = True
+    keys[positions] = fkeys
+    code = np.zeros(n, dtype=np.int8)
+    code[(keys == b"") & ~full] = _CODE["no_token"]
+    code[positions[ends == starts]] = _CODE["no_token"]
+    unseen = (store.rows(keys) < 0) & (code == 0)
+    code[unseen & ~full] = _CODE["malformed"]
+    where = np.full(n, -1, dtype=np.int64)
+    where[positions] = np.arange(positions.size)
+    todo = [(pos, tokens[starts[j] : ends[j]]) for pos, j in zip(*_pairs(unseen & full, where), strict=True)]
+    return _judge(ids, keys, code, todo, policy, store)
+
+
+def _pairs(mask: np.ndarray, where: np.ndarray) -> tuple[list[int], list[int]]:
+    pos = np.flatnonzero(mask)
+    return pos.tolist(), where[pos].tolist()
+
+
+def _judge(
+    ids: Sequence[str],
+    keys: np.ndarray,
+    code: np.ndarray,
+    todo: list[tuple[int, bytes]],
+    policy: ConsentPolicy,
+    store: VerifiedStore,
+) -> CheckResult:
+    """Verify (once) the tokens in ``todo`` (position, whole token), file the good ones, then
+    judge every position whose code is still 0 on the store's verified claims."""
+    n = len(ids)
     keyset = store.keyset(policy.issuers)
-    good_t: list[bytes] = []
-    good_g: list[Grant] = []
-    todo: list[tuple[int, bytes]] = []
-    for pos in np.flatnonzero((rows < 0) & ~empty).tolist():  # never seen here: few, after the first run
-        token = bundle[starts[pos] : ends[pos]]
+    fresh: list[tuple[int, bytes]] = []
+    for pos, token in todo:
         cached = store.refused(token, keyset)
         if cached is None:
-            todo.append((pos, token))
+            fresh.append((pos, token))
         else:
             code[pos] = _CODE[cached]
-    verified = len(todo)
-    results = verify_many([t for _, t in todo], policy.issuers)
-    for (i, token), result in zip(todo, results, strict=True):
+    results = verify_many([t for _, t in fresh], policy.issuers)
+    good_t: list[bytes] = []
+    good_g: list[Grant] = []
+    for (pos, token), result in zip(fresh, results, strict=True):
         if isinstance(result, Grant):
             good_g.append(result)
             good_t.append(token)
         else:
-            code[i] = _CODE[result]
+            code[pos] = _CODE[result]
             store.add_rejected(token, result, keyset)
     if good_g:
         store.add_many(good_t, good_g, policy.issuers)
-        rows = store.rows(keys)
-    have = rows >= 0
+    rows = store.rows(keys)
+    have = (rows >= 0) & (code == 0)
+    code[(rows < 0) & (code == 0)] = _CODE["malformed"]  # cannot happen: every unseen token was verified
     names = [v.split("#")[0] for v in store.tables["iss"]]
     issuer = np.full(n, len(names), dtype=np.int32)  # len(names): unknown issuer
     if have.any():
@@ -499,4 +559,21 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
         for reason, bad in reversed(checks):  # the earliest check wins
             sub[bad] = _CODE[reason]
         code[have] = sub
-    return CheckResult(code == 0, code, issuer, [*names, ""], policy, verified)
+    return CheckResult(code == 0, code, issuer, [*names, ""], policy, len(fresh))
+
+
+class StoreJudge(Judge):
+    """The centre's judge over a loaded store and a policy (the node adapter loads the store
+    lazily and saves it; this one is for tools, benchmarks and tests). ``result`` holds the last
+    verdict."""
+
+    def __init__(self, ids: Sequence[str], policy: ConsentPolicy, store: VerifiedStore):
+        self.ids, self.policy, self.store = ids, policy, store
+        self.result: CheckResult | None = None
+
+    def unknown(self, keys: np.ndarray) -> np.ndarray:
+        return unknown_keys(keys, self.store)
+
+    def decide(self, keys: np.ndarray, positions: np.ndarray, tokens: bytes) -> np.ndarray:
+        self.result = check_keys(self.ids, keys, positions, tokens, self.policy, self.store)
+        return self.result.accepted
