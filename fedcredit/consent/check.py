@@ -441,7 +441,7 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
     code[ends == starts] = _CODE["no_token"]
     unseen = np.flatnonzero((store.rows(keys) < 0) & (code == 0)).tolist()  # few, after the first run
     todo = [(pos, bundle[starts[pos] : ends[pos]]) for pos in unseen]
-    return _judge(ids, keys, code, todo, policy, store)
+    return _judge(ids, keys, code, todo, policy, store, None)
 
 
 def unknown_keys(keys: np.ndarray, store: VerifiedStore) -> np.ndarray:
@@ -457,6 +457,7 @@ def check_keys(
     tokens: bytes,
     policy: ConsentPolicy,
     store: VerifiedStore,
+    rows: np.ndarray | None = None,
 ) -> CheckResult:
     """:func:`check_bundle` when the bank sent, per position, only its token's key (signature
     segment; b'' for none), plus the whole tokens of ``positions`` (newline-joined, in order):
@@ -465,7 +466,8 @@ def check_keys(
     A known key is judged on the claims filed when its token verified, exactly as a whole token
     with that signature would be (the other bytes are never trusted); a whole token is judged on
     its own signature; a key neither known nor backed by a whole token counts as ``malformed``.
-    No bundle of the whole intersection is ever scanned."""
+    No bundle of the whole intersection is ever scanned. ``rows`` may pass ``store.rows(keys)``
+    if the caller already has it (:meth:`StoreJudge.unknown` does), to look the keys up once."""
     n = len(ids)
     keys = np.array(keys, dtype=f"S{SIG_CHARS}")  # a copy: the whole tokens' keys replace the sent ones
     positions = np.asarray(positions, dtype=np.int64)
@@ -473,15 +475,17 @@ def check_keys(
     full = np.zeros(n, dtype=bool)
     full[positions] = True
     keys[positions] = fkeys
+    rows = store.rows(keys) if rows is None or rows.shape != (n,) else rows.copy()
+    rows[positions] = store.rows(fkeys)
     code = np.zeros(n, dtype=np.int8)
     code[(keys == b"") & ~full] = _CODE["no_token"]
     code[positions[ends == starts]] = _CODE["no_token"]
-    unseen = (store.rows(keys) < 0) & (code == 0)
+    unseen = (rows < 0) & (code == 0)
     code[unseen & ~full] = _CODE["malformed"]
     where = np.full(n, -1, dtype=np.int64)
     where[positions] = np.arange(positions.size)
     todo = [(pos, tokens[starts[j] : ends[j]]) for pos, j in zip(*_pairs(unseen & full, where), strict=True)]
-    return _judge(ids, keys, code, todo, policy, store)
+    return _judge(ids, keys, code, todo, policy, store, rows)
 
 
 def _pairs(mask: np.ndarray, where: np.ndarray) -> tuple[list[int], list[int]]:
@@ -496,6 +500,7 @@ def _judge(
     todo: list[tuple[int, bytes]],
     policy: ConsentPolicy,
     store: VerifiedStore,
+    rows: np.ndarray | None,
 ) -> CheckResult:
     """Verify (once) the tokens in ``todo`` (position, whole token), file the good ones, then
     judge every position whose code is still 0 on the store's verified claims."""
@@ -519,8 +524,9 @@ def _judge(
             code[pos] = _CODE[result]
             store.add_rejected(token, result, keyset)
     if good_g:
-        store.add_many(good_t, good_g, policy.issuers)
-    rows = store.rows(keys)
+        store.add_many(good_t, good_g, policy.issuers)  # rows move: look up again
+    if good_g or rows is None:
+        rows = store.rows(keys)
     have = (rows >= 0) & (code == 0)
     code[(rows < 0) & (code == 0)] = _CODE["malformed"]  # cannot happen: every unseen token was verified
     names = [v.split("#")[0] for v in store.tables["iss"]]
@@ -570,10 +576,14 @@ class StoreJudge(Judge):
     def __init__(self, ids: Sequence[str], policy: ConsentPolicy, store: VerifiedStore):
         self.ids, self.policy, self.store = ids, policy, store
         self.result: CheckResult | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # (keys, store.rows(keys))
 
     def unknown(self, keys: np.ndarray) -> np.ndarray:
-        return unknown_keys(keys, self.store)
+        rows = self.store.rows(keys)
+        self._rows = (keys, rows)
+        return np.flatnonzero((keys != b"") & (rows < 0)).astype(np.int64)
 
     def decide(self, keys: np.ndarray, positions: np.ndarray, tokens: bytes) -> np.ndarray:
-        self.result = check_keys(self.ids, keys, positions, tokens, self.policy, self.store)
+        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        self.result = check_keys(self.ids, keys, positions, tokens, self.policy, self.store, known)
         return self.result.accepted

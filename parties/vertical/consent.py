@@ -24,7 +24,7 @@ import numpy as np
 
 from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentRegistry
-from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_keys, check_tokens, store_key, unknown_keys
+from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_keys, check_tokens, store_key
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
 from fedcredit.consent.tokens import (
     IssuerKey,
@@ -179,6 +179,7 @@ class _StoreJudge(Judge):
     def __init__(self, node: NodeRuntime, bank: str):
         self.node, self.bank = node, bank
         self._loaded: tuple[VerifiedStore, Path, bytes] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None
 
     def _store(self) -> tuple[VerifiedStore, Path, bytes]:
         if self._loaded is None:  # once per step (unknown() and decide() may share a step)
@@ -188,14 +189,17 @@ class _StoreJudge(Judge):
         return self._loaded
 
     def unknown(self, keys: np.ndarray) -> np.ndarray:
-        return unknown_keys(keys, self._store()[0])
+        rows = self._store()[0].rows(keys)
+        self._rows = (keys, rows)  # decide() in the same step reuses the lookup
+        return np.flatnonzero((keys != b"") & (rows < 0)).astype(np.int64)
 
     def decide(self, keys: np.ndarray, positions: np.ndarray, tokens: bytes) -> np.ndarray:
         rows = get_array(self.node, COMMON_ROWS)
         all_ids = self.node.data().ids
         ids = [all_ids[i] for i in rows]
         store, store_path, key = self._store()
-        result = check_keys(ids, keys, positions, tokens, centre_policy(self.node, self.bank), store)
+        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        result = check_keys(ids, keys, positions, tokens, centre_policy(self.node, self.bank), store, known)
         if result.verified_now:
             store.save(store_path, key)
         self.node.put(_RESULT_KEY, json.dumps(result.ledger_payload()))

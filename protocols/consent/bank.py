@@ -12,7 +12,6 @@ from protocols.common.channel import Channel, new_private_key
 from protocols.common.party import Envelope
 from protocols.consent._base import ConsentParty, ConsentState
 from protocols.consent.messages import (
-    KEY_CHARS,
     PROTOCOL,
     ConsentFull,
     ConsentKey,
@@ -23,7 +22,7 @@ from protocols.consent.messages import (
     TokenBundle,
     TokenKeys,
     VerdictBody,
-    token_key,
+    token_keys,
 )
 
 
@@ -56,7 +55,7 @@ class TokenSender(ConsentParty):
             key = self._one(inbox, ConsentKey)
             secret = new_private_key()
             link = self._channel(secret, key.public_key)
-            keys = b"".join(token_key(t).ljust(KEY_CHARS, b"\0") for t in self.tokens)
+            keys = token_keys(self.tokens)
             body = wire.encode(TokenKeys(self.s.count, keys))
             sealed = link.seal(body, message="ConsentTokens", count=self.s.count)
             self.s.secret, self.s.peer_public = secret, key.public_key
