@@ -183,6 +183,7 @@ class VerifiedStore:
         # Ed25519 verification (keyed by the whole token, so an altered copy of a good token
         # cannot get the good one refused).
         self.rejected: dict[bytes, tuple[str, bytes]] = {}
+        self._prefix: np.ndarray | None = None  # _prefix of the digest column, the search key
 
     def __len__(self) -> int:
         return int(self.cols["digest"].size)
@@ -201,7 +202,9 @@ class VerifiedStore:
         col = self.cols["digest"]
         if col.size == 0 or digests.size == 0:
             return np.full(digests.size, -1, dtype=np.int64)
-        idx = np.minimum(np.searchsorted(_prefix(col), _prefix(digests)), col.size - 1)
+        if self._prefix is None or self._prefix.size != col.size:
+            self._prefix = _prefix(col)  # once per loaded (or grown) store, not per lookup
+        idx = np.minimum(np.searchsorted(self._prefix, _prefix(digests)), col.size - 1)
         return np.where((col[idx] == digests) & (digests != b""), idx, -1).astype(np.int64)
 
     @staticmethod
@@ -255,6 +258,7 @@ class VerifiedStore:
         merged = {k: np.concatenate([self.cols[k], new[k]]) for k in self.cols}
         order = np.argsort(_prefix(merged["digest"]), kind="stable")
         self.cols = {k: v[order] for k, v in merged.items()}
+        self._prefix = None
 
     def verify_and_add(
         self, tokens: Sequence[str | bytes], issuers: Mapping[str, IssuerKey]

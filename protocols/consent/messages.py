@@ -53,15 +53,13 @@ def token_key(token: bytes) -> bytes:
     return UNKNOWN_KEY
 
 
-_NONE = b"\0" * KEY_CHARS
-_DOT = ord(".")
-
-
 def token_keys(tokens: Sequence[bytes]) -> bytes:
-    """:func:`token_key` of every token, each padded to KEY_CHARS bytes, concatenated: the
-    TokenKeys body. One comprehension without calls: ~0.3 us per token."""
+    """Each token's last KEY_CHARS bytes, zero-padded to KEY_CHARS, concatenated: the TokenKeys
+    body (no token: all zeros). One slice per token, the rest numpy. A malformed token's tail is
+    simply a key the centre does not know, so it asks for the whole token and names its defect
+    (:func:`token_key` gives the same verdict per token, for a caller holding one)."""
     k = KEY_CHARS
-    return b"".join([t[-k:] if len(t) > k + 1 and t[-k - 1] == _DOT else (UNKNOWN_KEY if t else _NONE) for t in tokens])
+    return np.array([t[-k:] for t in tokens] or [b""], dtype=f"S{k}")[: len(tokens)].tobytes()
 
 
 @dataclass
