@@ -146,3 +146,22 @@ def test_the_bank_refuses_a_request_outside_the_intersection(issuer, positions):
     )
     with pytest.raises(ConsentProtocolError, match="outside the intersection"):
         bank2.receive([Envelope("centre", "bank", wire.encode(msg))])
+
+
+def test_large_lookups_take_the_sorted_path_and_find_exactly_the_filed_keys(issuer):
+    from fedcredit.consent.tokens import Grant
+
+    rng = np.random.default_rng(9)
+    alphabet = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", dtype=np.uint8)
+    sigs = [alphabet[rng.integers(0, 64, KEY_CHARS)].tobytes() for _ in range(6000)]
+    filed, fresh = sigs[:5000], sigs[5000:]
+    grant = Grant(issuer.name, IDS[0], AUD, "credit_risk_modelling", ("tax",), AT - DAY, AT + DAY, "j", AT)
+    store = VerifiedStore()
+    store.add_many([b"h.p." + k for k in filed], [grant] * len(filed), {issuer.name: issuer.public})
+    assert len(store) == 5000
+    query = np.array(fresh + filed[::-1] + [b""], dtype=f"S{KEY_CHARS}")  # > 4096: the sorted path
+    rows = store.rows(query)
+    assert (rows[:1000] == -1).all() and rows[-1] == -1
+    assert (store.cols["digest"][rows[1000:-1]] == query[1000:-1]).all()
+    small = store.rows(query[995:1010])  # the plain path agrees
+    assert small.tolist() == rows[995:1010].tolist()
