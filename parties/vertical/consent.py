@@ -4,11 +4,11 @@ Flow (docs/consent.md):
 
 1. ``align`` — the bank inputs to PSI only enterprises it holds a consent token for (and, if it
    keeps a consent CSV, that the CSV allows): :func:`psi_input`.
-2. ``consent`` — :class:`ConsentPhase`: the bank sends the tokens of the intersection, sealed, to
+2. ``consent`` — :class:`ConsentPhase`: the bank sends the intersection's token keys, sealed, to
    the centre (:mod:`protocols.consent`); the centre checks signature, issuer, audience, purpose,
    the categories of every column it will use, validity and revocation
-   (:func:`fedcredit.consent.check.check_tokens`) and answers accepted/refused per position; both
-   drop the refused rows from ``common_rows`` before ``split`` touches any centre value. The
+   (:func:`fedcredit.consent.check.check_keys`; it asks for whole tokens only for keys it never
+   verified) and answers accepted/refused per position; both drop the refused rows from ``common_rows`` before ``split`` touches any centre value. The
    centre reports counts by reason and issuer for the ledger; ids never leave the nodes.
 
 Fail closed: outside ``[consent] mode = "demo"`` a bank without tokens or a centre without issuer
