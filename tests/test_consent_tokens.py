@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fedcredit import config
-from fedcredit.consent.check import ConsentPolicy, StoreError, VerifiedStore, check_bundle, check_tokens
+from fedcredit.consent.check import ConsentPolicy, StoreError, StoreJudge, VerifiedStore, check_tokens
 from fedcredit.consent.demo import DemoShares, demo_material, epoch
 from fedcredit.consent.tokens import Issuer, IssuerKey, RevocationList, TokenError, TokenRejected, verify_token
 from fedcredit.data import uscc
@@ -169,8 +169,7 @@ def test_sealed_exchange_drops_refused_positions_and_the_relay_sees_no_token(iss
     tokens = [good(issuer, u).encode() for u in IDS]
     tokens[4] = b""
 
-    def judge(bundle: bytes) -> np.ndarray:
-        return check_bundle(IDS, bundle, policy(issuer), VerifiedStore()).accepted
+    judge = StoreJudge(IDS, policy(issuer), VerifiedStore())
 
     parties = {
         "bank": TokenSender("bank", "centre", "run-1", tokens),
@@ -192,7 +191,7 @@ def test_sealed_exchange_drops_refused_positions_and_the_relay_sees_no_token(iss
 def test_a_tampered_token_bundle_does_not_open(issuer):
     tokens = [good(issuer, u).encode() for u in IDS]
     bank = TokenSender("bank", "centre", "run-1", tokens)
-    centre = TokenJudge("centre", "bank", "run-1", len(IDS), lambda b: np.ones(len(IDS), bool))
+    centre = TokenJudge("centre", "bank", "run-1", len(IDS), StoreJudge(IDS, policy(issuer), VerifiedStore()))
     (key,) = centre.start()
     (msg,) = bank.receive([key])
     from protocols.common.party import Envelope

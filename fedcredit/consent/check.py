@@ -43,6 +43,8 @@ import numpy as np
 
 from fedcredit.consent.tokens import Grant, IssuerKey, RevocationList, TokenRejected, verify_token
 from protocols.common import parallel
+from protocols.consent.centre import Judge
+from protocols.consent.messages import KEY_CHARS
 
 # Refusal reasons, in the order they are decided (the first that applies is recorded).
 REASONS = (
@@ -58,7 +60,9 @@ REASONS = (
     "expired",
     "revoked",
 )
-_STORE_VERSION = "fedcredit-consent-store/4"
+_REASON_NAMES = np.array(["", *REASONS], dtype=object)  # code 0: accepted
+_CODE = {r: i for i, r in enumerate(_REASON_NAMES.tolist())}
+_STORE_VERSION = "fedcredit-consent-store/5"
 log = logging.getLogger(__name__)
 
 
@@ -70,7 +74,7 @@ _TEXT = ("iss", "aud", "purpose", "cats")  # few distinct values: stored as code
 _INTS = ("nbf", "exp", "iat")
 
 
-SIG_CHARS = 86  # base64url (unpadded) of a 64-byte Ed25519 signature: a compact JWS's last segment
+SIG_CHARS = KEY_CHARS  # base64url (unpadded) of a 64-byte Ed25519 signature: a compact JWS's last segment
 
 
 def _prefix(keys: np.ndarray) -> np.ndarray:
@@ -112,19 +116,32 @@ def _joined(values: tuple[str, ...]) -> str:
     return "|" + "|".join(values) + "|"
 
 
+def jti_hash(jti: str) -> int:
+    """A token id as a 64-bit integer (SHA-256 prefix): revocation is then one ``searchsorted``
+    over integers per run. A collision could only make a token look revoked (refused), never
+    make a revoked token pass: a listed id always hashes to a listed value."""
+    return int.from_bytes(hashlib.sha256(jti.encode()).digest()[:8], "big")
+
+
 PARALLEL_MIN = 4096  # tokens to verify before worker processes pay off (~0.5 s pool start-up)
 
 
-def _verify_chunk(tokens: Sequence[str | bytes], jwks: list[dict[str, Any]]) -> list[Grant | str]:
-    """Worker side of :func:`verify_many`: keys travel as public JWKs (plain dicts)."""
+def _verify_chunk(tokens: Sequence[str | bytes], jwks: list[dict[str, Any]]) -> list[tuple[Any, ...] | str]:
+    """Worker side of :func:`verify_many`: keys travel as public JWKs (plain dicts), grants come
+    back as plain tuples (pickling a million dataclasses would cost seconds)."""
     issuers = {k.name: k for k in (IssuerKey.from_jwk(j) for j in jwks)}
-    out: list[Grant | str] = []
+    out: list[tuple[Any, ...] | str] = []
     for t in tokens:
         try:
-            out.append(verify_token(t, issuers))
+            g = verify_token(t, issuers)
+            out.append((g.iss, g.sub, g.aud, g.purpose, g.cats, g.nbf, g.exp, g.jti, g.iat))
         except TokenRejected as exc:
             out.append(exc.reason)
     return out
+
+
+def _grants(part: list[tuple[Any, ...] | str]) -> list[Grant | str]:
+    return [x if isinstance(x, str) else Grant(*x) for x in part]
 
 
 def verify_many(
@@ -140,8 +157,8 @@ def verify_many(
         tasks = [(list(tokens[a:b]), jwks) for a, b in parallel.split(len(tokens), w)]
         parts = parallel.map_processes(_verify_chunk, tasks, w)
         if parts is not None:
-            return [x for part in parts for x in part]
-    return _verify_chunk(tokens, jwks)
+            return [x for part in parts for x in _grants(part)]
+    return _grants(_verify_chunk(tokens, jwks))
 
 
 class VerifiedStore:
@@ -156,7 +173,7 @@ class VerifiedStore:
         self.cols: dict[str, np.ndarray] = {
             "digest": np.zeros(0, dtype=f"S{SIG_CHARS}"),
             "sub": np.zeros(0, dtype="S18"),
-            "jti": np.zeros(0, dtype="S1"),
+            "jti": np.zeros(0, dtype=np.uint64),  # jti_hash of the token id
             **{k: np.zeros(0, dtype=np.int32) for k in _TEXT},
             **{k: np.zeros(0, dtype=np.int64) for k in _INTS},
         }
@@ -166,6 +183,7 @@ class VerifiedStore:
         # Ed25519 verification (keyed by the whole token, so an altered copy of a good token
         # cannot get the good one refused).
         self.rejected: dict[bytes, tuple[str, bytes]] = {}
+        self._prefix: np.ndarray | None = None  # _prefix of the digest column, the search key
 
     def __len__(self) -> int:
         return int(self.cols["digest"].size)
@@ -184,7 +202,16 @@ class VerifiedStore:
         col = self.cols["digest"]
         if col.size == 0 or digests.size == 0:
             return np.full(digests.size, -1, dtype=np.int64)
-        idx = np.minimum(np.searchsorted(_prefix(col), _prefix(digests)), col.size - 1)
+        if self._prefix is None or self._prefix.size != col.size:
+            self._prefix = _prefix(col)  # once per loaded (or grown) store, not per lookup
+        want = _prefix(digests)
+        if want.size > 4096:  # sorted needles walk the column in order: ~2x faster than random probes
+            order = np.argsort(want)
+            idx = np.empty(want.size, dtype=np.int64)
+            idx[order] = np.searchsorted(self._prefix, want[order])
+        else:
+            idx = np.searchsorted(self._prefix, want)
+        idx = np.minimum(idx, col.size - 1)
         return np.where((col[idx] == digests) & (digests != b""), idx, -1).astype(np.int64)
 
     @staticmethod
@@ -226,7 +253,7 @@ class VerifiedStore:
         new = {
             "digest": d[keep],
             "sub": np.array([g.sub.encode() for g in gs], dtype="S18"),
-            "jti": np.array([g.jti.encode() for g in gs], dtype="S"),
+            "jti": np.array([jti_hash(g.jti) for g in gs], dtype=np.uint64),
             "iss": np.array([self._code("iss", f"{g.iss}#{issuers[g.iss].fingerprint}") for g in gs], dtype=np.int32),
             "aud": np.array([self._code("aud", _joined(g.aud)) for g in gs], dtype=np.int32),
             "purpose": np.array([self._code("purpose", g.purpose) for g in gs], dtype=np.int32),
@@ -238,6 +265,7 @@ class VerifiedStore:
         merged = {k: np.concatenate([self.cols[k], new[k]]) for k in self.cols}
         order = np.argsort(_prefix(merged["digest"]), kind="stable")
         self.cols = {k: v[order] for k, v in merged.items()}
+        self._prefix = None
 
     def verify_and_add(
         self, tokens: Sequence[str | bytes], issuers: Mapping[str, IssuerKey]
@@ -352,27 +380,41 @@ class ConsentPolicy:
 
 @dataclass
 class CheckResult:
-    """Per position: accepted or the refusal reason. ``reasons`` stays on the node."""
+    """Per position: accepted or the refusal reason, as small-integer codes (no per-token Python
+    objects on the per-run path). Reasons and issuers stay on the node."""
 
     accepted: np.ndarray  # bool
-    reasons: np.ndarray = field(repr=False)  # str, '' where accepted
-    issuers: np.ndarray = field(repr=False)  # str, the token's issuer ('' if unknown)
+    codes: np.ndarray = field(repr=False)  # int8 index into ("", *REASONS); 0 where accepted
+    issuer_codes: np.ndarray = field(repr=False)  # int32 index into issuer_names
+    issuer_names: list[str] = field(repr=False)  # the last is "" (unknown / unproven issuer)
     policy: ConsentPolicy
     verified_now: int = 0  # tokens whose signature was checked in this run (not yet in the store)
 
+    @property
+    def reasons(self) -> np.ndarray:
+        """Per position the refusal reason ('' where accepted), as a str object array."""
+        return _REASON_NAMES[self.codes]
+
+    @property
+    def issuers(self) -> np.ndarray:
+        """Per position the token's issuer ('' if unknown or unproven)."""
+        return np.array(self.issuer_names, dtype=object)[self.issuer_codes]
+
     def counts(self) -> dict[str, int]:
-        r = self.reasons[~self.accepted]
-        return {k: int(v) for k, v in sorted(Counter(r.tolist()).items())}
+        per = np.bincount(self.codes, minlength=len(_REASON_NAMES))
+        return {str(_REASON_NAMES[i]): int(per[i]) for i in np.argsort(_REASON_NAMES[1:]) + 1 if per[i]}
 
     def by_issuer(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for iss in sorted(set(self.issuers.tolist())):
-            m = self.issuers == iss
-            out[iss or "(unknown)"] = {
-                "accepted": int((m & self.accepted).sum()),
-                "refused": int((m & ~self.accepted).sum()),
-            }
-        return out
+        k = len(self.issuer_names)
+        ok = np.bincount(self.issuer_codes[self.accepted], minlength=k)
+        no = np.bincount(self.issuer_codes[~self.accepted], minlength=k)
+        merged: dict[str, list[int]] = {}
+        for name, a, b in zip(self.issuer_names, ok.tolist(), no.tolist(), strict=True):
+            if a or b:  # one name may have several codes (keys rotated): add them up
+                tot = merged.setdefault(name or "(unknown)", [0, 0])
+                tot[0] += a
+                tot[1] += b
+        return {n: {"accepted": a, "refused": b} for n, (a, b) in sorted(merged.items())}
 
     def ledger_payload(self) -> dict[str, Any]:
         """Counts only: never an id or a token."""
@@ -406,54 +448,120 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
     """
     n = len(ids)
     keys, starts, ends = bundle_keys(bundle, n)
-    reasons = np.full(n, "", dtype=object)
-    empty = ends == starts
-    reasons[empty] = "no_token"
-    rows = store.rows(keys)
+    code = np.zeros(n, dtype=np.int8)  # index into _REASON_NAMES; 0 = accepted
+    code[ends == starts] = _CODE["no_token"]
+    unseen = np.flatnonzero((store.rows(keys) < 0) & (code == 0)).tolist()  # few, after the first run
+    todo = [(pos, bundle[starts[pos] : ends[pos]]) for pos in unseen]
+    return _judge(ids, keys, code, todo, policy, store, None)
+
+
+def unknown_keys(keys: np.ndarray, store: VerifiedStore) -> np.ndarray:
+    """Positions whose key (a token's signature segment, as the bank sends it) is not in ``store``:
+    the whole tokens the centre must ask for. Empty keys (no token) are not asked for."""
+    return np.flatnonzero((keys != b"") & (store.rows(keys) < 0)).astype(np.int64)
+
+
+def check_keys(
+    ids: Sequence[str],
+    keys: np.ndarray,
+    positions: np.ndarray,
+    tokens: bytes,
+    policy: ConsentPolicy,
+    store: VerifiedStore,
+    rows: np.ndarray | None = None,
+) -> CheckResult:
+    """:func:`check_bundle` when the bank sent, per position, only its token's key (signature
+    segment; b'' for none), plus the whole tokens of ``positions`` (newline-joined, in order):
+    those the centre asked for because their key was not in ``store``.
+
+    A known key is judged on the claims filed when its token verified, exactly as a whole token
+    with that signature would be (the other bytes are never trusted); a whole token is judged on
+    its own signature; a key neither known nor backed by a whole token counts as ``malformed``.
+    No bundle of the whole intersection is ever scanned. ``rows`` may pass ``store.rows(keys)``
+    if the caller already has it (:meth:`StoreJudge.unknown` does), to look the keys up once."""
+    n = len(ids)
+    keys = np.array(keys, dtype=f"S{SIG_CHARS}")  # a copy: the whole tokens' keys replace the sent ones
+    positions = np.asarray(positions, dtype=np.int64)
+    fkeys, starts, ends = bundle_keys(tokens, positions.size)
+    full = np.zeros(n, dtype=bool)
+    full[positions] = True
+    keys[positions] = fkeys
+    rows = store.rows(keys) if rows is None or rows.shape != (n,) else rows.copy()
+    rows[positions] = store.rows(fkeys)
+    code = np.zeros(n, dtype=np.int8)
+    code[(keys == b"") & ~full] = _CODE["no_token"]
+    code[positions[ends == starts]] = _CODE["no_token"]
+    unseen = (rows < 0) & (code == 0)
+    code[unseen & ~full] = _CODE["malformed"]
+    where = np.full(n, -1, dtype=np.int64)
+    where[positions] = np.arange(positions.size)
+    todo = [(pos, tokens[starts[j] : ends[j]]) for pos, j in zip(*_pairs(unseen & full, where), strict=True)]
+    return _judge(ids, keys, code, todo, policy, store, rows)
+
+
+def _pairs(mask: np.ndarray, where: np.ndarray) -> tuple[list[int], list[int]]:
+    pos = np.flatnonzero(mask)
+    return pos.tolist(), where[pos].tolist()
+
+
+def _judge(
+    ids: Sequence[str],
+    keys: np.ndarray,
+    code: np.ndarray,
+    todo: list[tuple[int, bytes]],
+    policy: ConsentPolicy,
+    store: VerifiedStore,
+    rows: np.ndarray | None,
+) -> CheckResult:
+    """Verify (once) the tokens in ``todo`` (position, whole token), file the good ones, then
+    judge every position whose code is still 0 on the store's verified claims."""
+    n = len(ids)
     keyset = store.keyset(policy.issuers)
-    good_t: list[bytes] = []
-    good_g: list[Grant] = []
-    todo: list[tuple[int, bytes]] = []
-    for pos in np.flatnonzero((rows < 0) & ~empty).tolist():  # never seen here: few, after the first run
-        token = bundle[starts[pos] : ends[pos]]
+    fresh: list[tuple[int, bytes]] = []
+    for pos, token in todo:
         cached = store.refused(token, keyset)
         if cached is None:
-            todo.append((pos, token))
+            fresh.append((pos, token))
         else:
-            reasons[pos] = cached
-    verified = len(todo)
-    results = verify_many([t for _, t in todo], policy.issuers)
-    for (i, token), result in zip(todo, results, strict=True):
+            code[pos] = _CODE[cached]
+    results = verify_many([t for _, t in fresh], policy.issuers)
+    good_t: list[bytes] = []
+    good_g: list[Grant] = []
+    for (pos, token), result in zip(fresh, results, strict=True):
         if isinstance(result, Grant):
             good_g.append(result)
             good_t.append(token)
         else:
-            reasons[i] = result
+            code[pos] = _CODE[result]
             store.add_rejected(token, result, keyset)
     if good_g:
-        store.add_many(good_t, good_g, policy.issuers)
+        store.add_many(good_t, good_g, policy.issuers)  # rows move: look up again
+    if good_g or rows is None:
         rows = store.rows(keys)
-    have = rows >= 0
-    issuers = np.full(n, "", dtype=object)
+    have = (rows >= 0) & (code == 0)
+    code[(rows < 0) & (code == 0)] = _CODE["malformed"]  # cannot happen: every unseen token was verified
+    names = [v.split("#")[0] for v in store.tables["iss"]]
+    issuer = np.full(n, len(names), dtype=np.int32)  # len(names): unknown issuer
     if have.any():
         c, t = store.cols, store.tables
         r = rows[have]
+        iss = c["iss"][r]
+        issuer[have] = iss
 
         def per_code(name: str, ok: Callable[[str], bool]) -> np.ndarray:
+            """``ok`` evaluated once per distinct value of column ``name``, gathered per row."""
             table = np.array([ok(v) for v in t[name]] or [False], dtype=bool)
             return table[c[name][r]]
 
-        names = [v.split("#")[0] for v in t["iss"]]
-        issuers[have] = np.array(names or [""], dtype=object)[c["iss"][r]]
         trusted = {f"{n}#{k.fingerprint}" for n, k in policy.issuers.items()}
         revoked = np.zeros(r.size, dtype=bool)
         for name, rl in policy.revocations.items():
-            codes = [i for i, v in enumerate(names) if v == name]
-            if codes and rl.revoked:
-                listed = {j.encode() for j in rl.revoked}
-                jti = c["jti"][r].tolist()
-                revoked |= np.isin(c["iss"][r], codes) & np.fromiter((j in listed for j in jti), bool, r.size)
-        want_ids = np.asarray(ids, dtype="U18").astype("S18")[have]
+            if rl.revoked:
+                listed = np.unique(np.array([jti_hash(j) for j in rl.revoked], dtype=np.uint64))
+                jti = c["jti"][r]
+                hit = listed[np.minimum(np.searchsorted(listed, jti), listed.size - 1)] == jti
+                revoked |= hit & np.array([v == name for v in names], dtype=bool)[iss]
+        want_ids = np.asarray(ids, dtype="S18")[have]
         checks = [
             ("unknown_issuer", ~per_code("iss", lambda v: v in trusted)),
             ("wrong_subject", c["sub"][r] != want_ids),
@@ -464,9 +572,29 @@ def check_bundle(ids: Sequence[str], bundle: bytes, policy: ConsentPolicy, store
             ("expired", c["exp"][r] <= policy.at),
             ("revoked", revoked),
         ]
-        sub_reasons = np.full(r.size, "", dtype=object)
+        sub = np.zeros(r.size, dtype=np.int8)
         for reason, bad in reversed(checks):  # the earliest check wins
-            sub_reasons[bad] = reason
-        reasons[have] = sub_reasons
-    accepted = reasons == ""
-    return CheckResult(np.asarray(accepted, dtype=bool), reasons, issuers, policy, verified)
+            sub[bad] = _CODE[reason]
+        code[have] = sub
+    return CheckResult(code == 0, code, issuer, [*names, ""], policy, len(fresh))
+
+
+class StoreJudge(Judge):
+    """The centre's judge over a loaded store and a policy (the node adapter loads the store
+    lazily and saves it; this one is for tools, benchmarks and tests). ``result`` holds the last
+    verdict."""
+
+    def __init__(self, ids: Sequence[str], policy: ConsentPolicy, store: VerifiedStore):
+        self.ids, self.policy, self.store = ids, policy, store
+        self.result: CheckResult | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # (keys, store.rows(keys))
+
+    def unknown(self, keys: np.ndarray) -> np.ndarray:
+        rows = self.store.rows(keys)
+        self._rows = (keys, rows)
+        return np.flatnonzero((keys != b"") & (rows < 0)).astype(np.int64)
+
+    def decide(self, keys: np.ndarray, positions: np.ndarray, tokens: bytes) -> np.ndarray:
+        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        self.result = check_keys(self.ids, keys, positions, tokens, self.policy, self.store, known)
+        return self.result.accepted

@@ -151,10 +151,13 @@ def demo_material(
         + "\n".join(ids).encode()
     ).hexdigest()[:24]
     cache = cache_dir / f"demo-tokens-{key}.json" if cache_dir is not None else None
+    hit = _MEMO.get(str(cache)) if cache is not None else None
+    if hit is not None and cache is not None and cache.exists():  # same process (a run asks at every step)
+        return hit
     if cache is not None and cache.exists():
         body = json.loads(cache.read_text())
         if len(body["tokens"]) == len(ids):
-            return DemoMaterial(body["tokens"], issuer.public, body["revocation_list"])
+            return _remember(cache, DemoMaterial(body["tokens"], issuer.public, body["revocation_list"]))
     kinds = shares.kinds(ids, seed).tolist()
     args = (tuple(audience), purpose, tuple(categories), day, seed)
     workers = parallel.default_workers()
@@ -171,4 +174,18 @@ def demo_material(
         tmp = cache.with_suffix(".tmp")
         tmp.write_text(json.dumps({"tokens": tokens, "revocation_list": rl}))
         tmp.replace(cache)
-    return DemoMaterial(tokens, issuer.public, rl)
+    return (
+        DemoMaterial(tokens, issuer.public, rl)
+        if cache is None
+        else _remember(cache, DemoMaterial(tokens, issuer.public, rl))
+    )
+
+
+_MEMO: dict[str, DemoMaterial] = {}  # by cache file, while it exists (public demo data: nothing secret)
+
+
+def _remember(cache: Path, m: DemoMaterial) -> DemoMaterial:
+    if len(_MEMO) >= 4:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[str(cache)] = m
+    return m

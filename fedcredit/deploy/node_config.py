@@ -21,7 +21,22 @@ import tomllib
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 SERVICE_KEYS = ("socket", "state-dir", "group", "allow-uids")
-NODE_KEYS = ("party", "role", "data", "node-dir", "egress-key", "peer-keys", "scenario")
+# consent-*: the party's own consent material (docs/consent.md); outside [consent] mode = "demo"
+# the run refuses to start without it, so a production node must be able to name it here.
+NODE_KEYS = (
+    "party",
+    "role",
+    "data",
+    "node-dir",
+    "egress-key",
+    "peer-keys",
+    "scenario",
+    "consent-tokens",
+    "consent-issuers",
+    "consent-revocations",
+    "consent-store",
+    "consent",
+)
 
 
 class NodeConfigError(ValueError):

@@ -4,11 +4,11 @@ Flow (docs/consent.md):
 
 1. ``align`` — the bank inputs to PSI only enterprises it holds a consent token for (and, if it
    keeps a consent CSV, that the CSV allows): :func:`psi_input`.
-2. ``consent`` — :class:`ConsentPhase`: the bank sends the tokens of the intersection, sealed, to
+2. ``consent`` — :class:`ConsentPhase`: the bank sends the intersection's token keys, sealed, to
    the centre (:mod:`protocols.consent`); the centre checks signature, issuer, audience, purpose,
    the categories of every column it will use, validity and revocation
-   (:func:`fedcredit.consent.check.check_tokens`) and answers accepted/refused per position; both
-   drop the refused rows from ``common_rows`` before ``split`` touches any centre value. The
+   (:func:`fedcredit.consent.check.check_keys`; it asks for whole tokens only for keys it never
+   verified) and answers accepted/refused per position; both drop the refused rows from ``common_rows`` before ``split`` touches any centre value. The
    centre reports counts by reason and issuer for the ledger; ids never leave the nodes.
 
 Fail closed: outside ``[consent] mode = "demo"`` a bank without tokens or a centre without issuer
@@ -18,14 +18,13 @@ keys and revocation lists stops the run with an error saying what is missing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentRegistry
-from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_bundle, check_tokens, store_key
+from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_keys, check_tokens, store_key
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
 from fedcredit.consent.tokens import (
     IssuerKey,
@@ -38,7 +37,7 @@ from fedcredit.consent.tokens import (
 from fedcredit.data.schema import CENTRE_CATEGORIES, column_categories
 from parties.common.node import NodeRuntime
 from parties.vertical.phase import COMMON_ROWS, Phase, get_array, put_array
-from protocols.consent import TokenJudge, TokenSender
+from protocols.consent import Judge, TokenJudge, TokenSender
 
 _TOKENS_KEY, _RESULT_KEY = "consent_tokens_path", "consent_result"
 
@@ -173,6 +172,40 @@ def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
     return path, path.with_name(path.name + ".key")
 
 
+class _StoreJudge(Judge):
+    """The centre's judge: its verified-token store (loaded per step, saved when it grew) and
+    this run's policy; the counts go to the node for the ledger."""
+
+    def __init__(self, node: NodeRuntime, bank: str):
+        self.node, self.bank = node, bank
+        self._loaded: tuple[VerifiedStore, Path, bytes] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _store(self) -> tuple[VerifiedStore, Path, bytes]:
+        if self._loaded is None:  # once per step (unknown() and decide() may share a step)
+            store_path, key_path = _store_paths(self.node)
+            key = store_key(key_path)
+            self._loaded = (VerifiedStore.load(store_path, key), store_path, key)
+        return self._loaded
+
+    def unknown(self, keys: np.ndarray) -> np.ndarray:
+        rows = self._store()[0].rows(keys)
+        self._rows = (keys, rows)  # decide() in the same step reuses the lookup
+        return np.flatnonzero((keys != b"") & (rows < 0)).astype(np.int64)
+
+    def decide(self, keys: np.ndarray, positions: np.ndarray, tokens: bytes) -> np.ndarray:
+        rows = get_array(self.node, COMMON_ROWS)
+        all_ids = self.node.data().ids
+        ids = [all_ids[i] for i in rows]
+        store, store_path, key = self._store()
+        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        result = check_keys(ids, keys, positions, tokens, centre_policy(self.node, self.bank), store, known)
+        if result.verified_now:
+            store.save(store_path, key)
+        self.node.put(_RESULT_KEY, json.dumps(result.ledger_payload()))
+        return result.accepted
+
+
 class ConsentPhase(Phase[TokenSender | TokenJudge]):
     """The centre's check of the intersection's tokens; both keep only accepted rows."""
 
@@ -182,21 +215,8 @@ class ConsentPhase(Phase[TokenSender | TokenJudge]):
         tokens = bank_tokens(node, peer)
         return [tokens.get(ids[i], "").encode() for i in rows]
 
-    def _judge(self, node: NodeRuntime, bank: str) -> Callable[[bytes], np.ndarray]:
-        def judge(bundle: bytes) -> np.ndarray:
-            rows = get_array(node, COMMON_ROWS)
-            ids = [node.data().ids[i] for i in rows]
-            policy = centre_policy(node, bank)
-            store_path, key_path = _store_paths(node)
-            key = store_key(key_path)
-            store = VerifiedStore.load(store_path, key)
-            result = check_bundle(ids, bundle, policy, store)
-            if result.verified_now:
-                store.save(store_path, key)
-            node.put(_RESULT_KEY, json.dumps(result.ledger_payload()))
-            return result.accepted
-
-        return judge
+    def _judge(self, node: NodeRuntime, bank: str) -> Judge:
+        return _StoreJudge(node, bank)
 
     def create(self, node: NodeRuntime, params: dict) -> TokenSender | TokenJudge:
         session = str(node.get("run_id"))

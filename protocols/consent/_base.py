@@ -24,6 +24,8 @@ class ConsentState:
     count: int
     secret: bytes = b""
     peer_public: bytes = b""
+    keys: bytes = b""  # centre, between steps 1 and 3: the keys the bank sent
+    asked: Any = None  # centre, between steps 1 and 3: the positions it asked whole tokens for
     accepted: Any = None  # bool array once known
     done: bool = False
 
