@@ -267,6 +267,17 @@ CANARIES: list[Canary] = [
         "SecAgg+ with too few banks to reconstruct carries on without a word",
     ),
     Canary(
+        "gbdt/missing-shares-the-last-value-bin",
+        "protocols/gbdt/binning.py",
+        "t = np.append(t, MISSING_THRESHOLD)",
+        "t = t",
+        [
+            f"{GB}::test_hand_worked_missing_values_decide_the_split_in_the_plain_reference",
+            f"{GB}::test_hand_worked_missing_values_decide_the_split_in_federated_secureboost",
+        ],
+        "missing values lose their own bin: a split can no longer isolate them",
+    ),
+    Canary(
         "consent/registry-file-ignored",
         "parties/vertical/consent.py",
         "        ids = result.allowed\n",
