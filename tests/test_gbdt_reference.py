@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from protocols.common.party import run_local
-from protocols.gbdt.binning import BinningError
+from protocols.gbdt.binning import MISSING_THRESHOLD
 from protocols.gbdt.params import GBDTParams
 from protocols.gbdt.plain import OWNER_HOST, PlainGBDT
 from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost, predict_local
@@ -274,9 +274,63 @@ def test_hand_worked_min_samples_leaf_keeps_small_children_out():
     assert math.isnan(_root(min_samples_leaf=5)[0])  # no candidate keeps 5 rows on each side
 
 
-def test_missing_values_are_refused_naming_the_column_not_silently_binned():
-    """The models do not route missing values (the data layer imputes): NaN must be refused."""
-    X = X8.copy()
-    X[3, 0] = np.nan
-    with pytest.raises(BinningError, match="non-finite"):
-        PlainGBDT(GBDTParams(n_trees=1), max_bins=16).fit(X, Y8)
+# -- missing values decide the split (issue 17: NaN gets its own bin and goes right) ----------------
+#
+# Eight rows, balanced labels (base score 0, g = 1/2 - y, h = 1/4, G = 0, H = 2), lam = 1.
+# y           = [0, 1, 0, 1, 0, 0, 1, 1]  ->  g = [.5, -.5, .5, -.5, .5, .5, -.5, -.5]
+# host x      = [1, 2, 3, 4, 5, 6, NaN, NaN]  (the two missing rows are both defaulters)
+# Candidates send x <= t left and everything else, NaN included, right:
+#   t = 1.5: GL = .5, HL = .25  -> 1/2 [.25/1.25 + .25/2.75] = .145455
+#   t = 2.5, 4.5: GL = 0         -> 0
+#   t = 3.5: GL = .5, HL = .75  -> 1/2 [.25/1.75 + .25/2.25] = .126984
+#   t = 5.5: GL = .5, HL = 1.25 -> .126984
+#   "not missing" (t = MISSING_THRESHOLD: every value left, NaN alone right):
+#            GL = 1, HL = 1.5, GR = -1, HR = .5 -> 1/2 [1/2.5 + 1/1.5] = .533333 (the best)
+# guest x     = [1, 1, 2, 2, 1, 1, 2, 2]: t = 1.5: GL = 1, HL = 1 -> 1/2 [1/2 + 1/2] = .5 (the runner-up)
+# Leaves -G/(H + lam): left (values) -1/2.5 = -.4, right (missing) 1/1.5 = .666667.
+YM = np.array([0, 1, 0, 1, 0, 0, 1, 1], dtype=float)
+XM_HOST = np.array([1, 2, 3, 4, 5, 6, np.nan, np.nan])[:, None]
+XM_GUEST = np.array([1, 1, 2, 2, 1, 1, 2, 2], dtype=float)[:, None]
+MISSING_GAIN = 0.5 * (1 / 2.5 + 1 / 1.5)
+MISSING_LEAVES = (-1 / 2.5, 1 / 1.5)  # (non-missing, missing)
+MISSING_KW = dict(n_trees=1, max_depth=1, learning_rate=1.0, min_child_weight=0.0)
+
+
+def _hand_proba(x_host: np.ndarray) -> np.ndarray:
+    """The hand-worked tree's probability: the missing leaf for NaN, the other leaf otherwise."""
+    return _sig(np.where(np.isnan(x_host[:, 0]), MISSING_LEAVES[1], MISSING_LEAVES[0]))
+
+
+def test_hand_worked_missing_values_decide_the_split_in_the_plain_reference():
+    X = np.hstack([XM_GUEST, XM_HOST])
+    tree = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(X, YM).trees[0]
+    assert tree.left[0] >= 0 and int(tree.feature[0]) == 1  # the host column with the NaNs, not the decoy
+    assert float(tree.threshold[0]) == MISSING_THRESHOLD
+    assert tree.gain[0] == pytest.approx(MISSING_GAIN, abs=1e-8)
+    assert tree.value[tree.left[0]] == pytest.approx(MISSING_LEAVES[0], abs=1e-8)
+    assert tree.value[tree.right[0]] == pytest.approx(MISSING_LEAVES[1], abs=1e-8)
+    model = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(X, YM)
+    np.testing.assert_allclose(model.predict_proba(X), _hand_proba(XM_HOST), atol=1e-8)
+    # positive control: the same rows with values in place of the NaNs (1 and 6, which split the two
+    # defaulters apart): host gains are at most .126984 (t = 2.5 and 4.5), so the decoy (.5) wins
+    X_filled = np.hstack([XM_GUEST, np.array([1, 2, 3, 4, 5, 6, 1, 6], dtype=float)[:, None]])
+    filled = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(X_filled, YM).trees[0]
+    assert int(filled.feature[0]) == 0 and float(filled.threshold[0]) == 1.5
+
+
+def test_hand_worked_missing_values_decide_the_split_in_federated_secureboost():
+    cfg = SecureBoostConfig(max_bins=16, key_bits=1024, insecure_test_key=True, n_workers=1, **MISSING_KW)
+    guest = SecureBoostGuest("bank", "centre", XM_GUEST, YM, cfg)
+    host = SecureBoostHost("centre", "bank", XM_HOST, cfg)
+    run_local({"bank": guest, "centre": host})
+    (tree,) = guest.model.trees
+    assert tree.left[0] >= 0 and tree.owner[0] == OWNER_HOST  # the centre's column with the NaNs
+    f, thr = host.model.lookup(int(tree.split_id[0]))
+    assert (int(f), float(thr)) == (0, MISSING_THRESHOLD)
+    assert tree.gain[0] == pytest.approx(MISSING_GAIN, abs=1e-6)  # quantised gradients
+    assert tree.value[tree.left[0]] == pytest.approx(MISSING_LEAVES[0], abs=1e-6)
+    assert tree.value[tree.right[0]] == pytest.approx(MISSING_LEAVES[1], abs=1e-6)
+    # new applicants: a NaN goes to the missing leaf, any value (even one never seen) to the other
+    Xh_new = np.array([[np.nan], [1.0], [100.0], [-3.0], [np.nan]])
+    Xg_new = np.array([[1.0], [2.0], [1.0], [2.0], [2.0]])
+    np.testing.assert_allclose(predict_local(guest.model, host.model, Xg_new, Xh_new), _hand_proba(Xh_new), atol=1e-6)
