@@ -60,6 +60,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 def test_coordinator_attack_in_deploy_local(attack: str, expect: str, scenario: Path, tmp_path: Path) -> None:
     os.environ["FEDCREDIT_ATTACK"] = attack  # inherited by the SuperLink's ServerApp process
+    # the tampering ServerApp lives in simulations/ (the repository, not the installed package):
+    # its process must import it from the checkout, whatever PYTHONPATH the test run had
+    saved_path = os.environ.get("PYTHONPATH")
+    root = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = root + (os.pathsep + saved_path if saved_path else "")
     try:
         opts = DeployOptions(
             scenario=scenario,
@@ -71,6 +76,10 @@ def test_coordinator_attack_in_deploy_local(attack: str, expect: str, scenario: 
         summary = deploy_local(opts)
     finally:
         os.environ.pop("FEDCREDIT_ATTACK", None)
+        if saved_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_path
     run = tmp_path / "run"
     status = json.loads((run / "status.json").read_text())
     fired = json.loads((run / "attack.json").read_text())
