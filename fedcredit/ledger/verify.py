@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
 from fedcredit.ledger.records import (
+    EGRESS_COSIGNED,
+    EGRESS_END,
     EGRESS_FAILED,
     EGRESS_RECEIVED,
     EGRESS_REFUSED,
@@ -558,7 +560,7 @@ def _check_egress(
     links = _Links(str(path))
     for pos, payload in sorted(chain.payloads.items()):
         kind = records[pos].kind
-        if kind == EGRESS_START:
+        if kind in (EGRESS_START, EGRESS_COSIGNED, EGRESS_END):  # heads: checked by fedcredit.ledger.cosign
             continue
         if kind in (EGRESS_SENT, EGRESS_RECEIVED, EGRESS_REFUSED, EGRESS_FAILED) and "step" in payload:
             links.served.add(str(payload["step"]))

@@ -139,6 +139,59 @@ class NodeRuntime:
         finally:
             elog.close()
 
+    # -- transparency log: co-sign the coordinator's tree heads (fedcredit.ledger.cosign) -------
+    def coordinator_key(self, announced: str) -> str:
+        """The coordinator key this node checks heads with: its operator's (node_config
+        ``coordinator-pubkey``) if configured, else the key of the first head it saw, pinned for the run."""
+        cfg = self.context.node_config
+        pinned = str(cfg["coordinator-pubkey"]) if "coordinator-pubkey" in cfg else self.get("tlog_coordinator")
+        if pinned is None:
+            self.put("tlog_coordinator", str(announced))
+            return str(announced)
+        return str(pinned)
+
+    def cosign(self, announcement: dict, step: str) -> None:
+        """Check the announced head (signature, consistency with the last head held, inclusion of
+        this node's own step records) and keep it, co-signed, in the node log; raises if it fails."""
+        from fedcredit.ledger import read_records
+        from fedcredit.ledger.cosign import coordinator_key_hex, head_from, sent_by_step, witness
+        from fedcredit.ledger.keys import public_key_hex
+
+        coordinator = self.coordinator_key(str(announcement.get("coordinator_pubkey", "")))
+        raw = self.get("tlog_head")
+        last = head_from(json.loads(str(raw))) if raw is not None else None
+        own = sent_by_step(read_records(self.egress_path)) if self.egress_path.exists() else {}
+        key = self.signing_key()
+        head, cosig = witness(
+            announcement,
+            party=self.name,
+            key=key,
+            coordinator=coordinator_key_hex(coordinator),
+            last_head=last,
+            own_sent=own,
+        )
+        elog = self._log()
+        try:
+            elog.record_cosigned(
+                step=step, head=head.to_dict(), coordinator_pubkey=coordinator, cosignature=cosig.signature
+            )
+        finally:
+            elog.close()
+        self.put("tlog_head", json.dumps(head.to_dict(), sort_keys=True))
+        log.debug("node %s co-signed tree head %d (%s)", self.name, head.size, public_key_hex(key)[:8])
+
+    def end_log(self, status: str) -> None:
+        """Write the node log's signed end record (after the run's final head, or a refusal of it)."""
+        if self.get("run_id") is None:
+            return
+        raw = self.get("tlog_head")
+        size = int(json.loads(str(raw))["size"]) if raw is not None else None
+        elog = self._log()
+        try:
+            elog.record_end(status=status, head_size=size)
+        finally:
+            elog.close()
+
     # -- envelope authentication (protocols.common.signing) ------------------------------
     def hello_nonce(self) -> str:
         """A fresh nonce for this run's session, made at ``hello`` and kept in node state."""
