@@ -12,7 +12,7 @@ from parties.in_process import run_scenario_in_process
 N_ROWS = 800
 
 
-def small_run(work: Path, *, extra: str = "") -> tuple[dict, Path]:
+def small_run(work: Path, *, extra_centre: str = "") -> tuple[dict, Path]:
     """Run a 2-epoch hetero-LR over the first N_ROWS firms in-process; returns (status, run dir)."""
     write_vertical_subset(work, N_ROWS)
     sc = config.loads(
@@ -27,7 +27,7 @@ data = "{work / "bank.csv"}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "{work / "centre.csv"}"
-{extra}
+{extra_centre}
 [consent]
 mode = "demo"
 [lr]

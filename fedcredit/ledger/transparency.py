@@ -243,7 +243,10 @@ def verify_log(
             continue
         checked += 1
         if h.size > len(records):
-            errors.append(f"log truncated: {len(records)} records, but head {h.size} was co-signed")
+            errors.append(
+                f"log truncated: {len(records)} records, but head {h.size} was co-signed "
+                f"(a record in {prev}..{h.size - 1} was removed)"
+            )
             break
         root = tree.get_root(h.size).hex() if h.size else hashlib.sha256(b"").hexdigest()
         if root != h.root:
