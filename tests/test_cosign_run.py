@@ -182,7 +182,7 @@ def test_a_node_refuses_a_head_whose_step_record_omits_what_it_sent(run):
     key = load_private_key(run / "coordinator_key.pem")
     bank_key = load_private_key(run / "keys" / "bank" / "egress.key")
     ledger = read_records(run / "ledger.sqlite")
-    own = sent_by_step(read_records(run / "nodes" / "bank" / "egress.sqlite"))
+    own = sent_by_step(read_records(run / "nodes" / "bank" / "egress.sqlite"), cosigned_kind="")  # all
     honest = HeadIssuer("r", key, ledger).announce(["bank"])["bank"]
     witness(honest, party="bank", key=bank_key, coordinator=key.public_key(), last_head=None, own_sent=own)
     i = next(

@@ -124,6 +124,8 @@ def witness(
     """
     head = head_from(announcement.get("head") or {})
     inclusions: dict[int, tuple[bytes, Mapping[str, Any]]] = {}
+    listed: dict[str, set[tuple[Any, Any, Any]]] = {}  # step -> this party's messages the records list
+    where: dict[str, int] = {}
     for item in announcement.get("inclusions") or []:
         try:
             rec = Record(**{f: item["record"][f] for f in _HEADER})
@@ -134,28 +136,33 @@ def witness(
             raise TransparencyError(f"{party}: ledger record #{index} shown for inclusion does not hash to its hash")
         payload = json.loads(rec.payload_text)
         step = str(payload.get("step"))
-        listed = {
+        where.setdefault(step, index)
+        listed.setdefault(step, set()).update(
             (m.get("recipient"), m.get("kind"), m.get("sha256"))
             for m in payload.get("messages", [])
             if isinstance(m, dict) and m.get("sender") == party
-        }
-        for sent in own_sent.get(step, []):
-            key_ = (sent.get("recipient"), sent.get("kind"), sent.get("sha256"))
-            if key_ not in listed:
+        )
+        inclusions[index] = (leaf(rec), item["proof"])
+    for step, sent in own_sent.items():  # a step may recur (horizontal rounds): any included record of it
+        for s in sent:
+            key_ = (s.get("recipient"), s.get("kind"), s.get("sha256"))
+            if key_ not in listed.get(step, set()):
+                at = f"ledger record #{where[step]}" if step in where else "no included ledger record"
                 raise TransparencyError(
-                    f"{party}: ledger record #{index} (step {step!r}) omits a {key_[1]} this node sent to "
+                    f"{party}: {at} (step {step!r}) omits a {key_[1]} this node sent to "
                     f"{key_[0]} (sha256 {str(key_[2])[:16]}...)"
                 )
-        inclusions[index] = (leaf(rec), item["proof"])
     w = Witness(party, key, coordinator, [last_head] if last_head else [])
     cosig = w.cosign(head, announcement.get("consistency"), inclusions)
     return head, cosig
 
 
-def sent_by_step(records: Sequence[Record]) -> dict[str, list[dict[str, Any]]]:
-    """A node log's ``sent`` records grouped by step (what :func:`witness` checks inclusion of)."""
+def sent_by_step(records: Sequence[Record], cosigned_kind: str = "cosigned") -> dict[str, list[dict[str, Any]]]:
+    """A node log's ``sent`` records since the last head it co-signed, grouped by step (what
+    :func:`witness` checks the new head's records list; earlier ones an earlier head covered)."""
+    last = max((i for i, r in enumerate(records) if r.kind == cosigned_kind), default=-1)
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
+    for r in records[last + 1 :]:
         if r.kind == EGRESS_SENT:
             p = r.payload
             out.setdefault(str(p.get("step")), []).append(p)
