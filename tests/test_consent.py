@@ -88,7 +88,8 @@ def test_revoked_and_expired_are_kept_out_and_ledger_holds_counts_only(registry,
         assert code.encode() not in raw
 
 
-def test_inference_query_after_revocation(registry):
+def test_revocation_takes_effect_from_its_day(registry):
+    """The registry side; inference after a revocation runs end to end in tests/test_missing_paths.py."""
     assert registry.check(A, "bank-a", "credit_risk_modelling", DAY) is None
     registry.revoke(A, "bank-a", DAY)
     assert registry.check(A, "bank-a", "credit_risk_modelling", DAY) == "revoked"

@@ -2,10 +2,12 @@
 as simulation.
 
 Starting a federation costs seconds and a vertical run costs ~20 Flower round trips of several
-seconds each, mostly spent *waiting* on Flower's polling. So the module starts the end-to-end run
-(``fedcredit simulate`` and ``fedcredit deploy local`` of the same scenario, as subprocesses) in
-the background first, runs the other tests against a second SuperLink meanwhile, and checks the
-end-to-end results last:
+seconds each, mostly spent *waiting* on Flower's polling. Under load, federations started side by
+side starve each other's polling, so no two run at once: the tests against the test SuperLink run
+first, then the Ctrl-C test, then the end-to-end run (``fedcredit simulate``, then ``fedcredit
+deploy local`` of the same scenario, as subprocesses, one after the other). Every wait polls for
+the event it needs (a node online, a log line, a process gone) with a generous deadline that only
+bounds a run making no progress.
 
 * a registered key with the federation CA comes online (positive control); an unregistered key is
   refused; a node without the federation CA (none, or another federation's) cannot connect;
@@ -86,32 +88,26 @@ def _finish(p: subprocess.Popen, timeout: float) -> int:
 
 @dataclass
 class Background:
+    """The end-to-end run's directory and scenario (its processes start in the last test only)."""
+
     root: Path
     scenario: Path
-    sim: subprocess.Popen
-    dep: subprocess.Popen
 
     @property
     def dep_dir(self) -> Path:
         return self.root / "dep"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
-    root = tmp_path_factory.mktemp("deploy-e2e")
-    scenario = write_subset(root / "data")
-    sim = _start_cli(["simulate", str(scenario), "--out", str(root / "sim")], root / "sim.log")
-    dep = _start_cli(["deploy", "local", str(scenario), "--out", str(root / "dep")], root / "dep.log")
-    bg = Background(root, scenario, sim, dep)
-    try:
-        yield bg
-    finally:
-        _finish(sim, 1)
-        _finish(dep, 1)
-
-
 @pytest.fixture(scope="module")
+def background(tmp_path_factory: pytest.TempPathFactory) -> Background:
+    root = tmp_path_factory.mktemp("deploy-e2e")
+    return Background(root, write_subset(root / "data"))
+
+
+@pytest.fixture(scope="class")
 def link(background: Background, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The test SuperLink of :class:`TestAgainstATestSuperLink`, stopped when that class is done, so
+    it never runs beside the Ctrl-C or the end-to-end test's federations."""
     d = tmp_path_factory.mktemp("deploy-link")
     dep = Deployment(DeployOptions(scenario=background.scenario, out=d / "run", startup_timeout=120, run_timeout=600))
     try:
@@ -134,7 +130,7 @@ def _online(dep: Deployment) -> set[int]:
     return dep.cli.online_nodes()
 
 
-def _run_to_exit(dep: Deployment, party: str, argv: list[str], timeout: float = 60) -> tuple[int | None, str]:
+def _run_to_exit(dep: Deployment, party: str, argv: list[str], timeout: float = 180) -> tuple[int | None, str]:
     dep.procs.procs.pop(supernode_name(party), None)
     dep.start_supernode(party, argv)
     m = dep.procs.procs[supernode_name(party)]
@@ -148,94 +144,96 @@ def _run_to_exit(dep: Deployment, party: str, argv: list[str], timeout: float = 
     return code, text
 
 
-def test_registered_node_with_ca_comes_online(link: Deployment) -> None:
-    link.start_supernode("bank")
-    want = link.node_ids["bank"]
-    deadline = time.monotonic() + 60
-    while want not in _online(link):
-        assert link.procs.procs[supernode_name("bank")].alive(), link.procs.procs[supernode_name("bank")].log_tail()
-        assert time.monotonic() < deadline, "registered SuperNode did not come online"
-        time.sleep(1)
+class TestAgainstATestSuperLink:
+    """Node admission and a crash, against one SuperLink started for these tests only."""
 
+    def test_registered_node_with_ca_comes_online(self, link: Deployment) -> None:
+        link.start_supernode("bank")
+        want = link.node_ids["bank"]
+        deadline = time.monotonic() + 180
+        while want not in _online(link):
+            assert link.procs.procs[supernode_name("bank")].alive(), link.procs.procs[supernode_name("bank")].log_tail()
+            assert time.monotonic() < deadline, "registered SuperNode did not come online"
+            time.sleep(1)
 
-def test_unregistered_key_is_refused(link: Deployment, tmp_path: Path) -> None:
-    rogue = make_party_keys(tmp_path, "credit_centre")  # valid EC key, never registered
-    before = {n["node-id"] for n in link.cli.supernodes()}  # type: ignore[union-attr]  # the fixture always starts a CLI
-    code, text = _run_to_exit(
-        link, "credit_centre", link.supernode_argv("credit_centre", auth_key=rogue.auth_key, max_wait=15)
-    )
-    assert code not in (None, 0), "a SuperNode with an unregistered key kept running"
-    assert "Failed to activate SuperNode" in text, text[-2000:]
-    after = link.cli.supernodes()  # type: ignore[union-attr]  # the fixture always starts a CLI
-    assert {n["node-id"] for n in after} == before, "the SuperLink created a node for an unregistered key"
-    assert link.node_ids["credit_centre"] not in _online(link)
+    def test_unregistered_key_is_refused(self, link: Deployment, tmp_path: Path) -> None:
+        rogue = make_party_keys(tmp_path, "credit_centre")  # valid EC key, never registered
+        before = {n["node-id"] for n in link.cli.supernodes()}  # type: ignore[union-attr]  # the fixture always starts a CLI
+        code, text = _run_to_exit(
+            link, "credit_centre", link.supernode_argv("credit_centre", auth_key=rogue.auth_key, max_wait=15)
+        )
+        assert code not in (None, 0), "a SuperNode with an unregistered key kept running"
+        assert "Failed to activate SuperNode" in text, text[-2000:]
+        after = link.cli.supernodes()  # type: ignore[union-attr]  # the fixture always starts a CLI
+        assert {n["node-id"] for n in after} == before, "the SuperLink created a node for an unregistered key"
+        assert link.node_ids["credit_centre"] not in _online(link)
 
+    def test_node_without_federation_ca_cannot_connect(self, link: Deployment, tmp_path: Path) -> None:
+        # no CA at all (the system trust store does not know the federation's CA)
+        code, text = _run_to_exit(
+            link, "credit_centre", link.supernode_argv("credit_centre", use_ca=False, max_wait=15)
+        )
+        assert code not in (None, 0)
+        assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
+        # another federation's CA: the certificate chain does not verify either
+        other = init_keys(tmp_path / "other", [])
+        argv = link.supernode_argv("credit_centre", use_ca=False, max_wait=15)
+        argv[3:3] = ["--root-certificates", str(other.ca_cert)]
+        code, text = _run_to_exit(link, "credit_centre", argv)
+        assert code not in (None, 0)
+        assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
+        assert link.node_ids["credit_centre"] not in _online(link)
+        # the operator's CLI without the CA cannot reach the Control API either
+        cli = FlwrCli(tmp_path / "cli", link.address, other.ca_cert, timeout=60)
+        with pytest.raises(FlwrCliError):
+            cli.supernodes()
 
-def test_node_without_federation_ca_cannot_connect(link: Deployment, tmp_path: Path) -> None:
-    # no CA at all (the system trust store does not know the federation's CA)
-    code, text = _run_to_exit(link, "credit_centre", link.supernode_argv("credit_centre", use_ca=False, max_wait=15))
-    assert code not in (None, 0)
-    assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
-    # another federation's CA: the certificate chain does not verify either
-    other = init_keys(tmp_path / "other", [])
-    argv = link.supernode_argv("credit_centre", use_ca=False, max_wait=15)
-    argv[3:3] = ["--root-certificates", str(other.ca_cert)]
-    code, text = _run_to_exit(link, "credit_centre", argv)
-    assert code not in (None, 0)
-    assert "CERTIFICATE_VERIFY_FAILED" in text, text[-2000:]
-    assert link.node_ids["credit_centre"] not in _online(link)
-    # the operator's CLI without the CA cannot reach the Control API either
-    cli = FlwrCli(tmp_path / "cli", link.address, other.ca_cert, timeout=60)
-    with pytest.raises(FlwrCliError):
-        cli.supernodes()
+    def test_party_killed_mid_run_stops_the_run_naming_it(self, link: Deployment) -> None:
+        """SIGKILL the credit centre's whole node (SuperNode, SuperExec, ClientApp) in the middle of
+        PSI: the coordinator must stop with an error naming it, close the ledger with a
+        failure record, and the ledger must still verify against both nodes' egress logs."""
+        from fedcredit.ledger import read_records
 
+        for party in ("bank", "credit_centre"):
+            m = link.procs.procs.get(supernode_name(party))
+            if m is None or not m.alive() or "--root-certificates" not in m.argv:
+                link.procs.procs.pop(supernode_name(party), None)
+                link.start_supernode(party)
+        want = set(link.node_ids.values())
+        deadline = time.monotonic() + 180
+        while not want <= _online(link):
+            assert time.monotonic() < deadline, "party SuperNodes did not come online"
+            time.sleep(1)
+        link.submit()
+        ledger = link.out / "ledger.sqlite"
+        killed: list[int] = []
 
-def test_party_killed_mid_run_stops_the_run_naming_it(link: Deployment) -> None:
-    """SIGKILL the credit centre's whole node (SuperNode, SuperExec, ClientApp) in the middle of
-    PSI: the coordinator must stop with an error naming it, close the ledger with a
-    failure record, and the ledger must still verify against both nodes' egress logs."""
-    from fedcredit.ledger import read_records
+        def steps_recorded() -> int:
+            try:
+                return sum(r.kind == "step" for r in read_records(ledger))
+            except Exception:  # noqa: BLE001 - not created yet, or mid-write
+                return 0
 
-    for party in ("bank", "credit_centre"):
-        m = link.procs.procs.get(supernode_name(party))
-        if m is None or not m.alive() or "--root-certificates" not in m.argv:
-            link.procs.procs.pop(supernode_name(party), None)
-            link.start_supernode(party)
-    want = set(link.node_ids.values())
-    deadline = time.monotonic() + 90
-    while not want <= _online(link):
-        assert time.monotonic() < deadline, "party SuperNodes did not come online"
-        time.sleep(1)
-    link.submit()
-    ledger = link.out / "ledger.sqlite"
-    killed: list[int] = []
+        def kill_when_centre_has_spoken(dep: Deployment) -> None:
+            # hello and align/init recorded: the credit centre has introduced itself and is mid-PSI
+            if not killed and steps_recorded() >= 2:
+                killed.extend(dep.procs.kill(supernode_name("credit_centre")))
 
-    def steps_recorded() -> int:
-        try:
-            return sum(r.kind == "step" for r in read_records(ledger))
-        except Exception:  # noqa: BLE001 - not created yet, or mid-write
-            return 0
-
-    def kill_when_centre_has_spoken(dep: Deployment) -> None:
-        # hello and align/init recorded: the credit centre has introduced itself and is mid-PSI
-        if not killed and steps_recorded() >= 2:
-            killed.extend(dep.procs.kill(supernode_name("credit_centre")))
-
-    status = link.wait(on_poll=kill_when_centre_has_spoken)
-    assert killed, "the credit centre was never killed"
-    assert status["status"] == "failed"
-    assert status["party"] == "credit_centre", status
-    assert "credit_centre" in status["error"]
-    records = read_records(link.out / "ledger.sqlite")
-    kinds = [r.kind for r in records]
-    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
-    failures = [json.loads(r.payload_text) for r in records if r.kind == "failure"]
-    assert failures and failures[0]["party"] == "credit_centre"
-    assert json.loads(records[-1].payload_text)["status"] == "failed"
-    report = link.verify()
-    assert report["ok"], report
-    assert set(report["egress_matched"]) == {"bank", "credit_centre"}
-    assert not (link.out / "metrics.json").exists()
+        status = link.wait(on_poll=kill_when_centre_has_spoken)
+        assert killed, "the credit centre was never killed"
+        assert status["status"] == "failed"
+        assert status["party"] == "credit_centre", status
+        assert "credit_centre" in status["error"]
+        records = read_records(link.out / "ledger.sqlite")
+        kinds = [r.kind for r in records]
+        assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+        failures = [json.loads(r.payload_text) for r in records if r.kind == "failure"]
+        assert failures and failures[0]["party"] == "credit_centre"
+        assert json.loads(records[-1].payload_text)["status"] == "failed"
+        report = link.verify()
+        assert report["ok"], report
+        assert set(report["egress_matched"]) == {"bank", "credit_centre"}
+        assert not (link.out / "metrics.json").exists()
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path, background: Background) -> None:
@@ -258,10 +256,13 @@ def test_ctrl_c_stops_every_process(tmp_path: Path, background: Background) -> N
     assert summary["left_running"] == [] and "Interrupted" in summary["error"]
 
 
+@pytest.mark.timeout(2400)  # a simulation, then a deployment, each bounded by _finish(900)
 def test_vertical_lr_deployment_matches_simulation(background: Background) -> None:
-    root, dep_dir = background.root, background.dep_dir
-    assert _finish(background.sim, 900) == 0, (root / "sim.log").read_text()[-3000:]
-    code = _finish(background.dep, 900)
+    root, dep_dir, scenario = background.root, background.dep_dir, background.scenario
+    sim = _start_cli(["simulate", str(scenario), "--out", str(root / "sim")], root / "sim.log")
+    assert _finish(sim, 900) == 0, (root / "sim.log").read_text()[-3000:]
+    dep = _start_cli(["deploy", "local", str(scenario), "--out", str(dep_dir)], root / "dep.log")
+    code = _finish(dep, 900)
     out = (root / "dep.log").read_text()
     assert code == 0, out[-5000:]
 

@@ -54,7 +54,10 @@ def test_secagg_needs_three_banks():
     two = "".join(f'[parties.bank_{c}]\nrole = "bank"\n' for c in "ab")
     with pytest.raises(ConfigError, match="3 banks"):
         from_scenario(scenario('aggregation = "secagg+"', banks=two))
-    assert parse({})  # an empty section is valid (all defaults)
+    # an empty section is valid and gives exactly the declared defaults (a dataclass is always truthy)
+    from fedcredit.horizontal.settings import HorizontalSettings
+
+    assert parse({}) == HorizontalSettings()
 
 
 # -- models ------------------------------------------------------------------------------

@@ -451,11 +451,20 @@ def test_tampered_replayed_or_wrong_batch_messages_are_refused():
     other_centre.start()
     with pytest.raises(InferenceError, match="wrong run or batch"):
         other_centre.receive([req])
+    # a replay into another run's session, received by a centre holding the *same* key (so only the
+    # seal's binding to the session can refuse it; tests/test_binding.py does this for every field)
     replay = dataclasses.replace(wire.decode(req.payload, InferenceRequest), session="s2")
-    other_session = _lr_parties(session="s2")[1]
-    other_session.start()
-    with pytest.raises(InferenceError, match="does not open"):  # a replay into another run's session
-        other_session.receive([Envelope("b", "c", wire.encode(replay))])
+    same_key = InferenceCentre.from_state(
+        centre.to_state(), model=centre.model, ids=centre.ids, features=centre.features, transform=centre.transform
+    )
+    same_key.s.session = "s2"
+    with pytest.raises(InferenceError, match="does not open"):
+        same_key.receive([Envelope("b", "c", wire.encode(replay))])
+    same_key = InferenceCentre.from_state(
+        centre.to_state(), model=centre.model, ids=centre.ids, features=centre.features, transform=centre.transform
+    )
+    (answer,) = same_key.receive([req])  # positive control: the untouched request opens with that key
+    assert answer.kind == "InferencePartials"
     stranger_bank = _lr_parties()[0]
     stranger_bank.start()
     with pytest.raises(InferenceError, match="expected exactly one InferenceKey"):

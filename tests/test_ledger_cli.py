@@ -159,7 +159,10 @@ def test_consent_command(tmp_path):
         f"{b},bank-a,loan_decision,*,2024-01-01,2026-01-01,2025-02-01\n"
     )
     res = runner.invoke(app, ["consent", str(good), "--at", "2025-06-01"])
-    assert res.exit_code == 0 and "revoked" in res.output and "valid" in res.output
+    assert res.exit_code == 0, res.output
+    # one row per status with its count ("valid" alone would also match "invalid")
+    rows = {tuple(c.strip() for c in line.split("│")[1:-1]) for line in res.output.splitlines() if "│" in line}
+    assert rows == {("bank-a", "loan_decision", "revoked", "1"), ("bank-a", "loan_decision", "valid", "1")}
     bad = tmp_path / "bad.csv"
     bad.write_text(
         "uscc,bank,purpose,scope,valid_from,valid_until,revoked_at\n"

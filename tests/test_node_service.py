@@ -175,6 +175,9 @@ def _run_through_services(
     data_files = {str(tmp_path / "data" / "bank.csv"), str(tmp_path / "data" / "centre.csv")}
     bank_node = 1000 + [s.name for s in scenario.parties].index("bank")
     opened: list[str] = []
+    from parties.common import peers
+
+    keys = peers.provision(scenario, out)  # each operator's node key and trusted peers file
     try:
         for i, spec in enumerate(scenario.parties):
             cfgs[1000 + i] = tmp_path / f"{spec.name}.toml"
@@ -187,6 +190,8 @@ def _run_through_services(
                         "data": scenario.resolve(spec.data),
                         "node-dir": str(out / "nodes" / spec.name),
                         "scenario": str(scenario_path),
+                        "egress-key": str(keys / spec.name / peers.KEY_FILE),
+                        "peer-keys": str(keys / peers.PEERS_FILE),
                         "socket": str(sockets[1000 + i]),
                     }
                 )

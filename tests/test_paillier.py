@@ -480,7 +480,27 @@ def force_parallel(monkeypatch):
     parallel.shutdown()  # stop the worker processes this test started
 
 
-def test_parallel_paths_give_identical_results(keys, force_parallel):
+def _spy_on_process_pool(monkeypatch) -> list[bool]:
+    """Record, for every ``map_processes`` call, whether a process pool really ran it (not the
+    serial fallback): an "identical to serial" check proves nothing if the pool never started."""
+    used: list[bool] = []
+    orig = parallel.map_processes
+
+    def spy(fn, tasks, workers):
+        res = orig(fn, tasks, workers)
+        used.append(res is not None)
+        return res
+
+    monkeypatch.setattr(parallel, "map_processes", spy)
+    return used
+
+
+def test_parallel_paths_give_identical_results(keys, force_parallel, monkeypatch):
+    import os
+
+    used = _spy_on_process_pool(monkeypatch)
+    pool = parallel.process_pool(2)
+    assert pool is not None and pool.submit(os.getpid).result() != os.getpid(), "no worker process"
     pk, sk = keys
     rng = np.random.default_rng(5)
     a = [int(v) for v in rng.integers(-(2**62), 2**62, 37)]
@@ -495,6 +515,7 @@ def test_parallel_paths_give_identical_results(keys, force_parallel):
         vals = sk.decrypt(enc, workers=2).tolist()
         assert vals == (a if len(enc) == len(a) else [0] * 5)
     assert sk.decrypt(e.rerandomize(workers=2)).tolist() == a
+    assert len(used) >= 4 and all(used), f"a parallel path fell back to serial: {used}"
 
 
 def test_broken_worker_pool_falls_back_to_serial(keys, force_parallel):

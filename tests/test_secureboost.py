@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from leak_support import NeedleIndex, feature_needles, label_needles
 
 from protocols.common import wire
 from protocols.common.party import Envelope, ProtocolError, run_local
@@ -161,11 +162,9 @@ def test_early_stopping_truncates_both_parts_like_reference():
 
 
 def test_default_credit_subset_lossless_and_sane():
-    pytest.importorskip("sklearn")
-    try:
-        from fedcredit.data.default_credit import load_vertical
-    except ImportError:  # pragma: no cover - data layer missing
-        pytest.skip("fedcredit.data.default_credit not available")
+    # scikit-learn and the bundled data are dependencies: their absence is a failure, not a skip
+    from fedcredit.data.default_credit import load_vertical
+
     bank, centre = load_vertical("all")
     pos = {u: i for i, u in enumerate(centre.ids)}
     idx = np.array([pos[u] for u in bank.ids])
@@ -220,6 +219,21 @@ def test_nothing_plaintext_leaves_either_party():
         # partitions are bitmasks over node rows: the documented leakage, nothing per-row beyond one bit
         assert msg.train_bits.dtype == np.uint8 and msg.val_bits.dtype == np.uint8
         assert len(msg.packed) == -(-msg.cand_id.size // msg.slots) * guest.public_key.ciphertext_bytes
+
+    # every message, every encoding of tests/leak_support.py: host features (training and validation,
+    # raw and at fixed point), host thresholds, guest labels; with a planted positive control
+    thresholds = np.concatenate(bins.thresholds)
+    index = NeedleIndex(
+        feature_needles(HOST, Xh, "host features")
+        + feature_needles(HOST, val[1], "host validation features")
+        + feature_needles(HOST, thresholds[: thresholds.size // 3 * 3].reshape(-1, 3), "host thresholds")
+        + label_needles(GUEST, y, "training order")
+    )
+    found = [(e.kind, n.what) for e in host_sent + guest_sent for n in index.find(e.payload)]
+    assert not found, found[:5]
+    probe = host_sent[0].payload
+    for leak in (Xh[:2].ravel().astype(np.float32).tobytes(), np.packbits(y[5:150].astype(bool)).tobytes()):
+        assert index.find(probe[:64] + leak + probe[64:]), "positive control: a planted leak was not found"
 
     # guest: no label, gradient or hessian in plaintext; per-sample fields are ciphertexts
     sk = guest._sk
@@ -364,7 +378,9 @@ def test_wrong_step_is_refused():
 
 
 def test_wrong_length_is_refused():
-    g, h, first, data, cfg = _started()
+    Xg, Xh, y = make_data(n=120, seed=6, n_val=0)[0]
+    # the guest holds the strongest column (Xh[:, 1]) so the root is a guest split and its bitmask is sent
+    g, h, first, data, cfg = _started(data=(Xh, Xg, y))
     short = SecureBoostHost(HOST, GUEST, data[1][:-1], cfg)
     with pytest.raises(ProtocolError, match="wrong length"):
         short.receive(first)
@@ -374,10 +390,10 @@ def test_wrong_length_is_refused():
         h.receive([Envelope(GUEST, HOST, wire.encode(truncated))])
     reply = h.receive(first)
     splits = wire.decode(g.receive(reply)[0].payload, SbSplits)
-    if (splits.kind == 1).any():
-        bad = dataclasses.replace(splits, train_bits=splits.train_bits[:-1])
-        with pytest.raises(ProtocolError, match="wrong length"):
-            SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad))])
+    assert (splits.kind == 1).any(), "precondition: a guest split, whose row bitmask the host checks"
+    bad = dataclasses.replace(splits, train_bits=splits.train_bits[:-1])
+    with pytest.raises(ProtocolError, match="wrong length"):
+        SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad))])
     bad_nodes = dataclasses.replace(splits, kind=splits.kind[:0])
     with pytest.raises(ProtocolError, match="wrong length"):
         SecureBoostHost.from_state(h.to_state(), data[1]).receive([Envelope(GUEST, HOST, wire.encode(bad_nodes))])
@@ -490,20 +506,34 @@ def test_config_from_section_and_scenario_file():
 
 
 def test_parallel_path_gives_identical_trees(monkeypatch):
+    import os
+
     import protocols.secureboost.host as host_mod
+    from protocols.common import parallel
 
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_MULTS", 0)
     monkeypatch.setattr(host_mod, "PARALLEL_MIN_SHIFTS", 0)
+    # the subject is the pool: record that every parallel request got one, whose workers are other processes
+    pools: list = []
+    orig = parallel.process_pool
+
+    def spy(workers):
+        pool = orig(workers)
+        pools.append(pool)
+        return pool
+
+    monkeypatch.setattr(parallel, "process_pool", spy)
     data, _ = make_data(n=200, seed=8, n_val=0)
     cfg = config(n_trees=2, n_workers=2)
     guest, host, _ = train(cfg, data, restart=False)
+    assert pools and all(p is not None for p in pools), "the process pool did not start: serial fallback"
+    assert pools[0].submit(os.getpid).result() != os.getpid()
     assert_same_trees(guest, host, reference(cfg, data))
 
 
 @pytest.mark.slow
 def test_default_credit_full_lossless_vs_reference_and_sklearn():
     """The issue's target: bundled default_credit, 30 trees, depth 3, 32 bins (~1 min)."""
-    pytest.importorskip("sklearn")
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from fedcredit.data.default_credit import load_vertical

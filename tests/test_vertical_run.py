@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_vertical_subset
+from leak_support import NeedleIndex, node_needles
 
 from fedcredit import config
-from fedcredit.data.schema import LABEL_COLUMN
 from fedcredit.features import LocalPreprocessor
 from fedcredit.ledger import load_public_key, verify
 from parties.common import transport
@@ -67,10 +67,22 @@ def verified(out: Path):
     )
 
 
-def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, tmp_path):
+@pytest.fixture(scope="module")
+def lr_run(subset, tmp_path_factory) -> dict:
+    """One vertical-LR run on the in-process grid: every reply captured, the grid kept (its node
+    contexts hold each node's stored state, where the leak needles come from)."""
+    out = tmp_path_factory.mktemp("lr-run")
     sc = config.loads(scenario_text(subset["dir"] / "bank.csv", subset["dir"] / "centre.csv"))
     captured: list[tuple[int, object, object]] = []
-    status = run_scenario_in_process(sc, tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)))
+    grids: list = []
+    status = run_scenario_in_process(
+        sc, out, tap=lambda nid, req, rep: captured.append((nid, req, rep)), prepare_grid=grids.append
+    )
+    return {"status": status, "out": out, "captured": captured, "grid": grids[0], "scenario": sc}
+
+
+def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, lr_run):
+    tmp_path, status, captured = lr_run["out"], lr_run["status"], lr_run["captured"]
     assert status["status"] == "completed", status
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["auc"] > 0.68 and 0 < m["ks"] < 1 and m["gini"] == pytest.approx(2 * m["auc"] - 1, abs=1e-4)
@@ -83,7 +95,36 @@ def test_in_process_run_outputs_model_parts_and_a_verifying_ledger(subset, tmp_p
     assert bank_model["feature_names"] == list(subset["bank"].columns[2:])
     assert centre_model["feature_names"] == list(subset["centre"].columns[1:])
     assert len(centre_model["model"]["weights"]) == len(centre_model["feature_names"])
-    _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
+    _assert_nothing_private_left_a_node(captured, lr_run["grid"], lr_run["scenario"], tmp_path, _sizes(m))
+
+
+def _nodes(grid, scenario, out: Path) -> dict:
+    """Each node's runtime (its stored state) after the run, by name."""
+    from parties.common.node import NodeRuntime
+
+    nodes = [NodeRuntime(ctx, scenario, out) for ctx in grid.contexts.values()]
+    return {n.name: n for n in nodes}
+
+
+def _all_needles(grid, scenario, out: Path) -> list:
+    needles = [n for node in _nodes(grid, scenario, out).values() for n in node_needles(node)]
+    owners = {n.owner for n in needles}
+    assert owners == {"bank", "credit_centre"}, owners
+    assert any("labels" in n.what for n in needles) and any("fixed-point" in n.what for n in needles)
+    return needles
+
+
+def _leaks(captured, index: NeedleIndex) -> list[str]:
+    """Every needle found in a node's summary or in an envelope it sent, with where."""
+    found = []
+    for nid, req, rep in captured:
+        outbox, _, _summary, summary_bytes = transport.read_reply(rep.content)
+        for n in index.find(summary_bytes):
+            found.append(f"{n.owner}'s {n.what} in the summary node {nid} sent at {req.metadata.group_id}")
+        for env in outbox:
+            for n in index.find(env.payload):
+                found.append(f"{n.owner}'s {n.what} in {env.kind} from {env.sender} to {env.recipient}")
+    return found
 
 
 def _sizes(m: dict) -> set[int]:
@@ -126,35 +167,64 @@ PER_SAMPLE_ALLOWED = {
 }
 
 
-def _assert_nothing_private_left_a_node(captured, subset, sizes: set[int]) -> None:
-    """``sizes``: the row counts of the aligned train/validation/test sets; an array of one of
-    these lengths carries one value per sample."""
-    centre_raw = subset["centre"].iloc[:, 1:].to_numpy(dtype=np.float64)
-    pre = LocalPreprocessor().fit(centre_raw)
-    centre_values = np.concatenate([pre.transform(centre_raw)[:40].ravel(), centre_raw[:40].ravel()])
-    patterns = {np.float64(v).tobytes() for v in centre_values if v not in (0.0, 1.0, -1.0, 2.0, -2.0)}
-    labels = subset["bank"][LABEL_COLUMN].to_numpy()
-    ids = list(subset["bank"]["uscc"][:200]) + list(subset["centre"]["uscc"][:200])
+def _assert_nothing_private_left_a_node(captured, grid, scenario, out: Path, sizes: set[int]) -> None:
+    """No label, feature value or USCC of either node, in any encoding (tests/leak_support.py), in any
+    summary or message that reached the coordinator; no undocumented per-sample array. ``sizes``:
+    the row counts of the aligned train/validation/test sets (an array of one of these lengths
+    carries one value per sample)."""
+    index = NeedleIndex(_all_needles(grid, scenario, out))
+    leaks = _leaks(captured, index)
+    assert not leaks, leaks[:10]
     n_envelopes = 0
     for _nid, _req, rep in captured:
-        outbox, _, summary, summary_bytes = transport.read_reply(rep.content)
-        # summaries: aggregate numbers only
-        assert not any(u.encode() in summary_bytes for u in ids)
+        outbox = transport.read_reply(rep.content)[0]
         for env in outbox:
             n_envelopes += 1
-            blob = env.payload
-            assert not any(u.encode() in blob for u in ids), f"a plaintext USCC left {env.sender} in {env.kind}"
-            kind, fields = _decoded_fields(blob)
+            kind, fields = _decoded_fields(env.payload)
             for name, shape in _arrays(fields):
                 if shape and shape[0] in sizes and kind not in PER_SAMPLE_ALLOWED:
                     pytest.fail(f"{env.sender} sent a per-sample array {kind}.{name} {shape}")
-            if env.sender == "credit_centre":  # partial scores are sealed to the bank now (#13)
-                for p in patterns:
-                    assert p not in blob, f"a centre feature value left the centre in {kind}"
-            if env.sender == "bank":
-                assert labels.astype(np.int8).tobytes() not in blob
-                assert labels.astype(np.float64).tobytes()[:512] not in blob
     assert n_envelopes > 10
+
+
+def test_planted_leaks_in_summaries_and_messages_are_caught(lr_run):
+    """Positive control for the search above: leaks planted (by code independent of the needle
+    builder) into a copy of a real summary and a real envelope, in each encoding, are all found."""
+    nodes = _nodes(lr_run["grid"], lr_run["scenario"], lr_run["out"])
+    index = NeedleIndex(_all_needles(lr_run["grid"], lr_run["scenario"], lr_run["out"]))
+    assert _leaks(lr_run["captured"], index) == []  # the honest run is clean
+    from parties.vertical.phase import COMMON_ROWS, PREPROCESSOR, TEST_MASK, VAL_MASK, get_array
+
+    bank, centre = nodes["bank"], nodes["credit_centre"]
+    rows = get_array(bank, COMMON_ROWS)
+    train = rows[~get_array(bank, TEST_MASK) & ~get_array(bank, VAL_MASK)]
+    y_al, y_tr = bank.data().labels[rows], bank.data().labels[train]
+    c_rows = get_array(centre, COMMON_ROWS)
+    c_train = c_rows[~get_array(centre, TEST_MASK) & ~get_array(centre, VAL_MASK)]
+    pre = LocalPreprocessor.from_dict(json.loads(str(centre.get(PREPROCESSOR))))
+    Xc = pre.transform(centre.data().features[c_train])
+    plants = {
+        "labels in a JSON summary (aligned train order)": json.dumps({"train": 1, "y": y_tr[:200].tolist()}).encode(),
+        "labels chunk int8 (aligned order)": y_al[300:500].astype(np.int8).tobytes(),
+        "labels chunk float64": y_tr[100:300].astype(np.float64).tobytes(),
+        "labels chunk float32": y_tr[7:207].astype(np.float32).tobytes(),
+        "labels bit-packed from an odd row": np.packbits(y_tr[13:213].astype(bool)).tobytes(),
+        "centre standardised features float64": Xc[:4].ravel().tobytes(),
+        "centre standardised column float32": np.ascontiguousarray(Xc[:20, 2]).astype(np.float32).tobytes(),
+        "centre features fixed-point 12-bit int64": np.rint(Xc[:6] * 4096).astype(np.int64).tobytes(),
+        "centre features in a JSON summary": json.dumps({"x": Xc[:3].tolist()}).encode(),
+        "centre fixed-point features in compact JSON": json.dumps(
+            {"x": np.rint(Xc[:3] * 4096).astype(int).ravel().tolist()}, separators=(",", ":")
+        ).encode(),
+        "a bank USCC": json.dumps({"id": bank.data().ids[rows[5]]}).encode(),
+    }
+    rng = np.random.default_rng(0)
+    missed = []
+    for name, leak in plants.items():
+        blob = rng.bytes(int(rng.integers(1, 500))) + leak + rng.bytes(300)
+        if not index.find(blob):
+            missed.append(name)
+    assert not missed, f"planted leaks not found: {missed}"
 
 
 def test_zero_intersection_stops_with_a_clear_error_and_a_verifying_ledger(subset, tmp_path):
@@ -262,8 +332,10 @@ n_workers = 1
 """
     )
     captured: list = []
+    grids: list = []
+    sc = config.loads(text)
     status = run_scenario_in_process(
-        config.loads(text), tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep))
+        sc, tmp_path, tap=lambda nid, req, rep: captured.append((nid, req, rep)), prepare_grid=grids.append
     )
     assert status["status"] == "completed", status
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -275,7 +347,7 @@ n_workers = 1
     # the bank's importance names only its own features; the centre's only its own
     fi = m["feature_importance"]
     assert set(fi["bank"]["guest"]["split_count"]) == set(subset["bank"].columns[2:])
-    _assert_nothing_private_left_a_node(captured, subset, _sizes(m))
+    _assert_nothing_private_left_a_node(captured, grids[0], sc, tmp_path, _sizes(m))
 
 
 def test_centre_refuses_bad_consent_tokens_both_drop_them_and_the_ledger_counts_them(subset, tmp_path):

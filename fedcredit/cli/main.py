@@ -55,6 +55,9 @@ def _register() -> None:
 
     app.command(name="audit")(audit_cmd.audit)
 
+    from fedcredit.cli import monitor_cmd
+
+    app.add_typer(monitor_cmd.app, name="monitor", help="Score PSI and per-column CSI, development vs recent.")
     from fedcredit.cli import deploy_cmd
 
     deploy_cmd.register(app)

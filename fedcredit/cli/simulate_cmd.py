@@ -42,6 +42,10 @@ def run_simulation_scenario(
     out.mkdir(parents=True, exist_ok=True)
     save_scenario(scenario, out)
     ensure_synthetic_data(scenario)
+    if scenario.mode == "scorecard":  # issue 17: in-process protocols for now (fedcredit/scorecard_run.py)
+        from fedcredit.scorecard_run import run_scorecard_scenario
+
+        return run_scorecard_scenario(scenario, out)
     from fedcredit.runtime import flower_environment
 
     flower_environment(out / ".flower")
@@ -172,7 +176,7 @@ def simulate(
     _print_summary(out, status)
     if status.get("status") != "completed":
         raise fail(console, status.get("error"), 1, label="run failed:")
-    if not status["verification"]["ok"]:
+    if "verification" in status and not status["verification"]["ok"]:  # scorecard mode has no ledger yet
         raise fail(console, status["verification"]["errors"], 1, label="ledger verification failed:")
 
 
@@ -195,6 +199,7 @@ def run_with_progress(scenario_path: Path, out: Path, *, quiet_flower: bool = Tr
 
 def _print_summary(out: Path, status: dict) -> None:
     mpath = out / "metrics.json"
+    m: dict = {}
     if mpath.exists():
         m = json.loads(mpath.read_text())
         t = Table(title=plain(f"{status.get('scenario')} ({status.get('mode')}): test set"))
@@ -203,6 +208,8 @@ def _print_summary(out: Path, status: dict) -> None:
         if "auc" in m:
             t.add_row("[bold]federated[/]", f"{m['auc']:.4f}", f"{m['ks']:.4f}", f"{m['gini']:.4f}")
         for name, r in sorted(m.get("centralised", {}).items()):
+            if not isinstance(r, dict):
+                continue
             t.add_row(plain(f"centralised {name}"), f"{r['auc']:.4f}", f"{r['ks']:.4f}", f"{r['gini']:.4f}")
         if "auc" in m:
             console.print(t)
@@ -231,6 +238,9 @@ def _print_summary(out: Path, status: dict) -> None:
             console.print(
                 f"seconds: {m.get('seconds')}, Flower round trips: {m.get('flower_round_trips')}", markup=False
             )
+    if "verification" not in status:
+        console.print(f"outputs in {out}/ (metrics.json, status.json; no ledger: {m.get('simulation')})", markup=False)
+        return
     v = status.get("verification", {})
     console.print(
         f"ledger: {plain(status.get('ledger'))} — "

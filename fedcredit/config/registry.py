@@ -34,6 +34,8 @@ SECTION_NAMES = (
     "consent",
     "lr",
     "secureboost",
+    "binning",
+    "scorecard",
     "inference",
     "horizontal",
     "simulation",
@@ -68,6 +70,14 @@ def section_type(name: str) -> type[Settings]:
         from protocols.secureboost import SecureBoostConfig
 
         return SecureBoostConfig
+    if name == "binning":
+        from protocols.binning.config import BinningConfig
+
+        return BinningConfig
+    if name == "scorecard":
+        from protocols.scorecard.config import ScorecardConfig
+
+        return ScorecardConfig
     raise ConfigError(f"unknown section [{name}]; allowed: {', '.join(SECTION_NAMES)}")
 
 

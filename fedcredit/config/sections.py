@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from protocols.common.settings import Settings, setting
 
-MODES = ("vertical-lr", "secureboost", "horizontal", "inference")
+MODES = ("vertical-lr", "secureboost", "horizontal", "inference", "scorecard")
 # The purposes a consent may cover (fedcredit.consent.PURPOSES; tests/test_config.py checks they
 # agree). Spelled out here so that loading a scenario, which every CLI command does, does not
 # import numpy through the consent registry.

@@ -7,7 +7,7 @@ importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,8 @@ class PartyData:
     features: np.ndarray  # float64, shape (n, k)
     feature_names: list[str]
     labels: np.ndarray | None  # int8 0/1 for a bank; None for the credit centre
+    # Declared categorical columns: name -> level texts; the column holds codes 0..L-1 (NaN = missing).
+    categorical: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.features = np.asarray(self.features, dtype=np.float64)
@@ -60,6 +62,7 @@ class PartyData:
             features=self.features[r],
             feature_names=list(self.feature_names),
             labels=None if self.labels is None else self.labels[r],
+            categorical=dict(self.categorical),
         )
 
     def select(self, ids: list[str]) -> PartyData:

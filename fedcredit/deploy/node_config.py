@@ -4,7 +4,8 @@ The same TOML serves the node service (``fedcredit node serve --config node.toml
 all of it, and -- in the older layout without a service -- Flower's ``--node-config``. With a
 service, the SuperNode's node config holds only ``node-socket``.
 
-Keys: ``party``, ``role``, ``data``, ``node-dir``, ``egress-key``, ``scenario`` (as before) and
+Keys: ``party``, ``role``, ``data``, ``node-dir``, ``egress-key``, ``peer-keys`` (the operator's
+peers file: the public node keys it trusts), ``scenario`` (as before) and
 ``socket`` (where the service listens; default ``NODE_DIR/service/node.sock``), ``state-dir``
 (persisted protocol state; default ``NODE_DIR/service/state``), ``group`` (an OS group whose
 members -- the SuperNode's account -- may use the socket), ``allow-uids`` (extra uids allowed).
@@ -20,7 +21,7 @@ import tomllib
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 SERVICE_KEYS = ("socket", "state-dir", "group", "allow-uids")
-NODE_KEYS = ("party", "role", "data", "node-dir", "egress-key", "scenario")
+NODE_KEYS = ("party", "role", "data", "node-dir", "egress-key", "peer-keys", "scenario")
 
 
 class NodeConfigError(ValueError):

@@ -25,6 +25,7 @@ from flwr.app import ConfigRecord, Context
 
 from fedcredit.config import PartySpec, Scenario
 from fedcredit.data.loaders import PartyData, load_party_data
+from fedcredit.data.readers import ReadOptions
 from parties.common import peers as peer_config
 from parties.common.roles import resolve_party
 from protocols.common import signing
@@ -36,8 +37,8 @@ STATE = "fedcredit"
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_data(source: str, role: str, party: str, seed: int) -> PartyData:
-    return load_party_data(source, role, party=party, part="all", seed=seed, scaled=False)
+def _cached_data(source: str, role: str, party: str, seed: int, read: ReadOptions) -> PartyData:
+    return load_party_data(source, role, party=party, part="all", seed=seed, scaled=False, opts=read)
 
 
 class NodeRuntime:
@@ -80,7 +81,9 @@ class NodeRuntime:
     # -- data ---------------------------------------------------------------------------
     def data(self) -> PartyData:
         source = self.scenario.resolve(self.spec.data)
-        return _cached_data(source, self.role, self.name, self.scenario.seed)
+        # the party table's id_column/label_column/encoding/... (issue 17): how to read its own file
+        read = ReadOptions.from_mapping(self.spec.options, where=f"[parties.{self.name}]")
+        return _cached_data(source, self.role, self.name, self.scenario.seed, read)
 
     # -- identity and egress log ------------------------------------------------------
     def signing_key(self) -> Ed25519PrivateKey:

@@ -8,13 +8,22 @@ import numpy as np
 
 
 @overload
-def as_features(X: np.ndarray, who: str, what: str, n_cols: int | None = None) -> np.ndarray: ...
+def as_features(
+    X: np.ndarray, who: str, what: str, n_cols: int | None = None, *, allow_nan: bool = False
+) -> np.ndarray: ...
 @overload
-def as_features(X: None, who: str, what: str, n_cols: int | None = None) -> None: ...
+def as_features(X: None, who: str, what: str, n_cols: int | None = None, *, allow_nan: bool = False) -> None: ...
 @overload
-def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None: ...
-def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray | None:
-    """``X`` as a contiguous float64 matrix, or a ValueError naming the party, the input and the cell."""
+def as_features(
+    X: np.ndarray | None, who: str, what: str, n_cols: int | None = None, *, allow_nan: bool = False
+) -> np.ndarray | None: ...
+def as_features(
+    X: np.ndarray | None, who: str, what: str, n_cols: int | None = None, *, allow_nan: bool = False
+) -> np.ndarray | None:
+    """``X`` as a contiguous float64 matrix, or a ValueError naming the party, the input and the cell.
+
+    ``allow_nan`` lets NaN through as "missing" (for protocols with a missing bin); +-inf never passes.
+    """
     if X is None:
         return None
     X = np.asarray(X, dtype=np.float64)
@@ -22,7 +31,7 @@ def as_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = 
         raise ValueError(f"{who}: {what} must be a 2-D matrix, got shape {X.shape}")
     if n_cols is not None and X.shape[1] != n_cols:
         raise ValueError(f"{who}: {what} has {X.shape[1]} columns, the training data has {n_cols}")
-    bad = ~np.isfinite(X)
+    bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
     if bad.any():
         r, c = (int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{who}: {what} has a non-finite value at row {r}, column {c}")

@@ -15,6 +15,13 @@ trained on bins predicts identically on raw values.
 Thresholds: a feature with at most ``max_bins`` distinct values gets one bin per value
 (thresholds at midpoints between consecutive distinct values); otherwise thresholds are the
 ``max_bins``-quantiles of the column (midpoint interpolation), de-duplicated.
+
+Missing values (NaN; issue 17): a column with missing training values gets one more threshold,
+:data:`MISSING_THRESHOLD` (the largest float), so every value falls at or below it and NaN --
+which ``searchsorted`` places after everything -- gets a bin of its own, the last. The split
+"bin <= last value bin" then isolates the missing rows, and every other split sends them right;
+on raw values ``NaN <= t`` is false, i.e. right as well, so binned and raw predictions still
+agree. A column without missing training values sends a NaN met at prediction time right too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 from protocols.common.inputs import as_features
 
 MAX_BINS_LIMIT = 256  # bin indices are uint8
+MISSING_THRESHOLD = float(np.finfo(np.float64).max)  # the threshold that gives NaN its own bin
 
 
 class BinningError(ValueError):
@@ -35,9 +43,9 @@ class BinningError(ValueError):
 def _check_matrix(X: np.ndarray, what: str, n_features: int | None = None) -> np.ndarray:
     """``X`` as a finite float64 matrix (the checks of :func:`protocols.common.inputs.as_features`)."""
     try:
-        checked = as_features(X, what, "the feature matrix", n_features)
+        checked = as_features(X, what, "the feature matrix", n_features, allow_nan=True)
     except ValueError as exc:
-        hint = " (impute missing values before training)" if "non-finite" in str(exc) else ""
+        hint = " (infinite values are not allowed; NaN counts as missing)" if "non-finite" in str(exc) else ""
         raise BinningError(f"{exc}{hint}") from None
     if checked is None:
         raise BinningError(f"{what}: no feature matrix given")
@@ -94,15 +102,22 @@ def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features") -> Bi
     if X.shape[0] == 0:
         raise BinningError(f"{what}: no rows to fit bins on")
     thresholds = []
-    percentiles = np.linspace(0.0, 100.0, max_bins + 1)[1:-1]
     for j in range(X.shape[1]):
-        col = X[:, j]
+        full = X[:, j]
+        missing = np.isnan(full)
+        col = full[~missing]
         distinct = np.unique(col)
-        if distinct.size <= max_bins:
+        value_bins = max_bins - int(missing.any())  # the missing bin counts towards max_bins
+        if distinct.size == 0:
+            t = np.zeros(0)
+        elif distinct.size <= value_bins:
             t = (distinct[:-1] + distinct[1:]) / 2.0
         else:
+            percentiles = np.linspace(0.0, 100.0, value_bins + 1)[1:-1]
             t = np.unique(np.percentile(col, percentiles, method="midpoint"))
             # a threshold at the column maximum would make an always-empty last bin
             t = t[t < distinct[-1]]
+        if missing.any():
+            t = np.append(t, MISSING_THRESHOLD)
         thresholds.append(np.ascontiguousarray(t, dtype=np.float64))
     return BinEdges(thresholds)

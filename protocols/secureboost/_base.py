@@ -28,7 +28,7 @@ STATE_VERSION = "secureboost-state/1"
 
 def required_features(X: np.ndarray | None, who: str, what: str, n_cols: int | None = None) -> np.ndarray:
     """:func:`~protocols.common.inputs.as_features` for an input that must be given."""
-    checked = as_features(X, who, what, n_cols)
+    checked = as_features(X, who, what, n_cols, allow_nan=True)  # NaN = missing: its own bin
     if checked is None:
         raise ValueError(f"{who}: {what} is required")
     return checked
@@ -111,7 +111,7 @@ class SecureBoostParty(RestartableParty):
         self.X = required_features(X_train, who, "X_train")
         if self.X.shape[0] == 0:
             raise ValueError(f"{who}: X_train has no rows")
-        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
+        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1], allow_nan=True)
         self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
         if self.bins.n_features != self.X.shape[1]:
             raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")

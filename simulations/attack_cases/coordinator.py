@@ -90,6 +90,9 @@ data = "{bank_csv}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "{centre_csv}"
+[consent]
+mode = "demo"
+demo_dir = "{work / "consent-demo"}"
 {model}"""
     )
 
@@ -426,6 +429,8 @@ model_dir = "{train}"
 applicants = "{work / "applicants.csv"}"
 batch_size = 10
 [consent]
+mode = "demo"
+demo_dir = "{work / "consent-demo"}"
 registry = "{work / "consents.csv"}"
 at = "2025-06-01"
 """
