@@ -228,3 +228,31 @@ def test_a_failed_run_still_verifies_up_to_its_failure(tmp_path):
     assert rep.heads_checked >= 2
     for node in ("bank", "credit_centre"):
         assert read_records(out / "nodes" / node / "egress.sqlite")[-1].kind == "egress_end"
+
+
+def test_nodes_refuse_a_coordinator_that_forks_its_log_mid_run(tmp_path, monkeypatch):
+    """Plant: from the third phase boundary on, the coordinator announces heads of a history in
+    which record #1 was rewritten (and re-signed). Every node must refuse, the run stop naming
+    the party and step, and each node log still end with a signed record saying why."""
+    from fedcredit.ledger.cosign import HeadIssuer as Issuer
+    from parties.common.recorder import LedgerRecorder
+
+    calls = {"n": 0}
+    real = LedgerRecorder.announce_heads
+
+    def forking(self, parties):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            forged = _rechain([_altered(self.heads.records[0]), *self.heads.records[1:]], self.key)
+            held = self.heads.held
+            self.heads = Issuer(self.run_id, self.key, forged)
+            self.heads.held = held
+        return real(self, parties)
+
+    monkeypatch.setattr(LedgerRecorder, "announce_heads", forking)
+    status, out = small_run(tmp_path)
+    assert calls["n"] >= 3
+    assert status["status"] == "failed" and "not consistent" in status["error"], status
+    for node in ("bank", "credit_centre"):
+        recs = read_records(out / "nodes" / node / "egress.sqlite")
+        assert recs[-1].kind == "egress_end" and "refused the final tree head" in recs[-1].payload["status"]
