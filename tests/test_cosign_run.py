@@ -256,3 +256,5 @@ def test_nodes_refuse_a_coordinator_that_forks_its_log_mid_run(tmp_path, monkeyp
     for node in ("bank", "credit_centre"):
         recs = read_records(out / "nodes" / node / "egress.sqlite")
         assert recs[-1].kind == "egress_end" and "refused the final tree head" in recs[-1].payload["status"]
+    rep = verify_run_dir(out)  # the ledger file is the honest one; the refusals are reported
+    assert not rep.ok and any("refused the final tree head" in e for e in rep.errors), rep.errors

@@ -117,6 +117,8 @@ def verify_run_dir(
                 f"node log {path} truncated: no signed {EGRESS_END} record at the end"
                 + (f" (last record #{last.seq} is {last.kind!r})" if last is not None else "")
             )
+        elif str(node_records[-1].payload.get("status", "")).startswith("refused"):
+            problems.append(f"node log {path} record #{node_records[-1].seq}: {node_records[-1].payload['status']}")
         heads.append(nh)
     if expected and public_key is not None and all(p in keys for p in expected):
         errors, checked = check_cosigned(records, heads, public_key, {p: keys[p] for p in expected})
