@@ -16,6 +16,7 @@ from conftest import write_vertical_subset
 from fedcredit import config
 from fedcredit.data import uscc
 from fedcredit.ledger import read_records
+from fedcredit.ledger.rundir import verify_run_dir
 from parties.in_process import run_scenario_in_process
 from protocols.common.party import run_local
 from protocols.inference import BankModelPart, CentreModelPart, InferenceBank, InferenceCentre
@@ -127,3 +128,5 @@ demo_forged = 0.05
     assert not any(u.encode() in ledger for u in refused)  # counts only
     inf = [r.payload for r in read_records(tmp_path / "inf/ledger.sqlite") if r.kind == "inference"]
     assert inf[0]["refused_by_centre"] == m["refused_by_centre"]
+    rep = verify_run_dir(tmp_path / "inf")  # the inference run's heads were co-signed too
+    assert rep.ok and rep.key_source == "co-signed", rep.errors
