@@ -107,6 +107,15 @@ def centralised_reference(
 
 def run_scorecard_scenario(scenario: Scenario, out: Path) -> dict[str, Any]:
     """Train, score the test rows, export; returns the status dict (also ``out/status.json``)."""
+    from fedcredit.config.sections import ConsentSettings
+
+    if scenario.settings(ConsentSettings).mode != "demo":
+        # Fail closed: this one-process mode joins rows by id and checks no consent token, so it
+        # may only run on bundled/synthetic data that the scenario marks as such.
+        raise ValueError(
+            f'scenario {scenario.name!r}: mode = "scorecard" runs in one process without consent '
+            'checks (docs/scorecard.md); it needs [consent] mode = "demo" (bundled or synthetic data only)'
+        )
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,15 @@ def run_scenario_in_process(
     *,
     tap: Tap | None = None,
     prepare_grid: Callable[[InProcessGrid], None] | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Run ``scenario`` end to end; returns the coordinator's status (as in ``status.json``)."""
+    """Run ``scenario`` end to end; returns the coordinator's status (as in ``status.json``).
+
+    ``resume`` continues the interrupted run in ``out_dir`` on fresh node contexts, as a new Flower
+    run would (nodes restore their own checkpoints; :mod:`parties.common.checkpoint`)."""
     out = Path(out_dir)
     peers.provision(scenario, out)  # each node's operator configuration: its key, its peers' keys
     grid = InProcessGrid(build_client_app(scenario, out), len(scenario.parties), tap=tap)
     if prepare_grid is not None:
         prepare_grid(grid)
-    return coordinate(grid, server_context(), scenario, out)
+    return coordinate(grid, server_context(), scenario, out, resume=resume)

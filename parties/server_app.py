@@ -13,12 +13,15 @@ import logging
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedcredit import config
 from fedcredit.config import Scenario
 from fedcredit.config.sections import RunSettings
+from fedcredit.ledger import LedgerError
+from parties.common.checkpoint import CheckpointError, CoordinatorCheckpoint
 from parties.common.polling import PromptGrid
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
@@ -39,8 +42,12 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp.replace(path)
 
 
-def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) -> dict:
-    """Run one scenario end to end; returns the status dict also written to status.json."""
+def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, *, resume: bool = False) -> dict:
+    """Run one scenario end to end; returns the status dict also written to status.json.
+
+    ``resume`` continues the interrupted run in ``out_dir`` from its ``checkpoint.json``
+    (vertical training only; :mod:`parties.common.checkpoint`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     key = None
     if "coordinator-key" in context.run_config:
@@ -48,7 +55,21 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
 
         key = load_private_key(str(context.run_config["coordinator-key"]))
     timeout = scenario.settings(RunSettings).step_timeout
-    recorder = LedgerRecorder(out_dir, scenario, signing_key=key)
+    checkpoint = None
+    if resume:
+        try:
+            checkpoint, recorder = _resume_recorder(out_dir, scenario, key)
+        except (CheckpointError, LedgerError, OSError) as exc:
+            # nothing of the interrupted run is touched: its ledger still verifies as it was
+            refused = {"scenario": scenario.name, "mode": scenario.mode, "status": "failed", "party": "coordinator"}
+            refused.update(step="resume", error=f"cannot resume the run in {out_dir}: {exc}")
+            log.error("%s", refused["error"])
+            # an ended run's status.json stays as it was; the refusal goes next to it
+            target = "resume-refused.json" if (out_dir / "status.json").exists() else "status.json"
+            _write_json(out_dir / target, refused)
+            return refused
+    else:
+        recorder = LedgerRecorder(out_dir, scenario, signing_key=key)
     started = time.time()
     status: dict = {
         "scenario": scenario.name,
@@ -70,7 +91,7 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
         else:
             from parties.vertical.server import run_vertical
 
-            metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout)
+            metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout, resume=checkpoint)
         metrics.setdefault("seconds", round(time.time() - started, 2))
         _write_json(out_dir / "metrics.json", metrics)
         recorder.close("completed", {"metrics": {k: metrics[k] for k in ("auc", "ks", "gini") if k in metrics}})
@@ -86,6 +107,26 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path) 
         status.update(status="failed", party="coordinator", error=f"{type(exc).__name__}: {exc}")
     _write_json(out_dir / "status.json", status)
     return status
+
+
+def _resume_recorder(
+    out_dir: Path, scenario: Scenario, key: Ed25519PrivateKey | None
+) -> tuple[CoordinatorCheckpoint, LedgerRecorder]:
+    """The interrupted run's checkpoint (for its next segment) and its ledger, reopened."""
+    if scenario.mode not in ("vertical-lr", "secureboost"):
+        raise CheckpointError(f"only vertical training runs resume, not {scenario.mode!r} runs")
+    ck = CoordinatorCheckpoint.load(out_dir)
+    if ck.scenario_hash != scenario.config_hash:
+        raise CheckpointError(f"{out_dir / 'checkpoint.json'} was written for another scenario (config hash differs)")
+    if key is None:  # simulation and in-process runs: the key the run made for itself
+        from fedcredit.ledger import load_private_key
+
+        key = load_private_key(out_dir / "coordinator_key.pem")
+    ck.segment += 1
+    recorder = LedgerRecorder.resume(out_dir, scenario, key, segment=ck.segment, checkpoint=ck.label)
+    if recorder.run_id != ck.run_id:
+        raise CheckpointError(f"checkpoint of run {ck.run_id} does not belong to the ledger's run {recorder.run_id}")
+    return ck, recorder
 
 
 NOT_A_FLWR_RUN_APP = (
@@ -115,7 +156,8 @@ def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = No
         sc = scenario or _scenario_from(context)
         out = out_dir or Path(str(context.run_config.get("out-dir", f"runs/{sc.name}")))
         # Flower's deployment grid sleeps 3 s between polls for replies: poll promptly instead
-        coordinate(PromptGrid(grid), context, sc, Path(out))
+        resume = str(context.run_config.get("resume", "")).lower() in ("1", "true", "yes")
+        coordinate(PromptGrid(grid), context, sc, Path(out), resume=resume)
 
     return app
 

@@ -72,6 +72,22 @@ SECAGG = "tests/test_secagg_dropouts.py"
 CANARIES: list[Canary] = [
     # -- seals and signatures that stop binding one field ---------------------------------------
     Canary(
+        "envelope/signature-ignores-seq",
+        "protocols/common/signing.py",
+        "        recipient,\n        seq,\n        hashlib.sha256(payload).digest(),",
+        "        recipient,\n        hashlib.sha256(payload).digest(),",
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[signed-envelope-seq]"],
+        "a relayed envelope's sequence number can be rewritten (replay/reorder) without breaking its signature",
+    ),
+    Canary(
+        "envelope/signature-ignores-phase",
+        "protocols/common/signing.py",
+        "        session,\n        phase,\n        step,",
+        "        session,\n        step,",
+        [f"{BIND}::test_one_bound_field_changed_does_not_open[signed-envelope-phase]"],
+        "an envelope signed in one phase verifies in another",
+    ),
+    Canary(
         "inference/seal-ignores-batch",
         "protocols/inference/_base.py",
         "message=kind, batch=self.s.batch)",

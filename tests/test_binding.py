@@ -257,6 +257,42 @@ def _signed_log(which: str) -> Callable[[str | None, Path], None]:
     return attempt
 
 
+def _signed_envelope(change: str | None, tmp: Path) -> None:
+    """Issue 13's party-to-party envelope: one bound header field changed on both the envelope and
+    the receiver's expectation (so only the Ed25519 signature can refuse it)."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocols.common import signing
+    from protocols.common.party import Envelope
+
+    bank_key = Ed25519PrivateKey.generate()
+    ctx = {"federation": "fed", "session": "s1", "phase": "hetero_lr"}
+    env = signing.sign(bank_key, Envelope("bank", "centre", b"masked gradient bytes"), step="hetero_lr/2", seq=3, **ctx)
+    peers, me = {"bank": bank_key.public_key()}, "centre"
+    if change in ("federation", "session"):
+        ctx[change] += "x"
+    elif change == "phase":
+        ctx["phase"], env = "align", dataclasses.replace(env, phase="align")
+    elif change == "step":
+        env = dataclasses.replace(env, step="hetero_lr/3")
+    elif change == "seq":
+        env = dataclasses.replace(env, seq=4)
+    elif change == "sender":  # the receiver knows the claimed sender, under the same key
+        env, peers["bank2"] = dataclasses.replace(env, sender="bank2"), bank_key.public_key()
+    elif change == "recipient":
+        env, me = dataclasses.replace(env, recipient="auditor"), "auditor"
+    elif change == "payload":
+        env = dataclasses.replace(env, payload=_flip_last(env.payload))
+    elif change == "key":  # signed by a key the receiver's operator did not configure
+        env = signing.sign(Ed25519PrivateKey.generate(), env.plain(), step=env.step, seq=env.seq, **ctx)
+    try:
+        signing.verify(env, me=me, peers=peers, **ctx)
+    except signing.EnvelopeRefused as exc:
+        raise NotOpened(str(exc)) from None
+
+
 STRUCTURES = [
     Structure(
         "inference-request",
@@ -266,6 +302,11 @@ STRUCTURES = [
     Structure("inference-answer", ("session", "batch", "sender", "recipient", "key", "payload"), _inference_answer),
     Structure("psi-round2", ("session", "sender", "recipient", "key", "payload"), _psi_round2),
     Structure("ckks-key-share", ("run", "sender", "recipient", "key", "nonce", "payload"), _ckks_key_share),
+    Structure(
+        "signed-envelope",
+        ("federation", "session", "phase", "step", "sender", "recipient", "seq", "key", "payload"),
+        _signed_envelope,
+    ),
     Structure("ledger-record", ("log", "run_id", "kind", "ts", "writer", "payload"), _signed_log("ledger")),
     Structure("node-log-record", ("log", "run_id", "kind", "ts", "writer", "payload"), _signed_log("egress")),
 ]

@@ -207,7 +207,9 @@ def test_coordinator_never_sees_an_individual_update(run_a):
             _, arrays = tap.load("a-plain", c.party, 1)
             got = parameters_to_ndarrays(compat.recorddict_to_fitres(c.content, keep_input=True).parameters)
             assert all(np.array_equal(g, a) for g, a in zip(got, arrays))
-            needles = [a.astype(dt).tobytes() for a in arrays for dt in (np.float64, np.float32)]
+            needles = [  # C or Fortran layout: Flower serialises each array as .npy in its own memory order
+                a.astype(dt).tobytes(order=o) for a in arrays for dt in (np.float64, np.float32) for o in "CF"
+            ]
             assert any(nd in blob for blob in _blobs(c.content) for nd in needles), c.party
             matched += 1
     assert matched == 3, f"positive control saw {matched} plain updates, expected one per bank"
@@ -218,7 +220,9 @@ def test_coordinator_never_sees_an_individual_update(run_a):
             if c.direction != "in" or c.round < 1:
                 continue
             n, arrays = tap.load(name, c.party, c.round)
-            needles = [a.astype(dt).tobytes() for a in arrays for dt in (np.float64, np.float32)]
+            needles = [  # C or Fortran layout: Flower serialises each array as .npy in its own memory order
+                a.astype(dt).tobytes(order=o) for a in arrays for dt in (np.float64, np.float32) for o in "CF"
+            ]
             n_ref = max(r.metrics["banks"].values())
             needles += [(a * f).astype(np.float64).tobytes() for a in arrays for f in (n, n / n_ref)]
             for blob in _blobs(c.content):

@@ -37,6 +37,8 @@ data = "{d / "bank.csv"}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "{d / "centre.csv"}"
+[consent]
+mode = "demo"
 [lr]
 epochs = 3
 batch_size = 512

@@ -28,6 +28,9 @@ role = "credit_centre"
 data = "{dir}/centre.xlsx"
 id_column = "统一社会信用代码"
 
+[consent]
+mode = "demo"
+
 [binning]
 key_bits = 1024
 insecure_test_key = true
@@ -73,3 +76,17 @@ def test_simulate_scorecard_from_gb18030_csv_and_xlsx(tmp_path):
     ivr = pd.read_csv(out / "bank" / "iv_report.csv")
     assert set(ivr["party"]) == {"bank", "credit_centre"}
     assert (out / "score_probability.csv").exists() and "federated" in res.output
+
+
+def test_scorecard_mode_refuses_to_run_outside_demo_consent(tmp_path):
+    """It joins rows by id in one process and checks no consent token, so it fails closed."""
+    import pytest
+
+    from fedcredit import config
+    from fedcredit.scorecard_run import run_scorecard_scenario
+
+    text = open("configs/scorecard.toml").read().replace('mode = "demo"', 'mode = "enforce"')
+    assert 'mode = "enforce"' in text  # the planted change took
+    with pytest.raises(ValueError, match="without consent checks"):
+        run_scorecard_scenario(config.loads(text), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -108,6 +108,12 @@ def deploy_local_cmd(
     ),
     data: list[str] = typer.Option([], "--data", help="PARTY=PATH: a party's data source (repeatable)."),
     run_timeout: float = typer.Option(3600.0, "--run-timeout", help="Seconds before the run is stopped."),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue the interrupted vertical run in this run directory from its last checkpoint "
+        "(replaces --out; the ledger records the interruption and the resumption).",
+    ),
 ) -> None:
     """Run a scenario with each party as its own Flower SuperNode process (TLS + node auth)."""
     from fedcredit import config as fconfig
@@ -117,10 +123,19 @@ def deploy_local_cmd(
     from fedcredit.progress import LedgerProgress
     from fedcredit.runtime import run_log
 
-    opts = DeployOptions(scenario=scenario, out=out, keys=keys, data=_parse_data(data), run_timeout=run_timeout)
+    if resume is not None:
+        out = resume
+    opts = DeployOptions(
+        scenario=scenario,
+        out=out,
+        keys=keys,
+        data=_parse_data(data),
+        run_timeout=run_timeout,
+        resume=resume is not None,
+    )
     try:
         loaded = fconfig.load(scenario)
-        if (out / "ledger.sqlite").exists():  # checked again by deploy_local; here before run.log is opened
+        if resume is None and (out / "ledger.sqlite").exists():  # checked again by deploy_local, before run.log
             raise DeployError(f"{out} already holds a run (ledger.sqlite); choose another --out")
         console.print(
             f"deploying {plain(scenario)} (SuperLink + one SuperNode per party; logs in {plain(out)}/logs, "

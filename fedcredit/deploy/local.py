@@ -99,6 +99,7 @@ class DeployOptions:
     node_poll_seconds: float = 0.2  # cap on the SuperNode's idle sleeps (Flower: 3 s)
     pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
     warm_clientapp: bool = True  # fork per-message ClientApps from a warm process (no interpreter start)
+    resume: bool = False  # continue the interrupted run in OUT from its checkpoint.json (vertical runs)
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Deployment:
     def __post_init__(self) -> None:
         self.scenario = config.load(self.opts.scenario)
         self.out = Path(self.opts.out).resolve()
-        if (self.out / "ledger.sqlite").exists():
+        if self.opts.resume:
+            self._check_resumable()
+        elif (self.out / "ledger.sqlite").exists():
             raise DeployError(
                 f"{self.out} already holds a run (ledger.sqlite); choose another --out "
                 "so the earlier run's ledger is not lost"
@@ -151,6 +154,31 @@ class Deployment:
             )
         self.flower = self.out / "flower"
         self.logs = self.out / "logs"
+
+    def _check_resumable(self) -> None:
+        """``--resume``: OUT must hold an interrupted run of this scenario with a checkpoint.
+
+        An earlier segment's ``status.json``/``deploy.json``/``metrics.json`` and its ``flower/``
+        and ``logs/`` are kept under numbered names (``*.segment<n>``), so this command waits
+        for the resumed coordinator's own status.
+        """
+        from fedcredit.ledger import read_records
+
+        for name in ("ledger.sqlite", "checkpoint.json"):
+            if not (self.out / name).exists():
+                raise DeployError(f"cannot resume {self.out}: it has no {name} (not an interrupted run)")
+        records = read_records(self.out / "ledger.sqlite")
+        if records and records[-1].kind == "run_end":
+            raise DeployError(f"cannot resume {self.out}: its ledger already ends the run ({records[-1].payload})")
+        n = sum(1 for r in records if r.kind == "run_interrupted")
+        for name in ("status.json", "deploy.json", "metrics.json"):
+            if (self.out / name).exists():
+                (self.out / name).replace(self.out / f"{Path(name).stem}.segment{n}.json")
+        # the restarted coordinator is a new SuperLink (fresh Flower state, new Flower run); what
+        # the run continues from is in the ledger, checkpoint.json and each node's own checkpoints
+        for name in ("flower", "logs"):
+            if (self.out / name).exists():
+                (self.out / name).rename(self.out / f"{name}.segment{n}")
 
     # -- paths ----------------------------------------------------------------------------------
     @property
@@ -374,6 +402,8 @@ class Deployment:
             "coordinator-key": str(self.keys.ledger_key),
             "node-ids": json.dumps({p: str(n) for p, n in self.node_ids.items()}, sort_keys=True),
         }
+        if self.opts.resume:
+            run_config["resume"] = "true"
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
         (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
         self.app_dir = app
@@ -571,7 +601,7 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
     ]
     by_phase: dict[str, int] = {}
     for name, _ in steps:
-        phase = str(name).split("/", 1)[0]
+        phase = _phase_of(name)
         by_phase[phase] = by_phase.get(phase, 0) + 1
     out["round_trips_by_phase"] = by_phase
     out["ledger_round_trips"] = len(steps)
@@ -580,15 +610,20 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         out["seconds_per_round_trip_median"] = round(statistics.median(gaps), 2)
         per_phase: dict[str, list[float]] = {}
         for (name, _), gap in zip(steps[1:], gaps):  # a step's record follows its round trip
-            per_phase.setdefault(str(name).split("/", 1)[0], []).append(gap)
+            per_phase.setdefault(_phase_of(name), []).append(gap)
         out["seconds_per_round_trip_by_phase"] = {k: round(statistics.mean(v), 2) for k, v in per_phase.items()}
-    train = [(n, t) for n, t in steps if str(n).split("/", 1)[0] in TRAIN_PHASES]
+    train = [(n, t) for n, t in steps if _phase_of(n) in TRAIN_PHASES]
     if train and epochs:
         inner = [n for n, _ in train if not str(n).endswith(("/init", "/finish"))]
         out["train_round_trips"] = len(inner)  # includes the phase's one-off key exchange
         out["train_round_trips_per_epoch"] = round(len(inner) / float(epochs), 2)
         out["train_wall_seconds_per_epoch"] = round((train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
     return out
+
+
+def _phase_of(step: object) -> str:
+    """The protocol phase of a ledger step name (``hetero_lr/3``; a resumed segment's ``r1:hetero_lr/3``)."""
+    return str(step).split("/", 1)[0].split(":", 1)[-1]
 
 
 @contextlib.contextmanager

@@ -169,6 +169,19 @@ def sent_by_step(records: Sequence[Record], cosigned_kind: str = "cosigned") -> 
     return out
 
 
+def own_since_last_head(records: Sequence[Record]) -> dict[str, list[dict[str, Any]]]:
+    """What a node checks the next head's records list: its ``sent`` records since the last head it
+    co-signed and since its latest ``hello`` answer (sends of a lost segment before a resumed run's
+    hello were never relayed; the egress cross-check of ``ledger verify`` reports them)."""
+    start = 0
+    for i, r in enumerate(records):
+        if r.kind == "cosigned":
+            start = i + 1
+        elif r.kind == EGRESS_SENT and str(r.payload.get("step", "")).endswith("hello"):
+            start = max(start, i)
+    return sent_by_step(records[start:], cosigned_kind="")
+
+
 @dataclass
 class NodeHeads:
     """What one node log says about the heads its node co-signed."""

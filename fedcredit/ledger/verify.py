@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -374,6 +375,7 @@ def _cross_check(
         report._error("ledger record #0: 'parties' is not a mapping")
         return
     coordinator = chain.records[0].writer
+    segments = _segments(report, chain)
     per_node, where, ledger_steps = _ledger_messages(report, chain, parties, coordinator)
     seen: dict[str, str] = {}
     links: dict[str, _Links] = {}
@@ -406,6 +408,11 @@ def _cross_check(
             )
             if not report.complete and key[2] not in ledger_steps:
                 report.warnings.append(msg + " -- its step is past the end of the incomplete ledger")
+            elif key[2] not in ledger_steps and _segment(key[2]) in segments.interrupted:
+                report.warnings.append(
+                    msg + f" -- sent in the run segment interrupted at ledger record "
+                    f"#{segments.interrupted[_segment(key[2])]} (run_interrupted), after its last recorded step"
+                )
             else:
                 report._error(msg)
     for node, counter in per_node.items():
@@ -414,7 +421,7 @@ def _cross_check(
                 f"no egress log given for node {node!r}: {sum(counter.values())} "
                 "message(s) it sent were not cross-checked"
             )
-    _cross_check_ingress(report, links, _step_order(chain))
+    _cross_check_ingress(report, links, _step_order(chain), segments)
 
 
 def _step_order(chain: _ChainResult) -> dict[str, int]:
@@ -431,7 +438,48 @@ def _fmt_link(key: tuple) -> str:
     return f"{kind!r} {sender}->{recipient} sent at step {step!r} (seq {seq}, {size} bytes, sha256 {str(sha)[:12]}...)"
 
 
-def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links], order: dict[str, int]) -> None:
+SEGMENT_RE = re.compile(r"r([1-9][0-9]*):")
+
+
+def _segment(step: str) -> int:
+    """The run segment a step belongs to: ``r<n>:`` prefixes the steps of the n-th resumption."""
+    m = SEGMENT_RE.match(step)
+    return int(m.group(1)) if m else 0
+
+
+@dataclass
+class _Segments:
+    """Where a resumed run's segments start: ``interrupted[n]`` is the ledger position of the
+    ``run_interrupted`` record that ended segment ``n`` (and started segment ``n + 1``)."""
+
+    interrupted: dict[int, int] = field(default_factory=dict)
+
+
+def _segments(report: VerificationReport, chain: _ChainResult) -> _Segments:
+    """Check a resumed run's segment records (numbered 1, 2, ... in order; no step of segment n
+    before its ``run_interrupted``) and say where each interrupted segment ends."""
+    seg = _Segments()
+    current = 0
+    for pos, payload in sorted(chain.payloads.items()):
+        kind = chain.records[pos].kind
+        if kind == "run_interrupted":
+            n = payload.get("segment")
+            if n != current + 1:
+                report._error(f"ledger record #{pos}: run_interrupted starts segment {n!r}, expected {current + 1}")
+                continue
+            seg.interrupted[current] = pos
+            current = n
+        elif kind == "step" and "step" in payload and _segment(str(payload["step"])) != current:
+            report._error(
+                f"ledger record #{pos}: step {payload['step']!r} belongs to run segment "
+                f"{_segment(str(payload['step']))}, but the ledger is in segment {current}"
+            )
+    return seg
+
+
+def _cross_check_ingress(
+    report: VerificationReport, links: dict[str, _Links], order: dict[str, int], segments: _Segments | None = None
+) -> None:
     """Sender egress = recipient ingress, per envelope; names every drop, injection, alteration,
     replay and refusal with its step and parties.
 
@@ -468,6 +516,17 @@ def _cross_check_ingress(report: VerificationReport, links: dict[str, _Links], o
             msg = f"egress log {lk.path} record #{pos}: {_fmt_link(key)} never reached {recipient!r}"
             sent_at = order.get(key[3], -1)
             later = sorted((order[s], s) for s in links[recipient].served if order.get(s, -1) > sent_at)
+            seg = _segment(key[3])
+            if segments is not None and seg in segments.interrupted:
+                # only a later step of the same segment could have delivered it: the segment's
+                # in-flight envelopes were abandoned when its coordinator was lost, and the ledger says so
+                later = [(o, s) for o, s in later if _segment(s) == seg] if key[3] in order else []
+                if not later:
+                    report.warnings.append(
+                        msg + f" -- abandoned when run segment {seg} was interrupted (ledger record "
+                        f"#{segments.interrupted[seg]}, run_interrupted)"
+                    )
+                    continue
             if later:
                 report._error(
                     msg + f" although {recipient!r} was served step {later[0][1]!r} after it "

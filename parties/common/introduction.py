@@ -28,16 +28,32 @@ from parties.common.transport import NodeReply
 # -- coordinator side ----------------------------------------------------------------------
 
 
-def introduce(grid: Grid, recorder: LedgerRecorder, scenario: Scenario, timeout: float) -> tuple[Relay, dict]:
+def introduce(
+    grid: Grid,
+    recorder: LedgerRecorder,
+    scenario: Scenario,
+    timeout: float,
+    *,
+    resume: tuple[int, str] | None = None,
+) -> tuple[Relay, dict]:
     """Map Flower node ids to scenario parties and write the ledger's run_start record.
+
+    ``resume=(segment, label)`` introduces the nodes of a resumed run instead: each restores its
+    checkpoint ``label`` (:mod:`parties.common.checkpoint`) and answers with a fresh nonce, so the
+    segment runs under a new session; its steps are named ``r<segment>:...`` and the recorder
+    writes ``run_resumed`` instead of ``run_start``.
 
     Returns the relay over the introduced nodes and each party's introduction summary.
     """
     node_ids = wait_for_nodes(grid, len(scenario.parties), timeout)
-    hello = {"run_id": recorder.run_id, "scenario_hash": scenario.config_hash}
+    hello: dict = {"run_id": recorder.run_id, "scenario_hash": scenario.config_hash}
+    prefix = ""
+    if resume is not None:
+        prefix = f"r{resume[0]}:"
+        hello["restore"] = resume[1]
     msgs = [
         Message(
-            transport.request(phase="hello", step="hello", params=hello),
+            transport.request(phase="hello", step=f"{prefix}hello", params=hello),
             dst_node_id=nid,
             message_type=transport.HELLO,
             group_id="hello",
@@ -60,8 +76,13 @@ def introduce(grid: Grid, recorder: LedgerRecorder, scenario: Scenario, timeout:
     # only relays them (a node refuses a session that lacks its own nonce).
     session = {"run_id": recorder.run_id, "nonces": {name: str(s.get("nonce", "")) for name, s in parties.items()}}
     relay = Relay(grid, nodes, recorder, timeout=timeout, session=session)
+    relay.prefix = prefix
     if isinstance(recorder, LedgerRecorder):
         recorder.on_close = relay.close_log  # every party co-signs the final head, also of a failed run
+        for name, s in parties.items():  # a resumed segment: prove consistency from the head each node holds
+            held = int(s.get("tree_head_size") or 0)
+            if 0 < held <= len(recorder.heads.records):
+                recorder.heads.held[name] = held
     recorder.run_start(
         {
             name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"], "features": s["features"]}
@@ -71,7 +92,7 @@ def introduce(grid: Grid, recorder: LedgerRecorder, scenario: Scenario, timeout:
     # the hello answers crossed a boundary too: record them like any step
     answers = ((name, transport.canonical_json(summary)) for name, summary in parties.items())
     recorder.step(
-        "hello",
+        f"{prefix}hello",
         0,
         [
             {
@@ -103,12 +124,21 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     """Who this node is; a node with bad data still introduces itself, so the run is recorded
     and the failure named."""
     node.put("run_id", str(request.params["run_id"]))
+    if "restore" in request.params:  # a resumed run: protocol state back from this node's own checkpoint
+        from parties.common.checkpoint import restore_node_checkpoint
+
+        restore_node_checkpoint(node, str(request.params["run_id"]), str(request.params["restore"]))
     summary: dict = {
         "party": node.name,
         "role": node.role,
         "egress_pubkey": public_key_hex(node.signing_key()),
         "nonce": node.hello_nonce(),
     }
+    if "restore" in request.params:  # said in the answer whose hash the ledger and the node's log keep
+        summary["restored"] = str(request.params["restore"])
+    held = node.last_head()
+    if held is not None:  # the last tree head this node co-signed (a resumed run continues from it)
+        summary["tree_head_size"] = held[0].size
     try:
         data = node.data()
         summary.update(rows=len(data), features=data.n_features)

@@ -153,17 +153,37 @@ class NodeRuntime:
             return str(announced)
         return str(pinned)
 
+    def last_head(self):  # noqa: ANN201 - (SignedTreeHead, coordinator key hex) | None, imported lazily
+        """The last tree head this node co-signed in this run, from its own node log (so it
+        survives a restarted node or a resumed run, whose Flower state starts empty)."""
+        from fedcredit.ledger import read_records
+        from fedcredit.ledger.cosign import head_from
+        from fedcredit.ledger.records import EGRESS_COSIGNED
+
+        if self.get("run_id") is None or not self.egress_path.exists():
+            return None
+        recs = read_records(self.egress_path)
+        if not recs or recs[0].run_id != self.get("run_id"):
+            return None
+        last = next((r for r in reversed(recs) if r.kind == EGRESS_COSIGNED), None)
+        if last is None:
+            return None
+        p = last.payload
+        return head_from(p["head"]), str(p["coordinator_pubkey"])
+
     def cosign(self, announcement: dict, step: str) -> None:
         """Check the announced head (signature, consistency with the last head held, inclusion of
         this node's own step records) and keep it, co-signed, in the node log; raises if it fails."""
         from fedcredit.ledger import read_records
-        from fedcredit.ledger.cosign import coordinator_key_hex, head_from, sent_by_step, witness
+        from fedcredit.ledger.cosign import coordinator_key_hex, own_since_last_head, witness
         from fedcredit.ledger.keys import public_key_hex
 
+        held = self.last_head()
+        last, pinned = (held[0], held[1]) if held is not None else (None, None)
+        if pinned is not None and self.get("tlog_coordinator") is None:
+            self.put("tlog_coordinator", pinned)  # the key this node already co-signed heads of
         coordinator = self.coordinator_key(str(announcement.get("coordinator_pubkey", "")))
-        raw = self.get("tlog_head")
-        last = head_from(json.loads(str(raw))) if raw is not None else None
-        own = sent_by_step(read_records(self.egress_path)) if self.egress_path.exists() else {}
+        own = own_since_last_head(read_records(self.egress_path)) if self.egress_path.exists() else {}
         key = self.signing_key()
         head, cosig = witness(
             announcement,
@@ -180,15 +200,14 @@ class NodeRuntime:
             )
         finally:
             elog.close()
-        self.put("tlog_head", json.dumps(head.to_dict(), sort_keys=True))
         log.debug("node %s co-signed tree head %d (%s)", self.name, head.size, public_key_hex(key)[:8])
 
     def end_log(self, status: str) -> None:
         """Write the node log's signed end record (after the run's final head, or a refusal of it)."""
         if self.get("run_id") is None:
             return
-        raw = self.get("tlog_head")
-        size = int(json.loads(str(raw))["size"]) if raw is not None else None
+        held = self.last_head()
+        size = held[0].size if held is not None else None
         elog = self._log()
         try:
             elog.record_end(status=status, head_size=size)

@@ -25,7 +25,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import fedcredit
 from fedcredit.config import Scenario
-from fedcredit.ledger import Ledger, generate_signing_key, public_key_hex, save_private_key, save_public_key
+from fedcredit.ledger import (
+    Ledger,
+    LedgerError,
+    generate_signing_key,
+    public_key_hex,
+    read_records,
+    save_private_key,
+    save_public_key,
+)
 from fedcredit.ledger.cosign import HeadIssuer
 
 log = logging.getLogger(__name__)
@@ -116,8 +124,55 @@ class LedgerRecorder(Recorder):
         # set by the relay (parties.common.introduction): gives every party the final head
         self.on_close: Callable[[dict[str, dict]], None] | None = None
 
+    segment = 0  # n > 0: this recorder continues the run's ledger for its n-th resumed segment
+    original_parties: dict[str, dict] = {}
+
+    @classmethod
+    def resume(
+        cls, out_dir: Path, scenario: Scenario, signing_key: Ed25519PrivateKey, *, segment: int, checkpoint: str
+    ) -> LedgerRecorder:
+        """Continue the interrupted run's ledger in ``out_dir`` (same run id, same key).
+
+        Writes ``run_interrupted`` (which record the lost coordinator wrote last, the checkpoint
+        resumed from); the next introduction writes ``run_resumed`` with the new segment's
+        parties instead of a second ``run_start``.
+        """
+        self = cls.__new__(cls)
+        self.out_dir, self.scenario, self.key = Path(out_dir), scenario, signing_key
+        self.path = self.out_dir / "ledger.sqlite"
+        records = read_records(self.path)
+        if not records or records[0].kind != "run_start":
+            raise LedgerError(f"{self.path}: no run_start record: nothing to resume")
+        if records[-1].kind == "run_end":
+            raise LedgerError(
+                f"{self.path}: the run already ended ({records[-1].payload.get('status')}): nothing to resume"
+            )
+        if records[0].payload.get("config_hash") != scenario.config_hash:
+            raise LedgerError(f"{self.path}: the run was started with another scenario (config hash differs)")
+        self.ledger = Ledger.open(self.path, signing_key)
+        self.run_id = self.ledger.run_id
+        self.original_parties = dict(records[0].payload.get("parties") or {})
+        self.segment = segment
+        self.closed, self.started = False, True
+        self.heads = HeadIssuer(self.run_id, signing_key, records)  # the Merkle mirror, rebuilt from the file
+        self.parties, self.on_close = [], None
+        self._append(
+            "run_interrupted",
+            {
+                "segment": segment,
+                "last_record": {"seq": records[-1].seq, "kind": records[-1].kind, "hash": records[-1].hash},
+                "checkpoint": checkpoint,
+                "code_version": code_version(),
+            },
+        )
+        return self
+
     def run_start(self, parties: dict[str, dict]) -> None:
         s = self.scenario
+        if self.segment:
+            self.parties = sorted(parties)
+            self._append("run_resumed", {"segment": self.segment, "parties": parties})
+            return
         self.started = True
         self.parties = sorted(parties)
         self._append(

@@ -66,6 +66,7 @@ class Relay:
         self.session = session or {}  # run id and nodes' hello nonces, announced with every request
         self.round = 0
         self.steps = 0
+        self.prefix = ""  # "r<n>:" on every step name of a run's n-th resumed segment
 
     def call(
         self,
@@ -198,7 +199,9 @@ class Relay:
                     results[p] = r.summary[transport.FINISHED]
 
         heads = self.recorder.announce_heads(parties)  # the ledger so far, co-signed before the phase starts
-        replies = self.call(transport.INIT, phase, f"{phase}/init", {p: (params[p], []) for p in parties}, heads)
+        replies = self.call(
+            transport.INIT, phase, f"{self.prefix}{phase}/init", {p: (params[p], []) for p in parties}, heads
+        )
         absorb(replies)
         finished = {p: r.finished for p, r in replies.items()}
         n = 0
@@ -208,20 +211,22 @@ class Relay:
                 break
             n += 1
             if n > max_steps:
-                raise RunFailed(parties[0], f"{phase}/{n}", "protocol did not converge")
+                raise RunFailed(parties[0], f"{self.prefix}{phase}/{n}", "protocol did not converge")
             inbox: dict[str, list[Envelope]] = {}
             for env in inflight:
                 inbox.setdefault(env.recipient, []).append(env)
             self.round = n
-            replies = self.call(transport.STEP, phase, f"{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
+            replies = self.call(transport.STEP, phase, f"{self.prefix}{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
             absorb(replies)
             finished.update({p: r.finished for p, r in replies.items()})
         unfinished = [p for p, done in finished.items() if not done]
         if unfinished:
-            raise RunFailed(unfinished[0], f"{phase}/{n}", "stopped sending but did not finish the phase")
+            raise RunFailed(unfinished[0], f"{self.prefix}{phase}/{n}", "stopped sending but did not finish the phase")
         remaining = [p for p in parties if p not in results]
         if remaining:
-            done = self.call(transport.FINISH, phase, f"{phase}/finish", {p: (params[p], []) for p in remaining})
+            done = self.call(
+                transport.FINISH, phase, f"{self.prefix}{phase}/finish", {p: (params[p], []) for p in remaining}
+            )
             results.update({p: r.summary for p, r in done.items()})
         log.info("phase %s done: %d relay steps", phase, n)
         return results

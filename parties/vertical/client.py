@@ -12,11 +12,15 @@ from pathlib import Path
 
 from flwr.clientapp import ClientApp
 
-from parties.common import transport
+from parties.common import checkpoint, transport
 from parties.common.handlers import RelayRequest, ScenarioProvider, register_steps
 from parties.common.node import NodeRuntime
 from parties.common.transport import NodeReply
 from parties.vertical.registry import phase_named
+from protocols.common.party import Party, RestartableParty
+
+# phases of a training run a resumed coordinator can continue after (not release, not inference)
+RESUMABLE = frozenset({"align", "consent", "split", "hetero_lr", "secureboost", "score"})
 
 
 def _state_key(phase: str) -> str:
@@ -27,7 +31,15 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     """One relay step of the request's phase on this node (init, step or finish)."""
     phase, kind = request.phase, request.kind
     adapter = phase_named(phase)
-    if kind == transport.INIT:
+    if kind == transport.INIT and request.params.get("resume"):
+        # a resumed run: the party comes back from the checkpoint the hello restored, and sends
+        # again what it sent right after that checkpoint (parties.common.checkpoint)
+        state = node.get_bytes(_state_key(phase))
+        if state is None:
+            raise RuntimeError(f"no checkpointed state for phase {phase!r} to resume from")
+        party = adapter.restore(node, state)
+        outbox = party.resume()
+    elif kind == transport.INIT:
         party = adapter.create(node, request.params)
         outbox = party.start()
     else:
@@ -45,7 +57,26 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     else:
         node.put(_state_key(phase), adapter.dump(party))
         summary = adapter.progress(node, party)
+    label = _resume_label(phase, kind, party) if phase in RESUMABLE else None
+    if label is not None:
+        summary[checkpoint.REPORTED] = _checkpoint(node, label)
     return NodeReply(outbox, party.finished, summary)
+
+
+def _resume_label(phase: str, kind: str, party: Party) -> str | None:
+    """The checkpoint this step ends at: the phase's end, or a protocol's epoch/tree boundary."""
+    if kind == transport.FINISH or party.finished:
+        return f"after:{phase}"
+    if isinstance(party, RestartableParty) and (done := party.resume_point()) is not None:
+        return f"{phase}@{done}"
+    return None
+
+
+def _checkpoint(node: NodeRuntime, label: str) -> str:
+    """Write this node's checkpoint ``label`` (a run without a run id, e.g. a sweep, keeps none)."""
+    if node.get("run_id") is not None:
+        checkpoint.save_node_checkpoint(node, label)
+    return label
 
 
 def register(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:

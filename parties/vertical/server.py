@@ -23,12 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flwr.serverapp import Grid
 
 from fedcredit.config import Scenario
 from fedcredit.config.sections import ConsentSettings
+from parties.common.checkpoint import REPORTED, CoordinatorCheckpoint
 from parties.common.introduction import introduce
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
@@ -82,39 +84,79 @@ def record_consent(
 
 
 def run_vertical(
-    grid: Grid, scenario: Scenario, recorder: LedgerRecorder, out_dir: Path, *, timeout: float = 900.0
+    grid: Grid,
+    scenario: Scenario,
+    recorder: LedgerRecorder,
+    out_dir: Path,
+    *,
+    timeout: float = 900.0,
+    resume: CoordinatorCheckpoint | None = None,
 ) -> dict:
-    """Run a vertical training scenario end to end; returns (and the caller writes) ``metrics.json``."""
+    """Run a vertical training scenario end to end; returns (and the caller writes) ``metrics.json``.
+
+    At every phase end and every epoch (tree) boundary both parties reach, the run's position goes
+    to ``checkpoint.json`` (:class:`CoordinatorCheckpoint`). With ``resume`` (that checkpoint, read
+    back after the coordinator was lost) completed phases are skipped, the nodes restore their own
+    checkpoint at ``resume.label`` and training continues from the recorded boundary.
+    """
     t0 = time.monotonic()
     require_consent_material(scenario)
-    relay, _ = introduce(grid, recorder, scenario, timeout)
-    bank, centre = bank_and_centre(scenario, "vertical mode")
-    pair = {bank: {"peer": centre}, centre: {"peer": bank}}
-    t_phase = time.monotonic()
-
-    align = relay.run_phase("align", pair)
-    n_common = int(align[bank]["intersection"])
-    recorder.event(
-        "psi",
-        {
-            "bank": {k: v for k, v in align[bank].items() if k != "metrics"},
-            "credit_centre": {k: v for k, v in align[centre].items() if k != "metrics"},
-            "seconds": round(time.monotonic() - t_phase, 3),
-        },
+    segment = 0 if resume is None else resume.segment
+    resumed_from = None if resume is None else {"segment": segment, "from": resume.label, "epochs": resume.epochs}
+    relay, intro = introduce(
+        grid, recorder, scenario, timeout, resume=None if resume is None else (segment, resume.label)
     )
+    bank, centre = bank_and_centre(scenario, "vertical mode")
+    if resume is not None:
+        check_same_parties(recorder, intro, resume.label)
+    pair = {bank: {"peer": centre}, centre: {"peer": bank}}
+    train_phase = TRAIN_PHASE[scenario.mode]
+    ck = resume or CoordinatorCheckpoint(run_id=recorder.run_id, scenario_hash=scenario.config_hash, label="start")
+    ck.segment = segment
+    relay.on_step = _checkpointer(ck, out_dir, train_phase)
+
+    def phase(name: str, params: dict[str, dict] = pair) -> dict:
+        """Run phase ``name``, or hand back its result when a resumed run already completed it."""
+        if name in ck.phases:
+            return ck.phases[name]
+        if name == ck.training:  # resumed mid-training: continue from the recorded boundary
+            log.info("resuming %s after %d completed epochs/trees (checkpoint %s)", name, ck.epochs, ck.label)
+            params = {p: {**v, "resume": True} for p, v in params.items()}
+        result = relay.run_phase(name, params)
+        ck.phases[name], ck.training, ck.epochs, ck.label = result, None, 0, f"after:{name}"
+        ck.save(out_dir)
+        return result
+
+    t_phase = time.monotonic()
+    resumed_align = "align" in ck.phases
+    align = phase("align")
+    n_common = int(align[bank]["intersection"])
+    if not resumed_align:
+        recorder.event(
+            "psi",
+            {
+                "bank": {k: v for k, v in align[bank].items() if k != "metrics"},
+                "credit_centre": {k: v for k, v in align[centre].items() if k != "metrics"},
+                "seconds": round(time.monotonic() - t_phase, 3),
+            },
+        )
     if n_common == 0:
         raise RunFailed(bank, "align", "the intersection with the credit centre is empty: nothing to train on")
     if int(align[centre]["intersection"]) != n_common:
         raise RunFailed(centre, "align", "parties disagree on the intersection size")
-    consent = record_consent(relay.run_phase("consent", pair), recorder, scenario, bank, centre, align[bank])
+    resumed_consent = "consent" in ck.phases
+    consent_replies = phase("consent")
+    if resumed_consent:
+        consent = _consent_counts(consent_replies, centre)
+    else:
+        consent = record_consent(consent_replies, recorder, scenario, bank, centre, align[bank])
     n_common = int(consent["accepted"])
 
-    split = relay.run_phase("split", pair)
-    train_phase = TRAIN_PHASE[scenario.mode]
+    split = phase("split")
     t_train = time.monotonic()
-    trained = relay.run_phase(train_phase, pair)
+    trained = phase(train_phase)
     train_seconds = time.monotonic() - t_train
-    scored = relay.run_phase("score", pair)
+    scored = phase("score")
     released = relay.run_phase("release", pair)
     recorder.event(
         "model_release", {p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}
@@ -133,6 +175,7 @@ def run_vertical(
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.monotonic() - t0, 2),
         "flower_round_trips": relay.steps,
+        "resumed": resumed_from,
         "psi": align[bank],
         "feature_importance": {
             p: s.get("feature_importance") for p, s in trained.items() if s.get("feature_importance") is not None
@@ -142,3 +185,44 @@ def run_vertical(
         json.dumps({p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}, indent=2)
     )
     return metrics
+
+
+def _consent_counts(consent: dict, centre: str) -> dict:
+    """The consent numbers of a phase a resumed run completed before (already in the ledger)."""
+    c = consent[centre]
+    return {"mode": c["mode"], "checked": c["checked"], "accepted": c["accepted"], "refused": c["check"]["refused"]}
+
+
+def check_same_parties(recorder: LedgerRecorder, intro: dict, label: str) -> None:
+    """A resumed segment must be run by the nodes that started the run (same roles, same egress
+    keys), each restored to checkpoint ``label``."""
+    for name, first in recorder.original_parties.items():
+        now = intro.get(name)
+        if now is None:
+            raise RunFailed(name, "hello", "did not answer the resumed run")
+        for key in ("role", "egress_pubkey"):
+            if now.get(key) != first.get(key):
+                raise RunFailed(
+                    name, "hello", f"answers the resumed run with another {key} than it started the run with"
+                )
+        if now.get("restored") != label:
+            raise RunFailed(name, "hello", f"restored checkpoint {now.get('restored')!r}, not {label!r}")
+
+
+def _checkpointer(ck: CoordinatorCheckpoint, out_dir: Path, train_phase: str) -> Callable[[str, dict], None]:
+    """The relay's ``on_step``: when every party of a step reports the same new checkpoint label
+    (a phase end or an epoch/tree boundary), record it in ``checkpoint.json``, atomically."""
+
+    def on_step(step: str, replies: dict) -> None:
+        labels = {r.summary.get(REPORTED) for r in replies.values()}
+        if len(replies) < 2 or len(labels) != 1:
+            return
+        (label,) = labels
+        if not isinstance(label, str) or label == ck.label:
+            return
+        if label.startswith(f"{train_phase}@"):
+            ck.label, ck.training, ck.epochs = label, train_phase, int(label.split("@", 1)[1])
+            ck.save(out_dir)
+        # a phase end ("after:<phase>") is saved by run_vertical together with the phase's result
+
+    return on_step

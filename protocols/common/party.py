@@ -164,6 +164,20 @@ class RestartableParty(Party):
         :meth:`_restore`.
         """
 
+    def resume_point(self) -> int | None:
+        """Epochs (or trees) completed when this party sits at a boundary it can resume from, else None.
+
+        A boundary is a state in which everything this party sent since is re-derivable from the
+        state alone (:meth:`resume`), so a checkpoint of the state there lets a run continue after
+        its coordinator was lost. Protocols without such points keep the default.
+        """
+        return None
+
+    def resume(self) -> list[Envelope]:
+        """The messages this party sent right after its :meth:`resume_point` checkpoint, made again
+        from the restored state (fresh encryption randomness, same values)."""
+        raise self._fail("this protocol cannot resume from a checkpoint")
+
     @property
     def history(self) -> list[dict]:
         """Per-epoch (or per-tree) progress records this party may publish; empty by default."""

@@ -485,6 +485,24 @@ class LRTrainingParty(PeerParty):
         self.s.round += 1
         return self._send_partials()
 
+    # -- resuming after a lost coordinator ------------------------------------------------
+    def resume_point(self) -> int | None:
+        """Epochs completed, when this party has just sent the partials of an epoch's first round.
+
+        Both parties reach it in the same relay step (after both applied the epoch's last batch);
+        the only messages in flight are then the two parties' partials, which :meth:`resume`
+        recomputes from the state (``_send_partials`` only resets per-epoch accumulators there).
+        """
+        r = self.s.round
+        if self.s.phase == "partials_sent" and r > 0 and r % self._nb == 0:
+            return r // self._nb
+        return None
+
+    def resume(self) -> list[Envelope]:
+        if self.resume_point() is None:
+            raise self._fail("cannot resume: the state is not at an epoch boundary")
+        return self._send_partials()
+
     def _apply_update(self, grad: np.ndarray, epoch: int) -> None:
         cfg = self.config
         g = grad + cfg.l2 * self.s.weights * self._l2_mask()

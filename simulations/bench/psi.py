@@ -21,6 +21,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-openmined", action="store_true", help="skip the OpenMined baseline")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--unbalanced", action="store_true", help="unbalanced PSI: big centre prepared once, small bank")
+    p.add_argument("--bank", type=int, default=200_000, help="--unbalanced: the bank's ids")
+    p.add_argument("--centre", type=int, default=4_000_000, help="--unbalanced: the centre's ids")
+    p.add_argument("--known", type=float, default=0.85, help="--unbalanced: share of the bank's ids the centre has")
+    p.add_argument("--runs", type=int, default=2, help="--unbalanced: online runs against one preparation")
     args = p.parse_args(argv)
+    if args.unbalanced:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for simulations.*
+        from simulations.bench.psi_unbalanced import main as unbalanced
+
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+        return unbalanced(
+            args.centre, args.bank, known=args.known, runs=args.runs, workers=args.workers, seed=args.seed
+        )
     if not 0 <= args.overlap <= 1:
         p.error("--overlap must be in [0, 1]")
     logging.basicConfig(

@@ -1,0 +1,248 @@
+"""The centre's side of unbalanced PSI: prepare once per key period, answer each run cheaply.
+
+Why: a credit centre of millions of firms serves dozens of banks. Balanced ECDH-PSI re-blinds
+the centre's whole table in every run; here the centre hashes and blinds it once per key
+period (``|C|`` X25519 multiplications), hands each bank a sealed copy of the truncated tokens
+of the firms that bank may match, and per run only multiplies the bank's blinded points by its
+key (``|B|`` multiplications). See ``docs/protocols/psi.md`` ("Unbalanced PSI") for what this
+changes: the centre's key is reused across runs and banks within a period, so each bank holds
+an offline membership test for the ids it gets evaluated, bounded by :attr:`query_budget`.
+
+State isolation: :class:`PreparedCentre` (key, tokens, per-bank grants and budgets) is the only
+state shared across runs; each run is a :class:`CentreRun` with its own channel key and query.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocols.common.channel import Channel, ChannelError, new_private_key, public_key_of
+from protocols.psi.engine import DEFAULT_CHUNK, DEFAULT_TRUNCATE, MIN_TRUNCATE, PsiProtocolError, PsiResult
+from protocols.psi.kernels import POINT_BYTES, ChunkMapper, SerialMapper, hash_and_blind, reblind, session_salt
+from protocols.psi.prepare import Allowed, Validator, prepare_ids
+from protocols.psi.unbalanced.common import expect, run_chunks
+from protocols.psi.unbalanced.messages import (
+    PROTOCOL,
+    STEP_MATCH,
+    STEP_QUERY,
+    UbCache,
+    UbEvaluated,
+    UbMatches,
+    UbQuery,
+)
+
+log = logging.getLogger(__name__)
+CENTRE = "centre"
+DEFAULT_QUERY_BUDGET = 2_000_000  # ids a bank may have evaluated per key period
+
+
+@dataclass
+class _Grant:
+    """What one bank was given in this period: its cache positions and how much it queried."""
+
+    positions: np.ndarray  # cache position -> position in the centre's shuffled token table
+    queried: int = 0
+    runs: set[str] = field(default_factory=set)
+
+
+class PreparedCentre:
+    """The centre's table for one key period: ids hashed with the period salt, blinded, shuffled.
+
+    ``query_budget`` bounds the ids one bank may have evaluated per period (the offline
+    membership test the cache gives it); rotate the period (a new :class:`PreparedCentre`)
+    when it is spent or the period ends.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[object],
+        *,
+        period: str,
+        truncate: int = DEFAULT_TRUNCATE,
+        validator: Validator | None = None,
+        query_budget: int = DEFAULT_QUERY_BUDGET,
+        pool: ChunkMapper | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
+        if not MIN_TRUNCATE <= truncate <= POINT_BYTES:
+            raise ValueError(f"truncate must be in [{MIN_TRUNCATE}, {POINT_BYTES}], got {truncate}")
+        self.period, self.truncate, self.query_budget = period, truncate, query_budget
+        self.chunk_size = chunk_size
+        self._pool: ChunkMapper = pool or SerialMapper()
+        self._salt = session_salt(f"ubpsi-period:{period}")
+        self._secret = os.urandom(32)  # k_C: one per key period, never leaves the centre
+        t0 = time.perf_counter()
+        prepared = prepare_ids("unbalanced PSI centre", ids, validator=validator)
+        self._ids, self._rows, self.stats = prepared.ids, prepared.rows, prepared.stats
+        rng = np.random.default_rng(int.from_bytes(os.urandom(32), "little"))
+        self._perm = rng.permutation(self._ids.size)  # token position -> prepared index
+        cs = chunk_size
+        shuffled = self._ids[self._perm]
+        tasks = ((self._secret, self._salt, shuffled[i : i + cs]) for i in range(0, shuffled.size, cs))
+        points = run_chunks(self._pool, hash_and_blind, tasks, self._fail_prepare)
+        self._tokens = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_BYTES)[:, :truncate].copy()
+        self._grants: dict[str, _Grant] = {}
+        self.prepare_seconds = time.perf_counter() - t0
+        log.info("unbalanced PSI centre: prepared %d tokens in %.1fs", self._ids.size, self.prepare_seconds)
+
+    @staticmethod
+    def _fail_prepare(what: str) -> Exception:
+        return PsiProtocolError(f"unbalanced PSI centre, preparation: {what}")
+
+    @property
+    def size(self) -> int:
+        return int(self._ids.size)
+
+    def cache_for(self, bank: str, bank_key: bytes, *, allowed: Allowed | None = None) -> UbCache:
+        """The sealed tokens of the firms ``bank`` may match (``allowed``: its consent filter).
+
+        No cryptography beyond sealing: selection and a reshuffle, so consent may differ per
+        bank without re-blinding. A new cache for the same bank replaces its grant.
+        """
+        keep = np.ones(self._ids.size, dtype=bool)
+        if allowed is not None:
+            check = allowed if callable(allowed) else allowed.__contains__
+            shuffled = self._ids[self._perm]
+            keep = np.fromiter((bool(check(s.decode())) for s in shuffled.tolist()), dtype=bool, count=shuffled.size)
+        rng = np.random.default_rng(int.from_bytes(os.urandom(32), "little"))
+        positions = np.flatnonzero(keep)
+        positions = positions[rng.permutation(positions.size)]  # per-bank order: caches don't line up
+        previous = self._grants.get(bank)
+        self._grants[bank] = _Grant(positions=positions, queried=previous.queried if previous else 0)
+        key = new_private_key()
+        try:
+            link = Channel(key, bank_key, protocol=PROTOCOL, session=self.period, me=CENTRE, peer=bank)
+        except ChannelError as exc:
+            raise PsiProtocolError(f"unbalanced PSI centre, cache for {bank!r}: channel key refused: {exc}") from None
+        n = int(positions.size)
+        sealed = link.seal(self._tokens[positions].tobytes(), message="UbCache", count=n, truncate=self.truncate)
+        return UbCache(
+            protocol=PROTOCOL,
+            period=self.period,
+            bank=bank,
+            count=n,
+            truncate=self.truncate,
+            channel_key=public_key_of(key),
+            bank_key=bank_key,
+            sealed=sealed,
+        )
+
+    def run(self, bank: str, session: str, *, pool: ChunkMapper | None = None) -> CentreRun:
+        """A new run of ``bank`` against this period's table (its own state and channel key)."""
+        grant = self._grants.get(bank)
+        if grant is None:
+            raise PsiProtocolError(f"unbalanced PSI centre: bank {bank!r} has no cache for period {self.period!r}")
+        if session in grant.runs:
+            raise PsiProtocolError(f"unbalanced PSI centre: run {session!r} of bank {bank!r} already started")
+        grant.runs.add(session)
+        return CentreRun(self, bank, session, grant, pool or self._pool)
+
+
+class CentreRun:
+    """One bank's run: evaluate its query once, then take its matched positions."""
+
+    def __init__(self, table: PreparedCentre, bank: str, session: str, grant: _Grant, pool: ChunkMapper) -> None:
+        self._table, self.bank, self.session, self._grant, self._pool = table, bank, session, grant, pool
+        self._who = f"unbalanced PSI centre, bank {bank!r}, run {session!r}"
+        self._channel = new_private_key()
+        self._link: Channel | None = None
+        self._query_count = 0
+        self.state = "init"
+        self._result: PsiResult | None = None
+        self.stats: dict[str, int] = {}
+
+    def _error(self, step: str, what: str) -> PsiProtocolError:
+        return PsiProtocolError(f"{self._who}, {step}: {what}")
+
+    def evaluate(self, msg: UbQuery | bytes) -> UbEvaluated:
+        """``P^k_C`` for each of the bank's blinded points: ``count`` multiplications, sealed."""
+        if self.state != "init":
+            raise self._error(STEP_QUERY, f"query received in state {self.state!r}")
+        t = self._table
+        q = expect(self._who, STEP_QUERY, msg, UbQuery, t.period)
+        if q.session != self.session or q.bank != self.bank:
+            raise self._error(STEP_QUERY, f"query is for bank {q.bank!r}, run {q.session!r}")
+        if len(q.points) != q.count * POINT_BYTES:
+            raise self._error(STEP_QUERY, f"{len(q.points)} bytes of points is not count {q.count} x {POINT_BYTES}")
+        if self._grant.queried + q.count > t.query_budget:
+            raise self._error(
+                STEP_QUERY,
+                f"query of {q.count} ids exceeds the bank's budget ({self._grant.queried} of {t.query_budget} "
+                f"used in period {t.period!r}); rotate the key period",
+            )
+        try:
+            self._link = Channel(
+                self._channel, q.channel_key, protocol=PROTOCOL, session=self.session, me=CENTRE, peer=self.bank
+            )
+        except ChannelError as exc:
+            raise self._error(STEP_QUERY, f"channel key refused: {exc}") from None
+        t0 = time.perf_counter()
+        step = POINT_BYTES * t.chunk_size
+        tasks = ((t._secret, q.points[o : o + step], POINT_BYTES) for o in range(0, len(q.points), step))
+        out = run_chunks(self._pool, reblind, tasks, lambda w: self._error(STEP_QUERY, w))
+        self._grant.queried += q.count
+        self._query_count = q.count
+        self.stats.update(peer_used=q.count, evaluate_ms=round(1000 * (time.perf_counter() - t0)))
+        self.state = "evaluated"
+        sealed = self._link.seal(out, message="UbEvaluated", count=q.count)
+        return UbEvaluated(
+            protocol=PROTOCOL,
+            period=t.period,
+            session=self.session,
+            count=q.count,
+            channel_key=public_key_of(self._channel),
+            sealed=sealed,
+        )
+
+    def finish(self, msg: UbMatches | bytes) -> PsiResult:
+        """Check the bank's matched positions and return the centre's rows in the agreed order.
+
+        Refused: more matches than queried ids, positions outside the bank's cache, and
+        positions not strictly increasing by token (duplicates, or not the agreed order).
+        """
+        if self.state != "evaluated":
+            raise self._error(STEP_MATCH, f"matches received in state {self.state!r}")
+        t = self._table
+        m = expect(self._who, STEP_MATCH, msg, UbMatches, t.period)
+        if m.session != self.session:
+            raise self._error(STEP_MATCH, f"matches are for run {m.session!r}")
+        if m.count > self._query_count:
+            raise self._error(STEP_MATCH, f"{m.count} matches for a query of {self._query_count} ids")
+        assert self._link is not None
+        try:
+            raw = self._link.open(m.sealed, message="UbMatches", count=m.count)
+        except ChannelError:
+            raise self._error(
+                STEP_MATCH, "sealed positions fail authentication (tampered, or from another run)"
+            ) from None
+        if len(raw) != 4 * m.count:
+            raise self._error(STEP_MATCH, f"{len(raw)} bytes of positions is not count {m.count} x 4")
+        pos = np.frombuffer(raw, dtype="<u4").astype(np.int64)
+        grant = self._grant.positions
+        if pos.size and (pos.max() >= grant.size):
+            raise self._error(STEP_MATCH, f"position {int(pos.max())} outside the bank's cache of {grant.size}")
+        table_pos = grant[pos]
+        tokens = t._tokens[table_pos]
+        if pos.size > 1:
+            a, b = tokens[:-1], tokens[1:]
+            diff = a != b
+            first = diff.argmax(axis=1)
+            rows = np.arange(a.shape[0])
+            if not (diff.any(axis=1) & (a[rows, first] < b[rows, first])).all():
+                raise self._error(STEP_MATCH, "positions are not strictly increasing by token (not the agreed order)")
+        items = t._perm[table_pos]
+        self.stats["intersection"] = int(items.size)
+        self._result = PsiResult(
+            ids=[s.decode() for s in t._ids[items].tolist()],
+            rows=t._rows[items],
+            size=int(items.size),
+            stats={**t.stats, **self.stats},
+        )
+        self.state = "done"
+        return self._result
