@@ -58,7 +58,8 @@ def _parse_node_keys(items: list[str]) -> dict:
 def verify(
     path: Path = typer.Argument(
         ...,
-        help="Run ledger (SQLite) to verify, or a run directory (its ledger.sqlite and every nodes/*/egress.sqlite).",
+        help="Run ledger (SQLite) to verify, or a run directory (ledger, coordinator key, every node log and "
+        "the tree heads the nodes co-signed; fails if any is missing).",
     ),
     egress: list[Path] = typer.Option([], "--egress", "-e", help="A data node's egress log (repeat per node)."),
     pubkey: Path | None = typer.Option(None, "--pubkey", help="Coordinator's published Ed25519 public key (PEM)."),
@@ -76,17 +77,20 @@ def verify(
     from fedcredit.ledger import LedgerError, load_public_key
     from fedcredit.ledger import verify as run_verify
 
-    if path.is_dir():  # a run directory: its ledger and every node's log (sent, received, refused)
-        if not egress:
-            egress = sorted((path / "nodes").glob("*/egress.sqlite"))
-        path = path / "ledger.sqlite"
     key = None
     if pubkey is not None:
         try:
             key = load_public_key(pubkey)
         except LedgerError as exc:
             raise _fail(str(exc)) from None
-    rep = run_verify(path, public_key=key, egress=egress, egress_public_keys=_parse_node_keys(node_pubkey))
+    if path.is_dir():  # a run directory: ledger, node logs, operator keys and co-signed heads, all required
+        from fedcredit.ledger.rundir import verify_run_dir
+
+        if egress:
+            raise _fail("--egress is for a ledger file; a run directory's node logs are found under nodes/")
+        rep = verify_run_dir(path, public_key=key, node_keys=_parse_node_keys(node_pubkey))
+    else:
+        rep = run_verify(path, public_key=key, egress=egress, egress_public_keys=_parse_node_keys(node_pubkey))
     if not rep.readable:
         raise _fail(rep.errors[0])
     if as_json:
@@ -113,6 +117,8 @@ def _print_report(rep) -> None:
     )
     if rep.head_hash:
         out.print(f"head hash {rep.head_hash}")
+    if rep.heads_checked:
+        out.print(f"{rep.heads_checked} tree heads co-signed by every party match the ledger")
     for chk in rep.egress:
         out.print(
             f"node log [cyan]{plain(chk.node)}[/]: {chk.records} records, {chk.messages_in_egress} sent, "

@@ -55,6 +55,8 @@ EGRESS_SENT = "sent"
 EGRESS_RECEIVED = "received"  # an envelope the node accepted (signature and stream seq verified)
 EGRESS_REFUSED = "refused"  # an envelope the node refused, and why (the run stops there)
 EGRESS_FAILED = "failed"  # a step the node was asked to do and could not (protocol error, bad input)
+EGRESS_COSIGNED = "cosigned"  # a coordinator tree head this node checked and co-signed (docs/ledger.md)
+EGRESS_END = "egress_end"  # the node's signed last record: a log without it was truncated
 
 
 class LedgerError(Exception):

@@ -15,7 +15,7 @@ The trees and proofs are pymerkle's (``InmemoryTree``, ``verify_inclusion``,
 implementation in tests/test_transparency.py); this module adds the signed heads, the witness
 that co-signs, and the verifier.
 
-Intended wiring (not done here): the coordinator's ``LedgerRecorder`` appends each record's
+Wiring (:mod:`fedcredit.ledger.cosign`, :mod:`fedcredit.ledger.rundir`, parties/common): the coordinator's ``LedgerRecorder`` appends each record's
 canonical bytes; after each relay phase it sends every node ``SignedTreeHead`` + consistency
 proof from the node's last head + inclusion proofs of the records naming that node's
 ingress/egress; the node's :class:`Witness` answers with a :class:`CoSignature` (written to the
@@ -243,7 +243,10 @@ def verify_log(
             continue
         checked += 1
         if h.size > len(records):
-            errors.append(f"log truncated: {len(records)} records, but head {h.size} was co-signed")
+            errors.append(
+                f"log truncated: {len(records)} records, but head {h.size} was co-signed "
+                f"(a record in {prev}..{h.size - 1} was removed)"
+            )
             break
         root = tree.get_root(h.size).hex() if h.size else hashlib.sha256(b"").hexdigest()
         if root != h.root:

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, signature_valid
 from fedcredit.ledger.records import (
+    EGRESS_COSIGNED,
+    EGRESS_END,
     EGRESS_FAILED,
     EGRESS_RECEIVED,
     EGRESS_REFUSED,
@@ -89,7 +91,8 @@ class VerificationReport:
     ``first_bad``: seq position of the first record that failed a check (None if none did).
     ``readable``: the file could be opened as a ledger (False: missing, not SQLite, no ledger table).
     ``key_source``: "given" (auditor's --pubkey), "self-declared" (taken from run_start: proves only
-    internal consistency), or "none" (no key could be found).
+    internal consistency), "co-signed" (every party co-signed heads of this key and the ledger
+    matches them: :mod:`fedcredit.ledger.rundir`), or "none" (no key could be found).
     """
 
     path: str
@@ -108,6 +111,8 @@ class VerificationReport:
     warnings: list[str] = field(default_factory=list)
     egress: list[EgressCheck] = field(default_factory=list)
     suppressed_errors: int = 0
+    heads_checked: int = 0  # co-signed tree heads the ledger matched (fedcredit.ledger.rundir)
+    node_key_source: str | None = None  # where the node keys came from (run directory verification)
 
     def _error(self, msg: str) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -117,7 +122,8 @@ class VerificationReport:
 
     def summary(self) -> str:
         if self.ok:
-            return f"OK: {self.records} records, chain/signatures/egress verified, run complete"
+            heads = f", {self.heads_checked} co-signed tree heads" if self.heads_checked else ""
+            return f"OK: {self.records} records, chain/signatures/egress verified{heads}, run complete"
         if self.intact and not self.complete:
             return (
                 f"INCOMPLETE: {self.records} records verify (up to #{self.ok_up_to}) but the run has "
@@ -617,7 +623,7 @@ def _check_egress(
     links = _Links(str(path))
     for pos, payload in sorted(chain.payloads.items()):
         kind = records[pos].kind
-        if kind == EGRESS_START:
+        if kind in (EGRESS_START, EGRESS_COSIGNED, EGRESS_END):  # heads: checked by fedcredit.ledger.cosign
             continue
         if kind in (EGRESS_SENT, EGRESS_RECEIVED, EGRESS_REFUSED, EGRESS_FAILED) and "step" in payload:
             links.served.add(str(payload["step"]))

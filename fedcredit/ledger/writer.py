@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcredit.ledger.keys import public_key_from_hex, public_key_hex, sign_hash
 from fedcredit.ledger.records import (
+    EGRESS_COSIGNED,
+    EGRESS_END,
     EGRESS_FAILED,
     EGRESS_RECEIVED,
     EGRESS_REFUSED,
@@ -307,6 +309,17 @@ class EgressLog(_SignedLog):
     def record_failed(self, *, step: str, reason: str) -> Record:
         """Log that this node was asked to do ``step`` and failed (so an auditor knows it was served)."""
         return self._append(EGRESS_FAILED, {"step": step, "reason": reason[:1000]})
+
+    def record_cosigned(
+        self, *, step: str, head: Mapping[str, Any], coordinator_pubkey: str, cosignature: str
+    ) -> Record:
+        """Log a coordinator tree head this node checked and co-signed (kept: the auditor's evidence)."""
+        entry = {"at": step, "head": dict(head), "coordinator_pubkey": coordinator_pubkey, "cosignature": cosignature}
+        return self._append(EGRESS_COSIGNED, entry)
+
+    def record_end(self, *, status: str, head_size: int | None) -> Record:
+        """The signed last record: without it an auditor knows the log was truncated."""
+        return self._append(EGRESS_END, {"status": status[:1000], "head_size": head_size})
 
     def _append(self, kind: str, entry: dict[str, Any]) -> Record:
         if self._batch is not None:  # inside batch(): committed together when it ends

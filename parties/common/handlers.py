@@ -61,6 +61,9 @@ def answer(
         announced = transport.read_session(message.content)
         # authenticate before any party sees a byte: verified envelopes are logged as received
         inbox = node.accept_inbox(phase, step, list(signed_inbox), announced)
+        heads = transport.read_tlog(message.content)
+        if heads:  # a phase boundary: check and co-sign the coordinator's tree head before the step
+            node.cosign(heads, step)
         if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
             raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
         reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox))
@@ -77,6 +80,31 @@ def answer(
                 log.exception("party %s could not log its failure", node_name)
         return Message(
             Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
+            reply_to=message,
+        )
+
+
+def answer_close(message: Message, context: Context, scenario_of: ScenarioProvider, out_dir: Path | None) -> Message:
+    """The run's final tree head: co-sign it and end the node log (also when the head is refused,
+    so the log is complete and says why)."""
+    node_name = "?"
+    try:
+        node = NodeRuntime(context, scenario_of(context), out_dir)
+        node_name = node.name
+        if node.get("run_id") is None:  # never introduced in this run: nothing to close
+            return Message(transport.reply(outbox=[], finished=True, summary={}), reply_to=message)
+        try:
+            node.session(transport.read_session(message.content))
+            node.cosign(transport.read_tlog(message.content), "close")
+        except Exception as exc:
+            node.end_log(f"refused the final tree head: {type(exc).__name__}: {exc}")
+            raise
+        node.end_log("closed")
+        return Message(transport.reply(outbox=[], finished=True, summary={}), reply_to=message)
+    except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which logs it
+        log.error("party %s could not close its log:\n%s", node_name, traceback.format_exc())
+        return Message(
+            Error(code=ERROR_CODE, reason=f"party {node_name!r} at 'close': {type(exc).__name__}: {exc}"),
             reply_to=message,
         )
 

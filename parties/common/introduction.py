@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from flwr.app import Message
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 
 from fedcredit.config import Scenario
 from fedcredit.ledger import public_key_hex
 from parties.common import transport
-from parties.common.handlers import RelayRequest, ScenarioProvider, register_steps
+from parties.common.handlers import RelayRequest, ScenarioProvider, answer_close, register_steps
 from parties.common.node import NodeRuntime
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import Relay, RunFailed, wait_for_nodes
@@ -77,6 +77,12 @@ def introduce(
     session = {"run_id": recorder.run_id, "nonces": {name: str(s.get("nonce", "")) for name, s in parties.items()}}
     relay = Relay(grid, nodes, recorder, timeout=timeout, session=session)
     relay.prefix = prefix
+    if isinstance(recorder, LedgerRecorder):
+        recorder.on_close = relay.close_log  # every party co-signs the final head, also of a failed run
+        for name, s in parties.items():  # a resumed segment: prove consistency from the head each node holds
+            held = int(s.get("tree_head_size") or 0)
+            if 0 < held <= len(recorder.heads.records):
+                recorder.heads.held[name] = held
     recorder.run_start(
         {
             name: {"role": s["role"], "egress_pubkey": s["egress_pubkey"], "rows": s["rows"], "features": s["features"]}
@@ -130,6 +136,9 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     }
     if "restore" in request.params:  # said in the answer whose hash the ledger and the node's log keep
         summary["restored"] = str(request.params["restore"])
+    held = node.last_head()
+    if held is not None:  # the last tree head this node co-signed (a resumed run continues from it)
+        summary["tree_head_size"] = held[0].size
     try:
         data = node.data()
         summary.update(rows=len(data), features=data.n_features)
@@ -141,3 +150,7 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
 def register_hello(app: ClientApp, scenario_of: ScenarioProvider, out_dir: Path | None) -> None:
     """Let the nodes of ``app`` introduce themselves."""
     register_steps(app, {transport.HELLO: hello}, scenario_of, out_dir)
+
+    @app.query("fc_close")
+    def close(message: Message, context: Context) -> Message:
+        return answer_close(message, context, scenario_of, out_dir)

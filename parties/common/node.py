@@ -142,6 +142,78 @@ class NodeRuntime:
         finally:
             elog.close()
 
+    # -- transparency log: co-sign the coordinator's tree heads (fedcredit.ledger.cosign) -------
+    def coordinator_key(self, announced: str) -> str:
+        """The coordinator key this node checks heads with: its operator's (node_config
+        ``coordinator-pubkey``) if configured, else the key of the first head it saw, pinned for the run."""
+        cfg = self.context.node_config
+        pinned = str(cfg["coordinator-pubkey"]) if "coordinator-pubkey" in cfg else self.get("tlog_coordinator")
+        if pinned is None:
+            self.put("tlog_coordinator", str(announced))
+            return str(announced)
+        return str(pinned)
+
+    def last_head(self):  # noqa: ANN201 - (SignedTreeHead, coordinator key hex) | None, imported lazily
+        """The last tree head this node co-signed in this run, from its own node log (so it
+        survives a restarted node or a resumed run, whose Flower state starts empty)."""
+        from fedcredit.ledger import read_records
+        from fedcredit.ledger.cosign import head_from
+        from fedcredit.ledger.records import EGRESS_COSIGNED
+
+        if self.get("run_id") is None or not self.egress_path.exists():
+            return None
+        recs = read_records(self.egress_path)
+        if not recs or recs[0].run_id != self.get("run_id"):
+            return None
+        last = next((r for r in reversed(recs) if r.kind == EGRESS_COSIGNED), None)
+        if last is None:
+            return None
+        p = last.payload
+        return head_from(p["head"]), str(p["coordinator_pubkey"])
+
+    def cosign(self, announcement: dict, step: str) -> None:
+        """Check the announced head (signature, consistency with the last head held, inclusion of
+        this node's own step records) and keep it, co-signed, in the node log; raises if it fails."""
+        from fedcredit.ledger import read_records
+        from fedcredit.ledger.cosign import coordinator_key_hex, own_since_last_head, witness
+        from fedcredit.ledger.keys import public_key_hex
+
+        held = self.last_head()
+        last, pinned = (held[0], held[1]) if held is not None else (None, None)
+        if pinned is not None and self.get("tlog_coordinator") is None:
+            self.put("tlog_coordinator", pinned)  # the key this node already co-signed heads of
+        coordinator = self.coordinator_key(str(announcement.get("coordinator_pubkey", "")))
+        own = own_since_last_head(read_records(self.egress_path)) if self.egress_path.exists() else {}
+        key = self.signing_key()
+        head, cosig = witness(
+            announcement,
+            party=self.name,
+            key=key,
+            coordinator=coordinator_key_hex(coordinator),
+            last_head=last,
+            own_sent=own,
+        )
+        elog = self._log()
+        try:
+            elog.record_cosigned(
+                step=step, head=head.to_dict(), coordinator_pubkey=coordinator, cosignature=cosig.signature
+            )
+        finally:
+            elog.close()
+        log.debug("node %s co-signed tree head %d (%s)", self.name, head.size, public_key_hex(key)[:8])
+
+    def end_log(self, status: str) -> None:
+        """Write the node log's signed end record (after the run's final head, or a refusal of it)."""
+        if self.get("run_id") is None:
+            return
+        held = self.last_head()
+        size = held[0].size if held is not None else None
+        elog = self._log()
+        try:
+            elog.record_end(status=status, head_size=size)
+        finally:
+            elog.close()
+
     # -- envelope authentication (protocols.common.signing) ------------------------------
     def hello_nonce(self) -> str:
         """A fresh nonce for this run's session, made at ``hello`` and kept in node state."""

@@ -17,6 +17,7 @@ import logging
 import subprocess
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from fedcredit.ledger import (
     save_private_key,
     save_public_key,
 )
+from fedcredit.ledger.cosign import HeadIssuer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ class Recorder(ABC):
         """Something that happened (a failure, a dropout, a consent check, a model release)."""
         self._write(kind, payload)
 
+    def announce_heads(self, parties: list[str]) -> dict[str, dict]:
+        """At a phase boundary: each party's signed tree head and proofs ({} when nothing is logged)."""
+        return {}
+
     @abstractmethod
     def _write(self, kind: str, payload: dict) -> None: ...
 
@@ -112,6 +118,11 @@ class LedgerRecorder(Recorder):
         self.ledger = Ledger.create(self.path, signing_key, run_id=self.run_id, writer="coordinator")
         self.closed = False
         self.started = False
+        # the ledger mirrored into an RFC 9162 Merkle log; one signed head per phase boundary
+        self.heads = HeadIssuer(self.run_id, signing_key)
+        self.parties: list[str] = []
+        # set by the relay (parties.common.introduction): gives every party the final head
+        self.on_close: Callable[[dict[str, dict]], None] | None = None
 
     segment = 0  # n > 0: this recorder continues the run's ledger for its n-th resumed segment
     original_parties: dict[str, dict] = {}
@@ -143,7 +154,9 @@ class LedgerRecorder(Recorder):
         self.original_parties = dict(records[0].payload.get("parties") or {})
         self.segment = segment
         self.closed, self.started = False, True
-        self.ledger.append(
+        self.heads = HeadIssuer(self.run_id, signing_key, records)  # the Merkle mirror, rebuilt from the file
+        self.parties, self.on_close = [], None
+        self._append(
             "run_interrupted",
             {
                 "segment": segment,
@@ -157,10 +170,12 @@ class LedgerRecorder(Recorder):
     def run_start(self, parties: dict[str, dict]) -> None:
         s = self.scenario
         if self.segment:
-            self.ledger.append("run_resumed", {"segment": self.segment, "parties": parties})
+            self.parties = sorted(parties)
+            self._append("run_resumed", {"segment": self.segment, "parties": parties})
             return
         self.started = True
-        self.ledger.append(
+        self.parties = sorted(parties)
+        self._append(
             "run_start",
             {
                 "config_hash": s.config_hash,
@@ -176,13 +191,24 @@ class LedgerRecorder(Recorder):
     def _write(self, kind: str, payload: dict) -> None:
         if kind != "step" and not self.started:  # failed before the parties were introduced: still a valid ledger
             self.run_start({})
-        self.ledger.append(kind, payload)
+        self._append(kind, payload)
+
+    def _append(self, kind: str, payload: dict) -> None:
+        self.heads.add(self.ledger.append(kind, payload))
+
+    def announce_heads(self, parties: list[str]) -> dict[str, dict]:
+        return self.heads.announce(parties)
 
     def close(self, status: str, summary: dict | None = None) -> None:
         if self.closed:
             return
         if not self.started:
             self.run_start({})
-        self.ledger.append("run_end", {"status": status, **(summary or {})})
+        self._append("run_end", {"status": status, **(summary or {})})
         self.ledger.close()
         self.closed = True
+        if self.on_close is not None and self.parties:  # the final head: every party co-signs and ends its log
+            try:
+                self.on_close(self.heads.announce(self.parties))
+            except Exception:  # noqa: BLE001 - the ledger is closed; a party that missed it shows at verify
+                log.exception("could not give the parties the final tree head")

@@ -69,14 +69,25 @@ class Relay:
         self.prefix = ""  # "r<n>:" on every step name of a run's n-th resumed segment
 
     def call(
-        self, kind: str, phase: str, step: str, requests: dict[str, tuple[dict, list[Envelope]]]
+        self,
+        kind: str,
+        phase: str,
+        step: str,
+        requests: dict[str, tuple[dict, list[Envelope]]],
+        heads: dict[str, dict] | None = None,
     ) -> dict[str, NodeReply]:
-        """One Flower round trip to the named parties; records the step in the ledger."""
+        """One Flower round trip to the named parties; records the step in the ledger.
+
+        ``heads``: per party, the signed tree head (and its proofs) it must check and co-sign
+        before doing the step (given at each phase's init: one head per phase boundary)."""
         msgs, order = [], []
+        heads = heads or {}
         for name, (params, inbox) in requests.items():
             msgs.append(
                 Message(
-                    transport.request(phase=phase, step=step, params=params, inbox=inbox, session=self.session),
+                    transport.request(
+                        phase=phase, step=step, params=params, inbox=inbox, session=self.session, tlog=heads.get(name)
+                    ),
                     dst_node_id=self.nodes[name],
                     message_type=kind,
                     group_id=step,
@@ -145,6 +156,30 @@ class Relay:
             self.on_step(step, out)
         return out
 
+    def close_log(self, heads: dict[str, dict]) -> None:
+        """After ``run_end``: give each party the final head to co-sign, and let it end its node log.
+
+        Not recorded (the ledger is closed); a party that does not answer is only logged here and
+        shows at ``fedcredit ledger verify`` (its node log has no end record)."""
+        msgs = [
+            Message(
+                transport.request(phase="close", step="close", session=self.session, tlog=heads[name]),
+                dst_node_id=nid,
+                message_type=transport.CLOSE,
+                group_id="close",
+            )
+            for name, nid in self.nodes.items()
+            if name in heads
+        ]
+        answered = set()
+        for rep in self.grid.send_and_receive(msgs, timeout=min(self.timeout, 60.0)):
+            answered.add(rep.metadata.src_node_id)
+            if rep.has_error():
+                log.warning("final tree head refused: %s", rep.error.reason)
+        missing = [n for n, nid in self.nodes.items() if nid not in answered and n in heads]
+        if missing:
+            log.warning("no answer to the final tree head from %s", ", ".join(missing))
+
     def _fail(self, party: str, step: str, reason: str) -> None:
         self.recorder.event("failure", {"party": party, "step": step, "reason": reason[:2000]})
         raise RunFailed(party, step, reason)
@@ -163,7 +198,10 @@ class Relay:
                 if transport.FINISHED in r.summary:
                     results[p] = r.summary[transport.FINISHED]
 
-        replies = self.call(transport.INIT, phase, f"{self.prefix}{phase}/init", {p: (params[p], []) for p in parties})
+        heads = self.recorder.announce_heads(parties)  # the ledger so far, co-signed before the phase starts
+        replies = self.call(
+            transport.INIT, phase, f"{self.prefix}{phase}/init", {p: (params[p], []) for p in parties}, heads
+        )
         absorb(replies)
         finished = {p: r.finished for p, r in replies.items()}
         n = 0

@@ -22,6 +22,7 @@ HELLO = "query.fc_hello"
 INIT = "query.fc_init"
 STEP = "query.fc_step"
 FINISH = "query.fc_finish"
+CLOSE = "query.fc_close"  # the run's final tree head: co-sign it and end the node log
 FINISHED = "finished_summary"  # key of a summary that carries the party's phase result
 
 
@@ -88,6 +89,7 @@ def request(
     params: dict | None = None,
     inbox: list[Envelope] | None = None,
     session: dict | None = None,
+    tlog: dict | None = None,
 ) -> RecordDict:
     """``session``: the run id and every party's hello nonce, from which each node derives the
     session its envelopes are signed for (:func:`protocols.common.signing.session_id`)."""
@@ -100,6 +102,7 @@ def request(
                     "params": canonical_json(params or {}),
                     "inbox": wire.encode(RelayBatch.of(inbox or [])),
                     "session": canonical_json(session or {}),
+                    "tlog": canonical_json(tlog or {}),
                 }
             )
         }
@@ -110,6 +113,12 @@ def read_session(content: RecordDict) -> dict:
     """The session announcement of a request ({} if it carries none, e.g. ``hello``)."""
     rec = content.config_records[RECORD]
     return json.loads(_bytes(rec, "session")) if "session" in rec else {}
+
+
+def read_tlog(content: RecordDict) -> dict:
+    """The tree head (and this node's proofs) a request announces ({} if none: a step inside a phase)."""
+    rec = content.config_records[RECORD]
+    return json.loads(_bytes(rec, "tlog")) if "tlog" in rec else {}
 
 
 def read_request(content: RecordDict) -> tuple[str, str, dict, list[SignedEnvelope]]:

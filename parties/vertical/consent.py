@@ -275,3 +275,25 @@ def query_refusals(node: NodeRuntime, ids: list[str], centre: str) -> tuple[list
         )
         reasons = [r or extra.refused_ids.get(u) for r, u in zip(reasons, ids, strict=True)]
     return reasons, {"purpose": node.scenario.purpose, "mode": s.mode, **result.ledger_payload()}
+
+
+# -- inference: the centre re-checks the tokens too, against its verified token store ---------
+
+
+def centre_query_check(node: NodeRuntime, bank: str) -> Callable[[list[str], bytes], list[str]]:
+    """The centre's consent re-check at query time (:data:`protocols.inference.centre.ConsentCheck`):
+    the same policy and verified store as at training (:func:`centre_policy`), evaluated on the
+    day of the query, so a token revoked, expired or out of scope since stops the answer at the
+    centre whatever the bank decided. Reasons stay on the node; only counts leave it."""
+
+    def check(usccs: list[str], bundle: bytes) -> list[str]:
+        policy = centre_policy(node, bank)
+        store_path, key_path = _store_paths(node)
+        key = store_key(key_path)
+        store = VerifiedStore.load(store_path, key)
+        result = check_bundle(usccs, bundle, policy, store)
+        if result.verified_now:
+            store.save(store_path, key)
+        return [str(r) for r in result.reasons.tolist()]
+
+    return check

@@ -8,7 +8,9 @@
   once for all applicants against their consent tokens (:func:`parties.vertical.consent.query_refusals`); the
   refusal list stays in node state. Each batch's results are written to ``scores.csv`` on the
   bank's node: ``uscc, score, status``.
-* Centre: answers from its whole table and appends what it was asked to ``query_log.csv`` on its
+* Centre: re-checks every queried firm's consent token (sent sealed with the request) against its
+  own trust anchors and verified token store (:func:`parties.vertical.consent.centre_query_check`),
+  answers the authorised ones from its whole table and appends what it was asked to ``query_log.csv`` on its
   own node (the consented query log regulators require the centre to keep). Its answers, repeats
   and quota refusals go to ``inference_book.jsonl`` on its node too: the book
   (:class:`protocols.inference.quota.QueryBook`) it enforces its quotas and repeat answers from.
@@ -35,7 +37,7 @@ from fedcredit.data.applicants import load_applicants
 from fedcredit.data.loaders import PartyData
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
-from parties.vertical.consent import query_refusals
+from parties.vertical.consent import bank_tokens, centre_query_check, query_refusals
 from parties.vertical.phase import RestartablePhase
 from protocols.inference import (
     BankModelPart,
@@ -167,7 +169,7 @@ class InferencePhase(RestartablePhase[InferenceParty]):
 
     def _bank_inputs(
         self, node: NodeRuntime, params: dict
-    ) -> tuple[BankModelPart, list[str], np.ndarray, list[str | None]]:
+    ) -> tuple[BankModelPart, list[str], np.ndarray, list[str | None], list[str]]:
         part, _, _ = load_model_part(node)
         model = BankModelPart.from_dict(part["model"], f"bank {node.name!r}")
         apps = applicants(node, list(part["feature_names"]))
@@ -176,7 +178,9 @@ class InferencePhase(RestartablePhase[InferenceParty]):
         reasons, _ = _refusals(node, apps.ids)
         pre = LocalPreprocessor.from_dict(part["preprocessor"])
         X = pre.transform(apps.features[lo:hi]) if hi > lo else np.zeros((0, model.n_features))
-        return model, apps.ids[lo:hi], X, reasons[lo:hi]
+        ids = apps.ids[lo:hi]
+        held = bank_tokens(node, str(params["peer"]), ids) if ids else {}  # sent sealed: the centre re-checks
+        return model, ids, X, reasons[lo:hi], [held.get(u, "") for u in ids]
 
     def _centre_inputs(
         self, node: NodeRuntime
@@ -192,7 +196,7 @@ class InferencePhase(RestartablePhase[InferenceParty]):
         p = self._params(node, params)
         session = str(node.get("run_id"))
         if node.role == "bank":
-            model, ids, X, reasons = self._bank_inputs(node, p)
+            model, ids, X, reasons, tokens = self._bank_inputs(node, p)
             return InferenceBank(
                 node.name,
                 p["peer"],
@@ -203,6 +207,7 @@ class InferencePhase(RestartablePhase[InferenceParty]):
                 ids=ids,
                 X=X,
                 refusals=reasons,
+                tokens=tokens,
             )
         cmodel, cids, raw, transform = self._centre_inputs(node)
         return InferenceCentre(
@@ -214,12 +219,18 @@ class InferencePhase(RestartablePhase[InferenceParty]):
             ids=cids,
             features=raw,
             transform=transform,
-            **self._quota(node),
+            **self._quota(node, p["peer"]),
         )
 
     @staticmethod
-    def _quota(node: NodeRuntime) -> dict:
-        return {"book": query_book(node), "model_digest": load_model_part(node)[1], "day": dt.date.today().isoformat()}
+    def _quota(node: NodeRuntime, bank: str) -> dict:
+        """The centre's own records and checks: quota book, model digest, day, consent re-check."""
+        return {
+            "book": query_book(node),
+            "model_digest": load_model_part(node)[1],
+            "day": dt.date.today().isoformat(),
+            "consent": centre_query_check(node, bank),
+        }
 
     def progress(self, node: NodeRuntime, party: InferenceParty) -> dict:
         """After init (the party waits for its first message): which model part this node loaded,
@@ -231,11 +242,11 @@ class InferencePhase(RestartablePhase[InferenceParty]):
     def restore(self, node: NodeRuntime, state: bytes) -> InferenceParty:
         p = self._params(node)
         if node.role == "bank":
-            model, ids, X, reasons = self._bank_inputs(node, p)
-            return InferenceBank.from_state(state, model=model, ids=ids, X=X, refusals=reasons)
+            model, ids, X, reasons, tokens = self._bank_inputs(node, p)
+            return InferenceBank.from_state(state, model=model, ids=ids, X=X, refusals=reasons, tokens=tokens)
         cmodel, cids, raw, transform = self._centre_inputs(node)
         return InferenceCentre.from_state(
-            state, model=cmodel, ids=cids, features=raw, transform=transform, **self._quota(node)
+            state, model=cmodel, ids=cids, features=raw, transform=transform, **self._quota(node, p["peer"])
         )
 
     def finish(self, node: NodeRuntime, party: InferenceParty) -> dict:

@@ -78,6 +78,7 @@ def run_inference(
         relay.on_step = _release_guard(training, recorder)
     totals: dict = {"requested": 0, "sent": 0, "found": 0, "unknown_at_centre": 0, "scored": 0}
     refused: dict[str, int] = {}
+    by_centre: dict[str, int] = {}
     models: dict = {}
     batch, more = 0, True
     while more:
@@ -100,6 +101,7 @@ def run_inference(
             "purpose": scenario.purpose,
             "consent": b["consent"],
             **{k: b[k] for k in ("requested", "refused", "sent", "found", "unknown_at_centre", "scored")},
+            "refused_by_centre": c.get("consent_refused", {}),  # the centre's own re-check: counts by reason
             "model_type": b["model"]["type"],
             "models": {p: m["sha256"] for p, m in models.items()},
             "training_run_id": training[0] if training else None,
@@ -110,6 +112,8 @@ def run_inference(
             totals[k] += int(b[k])
         for reason, n in b["refused"].items():
             refused[reason] = refused.get(reason, 0) + int(n)
+        for reason, n in c.get("consent_refused", {}).items():
+            by_centre[reason] = by_centre.get(reason, 0) + int(n)
         log.info(
             "inference batch %d: %d applicants, %d refused by consent, %d scored, %d unknown at the centre",
             batch,
@@ -127,6 +131,7 @@ def run_inference(
         "batch_size": batch_size,
         "applicants": totals["requested"],
         "refused": dict(sorted(refused.items())),
+        "refused_by_centre": dict(sorted(by_centre.items())),
         **{k: v for k, v in totals.items() if k != "requested"},
         "model_type": models[bank]["type"],
         "models": {p: m["sha256"] for p, m in models.items()},

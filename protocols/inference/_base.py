@@ -40,6 +40,7 @@ class _State:
     decisions: list = field(default_factory=list)  # centre: quota decision per queried USCC (quota.FRESH, ...)
     values: list = field(default_factory=list)  # centre: the answer given per queried USCC (for its book)
     model_key: str = ""  # centre: model part + split ids the batch was answered for
+    consent_refused: dict = field(default_factory=dict)  # centre: its consent re-check's refusals, by reason
 
 
 class InferenceParty(RestartableParty):

@@ -22,6 +22,7 @@ SCORED = "scored"
 UNKNOWN = "unknown_at_centre"
 REFUSED_PREFIX = "refused_consent:"
 REFUSED_QUOTA = "refused_quota"  # over the centre's inference quota (the centre logs it)
+REFUSED_BY_CENTRE = "refused_consent_at_centre"  # the centre's own token re-check refused it (counted there)
 
 
 class InferenceBank(InferenceParty):
@@ -45,8 +46,12 @@ class InferenceBank(InferenceParty):
         ids: list[str],
         X: np.ndarray,
         refusals: list[str | None],
+        tokens: list[str] | None = None,
     ) -> None:
         self.part = model
+        self.tokens = list(tokens) if tokens is not None else [""] * len(ids)
+        if len(self.tokens) != len(ids):
+            raise InferenceError(f"bank {name!r}: {len(self.tokens)} consent tokens for {len(ids)} applicants")
         self.ids = list(ids)
         self.X = np.asarray(X, dtype=np.float64)
         self.refusals = list(refusals)
@@ -113,6 +118,7 @@ class InferenceBank(InferenceParty):
             int(sent.size),
             pack_usccs([self.ids[i] for i in sent]),
             self.part.split_ids(),
+            "\n".join(self.tokens[i] for i in sent).encode("ascii") if sent.size else b"",
         )
         sealed = self._seal(link, "InferenceRequest", body)
         self.s.secret, self.s.peer_public = mine, msg.public_key
@@ -143,11 +149,14 @@ class InferenceBank(InferenceParty):
         refused = np.zeros(n, dtype=bool) if body.refused is None else np.asarray(body.refused)
         if refused.shape != (n,) or refused.dtype != np.bool_ or (refused & found).any():
             raise self._fail(f"centre's refusal mask has shape {refused.shape} or overlaps its answers")
+        by_centre = np.zeros(n, dtype=bool) if body.consent_refused is None else np.asarray(body.consent_refused)
+        if by_centre.shape != (n,) or by_centre.dtype != np.bool_ or (by_centre & found).any():
+            raise self._fail(f"centre's consent refusal mask has shape {by_centre.shape} or overlaps its answers")
         rows = sent[found]
         if rows.size:
             self.s.scores[rows] = self.part.probabilities(self.X[rows], u[found], left[found])
-        for i, ok, no in zip(sent.tolist(), found.tolist(), refused.tolist()):
-            self.s.status[i] = SCORED if ok else (REFUSED_QUOTA if no else UNKNOWN)
+        for i, ok, no, nc in zip(sent.tolist(), found.tolist(), refused.tolist(), by_centre.tolist()):
+            self.s.status[i] = SCORED if ok else (REFUSED_BY_CENTRE if nc else REFUSED_QUOTA if no else UNKNOWN)
         self.s.secret, self.s.peer_public = b"", b""
         self.s.phase = "done"
         return []
@@ -173,6 +182,9 @@ class InferenceBank(InferenceParty):
             "unknown_at_centre": sum(st == UNKNOWN for st in status),
             "scored": int(np.isfinite(np.asarray(self.s.scores)).sum()),
         }
+        by_centre = sum(st == REFUSED_BY_CENTRE for st in status)
+        if by_centre:
+            out["refused_by_centre"] = by_centre
         over = sum(st == REFUSED_QUOTA for st in status)
         if over:
             out["refused_quota"] = over

@@ -22,6 +22,7 @@ class RequestBody:
     count: int
     usccs: bytes
     split_ids: Any  # uint64 host split ids the bank's trees use (SecureBoost; empty for LR)
+    tokens: bytes = b""  # each USCC's consent token, newline-joined (b"" line: none): the centre re-checks
 
 
 @dataclass
@@ -39,6 +40,7 @@ class PartialsBody:
     n_bits: int
     bits: Any  # uint8 packed bits or empty
     refused: Any = None  # bool (count,): over the centre's quota (logged there), not answered
+    consent_refused: Any = None  # bool (count,): the centre's own consent re-check refused it, not answered
 
 
 def pack_usccs(usccs: list[str]) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,13 @@ from protocols.inference.model import CentreModelPart
 from protocols.inference.quota import FRESH, REPEAT, BookEntry, QueryBook, model_key
 
 ACCEPTED_PURPOSES = ("loan_decision",)
+CONSENT_REFUSED = "consent_refused"  # a decision: the centre's token re-check refused this USCC
+
+# The centre's consent re-check at query time: (queried USCCs, their tokens newline-joined) ->
+# refusal reason per USCC ('' = authorised). It is the centre's own policy (signature, issuer,
+# audience, purpose, categories, validity, revocation, against its verified token store),
+# injected so this package stays free of the framework, as protocols.consent.centre.Judge.
+ConsentCheck = Callable[[list[str], bytes], Sequence[str]]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,9 @@ class InferenceCentre(InferenceParty):
         book: QueryBook | None = None,
         model_digest: str = "",
         day: str | None = None,
+        consent: ConsentCheck | None = None,
     ) -> None:
+        self.consent = consent
         self.book = book
         self.model_digest = model_digest
         self.day = day or dt.date.today().isoformat()
@@ -99,11 +108,14 @@ class InferenceCentre(InferenceParty):
         pos = np.fromiter((self._index.get(u, -1) for u in usccs), dtype=np.int64, count=len(usccs))
         n, k = len(usccs), split_ids.size
         key = model_key(self.model_digest, split_ids.tolist())
-        plan = (
-            [(FRESH, None)] * n
+        denied = self._consent(usccs, body.tokens)
+        allowed = [u for u, d in zip(usccs, denied) if not d]
+        planned = iter(
+            [(FRESH, None)] * len(allowed)
             if self.book is None
-            else self.book.plan(self.s.peer, self.s.session, key, usccs, self.day)
+            else self.book.plan(self.s.peer, self.s.session, key, allowed, self.day)
         )
+        plan = [(CONSENT_REFUSED, None) if d else next(planned) for d in denied]
         fresh = np.array([d == FRESH for d, _ in plan], dtype=bool)
         found = (pos >= 0) & fresh
         X = self.transform(self.features[pos[found]]) if found.any() else np.zeros((0, self.part.n_features))
@@ -144,7 +156,7 @@ class InferenceCentre(InferenceParty):
             bits, n_bits = np.zeros(0, dtype=np.uint8), 0
         else:
             scores, bits, n_bits = np.zeros(0), np.packbits(left.ravel()), n * k
-        reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits, refused)
+        reply = PartialsBody(n, found, scores.astype(np.float64), int(n_bits), bits, refused, np.asarray(denied))
         self.s.decisions, self.s.model_key = [d for d, _ in plan], key
         self.s.values = [
             ([float(scores[i])] if lr else [int(b) for b in left[i]]) if found[i] else [] for i in range(n)
@@ -154,6 +166,29 @@ class InferenceCentre(InferenceParty):
         self.s.purpose, self.s.queried, self.s.found = body.purpose, usccs, found
         self.s.phase = "done"
         return [self.send(self.s.peer, InferencePartials(PROTOCOL, self.s.session, self.s.batch, sealed))]
+
+    def _consent(self, usccs: list[str], tokens: bytes) -> np.ndarray:
+        """Bool per USCC: refused by the centre's consent re-check (counts by reason kept, ids not)."""
+        n = len(usccs)
+        if self.consent is None or n == 0:
+            return np.zeros(n, dtype=bool)
+        if not isinstance(tokens, bytes):
+            raise self._fail("request carries no consent tokens")
+        reasons = [str(r) for r in self.consent(usccs, tokens)]
+        if len(reasons) != n:
+            raise self._fail(f"consent check returned {len(reasons)} decisions for {n} USCCs")
+        denied = np.array([bool(r) for r in reasons], dtype=bool)
+        counts: dict[str, int] = {}
+        for r in reasons:
+            if r:
+                counts[r] = counts.get(r, 0) + 1
+        self.s.consent_refused = dict(sorted(counts.items()))
+        if denied.any():
+            log.warning(
+                "credit centre %r refused %d of %d inference queries from %r on its consent re-check: %s",
+                self.name, int(denied.sum()), n, self.s.peer, self.s.consent_refused,
+            )  # fmt: skip
+        return denied
 
     def _check(self, body: RequestBody) -> tuple[list[str], np.ndarray]:
         """The request's USCCs and split ids, once its purpose and model type are accepted."""
@@ -175,9 +210,14 @@ class InferenceCentre(InferenceParty):
             raise self._fail("split ids in an LR request")
         return usccs, split_ids
 
+    def _kept(self) -> list[int]:
+        """Positions the centre's records keep: every query its consent re-check did not refuse."""
+        return [i for i, d in enumerate(self.s.decisions) if d != CONSENT_REFUSED]
+
     def query_log(self) -> tuple[list[str], np.ndarray]:
-        """(queried USCCs, found mask): the centre's own record of what this bank asked."""
-        return list(self.s.queried), np.asarray(self.s.found, dtype=bool).copy()
+        """(queried USCCs, found mask): the centre's own record of what this bank asked (consented only)."""
+        keep = self._kept()
+        return [self.s.queried[i] for i in keep], np.asarray(self.s.found, dtype=bool)[keep].copy()
 
     def book_entries(self) -> list[BookEntry]:
         """What this batch adds to the centre's book (answers, repeats and refusals)."""
@@ -185,18 +225,22 @@ class InferenceCentre(InferenceParty):
         return [
             BookEntry(self.day, self.s.session, self.s.peer, u, self.s.model_key, d, bool(f), list(v))
             for u, d, f, v in zip(self.s.queried, self.s.decisions, found.tolist(), self.s.values)
+            if d != CONSENT_REFUSED
         ]
 
     def counts(self) -> dict[str, Any]:
         found = np.asarray(self.s.found, dtype=bool)
         decisions = list(self.s.decisions)
         refused = sum(d.startswith("refused") for d in decisions)
+        denied = decisions.count(CONSENT_REFUSED)
         out = {
             "queried": len(self.s.queried),
             "found": int(found.sum()),
-            "not_found": int((~found).sum()) - refused,
+            "not_found": int((~found).sum()) - refused - denied,
             "purpose": self.s.purpose,
         }
+        if self.consent is not None:  # the centre's own consent re-check: counts by reason, never an id
+            out["consent_refused"] = dict(self.s.consent_refused)
         if self.book is not None:  # quotas on: say what they did (counts only, never an id)
             out |= {"refused_quota": refused, "repeats": decisions.count(REPEAT)}
         return out
