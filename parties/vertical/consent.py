@@ -18,13 +18,21 @@ keys and revocation lists stops the run with an error saying what is missing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentRegistry
-from fedcredit.consent.check import ConsentPolicy, VerifiedStore, check_keys, check_tokens, store_key
+from fedcredit.consent.check import (
+    ConsentPolicy,
+    VerifiedStore,
+    check_bundle,
+    check_keys,
+    check_tokens,
+    store_key,
+)
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
 from fedcredit.consent.tokens import (
     IssuerKey,
