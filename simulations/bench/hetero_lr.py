@@ -50,6 +50,7 @@ from protocols.hetero_lr import (  # noqa: E402
     batch_schedule,
     batches_per_epoch,
 )
+from protocols.hetero_lr.memo import frozen  # noqa: E402
 from protocols.hetero_lr.scales import CHECK_BITS, window_bits  # noqa: E402
 
 MONEY = ["LIMIT_BAL"] + [f"BILL_AMT{i}" for i in range(1, 7)] + [f"PAY_AMT{i}" for i in range(1, 7)]
@@ -113,6 +114,8 @@ class _LocalNode:
 
 def _node_main(conn, role: str, data: dict, cfg_dict: dict, workers: int) -> None:
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(workers)
+    # loaded once per node process, read-only: each step's restore reuses the checked arrays and digest
+    data = {k: frozen(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
     node = _LocalNode(role, data, HeteroLRConfig(**cfg_dict))
     while True:
         msg = conn.recv()
