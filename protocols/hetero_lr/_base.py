@@ -14,6 +14,7 @@ the keys are rebuilt from it in :meth:`LRTrainingParty._after_restore`.
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -288,7 +289,7 @@ class LRTrainingParty(PeerParty):
     def _batch(self, r: int) -> np.ndarray | None:
         if r >= self._total_rounds:
             return None
-        return batch_schedule(self.n_train, self.config.batch_size, self.config.seed, r // self._nb)[r % self._nb]
+        return _epoch_schedule(self.n_train, self.config.batch_size, self.config.seed, r // self._nb)[r % self._nb]
 
     def _is_record_round(self, r: int) -> bool:
         """The first round after an epoch's last batch: the epoch is evaluated in it."""
@@ -527,6 +528,15 @@ class LRTrainingParty(PeerParty):
         self.s.history.append(entry)
         if self.on_epoch is not None:
             self.on_epoch(dict(entry))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_schedule(n_rows: int, batch_size: int, seed: int, epoch: int) -> tuple[np.ndarray, ...]:
+    """:func:`batch_schedule`, drawn once per epoch in a process (an O(rows) shuffle), read-only."""
+    batches = batch_schedule(n_rows, batch_size, seed, epoch)
+    for b in batches:
+        b.flags.writeable = False
+    return tuple(batches)
 
 
 def _kind(env: Envelope) -> str:
