@@ -61,6 +61,7 @@ def test_frozen_is_a_private_read_only_copy():
     assert f[0, 0] == 0.0
     with pytest.raises(ValueError):
         f[0, 0] = 1.0
+    assert frozen(f) is f  # no second copy
     assert not is_frozen(f[:1])  # a view is not registered: never memoised
     f.flags.writeable = True  # deliberately unfrozen: no longer memoisable
     assert not is_frozen(f)

@@ -37,7 +37,10 @@ def frozen(a: np.ndarray) -> np.ndarray:
     """A read-only, contiguous copy of ``a`` that parties may memoise derived values for.
 
     Call it once when a node loads its data and hand the result to the party on every step.
+    An array that is already frozen is returned as is (no second copy).
     """
+    if is_frozen(a):
+        return a
     out = np.array(a, copy=True, order="C")
     return _freeze(out)
 

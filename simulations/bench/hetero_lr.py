@@ -114,8 +114,6 @@ class _LocalNode:
 
 def _node_main(conn, role: str, data: dict, cfg_dict: dict, workers: int) -> None:
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(workers)
-    # loaded once per node process, read-only: each step's restore reuses the checked arrays and digest
-    data = {k: frozen(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
     node = _LocalNode(role, data, HeteroLRConfig(**cfg_dict))
     while True:
         msg = conn.recv()
@@ -133,6 +131,9 @@ class _ProcessNode:
 
     def __init__(self, role: str, data: dict, cfg: HeteroLRConfig, workers: int):
         ctx = mp.get_context("fork")
+        # loaded once, read-only, before the fork (the node shares these pages, no copy of its own):
+        # each step's restore then reuses the party's checked arrays and data digest
+        data = {k: frozen(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_node_main, args=(child, role, data, cfg.to_dict(), workers), daemon=True)
         self.proc.start()
