@@ -14,6 +14,7 @@ the keys are rebuilt from it in :meth:`LRTrainingParty._after_restore`.
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from protocols.common.party import Envelope, ProtocolError, RestartableParty, da
 from protocols.hetero_lr import kernels
 from protocols.hetero_lr.config import MIN_BATCH_ROWS, HeteroLRConfig
 from protocols.hetero_lr.keys import cached_private_key
+from protocols.hetero_lr.memo import FrozenMemo, freeze_derived, is_frozen
 from protocols.hetero_lr.messages import BANK, PROTOCOL_ID, LRHello
 from protocols.hetero_lr.scales import (
     LOGIT_LIMIT_BITS,
@@ -46,6 +48,11 @@ from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, Publi
 M = TypeVar("M")
 
 STATE_VERSION = "hetero-lr-state/1"
+
+# per process: a node restoring its party every step from the same frozen data checks,
+# encodes and digests it once (both roles may live in one process: tests, benchmarks)
+_FEATURES: FrozenMemo[tuple[np.ndarray, np.ndarray | None, np.ndarray, int]] = FrozenMemo(maxsize=4)
+_DIGESTS: FrozenMemo[str] = FrozenMemo(maxsize=4)
 
 
 class PeerParty(RestartableParty):
@@ -127,15 +134,12 @@ class LRTrainingParty(PeerParty):
         self.peer = peer
         self.config = config
         self.on_epoch = on_epoch
-        who = f"{self.role} {name!r}"
-        self.X = as_features(X_train, who, "X_train")
-        if self.X.shape[0] == 0:
-            raise ValueError(f"{who}: X_train has no rows")
-        self.X_val = as_features(X_val, who, "X_val", self.X.shape[1])
         self.codecs = Codecs.for_config(config)
-        self.X_int = self._encode_features(self.X, "X_train")
-        if self.X_val is not None:
-            self._encode_features(self.X_val, "X_val")  # refuse unscaled validation rows now, not mid-run
+        self.X, self.X_val, self.X_int, self._x_bits = _FEATURES.get(
+            (self.role, name, self.codecs.features),
+            (X_train, X_val),
+            lambda: self._prepare_features(X_train, X_val),
+        )
         self._sk: PrivateKey | None = None
         self._peer_pk: PublicKey | None = None
         self.s = self._new_state()
@@ -156,6 +160,24 @@ class LRTrainingParty(PeerParty):
         party._restore(s)
         return party
 
+    def _prepare_features(
+        self, X_train: np.ndarray, X_val: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, int]:
+        """(X, X_val, fixed-point X, bits of max |fixed-point x|): every row checked, O(rows);
+        memoised for frozen inputs (:mod:`.memo`)."""
+        who = f"{self.role} {self.name!r}"
+        X = as_features(X_train, who, "X_train")
+        if X.shape[0] == 0:
+            raise ValueError(f"{who}: X_train has no rows")
+        X_v = as_features(X_val, who, "X_val", X.shape[1])
+        X_int = self._encode_features(X, "X_train")
+        if X_v is not None:
+            self._encode_features(X_v, "X_val")  # refuse unscaled validation rows now, not mid-run
+        x_bits = int(np.abs(X_int).max()).bit_length() if X_int.size else 1
+        if is_frozen(X_train) and is_frozen(X_val):  # shared through the memo: nobody may write to them
+            return freeze_derived(X), freeze_derived(X_v), freeze_derived(X_int), x_bits  # type: ignore[return-value]
+        return X, X_v, X_int, x_bits
+
     def _encode_features(self, X: np.ndarray, what: str) -> np.ndarray:
         try:
             return self.codecs.features.encode(X)
@@ -164,8 +186,14 @@ class LRTrainingParty(PeerParty):
                 f"{self.role} {self.name!r}: {what}: {exc} (features must be standardised; |x| < 2^{X_INT_BITS})"
             ) from None
 
+    def _digest_arrays(self) -> tuple[np.ndarray | None, ...]:
+        """The arrays a state is bound to (a role adds its labels)."""
+        return (self.X, self.X_val)
+
     def _data_digest(self) -> str:
-        return data_digest(self.X, self.X_val)
+        """SHA-256 of :meth:`_digest_arrays`; computed once per frozen data in a process (:mod:`.memo`)."""
+        arrays = self._digest_arrays()
+        return _DIGESTS.get("data_digest", arrays, lambda: data_digest(*arrays))
 
     def _new_state(self) -> LRState:
         zeros = np.zeros(self.n_weights)
@@ -261,7 +289,7 @@ class LRTrainingParty(PeerParty):
     def _batch(self, r: int) -> np.ndarray | None:
         if r >= self._total_rounds:
             return None
-        return batch_schedule(self.n_train, self.config.batch_size, self.config.seed, r // self._nb)[r % self._nb]
+        return _epoch_schedule(self.n_train, self.config.batch_size, self.config.seed, r // self._nb)[r % self._nb]
 
     def _is_record_round(self, r: int) -> bool:
         """The first round after an epoch's last batch: the epoch is evaluated in it."""
@@ -415,8 +443,7 @@ class LRTrainingParty(PeerParty):
     # -- masks and optimiser ---------------------------------------------------------------
     def _gradient_value_bits(self, n_rows: int) -> int:
         """Bound on |X^T (s d)| (fixed-point integers) for masking the gradient computed here."""
-        x_bits = int(np.abs(self.X_int).max()).bit_length() if self.X_int.size else 1
-        return gradient_value_bits(n_rows, x_bits, self.config)
+        return gradient_value_bits(n_rows, self._x_bits, self.config)
 
     def _mask_gradient(self, enc: EncryptedVector, n_rows: int) -> EncryptedVector:
         """``enc + Enc(M)`` with fresh randomness and ``M`` uniform over almost all of ``Z_n`` (kept to unmask).
@@ -519,6 +546,15 @@ class LRTrainingParty(PeerParty):
         self.s.history.append(entry)
         if self.on_epoch is not None:
             self.on_epoch(dict(entry))
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_schedule(n_rows: int, batch_size: int, seed: int, epoch: int) -> tuple[np.ndarray, ...]:
+    """:func:`batch_schedule`, drawn once per epoch in a process (an O(rows) shuffle), read-only."""
+    batches = batch_schedule(n_rows, batch_size, seed, epoch)
+    for b in batches:
+        b.flags.writeable = False
+    return tuple(batches)
 
 
 def _kind(env: Envelope) -> str:

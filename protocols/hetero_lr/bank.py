@@ -13,16 +13,18 @@ import math
 import operator
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
 import numpy as np
 
 from protocols.common.inputs import as_features, as_labels
-from protocols.common.party import Envelope, data_digest
+from protocols.common.party import Envelope
 from protocols.hetero_lr import kernels, messages
 from protocols.hetero_lr._base import LRTrainingParty
 from protocols.hetero_lr.config import HeteroLRConfig
+from protocols.hetero_lr.memo import FrozenMemo, freeze_derived, is_frozen
 from protocols.hetero_lr.scales import (
     FRAC_BITS_S,
     SAMPLE_WEIGHTS,
@@ -39,6 +41,52 @@ _LOG2 = math.log(2.0)
 
 def _with_intercept(X: np.ndarray) -> np.ndarray:
     return np.hstack([X, np.ones((X.shape[0], 1))])
+
+
+@dataclass(frozen=True)
+class _BankData:
+    """What the bank derives from its inputs before the shared checks (memoised per frozen data)."""
+
+    X: np.ndarray  # training rows with the intercept column
+    X_val: np.ndarray | None
+    y: np.ndarray  # labels in {-1, +1}
+    y_val: np.ndarray | None
+    n_raw: int
+    class_weights: dict[int, float] | None
+    s_int: np.ndarray | None
+    s_val_int: np.ndarray | None
+
+
+def _bank_data(
+    name: str,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: HeteroLRConfig,
+) -> _BankData:
+    """Check the bank's inputs and derive its arrays: O(rows), once per frozen data in a process."""
+    who = f"{messages.BANK} {name!r}"
+    X_train = as_features(X_train, who, "X_train")
+    X_val = as_features(X_val, who, "X_val", X_train.shape[1])
+    y = as_labels(y_train, X_train.shape[0], who, "y_train", signed=True)
+    if (X_val is None) != (y_val is None):
+        raise ValueError(f"{who}: give both X_val and y_val, or neither")
+    y_v = as_labels(y_val, 0 if X_val is None else X_val.shape[0], who, "y_val", signed=True)
+    cw = s_int = s_val_int = None
+    if config.weighted:
+        cw = balanced_class_weights((y > 0).astype(int))
+        s_int = SAMPLE_WEIGHTS.encode(np.where(y > 0, cw[1], cw[0]))
+        if y_v is not None:
+            s_val_int = SAMPLE_WEIGHTS.encode(np.where(y_v > 0, cw[1], cw[0]))
+    X_a, X_val_a = _with_intercept(X_train), None if X_val is None else _with_intercept(X_val)
+    if is_frozen(X_train) and is_frozen(X_val):  # shared through the memo: nobody may write to them
+        f = freeze_derived
+        return _BankData(f(X_a), f(X_val_a), f(y), f(y_v), X_train.shape[1], cw, f(s_int), f(s_val_int))  # type: ignore[arg-type]
+    return _BankData(X_a, X_val_a, y, y_v, int(X_train.shape[1]), cw, s_int, s_val_int)
+
+
+_BANK_DATA: FrozenMemo[_BankData] = FrozenMemo(maxsize=2)
 
 
 class BankLR(LRTrainingParty):
@@ -62,27 +110,19 @@ class BankLR(LRTrainingParty):
         y_val: np.ndarray | None = None,
         on_epoch: Callable[[dict], None] | None = None,
     ) -> None:
-        who = f"{messages.BANK} {name!r}"
-        X_train = as_features(X_train, who, "X_train")
-        X_val = as_features(X_val, who, "X_val", X_train.shape[1])
-        self.n_raw = int(X_train.shape[1])
-        self.y = as_labels(y_train, X_train.shape[0], who, "y_train", signed=True)
-        if (X_val is None) != (y_val is None):
-            raise ValueError(f"{who}: give both X_val and y_val, or neither")
-        self.y_val = as_labels(y_val, 0 if X_val is None else X_val.shape[0], who, "y_val", signed=True)
-        self.class_weights: dict[int, float] | None = None
-        self.s_int: np.ndarray | None = None  # fixed-point class weight of each training row
-        self.s_val_int: np.ndarray | None = None
-        if config.weighted:
-            cw = self.class_weights = balanced_class_weights((self.y > 0).astype(int))
-            self.s_int = SAMPLE_WEIGHTS.encode(np.where(self.y > 0, cw[1], cw[0]))
-            if self.y_val is not None:
-                self.s_val_int = SAMPLE_WEIGHTS.encode(np.where(self.y_val > 0, cw[1], cw[0]))
-        X_val_a = None if X_val is None else _with_intercept(X_val)
-        super().__init__(name, peer, _with_intercept(X_train), config, X_val=X_val_a, on_epoch=on_epoch)
+        d = _BANK_DATA.get(
+            (name, config.weighted),
+            (X_train, y_train, X_val, y_val),
+            lambda: _bank_data(name, X_train, y_train, X_val, y_val, config),
+        )
+        self.n_raw = d.n_raw
+        self.y, self.y_val = d.y, d.y_val
+        self.class_weights = d.class_weights
+        self.s_int, self.s_val_int = d.s_int, d.s_val_int  # fixed-point class weight of each row
+        super().__init__(name, peer, d.X, config, X_val=d.X_val, on_epoch=on_epoch)
 
-    def _data_digest(self) -> str:
-        return data_digest(self.X, self.X_val, self.y, self.y_val)
+    def _digest_arrays(self) -> tuple[np.ndarray | None, ...]:
+        return (self.X, self.X_val, self.y, self.y_val)
 
     def _raw_features(self) -> int:
         return self.n_raw

@@ -51,6 +51,7 @@ from protocols.hetero_lr import (  # noqa: E402
     batch_schedule,
     batches_per_epoch,
 )
+from protocols.hetero_lr.memo import frozen  # noqa: E402
 from protocols.hetero_lr.scales import CHECK_BITS, window_bits  # noqa: E402
 from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
@@ -132,6 +133,9 @@ class _ProcessNode:
 
     def __init__(self, role: str, data: dict, cfg: HeteroLRConfig, workers: int):
         ctx = mp.get_context("fork")
+        # loaded once, read-only, before the fork (the node shares these pages, no copy of its own):
+        # each step's restore then reuses the party's checked arrays and data digest
+        data = {k: frozen(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_node_main, args=(child, role, data, cfg.to_dict(), workers), daemon=True)
         self.proc.start()

@@ -40,6 +40,7 @@ import hetero_lr as hlr  # noqa: E402  # sibling benchmark: its process nodes an
 
 from fedcredit.data import synth  # noqa: E402
 from protocols.hetero_lr import HeteroLRConfig, batches_per_epoch  # noqa: E402
+from protocols.hetero_lr.memo import frozen  # noqa: E402
 from simulations.bench._progress import BenchProgress, add_progress_flag  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def _children_cpu() -> tuple[float, float]:
 def bench_lr(
     rows: int, key_bits: int, batch: int, max_steps: int = 0, tick: Callable[..., None] = lambda *a, **k: None
 ) -> dict:
-    Xb, Xc, y = aligned_rows(rows)
+    Xb, Xc, y = (frozen(a) for a in aligned_rows(rows))  # as a node loads its data: once, read-only
     data = {"Xb": Xb, "y": y, "Xc": Xc}
     cfg = HeteroLRConfig(
         epochs=1, batch_size=batch, key_bits=key_bits, insecure_test_key=key_bits < 2048, early_stopping_patience=0
