@@ -1,6 +1,6 @@
 """Platform simulation: one credit centre of N firms serving K banks, each training its own model.
 
-    PYTHONPATH=. .venv/bin/python simulations/platform.py --firms 4000000 --banks 10
+    PYTHONPATH=. .venv/bin/python simulations/credit_platform.py --firms 4000000 --banks 10
 
 1. ``fedcredit data synth``'s generator writes the centre's table and K banks' books (most of a
    bank's customers are known to the centre, 5-15 % are not).
@@ -31,10 +31,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# this file is named like the stdlib's ``platform`` (the issue names the command): drop its own
-# directory from the import path before anything (pandas) imports the real one
+# (named credit_platform, not platform: a simulations/platform.py shadowed the standard library's
+# ``platform`` module for every script in this directory, e.g. attacks.py and canaries.py)
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 import argparse  # noqa: E402
