@@ -16,8 +16,11 @@ from fedcredit.data.loaders import hash_split_mask, load_party_data
 from fedcredit.features import LocalPreprocessor
 
 
-def pooled_vertical(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Bank and centre tables joined on USCC, split and preprocessed as the federated run does."""
+def pooled_vertical(scenario: Scenario, used: set[str] | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Bank and centre tables joined on USCC, split and preprocessed as the federated run does.
+
+    ``used``: the ids the run actually trained and scored on (PSI intersection after the consent
+    check); without it, every id both tables hold."""
     bank_spec = scenario.parties_with_role("bank")[0]
     centre_spec = scenario.parties_with_role("credit_centre")[0]
     bank = load_party_data(
@@ -27,7 +30,7 @@ def pooled_vertical(scenario: Scenario) -> tuple[dict[str, np.ndarray], list[str
         scenario.resolve(centre_spec.data), "credit_centre", party=centre_spec.name, seed=scenario.seed, scaled=False
     )
     pos = {u: i for i, u in enumerate(centre.ids)}
-    keep = np.array([u in pos for u in bank.ids])
+    keep = np.array([u in pos and (used is None or u in used) for u in bank.ids])
     ids = [u for u, k in zip(bank.ids, keep) if k]
     Xb = bank.features[keep]
     Xc = centre.features[[pos[u] for u in ids]]
@@ -50,7 +53,9 @@ def _test_mask(scenario: Scenario, source: str, ids: list[str]) -> np.ndarray:
     return hash_split_mask(ids, scenario.seed)
 
 
-def vertical_reference(scenario: Scenario, scores: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+def vertical_reference(
+    scenario: Scenario, scores: dict[str, np.ndarray] | None = None, used: set[str] | None = None
+) -> dict[str, dict[str, float]]:
     """Pooled logistic regression and GBDT on bank-only and joint features.
 
     If ``scores`` is a dict it receives the test labels (``y_test``) and each model's test
@@ -61,7 +66,7 @@ def vertical_reference(scenario: Scenario, scores: dict[str, np.ndarray] | None 
 
     from protocols.secureboost import SecureBoostConfig
 
-    d, _ = pooled_vertical(scenario)
+    d, _ = pooled_vertical(scenario, used)
     joint_tr = np.hstack([d["bank_train"], d["centre_train"]])
     joint_te = np.hstack([d["bank_test"], d["centre_test"]])
     sb = scenario.settings(SecureBoostConfig)  # the pooled GBDT uses the federated run's tree settings

@@ -151,7 +151,9 @@ def deploy_local_cmd(
         raise fail(console, exc, label="deployment failed:") from None
     if (out / "ledger.sqlite").exists():
         _save_scenario(loaded, out)
-        summary["report"] = _report(out)
+        from fedcredit.cli.simulate_cmd import write_run_report  # the one report writer of every run
+
+        summary["report"] = write_run_report(out)
     _print(summary)
     status = summary["status"]
     if status.get("status") != "completed":
@@ -166,19 +168,6 @@ def _save_scenario(scenario: Scenario, out: Path) -> None:
     path = out / "scenario.toml"
     if not path.exists():
         path.write_text(scenario.source_text, encoding="utf-8")
-
-
-def _report(out: Path) -> str | None:
-    """``out/report.html``; a report that cannot be built is logged, never fails the deployment."""
-    from fedcredit.report import ReportError, write_report
-
-    try:
-        return str(write_report(out))
-    except ReportError as exc:
-        log.warning("no report for %s: %s", out, exc)
-    except Exception:  # noqa: BLE001 - a report bug must not turn a finished, verified run into a failure
-        log.exception("no report for %s: building it failed", out)
-    return None
 
 
 def _print(summary: dict) -> None:

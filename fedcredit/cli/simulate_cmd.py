@@ -145,7 +145,15 @@ def add_reference(scenario: config.Scenario, out: Path) -> None:
         from fedcredit.reference import vertical_reference
 
         scores: dict = {}
-        metrics["centralised"] = vertical_reference(scenario, scores)
+        bank = scenario.parties_with_role("bank")[0].name
+        kept = out / "nodes" / bank / "test_scores.npz"  # the bank's own record of the rows it used
+        used = None
+        if kept.exists():
+            with np.load(kept, allow_pickle=False) as z:
+                used = set(z["aligned_ids"].tolist()) if "aligned_ids" in z.files else None
+        metrics["centralised"] = vertical_reference(scenario, scores, used)
+        if used is not None:
+            metrics["centralised_rows"] = len(used)
         np.savez_compressed(out / "reference_scores.npz", **scores)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
 

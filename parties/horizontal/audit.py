@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.inflatable.inflatable_object import InflatableObject
-from flwr.supercore.run import Run
 
+from parties.common.delegating import DelegatingGrid
 from parties.horizontal.flower_legacy import secagg_stage
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class _Pending:
 
 
 @dataclass
-class RecordingGrid(Grid):
+class RecordingGrid(DelegatingGrid):
     """A Grid that describes traffic for the ledger and applies a default timeout.
 
     ``names`` maps node ids to party names (unknown nodes appear as ``node-<id>``). ``on_event``
@@ -111,22 +111,7 @@ class RecordingGrid(Grid):
     def name(self, node_id: int) -> str:
         return self.names.get(node_id, f"node-{node_id}")
 
-    # -- Grid interface (delegation) ---------------------------------------------------
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(
-        self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None
-    ) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
+    # -- Grid interface: delegated (DelegatingGrid), except that replies must be recorded --
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         raise NotImplementedError("horizontal workflows use send_and_receive (so every reply is recorded)")
 

@@ -26,6 +26,7 @@ from parties.vertical.phase import (
     Phase,
     RestartablePhase,
     aligned_features,
+    get_array,
     get_json,
 )
 from protocols import secureboost as sb
@@ -212,7 +213,12 @@ class ScorePhase(RestartablePhase[RestartableParty]):
             raise TypeError(f"bank {node.name}: not a scoring party: {type(party).__name__}")
         y = aligned_features(node)["y_test"]
         # The label holder keeps its test scores in its own storage (never sent) for its run report.
-        np.savez_compressed(node.dir / "test_scores.npz", y=np.asarray(y, dtype=np.int8), score=party.scores)
+        # With them, the ids of the rows this run used (the consented intersection: the bank's own
+        # knowledge), so a simulation's pooled reference is computed on exactly the same rows.
+        used = np.asarray(node.data().ids)[get_array(node, COMMON_ROWS)].astype(str)
+        np.savez_compressed(
+            node.dir / "test_scores.npz", y=np.asarray(y, dtype=np.int8), score=party.scores, aligned_ids=used
+        )
         m = metrics.summary(y, party.scores)
         return {"metrics": {k: round(float(v), 6) for k, v in m.items()}, "rows": int(len(y))}
 
