@@ -15,6 +15,7 @@ from flwr.app import Context, Message
 
 from fedcredit.config import Scenario
 from parties.client_app import build_client_app
+from parties.common import peers
 from parties.common.centre_host import CentreHost
 from parties.common.grid import FIRST_NODE_ID, InProcessGrid, Tap, server_context
 from parties.server_app import coordinate
@@ -63,6 +64,7 @@ def submit_run(
     The run's slot is closed when it ends (``keep_slot=True`` leaves it for inspection, tests).
     """
     out = Path(out_dir)
+    peers.provision(scenario, out)  # this run's node keys and the peers file each node trusts
     grid = hosted_grid(host, key, bank, scenario, out, tap=tap)
 
     def job() -> dict:

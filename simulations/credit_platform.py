@@ -100,6 +100,8 @@ data = "{bank_file}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "{centre_file}"
+[consent]
+mode = "demo"  # synthetic firms: generated demo consent tokens (docs/consent.md)
 [lr]
 epochs = {args.epochs}
 batch_size = 4096

@@ -28,6 +28,8 @@ data = "synthetic:{data}"
 [parties.credit_centre]
 role = "credit_centre"
 data = "synthetic:{data}"
+[consent]
+mode = "demo"  # synthetic firms: generated demo consent tokens (docs/consent.md)
 [lr]
 epochs = 1
 batch_size = 1024
@@ -115,9 +117,10 @@ def test_two_banks_run_concurrently_and_isolated(data, tmp_path) -> None:
     assert host.peak_running == 2  # the two runs overlapped on the one centre node
     assert _leaks(host, outs) == []
     # each run's centre has its own signing identity and its own logs, naming only its run
-    ka = {b for b in host.seen["a"] if b.startswith(b"-----BEGIN PRIVATE KEY")}
-    kb = {b for b in host.seen["b"] if b.startswith(b"-----BEGIN PRIVATE KEY")}
-    assert ka and kb and not ka & kb
+    # (node keys are the run's operator configuration, provisioned per run directory: issue 13)
+    key_a, key_b = ((outs[k] / "keys" / "credit_centre" / "egress.key").read_bytes() for k in ("a", "b"))
+    assert key_a != key_b
+    assert not any(key_b in b for b in host.seen["a"]) and not any(key_a in b for b in host.seen["b"])
     run_ids = {k: (outs[k] / "status.json").read_text() for k in outs}
     assert all((outs[k] / "nodes/credit_centre/egress.sqlite").is_file() for k in outs)
     assert not (outs["a"] / "nodes" / "bank_b").exists() and not (outs["b"] / "nodes" / "bank_a").exists()
