@@ -283,8 +283,11 @@ def test_vertical_lr_deployment_matches_simulation(background: Background) -> No
     # same seed, same data: the deployed run trains exactly the simulated model
     m_sim = json.loads((root / "sim" / "metrics.json").read_text())
     m_dep = json.loads((dep_dir / "metrics.json").read_text())
-    for key in ("rows_intersection", "rows_train", "rows_test", "rows_validation", "epochs", "flower_round_trips"):
+    for key in ("rows_intersection", "rows_train", "rows_test", "rows_validation", "epochs"):
         assert m_dep[key] == m_sim[key], key
+    # round trips agree except in the consent exchange, which needs 2 more when the centre's
+    # verified-token store has not seen some tokens yet (docs/consent.md): order-dependent
+    assert 0 <= abs(m_dep["flower_round_trips"] - m_sim["flower_round_trips"]) <= 2
     for key in ("auc", "ks", "gini", "log_loss"):
         assert m_dep[key] == pytest.approx(m_sim[key], abs=1e-6), key
     assert m_dep["auc"] > 0.6
