@@ -87,6 +87,13 @@ class _Pending:
     entry: dict  # sender/recipient: party name, or node id resolved in take()
 
 
+def _snapshot(content: RecordDict) -> RecordDict:
+    """An independent copy of a message's content as it crossed (its wire form, parsed back)."""
+    from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
+
+    return recorddict_from_proto(recorddict_to_proto(content))
+
+
 @dataclass
 class RecordingGrid(DelegatingGrid):
     """A Grid that describes traffic for the ledger and applies a default timeout.
@@ -131,7 +138,7 @@ class RecordingGrid(DelegatingGrid):
             size, sha = digest(m.content)
             if self.capture:
                 self.captured.append(
-                    Captured(round=rnd, step=step, party=self.name(dst), direction="out", content=m.content)
+                    Captured(round=rnd, step=step, party=self.name(dst), direction="out", content=_snapshot(m.content))
                 )
             self._add(
                 step, rnd, {"sender": COORDINATOR, "recipient": dst, "kind": req_kind, "size": size, "sha256": sha}
@@ -157,7 +164,10 @@ class RecordingGrid(DelegatingGrid):
                 step, rnd, {"sender": src, "recipient": COORDINATOR, "kind": rep_kind, "size": size, "sha256": sha}
             )
             if self.capture:
-                self.captured.append(Captured(round=rnd, step=step, party=party, direction="in", content=r.content))
+                # a copy: Flower's workflow consumes the reply's arrays (keep_input=False) after this
+                self.captured.append(
+                    Captured(round=rnd, step=step, party=party, direction="in", content=_snapshot(r.content))
+                )
         for dst in sorted(set(sent) - answered):
             self._event(
                 "dropout",
