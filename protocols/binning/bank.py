@@ -15,7 +15,7 @@ import numpy as np
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
 from protocols.binning.messages import BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
-from protocols.binning.woe import ColumnWoe, drop_correlated, merge_column, select_by_iv, woe_iv
+from protocols.binning.woe import ColumnWoe, drop_correlated, merge_column, select_by_iv, woe_encode, woe_iv
 from protocols.common.party import Envelope, Party, open_envelope
 from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, generate_keypair
 
@@ -160,12 +160,7 @@ class BinningBank(Party):
     def transform_own(self, columns: list[str] | None = None, X: np.ndarray | None = None) -> np.ndarray:
         """WOE-encoded own columns (default: the kept ones) of ``X`` (default: the binned rows)."""
         cols = self.kept_own if columns is None else columns
-        out = np.empty(((self.X if X is None else X).shape[0], len(cols)))
-        for j, col in enumerate(cols):
-            i = self.names.index(col)
-            codes = self.codes[:, i] if X is None else self.bins[i].codes(X[:, i])
-            out[:, j] = self.own[col].transform(codes)
-        return out
+        return woe_encode(cols, self.names, self.codes, self.bins, self.own, X)
 
     def iv_report(self) -> list[dict]:
         """Every column of both parties: party, column, kind, IV, final bins, kept and why not."""

@@ -14,7 +14,7 @@ import numpy as np
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
 from protocols.binning.messages import BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
-from protocols.binning.woe import ColumnWoe, drop_correlated
+from protocols.binning.woe import ColumnWoe, drop_correlated, woe_encode
 from protocols.common.party import Envelope, Party, ProtocolError, open_envelope
 from protocols.paillier import EncryptedVector, PaillierError, PublicKey
 
@@ -128,12 +128,7 @@ class BinningCentre(Party):
     def transform(self, columns: list[str] | None = None, X: np.ndarray | None = None) -> np.ndarray:
         """WOE-encoded columns (default: the kept ones) of ``X`` (default: the binned rows)."""
         cols = self.kept if columns is None else columns
-        out = np.empty(((self.X if X is None else X).shape[0], len(cols)))
-        for j, col in enumerate(cols):
-            i = self.names.index(col)
-            codes = self.codes[:, i] if X is None else self.bins[i].codes(X[:, i])
-            out[:, j] = self.woe[col].transform(codes)
-        return out
+        return woe_encode(cols, self.names, self.codes, self.bins, self.woe, X)
 
     @property
     def column_bins(self) -> dict[str, ColumnBins]:

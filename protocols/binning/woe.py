@@ -17,8 +17,12 @@ with a value bin: "missing" is evidence of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from protocols.binning.fine import ColumnBins
 
 MONOTONIC = ("auto", "ascending", "descending", "none")
 
@@ -163,6 +167,23 @@ def merge_column(
     np.add.at(ne, group[used], fn[used])
     woe, iv = woe_iv(ev, ne)
     return ColumnWoe(name, kind, group, woe, ev, ne, float(iv.sum()), fine_events=fe, fine_nonevents=fn)
+
+
+def woe_encode(
+    columns: list[str],
+    names: list[str],
+    codes: np.ndarray,
+    bins: list[ColumnBins],
+    woe: dict[str, ColumnWoe],
+    X: np.ndarray | None = None,
+) -> np.ndarray:
+    """WOE-encode ``columns`` of one party: its fine-bin ``codes`` of the binned rows, or, with
+    ``X``, new rows binned by the same ``bins`` (both roles encode their own columns this way)."""
+    out = np.empty(((codes if X is None else X).shape[0], len(columns)))
+    for j, col in enumerate(columns):
+        i = names.index(col)
+        out[:, j] = woe[col].transform(codes[:, i] if X is None else bins[i].codes(X[:, i]))
+    return out
 
 
 def select_by_iv(ivs: dict[str, float], min_iv: float) -> list[str]:
