@@ -18,6 +18,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,14 @@ def _caught(exc: ProtocolError) -> tuple[str, str]:
     head, _, _ = text.partition(":")
     who = head.split(" at ")[0]
     return who, head[len(who) :].strip().removeprefix("at ") or text
+
+
+def _result(name: str, attacker: str, caught: ProtocolError | None, **fields: Any) -> AttackResult:
+    """An :class:`AttackResult` whose refused/by/step come from the honest party's error, if any."""
+    who, where = _caught(caught) if caught else ("", "")
+    return AttackResult(
+        name=name, attacker=attacker, refused_or_detected=caught is not None, by=who, step=where, **fields
+    )  # type: ignore[arg-type]
 
 
 # -- dishonest bank, hetero-LR: high-bit residuals ----------------------------------------------
@@ -317,13 +326,10 @@ def _run_scaled(
 def centre_scaled_residuals(workdir: Path, *, legacy: bool = False) -> AttackResult:
     """A bounded channel: the centre reads at most ``p_c * window_bits`` bits of labels per batch."""
     correct, claimed, rows0, bound, caught = _run_scaled(legacy=legacy)
-    who, where = _caught(caught) if caught else ("", "")
-    return AttackResult(
-        name="centre/scaled-residuals/hetero-lr",
-        attacker="centre",
-        refused_or_detected=caught is not None,
-        by=who,
-        step=where,
+    return _result(
+        "centre/scaled-residuals/hetero-lr",
+        "centre",
+        caught,
         leaked=correct > 0,
         detail=(
             f"centre packed the first batch's residuals into its {claimed and 'gradient'} entries: "
@@ -549,13 +555,10 @@ def bank_power_of_two_gradients(workdir: Path) -> AttackResult:
         correct_bits += int(same.astype(bool).sum())
     rows = int(rows_ok.sum()) if got else 0
     bound = layout.slot_bits - 1
-    who, where = _caught(caught) if caught else ("", "")
-    return AttackResult(
-        name="bank/power-of-two-gradients/secureboost",
-        attacker="bank",
-        refused_or_detected=caught is not None,
-        by=who,
-        step=where,
+    return _result(
+        "bank/power-of-two-gradients/secureboost",
+        "bank",
+        caught,
         leaked=rows > 0,
         detail=(
             f"guest encrypted distinct powers of two for {tags} rows in tree 0: {len(got)} root candidate sums "
@@ -636,13 +639,10 @@ def bank_inflated_validation_residuals(workdir: Path, *, legacy: bool = False) -
     recovered = sum(int(e) == int(t) for e, t in zip(est, truth[: len(est)]))
     L = loss_window_bits(64, cfg)
     bound_scores = (L - VAL_TAG_BASE) // VAL_TAG_STRIDE + 1  # a tag straddling the window edge may survive
-    who, where = _caught(caught) if caught else ("", "")
-    return AttackResult(
-        name="bank/inflated-validation-residuals/hetero-lr",
-        attacker="bank",
-        refused_or_detected=caught is not None,
-        by=who,
-        step=where,
+    return _result(
+        "bank/inflated-validation-residuals/hetero-lr",
+        "bank",
+        caught,
         leaked=recovered > 0,
         detail=(
             f"bank tagged {len(est)} validation residuals with 2^(50+26t) and read the validation-loss "
