@@ -509,13 +509,9 @@ timeout = 60
 """
 
 
-def _secagg_setup_rewrite(change: Callable[[dict], dict]):  # noqa: ANN202
-    """Rewrite the SecAgg+ setup-stage config the coordinator sends every bank."""
-    from flwr.app import ConfigRecord
-    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
-
-    from parties.horizontal import flower_legacy as legacy
-
+def _push_rewrite(rewrite: Callable[[Message], tuple[Message, str] | None]):  # noqa: ANN202
+    """Wrap the grid's ``push_messages``: ``rewrite(m)`` returns ``(new message, what)`` for a message
+    the coordinator tampers with (``what`` is recorded in ``fired``), or None to pass it on."""
     fired: list[str] = []
 
     def install(grid: InProcessGrid) -> None:
@@ -524,16 +520,33 @@ def _secagg_setup_rewrite(change: Callable[[dict], dict]):  # noqa: ANN202
         def tampered(messages):  # noqa: ANN001, ANN202
             out = []
             for m in messages:
-                if legacy.secagg_stage(m.metadata.message_type, m.content) == "setup":
-                    cfg = dict(m.content.config_records[RECORD_KEY_CONFIGS])
-                    m.content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(change(cfg))
-                    fired.append("secagg+ setup")
+                done = rewrite(m)
+                if done is not None:
+                    m, what = done
+                    fired.append(what)
                 out.append(m)
             return push(out)
 
         grid.push_messages = tampered  # type: ignore[method-assign]
 
     return install, fired
+
+
+def _secagg_setup_rewrite(change: Callable[[dict], dict]):  # noqa: ANN202
+    """Rewrite the SecAgg+ setup-stage config the coordinator sends every bank."""
+    from flwr.app import ConfigRecord
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    from parties.horizontal import flower_legacy as legacy
+
+    def rewrite(m: Message) -> tuple[Message, str] | None:
+        if legacy.secagg_stage(m.metadata.message_type, m.content) != "setup":
+            return None
+        cfg = dict(m.content.config_records[RECORD_KEY_CONFIGS])
+        m.content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(change(cfg))
+        return m, "secagg+ setup"
+
+    return _push_rewrite(rewrite)
 
 
 def _horizontal_case(name: str, change: Callable[[dict], dict], what: str) -> AttackResult:
@@ -594,26 +607,8 @@ HORIZONTAL_CKKS = HORIZONTAL.replace('aggregation = "secagg+"', 'aggregation = "
 def _release_rewrite(change: Callable[[object], object]):  # noqa: ANN202
     """Rewrite the coordinator's release request (what it asks a bank to decrypt)."""
     from fedcredit.horizontal.messages import ReleaseRequest
-    from parties.horizontal import transport as ht
 
-    fired: list[str] = []
-
-    def install(grid: InProcessGrid) -> None:
-        push = grid.push_messages
-
-        def tampered(messages):  # noqa: ANN001, ANN202
-            out = []
-            for m in messages:
-                if m.metadata.message_type.endswith(".horizontal_release"):
-                    req = ht.read_payload(m, ReleaseRequest)
-                    m = ht.query_message(m.metadata.dst_node_id, "horizontal_release", change(req))
-                    fired.append("horizontal_release")
-                out.append(m)
-            return push(out)
-
-        grid.push_messages = tampered  # type: ignore[method-assign]
-
-    return install, fired
+    return _query_rewrite("horizontal_release", ReleaseRequest, change)
 
 
 def _single_upload(req):  # noqa: ANN001, ANN202
@@ -669,23 +664,12 @@ def _query_rewrite(action: str, cls: type, change: Callable[[object], object]): 
     """Rewrite the coordinator's ``query.<action>`` payload (a horizontal key-step message)."""
     from parties.horizontal import transport as ht
 
-    fired: list[str] = []
+    def rewrite(m: Message) -> tuple[Message, str] | None:
+        if not m.metadata.message_type.endswith("." + action):
+            return None
+        return ht.query_message(m.metadata.dst_node_id, action, change(ht.read_payload(m, cls))), action
 
-    def install(grid: InProcessGrid) -> None:
-        push = grid.push_messages
-
-        def tampered(messages):  # noqa: ANN001, ANN202
-            out = []
-            for m in messages:
-                if m.metadata.message_type.endswith("." + action):
-                    m = ht.query_message(m.metadata.dst_node_id, action, change(ht.read_payload(m, cls)))
-                    fired.append(action)
-                out.append(m)
-            return push(out)
-
-        grid.push_messages = tampered  # type: ignore[method-assign]
-
-    return install, fired
+    return _push_rewrite(rewrite)
 
 
 @attack("coordinator/key-substitution/ckks")
