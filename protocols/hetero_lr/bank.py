@@ -300,10 +300,10 @@ class BankLR(LRTrainingParty):
         }
         self.s.pending_train_loss = None
         log.info(
-            "bank %r epoch %d: train %.5f val %s (%s)",
+            "bank %r epoch %d: train %s val %s (%s)",
             self.name,
             epoch,
-            entry["train_loss"],
+            "-" if entry["train_loss"] is None else f"{entry['train_loss']:.5f}",
             "-" if val_loss is None else f"{val_loss:.5f}",
             "improved" if improved else f"wait {self.s.wait}",
         )
