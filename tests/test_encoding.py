@@ -246,3 +246,17 @@ def test_pack_encrypted_and_repack_gh_pairs(keys):
         Packer(p.slot_bits, n_slots=3, key_bits=pk.bits, headroom_bits=p.headroom_bits).repack_encrypted(vec, 2)
     with pytest.raises(EncodingError, match="n_summands"):
         p.pack_encrypted(s, n_summands=p.max_summands + 1)
+
+
+@pytest.mark.parametrize("frac,int_bits", [(37, 17), (40, 20), (30, 30), (10, 5)])
+def test_range_edge_is_exact_above_53_bits(frac, int_bits):
+    """max_abs itself encodes within max_int; the next float up is refused (found by the
+    property above: at 54 bits float(max_int) rounds up to 2**54, one past the range)."""
+    fp = FixedPoint(frac, int_bits)
+    enc = fp.encode(np.array([fp.max_abs, -fp.max_abs]))
+    assert all(abs(int(v)) <= fp.max_int for v in enc)
+    with pytest.raises(EncodingError, match="exceeds the fixed-point range"):
+        # above 53 bits the next float up is already a whole step past; below, encoding rounds
+        # to nearest, so the first refused value is one step up
+        beyond = np.nextafter(fp.max_abs, np.inf) if fp.bits > 53 else fp.max_abs + fp.resolution
+        fp.encode(np.array([beyond]))

@@ -99,6 +99,48 @@ def test_egress_past_truncated_ledger_is_a_warning_only(tmp_path):
     assert any("past the end of the incomplete ledger" in w for w in rep.warnings)
 
 
+def _failed_run(tmp_path, *, failed_party, failed_step, extra_step):
+    """Round-0 matches; the bank logged one more message at ``extra_step`` that the ledger lacks;
+    the coordinator then recorded the (empty) ``round-1`` step, a failure and ``run_end``."""
+    ck, bk = generate_signing_key(), generate_signing_key()
+    ledger_path, egress_path = tmp_path / "ledger.db", tmp_path / "egress-bank.db"
+    with Ledger.create(ledger_path, ck, run_id="r1") as led:
+        led.append("run_start", {"parties": {"bank": {"role": "bank", "egress_pubkey": public_key_hex(bk)}}})
+        led.append(
+            "step",
+            {
+                "step": "round-0",
+                "messages": [message_entry(sender=MSG[0], recipient=MSG[1], kind=MSG[2], payload=MSG[4])],
+            },
+        )
+        led.append("step", {"step": "round-1", "messages": []})
+        led.append("failure", {"party": failed_party, "step": failed_step, "reason": "no reply within 60 s"})
+        led.append("run_end", {"status": "failed"})
+    with EgressLog.create(egress_path, bk, run_id="r1", node="bank") as eg:
+        eg.record_sent(kind=MSG[2], recipient=MSG[1], step=MSG[3], payload=MSG[4])
+        eg.record_sent(kind=MSG[2], recipient=MSG[1], step=extra_step, payload=b"reply lost with the node")
+    return verify(ledger_path, public_key=ck.public_key(), egress=[egress_path])
+
+
+def test_reply_lost_with_a_failed_node_is_a_warning_only(tmp_path):
+    """A node killed after logging its reply but before the reply arrived: the ledger's step lacks
+    the message, and the failure record names that node at that step -- not tampering."""
+    rep = _failed_run(tmp_path, failed_party="bank", failed_step="round-1", extra_step="round-1")
+    assert rep.ok, rep.errors
+    assert any("failing at" in w and "reply never arrived" in w for w in rep.warnings)
+
+
+@pytest.mark.parametrize(
+    "failed_party,extra_step",
+    [("centre", "round-1"), ("bank", "round-0")],
+    ids=["failure-names-another-party", "message-at-an-earlier-completed-step"],
+)
+def test_failure_record_does_not_excuse_other_omissions(tmp_path, failed_party, extra_step):
+    rep = _failed_run(tmp_path, failed_party=failed_party, failed_step="round-1", extra_step=extra_step)
+    assert not rep.ok and not rep.intact
+    assert any("which the ledger does not record" in e for e in rep.errors)
+
+
 def test_egress_log_of_another_run(tmp_path):
     ledger, egress, ck = _run(tmp_path, ledger_msgs=[MSG], egress_msgs=[MSG], egress_run_id="r2")
     rep = verify(ledger, public_key=ck.public_key(), egress=[egress])

@@ -377,6 +377,7 @@ def _cross_check(
     coordinator = chain.records[0].writer
     segments = _segments(report, chain)
     per_node, where, ledger_steps = _ledger_messages(report, chain, parties, coordinator)
+    failed_at = _failures(chain)
     seen: dict[str, str] = {}
     links: dict[str, _Links] = {}
     for path in egress_paths:
@@ -408,6 +409,13 @@ def _cross_check(
             )
             if not report.complete and key[2] not in ledger_steps:
                 report.warnings.append(msg + " -- its step is past the end of the incomplete ledger")
+            elif (check.node, key[2]) in failed_at:
+                # the node logged its reply and was lost before the reply reached the coordinator,
+                # which recorded the step without it and stopped the run naming that node
+                report.warnings.append(
+                    msg + f" -- sent at the step the ledger records {check.node!r} failing at "
+                    f"(ledger record #{failed_at[(check.node, key[2])]}, failure): its reply never arrived"
+                )
             elif key[2] not in ledger_steps and _segment(key[2]) in segments.interrupted:
                 report.warnings.append(
                     msg + f" -- sent in the run segment interrupted at ledger record "
@@ -422,6 +430,15 @@ def _cross_check(
                 "message(s) it sent were not cross-checked"
             )
     _cross_check_ingress(report, links, _step_order(chain), segments)
+
+
+def _failures(chain: _ChainResult) -> dict[tuple[str, str], int]:
+    """(party, step) -> ledger position of each ``failure`` record the coordinator wrote."""
+    out: dict[tuple[str, str], int] = {}
+    for pos, payload in sorted(chain.payloads.items()):
+        if chain.records[pos].kind == "failure" and isinstance(payload.get("party"), str):
+            out.setdefault((payload["party"], str(payload.get("step"))), pos)
+    return out
 
 
 def _step_order(chain: _ChainResult) -> dict[str, int]:

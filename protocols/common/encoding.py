@@ -13,6 +13,7 @@ without any symptom. ``int_bits`` is therefore a declared contract: ``|x| <= max
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,9 +69,16 @@ class FixedPoint:
         return (1 << self.bits) - 1
 
     @property
+    def _max_scaled(self) -> float:
+        """Largest float64 not above ``max_int``: above 53 bits, ``float(max_int)`` rounds *up* to
+        ``2**bits``, which would let one value past the range check."""
+        limit = float(self.max_int)
+        return float(np.nextafter(limit, 0.0)) if int(limit) > self.max_int else limit
+
+    @property
     def max_abs(self) -> float:
-        """Largest representable ``|x|`` (``max_int / 2**frac_bits``)."""
-        return self.max_int / (1 << self.frac_bits)
+        """Largest float64 ``|x|`` that encodes (``max_int / 2**frac_bits``, rounded down)."""
+        return math.ldexp(self._max_scaled, -self.frac_bits)
 
     @property
     def resolution(self) -> float:
@@ -96,7 +104,7 @@ class FixedPoint:
             i = int(np.flatnonzero(bad)[0])
             raise EncodingError(f"cannot encode non-finite value {float(flat[i])!r} at index {_where(arr.shape, i)}")
         scaled = np.rint(np.ldexp(flat, self.frac_bits))
-        too_big = np.abs(scaled) > float(self.max_int)
+        too_big = np.abs(scaled) > self._max_scaled
         if too_big.any():
             i = int(np.flatnonzero(too_big)[0])
             raise EncodingError(
