@@ -332,7 +332,7 @@ def centre_scaled_residuals(workdir: Path, *, legacy: bool = False) -> AttackRes
         caught,
         leaked=correct > 0,
         detail=(
-            f"centre packed the first batch's residuals into its {claimed and 'gradient'} entries: "
+            f"centre packed the first batch's residuals into its gradient entries: "
             f"{correct} of {rows0} batch labels recovered ({claimed} claimed)"
         ),
         bound=f"<= p_c * window_bits = {bound} label bits per batch (documented); measured {correct}",
