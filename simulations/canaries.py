@@ -318,6 +318,15 @@ CANARIES: list[Canary] = [
         "a bank dropped after sharing keys has its pairwise masks rebuilt with a bank that never masked, "
         "so the aggregate is wrong",
     ),
+    Canary(
+        "secagg/unmask-reveals-both-shares-of-a-node",
+        "parties/horizontal/client.py",
+        '    elif stage == "unmask":\n        _check_unmask_request(msg, ctx, env)\n',
+        "",
+        [f"{SECAGG}::test_bank_refuses_an_unmask_request_naming_a_node_both_active_and_dead"],
+        "a coordinator listing a bank as both active and dead at unmask collects shares of its self-mask "
+        "seed and its mask key, and can unmask its individual update",
+    ),
 ]
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_horizontal_flower as hf
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.app import Message
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from fedcredit.horizontal.aggregation import weighted_average
-from fedcredit.ledger import read_records
+from fedcredit.ledger import load_public_key, read_records, verify
 from fedcredit.ledger.rundir import verify_run_dir
 from parties.common.grid import InProcessGrid, server_context
 from parties.in_process import run_scenario_in_process
@@ -199,3 +200,62 @@ def test_stopped_round_fails_the_production_run_naming_the_banks_and_its_ledger_
     assert {(d["party"], d["step"]) for d in dropouts} == {
         (b, "horizontal.secagg.unmask") for b in ["bank_a", "bank_b", "bank_c"]
     }, dropouts
+
+
+def test_flowers_mod_alone_reveals_both_shares_of_a_node_listed_active_and_dead():
+    """Positive control for the bank-side guard below: Flower's ``secaggplus_mod`` does not check
+    the lists, so one answer would carry a share of node 7's self-mask seed and of its mask key."""
+    from flwr.app import ConfigRecord
+    from flwr.client.mod.secure_aggregation.secaggplus_mod import SecAggPlusState, _unmask
+
+    st = SecAggPlusState(threshold=2, rd_seed_share_dict={7: b"seed-share"}, sk1_share_dict={7: b"key-share"})
+    out = _unmask(st, ConfigRecord({Key.ACTIVE_NODE_ID_LIST: [7, 7], Key.DEAD_NODE_ID_LIST: [7]}))
+    assert out[Key.SHARE_LIST] == [b"seed-share", b"seed-share", b"key-share"]
+
+
+def test_bank_refuses_an_unmask_request_naming_a_node_both_active_and_dead(tmp_path):
+    """A coordinator adds one active bank to every unmask request's dead list (to collect both the
+    self-mask and the pairwise-mask shares of that bank): every bank refuses before Flower's mod
+    answers, no share leaves a bank, and the run fails naming a bank and the rule."""
+    from flwr.app import ConfigRecord
+
+    sc = hf._variant(
+        "horizontal-secagg",
+        "unmask-both-lists",
+        horizontal={"rounds": 1, "max_rows_per_bank": 800, "baseline": "false"},
+        replace={"[horizontal]": hf.FIVE + "\n[horizontal]"},
+    )
+    fired: list[int] = []
+    unmask_replies: list[Message] = []
+
+    def prepare(grid: InProcessGrid) -> None:
+        push = grid.push_messages
+
+        def tampered(messages):
+            out = []
+            for m in messages:
+                if _stage(m) == "unmask":
+                    cfg = dict(m.content.config_records[RECORD_KEY_CONFIGS])
+                    active = list(cfg[Key.ACTIVE_NODE_ID_LIST])
+                    cfg[Key.DEAD_NODE_ID_LIST] = list(cfg[Key.DEAD_NODE_ID_LIST]) + active[:1]
+                    m.content.config_records[RECORD_KEY_CONFIGS] = ConfigRecord(cfg)
+                    fired.append(m.metadata.dst_node_id)
+                out.append(m)
+            return push(out)
+
+        grid.push_messages = tampered
+
+    def tap(nid, req, rep):
+        if _stage(req) == "unmask":
+            unmask_replies.append(rep)
+
+    status = run_scenario_in_process(sc, tmp_path / "run", prepare_grid=prepare, tap=tap)
+    assert len(fired) == 5 and len(unmask_replies) == 5, "precondition: every bank got a tampered unmask request"
+    assert all(r.has_error() and "PolicyViolation" in r.error.reason for r in unmask_replies)
+    assert not any(RECORD_KEY_CONFIGS in r.content.config_records for r in unmask_replies if not r.has_error())
+    assert status["status"] == "failed" and status["party"] in BANKS and status["step"] == "secagg+ unmask", status
+    assert "listed both as active and as dead" in status["error"], status
+    report = verify(
+        tmp_path / "run" / "ledger.sqlite", public_key=load_public_key(tmp_path / "run" / "coordinator_pub.pem")
+    )
+    assert report.first_bad is None and report.complete, report.errors[:5]
