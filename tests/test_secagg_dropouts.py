@@ -136,13 +136,16 @@ def test_drops_at_key_sharing_and_at_masked_vectors_in_one_round_leave_the_exact
     assert _exact(hf._global_sent(r, 2), _expected(taps, name, ["bank_a", "bank_c", "bank_e"]))
 
 
-def test_too_few_banks_left_to_reconstruct_stops_the_run_naming_the_threshold(tmp_path):
-    r, _, _ = _run(tmp_path, {b: "unmask" for b in ["bank_a", "bank_b", "bank_c"]}, rounds=1)
+@pytest.mark.parametrize("stage", ["share_keys", "collect", "unmask"])
+def test_too_few_banks_left_to_reconstruct_stops_the_run_naming_the_threshold(tmp_path, stage):
+    """Three of five banks go silent before ``stage``: two are left, below the threshold of 3."""
+    r, _, _ = _run(tmp_path, {b: stage for b in ["bank_a", "bank_b", "bank_c"]}, rounds=1)
+    flower_stage = "collect_masked_vectors" if stage == "collect" else stage
     assert r.metrics is None and "too few banks" in r.error and "threshold 3" in r.error, r.error
-    assert "stopped at unmask" in r.error and "2 answered (bank_d, bank_e)" in r.error, r.error
-    assert "dropped: bank_a at unmask; bank_b at unmask; bank_c at unmask" in r.error, r.error
-    assert set(_drops(r)) == {"bank_a", "bank_b", "bank_c"}
-    assert set(_drops(r).values()) == {"horizontal.secagg.unmask"}
+    assert f"round 1: SecAgg+ stopped at {flower_stage}" in r.error, r.error
+    assert "2 answered (bank_d, bank_e)" in r.error, r.error
+    assert f"dropped: bank_a at {flower_stage}; bank_b at {flower_stage}; bank_c at {flower_stage}" in r.error
+    assert _drops(r) == {b: f"horizontal.secagg.{flower_stage}" for b in ["bank_a", "bank_b", "bank_c"]}
 
 
 def test_bank_offline_for_good_leaves_later_rounds_with_the_others(tmp_path):

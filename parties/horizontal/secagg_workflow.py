@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from flwr.app import Context
+from flwr.common.secure_aggregation.secaggplus_constants import Stage
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid
-
-STAGES = ("setup", "share_keys", "collect", "unmask")
 
 
 class SecAggInvariantBroken(RuntimeError):
@@ -46,7 +45,8 @@ class SecAggInvariantBroken(RuntimeError):
 
 @dataclass
 class StageRecord:
-    """Who was asked at one stage and who answered (node ids)."""
+    """Who was asked at one stage and who answered (node ids); ``stage`` is Flower's stage name,
+    as in the ledger's ``horizontal.secagg.<stage>`` steps."""
 
     stage: str
     asked: frozenset[int]
@@ -106,7 +106,7 @@ class DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
 
     def setup_stage(self, grid: Grid, context: LegacyContext, state: WorkflowState) -> bool:
         ok = super().setup_stage(grid, context, state)
-        return self._staged("setup", ok, set(state.sampled_node_ids), state)
+        return self._staged(Stage.SETUP, ok, set(state.sampled_node_ids), state)
 
     def share_keys_stage(self, grid: Grid, context: LegacyContext, state: WorkflowState) -> bool:
         asked = set(state.active_node_ids)
@@ -118,12 +118,12 @@ class DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
         state.nid_to_neighbours = {
             nid: nbrs & holders for nid, nbrs in state.nid_to_neighbours.items() if nid in holders
         }
-        return self._staged("share_keys", ok and self._check_threshold(state), asked, state)
+        return self._staged(Stage.SHARE_KEYS, ok and self._check_threshold(state), asked, state)
 
     def collect_masked_vectors_stage(self, grid: Grid, context: LegacyContext, state: WorkflowState) -> bool:
         asked = set(state.active_node_ids)
         ok = super().collect_masked_vectors_stage(grid, context, state)
-        return self._staged("collect", ok, asked, state)
+        return self._staged(Stage.COLLECT_MASKED_VECTORS, ok, asked, state)
 
     def unmask_stage(self, grid: Grid, context: LegacyContext, state: WorkflowState) -> bool:
         active = set(state.active_node_ids)
@@ -133,7 +133,7 @@ class DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
                 "having handed out key shares"
             )
         ok = super().unmask_stage(grid, context, state)
-        return self._staged("unmask", ok, active, state)
+        return self._staged(Stage.UNMASK, ok, active, state)
 
 
 def halt_message(rnd: int, outcome: RoundOutcome, name: Callable[[int], str]) -> str:
