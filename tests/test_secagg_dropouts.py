@@ -260,3 +260,14 @@ def test_bank_refuses_an_unmask_request_naming_a_node_both_active_and_dead(tmp_p
     assert "listed both as active and as dead" in status["error"], status
     rep = verify_run_dir(tmp_path / "run")  # the stopped run's directory verifies, co-signed heads included
     assert rep.ok and rep.key_source == "co-signed", rep.errors[:5]
+
+
+def test_unmask_policy_accepts_disjoint_lists_and_names_the_bank_and_nodes_otherwise():
+    from parties.horizontal.policy import PolicyViolation, RoundPolicy
+
+    pol = RoundPolicy("bank_b", 5, 3, "secagg+", 5, 3)
+    pol.check_secagg_unmask([1, 2, 3], [4])  # an honest request: no error
+    with pytest.raises(PolicyViolation, match=r"bank 'bank_b' at secagg\+ unmask: node\(s\) \[2\] listed both"):
+        pol.check_secagg_unmask([1, 2, 3], [2])
+    with pytest.raises(PolicyViolation, match=r"node\(s\) \[3\] listed more than once"):
+        pol.check_secagg_unmask([1, 3, 3], [4])
