@@ -293,6 +293,40 @@ CANARIES: list[Canary] = [
         [f"{MISS}::test_inference_after_a_revocation_refuses_and_never_queries_the_centre"],
         "an applicant whose consent was revoked after training is still scored",
     ),
+    # -- #20 SecAgg+ dropouts: Flower's workflow kept the setup-time sampled set and neighbours ------
+    Canary(
+        "secagg/early-dropout-listed-dead-at-unmask",
+        "parties/horizontal/secagg_workflow.py",
+        "        holders = set(state.active_node_ids)\n        state.sampled_node_ids = holders\n"
+        "        state.nid_to_neighbours = {\n"
+        "            nid: nbrs & holders for nid, nbrs in state.nid_to_neighbours.items() if nid in holders\n"
+        "        }\n",
+        "",
+        [
+            f"{SECAGG}::test_bank_dropping_during_key_sharing_is_left_out_exactly",
+            f"{SECAGG}::test_bank_offline_for_good_leaves_later_rounds_with_the_others",
+        ],
+        "Flower's own behaviour: a bank silent at setup or key sharing is asked for at unmask, every survivor "
+        "fails with KeyError and the round halts",
+    ),
+    Canary(
+        "secagg/dead-bank-masks-rebuilt-with-early-dropouts",
+        "parties/horizontal/secagg_workflow.py",
+        "nid: nbrs & holders for nid, nbrs in",
+        "nid: nbrs for nid, nbrs in",
+        [f"{SECAGG}::test_drops_at_key_sharing_and_at_masked_vectors_in_one_round_leave_the_exact_average"],
+        "a bank dropped after sharing keys has its pairwise masks rebuilt with a bank that never masked, "
+        "so the aggregate is wrong",
+    ),
+    Canary(
+        "secagg/unmask-reveals-both-shares-of-a-node",
+        "parties/horizontal/client.py",
+        '    elif stage == "unmask":\n        _check_unmask_request(msg, ctx, env)\n',
+        "",
+        [f"{SECAGG}::test_bank_refuses_an_unmask_request_naming_a_node_both_active_and_dead"],
+        "a coordinator listing a bank as both active and dead at unmask collects shares of its self-mask "
+        "seed and its mask key, and can unmask its individual update",
+    ),
 ]
 
 

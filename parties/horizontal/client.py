@@ -91,8 +91,11 @@ def _egress(env: BankEnv, context: Context, scenario: Scenario, step: str, kind:
 # -- training --------------------------------------------------------------------------------
 def _train(msg: Message, ctx: Context, env: BankEnv) -> Message:
     step, _, reply_kind = classify(msg.metadata.message_type, msg.content)
-    if legacy.secagg_stage(msg.metadata.message_type, msg.content) == "setup":
+    stage = legacy.secagg_stage(msg.metadata.message_type, msg.content)
+    if stage == "setup":
         _check_secagg_policy(msg, ctx, env)
+    elif stage == "unmask":
+        _check_unmask_request(msg, ctx, env)
     if legacy.is_secagg_round(msg):
         reply = legacy.through_secagg(msg, ctx, lambda m, c: local_round(m, c, env))
     else:
@@ -113,6 +116,24 @@ def _check_secagg_policy(msg: Message, ctx: Context, env: BankEnv) -> None:
     scenario = env.scenario(ctx, wanted)
     policy = RoundPolicy.of(scenario, bank_name(ctx, scenario))
     policy.check_secagg_setup(dict(msg.content.config_records[RECORD_KEY_CONFIGS]))
+
+
+def _check_unmask_request(msg: Message, ctx: Context, env: BankEnv) -> None:
+    """Before Flower's SecAgg+ mod reveals shares: no node both active and dead (see policy)."""
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+
+    wanted = str(state(ctx).get("scenario_sha256", ""))
+    if not wanted:
+        raise ProtocolRefused("SecAgg+ unmask before the horizontal setup step: no scenario to check it against")
+    scenario = env.scenario(ctx, wanted)
+    cfg = msg.content.config_records[RECORD_KEY_CONFIGS]
+    active, dead = cfg.get(Key.ACTIVE_NODE_ID_LIST, []), cfg.get(Key.DEAD_NODE_ID_LIST, [])
+    if not isinstance(active, list) or not isinstance(dead, list):
+        raise ProtocolRefused("SecAgg+ unmask: malformed active/dead node lists")
+    RoundPolicy.of(scenario, bank_name(ctx, scenario)).check_secagg_unmask(
+        [int(n) for n in active],
+        [int(n) for n in dead],
+    )
 
 
 # -- queries ---------------------------------------------------------------------------------

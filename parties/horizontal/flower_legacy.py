@@ -6,7 +6,9 @@ around a legacy ``FitIns``/``FitRes`` handler on the nodes. Horizontal training 
 the legacy round shape for every aggregation mode; everything that depends on that API lives
 here, so moving to Flower's Message API is a change of this module only:
 
-* coordinator: :func:`run_rounds`, :class:`SecAggPlusRound`, the fit-workflow helpers
+* coordinator: :func:`run_rounds`, :class:`SecAggPlusRound` (over
+  :class:`~parties.horizontal.secagg_workflow.DropoutTolerantSecAggPlus`, which subclasses
+  Flower's workflow to tolerate dropouts at every stage), the fit-workflow helpers
   (:func:`current_round`, :func:`configure_fit`, :func:`fit_message`, :func:`set_global`);
 * both ends: FitIns/FitRes <-> Message conversions, :func:`secagg_stage`;
 * banks: :func:`through_secagg`, :func:`secagg_guard`, :func:`answer_fit`.
@@ -28,13 +30,14 @@ from flwr.compat.common import recorddict_compat as compat
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import DefaultWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.server.workflow.default_workflows import default_fit_workflow
 from flwr.serverapp import Grid
 
 from fedcredit.horizontal.aggregation import UpdateRejected, validate_update
+from parties.horizontal.secagg_workflow import DropoutTolerantSecAggPlus, RoundOutcome
 
 Handler = Callable[[Message, Context], Message]
 FitWorkflow = Callable[[Grid, Context], None]
@@ -78,14 +81,15 @@ def fit_message(ins: FitIns, node_id: int, rnd: int) -> Message:
     )
 
 
-class SecAggPlusRound(SecAggPlusWorkflow):
-    """Flower's SecAggPlusWorkflow with two hooks: ``choose_range(round, global parameters)``
-    sets the clipping range before each round, ``after_round(round)`` checks its outcome."""
+class SecAggPlusRound(DropoutTolerantSecAggPlus):
+    """Flower's SecAggPlusWorkflow (made dropout-tolerant) with two hooks: ``choose_range(round,
+    global parameters)`` sets the clipping range before each round, ``after_round(round,
+    outcome)`` checks its outcome (who answered at which stage, where it stopped)."""
 
     def __init__(
         self,
         choose_range: Callable[[int, Parameters], float],
-        after_round: Callable[[int], None],
+        after_round: Callable[[int, RoundOutcome], None],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,7 +99,7 @@ class SecAggPlusRound(SecAggPlusWorkflow):
         rnd, params = current_round(context)
         self.clipping_range = self.choose_range(rnd, params)
         super().__call__(grid, context)
-        self.after_round(rnd)
+        self.after_round(rnd, self.outcome)
 
 
 # -- both ends --------------------------------------------------------------------------------

@@ -11,7 +11,11 @@ bank's update. So each bank checks, against *its own* scenario:
 * a reconstruction threshold above half of the shares (so the coordinator cannot collect both
   the mask-key shares and the self-mask shares of one bank);
 * share count and threshold equal to what its own scenario implies (explicit values, or the
-  automatic choice :func:`fedcredit.horizontal.aggregation.auto_shares` for its bank count).
+  automatic choice :func:`fedcredit.horizontal.aggregation.auto_shares` for its bank count);
+* at the unmask stage, no node listed both as active and as dead, and none listed twice
+  (:meth:`RoundPolicy.check_secagg_unmask`): Flower's ``secaggplus_mod`` would answer such a
+  request with a share of that node's self-mask seed *and* of its mask key, and a coordinator
+  collecting ``threshold`` such answers could remove every mask from that node's vector.
 
 A violation raises :class:`PolicyViolation` naming the bank, the step and the rule; the bank's
 handler turns it into an error reply, and its log says why.
@@ -98,3 +102,20 @@ class RoundPolicy:
                 f"SecAgg+ parameters (shares {shares}, threshold {threshold}) differ from this bank's scenario "
                 f"(shares {self.shares}, threshold {self.threshold})",
             )
+
+    def check_secagg_unmask(self, active: list[int], dead: list[int], step: str = "secagg+ unmask") -> None:
+        """The unmask stage's node lists (Flower's ``active_nids``, ``dead_nids``): disjoint, no repeats.
+
+        A bank answers unmask once per round (``secaggplus_mod`` enforces the stage order) with,
+        per listed node, a share of its self-mask seed (active) or of its pairwise-mask key (dead);
+        a node on both lists would get both revealed by this bank."""
+        both = sorted(set(active) & set(dead))
+        if both:
+            raise self._violation(
+                step,
+                f"node(s) {both} listed both as active and as dead (answering would reveal shares of both "
+                "their self-mask seed and their pairwise-mask key)",
+            )
+        repeated = sorted({n for n in active + dead if (active + dead).count(n) > 1})
+        if repeated:
+            raise self._violation(step, f"node(s) {repeated} listed more than once")

@@ -55,6 +55,7 @@ from parties.horizontal.audit import RecordingGrid
 from parties.horizontal.ckks_round import CkksFitWorkflow
 from parties.horizontal.evaluation import centralised_baseline, evaluate, mode_details, save_model
 from parties.horizontal.run_state import Bank, HorizontalRun, HorizontalRunError, ask, expect
+from parties.horizontal.secagg_workflow import RoundOutcome, halt_message
 from parties.horizontal.strategy import CentralDp, HorizontalStrategy
 
 log = logging.getLogger(__name__)
@@ -164,19 +165,17 @@ def _fit_workflow(run: HorizontalRun, strategy: HorizontalStrategy, rounds: int)
         run.grid.round = strategy.ledger_round(rnd)
         return chosen
 
-    def after(rnd: int) -> None:
-        """A halted SecAgg+ round is an error, not a silently skipped round."""
+    def after(rnd: int, outcome: RoundOutcome) -> None:
+        """A halted SecAgg+ round is an error naming the banks, not a silently skipped round."""
         if rnd not in strategy.aggregated:
             run.flush()
             refused = [r for r in run.grid.refusals if r["round"] == run.grid.round]
             if refused:  # a bank's own policy stopped the round: name it (status.json)
                 from parties.common.relay import RunFailed
 
-                raise RunFailed(refused[0]["party"], "secagg+ setup", refused[0]["reason"])
-            raise HorizontalRunError(
-                f"round {rnd}: SecAgg+ halted (too few banks answered to reconstruct "
-                f"the masks: threshold {threshold}); see dropout events"
-            )
+                stage = str(refused[0]["step"]).rsplit(".", 1)[-1]  # "horizontal.secagg.setup" -> "setup"
+                raise RunFailed(refused[0]["party"], f"secagg+ {stage}", refused[0]["reason"])
+            raise HorizontalRunError(halt_message(rnd, outcome, run.grid.name))
 
     return legacy.SecAggPlusRound(
         clipping_range,
