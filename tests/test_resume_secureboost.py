@@ -331,8 +331,11 @@ def test_an_edited_node_checkpoint_is_refused_naming_the_file(scenario, interrup
     outer["signed"] = json.dumps(doc, sort_keys=True)
     path.write_text(json.dumps(outer))
     status = run_scenario_in_process(scenario, out, resume=True)
-    assert status["status"] == "failed", status
+    assert status["status"] == "failed" and status["party"] == "credit_centre" and status["step"] == "hello", status
     assert str(path) in status["error"] and "does not verify" in status["error"], status
     assert not list((out / "nodes").glob("*/model.json"))
-    report = verify(out / "ledger.sqlite", public_key=load_public_key(out / "coordinator_pub.pem"))
-    assert report.intact, report.errors
+    # the refusal is an answer, so the stopped run's ledger and both node logs still agree
+    report = verified(out)
+    assert report.ok, report.errors
+    kinds = [r.kind for r in read_records(out / "ledger.sqlite")]
+    assert kinds[-1] == "run_end" and "run_resumed" in kinds
