@@ -311,6 +311,17 @@ def test_resumed_run_continues_from_the_tree_and_has_the_uninterrupted_model(sce
     ]
     assert r1 and all(s.startswith("r1:secureboost/") for s in r1)
     assert len(r1) < len(whole_steps) < len(r0) + len(r1)
+    # the first trees are segment 0's very trees (same opaque host ids), not retrained ones
+    (ck,) = (interrupted / "nodes" / "bank" / "checkpoints").glob(f"*/secureboost@{KILL_AFTER}.json")
+    state = json.loads(json.loads(ck.read_text())["signed"])["state"]["phase:secureboost"]
+    kept = SecureBoostGuest.peek_state(base64.b64decode(state["b64"])).trees
+    final = SecureBoostGuestModel.from_bytes(
+        bytes.fromhex(json.loads((out / "nodes" / "bank" / "model.json").read_text())["model"]["model_hex"])
+    ).trees
+    assert len(kept) == KILL_AFTER
+    for a, b in zip(kept, final):
+        for k, v in b.to_dict().items():
+            np.testing.assert_array_equal(np.asarray(a[k]), v, err_msg=k)
     report = verified(out)
     assert report.ok and report.complete, report.errors
 
