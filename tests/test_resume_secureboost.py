@@ -350,3 +350,19 @@ def test_an_edited_node_checkpoint_is_refused_naming_the_file(scenario, interrup
     assert report.ok, report.errors
     kinds = [r.kind for r in read_records(out / "ledger.sqlite")]
     assert kinds[-1] == "run_end" and "run_resumed" in kinds
+
+
+def test_no_validation_rows_is_training_without_validation():
+    """An empty validation split (``[evaluation] validation_fraction = 0``, as the deployment
+    tests use) trains the reference's trees; before, NaN validation losses stopped training and
+    the finish summary could not be serialised."""
+    train, _ = _data()
+    cfg = _cfg(n_trees=3, early_stopping_rounds=1)
+    empty = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=int))
+    d = Driver(cfg, train, empty)
+    parties = d.fresh()
+    ref = PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(np.hstack(train[:2]), train[2], n_guest_features=3)
+    assert_trees_equal_reference(parties[GUEST], parties[HOST], ref)
+    hist = parties[GUEST].history
+    assert len(hist) == 3 and all(np.isfinite(h["train_loss"]) and "val_loss" not in h for h in hist)
+    json.dumps(hist, allow_nan=False)

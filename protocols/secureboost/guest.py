@@ -126,6 +126,10 @@ class SecureBoostGuest(SecureBoostParty):
             raise ValueError(f"{who}: y_train is required")
         self.y = y
         self.y_val = as_labels(y_val, nv, who, "y_val", signed=False)
+        if self.y_val is not None and self.y_val.size == 0:
+            # no validation rows (validation_fraction = 0): NaN losses would stop training early,
+            # keep zero trees and make the finish summary unserialisable
+            self.y_val = None
         self._sk: PrivateKey | None = None
         self._tb = TreeBuilder()
         self._trees: list[Tree] = []
