@@ -365,3 +365,29 @@ def test_no_validation_rows_is_training_without_validation():
     hist = parties[GUEST].history
     assert len(hist) == 3 and all(np.isfinite(h["train_loss"]) and "val_loss" not in h for h in hist)
     json.dumps(hist, allow_nan=False)
+
+
+def test_killed_between_the_banks_and_the_centres_boundary(scenario, uninterrupted, tmp_path):
+    """The coordinator dies right after the bank wrote ``secureboost@2`` and before the centre
+    did: ``checkpoint.json`` still says ``@1`` (both nodes' ``@1`` files are kept although the
+    bank moved on), and the resumed run from there has the uninterrupted model."""
+    out = tmp_path / "run"
+
+    def tap(node_id: int, request, reply) -> None:
+        _, step, _, _ = transport.read_request(request.content)
+        _, _, summary, _ = transport.read_reply(reply.content)
+        if step.startswith("secureboost/") and summary.get("checkpoint") == "secureboost@2":
+            raise CoordinatorKilled(step)  # only the bank is called in that step
+
+    with pytest.raises(CoordinatorKilled):
+        run_scenario_in_process(scenario, out, tap=tap)
+    ck = json.loads((out / "checkpoint.json").read_text())
+    assert ck["label"] == "secureboost@1", ck
+    bank = sorted(p.name for p in (out / "nodes" / "bank" / "checkpoints").glob("*/secureboost@*"))
+    centre = sorted(p.name for p in (out / "nodes" / "credit_centre" / "checkpoints").glob("*/secureboost@*"))
+    assert bank == ["secureboost@1.json", "secureboost@2.json"] and centre == ["secureboost@1.json"]
+    status = run_scenario_in_process(scenario, out, resume=True)
+    assert status["status"] == "completed", status
+    assert joint_model(out) == joint_model(uninterrupted)
+    assert json.loads((out / "metrics.json").read_text())["resumed"]["from"] == "secureboost@1"
+    assert verified(out).ok
