@@ -240,8 +240,8 @@ def test_round_trips_of_a_resumed_run_count_both_segments_per_phase(resumed):
 
 
 def test_secureboost_resumes_from_its_last_phase_end(scenario, tmp_path):
-    """SecureBoost checkpoints at phase ends (not per tree yet): a coordinator lost mid-training
-    resumes from ``after:split`` and retrains; the scores equal an uninterrupted run's."""
+    """A SecureBoost coordinator lost before the first tree boundary resumes from ``after:split``
+    and retrains; the scores equal an uninterrupted run's (per tree: test_resume_secureboost.py)."""
     text = scenario.source_text.replace('mode = "vertical-lr"', 'mode = "secureboost"').split("[lr]")[0]
     text += "[secureboost]\nn_trees = 2\nmax_depth = 2\nmax_bins = 8\nkey_bits = 1024\ninsecure_test_key = true\n"
     sb = config.loads(text)

@@ -6,9 +6,13 @@ preprocessing, the training party with its Paillier key) is node-local and never
 
 * Node side (:func:`save_node_checkpoint` / :func:`restore_node_checkpoint`): at every phase end
   and every resumable protocol boundary the node writes its protocol state to its own directory
-  (``checkpoints/<run id>/<label>.json``, mode 0600, atomic replace). A resumed run is a new Flower
-  run with a fresh ``Context``; its ``hello`` names the label and the node loads it back, after
-  checking it was written for this run id and this exact scenario.
+  (``checkpoints/<run id>/<label>.json``, mode 0600, atomic replace), signed with the node's
+  own egress key. A resumed run is a new Flower run with a fresh ``Context``; its ``hello``
+  names the label and the node loads it back, after checking the signature (a file edited
+  between the interruption and the resumption is refused, naming the file) and that it was
+  written for this run id and this exact scenario. Of a training phase's ``<phase>@<n>``
+  checkpoints only the two latest are kept (the coordinator's label is never more than one
+  boundary behind a node's; a SecureBoost host's state holds a tree's ciphertexts).
 * Coordinator side (:class:`CoordinatorCheckpoint`): ``checkpoint.json`` in the run directory,
   replaced atomically whenever both parties report the same new label.
 
@@ -19,11 +23,14 @@ resumed segment runs under a fresh session the ledger links to the interrupted o
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
 
 from parties.common.node import STATE, NodeRuntime
 
@@ -32,18 +39,20 @@ SESSION_KEYS = frozenset({"hello_nonce", "session", "streams", "run_id"})
 LABEL_RE = re.compile(r"[A-Za-z0-9_:@.-]{1,80}")
 CHECKPOINT = "checkpoint.json"
 REPORTED = "checkpoint"  # the summary key a node reports a written checkpoint's label under
+SIGNED_AS = b"fedcredit-node-checkpoint/1\0"  # domain separation: no envelope or log record verifies as one
+KEEP_BOUNDARIES = 2  # <phase>@<n> checkpoints kept per phase (the coordinator may be one behind)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, foreign (another run or scenario) or unreadable; says which file."""
 
 
-def _atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
+def _atomic_write(path: Path, text: str | bytes, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(text.encode() if isinstance(text, str) else text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -82,19 +91,51 @@ def save_node_checkpoint(node: NodeRuntime, label: str) -> Path:
     state = {k: _encode(rec[k]) for k in sorted(rec.keys()) if k not in SESSION_KEYS}
     doc = {"run_id": run_id, "party": node.name, "scenario_hash": node.scenario.config_hash, "label": label}
     path = node_checkpoint_path(node, run_id, label)
-    _atomic_write(path, json.dumps({**doc, "state": state}, sort_keys=True))
+    body = json.dumps({**doc, "state": state}, sort_keys=True).encode()
+    signature = node.signing_key().sign(_signed_bytes(body))
+    # one header line, then the signed bytes as they are (no second JSON encoding of a state
+    # that holds a SecureBoost tree's ciphertexts: hundreds of MB at 300,000 rows)
+    _atomic_write(path, json.dumps({"signature": signature.hex()}).encode() + b"\n" + body)
+    _prune(path.parent, label)
     return path
+
+
+def _signed_bytes(body: bytes) -> bytes:
+    return SIGNED_AS + hashlib.sha256(body).digest()
+
+
+_BOUNDARY = re.compile(r"(?P<phase>[A-Za-z0-9_.-]+)@(?P<n>[0-9]+)")
+
+
+def _prune(directory: Path, label: str) -> None:
+    """Remove this phase's boundary checkpoints older than the :data:`KEEP_BOUNDARIES` latest."""
+    m = _BOUNDARY.fullmatch(label)
+    if m is None:
+        return
+    for old in directory.glob(f"{m['phase']}@*.json"):
+        o = _BOUNDARY.fullmatch(old.stem)
+        if o is not None and o["phase"] == m["phase"] and int(o["n"]) <= int(m["n"]) - KEEP_BOUNDARIES:
+            old.unlink(missing_ok=True)
 
 
 def restore_node_checkpoint(node: NodeRuntime, run_id: str, label: str) -> None:
     """Load ``label`` of run ``run_id`` back into this node's (fresh) state; refuses a foreign one."""
     path = node_checkpoint_path(node, run_id, label)
     try:
-        doc = json.loads(path.read_text())
+        head, _, body = path.read_bytes().partition(b"\n")
+        signature = bytes.fromhex(json.loads(head)["signature"])
     except FileNotFoundError:
         raise CheckpointError(f"node {node.name}: no checkpoint {label!r} of run {run_id} at {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"node {node.name}: checkpoint {path} is unreadable: {exc}") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"node {node.name}: checkpoint {path} is unreadable: {exc!r}") from None
+    try:  # before anything of it is believed: the node's own key signed exactly these bytes
+        node.signing_key().public_key().verify(signature, _signed_bytes(body))
+    except InvalidSignature:
+        raise CheckpointError(
+            f"node {node.name}: checkpoint {path} does not verify under this node's key "
+            "(edited after it was written, or written by another node): refusing to resume from it"
+        ) from None
+    doc = json.loads(body)
     expected = {"run_id": run_id, "party": node.name, "scenario_hash": node.scenario.config_hash, "label": label}
     for key, want in expected.items():
         if doc.get(key) != want:

@@ -106,6 +106,8 @@ def introduce(
         ],
     )
     for name, s in parties.items():
+        if "restore_error" in s:  # its checkpoint is missing, foreign or edited (names the file)
+            raise RunFailed(name, "hello", str(s["restore_error"]))
         if "error" in s:
             raise RunFailed(name, "hello", f"cannot load its data: {s['error']}")
         expected_role = scenario.party(name).role
@@ -124,17 +126,23 @@ def hello(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     """Who this node is; a node with bad data still introduces itself, so the run is recorded
     and the failure named."""
     node.put("run_id", str(request.params["run_id"]))
+    refused = None
     if "restore" in request.params:  # a resumed run: protocol state back from this node's own checkpoint
-        from parties.common.checkpoint import restore_node_checkpoint
+        from parties.common.checkpoint import CheckpointError, restore_node_checkpoint
 
-        restore_node_checkpoint(node, str(request.params["run_id"]), str(request.params["restore"]))
+        try:
+            restore_node_checkpoint(node, str(request.params["run_id"]), str(request.params["restore"]))
+        except CheckpointError as exc:  # answered, not raised: the ledger records every hello answer
+            refused = f"{type(exc).__name__}: {exc}"
     summary: dict = {
         "party": node.name,
         "role": node.role,
         "egress_pubkey": public_key_hex(node.signing_key()),
         "nonce": node.hello_nonce(),
     }
-    if "restore" in request.params:  # said in the answer whose hash the ledger and the node's log keep
+    if refused is not None:
+        summary["restore_error"] = refused
+    elif "restore" in request.params:  # said in the answer whose hash the ledger and the node's log keep
         summary["restored"] = str(request.params["restore"])
     held = node.last_head()
     if held is not None:  # the last tree head this node co-signed (a resumed run continues from it)

@@ -210,12 +210,21 @@ def check_same_parties(recorder: LedgerRecorder, intro: dict, label: str) -> Non
 
 
 def _checkpointer(ck: CoordinatorCheckpoint, out_dir: Path, train_phase: str) -> Callable[[str, dict], None]:
-    """The relay's ``on_step``: when every party of a step reports the same new checkpoint label
-    (a phase end or an epoch/tree boundary), record it in ``checkpoint.json``, atomically."""
+    """The relay's ``on_step``: when every party's latest reported checkpoint label is the same new
+    one (a phase end or an epoch/tree boundary), record it in ``checkpoint.json``, atomically.
+
+    Labels are remembered per party across steps: hetero-LR parties reach an epoch boundary in
+    the same step, SecureBoost parties reach a tree boundary one step apart (the relay calls only
+    the party with mail; :mod:`protocols.secureboost.checkpoint`). A party's step without a
+    label clears its entry, so only a party that wrote the label in its latest step counts
+    (the node keeps that file even after it moves on)."""
+    latest: dict[str, object] = {}
 
     def on_step(step: str, replies: dict) -> None:
-        labels = {r.summary.get(REPORTED) for r in replies.values()}
-        if len(replies) < 2 or len(labels) != 1:
+        for party, r in replies.items():
+            latest[party] = r.summary.get(REPORTED)
+        labels = set(latest.values())
+        if len(latest) < 2 or len(labels) != 1:
             return
         (label,) = labels
         if not isinstance(label, str) or label == ck.label:

@@ -25,7 +25,8 @@ guest features only, so the host never sees partitions made from the raw labels'
 gradients.
 
 Both parties are restartable (:meth:`to_state` / ``from_state``) and never keep Python
-objects across steps that are not in that state.
+objects across steps that are not in that state; ``checkpoint.py`` says at which states a run
+can resume after its coordinator was lost (one per tree) and what each role sends again.
 
 Layout (one file per role, as FATE's ``hetero/secureboost``): ``config.py`` the
 ``[secureboost]`` settings, ``_base.py`` what both roles share (input checks, state core,

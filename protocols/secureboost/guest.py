@@ -38,6 +38,7 @@ from protocols.gbdt.plain import (
     split_gains,
 )
 from protocols.paillier import PrivateKey, PublicKey, generate_keypair
+from protocols.secureboost import checkpoint
 from protocols.secureboost._base import SecureBoostParty, SecureBoostState
 from protocols.secureboost.config import SecureBoostConfig
 from protocols.secureboost.kernels import (
@@ -125,6 +126,10 @@ class SecureBoostGuest(SecureBoostParty):
             raise ValueError(f"{who}: y_train is required")
         self.y = y
         self.y_val = as_labels(y_val, nv, who, "y_val", signed=False)
+        if self.y_val is not None and self.y_val.size == 0:
+            # no validation rows (validation_fraction = 0): NaN losses would stop training early,
+            # keep zero trees and make the finish summary unserialisable
+            self.y_val = None
         self._sk: PrivateKey | None = None
         self._tb = TreeBuilder()
         self._trees: list[Tree] = []
@@ -181,6 +186,13 @@ class SecureBoostGuest(SecureBoostParty):
         self._stopper = EarlyStopper(**s.stopper) if s.stopper else EarlyStopper(self.config.early_stopping_rounds)
         if s.private_key:
             self._sk = PrivateKey.from_bytes(s.private_key, insecure_test_key=self.config.insecure_test_key)
+
+    def resume_point(self) -> int | None:
+        """Trees completed at a per-tree checkpoint (:mod:`protocols.secureboost.checkpoint`)."""
+        return checkpoint.guest_resume_point(self)
+
+    def resume(self) -> list[Envelope]:
+        return checkpoint.guest_resume(self)
 
     # -- public surface ------------------------------------------------------------------------
     @property

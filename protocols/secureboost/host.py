@@ -20,7 +20,7 @@ from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
 from protocols.gbdt.plain import candidate_mask
 from protocols.paillier import PaillierError, PublicKey
-from protocols.secureboost import messages
+from protocols.secureboost import checkpoint, messages
 from protocols.secureboost._base import SecureBoostParty, SecureBoostState, check_sender
 from protocols.secureboost.config import SecureBoostConfig
 from protocols.secureboost.kernels import (
@@ -160,6 +160,13 @@ class SecureBoostHost(SecureBoostParty):
         super()._after_restore()
         if self.s.public_key:
             self._pk = PublicKey.from_bytes(self.s.public_key, insecure_test_key=self.config.insecure_test_key)
+
+    def resume_point(self) -> int | None:
+        """Trees completed at a per-tree checkpoint (:mod:`protocols.secureboost.checkpoint`)."""
+        return checkpoint.host_resume_point(self)
+
+    def resume(self) -> list[Envelope]:
+        return checkpoint.host_resume(self)
 
     # -- public surface ------------------------------------------------------------------------
     @property
