@@ -248,3 +248,56 @@ def test_centre_never_sends_its_per_row_woe_or_bins_planted_leaks_are_caught(run
     # then the honest run: nothing of the sort left the centre's node
     leaks = _centre_leaks(run["captured"], index, centre_id)
     assert not leaks, leaks[:10]
+
+
+# -- joint inference of scores -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference(run) -> dict:
+    """The one-process chain on the Flower run's rows (its reference)."""
+    from fedcredit.scorecard_run import in_process_scorecard
+
+    with np.load(run["out"] / "nodes" / "bank" / "test_scores.npz") as z:
+        used = set(z["aligned_ids"].tolist())
+    sc, parts = in_process_scorecard(run["scenario"], used)
+    return {"card": sc, "parts": parts}
+
+
+def test_joint_inference_scores_applicants_with_both_partys_points(run, reference, data_dir, tmp_path):
+    """Each party applies its own released WOE encoder; the centre's partial (minus its points
+    over the scale factor) travels sealed; the bank's points = base + own points + centre points."""
+    text = f"""
+[run]
+name = "sc-inference"
+purpose = "loan_decision"
+mode = "inference"
+seed = 42
+[parties.bank]
+role = "bank"
+data = "{data_dir}/bank.csv"
+[parties.credit_centre]
+role = "credit_centre"
+data = "{data_dir}/centre.csv"
+[inference]
+model_dir = "{run["out"]}"
+batch_size = 700
+[consent]
+mode = "demo"
+"""
+    status = run_scenario_in_process(config.loads(text), tmp_path)
+    assert status["status"] == "completed", status
+    assert verified(tmp_path).ok
+    scores = pd.read_csv(tmp_path / "nodes" / "bank" / "scores.csv", dtype={"uscc": str})
+    assert list(scores.columns) == ["uscc", "score", "status", "points"]
+    done = scores[scores["status"] == "scored"]
+    assert len(done) == N_ROWS
+    bank = pd.read_csv(data_dir / "bank.csv", dtype={"uscc": str}).set_index("uscc").loc[done["uscc"]]
+    centre = pd.read_csv(data_dir / "centre.csv", dtype={"uscc": str}).set_index("uscc").loc[done["uscc"]]
+    sc = reference["card"]
+    btr = reference["parts"][0]
+    want = sc.score(
+        bank[btr.feature_names].to_numpy(float), centre[reference["parts"][1].feature_names].to_numpy(float)
+    )
+    assert np.max(np.abs(done["points"].to_numpy() - want)) < 1e-6  # scores.csv keeps 10 significant digits
+    assert np.allclose(done["score"].to_numpy(), sc.scale.probability(want), rtol=1e-8)
