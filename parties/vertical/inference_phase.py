@@ -15,6 +15,11 @@
   and quota refusals go to ``inference_book.jsonl`` on its node too: the book
   (:class:`protocols.inference.quota.QueryBook`) it enforces its quotas and repeat answers from.
 
+* Scorecard parts (``mode = "scorecard"`` training): each side's ``preprocessor`` is its own WOE
+  encoder (:mod:`protocols.scorecard.encoder`), applied to its own raw columns; the bank's part
+  holds the points scale, and ``scores.csv`` gets a ``points`` column (base + the bank's points +
+  the centre's points, whose sum arrives sealed as the LR partial score does).
+
 Only counts, model hashes and the batch position go into summaries (and so into the ledger).
 """
 
