@@ -352,3 +352,60 @@ insecure_test_key = true
         used, points = set(z["aligned_ids"].tolist()), z["points"]
     card, (_b, _c, bte, cte) = in_process_scorecard(sc, used)
     assert np.max(np.abs(card.score(bte.features, cte.features) - points)) < 1e-9
+
+
+# -- binning parties between relay steps, and a party failing during binning ----------------------
+
+
+def test_binning_parties_survive_every_step_as_bytes_and_refuse_other_data():
+    """A node rebuilds its binning party from state bytes at every step; the result must be the
+    same as in memory, and a state handed back with other data is refused."""
+    from protocols.binning.bank import BinningBank
+    from protocols.binning.centre import BinningCentre, BinningError
+    from protocols.binning.config import BinningConfig
+    from protocols.common.party import run_local
+
+    rng = np.random.default_rng(3)
+    n = 600
+    Xb, Xc = rng.normal(size=(n, 2)), rng.normal(size=(n, 3))
+    Xc[rng.random(n) < 0.2, 1] = np.nan
+    y = (Xb[:, 0] + Xc[:, 0] + rng.normal(size=n) > 0.5).astype(np.int64)
+    cfg = BinningConfig(key_bits=1024, insecure_test_key=True, min_bin_rows=30)
+
+    def fresh() -> dict:
+        return {
+            "bank": BinningBank("bank", "centre", Xb, ["b0", "b1"], y, cfg),
+            "centre": BinningCentre("centre", "bank", Xc, ["c0", "c1", "c2"], cfg),
+        }
+
+    def restart(name: str, party):
+        if name == "bank":
+            return BinningBank.from_state(party.to_state(), Xb, ["b0", "b1"], y, cfg)
+        return BinningCentre.from_state(party.to_state(), Xc, ["c0", "c1", "c2"], cfg)
+
+    mem, disk = fresh(), fresh()
+    run_local(mem)
+    run_local(disk, restart=restart)
+    assert disk["bank"].finished and disk["bank"].kept_centre == mem["bank"].kept_centre
+    assert disk["centre"].kept == mem["centre"].kept and disk["bank"].iv_report() == mem["bank"].iv_report()
+    for col in mem["centre"].kept:
+        assert np.array_equal(disk["centre"].woe[col].woe, mem["centre"].woe[col].woe)
+    state = disk["bank"].to_state()
+    with pytest.raises(BinningError, match="not the data"):
+        BinningBank.from_state(state, Xb, ["b0", "b1"], 1 - y, cfg)
+    with pytest.raises(BinningError, match="not the data"):
+        BinningCentre.from_state(disk["centre"].to_state(), Xc + 1, ["c0", "c1", "c2"], cfg)
+
+
+def test_centre_failing_during_binning_is_named_and_the_ledger_verifies(data_dir, tmp_path):
+    text = scenario_text(data_dir).replace(
+        'data = "' + str(data_dir) + '/centre.csv"',
+        'data = "' + str(data_dir) + '/centre.csv"\nfail_at_step = "binning/1"',
+    )
+    assert "fail_at_step" in text  # the planted failure took
+    status = run_scenario_in_process(config.loads(text), tmp_path)
+    assert status["status"] == "failed" and status["party"] == "credit_centre" and status["step"] == "binning/1"
+    assert "injected failure" in status["error"]
+    report = verified(tmp_path)
+    assert report.ok and report.complete, report.errors
+    assert not (tmp_path / "nodes" / "bank" / "points.csv").exists()
