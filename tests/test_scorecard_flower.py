@@ -409,3 +409,28 @@ def test_centre_failing_during_binning_is_named_and_the_ledger_verifies(data_dir
     report = verified(tmp_path)
     assert report.ok and report.complete, report.errors
     assert not (tmp_path / "nodes" / "bank" / "points.csv").exists()
+
+
+def test_no_label_or_bank_woe_row_reaches_the_centre_or_the_coordinator(run):
+    """The bank's labels (aligned training order, every encoding) and its per-row WOE values are
+    in no message or summary of either node; a planted copy is found first."""
+    from leak_support import label_needles
+
+    from parties.vertical.scorecard_phases import woe_aligned
+
+    bank = _nodes(run)["bank"]
+    d = woe_aligned(bank)
+    needles = label_needles("bank", d["y_train"], "aligned train order")
+    needles += feature_needles("bank", d["X_train"], "WOE rows (train)")
+    index = NeedleIndex(needles)
+    payloads = [
+        blob
+        for _nid, _req, rep in run["captured"]
+        for blob in [transport.read_reply(rep.content)[3]] + [e.payload for e in transport.read_reply(rep.content)[0]]
+    ]
+    leak = np.packbits(d["y_train"][5 : 5 + 256].astype(bool)).tobytes()
+    assert index.find(payloads[len(payloads) // 2] + leak), "a planted bit-packed label chunk was not found"
+    leak = np.ascontiguousarray(d["X_train"][:6]).tobytes()
+    assert index.find(leak + payloads[0]), "planted WOE rows were not found"
+    found = [n.what for blob in payloads for n in index.find(blob)]
+    assert not found, found[:10]
