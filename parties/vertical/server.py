@@ -14,6 +14,10 @@ Phases, each a protocol relayed by :class:`parties.common.relay.Relay` (node-sid
 5. ``score``  — joint scoring of the held-out rows; the bank computes AUC/KS/Gini.
 6. ``release``— each party saves its own model part and reports its SHA-256.
 
+``mode = "scorecard"`` (:mod:`parties.vertical.scorecard_phases`): after the split, ``binning``
+(federated WOE/IV), training is ``scorecard_lr`` (hetero-LR on WOE), then ``points`` (each party
+keeps its own points table), ``scorecard_score`` and ``scorecard_release``.
+
 The coordinator never holds a decryption key, and what it relays is opaque ciphertext or blinded
 points; its ledger records sizes and hashes of everything that crossed a boundary.
 """
