@@ -22,7 +22,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from fedcredit.config import Scenario
 
-UNITS = {"vertical-lr": ("epoch", "lr", "epochs"), "secureboost": ("tree", "secureboost", "n_trees")}
+UNITS = {
+    "vertical-lr": ("epoch", "lr", "epochs"),
+    "secureboost": ("tree", "secureboost", "n_trees"),
+    "scorecard": ("epoch", "lr", "epochs"),  # its training phase is hetero-LR on WOE
+}
 
 
 def planned_units(scenario: Scenario) -> tuple[str, int | None]:

@@ -1,16 +1,18 @@
-"""`mode = "scorecard"`: binning -> WOE -> two-party LR -> points, with every export a model risk team asks for.
+"""`mode = "scorecard"`: the simulation harness's side (the run itself is the vertical Flower run).
 
-What runs: the real protocols (:mod:`protocols.binning`, :mod:`protocols.hetero_lr`) party by
-party through their wire encoding in one process (:func:`protocols.scorecard.local.train_scorecard`).
-Two simulation shortcuts, stated in ``docs/scorecard.md``: rows are aligned by joining ids in
-this process (a Flower run aligns them with consent-filtered ECDH-PSI), and there is no ledger.
-The Flower phases for binning and points are not wired yet.
+The scorecard runs as phases of the normal vertical run (:mod:`parties.vertical.scorecard_phases`:
+hello, PSI, consent, split, ``binning``, ``scorecard_lr``, ``points``, ``scorecard_score``,
+``scorecard_release``), every message relayed and in the ledger. Its exports are on the nodes:
+``nodes/<bank>/points.{csv,json}`` (with the base points), ``nodes/<centre>/points.{csv,json}``,
+``nodes/<bank>/iv_report.{csv,json}``, ``nodes/<bank>/bands.{csv,json}`` and
+``nodes/<bank>/score_probability.{csv,json}``.
 
-Exports in ``--out``: ``bank/points.{csv,json}`` and ``credit_centre/points.{csv,json}`` (each
-party's own table), ``bank/iv_report.{csv,json}`` (every column of both parties),
-``bands.{csv,json}`` (test-set score bands with counts, bad rate and KS),
-``score_probability.{csv,json}``, ``metrics.json`` (test AUC/KS/Gini of the federated card and
-the centralised references on the pooled data) and ``status.json``.
+This module is what only a simulation can do, because it pools both parties' data:
+:func:`add_scorecard_reference` adds to ``metrics.json`` the centralised references on the rows
+the run used (an LR on the pooled WOE matrix with the run's own bins, and optbinning's
+``BinningProcess`` + ``Scorecard`` with the same binning limits), and :func:`in_process_scorecard`
+runs the same protocol chain party by party in one process (:func:`protocols.scorecard.local.train_scorecard`)
+on the same rows in the same order, which the Flower run must reproduce exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from fedcredit.data.readers import ReadOptions
 from protocols.binning.config import BinningConfig
 from protocols.hetero_lr.config import HeteroLRConfig
 from protocols.scorecard.config import ScorecardConfig
+from protocols.scorecard.encoder import WoeEncoder
 from protocols.scorecard.local import Scorecard, train_scorecard
-from protocols.scorecard.points import probability_table, score_bands
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +51,68 @@ def _party_data(scenario: Scenario, role: str, part: str) -> tuple[str, PartyDat
     return spec.name, data
 
 
-def _aligned(scenario: Scenario, part: str) -> tuple[PartyData, PartyData]:
+def aligned_rows(scenario: Scenario, part: str, used: set[str] | None = None) -> tuple[PartyData, PartyData]:
+    """Both parties' ``part`` rows the run used (``used``; default: every id both hold), sorted by
+    USCC: the order the Flower run's alignment gives them (:class:`parties.vertical.alignment_phases.AlignPhase`)."""
     _, bank = _party_data(scenario, "bank", part)
     _, centre = _party_data(scenario, "credit_centre", part)
     known = set(centre.ids)
-    common = [u for u in bank.ids if u in known]  # simulation shortcut: the Flower run uses ECDH-PSI
+    common = sorted(u for u in bank.ids if u in known and (used is None or u in used))
     if not common:
         raise ValueError(f"no {part} rows in common between the bank and the credit centre")
     return bank.select(common), centre.select(common)
 
 
-def _write(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(rows, indent=2, ensure_ascii=False, default=float), "utf-8")
-    pd.DataFrame(rows).to_csv(path.with_suffix(".csv"), index=False, encoding="utf-8")
+def in_process_scorecard(
+    scenario: Scenario, used: set[str] | None = None
+) -> tuple[Scorecard, tuple[PartyData, PartyData, PartyData, PartyData]]:
+    """The same chain, party by party in one process, on the rows (and row order) of the Flower run:
+    its reference. Returns the scorecard and (bank train, centre train, bank test, centre test)."""
+    bcfg = scenario.settings(BinningConfig)
+    # the held-out rows are the test split; no validation rows, so no early stopping on them
+    lr = dataclasses.replace(scenario.settings(HeteroLRConfig), validation_fraction=0.0, early_stopping_patience=0)
+    scfg = scenario.settings(ScorecardConfig)
+    btr, ctr = aligned_rows(scenario, "train", used)
+    bte, cte = aligned_rows(scenario, "test", used)
+    sc = train_scorecard(
+        btr.features,
+        btr.feature_names,
+        btr.require_labels(),
+        ctr.features,
+        ctr.feature_names,
+        binning=bcfg,
+        lr=lr,
+        scale=scfg.scale,
+        bank_categorical=btr.categorical,
+        centre_categorical=ctr.categorical,
+    )
+    return sc, (btr, ctr, bte, cte)
 
 
 def centralised_reference(
-    sc: Scorecard, btr: PartyData, ctr: PartyData, bte: PartyData, cte: PartyData, cfg: BinningConfig
+    bank_enc: WoeEncoder,
+    centre_enc: WoeEncoder,
+    btr: PartyData,
+    ctr: PartyData,
+    bte: PartyData,
+    cte: PartyData,
+    cfg: BinningConfig,
 ) -> dict[str, Any]:
-    """Pooled-data scorecards: the same bins with sklearn LR, and optbinning's own (if installed)."""
+    """Pooled-data scorecards: the run's own bins with sklearn LR, and optbinning's (if installed)."""
     from sklearn.linear_model import LogisticRegression
 
-    Wtr = np.hstack([sc.bank.transform_own(), sc.centre.transform()])
-    Wte = np.hstack([sc.bank.transform_own(X=bte.features), sc.centre.transform(X=cte.features)])
-    lr = LogisticRegression(max_iter=2000).fit(Wtr, btr.require_labels())
-    out: dict[str, Any] = {"same_bins_sklearn_lr": M.summary(bte.require_labels(), lr.predict_proba(Wte)[:, 1])}
+    def woe(b: PartyData, c: PartyData) -> np.ndarray:
+        return np.hstack(
+            [
+                bank_enc.transform(bank_enc.select(b.features, b.feature_names)),
+                centre_enc.transform(centre_enc.select(c.features, c.feature_names)),
+            ]
+        )
+
+    lr = LogisticRegression(max_iter=2000).fit(woe(btr, ctr), btr.require_labels())
+    out: dict[str, Any] = {
+        "same_bins_sklearn_lr": M.summary(bte.require_labels(), lr.predict_proba(woe(bte, cte))[:, 1])
+    }
     try:
         from optbinning import BinningProcess
         from optbinning import Scorecard as OptScorecard
@@ -105,68 +142,31 @@ def centralised_reference(
     return out
 
 
-def run_scorecard_scenario(scenario: Scenario, out: Path) -> dict[str, Any]:
-    """Train, score the test rows, export; returns the status dict (also ``out/status.json``)."""
-    from fedcredit.config.sections import ConsentSettings
+def _released(out: Path, party: str) -> dict:
+    return json.loads((out / "nodes" / party / "model.json").read_text(encoding="utf-8"))
 
-    if scenario.settings(ConsentSettings).mode != "demo":
-        # Fail closed: this one-process mode joins rows by id and checks no consent token, so it
-        # may only run on bundled/synthetic data that the scenario marks as such.
-        raise ValueError(
-            f'scenario {scenario.name!r}: mode = "scorecard" runs in one process without consent '
-            'checks (docs/scorecard.md); it needs [consent] mode = "demo" (bundled or synthetic data only)'
-        )
-    t0 = time.time()
+
+def add_scorecard_reference(scenario: Scenario, out: Path) -> dict[str, Any]:
+    """Add to ``out/metrics.json`` of a finished scorecard run: the kept columns of both parties,
+    the base points and the centralised references on the rows the run used (simulation only:
+    it reads both parties' released model parts and pools their data). Returns the metrics."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    bcfg = scenario.settings(BinningConfig)
-    # the held-out rows are the test split; no validation rows, so no early stopping on them
-    lr = dataclasses.replace(scenario.settings(HeteroLRConfig), validation_fraction=0.0, early_stopping_patience=0)
-    scfg = scenario.settings(ScorecardConfig)
-    btr, ctr = _aligned(scenario, "train")
-    bte, cte = _aligned(scenario, "test")
-    t_train = time.time()
-    sc = train_scorecard(
-        btr.features,
-        btr.feature_names,
-        btr.require_labels(),
-        ctr.features,
-        ctr.feature_names,
-        binning=bcfg,
-        lr=lr,
-        scale=scfg.scale,
-        bank_categorical=btr.categorical,
-        centre_categorical=ctr.categorical,
+    path = out / "metrics.json"
+    metrics = json.loads(path.read_text())
+    bank = scenario.parties_with_role("bank")[0].name
+    centre = scenario.parties_with_role("credit_centre")[0].name
+    bpart, cpart = _released(out, bank), _released(out, centre)
+    bank_enc, centre_enc = WoeEncoder.from_dict(bpart["preprocessor"]), WoeEncoder.from_dict(cpart["preprocessor"])
+    with np.load(out / "nodes" / bank / "test_scores.npz", allow_pickle=False) as z:
+        used = set(z["aligned_ids"].tolist())
+    btr, ctr = aligned_rows(scenario, "train", used)
+    bte, cte = aligned_rows(scenario, "test", used)
+    metrics.update(
+        bank_columns_kept=bank_enc.names,
+        centre_columns_kept=centre_enc.names,
+        base_points=bpart["scorecard"]["base_points"],
+        centralised=centralised_reference(bank_enc, centre_enc, btr, ctr, bte, cte, scenario.settings(BinningConfig)),
+        centralised_rows=len(used),
     )
-    train_seconds = time.time() - t_train
-    y = bte.require_labels()
-    score = sc.score(bte.features, cte.features)
-    p = sc.scale.probability(score)
-    _write(
-        sc.bank_points.rows + [{"party": "bank", "column": "(base)", "points": sc.base_points}], out / "bank" / "points"
-    )
-    _write(sc.centre_points.rows, out / "credit_centre" / "points")
-    _write(sc.bank.iv_report(), out / "bank" / "iv_report")
-    _write(score_bands(score, y, scfg.bands), out / "bands")
-    _write(probability_table(sc.scale), out / "score_probability")
-    result = {
-        "mode": "scorecard",
-        **M.summary(y, p),
-        "rows_train": len(btr),
-        "rows_test": len(bte),
-        "bank_columns_kept": sc.bank.kept_own,
-        "centre_columns_kept": sc.centre.kept,
-        "base_points": sc.base_points,
-        "train_seconds": round(train_seconds, 2),
-        "centralised": centralised_reference(sc, btr, ctr, bte, cte, bcfg),
-        "simulation": "in-process protocols; rows aligned by an id join, not PSI; no ledger",
-    }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=float))
-    status = {
-        "status": "completed",
-        "scenario": scenario.name,
-        "mode": "scorecard",
-        "wall_seconds": round(time.time() - t0, 2),
-    }
-    (out / "status.json").write_text(json.dumps(status, indent=2))
-    return status
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
+    return metrics

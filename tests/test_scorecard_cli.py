@@ -67,26 +67,26 @@ def test_simulate_scorecard_from_gb18030_csv_and_xlsx(tmp_path):
     ref = m["centralised"]["same_bins_sklearn_lr"]["auc"]
     assert abs(m["auc"] - ref) < 0.01, (m["auc"], ref)
     assert m["centralised"]["optbinning_scorecard"]["auc"] > 0.7
-    bank_pts = pd.read_csv(out / "bank" / "points.csv")
-    centre_pts = pd.read_csv(out / "credit_centre" / "points.csv")
+    nodes = out / "nodes"  # each party's exports on its own node
+    bank_pts = pd.read_csv(nodes / "bank" / "points.csv")
+    centre_pts = pd.read_csv(nodes / "credit_centre" / "points.csv")
     assert set(centre_pts["column"]) == set(m["centre_columns_kept"]) and "(base)" in set(bank_pts["column"])
     assert not set(centre_pts["column"]) & set(bank_pts["column"])
-    bands = json.loads((out / "bands.json").read_text())
+    bands = json.loads((nodes / "bank" / "bands.json").read_text())
     assert len(bands) == 5 and sum(r["count"] for r in bands) == m["rows_test"]
-    ivr = pd.read_csv(out / "bank" / "iv_report.csv")
+    ivr = pd.read_csv(nodes / "bank" / "iv_report.csv")
     assert set(ivr["party"]) == {"bank", "credit_centre"}
-    assert (out / "score_probability.csv").exists() and "federated" in res.output
+    assert (nodes / "bank" / "score_probability.csv").exists() and "federated" in res.output
+    assert "verified" in res.output  # a Flower run now: signed ledger checked against both egress logs
 
 
-def test_scorecard_mode_refuses_to_run_outside_demo_consent(tmp_path):
-    """It joins rows by id in one process and checks no consent token, so it fails closed."""
-    import pytest
-
+def test_scorecard_mode_refuses_to_run_without_consent_material(tmp_path):
+    """Like every vertical mode, it fails closed at setup when no consent tokens are configured."""
     from fedcredit import config
-    from fedcredit.scorecard_run import run_scorecard_scenario
+    from parties.in_process import run_scenario_in_process
 
     text = open("configs/scorecard.toml").read().replace('mode = "demo"', 'mode = "enforce"')
     assert 'mode = "enforce"' in text  # the planted change took
-    with pytest.raises(ValueError, match="without consent checks"):
-        run_scorecard_scenario(config.loads(text), tmp_path / "out")
-    assert not (tmp_path / "out").exists()  # refused before anything was written
+    status = run_scenario_in_process(config.loads(text), tmp_path / "out")
+    assert status["status"] == "failed" and status["step"] == "setup" and "consent" in status["error"]
+    assert not (tmp_path / "out" / "nodes" / "bank" / "points.csv").exists()

@@ -42,10 +42,6 @@ def run_simulation_scenario(
     out.mkdir(parents=True, exist_ok=True)
     save_scenario(scenario, out)
     ensure_synthetic_data(scenario)
-    if scenario.mode == "scorecard":  # issue 17: in-process protocols for now (fedcredit/scorecard_run.py)
-        from fedcredit.scorecard_run import run_scorecard_scenario
-
-        return run_scorecard_scenario(scenario, out)
     from fedcredit.runtime import flower_environment
 
     flower_environment(out / ".flower")
@@ -138,6 +134,11 @@ def ensure_synthetic_data(scenario: config.Scenario) -> None:
 def add_reference(scenario: config.Scenario, out: Path) -> None:
     """Add the pooled-data reference to ``metrics.json`` and keep its test scores for the report."""
     path = out / "metrics.json"
+    if scenario.mode == "scorecard":  # pooled scorecards on the run's rows and bins
+        from fedcredit.scorecard_run import add_scorecard_reference
+
+        add_scorecard_reference(scenario, out)
+        return
     metrics = json.loads(path.read_text())
     if scenario.mode in ("vertical-lr", "secureboost"):
         import numpy as np
@@ -184,7 +185,7 @@ def simulate(
     _print_summary(out, status)
     if status.get("status") != "completed":
         raise fail(console, status.get("error"), 1, label="run failed:")
-    if "verification" in status and not status["verification"]["ok"]:  # scorecard mode has no ledger yet
+    if "verification" in status and not status["verification"]["ok"]:
         raise fail(console, status["verification"]["errors"], 1, label="ledger verification failed:")
 
 

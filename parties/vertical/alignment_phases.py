@@ -106,9 +106,13 @@ class SplitPhase(Phase[SplitSender | SplitReceiver]):
         rows = get_array(node, COMMON_ROWS)
         if node.role == "bank":
             ids = [node.data().ids[i] for i in rows]
+            # a scorecard holds no rows back for early stopping: its held-out rows are the test split
+            scorecard = node.scenario.mode == "scorecard"
             plan = make_plan(
                 bank_test_mask(node, ids),
-                validation_fraction=node.scenario.settings(EvaluationSettings).validation_fraction,
+                validation_fraction=0.0
+                if scorecard
+                else node.scenario.settings(EvaluationSettings).validation_fraction,
                 seed=node.scenario.seed,
             )
             self._store(node, plan)
@@ -153,6 +157,7 @@ class SplitPhase(Phase[SplitSender | SplitReceiver]):
         data = node.data()
         rows = get_array(node, COMMON_ROWS)
         train_rows = rows[~test & ~val]
-        pre = LocalPreprocessor().fit(data.features[train_rows], data.feature_names)
-        node.put(PREPROCESSOR, json.dumps(pre.to_dict()))
+        if node.scenario.mode != "scorecard":  # a scorecard encodes by WOE (scorecard_phases), missing values allowed
+            pre = LocalPreprocessor().fit(data.features[train_rows], data.feature_names)
+            node.put(PREPROCESSOR, json.dumps(pre.to_dict()))
         return {"train": int((~test & ~val).sum()), "validation": int(val.sum()), "test": int(test.sum())}

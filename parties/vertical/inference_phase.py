@@ -15,6 +15,11 @@
   and quota refusals go to ``inference_book.jsonl`` on its node too: the book
   (:class:`protocols.inference.quota.QueryBook`) it enforces its quotas and repeat answers from.
 
+* Scorecard parts (``mode = "scorecard"`` training): each side's ``preprocessor`` is its own WOE
+  encoder (:mod:`protocols.scorecard.encoder`), applied to its own raw columns; the bank's part
+  holds the points scale, and ``scores.csv`` gets a ``points`` column (base + the bank's points +
+  the centre's points, whose sum arrives sealed as the LR partial score does).
+
 Only counts, model hashes and the batch position go into summaries (and so into the ledger).
 """
 
@@ -46,6 +51,8 @@ from protocols.inference import (
     InferenceCentre,
 )
 from protocols.inference.quota import QueryBook
+from protocols.scorecard.encoder import ENCODER_TYPE, WoeEncoder
+from protocols.scorecard.points import ScoreScale
 
 InferenceParty = InferenceBank | InferenceCentre
 
@@ -152,6 +159,23 @@ def _refusals(node: NodeRuntime, ids: list[str]) -> tuple[list[str | None], dict
     return reasons, summary
 
 
+def part_transform(part: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """What turns this party's raw columns (its model part's ``feature_names``, in order) into the
+    model's inputs: a scorecard part's WOE encoder, else the fitted local preprocessing."""
+    pre = part["preprocessor"]
+    if isinstance(pre, dict) and pre.get("type") == ENCODER_TYPE:
+        return WoeEncoder.from_dict(pre).transform
+    return LocalPreprocessor.from_dict(pre).transform
+
+
+def scorecard_scale(part: dict) -> ScoreScale | None:
+    """The points scale of a scorecard part (the bank's), None for other model parts."""
+    sc = part.get("scorecard")
+    if not isinstance(sc, dict):
+        return None
+    return ScoreScale(base_score=float(sc["base_score"]), base_odds=float(sc["base_odds"]), pdo=float(sc["pdo"]))
+
+
 # -- the phase -------------------------------------------------------------------------------
 
 
@@ -176,8 +200,8 @@ class InferencePhase(RestartablePhase[InferenceParty]):
         b, size = int(params["batch"]), int(params["batch_size"])
         lo, hi = b * size, min((b + 1) * size, len(apps))
         reasons, _ = _refusals(node, apps.ids)
-        pre = LocalPreprocessor.from_dict(part["preprocessor"])
-        X = pre.transform(apps.features[lo:hi]) if hi > lo else np.zeros((0, model.n_features))
+        transform = part_transform(part)
+        X = transform(apps.features[lo:hi]) if hi > lo else np.zeros((0, model.n_features))
         ids = apps.ids[lo:hi]
         held = bank_tokens(node, str(params["peer"]), ids) if ids else {}  # sent sealed: the centre re-checks
         return model, ids, X, reasons[lo:hi], [held.get(u, "") for u in ids]
@@ -189,8 +213,7 @@ class InferencePhase(RestartablePhase[InferenceParty]):
         model = CentreModelPart.from_dict(part["model"], f"credit centre {node.name!r}")
         data = node.data()
         raw = _columns(data, list(part["feature_names"]), f"credit centre {node.name!r}")
-        pre = LocalPreprocessor.from_dict(part["preprocessor"])
-        return model, data.ids, raw, pre.transform
+        return model, data.ids, raw, part_transform(part)
 
     def create(self, node: NodeRuntime, params: dict) -> InferenceParty:
         p = self._params(node, params)
@@ -263,12 +286,18 @@ class InferencePhase(RestartablePhase[InferenceParty]):
         all_ids = applicants(node, party_feature_names(node)).ids
         total = len(all_ids)
         path = node.dir / SCORES_FILE
+        # a scorecard also gets its points: base + the bank's points + the centre's points
+        scale = scorecard_scale(load_model_part(node)[0])
+        points = scale.score(scores).tolist() if scale is not None else [None] * len(ids)
         with path.open("w" if b == 0 else "a", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             if b == 0:
-                w.writerow(["uscc", "score", "status"])
-            for u, s, st in zip(ids, scores.tolist(), status):
-                w.writerow([u, "" if s != s else f"{s:.10g}", st])
+                w.writerow(["uscc", "score", "status"] + (["points"] if scale is not None else []))
+            for u, s, st, pt in zip(ids, scores.tolist(), status, points):
+                row = [u, "" if s != s else f"{s:.10g}", st]
+                if scale is not None:
+                    row.append("" if s != s else f"{pt:.10g}")
+                w.writerow(row)
         _, consent = _refusals(node, all_ids)
         return {
             "batch": b,

@@ -14,6 +14,13 @@ from parties.vertical.alignment_phases import AlignPhase, SplitPhase
 from parties.vertical.consent import ConsentPhase
 from parties.vertical.inference_phase import InferencePhase
 from parties.vertical.phase import Phase
+from parties.vertical.scorecard_phases import (
+    BinningPhase,
+    PointsPhase,
+    ScorecardLRPhase,
+    ScorecardReleasePhase,
+    ScorecardScorePhase,
+)
 from parties.vertical.training_phases import HeteroLRPhase, ReleasePhase, ScorePhase, SecureBoostPhase
 
 PHASES: dict[str, Phase[Any]] = {
@@ -25,6 +32,12 @@ PHASES: dict[str, Phase[Any]] = {
     "score": ScorePhase(),
     "release": ReleasePhase(),
     "inference": InferencePhase(),
+    # mode = "scorecard" (parties.vertical.scorecard_phases)
+    "binning": BinningPhase(),
+    "scorecard_lr": ScorecardLRPhase(),
+    "points": PointsPhase(),
+    "scorecard_score": ScorecardScorePhase(),
+    "scorecard_release": ScorecardReleasePhase(),
 }
 
 

@@ -14,6 +14,10 @@ Phases, each a protocol relayed by :class:`parties.common.relay.Relay` (node-sid
 5. ``score``  — joint scoring of the held-out rows; the bank computes AUC/KS/Gini.
 6. ``release``— each party saves its own model part and reports its SHA-256.
 
+``mode = "scorecard"`` (:mod:`parties.vertical.scorecard_phases`): after the split, ``binning``
+(federated WOE/IV), training is ``scorecard_lr`` (hetero-LR on WOE), then ``points`` (each party
+keeps its own points table), ``scorecard_score`` and ``scorecard_release``.
+
 The coordinator never holds a decryption key, and what it relays is opaque ciphertext or blinded
 points; its ledger records sizes and hashes of everything that crossed a boundary.
 """
@@ -37,7 +41,11 @@ from parties.common.relay import RunFailed
 
 log = logging.getLogger(__name__)
 
-TRAIN_PHASE = {"vertical-lr": "hetero_lr", "secureboost": "secureboost"}
+TRAIN_PHASE = {"vertical-lr": "hetero_lr", "secureboost": "secureboost", "scorecard": "scorecard_lr"}
+# mode = "scorecard": binning before training, points after it, and its own scoring and release
+# (parties.vertical.scorecard_phases)
+SCORE_PHASE = {"scorecard": "scorecard_score"}
+RELEASE_PHASE = {"scorecard": "scorecard_release"}
 
 
 def bank_and_centre(scenario: Scenario, what: str) -> tuple[str, str]:
@@ -153,11 +161,14 @@ def run_vertical(
     n_common = int(consent["accepted"])
 
     split = phase("split")
+    scorecard = scenario.mode == "scorecard"
     t_train = time.monotonic()
+    binned = run_binning(phase, recorder, bank, centre) if scorecard else None
     trained = phase(train_phase)
     train_seconds = time.monotonic() - t_train
-    scored = phase("score")
-    released = relay.run_phase("release", pair)
+    points = run_points(phase, recorder) if scorecard else None
+    scored = phase(SCORE_PHASE.get(scenario.mode, "score"))
+    released = relay.run_phase(RELEASE_PHASE.get(scenario.mode, "release"), pair)
     recorder.event(
         "model_release", {p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}
     )
@@ -181,10 +192,37 @@ def run_vertical(
             p: s.get("feature_importance") for p, s in trained.items() if s.get("feature_importance") is not None
         },
     }
+    if scorecard:
+        metrics.update(mode="scorecard", binning=binned, points=points)
     (out_dir / "models.json").write_text(
         json.dumps({p: {"sha256": s["model_sha256"], "path": s["model_path"]} for p, s in released.items()}, indent=2)
     )
     return metrics
+
+
+def run_binning(phase: Callable[[str], dict], recorder: LedgerRecorder, bank: str, centre: str) -> dict:
+    """Federated WOE/IV binning; both sides must agree on the centre's column counts (ledger: counts)."""
+    t0 = time.monotonic()
+    done = phase("binning")
+    b, c = done[bank], done[centre]
+    if b["centre_columns"] != c["columns"] or b["centre_kept"] != c["kept"]:
+        raise RunFailed(
+            centre,
+            "binning",
+            f"the centre reports {c['kept']} of {c['columns']} columns kept, the bank "
+            f"{b['centre_kept']} of {b['centre_columns']}",
+        )
+    record = {"bank": b, "credit_centre": c, "seconds": round(time.monotonic() - t0, 3)}
+    recorder.event("binning", record)
+    return record
+
+
+def run_points(phase: Callable[[str], dict], recorder: LedgerRecorder) -> dict:
+    """Each party's points table, kept on its node; the ledger gets each table's SHA-256."""
+    done = phase("points")
+    record = {p: {"columns": s["columns"], "sha256": s["points_sha256"]} for p, s in done.items()}
+    recorder.event("points_tables", record)
+    return record
 
 
 def _consent_counts(consent: dict, centre: str) -> dict:

@@ -14,14 +14,16 @@ import numpy as np
 
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
-from protocols.binning.messages import BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
+from protocols.binning.messages import BankState, BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
 from protocols.binning.woe import ColumnWoe, drop_correlated, merge_column, select_by_iv, woe_encode, woe_iv
-from protocols.common.party import Envelope, Party, open_envelope
+from protocols.common import wire
+from protocols.common.party import Envelope, Party, data_digest, open_envelope
 from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, generate_keypair
 
 from .centre import BinningError
 
 _WAIT_SUMS, _WAIT_KEPT, _DONE = "sums", "kept", "done"
+STATE_VERSION = "binning-bank-state/1"
 
 
 class BinningBank(Party):
@@ -65,7 +67,9 @@ class BinningBank(Party):
         self.dropped_own: dict[str, str] = {}
         self.kept_centre: list[str] = []
         self.centre_passed_iv: list[str] = []
+        self.centre_fine: list[tuple[str, str, np.ndarray, np.ndarray]] = []
         self._state = _WAIT_SUMS
+        self._digest = data_digest(self.X, self.y)
 
     @property
     def finished(self) -> bool:
@@ -129,8 +133,14 @@ class BinningBank(Party):
         return out
 
     def _on_sums(self, msg: EncryptedBinSums) -> BinningResult:
+        self.centre_fine = self.decrypt_counts(msg)
+        return self._select(self.centre_fine)
+
+    def _select(self, fine: list[tuple[str, str, np.ndarray, np.ndarray]]) -> BinningResult:
+        """Merge, check and select from the centre's decrypted fine counts (deterministic, so a
+        restored party rebuilds the same result from the counts it kept)."""
         st = self.config.merge_settings()
-        for col, kind, e, c in self.decrypt_counts(msg):
+        for col, kind, e, c in fine:
             cw = merge_column(col, kind, e, c, st)
             # on the fine bins: merging pools pure bins, which would hide a perfect separator
             fine_iv = float(woe_iv(e, c - e)[1].sum())
@@ -155,6 +165,62 @@ class BinningBank(Party):
             groups=np.concatenate([w.group for w in cw_list]).astype(np.int32) if cw_list else np.zeros(0, np.int32),
             woe=np.concatenate([w.woe for w in cw_list]) if cw_list else np.zeros(0),
         )
+
+    # -- persistence between relay steps (node-local: holds the private key) ----------------
+    def to_state(self) -> bytes:
+        """What a node keeps between two steps: the step, the private key and the decrypted
+        fine counts; everything else is rebuilt from the node's own data."""
+        fine = self.centre_fine
+        return wire.encode(
+            BankState(
+                version=STATE_VERSION,
+                name=self.name,
+                peer=self.peer,
+                data_digest=self._digest,
+                step=self._state,
+                private_key=self._sk.to_bytes() if self._sk is not None else b"",
+                columns=[f[0] for f in fine],
+                kinds=[f[1] for f in fine],
+                n_bins=np.array([f[2].size for f in fine], dtype=np.int32),
+                events=np.concatenate([f[2] for f in fine]) if fine else np.zeros(0, np.int64),
+                counts=np.concatenate([f[3] for f in fine]) if fine else np.zeros(0, np.int64),
+                kept_centre=list(self.kept_centre),
+            )
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: bytes,
+        X: np.ndarray,
+        names: list[str],
+        y: np.ndarray,
+        config: BinningConfig,
+        *,
+        categorical: dict[str, int] | None = None,
+    ) -> BinningBank:
+        """The party again from :meth:`to_state` bytes and the same data (refused on other data)."""
+        try:
+            s = wire.decode(state, BankState)
+        except wire.WireError as exc:
+            raise BinningError(f"bank binning state cannot be restored: {exc}") from None
+        if s.version != STATE_VERSION:
+            raise BinningError(f"bank binning state is {s.version!r}, not {STATE_VERSION!r}")
+        sk = PrivateKey.from_bytes(s.private_key, insecure_test_key=config.insecure_test_key) if s.private_key else None
+        party = cls(s.name, s.peer, X, names, y, config, categorical=categorical, private_key=sk)
+        if party._digest != s.data_digest:
+            raise party._fail("the data given to from_state is not the data this party was built with")
+        offs = np.concatenate([[0], np.cumsum(s.n_bins)]).astype(np.int64)
+        fine = [
+            (c, k, s.events[offs[j] : offs[j + 1]], s.counts[offs[j] : offs[j + 1]])
+            for j, (c, k) in enumerate(zip(s.columns, s.kinds))
+        ]
+        if fine:
+            party.centre_fine = fine
+            party._select(fine)
+        party.kept_centre = list(s.kept_centre)
+        party._state = s.step
+        return party
 
     # -- outputs -----------------------------------------------------------------------------
     def transform_own(self, columns: list[str] | None = None, X: np.ndarray | None = None) -> np.ndarray:

@@ -13,10 +13,13 @@ import numpy as np
 
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
-from protocols.binning.messages import BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
+from protocols.binning.messages import BinningResult, CentreKept, CentreState, EncryptedBinSums, EncryptedLabels
 from protocols.binning.woe import ColumnWoe, drop_correlated, woe_encode
-from protocols.common.party import Envelope, Party, ProtocolError, open_envelope
+from protocols.common import wire
+from protocols.common.party import Envelope, Party, ProtocolError, data_digest, open_envelope
 from protocols.paillier import EncryptedVector, PaillierError, PublicKey
+
+STATE_VERSION = "binning-centre-state/1"
 
 
 class BinningError(ProtocolError):
@@ -48,7 +51,9 @@ class BinningCentre(Party):
         self.woe: dict[str, ColumnWoe] = {}
         self.kept: list[str] = []
         self.dropped_correlated: dict[str, str] = {}
+        self.sums_sent = False
         self._done = False
+        self._digest = data_digest(self.X)
 
     @property
     def finished(self) -> bool:
@@ -59,11 +64,40 @@ class BinningCentre(Party):
 
     def receive(self, inbox: list[Envelope]) -> list[Envelope]:
         env = self._one_from(inbox, self.peer)
-        if env.kind == "EncryptedLabels" and not self.woe and not self._done:
-            return [self.send(self.peer, self._bin_sums(open_envelope(env, EncryptedLabels, "binning step 1")))]
-        if env.kind == "BinningResult" and not self._done:
+        if env.kind == "EncryptedLabels" and not self.sums_sent and not self._done:
+            out = self._bin_sums(open_envelope(env, EncryptedLabels, "binning step 1"))
+            self.sums_sent = True
+            return [self.send(self.peer, out)]
+        if env.kind == "BinningResult" and self.sums_sent and not self._done:
             return [self.send(self.peer, self._apply(open_envelope(env, BinningResult, "binning step 3")))]
         raise self._fail(f"unexpected {env.kind} at this step of binning")
+
+    # -- persistence between relay steps ------------------------------------------------------
+    def to_state(self) -> bytes:
+        return wire.encode(CentreState(STATE_VERSION, self.name, self.peer, self._digest, self.sums_sent))
+
+    @classmethod
+    def from_state(
+        cls,
+        state: bytes,
+        X: np.ndarray,
+        names: list[str],
+        config: BinningConfig,
+        *,
+        categorical: dict[str, int] | None = None,
+    ) -> BinningCentre:
+        """The party again from :meth:`to_state` bytes and the same data (refused on other data)."""
+        try:
+            s = wire.decode(state, CentreState)
+        except wire.WireError as exc:
+            raise BinningError(f"centre binning state cannot be restored: {exc}") from None
+        if s.version != STATE_VERSION:
+            raise BinningError(f"centre binning state is {s.version!r}, not {STATE_VERSION!r}")
+        party = cls(s.name, s.peer, X, names, config, categorical=categorical)
+        if party._digest != s.data_digest:
+            raise party._fail("the data given to from_state is not the data this party was built with")
+        party.sums_sent = bool(s.sums_sent)
+        return party
 
     # -- step 2 ------------------------------------------------------------------------------
     def _bin_sums(self, msg: EncryptedLabels) -> EncryptedBinSums:

@@ -51,3 +51,35 @@ class CentreKept:
     """Centre -> bank: the centre's columns it keeps after dropping correlated ones (best first)."""
 
     columns: list[str]
+
+
+@dataclass
+class BankState:
+    """The bank's binning party between two relay steps (node-local, never sent: it holds the
+    private key). The decrypted fine counts of each centre column are concatenated as in
+    :class:`EncryptedBinSums`; everything else is rebuilt from the bank's own data."""
+
+    version: str
+    name: str
+    peer: str
+    data_digest: str
+    step: str
+    private_key: bytes
+    columns: list[str]
+    kinds: list[str]
+    n_bins: np.ndarray  # int32
+    events: np.ndarray  # int64
+    counts: np.ndarray  # int64
+    kept_centre: list[str]
+
+
+@dataclass
+class CentreState:
+    """The centre's binning party between two relay steps (node-local): whether it has sent its
+    sums (so a replayed label message is refused); the bins are rebuilt from its own data."""
+
+    version: str
+    name: str
+    peer: str
+    data_digest: str
+    sums_sent: bool
