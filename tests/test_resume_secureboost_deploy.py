@@ -18,7 +18,11 @@ from fedcredit.deploy.local import SUPERLINK, DeployError, Deployment, DeployOpt
 from fedcredit.ledger import read_records
 from parties.in_process import run_scenario_in_process
 
-pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1500)]
+# slow as well: three runs (reference, killed, resumed) take minutes on 2 cores, and `make test`
+# must stay under 15 minutes; the default suite resumes SecureBoost per tree in process
+# (tests/test_resume_secureboost.py) and a deployed hetero-LR run (tests/test_resume_deploy.py).
+# Run it with: pytest tests/test_resume_secureboost_deploy.py -m "deployment and slow"
+pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SECUREBOOST = """[secureboost]
 n_trees = 3
