@@ -1,0 +1,231 @@
+"""Unbalanced PSI as the align phase of a vertical run (``[psi] mode = "unbalanced"``), end to end.
+
+In-process runs (the real coordinator and ClientApp, :func:`parties.in_process.run_scenario_in_process`)
+on a small slice of the bundled data where the centre holds firms the bank does not know and the
+bank customers the centre does not know. Checked: the unbalanced run trains exactly the model of
+the balanced run; a second run reuses the centre's prepared table and the bank's cache (the
+store files are not rewritten, the summaries say so); every ledger verifies; a UbMatches altered
+on the relay, or sent altered by the bank itself, is refused naming the party and the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedcredit import config
+from fedcredit.ledger import load_public_key, read_records, verify
+from parties.in_process import run_scenario_in_process
+from protocols.common.party import Envelope
+from protocols.psi.unbalanced import bank as ub_bank
+from protocols.psi.unbalanced.relay import UbBankParty, UbCentreParty
+from protocols.psi.unbalanced.store import CACHE, TABLE, BankStore, CentreStore, read_header
+
+BANK_ROWS, SHIFT = 700, 150  # the bank: customers 0..699; the centre: customers 150..849 (550 shared)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    from fedcredit.data.default_credit import load_vertical
+    from fedcredit.data.schema import LABEL_COLUMN
+
+    d = tmp_path_factory.mktemp("ubdata")
+    bank, centre = load_vertical("all", scaled=False)
+    b = pd.DataFrame(bank.features[:BANK_ROWS], columns=bank.feature_names)
+    b.insert(0, "uscc", bank.ids[:BANK_ROWS])
+    b.insert(1, LABEL_COLUMN, bank.labels[:BANK_ROWS])
+    keep = set(bank.ids[SHIFT : SHIFT + BANK_ROWS])
+    cm = np.array([u in keep for u in centre.ids])
+    c = pd.DataFrame(centre.features[cm], columns=centre.feature_names)
+    c.insert(0, "uscc", np.array(centre.ids)[cm])
+    b.to_csv(d / "bank.csv", index=False)
+    c.to_csv(d / "centre.csv", index=False)
+    return {"dir": d, "common": len(set(bank.ids[:BANK_ROWS]) & keep)}
+
+
+def scenario(data: dict, work: Path, psi: str = "") -> config.Scenario:
+    return config.loads(f"""
+[run]
+name = "ub"
+mode = "vertical-lr"
+seed = 11
+[parties.bank]
+role = "bank"
+data = "{data["dir"] / "bank.csv"}"
+[parties.credit_centre]
+role = "credit_centre"
+data = "{data["dir"] / "centre.csv"}"
+[consent]
+mode = "demo"
+demo_dir = "{work / "consent-demo"}"
+[lr]
+epochs = 2
+batch_size = 256
+key_bits = 1024
+insecure_test_key = true
+[psi]
+{psi}
+""")
+
+
+def unbalanced(store: Path, period: str = "2026-11") -> str:
+    return f'mode = "unbalanced"\nkey_period = "{period}"\nstore = "{store}"'
+
+
+def verified(out: Path):
+    return verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )
+
+
+def psi_event(out: Path) -> dict:
+    (rec,) = [r for r in read_records(out / "ledger.sqlite") if r.kind == "psi"]
+    return json.loads(rec.payload_text)
+
+
+def weights(out: Path) -> dict:
+    return {p: json.loads((out / f"nodes/{p}/model.json").read_text())["model"] for p in ("bank", "credit_centre")}
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory) -> dict:
+    """A balanced run, then two unbalanced runs sharing one store (files inspected in between)."""
+    work = tmp_path_factory.mktemp("ubruns")
+    store = work / "psi-store"
+    out: dict = {"store": store, "work": work}
+    out["balanced"] = run_scenario_in_process(scenario(data, work), work / "balanced")
+    out["ub1"] = run_scenario_in_process(scenario(data, work, unbalanced(store)), work / "ub1")
+    table = CentreStore(store / "credit_centre").table_path("2026-11")
+    cache = BankStore(store / "bank").cache_path("2026-11", "credit_centre")
+    out["files1"] = {p: (read_header(p), p.stat().st_mtime_ns, stat.S_IMODE(p.stat().st_mode)) for p in (table, cache)}
+    out["ub2"] = run_scenario_in_process(scenario(data, work, unbalanced(store)), work / "ub2")
+    out["files2"] = {p: (read_header(p), p.stat().st_mtime_ns) for p in (table, cache)}
+    out["table"], out["cache"] = table, cache
+    return out
+
+
+def test_unbalanced_run_trains_the_balanced_runs_model_on_the_same_intersection(data, runs):
+    work = runs["work"]
+    for name in ("balanced", "ub1", "ub2"):
+        assert runs[name]["status"] == "completed", runs[name]
+    m = {n: json.loads((work / n / "metrics.json").read_text()) for n in ("balanced", "ub1", "ub2")}
+    assert m["balanced"]["rows_psi"] == m["ub1"]["rows_psi"] == m["ub2"]["rows_psi"] == data["common"]
+    for n in ("ub1", "ub2"):
+        assert m[n]["rows_intersection"] == m["balanced"]["rows_intersection"]
+        assert m[n]["auc"] == pytest.approx(m["balanced"]["auc"], abs=1e-9)
+        assert weights(work / n) == weights(work / "balanced")
+        # the ledger records the unbalanced protocol's counts, both parties agreeing on the size
+        ev = psi_event(work / n)
+        assert ev["bank"]["intersection"] == ev["credit_centre"]["intersection"] == data["common"]
+        assert ev["credit_centre"]["table_size"] == BANK_ROWS and ev["bank"]["used"] <= BANK_ROWS
+
+
+def test_second_run_reuses_the_prepared_table_and_the_banks_cache(runs):
+    ev1, ev2 = psi_event(runs["work"] / "ub1"), psi_event(runs["work"] / "ub2")
+    assert ev1["credit_centre"]["table_prepared"] == 1 and ev1["bank"]["cache_fetched"] == 1
+    assert ev2["credit_centre"]["table_prepared"] == 0 and ev2["bank"]["cache_fetched"] == 0
+    assert "cache_sent" not in ev2["credit_centre"]  # no cache round trip in the second run
+    for path in (runs["table"], runs["cache"]):
+        header, mtime, mode = runs["files1"][path]
+        assert runs["files2"][path] == (header, mtime), f"{path.name} was rewritten by the second run"
+        assert mode == 0o600 and header["period"] == "2026-11" and header["created"]
+    assert read_header(runs["table"])["format"] == TABLE and read_header(runs["cache"])["format"] == CACHE
+
+
+def test_every_ledger_verifies(runs):
+    for name in ("balanced", "ub1", "ub2"):
+        report = verified(runs["work"] / name)
+        assert report.ok and report.complete, (name, report.errors)
+
+
+def test_a_new_key_period_prepares_a_new_table_and_drops_the_old_one(data, runs, tmp_path):
+    status = run_scenario_in_process(scenario(data, tmp_path, unbalanced(runs["store"], "2026-12")), tmp_path / "r")
+    assert status["status"] == "completed", status
+    ev = psi_event(tmp_path / "r")
+    assert ev["credit_centre"]["table_prepared"] == 1 and ev["bank"]["cache_fetched"] == 1
+    centre_files = sorted(p.name for p in (runs["store"] / "credit_centre").glob("*.ubpsi"))
+    assert centre_files[-1] == "table-2026-12.ubpsi" and not any("2026-11" in n for n in centre_files)
+    assert not any("2026-11" in p.name for p in (runs["store"] / "bank").glob("*.ubpsi"))
+
+
+# -- tampering ---------------------------------------------------------------------------------
+
+
+def _flip_last_byte(e):  # noqa: ANN001, ANN202 - a SignedEnvelope
+    b = bytearray(e.payload)
+    b[-1] ^= 0x01
+    return dataclasses.replace(e, payload=bytes(b))
+
+
+def test_ubmatches_altered_on_the_relay_is_refused_naming_party_and_step(data, tmp_path):
+    from simulations.attack_cases.coordinator import Tamper
+
+    def rewrite(step, inbox):  # noqa: ANN001, ANN202
+        return [_flip_last_byte(e) if e.kind == "UbMatches" else e for e in inbox]
+
+    tamper = Tamper("credit_centre", rewrite)
+    sc = scenario(data, tmp_path, unbalanced(tmp_path / "store"))
+    status = run_scenario_in_process(sc, tmp_path / "r", prepare_grid=lambda g: tamper.install(g, sc))
+    assert tamper.fired.startswith("align/"), "the tamper never fired"
+    assert status["status"] == "failed" and status["party"] == "credit_centre", status
+    assert status["step"].startswith("align"), status
+    report = verified(tmp_path / "r")
+    assert report.first_bad is None and report.complete, report.errors  # the stopped run's chain is intact
+
+
+def test_ubmatches_altered_by_the_bank_itself_is_refused_by_the_centres_protocol_check(data, tmp_path, monkeypatch):
+    """A dishonest bank signs what it sends, so only the protocol check can catch it: plant it."""
+    real = ub_bank.BankRun.handle
+    fired: list[bool] = []
+
+    def handle(self, msg):  # noqa: ANN001, ANN202
+        m = real(self, msg)
+        fired.append(True)
+        return dataclasses.replace(m, sealed=m.sealed[:-1] + bytes([m.sealed[-1] ^ 1]))
+
+    monkeypatch.setattr(ub_bank.BankRun, "handle", handle)
+    status = run_scenario_in_process(scenario(data, tmp_path, unbalanced(tmp_path / "store")), tmp_path / "r")
+    assert fired, "the tamper never fired"
+    assert status["status"] == "failed" and status["party"] == "credit_centre", status
+    assert status["step"].startswith("align"), status
+    assert "step 3 (matched positions)" in status["error"] and "fail authentication" in status["error"], status
+    report = verified(tmp_path / "r")
+    assert report.ok and report.complete, report.errors
+
+
+# -- restartable parties without Flower -------------------------------------------------------
+
+
+def test_a_state_of_another_run_is_refused(tmp_path):
+    from fedcredit.data import uscc
+
+    ids = uscc.generate(60, np.random.default_rng(1))
+    store = BankStore(tmp_path / "b")
+    a = UbBankParty("bank", "centre", ids[:40], session="run-A", period="p", store=store)
+    a.start()
+    with pytest.raises(Exception, match="state is of run 'run-A', not of this run 'run-B'"):
+        UbBankParty.from_state(a.to_state(), ids[:40], session="run-B", store=store)
+    c = UbCentreParty(
+        "centre", "bank", ids[20:], session="run-A", period="p", store=CentreStore(tmp_path / "c"), truncate=12
+    )
+    c.start()
+    with pytest.raises(Exception, match="not of this run"):
+        UbCentreParty.from_state(
+            c.to_state(), ids[20:], session="run-B", store=CentreStore(tmp_path / "c"), truncate=12
+        )
+    # and a cache request naming another bank than the peer the run is with is refused
+    from protocols.common import wire
+    from protocols.common.channel import new_private_key, public_key_of
+    from protocols.psi.unbalanced.messages import PROTOCOL, UbCacheRequest
+
+    forged = UbCacheRequest(PROTOCOL, "p", "other", 0, public_key_of(new_private_key()))
+    with pytest.raises(Exception, match="request names bank 'other'"):
+        c.receive([Envelope("bank", "centre", wire.encode(forged))])
