@@ -229,3 +229,102 @@ def test_a_state_of_another_run_is_refused(tmp_path):
     forged = UbCacheRequest(PROTOCOL, "p", "other", 0, public_key_of(new_private_key()))
     with pytest.raises(Exception, match="request names bank 'other'"):
         c.receive([Envelope("bank", "centre", wire.encode(forged))])
+
+
+# -- one centre, two banks at once (issue 19 item 2) --------------------------------------------
+
+
+def _hosted_scenario(data: Path, bank: str, store: Path) -> config.Scenario:
+    return config.loads(f"""
+[run]
+name = "ub-hosted-{bank}"
+mode = "vertical-lr"
+seed = 7
+[parties.{bank}]
+role = "bank"
+data = "synthetic:{data}"
+[parties.credit_centre]
+role = "credit_centre"
+data = "synthetic:{data}"
+[consent]
+mode = "demo"
+[lr]
+epochs = 1
+batch_size = 1024
+key_bits = 1024
+insecure_test_key = true
+[psi]
+{unbalanced(store)}
+""")
+
+
+def _run_secrets(state) -> tuple[str, bytes]:  # noqa: ANN001 - a Flower RecordDict
+    """(run id, the centre's per-run channel private key) from a hosted run's centre state."""
+    from protocols.common import wire
+    from protocols.psi.unbalanced.centre import CentreRunState
+    from protocols.psi.unbalanced.relay import _UbState
+
+    rec = state.config_records["fedcredit"]
+    s = wire.decode(rec["phase:align"], _UbState)  # kept from the evaluate step (the last one stored)
+    return str(rec["run_id"]), wire.decode(s.run, CentreRunState).channel
+
+
+def _blobs(state) -> bytes:  # noqa: ANN001
+    return b"\x00".join(
+        v if isinstance(v, bytes) else str(v).encode() for r in state.config_records.values() for v in r.values()
+    )
+
+
+def _files(d: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file())
+
+
+def test_two_banks_run_concurrently_on_one_centre_table_and_stay_isolated(tmp_path):
+    from fedcredit.data.synth import generate
+    from parties.common.centre_host import CentreHost
+    from parties.common.grid import FIRST_NODE_ID
+    from parties.hosted import submit_run
+    from protocols.psi.unbalanced.centre import GrantRecord
+    from protocols.psi.unbalanced.store import GRANT, read_file
+
+    data, store = tmp_path / "synth", tmp_path / "psi-store"
+    generate(4000, 2, data, seed=5)
+    host = CentreHost(FIRST_NODE_ID + 1, max_concurrent=2)
+    outs = {k: tmp_path / f"run_{k}" for k in ("a", "b")}
+    try:
+        futs = {
+            k: submit_run(host, k, f"bank_{k}", _hosted_scenario(data, f"bank_{k}", store), outs[k], keep_slot=True)
+            for k in outs
+        }
+        statuses = {k: f.result(timeout=600) for k, f in futs.items()}
+        assert all(s["status"] == "completed" for s in statuses.values()), statuses
+        assert host.peak_running == 2  # the two runs overlapped on the one centre node
+        secrets = {k: _run_secrets(host.slot(k).context.state) for k in outs}
+        blobs = {k: _blobs(host.slot(k).context.state) for k in outs}
+    finally:
+        host.shutdown()
+    # one table for both banks, prepared once (under the store's lock), each bank's grant its own
+    events = {k: psi_event(outs[k]) for k in outs}
+    assert sorted(e["credit_centre"]["table_prepared"] for e in events.values()) == [0, 1]
+    centre = CentreStore(store / "credit_centre")
+    assert len(list(centre.dir.glob("table-*.ubpsi"))) == 1
+    for k, other in (("a", "b"), ("b", "a")):
+        run_id, channel = secrets[k]
+        _, grant = read_file(centre.grant_path("2026-11", f"bank_{k}"), GRANT, GrantRecord)
+        assert grant.bank == f"bank_{k}" and grant.runs == [run_id]  # no trace of the other bank's run
+        assert grant.queried == events[k]["bank"]["used"]
+        # this run's per-run centre key is nowhere the other run (or the shared store) can read;
+        # it is in its own run's state (the needle is real, so its absence elsewhere means something)
+        assert channel in blobs[k] and run_id.encode() in blobs[k]
+        assert channel not in blobs[other] and channel not in _files(outs[other]) and channel not in _files(store)
+        assert run_id.encode() not in blobs[other]
+        # each bank's cache lives in its own store directory, addressed to it
+        cache = BankStore(store / f"bank_{k}").cache_path("2026-11", "credit_centre")
+        assert read_header(cache)["bank"] == f"bank_{k}"
+    # the other bank's run id does not open this bank's centre state, and a used run id is refused
+    table, _ = centre.table("2026-11", [], digest=read_header(centre.table_path("2026-11"))["ids_digest"])
+    with centre.grants(table, "bank_a") as t:
+        with pytest.raises(Exception, match="already started"):
+            t.run("bank_a", secrets["a"][0])
+        with pytest.raises(Exception, match="has no cache"):
+            t.run("bank_b", secrets["b"][0])  # only this bank's grant is loaded: bank_b is not addressable
