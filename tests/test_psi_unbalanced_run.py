@@ -328,3 +328,24 @@ def test_two_banks_run_concurrently_on_one_centre_table_and_stay_isolated(tmp_pa
             t.run("bank_a", secrets["a"][0])
         with pytest.raises(Exception, match="has no cache"):
             t.run("bank_b", secrets["b"][0])  # only this bank's grant is loaded: bank_b is not addressable
+
+
+def test_a_query_of_another_key_period_is_refused_before_the_centre_prepares_anything(tmp_path):
+    from fedcredit.data import uscc
+
+    ids = uscc.generate(60, np.random.default_rng(2))
+    bank_store, centre_store = BankStore(tmp_path / "b"), CentreStore(tmp_path / "c")
+    # the bank holds a cache of period p1 (from a centre table of p1) ...
+    old = UbCentreParty("centre", "bank", ids[20:], session="r0", period="p1", store=centre_store, truncate=12)
+    bank = UbBankParty("bank", "centre", ids[:40], session="r0", period="p1", store=bank_store)
+    old.start()
+    cache = old.receive(bank.start())
+    query = bank.receive(cache)
+    assert query[0].kind == "UbQuery"
+    # ... and queries a centre that has moved to p2: refused naming step and both periods, and the
+    # centre's p1 table is not replaced by a p2 preparation
+    new = UbCentreParty("centre", "bank", ids[20:], session="r1", period="p2", store=centre_store, truncate=12)
+    new.start()
+    with pytest.raises(Exception, match=r"step 1 \(bank's blinded points\): key period 'p1', expected 'p2'"):
+        new.receive(query)
+    assert [p.name for p in centre_store.dir.glob("table-*.ubpsi")] == ["table-p1.ubpsi"]

@@ -277,7 +277,8 @@ class UbCentreParty(_UbParty):
             self._stats(table_prepared=int(self.prepared), cache_sent=1, cache_size=cache.count)
             return [self.send(self.peer, cache)]
         if self.s.phase == "wait":
-            q = open_envelope(env, UbQuery, f"{where}, {STEP_QUERY}")
+            # checked before the table is touched: a wrong period must not make the centre prepare one
+            q = expect(where, STEP_QUERY, env.payload, UbQuery, self.s.period)
             table = self._table()
             with self.store.grants(table, self.peer) as t:
                 run = t.run(self.peer, self.s.session)
@@ -287,7 +288,7 @@ class UbCentreParty(_UbParty):
             self._stats(table_prepared=prepared, table_size=table.size, **run.stats)
             return [self.send(self.peer, evaluated)]
         if self.s.phase == "evaluated":
-            m = open_envelope(env, UbMatches, f"{where}, {STEP_MATCH}")
+            m = expect(where, STEP_MATCH, env.payload, UbMatches, self.s.period)
             table = self._table()
             with self.store.grants(table, self.peer) as t:
                 run = t.resume_run(wire.decode(self.s.run, CentreRunState))

@@ -58,11 +58,7 @@ class StoreError(PsiProtocolError):
 
 def ids_digest(ids: Sequence[object]) -> str:
     """SHA-256 of an id list (order included): a stored table belongs to exactly these ids."""
-    h = hashlib.sha256()
-    for x in ids:
-        h.update(str(x).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    return hashlib.sha256("\n".join(map(str, ids)).encode() + b"\n").hexdigest()
 
 
 def _name_hash(name: str) -> str:
