@@ -102,7 +102,14 @@ def runs(data, tmp_path_factory) -> dict:
     store = work / "psi-store"
     out: dict = {"store": store, "work": work}
     out["balanced"] = run_scenario_in_process(scenario(data, work), work / "balanced")
-    out["ub1"] = run_scenario_in_process(scenario(data, work, unbalanced(store)), work / "ub1")
+    sc1 = scenario(data, work, unbalanced(store))
+    out["captured"], out["grids"], out["sc1"] = [], [], sc1
+    out["ub1"] = run_scenario_in_process(
+        sc1,
+        work / "ub1",
+        tap=lambda nid, req, rep: out["captured"].append((nid, req, rep)),
+        prepare_grid=out["grids"].append,
+    )
     table = CentreStore(store / "credit_centre").table_path("2026-11")
     cache = BankStore(store / "bank").cache_path("2026-11", "credit_centre")
     out["files1"] = {p: (read_header(p), p.stat().st_mtime_ns, stat.S_IMODE(p.stat().st_mode)) for p in (table, cache)}
@@ -147,13 +154,42 @@ def test_every_ledger_verifies(runs):
 
 
 def test_a_new_key_period_prepares_a_new_table_and_drops_the_old_one(data, runs, tmp_path):
-    status = run_scenario_in_process(scenario(data, tmp_path, unbalanced(runs["store"], "2026-12")), tmp_path / "r")
+    import shutil
+
+    store = tmp_path / "psi-store"
+    shutil.copytree(runs["store"], store)  # the 2026-11 store the two runs left (kept for other tests)
+    assert (store / "credit_centre" / "table-2026-11.ubpsi").is_file()
+    status = run_scenario_in_process(scenario(data, tmp_path, unbalanced(store, "2026-12")), tmp_path / "r")
     assert status["status"] == "completed", status
     ev = psi_event(tmp_path / "r")
     assert ev["credit_centre"]["table_prepared"] == 1 and ev["bank"]["cache_fetched"] == 1
-    centre_files = sorted(p.name for p in (runs["store"] / "credit_centre").glob("*.ubpsi"))
+    centre_files = sorted(p.name for p in (store / "credit_centre").glob("*.ubpsi"))
     assert centre_files[-1] == "table-2026-12.ubpsi" and not any("2026-11" in n for n in centre_files)
-    assert not any("2026-11" in p.name for p in (runs["store"] / "bank").glob("*.ubpsi"))
+    assert not any("2026-11" in p.name for p in (store / "bank").glob("*.ubpsi"))
+
+
+def test_no_id_feature_label_or_centre_token_reaches_the_coordinator(runs):
+    """The leak search of tests/test_vertical_run.py over every summary and message of the first
+    unbalanced run (the one with the cache hand-over), plus the centre's period tokens as needles."""
+    from leak_support import Needle, NeedleIndex
+    from test_vertical_run import _all_needles, _leaks
+
+    from parties.common import transport
+    from protocols.psi.unbalanced.centre import TableRecord
+    from protocols.psi.unbalanced.store import read_file
+
+    work, captured = runs["work"], runs["captured"]
+    _, rec = read_file(runs["table"], TABLE, TableRecord)
+    tokens = [Needle("credit_centre", "period token", bytes(t)) for t in rec.tokens[:300]]
+    needles = _all_needles(runs["grids"][0], runs["sc1"], work / "ub1")
+    index = NeedleIndex(needles + tokens)
+    # planted first: an aligned USCC, and a token as an unsealed cache would carry it, are found
+    uscc = next(n for n in needles if n.what == "USCC")
+    assert index.find(b"xx" + uscc.pattern + b"yy") and index.find(b"\x00" + tokens[5].pattern)
+    kinds = {e.kind for _, _, rep in captured for e in transport.read_reply(rep.content)[0]}
+    assert {"UbCacheRequest", "UbCache", "UbQuery", "UbEvaluated", "UbMatches"} <= kinds
+    leaks = _leaks(captured, index)
+    assert not leaks, leaks[:10]
 
 
 # -- tampering ---------------------------------------------------------------------------------
