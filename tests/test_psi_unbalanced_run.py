@@ -385,3 +385,29 @@ def test_a_query_of_another_key_period_is_refused_before_the_centre_prepares_any
     with pytest.raises(Exception, match=r"step 1 \(bank's blinded points\): key period 'p1', expected 'p2'"):
         new.receive(query)
     assert [p.name for p in centre_store.dir.glob("table-*.ubpsi")] == ["table-p1.ubpsi"]
+
+
+def test_a_damaged_or_misplaced_store_file_is_refused_naming_the_file(tmp_path):
+    from fedcredit.data import uscc
+    from protocols.psi.unbalanced.store import StoreError
+
+    ids = uscc.generate(80, np.random.default_rng(3))
+    centre_store = CentreStore(tmp_path / "c")
+
+    def hand_over(bank: str, session: str) -> None:
+        c = UbCentreParty("centre", bank, ids[20:], session=session, period="p", store=centre_store, truncate=12)
+        b = UbBankParty(bank, "centre", ids[:40], session=session, period="p", store=BankStore(tmp_path / bank))
+        c.start()
+        b.receive(c.receive(b.start()))
+
+    hand_over("bank_a", "r1")
+    hand_over("bank_b", "r2")
+    # bank_b's grant put where bank_a's belongs: bank_a's next run must not adopt it
+    centre_store.grant_path("p", "bank_b").replace(centre_store.grant_path("p", "bank_a"))
+    with pytest.raises(StoreError, match=r"grant-p-.*holds the grant of 'bank_b', not 'bank_a'"):
+        hand_over("bank_a", "r3")
+    # a damaged table: the error names the file
+    table = centre_store.table_path("p")
+    table.write_bytes(table.read_bytes()[:9] + b"{not json\n")
+    with pytest.raises(StoreError, match=r"table-p\.ubpsi: unreadable header"):
+        hand_over("bank_b", "r4")
