@@ -411,3 +411,43 @@ def test_a_damaged_or_misplaced_store_file_is_refused_naming_the_file(tmp_path):
     table.write_bytes(table.read_bytes()[:9] + b"{not json\n")
     with pytest.raises(StoreError, match=r"table-p\.ubpsi: unreadable header"):
         hand_over("bank_b", "r4")
+
+
+def test_centre_data_changed_mid_period_prepares_again_and_replaces_the_banks_stale_cache(tmp_path):
+    """Planted: the centre's table changes under a bank's stored cache. Without the cache digest in
+    the query, the bank would match old tokens against a new k_C and find nothing."""
+    from fedcredit.data import uscc
+    from protocols.common.party import run_local
+
+    ids = uscc.generate(140, np.random.default_rng(4))
+    bank_ids = ids[:60]
+    bank_store, centre_store = BankStore(tmp_path / "b"), CentreStore(tmp_path / "c")
+
+    def run(centre_ids: list[str], session: str) -> tuple[dict, dict, list[str]]:
+        parties = {
+            "bank": UbBankParty("bank", "centre", bank_ids, session=session, period="p", store=bank_store),
+            "centre": UbCentreParty(
+                "centre", "bank", centre_ids, session=session, period="p", store=centre_store, truncate=12
+            ),
+        }
+
+        def restart(name, p):  # noqa: ANN001, ANN202 - every step through to_state/from_state
+            opts = {"store": p.store, **({"truncate": 12} if name == "centre" else {})}
+            return type(p).from_state(p.to_state(), p.ids, session=session, **opts)
+
+        run_local(parties, restart=restart)
+        b, c = parties["bank"].result(), parties["centre"].result()
+        assert b.ids == c.ids
+        return b.stats, c.stats, b.ids
+
+    first = ids[40:120]
+    b1, c1, common1 = run(first, "r1")
+    assert set(common1) == set(bank_ids) & set(first) and b1["cache_fetched"] == 1
+    old_cache = bank_store.cache_path("p", "centre").read_bytes()
+    changed = ids[30:120]  # ten more of the bank's customers joined the centre's table
+    b2, c2, common2 = run(changed, "r2")
+    assert set(common2) == set(bank_ids) & set(changed) and len(common2) == len(common1) + 10
+    assert c2["table_prepared"] == 1 and c2["stale_cache"] == 1 and b2["cache_fetched"] == 1
+    assert bank_store.cache_path("p", "centre").read_bytes() != old_cache
+    b3, c3, common3 = run(changed, "r3")  # and the next run reuses both again
+    assert common3 == common2 and c3["table_prepared"] == 0 and b3["cache_fetched"] == 0

@@ -22,7 +22,7 @@ from protocols.psi.engine import DEFAULT_CHUNK, PsiProtocolError, PsiResult
 from protocols.psi.kernels import POINT_BYTES, ChunkMapper, SerialMapper, hash_and_blind, reblind, session_salt
 from protocols.psi.matching import has_key_collision, key_columns
 from protocols.psi.prepare import MAX_ITEMS, Allowed, Validator, prepare_ids
-from protocols.psi.unbalanced.centre import CENTRE
+from protocols.psi.unbalanced.centre import CENTRE, cache_digest
 from protocols.psi.unbalanced.common import expect, run_chunks
 from protocols.psi.unbalanced.messages import (
     PROTOCOL,
@@ -59,10 +59,18 @@ class BankCache:
     def __init__(self, bank: str, period: str, truncate: int, tokens: np.ndarray) -> None:
         self.bank, self.period, self.truncate = bank, period, truncate
         self.tokens = tokens  # (count, truncate) uint8 in cache-position order: what the store keeps
+        self._digest: str | None = None
         cols = key_columns(tokens)
         self._order = np.lexsort(cols.T[::-1])  # cache positions sorted by token
         self._sorted = cols[self._order]
         self.size = int(tokens.shape[0])
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the tokens in cache order: names this cache to the centre (:func:`cache_digest`)."""
+        if self._digest is None:
+            self._digest = cache_digest(self.tokens)
+        return self._digest
 
     @staticmethod
     def new_key() -> bytes:
@@ -182,6 +190,7 @@ class BankRun:
             count=self._count,
             channel_key=public_key_of(self._channel),
             points=points,
+            cache=self.cache.digest,
         )
 
     def handle(self, msg: UbEvaluated | bytes) -> UbMatches:

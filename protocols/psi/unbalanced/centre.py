@@ -52,6 +52,7 @@ class _Grant:
     positions: np.ndarray  # cache position -> position in the centre's shuffled token table
     queried: int = 0
     runs: set[str] = field(default_factory=set)
+    cache: str = ""  # cache_digest of the tokens handed over
 
 
 @dataclass
@@ -80,6 +81,7 @@ class GrantRecord:
     positions: np.ndarray  # int64: cache position -> token position
     queried: int
     runs: list[str]
+    cache: str  # cache_digest of the tokens handed over
 
 
 @dataclass
@@ -93,6 +95,11 @@ class CentreRunState:
     peer_key: bytes  # the bank's channel public key (b"" before the query)
     query_count: int
     grant_digest: str  # the grant the run was evaluated against (a replaced cache is refused)
+
+
+def cache_digest(tokens: np.ndarray) -> str:
+    """SHA-256 of a cache's tokens in cache order: both sides compute it (the bank from what it opened)."""
+    return hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def grant_digest(positions: np.ndarray) -> str:
@@ -193,7 +200,7 @@ class PreparedCentre:
         g = self._grants.get(bank)
         if g is None:
             raise PsiProtocolError(f"unbalanced PSI centre: bank {bank!r} has no cache for period {self.period!r}")
-        return GrantRecord(bank, self.period, g.positions.astype(np.int64), g.queried, sorted(g.runs))
+        return GrantRecord(bank, self.period, g.positions.astype(np.int64), g.queried, sorted(g.runs), g.cache)
 
     def adopt_grant(self, rec: GrantRecord) -> None:
         """Take a stored grant back (refused if it is another period's or points outside the table)."""
@@ -202,7 +209,13 @@ class PreparedCentre:
             raise PsiProtocolError(
                 f"unbalanced PSI centre: stored grant of bank {rec.bank!r} does not fit period {self.period!r}"
             )
-        self._grants[rec.bank] = _Grant(positions=pos, queried=int(rec.queried), runs=set(rec.runs))
+        self._grants[rec.bank] = _Grant(positions=pos, queried=int(rec.queried), runs=set(rec.runs), cache=rec.cache)
+
+    def holds_cache(self, bank: str, digest: str) -> bool:
+        """Whether ``bank``'s grant is the cache named ``digest`` (False: none, or another table's or
+        an older one; the bank then needs a fresh cache before its positions mean anything)."""
+        g = self._grants.get(bank)
+        return g is not None and bool(g.cache) and g.cache == digest
 
     def resume_run(self, cp: CentreRunState, *, pool: ChunkMapper | None = None) -> CentreRun:
         """The run of :meth:`CentreRun.checkpoint` again, against the grant it was evaluated on."""
@@ -239,7 +252,12 @@ class PreparedCentre:
         positions = np.flatnonzero(keep)
         positions = positions[rng.permutation(positions.size)]  # per-bank order: caches don't line up
         previous = self._grants.get(bank)
-        self._grants[bank] = _Grant(positions=positions, queried=previous.queried if previous else 0)
+        self._grants[bank] = _Grant(
+            positions=positions,
+            queried=previous.queried if previous else 0,
+            runs=previous.runs if previous else set(),
+            cache=cache_digest(self._tokens[positions]),
+        )
         key = new_private_key()
         try:
             link = Channel(key, bank_key, protocol=PROTOCOL, session=self.period, me=CENTRE, peer=bank)

@@ -56,6 +56,7 @@ class UbQuery:
     count: int
     channel_key: bytes
     points: bytes
+    cache: str  # SHA-256 of the bank's cache: a centre whose grant differs answers with a fresh UbCache
 
 
 @dataclass

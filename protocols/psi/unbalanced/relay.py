@@ -196,6 +196,16 @@ class UbBankParty(_UbParty):
             cache = BankCache.open(msg, self.s.cache_key, bank=self.name, period=self.s.period)
             self.store.save(cache, self.peer)
             return self._query(cache, fetched=True)
+        if self.s.phase == "queried" and env.kind == "UbCache":
+            # the centre holds no grant matching this bank's cache (it prepared the period again):
+            # it answered the query with a fresh cache, sealed to this run's channel key
+            if json.loads(self.s.stats).get("cache_fetched"):
+                raise self._fail(f"{STEP_CACHE}: a second cache in one run")
+            cp = wire.decode(self.s.run, BankRunState)
+            msg = open_envelope(env, UbCache, f"{where}, {STEP_CACHE}")
+            cache = BankCache.open(msg, cp.channel, bank=self.name, period=self.s.period)
+            self.store.save(cache, self.peer)
+            return self._query(cache, fetched=True)
         if self.s.phase == "queried":
             e = open_envelope(env, UbEvaluated, f"{where}, {STEP_EVAL}")
             held = self.store.load(self.s.period, self.name, self.peer)
@@ -281,6 +291,14 @@ class UbCentreParty(_UbParty):
             q = expect(where, STEP_QUERY, env.payload, UbQuery, self.s.period)
             table = self._table()
             with self.store.grants(table, self.peer) as t:
+                if not t.holds_cache(self.peer, q.cache):
+                    if self.s.cache_key:
+                        raise self._fail(f"{STEP_QUERY}: the bank queries with another cache than it was just given")
+                    # no grant, or the bank's cache is of an older table: a fresh one, sealed to the run's key
+                    fresh = t.cache_for(self.peer, q.channel_key, allowed=self.allowed)
+                    self.s.cache_key = b"sent"
+                    self._stats(table_prepared=int(self.prepared), cache_sent=1, stale_cache=1, cache_size=fresh.count)
+                    return [self.send(self.peer, fresh)]
                 run = t.run(self.peer, self.s.session)
                 evaluated = run.evaluate(q)
             self.s.run, self.s.phase = wire.encode(run.checkpoint()), "evaluated"
