@@ -11,6 +11,7 @@ in :mod:`fedcredit.config.horizontal`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +26,8 @@ PURPOSES = ("credit_risk_modelling", "loan_decision")
 # protocols.psi's MIN_TRUNCATE, POINT_BYTES and DEFAULT_TRUNCATE, spelled out for the same reason
 # (the PSI engine imports the X25519 backend); tests/test_config.py checks they agree.
 PSI_MIN_TRUNCATE, PSI_POINT_BYTES, PSI_DEFAULT_TRUNCATE = 8, 32, 12
+PSI_MODES = ("balanced", "unbalanced")
+_PERIOD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")  # a key period: also part of a file name
 
 
 def _iso_date(value: Any) -> Any:
@@ -94,6 +97,31 @@ class PsiSettings(Settings):
         le=PSI_POINT_BYTES,
     )
     workers: int = setting(1, "processes for the curve operations; 0 = all cores", ge=0)
+    mode: str = setting(
+        "balanced",
+        "'balanced' (both sets blinded every run) or 'unbalanced' (the centre's table prepared once per "
+        "key period and reused across runs and banks; docs/protocols/psi.md)",
+        choices=PSI_MODES,
+    )
+    key_period: str | None = setting(
+        None,
+        "unbalanced: the centre's key period (e.g. '2026-11'); a new period re-prepares the table with a "
+        "new key; absent = the current UTC month",
+    )
+    query_budget: int = setting(
+        2_000_000, "unbalanced: ids one bank may have evaluated per key period (then rotate the period)", ge=1
+    )
+    store: str | None = setting(
+        None,
+        "unbalanced: directory holding each node's prepared table or cache across runs, one subdirectory "
+        "per node (node_config psi-store overrides); absent = <node dir>/psi-store",
+    )
+
+    def validate(self) -> None:
+        if self.key_period is not None and not _PERIOD.fullmatch(self.key_period):
+            raise self.error_type(
+                f"[psi] key_period {self.key_period!r}: use letters, digits, '-', '_' or '.' (at most 32)"
+            )
 
 
 CONSENT_MODES = ("enforce", "demo")

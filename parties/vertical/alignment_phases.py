@@ -15,6 +15,7 @@ import numpy as np
 from fedcredit.config.sections import EvaluationSettings, PsiSettings
 from fedcredit.features import LocalPreprocessor
 from parties.common.node import NodeRuntime
+from parties.vertical import unbalanced_align
 from parties.vertical.consent import psi_input
 from parties.vertical.phase import (
     COMMON_ROWS,
@@ -33,9 +34,10 @@ from protocols.psi import PsiRelayParty
 # -- align: consent-filtered PSI -----------------------------------------------------------
 
 
-class AlignPhase(RestartablePhase[PsiRelayParty]):
+class AlignPhase(RestartablePhase[PsiRelayParty | unbalanced_align.UbParty]):
     """ECDH-PSI; the bank (role A) inputs only enterprises it holds a consent token for (the
-    centre checks the tokens in the next phase, :class:`parties.vertical.consent.ConsentPhase`)."""
+    centre checks the tokens in the next phase, :class:`parties.vertical.consent.ConsentPhase`).
+    ``[psi] mode = "unbalanced"`` runs unbalanced PSI instead (:mod:`parties.vertical.unbalanced_align`)."""
 
     def _kwargs(self, node: NodeRuntime) -> dict:
         psi = node.scenario.settings(PsiSettings)
@@ -53,14 +55,18 @@ class AlignPhase(RestartablePhase[PsiRelayParty]):
         node.put("consent_summary", json.dumps(summary))
         return allowed
 
-    def create(self, node: NodeRuntime, params: dict) -> PsiRelayParty:
+    def create(self, node: NodeRuntime, params: dict) -> PsiRelayParty | unbalanced_align.UbParty:
+        if unbalanced_align.is_unbalanced(node):
+            return unbalanced_align.create_party(node, params["peer"], self._ids(node))
         role = "A" if node.role == "bank" else "B"
         return PsiRelayParty(node.name, params["peer"], role, self._ids(node), **self._kwargs(node))
 
-    def restore(self, node: NodeRuntime, state: bytes) -> PsiRelayParty:
+    def restore(self, node: NodeRuntime, state: bytes) -> PsiRelayParty | unbalanced_align.UbParty:
+        if unbalanced_align.is_unbalanced(node):
+            return unbalanced_align.restore_party(node, state, self._ids(node))
         return PsiRelayParty.from_state(state, self._ids(node), **self._kwargs(node))
 
-    def finish(self, node: NodeRuntime, party: PsiRelayParty) -> dict:
+    def finish(self, node: NodeRuntime, party: PsiRelayParty | unbalanced_align.UbParty) -> dict:
         result = party.result()
         ids_used = self._ids(node)
         if node.role == "bank":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from protocols.psi.engine import DEFAULT_CHUNK, PsiProtocolError, PsiResult
 from protocols.psi.kernels import POINT_BYTES, ChunkMapper, SerialMapper, hash_and_blind, reblind, session_salt
 from protocols.psi.matching import has_key_collision, key_columns
 from protocols.psi.prepare import MAX_ITEMS, Allowed, Validator, prepare_ids
-from protocols.psi.unbalanced.centre import CENTRE
+from protocols.psi.unbalanced.centre import CENTRE, cache_digest
 from protocols.psi.unbalanced.common import expect, run_chunks
 from protocols.psi.unbalanced.messages import (
     PROTOCOL,
@@ -37,15 +38,39 @@ from protocols.psi.unbalanced.scalars import new_invertible_secret, split_by_sid
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class BankRunState:
+    """What a :class:`BankRun` must keep between two relay steps (node-local: ``k_B`` and a channel key)."""
+
+    bank: str
+    session: str
+    period: str
+    state: str
+    secret: bytes
+    inv_curve: bytes
+    inv_twist: bytes
+    channel: bytes
+    count: int
+
+
 class BankCache:
     """The centre's tokens this bank may match in one key period, indexed for lookups."""
 
     def __init__(self, bank: str, period: str, truncate: int, tokens: np.ndarray) -> None:
         self.bank, self.period, self.truncate = bank, period, truncate
+        self.tokens = tokens  # (count, truncate) uint8 in cache-position order: what the store keeps
+        self._digest: str | None = None
         cols = key_columns(tokens)
         self._order = np.lexsort(cols.T[::-1])  # cache positions sorted by token
         self._sorted = cols[self._order]
         self.size = int(tokens.shape[0])
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the tokens in cache order: names this cache to the centre (:func:`cache_digest`)."""
+        if self._digest is None:
+            self._digest = cache_digest(self.tokens)
+        return self._digest
 
     @staticmethod
     def new_key() -> bytes:
@@ -123,6 +148,29 @@ class BankRun:
     def _error(self, step: str, what: str) -> PsiProtocolError:
         return PsiProtocolError(f"{self._who}, {step}: {what}")
 
+    def checkpoint(self) -> BankRunState:
+        """This run's secrets and position, to continue it in another process (node-local)."""
+        return BankRunState(
+            bank=self.bank,
+            session=self.session,
+            period=self.cache.period,
+            state=self.state,
+            secret=self._secret,
+            inv_curve=self._inv_curve,
+            inv_twist=self._inv_twist,
+            channel=self._channel,
+            count=getattr(self, "_count", 0),
+        )
+
+    def resume(self, cp: BankRunState) -> None:
+        """Continue the run of :meth:`checkpoint` (this object was built from the same ids and cache)."""
+        if (cp.bank, cp.session, cp.period) != (self.bank, self.session, self.cache.period):
+            raise self._error("restore", f"state is for bank {cp.bank!r}, run {cp.session!r}, period {cp.period!r}")
+        if cp.state != "queried" or cp.count != self._ids.size:
+            raise self._error("restore", f"state {cp.state!r} with {cp.count} ids cannot be resumed")
+        self._secret, self._inv_curve, self._inv_twist = cp.secret, cp.inv_curve, cp.inv_twist
+        self._channel, self._count, self.state = cp.channel, cp.count, cp.state
+
     def query(self) -> UbQuery:
         """``H(b)^k_B`` for the bank's ids (sorted order: the blinding hides it; fresh ``k_B``)."""
         if self.state != "init":
@@ -142,6 +190,7 @@ class BankRun:
             count=self._count,
             channel_key=public_key_of(self._channel),
             points=points,
+            cache=self.cache.digest,
         )
 
     def handle(self, msg: UbEvaluated | bytes) -> UbMatches:

@@ -14,6 +14,9 @@ state shared across runs; each run is a :class:`CentreRun` with its own channel 
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import os
 import time
@@ -49,6 +52,59 @@ class _Grant:
     positions: np.ndarray  # cache position -> position in the centre's shuffled token table
     queried: int = 0
     runs: set[str] = field(default_factory=set)
+    cache: str = ""  # cache_digest of the tokens handed over
+
+
+@dataclass
+class TableRecord:
+    """A :class:`PreparedCentre` without its grants, for the centre's node store (holds ``k_C``:
+    node-local only, never on the wire). ``ids`` are the prepared ids as fixed-width bytes rows."""
+
+    period: str
+    truncate: int
+    query_budget: int
+    secret: bytes
+    ids: np.ndarray  # uint8 (n, width)
+    rows: np.ndarray  # int64: the centre's table row of each prepared id
+    perm: np.ndarray  # int64: token position -> prepared index
+    tokens: np.ndarray  # uint8 (n, truncate)
+    stats: str  # JSON of the preparation's counts
+    prepare_seconds: float
+
+
+@dataclass
+class GrantRecord:
+    """One bank's grant in one period, for the centre's node store."""
+
+    bank: str
+    period: str
+    positions: np.ndarray  # int64: cache position -> token position
+    queried: int
+    runs: list[str]
+    cache: str  # cache_digest of the tokens handed over
+
+
+@dataclass
+class CentreRunState:
+    """What a :class:`CentreRun` must keep between two relay steps (node-local: a channel key)."""
+
+    bank: str
+    session: str
+    state: str
+    channel: bytes  # the run's channel private key
+    peer_key: bytes  # the bank's channel public key (b"" before the query)
+    query_count: int
+    grant_digest: str  # the grant the run was evaluated against (a replaced cache is refused)
+
+
+def cache_digest(tokens: np.ndarray) -> str:
+    """SHA-256 of a cache's tokens in cache order: both sides compute it (the bank from what it opened)."""
+    return hashlib.sha256(np.ascontiguousarray(tokens, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def grant_digest(positions: np.ndarray) -> str:
+    """SHA-256 of a grant's cache positions: which cache a run's positions index."""
+    return hashlib.sha256(np.ascontiguousarray(positions, dtype="<i8").tobytes()).hexdigest()
 
 
 class PreparedCentre:
@@ -91,6 +147,88 @@ class PreparedCentre:
         self.prepare_seconds = time.perf_counter() - t0
         log.info("unbalanced PSI centre: prepared %d tokens in %.1fs", self._ids.size, self.prepare_seconds)
 
+    # -- persistence (protocols.psi.unbalanced.store writes these to the centre's node) -----
+    def to_record(self) -> TableRecord:
+        width = self._ids.dtype.itemsize
+        ids = np.frombuffer(self._ids.tobytes(), dtype=np.uint8).reshape(self._ids.size, width)
+        return TableRecord(
+            period=self.period,
+            truncate=self.truncate,
+            query_budget=self.query_budget,
+            secret=self._secret,
+            ids=ids,
+            rows=np.asarray(self._rows, dtype=np.int64),
+            perm=np.asarray(self._perm, dtype=np.int64),
+            tokens=self._tokens,
+            stats=json.dumps({k: int(v) for k, v in self.stats.items()}),
+            prepare_seconds=float(self.prepare_seconds),
+        )
+
+    @classmethod
+    def from_record(
+        cls, rec: TableRecord, *, pool: ChunkMapper | None = None, chunk_size: int = DEFAULT_CHUNK
+    ) -> PreparedCentre:
+        """The table of :meth:`to_record`, without grants (:meth:`adopt_grant` adds them)."""
+        n, width = rec.ids.shape if rec.ids.ndim == 2 else (0, 1)
+        if not (rec.rows.shape == rec.perm.shape == (n,) and rec.tokens.shape == (n, rec.truncate)):
+            raise PsiProtocolError(f"unbalanced PSI centre: stored table of period {rec.period!r} is inconsistent")
+        self = cls.__new__(cls)
+        self.period, self.truncate, self.query_budget = rec.period, rec.truncate, rec.query_budget
+        self.chunk_size, self._pool = chunk_size, pool or SerialMapper()
+        self._salt = session_salt(f"ubpsi-period:{rec.period}")
+        self._secret = rec.secret
+        self._ids = np.frombuffer(np.ascontiguousarray(rec.ids).tobytes(), dtype=f"S{max(width, 1)}")[:n]
+        self._rows, self._perm, self._tokens = rec.rows, rec.perm, rec.tokens
+        self.stats = json.loads(rec.stats)
+        self.prepare_seconds = rec.prepare_seconds
+        self._grants = {}
+        return self
+
+    def view(self, *, pool: ChunkMapper | None = None) -> PreparedCentre:
+        """A copy sharing this (read-only) table with an empty grant book: one per operation,
+        so concurrent runs never share mutable state in memory (grants live in the store)."""
+        v = copy.copy(self)
+        v._grants = {}
+        if pool is not None:
+            v._pool = pool
+        return v
+
+    def has_grant(self, bank: str) -> bool:
+        return bank in self._grants
+
+    def grant_record(self, bank: str) -> GrantRecord:
+        g = self._grants.get(bank)
+        if g is None:
+            raise PsiProtocolError(f"unbalanced PSI centre: bank {bank!r} has no cache for period {self.period!r}")
+        return GrantRecord(bank, self.period, g.positions.astype(np.int64), g.queried, sorted(g.runs), g.cache)
+
+    def adopt_grant(self, rec: GrantRecord) -> None:
+        """Take a stored grant back (refused if it is another period's or points outside the table)."""
+        pos = np.asarray(rec.positions, dtype=np.int64)
+        if rec.period != self.period or (pos.size and (pos.min() < 0 or pos.max() >= self.size)):
+            raise PsiProtocolError(
+                f"unbalanced PSI centre: stored grant of bank {rec.bank!r} does not fit period {self.period!r}"
+            )
+        self._grants[rec.bank] = _Grant(positions=pos, queried=int(rec.queried), runs=set(rec.runs), cache=rec.cache)
+
+    def holds_cache(self, bank: str, digest: str) -> bool:
+        """Whether ``bank``'s grant is the cache named ``digest`` (False: none, or another table's or
+        an older one; the bank then needs a fresh cache before its positions mean anything)."""
+        g = self._grants.get(bank)
+        return g is not None and bool(g.cache) and g.cache == digest
+
+    def resume_run(self, cp: CentreRunState, *, pool: ChunkMapper | None = None) -> CentreRun:
+        """The run of :meth:`CentreRun.checkpoint` again, against the grant it was evaluated on."""
+        grant = self._grants.get(cp.bank)
+        if grant is None or grant_digest(grant.positions) != cp.grant_digest:
+            raise PsiProtocolError(
+                f"unbalanced PSI centre, bank {cp.bank!r}, run {cp.session!r}: the bank's cache was replaced "
+                "during this run (its positions would index another cache)"
+            )
+        run = CentreRun(self, cp.bank, cp.session, grant, pool or self._pool)
+        run._restore(cp)
+        return run
+
     @staticmethod
     def _fail_prepare(what: str) -> Exception:
         return PsiProtocolError(f"unbalanced PSI centre, preparation: {what}")
@@ -114,7 +252,12 @@ class PreparedCentre:
         positions = np.flatnonzero(keep)
         positions = positions[rng.permutation(positions.size)]  # per-bank order: caches don't line up
         previous = self._grants.get(bank)
-        self._grants[bank] = _Grant(positions=positions, queried=previous.queried if previous else 0)
+        self._grants[bank] = _Grant(
+            positions=positions,
+            queried=previous.queried if previous else 0,
+            runs=previous.runs if previous else set(),
+            cache=cache_digest(self._tokens[positions]),
+        )
         key = new_private_key()
         try:
             link = Channel(key, bank_key, protocol=PROTOCOL, session=self.period, me=CENTRE, peer=bank)
@@ -151,6 +294,7 @@ class CentreRun:
         self._table, self.bank, self.session, self._grant, self._pool = table, bank, session, grant, pool
         self._who = f"unbalanced PSI centre, bank {bank!r}, run {session!r}"
         self._channel = new_private_key()
+        self._peer_key = b""
         self._link: Channel | None = None
         self._query_count = 0
         self.state = "init"
@@ -159,6 +303,27 @@ class CentreRun:
 
     def _error(self, step: str, what: str) -> PsiProtocolError:
         return PsiProtocolError(f"{self._who}, {step}: {what}")
+
+    def checkpoint(self) -> CentreRunState:
+        """This run's per-run secrets and position, to continue it in another process."""
+        return CentreRunState(
+            bank=self.bank,
+            session=self.session,
+            state=self.state,
+            channel=self._channel,
+            peer_key=self._peer_key,
+            query_count=self._query_count,
+            grant_digest=grant_digest(self._grant.positions),
+        )
+
+    def _restore(self, cp: CentreRunState) -> None:
+        if (cp.bank, cp.session) != (self.bank, self.session) or cp.state not in ("init", "evaluated"):
+            raise self._error("restore", f"state of bank {cp.bank!r}, run {cp.session!r} in {cp.state!r}")
+        self._channel, self._peer_key, self._query_count, self.state = cp.channel, cp.peer_key, cp.query_count, cp.state
+        if cp.state == "evaluated":
+            self._link = Channel(
+                self._channel, cp.peer_key, protocol=PROTOCOL, session=self.session, me=CENTRE, peer=self.bank
+            )
 
     def evaluate(self, msg: UbQuery | bytes) -> UbEvaluated:
         """``P^k_C`` for each of the bank's blinded points: ``count`` multiplications, sealed."""
@@ -187,7 +352,7 @@ class CentreRun:
         tasks = ((t._secret, q.points[o : o + step], POINT_BYTES) for o in range(0, len(q.points), step))
         out = run_chunks(self._pool, reblind, tasks, lambda w: self._error(STEP_QUERY, w))
         self._grant.queried += q.count
-        self._query_count = q.count
+        self._query_count, self._peer_key = q.count, q.channel_key
         self.stats.update(peer_used=q.count, evaluate_ms=round(1000 * (time.perf_counter() - t0)))
         self.state = "evaluated"
         sealed = self._link.seal(out, message="UbEvaluated", count=q.count)

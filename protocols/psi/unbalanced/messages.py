@@ -1,6 +1,6 @@
 """What crosses the relay in unbalanced PSI (all fields ``str``, ``int`` or ``bytes``).
 
-Once per bank and key period: :class:`UbCache` (centre -> bank). Per run: :class:`UbQuery`
+Once per bank and key period: :class:`UbCacheRequest` (bank -> centre), :class:`UbCache` (centre -> bank). Per run: :class:`UbQuery`
 (bank -> centre), :class:`UbEvaluated` (centre -> bank), :class:`UbMatches` (bank -> centre).
 Everything but the query's blinded points is sealed with :mod:`protocols.common.channel`.
 """
@@ -10,10 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOCOL = "fedcredit-ubpsi-v1"
+STEP_REQUEST = "cache request (bank's cache key)"
 STEP_CACHE = "cache (centre's prepared tokens)"
 STEP_QUERY = "step 1 (bank's blinded points)"
 STEP_EVAL = "step 2 (centre's evaluations)"
 STEP_MATCH = "step 3 (matched positions)"
+
+
+@dataclass
+class UbCacheRequest:
+    """A bank without this period's cache asks for one, sealed to ``bank_key`` (a fresh key)."""
+
+    protocol: str
+    period: str
+    bank: str
+    count: int  # always 0: keeps the shape every message of this protocol is checked with
+    bank_key: bytes
 
 
 @dataclass
@@ -44,6 +56,7 @@ class UbQuery:
     count: int
     channel_key: bytes
     points: bytes
+    cache: str  # SHA-256 of the bank's cache: a centre whose grant differs answers with a fresh UbCache
 
 
 @dataclass
