@@ -209,7 +209,9 @@ class ProcessSet:
         self.refresh()
         members = self._members(name)
         self._signal(members, sig)
-        self._wait_gone(members, 5.0)
+        # generous: a process in uninterruptible sleep (an fsync on a busy disk) dies only when it
+        # returns to user space; a caller restarting ``name`` next needs it gone, not signalled
+        self._wait_gone(members, 30.0 if sig == signal.SIGKILL else 5.0)
         return [pid for pid, _ in members]
 
     def stop_all(self, grace: float = 8.0, order: Iterable[str | Iterable[str]] = ()) -> list[int]:
