@@ -270,6 +270,9 @@ def test_centre_refuses_a_purpose_other_than_loan_decision(trained, applicants, 
 def test_secureboost_model_scores_applicants_exactly(trained, applicants, tmp_path):
     """Train small SecureBoost (slow: ~20 s), then score through the apps; equals predict_local."""
     text = inference_text(trained).replace('mode = "inference"', 'mode = "secureboost"').split("[inference]")[0]
+    # trained under demo consent like the `trained` fixture (training is fail-closed without a
+    # [consent] section; the applicants' registry grants loan decisions, not model training)
+    text += '[consent]\nmode = "demo"\n'
     text += "[secureboost]\nn_trees = 2\nmax_depth = 2\nmax_bins = 8\nkey_bits = 1024\ninsecure_test_key = true\n"
     text = text.replace('purpose = "loan_decision"', 'purpose = "credit_risk_modelling"')
     assert run_scenario_in_process(config.loads(text), tmp_path / "train")["status"] == "completed"
