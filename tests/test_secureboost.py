@@ -282,6 +282,7 @@ def test_nothing_plaintext_leaves_either_party():
         "features",
         "thresholds",
         "trees",
+        "missing_left",  # per split id, the learned direction of a missing value (issue 17)
     }
 
 

@@ -17,7 +17,9 @@ Split gain (XGBoost paper form)::
 
 a candidate needs ``HL, HR >= min_child_weight`` and ``nL, nR >= min_samples_leaf``; a node
 splits only when its best gain is > 0. Ties: the first candidate wins in column order
-(guest columns before host columns) and bin order. Leaf value ``-lr * G/(H+lambda)``.
+(guest columns before host columns), then direction of missing values (right before left),
+then bin order. Missing values get a learned direction per split (section "missing values"
+below). Leaf value ``-lr * G/(H+lambda)``.
 Trees grow level by level to ``max_depth``; a node is expanded only if it could still be
 split (``n >= max(2, 2 min_samples_leaf)`` and ``H >= 2 min_child_weight``).
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols.gbdt.binning import BinEdges, fit_bins
+from protocols.gbdt.binning import MISSING_THRESHOLD, BinEdges, fit_bins
 from protocols.gbdt.params import GBDTParams
 
 OWNER_LEAF, OWNER_GUEST, OWNER_HOST = 0, 1, 2
@@ -183,6 +185,125 @@ def leaf_values(G: np.ndarray, H: np.ndarray, params: GBDTParams) -> np.ndarray:
     return -params.learning_rate * (np.asarray(G) * s) / (np.asarray(H) * s + params.reg_lambda)
 
 
+# -- missing values: a learned direction per split (issue 17) --------------------------------
+#
+# Why: public credit data is mostly sparse (no provident-fund account, no court record, no tax
+# filing this year) and "missing" carries signal. Giving NaN its own bin (:mod:`protocols.gbdt.binning`)
+# lets a split isolate the missing rows, but a threshold split "x <= t" would always send them
+# right. As XGBoost's *default direction* and FATE's ``use_missing`` do, every threshold of a
+# feature that had missing training values is also tried with the missing rows sent **left**, and
+# the better of the two is kept; the split records the direction (``missing_left``), so routing at
+# training, validation and prediction sends a NaN the learned way.
+#
+# Candidate grid of one node, shape ``(F, 2, B)`` (feature, direction, bin), flattened in that
+# order for the first-maximum tie-break (so the reference and the guest break ties alike):
+#
+# * ``[f, 0, b]``: "bin <= b" goes left, missing right -- the classic candidates
+#   (:func:`candidate_mask`); for a feature with a missing bin ``m`` the
+#   last one, ``b = m - 1``, is "all values left, missing right", the split that isolates them;
+# * ``[f, 1, b]``: "bin <= b **or missing**" goes left, for value bins ``b < m - 1`` only (at
+#   ``b = m - 1`` every row would go left). It exists only when the node has missing rows on
+#   ``f`` (otherwise it is the same partition as ``[f, 0, b]``) and its own bin is non-empty, and
+#   both sides keep ``min_samples_leaf`` rows.
+#
+# Left sums of ``[f, 1, b]`` are those of ``[f, 0, b]`` plus the missing bin's. The same
+# functions serve the plaintext reference (:class:`PlainGBDT`), the guest
+# on its own columns, and -- on ciphertexts -- the host (``protocols.secureboost.kernels``), which
+# applies :func:`candidate_grid` to its own counts.
+
+RIGHT, LEFT = 0, 1  # the direction axis of the candidate grid: where missing rows go
+
+
+def missing_bins(bins: BinEdges) -> np.ndarray:
+    """Per feature, the index of its missing bin, or -1 when it had no missing training value."""
+    return np.array([t.size if t.size and t[-1] == MISSING_THRESHOLD else -1 for t in bins.thresholds], dtype=np.int64)
+
+
+def missing_sums(hist: np.ndarray, miss_bin: np.ndarray) -> np.ndarray:
+    """Per feature, the entry of ``hist`` (``(F, B)``) at its missing bin (0 without one)."""
+    F = hist.shape[0]
+    at = np.maximum(miss_bin, 0)
+    return np.where(miss_bin >= 0, hist[np.arange(F), at], 0)
+
+
+def candidate_grid(cnt: np.ndarray, n_bins: np.ndarray, miss_bin: np.ndarray, min_samples_leaf: int) -> np.ndarray:
+    """Valid candidates ``(F, 2, B)`` of one node from its per-(feature, bin) counts ``(F, B)``."""
+    right = candidate_mask(cnt, n_bins, min_samples_leaf)
+    cum = np.cumsum(cnt, axis=-1)
+    total = cum[..., -1:]
+    m = missing_sums(cnt, miss_bin)[:, None]  # missing rows of this node, per feature
+    n_left = cum + m
+    b = np.arange(cnt.shape[-1])
+    left = (
+        (miss_bin[:, None] >= 0)
+        & (b[None, :] < miss_bin[:, None] - 1)
+        & (m > 0)
+        & (cnt > 0)
+        & (n_left >= min_samples_leaf)
+        & (total - n_left >= min_samples_leaf)
+    )
+    return np.stack([right, left], axis=1)
+
+
+def grid_left_sums(hist: np.ndarray, miss_bin: np.ndarray) -> np.ndarray:
+    """Left sums ``(F, 2, B)`` of every candidate from one node's per-bin sums ``(F, B)``."""
+    cum = np.cumsum(hist, axis=-1)
+    return np.stack([cum, cum + missing_sums(hist, miss_bin)[:, None]], axis=1)
+
+
+@dataclass(frozen=True)
+class BestSplit:
+    """The first best candidate of a node: where it is, its gain and its left sums (fixed point)."""
+
+    feature: int
+    bin: int
+    missing_left: bool
+    gain: float
+    GL: int
+    HL: int
+    NL: int
+
+
+def best_split(
+    hg: np.ndarray,
+    hh: np.ndarray,
+    cnt: np.ndarray,
+    n_bins: np.ndarray,
+    miss_bin: np.ndarray,
+    G: int,
+    H: int,
+    params: GBDTParams,
+) -> BestSplit | None:
+    """The first maximum-gain candidate of one node (``(F, B)`` histograms), or None if none is valid.
+
+    The caller decides whether the gain is worth a split (``> 0``, or better than the host's).
+    """
+    mask = candidate_grid(cnt, n_bins, miss_bin, params.min_samples_leaf)
+    GL, HL, NL = grid_left_sums(hg, miss_bin), grid_left_sums(hh, miss_bin), grid_left_sums(cnt, miss_bin)
+    i, gain = first_max(np.where(mask, split_gains(GL, HL, G, H, params), -np.inf).ravel())
+    if i < 0:
+        return None
+    f, d, b = np.unravel_index(i, mask.shape)
+    return BestSplit(int(f), int(b), bool(d == LEFT), gain, int(GL[f, d, b]), int(HL[f, d, b]), int(NL[f, d, b]))
+
+
+def binned_go_left(col_bins: np.ndarray, b: int, missing_left: bool, miss_bin: int) -> np.ndarray:
+    """Rows of one binned column that go left at "bin <= b" (plus the missing bin if ``missing_left``)."""
+    go = np.asarray(col_bins) <= b
+    if missing_left and miss_bin >= 0:
+        go |= np.asarray(col_bins).astype(np.int64) == miss_bin
+    return go
+
+
+def raw_go_left(x: np.ndarray, threshold: float, missing_left: bool) -> np.ndarray:
+    """Raw values that go left at "x <= threshold"; NaN goes left only if ``missing_left``."""
+    x = np.asarray(x, dtype=np.float64)
+    go = x <= threshold
+    if missing_left:
+        go |= np.isnan(x)
+    return go
+
+
 # -- trees ----------------------------------------------------------------------------------
 
 
@@ -194,7 +315,8 @@ class Tree:
     ``feature``/``threshold`` are the guest's column and raw threshold ("x <= t goes left");
     for host splits the guest's copy holds only ``split_id`` (opaque), ``feature = -1`` and
     ``threshold = nan``: the host resolves the id locally. ``value`` is the (learning-rate
-    scaled) leaf value of every node.
+    scaled) leaf value of every node. ``missing_left`` is the learned direction of a missing
+    value at a guest split (see "missing values" below; at host splits only the host knows it).
     """
 
     left: np.ndarray
@@ -206,6 +328,7 @@ class Tree:
     value: np.ndarray
     gain: np.ndarray
     n_samples: np.ndarray
+    missing_left: np.ndarray
 
     @property
     def n_nodes(self) -> int:
@@ -216,6 +339,8 @@ class Tree:
 
     @classmethod
     def from_dict(cls, d: dict[str, np.ndarray]) -> Tree:
+        d = dict(d)
+        d.setdefault("missing_left", np.zeros(len(d["left"]), dtype=bool))  # trees saved before issue 17
         return cls(**{k: np.asarray(d[k], dtype=_TREE_FIELDS[k]) for k in _TREE_FIELDS})
 
     def leaves(self, go_left: Callable[[int, np.ndarray], np.ndarray], n_rows: int) -> np.ndarray:
@@ -246,6 +371,7 @@ _TREE_FIELDS = {
     "value": np.float64,
     "gain": np.float64,
     "n_samples": np.int64,
+    "missing_left": np.bool_,
 }
 
 
@@ -263,6 +389,7 @@ class TreeBuilder:
     H: list[int] = field(default_factory=list)
     n: list[int] = field(default_factory=list)
     gain: list[float] = field(default_factory=list)
+    missing_left: list[bool] = field(default_factory=list)
 
     def add_node(self, G: int, H: int, n: int) -> int:
         self.left.append(-1)
@@ -275,6 +402,7 @@ class TreeBuilder:
         self.H.append(int(H))
         self.n.append(int(n))
         self.gain.append(0.0)
+        self.missing_left.append(False)
         return len(self.left) - 1
 
     def split(
@@ -287,6 +415,7 @@ class TreeBuilder:
         gain: float,
         left_sums: tuple[int, int, int],
         right_sums: tuple[int, int, int],
+        missing_left: bool = False,
     ) -> tuple[int, int]:
         lid = self.add_node(*left_sums)
         rid = self.add_node(*right_sums)
@@ -296,6 +425,7 @@ class TreeBuilder:
         self.threshold[node] = float(threshold)
         self.split_id[node] = int(split_id)
         self.gain[node] = float(gain)
+        self.missing_left[node] = bool(missing_left)
         return lid, rid
 
     def finish(self, params: GBDTParams) -> Tree:
@@ -309,19 +439,38 @@ class TreeBuilder:
             value=leaf_values(np.array(self.G, dtype=np.float64), np.array(self.H, dtype=np.float64), params),
             gain=np.array(self.gain, dtype=np.float64),
             n_samples=np.array(self.n, dtype=np.int64),
+            missing_left=np.array(self.missing_left, dtype=bool),
         )
 
     def to_dict(self) -> dict[str, list]:
         return {
             k: list(getattr(self, k))
-            for k in ("left", "right", "owner", "feature", "threshold", "split_id", "G", "H", "n", "gain")
+            for k in (
+                "left",
+                "right",
+                "owner",
+                "feature",
+                "threshold",
+                "split_id",
+                "G",
+                "H",
+                "n",
+                "gain",
+                "missing_left",
+            )
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, list]) -> TreeBuilder:
         lists: dict[str, Any] = {
-            k: [float(v) for v in d[k]] if k in ("threshold", "gain") else [int(v) for v in d[k]] for k in d
+            k: [float(v) for v in d[k]]
+            if k in ("threshold", "gain")
+            else [bool(v) for v in d[k]]
+            if k == "missing_left"
+            else [int(v) for v in d[k]]
+            for k in d
         }
+        lists.setdefault("missing_left", [False] * len(lists.get("left", [])))  # saved before issue 17
         return cls(**lists)
 
 
@@ -344,15 +493,23 @@ class EarlyStopper:
 
 
 class _BinnedSplitter:
-    """``go_left`` for a binned matrix: node -> (column, bin) from the tree's arrays."""
+    """``go_left`` for a binned matrix: node -> (column, bin, missing direction) from the tree's arrays."""
 
     def __init__(
-        self, tree: Tree, bins: np.ndarray, column_of: Callable[[int], int], bin_of: Callable[[int], int]
+        self,
+        tree: Tree,
+        bins: np.ndarray,
+        column_of: Callable[[int], int],
+        bin_of: Callable[[int], int],
+        miss_bin: np.ndarray,
     ) -> None:
-        self.tree, self.bins, self.column_of, self.bin_of = tree, bins, column_of, bin_of
+        self.tree, self.bins, self.column_of, self.bin_of, self.miss_bin = tree, bins, column_of, bin_of, miss_bin
 
     def __call__(self, node: int, rows: np.ndarray) -> np.ndarray:
-        return self.bins[rows, self.column_of(node)] <= self.bin_of(node)
+        col = self.column_of(node)
+        return binned_go_left(
+            self.bins[rows, col], self.bin_of(node), bool(self.tree.missing_left[node]), int(self.miss_bin[col])
+        )
 
 
 class PlainGBDT:
@@ -425,8 +582,13 @@ class PlainGBDT:
     def _splitter(self, t: int, Xb: np.ndarray) -> _BinnedSplitter:
         tree, sb = self.trees[t], self._split_bins[t]
         ng = self.n_guest_features
+        assert self.bins is not None
         return _BinnedSplitter(
-            tree, Xb, lambda k: tree.feature[k] + (ng if tree.owner[k] == OWNER_HOST else 0), lambda k: sb[k]
+            tree,
+            Xb,
+            lambda k: tree.feature[k] + (ng if tree.owner[k] == OWNER_HOST else 0),
+            lambda k: sb[k],
+            missing_bins(self.bins),
         )
 
     def _grow(
@@ -436,6 +598,8 @@ class PlainGBDT:
         n = Xb.shape[0]
         B = int(n_bins.max())
         ng = self.n_guest_features
+        assert self.bins is not None
+        miss_bin = missing_bins(self.bins)
         tb = TreeBuilder()
         split_bin: dict[int, int] = {}
         root = tb.add_node(int(g.sum()), int(h.sum()), n)
@@ -451,31 +615,26 @@ class PlainGBDT:
             hg, hh, cnt = node_histograms(Xb[:, :n_cols], rows, local, len(frontier), B, g, h)
             new_frontier = []
             for k, node in enumerate(frontier):
-                mask = candidate_mask(cnt[k], n_bins[:n_cols], p.min_samples_leaf)
-                GL = np.cumsum(hg[k], axis=1)
-                HL = np.cumsum(hh[k], axis=1)
-                NL = np.cumsum(cnt[k], axis=1)
-                gains = np.where(mask, split_gains(GL, HL, tb.G[node], tb.H[node], p), -np.inf)
-                i, gain = first_max(gains.ravel())
-                if i < 0 or not gain > 0:
+                best = best_split(hg[k], hh[k], cnt[k], n_bins[:n_cols], miss_bin[:n_cols], tb.G[node], tb.H[node], p)
+                if best is None or not best.gain > 0:
                     continue
-                col, b = divmod(i, B)
+                col, b = best.feature, best.bin
                 owner = OWNER_GUEST if col < ng else OWNER_HOST
                 feat = col if owner == OWNER_GUEST else col - ng
-                assert self.bins is not None
                 lid, rid = tb.split(
                     node,
                     owner,
                     feat,
                     self.bins.threshold(col, b),
                     0,
-                    gain,
-                    (int(GL[col, b]), int(HL[col, b]), int(NL[col, b])),
-                    (tb.G[node] - int(GL[col, b]), tb.H[node] - int(HL[col, b]), tb.n[node] - int(NL[col, b])),
+                    best.gain,
+                    (best.GL, best.HL, best.NL),
+                    (tb.G[node] - best.GL, tb.H[node] - best.HL, tb.n[node] - best.NL),
+                    best.missing_left,
                 )
                 split_bin[node] = b
                 at = rows[local == k]
-                go = Xb[at, col] <= b
+                go = binned_go_left(Xb[at, col], b, best.missing_left, int(miss_bin[col]))
                 node_of_row[at[go]] = lid
                 node_of_row[at[~go]] = rid
                 if depth + 1 < p.max_depth:

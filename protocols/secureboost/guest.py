@@ -28,10 +28,12 @@ from protocols.gbdt.plain import (
     Tree,
     TreeBuilder,
     base_score,
+    best_split,
+    binned_go_left,
     can_split,
-    candidate_mask,
     first_max,
     logloss,
+    missing_bins,
     node_histograms,
     quantized_grad_hess,
     roc_auc,
@@ -466,6 +468,7 @@ class SecureBoostGuest(SecureBoostParty):
         """Best split per node over own and host candidates; apply guest splits right away."""
         s, p, tb = self.s, self.params, self._tb
         B = self.B
+        miss_bin = missing_bins(self.bins)
         pos = np.full(len(tb.left), -1, dtype=np.int64)
         pos[nodes] = np.arange(len(nodes))
         rows = np.flatnonzero(pos[s.node_of_row] >= 0)
@@ -480,9 +483,8 @@ class SecureBoostGuest(SecureBoostParty):
         scale = 2.0**-p.precision_bits
         for k, node in enumerate(nodes):
             G, H = tb.G[node], tb.H[node]
-            mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
-            GL, HL, NL = (np.cumsum(a[k], axis=1) for a in (hg, hh, cnt))
-            ig, gg = first_max(np.where(mask, split_gains(GL, HL, G, H, p), -np.inf).ravel())
+            own = best_split(hg[k], hh[k], cnt[k], self.n_bins, miss_bin, G, H, p)
+            gg = -np.inf if own is None else own.gain
             cand = host.get(node) if host is not None else None
             ih, gh = (-1, -np.inf) if cand is None else first_max(split_gains(cand[1], cand[2], G, H, p))
             if cand is not None and gh > gg and gh > 0:
@@ -496,9 +498,9 @@ class SecureBoostGuest(SecureBoostParty):
                 sids.append(int(ids[ih]))
                 # the host adds the row-count rule (it knows the partition first)
                 fl = [deeper and hl * scale >= mcw2, deeper and (H - hl) * scale >= mcw2]
-            elif ig >= 0 and gg > 0:
-                f, b = divmod(ig, B)
-                gl, hl, nl = int(GL[f, b]), int(HL[f, b]), int(NL[f, b])
+            elif own is not None and gg > 0:
+                f, b, ml = own.feature, own.bin, own.missing_left
+                gl, hl, nl = own.GL, own.HL, own.NL
                 lid, rid = tb.split(
                     node,
                     OWNER_GUEST,
@@ -508,11 +510,12 @@ class SecureBoostGuest(SecureBoostParty):
                     gg,
                     (gl, hl, nl),
                     (G - gl, H - hl, tb.n[node] - nl),
+                    ml,
                 )
                 at = rows[local == k]
                 vat = np.flatnonzero(s.node_of_val == node)
-                go = self.Xb[at, f] <= b
-                vgo = self.Xb_val[vat, f] <= b
+                go = binned_go_left(self.Xb[at, f], b, ml, int(miss_bin[f]))
+                vgo = binned_go_left(self.Xb_val[vat, f], b, ml, int(miss_bin[f]))
                 s.node_of_row[at[go]], s.node_of_row[at[~go]] = lid, rid
                 s.node_of_val[vat[vgo]], s.node_of_val[vat[~vgo]] = lid, rid
                 tbits.append(go)

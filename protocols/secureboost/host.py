@@ -4,7 +4,9 @@ The host never holds a decryption key. It adds the guest's ciphertexts into per-
 (smaller child directly, larger child by subtraction, each feature's fullest bin as total minus
 the rest), forms candidate left sums, filters them by ``min_samples_leaf``, shuffles them, names
 them with fresh random ids and packs them several per ciphertext (hot loops in
-:mod:`protocols.secureboost.kernels`). Only it knows which (feature, threshold) an id stands for.
+:mod:`protocols.secureboost.kernels`). Only it knows which (feature, threshold) an id stands for,
+and which way a missing value goes at it: a feature with missing values offers each threshold
+twice, missing rows right and left (:mod:`protocols.gbdt.plain`), as two unrelated ids.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
-from protocols.gbdt.plain import candidate_mask
+from protocols.gbdt.plain import binned_go_left, candidate_grid, missing_bins
 from protocols.paillier import PaillierError, PublicKey
 from protocols.secureboost import messages
 from protocols.secureboost._base import SecureBoostParty, SecureBoostState, check_sender
@@ -81,11 +83,13 @@ class _HostState(SecureBoostState):
     cand_node: Any
     cand_feature: Any
     cand_bin: Any
+    cand_missing_left: Any  # learned direction of missing values of each candidate (issue 17)
     model_tree: list
     model_node: list
     model_id: list
     model_feature: list
     model_bin: list
+    model_missing_left: list
     n_trees_final: int
     gain_ids: Any
     gains: Any
@@ -102,6 +106,7 @@ class SecureBoostHost(SecureBoostParty):
             ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"),
             np.int64,
         ),
+        "cand_missing_left": np.bool_,
         "cand_id": np.uint64,
         "gain_ids": np.uint64,
         "gains": np.float64,
@@ -138,11 +143,13 @@ class SecureBoostHost(SecureBoostParty):
             cand_node=e_i,
             cand_feature=e_i,
             cand_bin=e_i,
+            cand_missing_left=np.zeros(0, dtype=bool),
             model_tree=[],
             model_node=[],
             model_id=[],
             model_feature=[],
             model_bin=[],
+            model_missing_left=[],
             n_trees_final=-1,
             gain_ids=e_u,
             gains=np.zeros(0),
@@ -175,7 +182,7 @@ class SecureBoostHost(SecureBoostParty):
 
     @property
     def model(self) -> SecureBoostHostModel:
-        """The lookup table opaque id -> (feature, threshold) of the kept trees."""
+        """The lookup table opaque id -> (feature, threshold, missing direction) of the kept trees."""
         s = self.s
         keep = self._kept()
         feats = np.array(s.model_feature, dtype=np.int64)[keep]
@@ -187,6 +194,7 @@ class SecureBoostHost(SecureBoostParty):
             feats,
             thr,
             np.array(s.model_tree, dtype=np.int64)[keep],
+            np.array(s.model_missing_left, dtype=bool)[keep],
         )
 
     def feature_importance(self) -> dict[str, Any]:
@@ -345,14 +353,16 @@ class SecureBoostHost(SecureBoostParty):
                 j = cand_index.get(int(msg.split_id[i]))
                 if j is None or int(s.cand_node[j]) != nd:
                     raise self._fail(f"split id {int(msg.split_id[i])} is not a candidate of node {nd}")
-                f, b = int(s.cand_feature[j]), int(s.cand_bin[j])
-                go = self.Xb[rows, f] <= b
-                vgo = self.Xb_val[vrows, f] <= b
+                f, b, ml = int(s.cand_feature[j]), int(s.cand_bin[j]), bool(s.cand_missing_left[j])
+                mb = int(missing_bins(self.bins)[f])
+                go = binned_go_left(self.Xb[rows, f], b, ml, mb)
+                vgo = binned_go_left(self.Xb_val[vrows, f], b, ml, mb)
                 s.model_tree.append(s.tree)
                 s.model_node.append(nd)
                 s.model_id.append(int(msg.split_id[i]))
                 s.model_feature.append(f)
                 s.model_bin.append(b)
+                s.model_missing_left.append(ml)
                 split_nodes.append(nd)
                 tbits.append(go)
                 vbits.append(vgo)
@@ -481,14 +491,17 @@ class SecureBoostHost(SecureBoostParty):
         c_node: list[int] = []
         c_feat: list[int] = []
         c_bin: list[int] = []
+        c_ml: list[bool] = []
+        miss_bin = missing_bins(self.bins)
         for k, nd in enumerate(nodes):
-            mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
-            node_cts, node_meta = candidate_left_sums(hist[nd], self.n_bins, B, mask, nsq)
+            mask = candidate_grid(cnt[k], self.n_bins, miss_bin, p.min_samples_leaf)
+            node_cts, node_meta = candidate_left_sums(hist[nd], self.n_bins, B, mask, miss_bin, nsq)
             perm = rng.permutation(len(node_cts))
             cts += [node_cts[i] for i in perm]
             c_node += [nd] * len(perm)
             c_feat += [node_meta[i][0] for i in perm]
             c_bin += [node_meta[i][1] for i in perm]
+            c_ml += [node_meta[i][2] for i in perm]
         ids = _fresh_ids(len(cts), set(s.model_id))
         layout = GHLayout(s.precision_bits, self.X.shape[0], self._pk.bits)
         K = layout.slots
@@ -510,6 +523,7 @@ class SecureBoostHost(SecureBoostParty):
         s.cand_node = np.array(c_node, dtype=np.int64)
         s.cand_feature = np.array(c_feat, dtype=np.int64)
         s.cand_bin = np.array(c_bin, dtype=np.int64)
+        s.cand_missing_left = np.array(c_ml, dtype=bool)
         s.hist_nodes = np.array(nodes, dtype=np.int64)
         s.hist_blob = b"".join(mpz_to_blob(hist[nd], width) for nd in nodes)
         msg = messages.SbLevelReply(

@@ -230,7 +230,8 @@ class SecureBoostScoringGuest(_ScoringParty):
                 if g.size == 0:
                     break
                 k = pos[t, g]
-                go_left = self.X[g, tree.feature[k]] <= tree.threshold[k]
+                x = self.X[g, tree.feature[k]]
+                go_left = (x <= tree.threshold[k]) | (tree.missing_left[k] & np.isnan(x))  # NaN: learned way
                 pos[t, g] = np.where(go_left, tree.left[k], tree.right[k])
             h = np.flatnonzero(tree.owner[pos[t]] == OWNER_HOST)
             ask_r.append(h)
