@@ -68,6 +68,7 @@ GB = "tests/test_gbdt_reference.py"
 BIND = "tests/test_binding.py"
 MISS = "tests/test_missing_paths.py"
 SECAGG = "tests/test_secagg_dropouts.py"
+SBM = "tests/test_secureboost_missing.py"
 
 CANARIES: list[Canary] = [
     # -- seals and signatures that stop binding one field ---------------------------------------
@@ -292,6 +293,43 @@ CANARIES: list[Canary] = [
         'reasons: list[str | None] = [None if r == "revoked" else (r or None) for r in result.reasons.tolist()]',
         [f"{MISS}::test_inference_after_a_revocation_refuses_and_never_queries_the_centre"],
         "an applicant whose consent was revoked after training is still scored",
+    ),
+    # -- SecureBoost's learned direction of missing values (issue 17) ---------------------------
+    Canary(
+        "secureboost/missing-direction-in-split-id",
+        "protocols/secureboost/host.py",
+        "ids = _fresh_ids(len(cts), set(s.model_id))",
+        "ids = (_fresh_ids(len(cts), set(s.model_id)) & ~np.uint64(1)) | np.array(c_ml, dtype=np.uint64)",
+        [f"{SBM}::test_host_split_ids_say_nothing_about_the_missing_direction"],
+        "the bank learns from a host split id which way the centre's missing values go",
+    ),
+    Canary(
+        "gbdt/missing-never-goes-left",
+        "protocols/gbdt/plain.py",
+        "        & (m > 0)\n",
+        "        & (m < 0)\n",
+        [
+            f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_the_plain_reference",
+            f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost",
+            f"{SBM}::test_plain_reference_with_missing_matches_an_independent_exact_booster",
+        ],
+        "missing values always go right: the learned direction is never tried",
+    ),
+    Canary(
+        "secureboost/host-routes-missing-right-regardless",
+        "protocols/secureboost/host.py",
+        "go = binned_go_left(self.Xb[rows, f], b, ml, mb)",
+        "go = binned_go_left(self.Xb[rows, f], b, False, mb)",
+        [f"{SBM}::test_federated_trees_with_missing_equal_reference"],
+        "the centre partitions its rows against the chosen direction and the bank does not notice",
+    ),
+    Canary(
+        "secureboost/scoring-ignores-missing-direction",
+        "protocols/secureboost/model.py",
+        "return (x <= self.thresholds[pos]) | (self.missing_left[pos] & np.isnan(x))",
+        "return x <= self.thresholds[pos]",
+        [f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost"],
+        "joint scoring sends a new applicant's missing centre value right whatever training learned",
     ),
 ]
 

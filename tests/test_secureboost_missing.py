@@ -1,17 +1,22 @@
-"""SecureBoost with missing values (issue 17): NaN gets its own bin; no imputation anywhere.
+"""SecureBoost with missing values (issue 17): NaN gets its own bin and a learned direction.
 
 Plants the missingness first (30 % of the host's values, informative: missing rows default more),
-then checks the federated trees equal the plaintext reference on the same NaN data, that a tree
-can isolate the missing rows, that raw-value and binned predictions agree, and that on sparse
-synthetic SME data SecureBoost beats the bank-only model by >= 0.03 AUC.
+then checks the federated trees equal the plaintext reference on the same NaN data -- split for
+split, including the learned direction of missing values on both sides --, that the plaintext
+reference equals an exact greedy booster written here (which tries NaN left and right itself),
+that a tree can isolate the missing rows, that raw-value and binned predictions agree, that the
+host's split ids say nothing about the direction, and that on sparse synthetic SME data
+SecureBoost beats the bank-only model by >= 0.03 AUC.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from protocols.gbdt.binning import MISSING_THRESHOLD, fit_bins
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST
 from tests.test_secureboost import assert_same_trees, config, make_data, reference, train
 
 
@@ -40,13 +45,32 @@ def test_missing_values_get_their_own_bin():
         fit_bins(np.array([[1.0], [np.inf]]))
 
 
+def _directions(guest, host) -> list[list[bool]]:
+    """Per tree, the missing direction of every split node (host ones from the host's table)."""
+    out = []
+    for t in guest.model.trees:
+        d = [bool(v) for v in t.missing_left]
+        for k in np.flatnonzero(t.owner == OWNER_HOST):
+            d[k] = host.model.goes_left_when_missing(int(t.split_id[k]))
+        out.append([d[k] for k in range(t.n_nodes) if t.left[k] >= 0])
+    return out
+
+
 def test_federated_trees_with_missing_equal_reference():
     data, val = make_data(n=480, n_val=160)
     data, val = _with_missing(data), _with_missing(val, seed=2)
+    data[0][np.random.default_rng(7).random(data[0].shape) < 0.2] = np.nan  # the bank's columns too
+    val[0][np.random.default_rng(8).random(val[0].shape) < 0.2] = np.nan
     cfg = config()
     guest, host, _ = train(cfg, data, val)
     ref = reference(cfg, data, val)
     assert_same_trees(guest, host, ref)
+    got = _directions(guest, host)
+    assert got == [[bool(t.missing_left[k]) for k in range(t.n_nodes) if t.left[k] >= 0] for t in ref.trees]
+    # the data make both directions, on both sides, matter: otherwise this compares nothing
+    owners = [t.owner[t.left >= 0] for t in ref.trees]
+    flat_dir, flat_own = np.concatenate([np.array(d, dtype=bool) for d in got]), np.concatenate(owners)
+    assert flat_dir[flat_own == OWNER_HOST].any() and flat_dir[flat_own == OWNER_GUEST].any(), got
     Xt = np.hstack(val[:2])
     p_ref = ref.predict_proba(Xt)
     from protocols.secureboost import predict_local
@@ -85,3 +109,162 @@ def test_secureboost_on_sparse_synthetic_beats_bank_only(tmp_path):
     )
     bank_auc = roc_auc_score(bank.labels[test], own.predict_proba(bank.features[test]))
     assert fed_auc >= bank_auc + 0.03, (fed_auc, bank_auc)
+
+
+# -- an exact greedy booster that handles NaN itself (shares no code with protocols.gbdt) --------
+
+
+def _naive_tree(X, g, h, p, thresholds):
+    """Level-wise exact greedy tree over fixed per-column thresholds; NaN tried right, then left.
+
+    Per column, in this order: every threshold with NaN right (the last, +max, isolates the NaNs),
+    then every value threshold with NaN left (only where the node has NaNs). A threshold whose
+    interval (previous threshold, this one] holds none of the node's values repeats a partition
+    and is skipped; ties go to the first candidate.
+    """
+    splits = []
+
+    def build(rows, d):
+        G, H = g[rows].sum(), h[rows].sum()
+        leaf = {"value": -p.learning_rate * G / (H + p.reg_lambda)}
+        if d == p.max_depth:
+            return leaf
+        best = (0.0, None)
+        for j in range(X.shape[1]):
+            x = X[rows, j]
+            nan = np.isnan(x)
+            ts = thresholds[j]
+            for missing_left in (False, True):
+                if missing_left and not nan.any():
+                    continue
+                for b, t in enumerate(ts):
+                    if missing_left and t == MISSING_THRESHOLD:
+                        continue
+                    lo = ts[b - 1] if b else -np.inf
+                    if not ((x > lo) & (x <= t)).any():
+                        continue
+                    go = (x <= t) | (missing_left & nan)
+                    L, R = rows[go], rows[~go]
+                    if L.size < p.min_samples_leaf or R.size < p.min_samples_leaf:
+                        continue
+                    GL, HL, GR, HR = g[L].sum(), h[L].sum(), g[R].sum(), h[R].sum()
+                    if HL < p.min_child_weight or HR < p.min_child_weight:
+                        continue
+                    lam = p.reg_lambda
+                    gain = 0.5 * (GL**2 / (HL + lam) + GR**2 / (HR + lam) - G**2 / (H + lam)) - p.gamma
+                    if gain > best[0] + 1e-9:
+                        best = (gain, (j, t, missing_left, L, R))
+        if best[1] is None:
+            return leaf
+        j, t, ml, L, R = best[1]
+        splits.append((d, j, float(t), ml, float(best[0])))
+        return {"f": j, "t": t, "ml": ml, "l": build(L, d + 1), "r": build(R, d + 1)}
+
+    root = build(np.arange(X.shape[0]), 0)
+
+    def predict(Xp):
+        out = np.empty(Xp.shape[0])
+        for i, x in enumerate(Xp):
+            n = root
+            while "f" in n:
+                v = x[n["f"]]
+                n = n["l"] if (v <= n["t"] or (np.isnan(v) and n["ml"])) else n["r"]
+            out[i] = n["value"]
+        return out
+
+    return predict, sorted(splits)
+
+
+def _naive_boost(X, y, p):
+    # thresholds: midpoints of each column's distinct values (<= 12: one bin per value), + max if NaN
+    thresholds = []
+    for j in range(X.shape[1]):
+        v = np.unique(X[~np.isnan(X[:, j]), j])
+        t = list((v[:-1] + v[1:]) / 2.0)
+        thresholds.append(t + [MISSING_THRESHOLD] if np.isnan(X[:, j]).any() else t)
+    raw = np.full(X.shape[0], np.log(y.mean() / (1 - y.mean())))
+    trees = []
+    for _ in range(p.n_trees):
+        prob = 1 / (1 + np.exp(-raw))
+        predict, splits = _naive_tree(X, prob - y, prob * (1 - prob), p, thresholds)
+        raw = raw + predict(X)
+        trees.append(splits)
+    return raw, trees
+
+
+def _int_data_with_missing(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.integers(0, 12, n), rng.integers(0, 6, n), rng.integers(0, 9, n)]).astype(float)
+    logit = 0.4 * (X[:, 0] - 6) - 0.7 * (X[:, 1] - 2.5)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    # informative missingness: non-defaulters (low column 0) miss it more often, so NaN belongs left;
+    # column 2 is missing at random
+    X[(rng.random(n) < 0.15) | ((y == 0) & (rng.random(n) < 0.3)), 0] = np.nan
+    X[rng.random(n) < 0.25, 2] = np.nan
+    return X, y
+
+
+@pytest.mark.parametrize("kw", [dict(n_trees=3, max_depth=3), dict(n_trees=2, max_depth=3, min_samples_leaf=20)])
+def test_plain_reference_with_missing_matches_an_independent_exact_booster(kw):
+    from protocols.gbdt.params import GBDTParams
+    from protocols.gbdt.plain import PlainGBDT
+
+    X, y = _int_data_with_missing()
+    p = GBDTParams(**kw)
+    ref = PlainGBDT(p, max_bins=16).fit(X, y)
+    raw, want = _naive_boost(X, y, p)
+    for t, tree in enumerate(ref.trees):
+        depth = np.zeros(tree.n_nodes, dtype=int)
+        got = []
+        for k in range(tree.n_nodes):
+            if tree.left[k] >= 0:
+                depth[tree.left[k]] = depth[tree.right[k]] = depth[k] + 1
+                got.append(
+                    (int(depth[k]), int(tree.feature[k]), float(tree.threshold[k]), bool(tree.missing_left[k]))
+                    + (float(tree.gain[k]),)
+                )
+        got = sorted(got)
+        assert [s[:4] for s in got] == [s[:4] for s in want[t]], f"tree {t}"
+        np.testing.assert_allclose([s[4] for s in got], [s[4] for s in want[t]], atol=1e-6)
+    np.testing.assert_allclose(ref.predict_proba(X), 1 / (1 + np.exp(-raw)), atol=1e-7)
+    # precondition: the data make the learned direction matter
+    assert any(s[3] for tree in want for s in tree), "no split sent the missing rows left"
+
+
+def test_host_split_ids_say_nothing_about_the_missing_direction():
+    """Both directions of a host threshold are offered as unrelated fresh ids; only the host knows which."""
+    from test_secureboost_ids import assert_opaque
+
+    from protocols.common import wire
+    from protocols.common.party import run_local
+    from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+    from protocols.secureboost.messages import SbLevelReply
+    from tests.test_secureboost import GUEST, HOST
+
+    (Xg, Xh, y), _ = make_data(n=240, seed=4, n_val=0)
+    Xg, Xh, y = _with_missing((Xg, Xh, y))
+    cfg = config(n_trees=3, max_depth=3)
+    parties = {GUEST: SecureBoostGuest(GUEST, HOST, Xg, y, cfg), HOST: SecureBoostHost(HOST, GUEST, Xh, cfg)}
+    meaning: dict[int, tuple[int, int, bool]] = {}
+
+    def record(name, party):
+        if name == GUEST:  # the host has just replied: its state says what each id means
+            s = parties[HOST].s
+            for i, f, b, ml in zip(s.cand_id.tolist(), s.cand_feature, s.cand_bin, s.cand_missing_left):
+                meaning.setdefault(int(i), (int(f), int(b), bool(ml)))
+        return party
+
+    transcript = run_local(parties, restart=record)
+    ids = np.array(
+        [i for e in transcript.sent_by(HOST) for i in wire.decode(e.payload, SbLevelReply).cand_id.tolist()],
+        dtype=np.uint64,
+    )
+    direction = np.array([meaning[int(i)][2] for i in ids.tolist()], dtype=np.int64)
+    assert ids.size >= 400 and 0.2 < direction.mean() < 0.8, "both directions must be offered, many times"
+    assert_opaque(ids, direction)
+    # positive control: the same ids with the direction planted in their lowest bit are caught
+    with pytest.raises(AssertionError):
+        assert_opaque((ids & ~np.uint64(1)) | direction.astype(np.uint64), direction)
+    # and the guest's copy of a host split carries no direction: only the host's table does
+    for t in parties[GUEST].model.trees:
+        assert not t.missing_left[t.owner == OWNER_HOST].any()
