@@ -383,3 +383,31 @@ def test_hand_worked_missing_direction_decides_the_split_in_federated_secureboos
     # new applicants: a NaN takes the learned way (left), values follow the threshold
     new_g, new_h = (np.zeros((6, 1)), XD_NEW) if side == "host" else (XD_NEW, np.zeros((6, 1)))
     np.testing.assert_allclose(predict_local(guest.model, host.model, new_g, new_h), DIRECTION_NEW, atol=1e-6)
+
+
+# -- hand-worked: a categorical column splits by a set of levels (issue 17) -----------------------
+# codes 0 0 1 1 2 2 3 3 NaN NaN, y = 1 1 0 0 1 1 0 0 1 1; p0 = .6, g = -.4 (y=1) or .6, h = .24.
+# Per level (G, H): 0, 2 and missing (-.8, .48), 1 and 3 (1.2, .48); sorted by G/(H+1): 0, 2,
+# missing, 1, 3. The prefix {0, 2, missing} is pure: GL = -2.4, HL = 1.44 | GR = 2.4, HR = .96,
+# gain 1/2 (5.76/2.44 + 5.76/1.96); leaves 2.4/2.44 and -2.4/1.96. Read as ordinal codes the best
+# is "x <= .5 or missing": {0, NaN} (-1.6, .96) | {1, 2, 3} (1.6, 1.44), gain 1/2 (2.56/1.96 + 2.56/2.44).
+XC = np.array([0, 0, 1, 1, 2, 2, 3, 3, np.nan, np.nan])[:, None]
+YC = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1, 1], dtype=float)
+CAT_GAIN = 0.5 * (5.76 / 2.44 + 5.76 / 1.96)
+CAT_LEAVES = (2.4 / 2.44, -2.4 / 1.96)
+XC_NEW = np.array([[0.0], [2.0], [np.nan], [1.0], [3.0], [7.0], [1.5]])  # 7 and 1.5: never seen
+CAT_NEW = _sig(np.array([CAT_LEAVES[0]] * 3 + [CAT_LEAVES[1]] * 4) + math.log(1.5))
+
+
+def test_hand_worked_categorical_levels_ordered_by_gradient_statistics_in_the_plain_reference():
+    model = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XC, YC, categorical=[0])
+    (tree,) = model.trees
+    assert tree.left[0] >= 0 and np.isnan(tree.threshold[0])
+    assert tree.levels(0).tolist() == [0.0, 2.0] and bool(tree.missing_left[0])  # {0, 2, missing}
+    assert tree.gain[0] == pytest.approx(CAT_GAIN, abs=1e-8)
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(CAT_LEAVES, abs=1e-8)
+    np.testing.assert_allclose(model.predict_proba(XC_NEW), CAT_NEW, atol=1e-8)
+    # control: the same column read as ordinal codes splits on a threshold with a far lower gain
+    ordinal = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XC, YC).trees[0]
+    assert ordinal.levels(0) is None and (float(ordinal.threshold[0]), bool(ordinal.missing_left[0])) == (0.5, True)
+    assert ordinal.gain[0] == pytest.approx(0.5 * (2.56 / 1.96 + 2.56 / 2.44), abs=1e-8) and ordinal.gain[0] < CAT_GAIN

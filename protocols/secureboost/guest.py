@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,11 +115,14 @@ class SecureBoostGuest(SecureBoostParty):
         y_val: np.ndarray | None = None,
         bins: BinEdges | None = None,
         on_tree: Callable[[dict], None] | None = None,
+        categorical: Sequence[int] = (),
     ) -> None:
         who = f"guest {name!r}"
         if (X_val is None) != (y_val is None):
             raise ValueError(f"{who}: give both X_val and y_val, or neither")
-        super().__init__(name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins)
+        super().__init__(
+            name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins, categorical=categorical
+        )
         self.on_tree = on_tree  # called with each tree's history record (metrics, ledger)
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         y = as_labels(y_train, n, who, "y_train", signed=False)
@@ -483,7 +486,7 @@ class SecureBoostGuest(SecureBoostParty):
         scale = 2.0**-p.precision_bits
         for k, node in enumerate(nodes):
             G, H = tb.G[node], tb.H[node]
-            own = best_split(hg[k], hh[k], cnt[k], self.n_bins, miss_bin, G, H, p)
+            own = best_split(hg[k], hh[k], cnt[k], self.n_bins, miss_bin, G, H, p, self.bins.categorical)
             gg = -np.inf if own is None else own.gain
             cand = host.get(node) if host is not None else None
             ih, gh = (-1, -np.inf) if cand is None else first_max(split_gains(cand[1], cand[2], G, H, p))
@@ -499,23 +502,24 @@ class SecureBoostGuest(SecureBoostParty):
                 # the host adds the row-count rule (it knows the partition first)
                 fl = [deeper and hl * scale >= mcw2, deeper and (H - hl) * scale >= mcw2]
             elif own is not None and gg > 0:
-                f, b, ml = own.feature, own.bin, own.missing_left
+                f, b, ml, lb = own.feature, own.bin, own.missing_left, own.left_bins
                 gl, hl, nl = own.GL, own.HL, own.NL
                 lid, rid = tb.split(
                     node,
                     OWNER_GUEST,
                     f,
-                    self.bins.threshold(f, b),
+                    float("nan") if lb is not None else self.bins.threshold(f, b),
                     0,
                     gg,
                     (gl, hl, nl),
                     (G - gl, H - hl, tb.n[node] - nl),
                     ml,
+                    self.bins.levels(f, np.array(lb)).tolist() if lb is not None else None,
                 )
                 at = rows[local == k]
                 vat = np.flatnonzero(s.node_of_val == node)
-                go = binned_go_left(self.Xb[at, f], b, ml, int(miss_bin[f]))
-                vgo = binned_go_left(self.Xb_val[vat, f], b, ml, int(miss_bin[f]))
+                go = binned_go_left(self.Xb[at, f], b, ml, int(miss_bin[f]), lb)
+                vgo = binned_go_left(self.Xb_val[vat, f], b, ml, int(miss_bin[f]), lb)
                 s.node_of_row[at[go]], s.node_of_row[at[~go]] = lid, rid
                 s.node_of_val[vat[vgo]], s.node_of_val[vat[~vgo]] = lid, rid
                 tbits.append(go)

@@ -78,7 +78,8 @@ class SecureBoostGuestModel:
 
             def go_left(k: int, rows: np.ndarray, tree: Tree = tree) -> np.ndarray:
                 if tree.owner[k] == OWNER_GUEST:
-                    return raw_go_left(X[rows, tree.feature[k]], tree.threshold[k], bool(tree.missing_left[k]))
+                    x = X[rows, tree.feature[k]]
+                    return raw_go_left(x, tree.threshold[k], bool(tree.missing_left[k]), tree.levels(k))
                 return host_left(int(tree.split_id[k]), rows)
 
             raw = raw + tree.value[tree.leaves(go_left, X.shape[0])]
