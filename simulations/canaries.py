@@ -331,6 +331,27 @@ CANARIES: list[Canary] = [
         [f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost"],
         "joint scoring sends a new applicant's missing centre value right whatever training learned",
     ),
+    # -- SecureBoost's categorical splits (issue 17) ----------------------------------------------
+    Canary(
+        "secureboost/host-level-codes-in-level-counts",
+        "protocols/secureboost/host.py",
+        'lv["count"] += cnt[k, f, levels].tolist()',
+        'lv["count"] += (self.bins.thresholds[f][np.minimum(levels, self.bins.thresholds[f].size - 1)] % 1e6)'
+        ".astype(np.int64).tolist()",
+        [f"{SBM}::test_host_level_codes_never_leave_the_host"],
+        "the bank receives the centre's level codes (industry, district) beside the per-level sums",
+    ),
+    Canary(
+        "secureboost/host-levels-scanned-unordered",
+        "protocols/secureboost/guest.py",
+        "order = at[categorical_order(cGL[at], cHL[at], count[at], p)]",
+        "order = at",
+        [
+            f"{SBM}::test_federated_categorical_trees_equal_reference",
+            f"{GB}::test_hand_worked_categorical_levels_in_federated_secureboost",
+        ],
+        "the bank scans a centre column's levels in code order, not by G/H: its trees leave the reference",
+    ),
 ]
 
 

@@ -411,3 +411,29 @@ def test_hand_worked_categorical_levels_ordered_by_gradient_statistics_in_the_pl
     ordinal = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XC, YC).trees[0]
     assert ordinal.levels(0) is None and (float(ordinal.threshold[0]), bool(ordinal.missing_left[0])) == (0.5, True)
     assert ordinal.gain[0] == pytest.approx(0.5 * (2.56 / 1.96 + 2.56 / 2.44), abs=1e-8) and ordinal.gain[0] < CAT_GAIN
+
+
+@pytest.mark.parametrize("side", ["host", "guest"])
+def test_hand_worked_categorical_levels_in_federated_secureboost(side):
+    """The same hand-worked split when the column is the bank's own, and when it is the centre's.
+
+    For the centre's column the bank receives the per-level sums under opaque ids, orders and scans
+    them itself, and names the left levels by id; only the centre knows they are codes 0 and 2.
+    """
+    cfg = SecureBoostConfig(max_bins=16, key_bits=1024, insecure_test_key=True, n_workers=1, **MISSING_KW)
+    zeros = np.zeros((10, 1))
+    Xg, Xh = (zeros, XC) if side == "host" else (XC, zeros)
+    guest = SecureBoostGuest("bank", "centre", Xg, YC, cfg, categorical=[0] if side == "guest" else ())
+    host = SecureBoostHost("centre", "bank", Xh, cfg, categorical=[0] if side == "host" else ())
+    run_local({"bank": guest, "centre": host})
+    (tree,) = guest.model.trees
+    if side == "host":
+        assert tree.owner[0] == OWNER_HOST and tree.levels(0) is None  # the bank holds no level
+        i = int(host.model.positions(tree.split_id[:1])[0])
+        assert host.model.levels(i).tolist() == [0.0, 2.0] and bool(host.model.missing_left[i])
+    else:
+        assert tree.owner[0] == OWNER_GUEST and tree.levels(0).tolist() == [0.0, 2.0] and bool(tree.missing_left[0])
+    assert tree.gain[0] == pytest.approx(CAT_GAIN, abs=1e-6)
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(CAT_LEAVES, abs=1e-6)
+    new_g, new_h = (np.zeros((7, 1)), XC_NEW) if side == "host" else (XC_NEW, np.zeros((7, 1)))
+    np.testing.assert_allclose(predict_local(guest.model, host.model, new_g, new_h), CAT_NEW, atol=1e-6)

@@ -17,6 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from protocols.gbdt.binning import MISSING_THRESHOLD, fit_bins
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST
+from tests.test_secureboost import GUEST as GUEST_NAME
+from tests.test_secureboost import HOST as HOST_NAME
 from tests.test_secureboost import assert_same_trees, config, make_data, reference, train
 
 
@@ -268,3 +270,111 @@ def test_host_split_ids_say_nothing_about_the_missing_direction():
     # and the guest's copy of a host split carries no direction: only the host's table does
     for t in parties[GUEST].model.trees:
         assert not t.missing_left[t.owner == OWNER_HOST].any()
+
+
+# -- categorical columns on both sides -------------------------------------------------------------
+HOST_CODES = np.array([4751.0, 5209.0, 6173.0, 7919.0, 8831.0, 9743.0])  # distinctive: findable on the wire
+
+
+def _categorical_data(n=480, n_val=160, seed=11):
+    """Bank: 2 numeric + 1 categorical (8 levels); centre: 2 numeric + 2 categorical (codes above), NaNs."""
+    rng = np.random.default_rng(seed)
+    m = n + n_val
+    g_cat = rng.integers(0, 8, m).astype(float)
+    h_cat = rng.integers(0, 6, m)
+    h_cat2 = rng.integers(0, 4, m)
+    Xg = np.column_stack([rng.normal(size=m), rng.normal(size=m), g_cat])
+    Xh = np.column_stack([rng.normal(size=m), HOST_CODES[h_cat], rng.exponential(size=m), HOST_CODES[h_cat2]])
+    # unordered effects: levels 1, 4, 6 (bank) and codes 0, 3, 5 (centre) default more
+    logit = 0.8 * Xg[:, 0] + 1.2 * np.isin(g_cat, [1, 4, 6]) + 1.4 * np.isin(h_cat, [0, 3, 5]) - 1.5
+    y = (rng.random(m) < 1 / (1 + np.exp(-logit))).astype(int)
+    Xh[rng.random(m) < 0.2, 1] = np.nan
+    Xh[rng.random(m) < 0.25, 0] = np.nan
+    return (Xg[:n], Xh[:n], y[:n]), (Xg[n:], Xh[n:], y[n:])
+
+
+def _train_categorical(cfg, data, val):
+    from protocols.common.party import run_local
+    from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+    from tests.test_secureboost import GUEST, HOST
+
+    (Xg, Xh, y), (Xgv, Xhv, yv) = data, val
+    parties = {
+        GUEST: SecureBoostGuest(GUEST, HOST, Xg, y, cfg, X_val=Xgv, y_val=yv, categorical=[2]),
+        HOST: SecureBoostHost(HOST, GUEST, Xh, cfg, X_val=Xhv, categorical=[1, 3]),
+    }
+
+    def rt(name, party):  # every step through to_state/from_state, as the Flower nodes do
+        if name == GUEST:
+            return SecureBoostGuest.from_state(party.to_state(), Xg, y, Xgv, yv)
+        return SecureBoostHost.from_state(party.to_state(), Xh, Xhv)
+
+    transcript = run_local(parties, restart=rt)
+    return parties[GUEST], parties[HOST], transcript
+
+
+def test_federated_categorical_trees_equal_reference():
+    from protocols.gbdt.plain import PlainGBDT
+    from protocols.secureboost import predict_local
+
+    data, val = _categorical_data()
+    cfg = config(n_trees=4, max_depth=3, max_bins=16)
+    guest, host, _ = _train_categorical(cfg, data, val)
+    ref = PlainGBDT(cfg.gbdt_params(), max_bins=cfg.max_bins).fit(
+        np.hstack(data[:2]), data[2], n_guest_features=3, categorical=[2, 4, 6], X_val=np.hstack(val[:2]), y_val=val[2]
+    )
+    assert_same_trees(guest, host, ref)  # owners, features, thresholds (NaN for level sets), gains, leaves
+    hm = host.model
+    n_cat = {"guest": 0, "host": 0}
+    for t, (a, b) in enumerate(zip(guest.model.trees, ref.trees)):
+        for k in np.flatnonzero(a.left >= 0):
+            if a.owner[k] == OWNER_HOST:
+                i = int(hm.positions(a.split_id[k : k + 1])[0])
+                got, ml = hm.levels(i), bool(hm.missing_left[i])
+                n_cat["host"] += got is not None
+            else:
+                got, ml = a.levels(k), bool(a.missing_left[k])
+                n_cat["guest"] += got is not None
+            want = b.levels(k)
+            assert (got is None) == (want is None), f"tree {t} node {k}: categorical or not"
+            if got is not None:
+                assert got.tolist() == want.tolist(), f"tree {t} node {k}: left levels differ"
+            assert ml == bool(b.missing_left[k]), f"tree {t} node {k}: missing direction differs"
+    assert n_cat["guest"] >= 1 and n_cat["host"] >= 2, n_cat  # both sides really split on level sets
+    np.testing.assert_array_equal(predict_local(guest.model, hm, *val[:2]), ref.predict_proba(np.hstack(val[:2])))
+    # a level never seen in training goes right on both sides, in both halves and in the reference
+    Xg_new, Xh_new = val[0][:20].copy(), val[1][:20].copy()
+    Xg_new[:, 2], Xh_new[:, 1] = 99.0, 1234.0
+    np.testing.assert_array_equal(
+        predict_local(guest.model, hm, Xg_new, Xh_new), ref.predict_proba(np.hstack([Xg_new, Xh_new]))
+    )
+
+
+def test_host_level_codes_never_leave_the_host():
+    """The centre's level codes travel nowhere: the bank sees opaque level ids and sums only.
+
+    Needles: every code of the centre's categorical columns as float64, float32 and int64 in every
+    message either party sent (codes are distinctive numbers, so a hit is a leak, not chance); with
+    a planted control. And the bank's model holds no level of a centre split.
+    """
+    data, val = _categorical_data(n=240, n_val=60, seed=12)
+    guest, host, transcript = _train_categorical(config(n_trees=2, max_depth=3), data, val)
+    assert any(hm_levels is not None for hm_levels in map(host.model.levels, range(host.model.split_ids.size)))
+    needles = {
+        f"{c:g} as {kind}": pat
+        for c in HOST_CODES
+        for kind, pat in (
+            ("float64", np.float64(c).tobytes()),
+            ("float32", np.float32(c).tobytes()),
+            ("int64", np.int64(c).tobytes()),
+        )
+    }
+    sent = transcript.sent_by(HOST_NAME) + transcript.sent_by(GUEST_NAME)
+    found = [(e.kind, what) for e in sent for what, pat in needles.items() if pat in e.payload]
+    assert not found, found[:5]
+    probe = transcript.sent_by(HOST_NAME)[0].payload
+    planted = probe[:100] + np.array([HOST_CODES[2]], dtype=np.int64).tobytes() + probe[100:]
+    assert any(pat in planted for pat in needles.values()), "positive control: a planted code was not found"
+    for t in guest.model.trees:
+        assert (t.cat_start[t.owner == OWNER_HOST] < 0).all()
+        assert not np.isin(t.cat_levels, HOST_CODES).any()

@@ -21,6 +21,7 @@ import numpy as np
 from protocols.common.inputs import as_labels
 from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
+from protocols.gbdt.params import GBDTParams
 from protocols.gbdt.plain import (
     OWNER_GUEST,
     OWNER_HOST,
@@ -31,6 +32,7 @@ from protocols.gbdt.plain import (
     best_split,
     binned_go_left,
     can_split,
+    categorical_order,
     first_max,
     logloss,
     missing_bins,
@@ -65,7 +67,8 @@ from protocols.secureboost.model import SecureBoostGuestModel
 
 log = logging.getLogger(__name__)
 
-HostCandidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # opaque ids, decrypted G_L, H_L of one node
+# of one node: opaque ids, decrypted G_L, H_L (per level for categorical groups), group, level row count
+HostCandidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -439,6 +442,13 @@ class SecureBoostGuest(SecureBoostParty):
         cand_id = np.asarray(msg.cand_id, dtype=np.uint64)
         if cand_node.shape != cand_id.shape or cand_node.ndim != 1:
             raise self._fail("candidate node/id arrays differ in length")
+        lg = np.asarray(msg.level_group, dtype=np.int64)
+        lc = np.asarray(msg.level_count, dtype=np.int64)
+        if lg.ndim != 1 or lc.shape != lg.shape or lg.size > cand_id.size or (lg < 1).any() or (lc < 1).any():
+            raise self._fail("categorical level groups/counts malformed (wrong length, or a group < 1 or count < 1)")
+        n_thr = cand_id.size - lg.size  # the level entries come last
+        group = np.concatenate([np.zeros(n_thr, dtype=np.int64), lg])
+        count = np.concatenate([np.zeros(n_thr, dtype=np.int64), lc])
         if cand_node.size and not np.isin(cand_node, nodes).all():
             raise self._fail("candidates refer to nodes outside this level")
         pk = self._sk.public_key
@@ -464,7 +474,7 @@ class SecureBoostGuest(SecureBoostParty):
         out: dict[int, HostCandidates] = {}
         for nd in nodes:
             sel = cand_node == nd
-            out[nd] = (cand_id[sel], GL[sel], HL[sel])
+            out[nd] = (cand_id[sel], GL[sel], HL[sel], group[sel], count[sel])
         return out
 
     def _decide(self, level: int, nodes: list[int], host: dict[int, HostCandidates] | None) -> SbSplits:
@@ -478,6 +488,8 @@ class SecureBoostGuest(SecureBoostParty):
         local = pos[s.node_of_row[rows]]
         hg, hh, cnt = node_histograms(self.Xb, rows, local, len(nodes), B, s.g, s.h)
         kinds, sids, lefts, rights, exp_l, exp_r = [], [], [], [], [], []
+        level_ids: list[int] = []  # chosen left levels of categorical host splits
+        n_levels = [0] * len(nodes)
         tbits: list[np.ndarray] = []
         vbits: list[np.ndarray] = []
         s.pending, s.flagged = [], []
@@ -489,16 +501,16 @@ class SecureBoostGuest(SecureBoostParty):
             own = best_split(hg[k], hh[k], cnt[k], self.n_bins, miss_bin, G, H, p, self.bins.categorical)
             gg = -np.inf if own is None else own.gain
             cand = host.get(node) if host is not None else None
-            ih, gh = (-1, -np.inf) if cand is None else first_max(split_gains(cand[1], cand[2], G, H, p))
-            if cand is not None and gh > gg and gh > 0:
-                ids, hGL, hHL = cand
-                gl, hl = int(hGL[ih]), int(hHL[ih])
-                lid, rid = tb.split(
-                    node, OWNER_HOST, -1, float("nan"), int(ids[ih]), gh, (gl, hl, 0), (G - gl, H - hl, 0)
-                )
-                s.pending.append([node, int(ids[ih]), gl, hl])
+            hbest = None if cand is None else host_best_split(cand, G, H, p)
+            gh = -np.inf if hbest is None else hbest[1]
+            if hbest is not None and gh > gg and gh > 0:
+                sid, gh, gl, hl, left_ids = hbest
+                lid, rid = tb.split(node, OWNER_HOST, -1, float("nan"), sid, gh, (gl, hl, 0), (G - gl, H - hl, 0))
+                s.pending.append([node, sid, gl, hl])
                 kinds.append(KIND_HOST)
-                sids.append(int(ids[ih]))
+                sids.append(sid)
+                level_ids += left_ids
+                n_levels[k] = len(left_ids)
                 # the host adds the row-count rule (it knows the partition first)
                 fl = [deeper and hl * scale >= mcw2, deeper and (H - hl) * scale >= mcw2]
             elif own is not None and gg > 0:
@@ -553,4 +565,38 @@ class SecureBoostGuest(SecureBoostParty):
             expand_right=np.array(exp_r, dtype=bool),
             train_bits=pack_bits(tbits),
             val_bits=pack_bits(vbits),
+            level_ids=np.array(level_ids, dtype=np.uint64),
+            n_levels=np.array(n_levels, dtype=np.int32),
         )
+
+
+def host_best_split(
+    cand: HostCandidates, G: int, H: int, p: GBDTParams
+) -> tuple[int, float, int, int, list[int]] | None:
+    """The host's best candidate of a node: (split id, gain, G_L, H_L, left level ids) or None.
+
+    Threshold candidates (group 0) are scored as they are; each categorical group's levels are
+    ordered by ``G / (H + lambda)`` exactly as the reference orders a categorical column
+    (:func:`protocols.gbdt.plain.categorical_order`, same integers, same level order) and its
+    prefixes scored, ``min_samples_leaf`` applied with the level counts the host sent. A
+    categorical split is named by one of its left level ids.
+    """
+    ids, cGL, cHL, group, count = cand
+    best: tuple[int, float, int, int, list[int]] | None = None
+    thr = np.flatnonzero(group == 0)
+    i, gain = first_max(split_gains(cGL[thr], cHL[thr], G, H, p))
+    if i >= 0:
+        j = int(thr[i])
+        best = (int(ids[j]), gain, int(cGL[j]), int(cHL[j]), [])
+    for g in np.unique(group[group > 0]).tolist():
+        at = np.flatnonzero(group == g)
+        order = at[categorical_order(cGL[at], cHL[at], count[at], p)]
+        if order.size < 2:
+            continue
+        gl, hl, nl = (np.cumsum(a[order])[:-1] for a in (cGL, cHL, count))
+        ok = (nl >= p.min_samples_leaf) & (int(count[at].sum()) - nl >= p.min_samples_leaf)
+        i, gain = first_max(np.where(ok, split_gains(gl, hl, G, H, p), -np.inf))
+        if i >= 0 and (best is None or gain > best[1]):
+            left = [int(v) for v in ids[order[: i + 1]]]
+            best = (left[0], gain, int(gl[i]), int(hl[i]), left)
+    return best

@@ -21,7 +21,7 @@ import numpy as np
 from protocols.common import wire
 from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, Tree, raw_go_left, sigmoid
 
-HOST_MODEL_KIND = "secureboost-host-model/2"  # /2 added the learned direction of missing values
+HOST_MODEL_KIND = "secureboost-host-model/2"  # /2: learned direction of missing values, level sets
 
 
 class ModelError(ValueError):
@@ -45,13 +45,25 @@ class _HostModelWire:
     thresholds: np.ndarray
     trees: np.ndarray
     missing_left: np.ndarray
+    cat_start: np.ndarray
+    cat_count: np.ndarray
+    cat_levels: np.ndarray
 
 
+_HOST_MODEL_V1_FIELDS = ("kind", "n_features", "split_ids", "features", "thresholds", "trees")
 # a host model written before issue 17 (no missing direction: a NaN went right at every split)
 _HostModelWireV1 = dataclasses.make_dataclass(
     "_HostModelWire",
-    [(f.name, f.type) for f in dataclasses.fields(_HostModelWire) if f.name != "missing_left"],
+    [(f.name, f.type) for f in dataclasses.fields(_HostModelWire) if f.name in _HOST_MODEL_V1_FIELDS],
 )
+
+
+def categorical_arrays(levels: list[list[float]], is_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, count, flat codes) of each split's left level set; start -1 for a threshold split."""
+    counts = np.array([len(lv) for lv in levels], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts.size else counts
+    flat = np.array([v for lv in levels for v in lv], dtype=np.float64)
+    return np.where(np.asarray(is_cat, dtype=bool), starts, -1), counts, flat
 
 
 @dataclass
@@ -105,7 +117,10 @@ class SecureBoostHostModel:
     """The host's part: opaque split id -> (feature, threshold, missing direction), and its tree.
 
     ``missing_left[i]``: a missing value goes left at split ``i`` (learned in training; default
-    all False, i.e. right, as for a model trained before issue 17).
+    all False, i.e. right, as for a model trained before issue 17). A categorical split has
+    ``cat_start[i] >= 0``: a row goes left iff its code is one of
+    ``cat_levels[cat_start[i] : cat_start[i] + cat_count[i]]`` (or it is missing and
+    ``missing_left[i]``); ``thresholds[i]`` is NaN.
     """
 
     n_features: int
@@ -114,6 +129,9 @@ class SecureBoostHostModel:
     thresholds: np.ndarray
     trees: np.ndarray
     missing_left: np.ndarray | None = None
+    cat_start: np.ndarray | None = None
+    cat_count: np.ndarray | None = None
+    cat_levels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.split_ids = np.asarray(self.split_ids, dtype=np.uint64)
@@ -125,6 +143,14 @@ class SecureBoostHostModel:
         self.missing_left = np.asarray(self.missing_left, dtype=bool)
         if self.missing_left.shape != self.split_ids.shape:
             raise ModelError("host model: one missing direction per split id expected")
+        n = self.split_ids.size
+        self.cat_start = np.asarray(np.full(n, -1) if self.cat_start is None else self.cat_start, dtype=np.int64)
+        self.cat_count = np.asarray(np.zeros(n) if self.cat_count is None else self.cat_count, dtype=np.int64)
+        self.cat_levels = np.asarray(np.zeros(0) if self.cat_levels is None else self.cat_levels, dtype=np.float64)
+        if self.cat_start.shape != (n,) or self.cat_count.shape != (n,):
+            raise ModelError("host model: one categorical entry per split id expected")
+        if (self.cat_start + self.cat_count > self.cat_levels.size).any():
+            raise ModelError("host model: a categorical split points past its level codes")
         if np.unique(self.split_ids).size != self.split_ids.size:
             raise ModelError("host model has duplicate split ids")
         self._index = {int(s): i for i, s in enumerate(self.split_ids.tolist())}
@@ -159,12 +185,23 @@ class SecureBoostHostModel:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
             raise ModelError(f"row index out of range [0, {X.shape[0]})")
-        assert self.missing_left is not None
+        assert self.missing_left is not None and self.cat_start is not None
         x = X[rows, self.features[pos]]
-        return (x <= self.thresholds[pos]) | (self.missing_left[pos] & np.isnan(x))
+        go = (x <= self.thresholds[pos]) | (self.missing_left[pos] & np.isnan(x))
+        for i in np.unique(pos[self.cat_start[pos] >= 0]).tolist():  # categorical: a level set
+            at = pos == i
+            go[at] = raw_go_left(x[at], np.nan, bool(self.missing_left[i]), self.levels(i))
+        return go
+
+    def levels(self, i: int) -> np.ndarray | None:
+        """The left level codes of the split at position ``i`` (None for a threshold split)."""
+        assert self.cat_start is not None and self.cat_count is not None and self.cat_levels is not None
+        a = int(self.cat_start[i])
+        return None if a < 0 else self.cat_levels[a : a + int(self.cat_count[i])]
 
     def to_bytes(self) -> bytes:
         assert self.missing_left is not None
+        assert self.cat_start is not None and self.cat_count is not None and self.cat_levels is not None
         return wire.encode(
             _HostModelWire(
                 HOST_MODEL_KIND,
@@ -174,6 +211,9 @@ class SecureBoostHostModel:
                 self.thresholds,
                 self.trees,
                 self.missing_left,
+                self.cat_start,
+                self.cat_count,
+                self.cat_levels,
             )
         )
 
@@ -188,7 +228,17 @@ class SecureBoostHostModel:
             return cls(int(old.n_features), old.split_ids, old.features, old.thresholds, old.trees)
         if m.kind != HOST_MODEL_KIND:
             raise ModelError(f"not a SecureBoost host model: {m.kind!r}")
-        return cls(int(m.n_features), m.split_ids, m.features, m.thresholds, m.trees, m.missing_left)
+        return cls(
+            int(m.n_features),
+            m.split_ids,
+            m.features,
+            m.thresholds,
+            m.trees,
+            m.missing_left,
+            m.cat_start,
+            m.cat_count,
+            m.cat_levels,
+        )
 
 
 def predict_local(
