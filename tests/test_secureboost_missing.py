@@ -97,9 +97,17 @@ def test_secureboost_on_sparse_synthetic_beats_bank_only(tmp_path):
     bank, centre = bank.select(common), centre.select(common)
     assert np.isnan(centre.features).mean() > 0.25
     test = np.random.default_rng(0).random(len(common)) < 0.3
-    tr = (bank.features[~test], centre.features[~test], bank.labels[~test])
+    # the centre's text categories (tax grade, industry section, district) split as level sets
+    cats = [centre.feature_names.index(c) for c in centre.categorical]
+    assert len(cats) >= 2
     cfg = config(n_trees=15, max_depth=3, max_bins=16)
-    guest, host, _ = train(cfg, tr, restart=False)
+    from protocols.common.party import run_local
+    from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+
+    guest = SecureBoostGuest("bank", "centre", bank.features[~test], bank.labels[~test], cfg)
+    host = SecureBoostHost("centre", "bank", centre.features[~test], cfg, categorical=cats)
+    run_local({"bank": guest, "centre": host})
+    assert any(host.model.levels(i) is not None for i in range(host.model.split_ids.size))
     from protocols.gbdt.plain import PlainGBDT
     from protocols.secureboost import predict_local
 
