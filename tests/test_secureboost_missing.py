@@ -386,3 +386,99 @@ def test_host_level_codes_never_leave_the_host():
     for t in guest.model.trees:
         assert (t.cat_start[t.owner == OWNER_HOST] < 0).all()
         assert not np.isin(t.cat_levels, HOST_CODES).any()
+
+
+# -- bad input and tampering around the new fields ----------------------------------------------------
+
+
+def _categorical_root():
+    """A one-column categorical centre (the hand-worked data): the root is a centre level-set split."""
+    from protocols.secureboost import SecureBoostGuest, SecureBoostHost
+    from tests.test_gbdt_reference import MISSING_KW, XC, YC
+
+    cfg = config(n_trees=1, max_depth=1, learning_rate=1.0, min_child_weight=0.0)
+    assert MISSING_KW["max_depth"] == 1
+    g = SecureBoostGuest(GUEST_NAME, HOST_NAME, np.zeros((10, 1)), YC, cfg)
+    h = SecureBoostHost(HOST_NAME, GUEST_NAME, XC, cfg, categorical=[0])
+    first = g.start()
+    reply = h.receive(first)
+    return g, h, reply, XC, cfg
+
+
+def test_tampered_level_choices_are_refused_by_the_centre():
+    import dataclasses
+
+    from protocols.common import wire
+    from protocols.common.party import Envelope, ProtocolError
+    from protocols.secureboost import SecureBoostHost
+    from protocols.secureboost.messages import SbLevelReply, SbSplits
+
+    g, h, reply, XC, _ = _categorical_root()
+    rep = wire.decode(reply[0].payload, SbLevelReply)
+    levels = rep.cand_id[rep.cand_id.size - rep.level_group.size :]
+    assert levels.size == 5 and rep.level_count.tolist() == [2, 2, 2, 2, 2]  # codes 0-3 and missing
+    splits = wire.decode(g.receive(reply)[0].payload, SbSplits)
+    assert splits.n_levels.tolist() == [3] and set(splits.level_ids.tolist()) < set(levels.tolist())
+    bad = {
+        "every level goes left": dataclasses.replace(splits, level_ids=levels, n_levels=np.array([5], np.int32)),
+        "not levels of the split's column": dataclasses.replace(
+            splits, level_ids=np.array([*splits.level_ids[:2], 12345], np.uint64)
+        ),
+        "wrong length": dataclasses.replace(splits, n_levels=np.array([2], np.int32)),
+    }
+    for why, msg in bad.items():
+        fresh = SecureBoostHost.from_state(h.to_state(), XC)
+        with pytest.raises(ProtocolError, match=why):
+            fresh.receive([Envelope(GUEST_NAME, HOST_NAME, wire.encode(msg))])
+    # the honest choice goes through
+    SecureBoostHost.from_state(h.to_state(), XC).receive([Envelope(GUEST_NAME, HOST_NAME, wire.encode(splits))])
+
+
+def test_malformed_level_groups_are_refused_by_the_bank():
+    import dataclasses
+
+    from protocols.common import wire
+    from protocols.common.party import Envelope, ProtocolError
+    from protocols.secureboost import SecureBoostGuest
+    from protocols.secureboost.messages import SbLevelReply
+
+    g, _, reply, _, _ = _categorical_root()
+    rep = wire.decode(reply[0].payload, SbLevelReply)
+    for field, value in (
+        ("level_group", np.zeros(rep.level_group.size, np.int32)),  # group 0 is "threshold candidate"
+        ("level_count", rep.level_count[:-1]),
+        ("level_count", np.zeros(rep.level_count.size, np.int64)),
+    ):
+        bad = dataclasses.replace(rep, **{field: value})
+        fresh = SecureBoostGuest.from_state(g.to_state(), np.zeros((10, 1)), g.y)
+        with pytest.raises(ProtocolError, match="categorical level groups/counts malformed"):
+            fresh.receive([Envelope(HOST_NAME, GUEST_NAME, wire.encode(bad))])
+
+
+def test_too_many_levels_is_a_clear_error_naming_party_and_column():
+    from protocols.secureboost import SecureBoostHost
+
+    X = np.column_stack([np.arange(40.0) % 20, np.arange(40.0)])
+    with pytest.raises(ValueError, match=r"host 'centre'.*categorical column 0 has 20 levels.*max_bins=16"):
+        SecureBoostHost(HOST_NAME, GUEST_NAME, X, config(max_bins=16), categorical=[0])
+
+
+def test_a_host_model_saved_before_issue_17_still_loads_and_sends_nan_right():
+    from protocols.common import wire
+    from protocols.secureboost.model import SecureBoostHostModel, _HostModelWireV1
+
+    old = wire.encode(
+        _HostModelWireV1(
+            "secureboost-host-model/1",
+            2,
+            np.array([7, 9], np.uint64),
+            np.array([0, 1], np.int32),
+            np.array([0.5, 1.5]),
+            np.array([0, 0], np.int32),
+        )
+    )
+    m = SecureBoostHostModel.from_bytes(old)
+    assert not m.missing_left.any() and (m.cat_start < 0).all()
+    X = np.array([[np.nan, 1.0], [0.0, np.nan]])
+    np.testing.assert_array_equal(m.directions(X, np.array([0, 1]), np.array([7, 9], np.uint64)), [False, False])
+    assert SecureBoostHostModel.from_bytes(m.to_bytes()).split_ids.tolist() == [7, 9]
