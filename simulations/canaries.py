@@ -68,6 +68,7 @@ GB = "tests/test_gbdt_reference.py"
 BIND = "tests/test_binding.py"
 MISS = "tests/test_missing_paths.py"
 SECAGG = "tests/test_secagg_dropouts.py"
+SBM = "tests/test_secureboost_missing.py"
 
 CANARIES: list[Canary] = [
     # -- seals and signatures that stop binding one field ---------------------------------------
@@ -326,6 +327,64 @@ CANARIES: list[Canary] = [
         [f"{SECAGG}::test_bank_refuses_an_unmask_request_naming_a_node_both_active_and_dead"],
         "a coordinator listing a bank as both active and dead at unmask collects shares of its self-mask "
         "seed and its mask key, and can unmask its individual update",
+    ),
+    # -- SecureBoost's learned direction of missing values (issue 17) ---------------------------
+    Canary(
+        "secureboost/missing-direction-in-split-id",
+        "protocols/secureboost/host.py",
+        "ids = _fresh_ids(len(cts), set(s.model_id))",
+        "ids = (_fresh_ids(len(cts), set(s.model_id)) & ~np.uint64(1)) | np.array(c_ml, dtype=np.uint64)",
+        [f"{SBM}::test_host_split_ids_say_nothing_about_the_missing_direction"],
+        "the bank learns from a host split id which way the centre's missing values go",
+    ),
+    Canary(
+        "gbdt/missing-never-goes-left",
+        "protocols/gbdt/plain.py",
+        "        & (m > 0)\n",
+        "        & (m < 0)\n",
+        [
+            f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_the_plain_reference",
+            f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost",
+            f"{SBM}::test_plain_reference_with_missing_matches_an_independent_exact_booster",
+        ],
+        "missing values always go right: the learned direction is never tried",
+    ),
+    Canary(
+        "secureboost/host-routes-missing-right-regardless",
+        "protocols/secureboost/host.py",
+        "go = binned_go_left(self.Xb[rows, f], b, ml, mb, left_bins)",
+        "go = binned_go_left(self.Xb[rows, f], b, False, mb, left_bins)",
+        [f"{SBM}::test_federated_trees_with_missing_equal_reference"],
+        "the centre partitions its rows against the chosen direction and the bank does not notice",
+    ),
+    Canary(
+        "secureboost/scoring-ignores-missing-direction",
+        "protocols/secureboost/model.py",
+        "go = (x <= self.thresholds[pos]) | (self.missing_left[pos] & np.isnan(x))",
+        "go = x <= self.thresholds[pos]",
+        [f"{GB}::test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost"],
+        "joint scoring sends a new applicant's missing centre value right whatever training learned",
+    ),
+    # -- SecureBoost's categorical splits (issue 17) ----------------------------------------------
+    Canary(
+        "secureboost/host-level-codes-in-level-counts",
+        "protocols/secureboost/host.py",
+        'lv["count"] += cnt[k, f, levels].tolist()',
+        'lv["count"] += (self.bins.thresholds[f][np.minimum(levels, self.bins.thresholds[f].size - 1)] % 1e6)'
+        ".astype(np.int64).tolist()",
+        [f"{SBM}::test_host_level_codes_never_leave_the_host"],
+        "the bank receives the centre's level codes (industry, district) beside the per-level sums",
+    ),
+    Canary(
+        "secureboost/host-levels-scanned-unordered",
+        "protocols/secureboost/guest.py",
+        "order = at[categorical_order(cGL[at], cHL[at], count[at], p)]",
+        "order = at",
+        [
+            f"{SBM}::test_federated_categorical_trees_equal_reference",
+            f"{GB}::test_hand_worked_categorical_levels_in_federated_secureboost",
+        ],
+        "the bank scans a centre column's levels in code order, not by G/H: its trees leave the reference",
     ),
 ]
 

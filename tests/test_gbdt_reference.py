@@ -23,7 +23,7 @@ import pytest
 from protocols.common.party import run_local
 from protocols.gbdt.binning import MISSING_THRESHOLD
 from protocols.gbdt.params import GBDTParams
-from protocols.gbdt.plain import OWNER_HOST, PlainGBDT
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, PlainGBDT
 from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost, predict_local
 
 # -- an independent exact greedy booster ---------------------------------------------------------
@@ -334,3 +334,106 @@ def test_hand_worked_missing_values_decide_the_split_in_federated_secureboost():
     Xh_new = np.array([[np.nan], [1.0], [100.0], [-3.0], [np.nan]])
     Xg_new = np.array([[1.0], [2.0], [1.0], [2.0], [2.0]])
     np.testing.assert_allclose(predict_local(guest.model, host.model, Xg_new, Xh_new), _hand_proba(Xh_new), atol=1e-6)
+
+
+# -- hand-worked: the learned direction of missing values decides the split (issue 17) -----------
+# x = 1 2 3 4 NaN NaN, y = 1 1 0 0 1 1; p0 = 4/6, g = -1/3 (y=1) or 2/3 (y=0), h = 2/9, lambda = 1.
+# With the NaNs sent left, "x <= 2.5" is pure: {1, 2, NaN, NaN} (GL = -4/3, HL = 8/9) | {3, 4}
+# (GR = 4/3, HR = 4/9), gain 1/2 (16/9 / 17/9 + 16/9 / 13/9) = 8/17 + 8/13, leaves 12/17 and -12/13.
+# Sending the NaNs right, the best is "x <= 2.5" too but impure: gain 2/13 + 2/17; isolating the
+# NaNs gains 1/2 (4/9 / 17/9 + 4/9 / 13/9) = 2/17 + 2/13 -- the direction decides the split.
+YD = np.array([1, 1, 0, 0, 1, 1], dtype=float)
+XD = np.array([1, 2, 3, 4, np.nan, np.nan])[:, None]
+DIRECTION_GAIN = 8 / 17 + 8 / 13
+DIRECTION_LEAVES = (12 / 17, -12 / 13)  # (left: x <= 2.5 or missing, right)
+XD_NEW = np.array([[np.nan], [0.0], [2.5], [2.6], [100.0], [np.nan]])
+DIRECTION_NEW = _sig(np.array([12 / 17, 12 / 17, 12 / 17, -12 / 13, -12 / 13, 12 / 17]) + math.log(2))
+
+
+def test_hand_worked_missing_direction_decides_the_split_in_the_plain_reference():
+    model = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XD, YD)
+    (tree,) = model.trees
+    assert tree.left[0] >= 0 and float(tree.threshold[0]) == 2.5 and bool(tree.missing_left[0])
+    assert tree.gain[0] == pytest.approx(DIRECTION_GAIN, abs=1e-8)
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(DIRECTION_LEAVES, abs=1e-8)
+    np.testing.assert_allclose(model.predict_proba(XD_NEW), DIRECTION_NEW, atol=1e-8)
+    # control: the same rows with the NaNs filled by 5 (above every value): "x <= 2.5" still splits
+    # but the NaN rows' labels now sit on the right -- no missing direction, a lower gain
+    filled = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(np.nan_to_num(XD, nan=5.0), YD).trees[0]
+    assert not bool(filled.missing_left[0]) and filled.gain[0] < DIRECTION_GAIN - 0.1
+
+
+@pytest.mark.parametrize("side", ["host", "guest"])
+def test_hand_worked_missing_direction_decides_the_split_in_federated_secureboost(side):
+    cfg = SecureBoostConfig(max_bins=16, key_bits=1024, insecure_test_key=True, n_workers=1, **MISSING_KW)
+    decoy = np.zeros((6, 1))  # a constant column: no candidate at all
+    Xg, Xh = (decoy, XD) if side == "host" else (XD, decoy)
+    guest = SecureBoostGuest("bank", "centre", Xg, YD, cfg)
+    host = SecureBoostHost("centre", "bank", Xh, cfg)
+    run_local({"bank": guest, "centre": host})
+    (tree,) = guest.model.trees
+    if side == "host":
+        assert tree.owner[0] == OWNER_HOST and not bool(tree.missing_left[0])  # the guest does not know it
+        sid = int(tree.split_id[0])
+        assert host.model.lookup(sid) == (0, 2.5) and host.model.goes_left_when_missing(sid)
+    else:
+        assert tree.owner[0] == OWNER_GUEST and float(tree.threshold[0]) == 2.5 and bool(tree.missing_left[0])
+    assert tree.gain[0] == pytest.approx(DIRECTION_GAIN, abs=1e-6)  # quantised gradients
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(DIRECTION_LEAVES, abs=1e-6)
+    # new applicants: a NaN takes the learned way (left), values follow the threshold
+    new_g, new_h = (np.zeros((6, 1)), XD_NEW) if side == "host" else (XD_NEW, np.zeros((6, 1)))
+    np.testing.assert_allclose(predict_local(guest.model, host.model, new_g, new_h), DIRECTION_NEW, atol=1e-6)
+
+
+# -- hand-worked: a categorical column splits by a set of levels (issue 17) -----------------------
+# codes 0 0 1 1 2 2 3 3 NaN NaN, y = 1 1 0 0 1 1 0 0 1 1; p0 = .6, g = -.4 (y=1) or .6, h = .24.
+# Per level (G, H): 0, 2 and missing (-.8, .48), 1 and 3 (1.2, .48); sorted by G/(H+1): 0, 2,
+# missing, 1, 3. The prefix {0, 2, missing} is pure: GL = -2.4, HL = 1.44 | GR = 2.4, HR = .96,
+# gain 1/2 (5.76/2.44 + 5.76/1.96); leaves 2.4/2.44 and -2.4/1.96. Read as ordinal codes the best
+# is "x <= .5 or missing": {0, NaN} (-1.6, .96) | {1, 2, 3} (1.6, 1.44), gain 1/2 (2.56/1.96 + 2.56/2.44).
+XC = np.array([0, 0, 1, 1, 2, 2, 3, 3, np.nan, np.nan])[:, None]
+YC = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1, 1], dtype=float)
+CAT_GAIN = 0.5 * (5.76 / 2.44 + 5.76 / 1.96)
+CAT_LEAVES = (2.4 / 2.44, -2.4 / 1.96)
+XC_NEW = np.array([[0.0], [2.0], [np.nan], [1.0], [3.0], [7.0], [1.5]])  # 7 and 1.5: never seen
+CAT_NEW = _sig(np.array([CAT_LEAVES[0]] * 3 + [CAT_LEAVES[1]] * 4) + math.log(1.5))
+
+
+def test_hand_worked_categorical_levels_ordered_by_gradient_statistics_in_the_plain_reference():
+    model = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XC, YC, categorical=[0])
+    (tree,) = model.trees
+    assert tree.left[0] >= 0 and np.isnan(tree.threshold[0])
+    assert tree.levels(0).tolist() == [0.0, 2.0] and bool(tree.missing_left[0])  # {0, 2, missing}
+    assert tree.gain[0] == pytest.approx(CAT_GAIN, abs=1e-8)
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(CAT_LEAVES, abs=1e-8)
+    np.testing.assert_allclose(model.predict_proba(XC_NEW), CAT_NEW, atol=1e-8)
+    # control: the same column read as ordinal codes splits on a threshold with a far lower gain
+    ordinal = PlainGBDT(GBDTParams(**MISSING_KW), max_bins=16).fit(XC, YC).trees[0]
+    assert ordinal.levels(0) is None and (float(ordinal.threshold[0]), bool(ordinal.missing_left[0])) == (0.5, True)
+    assert ordinal.gain[0] == pytest.approx(0.5 * (2.56 / 1.96 + 2.56 / 2.44), abs=1e-8) and ordinal.gain[0] < CAT_GAIN
+
+
+@pytest.mark.parametrize("side", ["host", "guest"])
+def test_hand_worked_categorical_levels_in_federated_secureboost(side):
+    """The same hand-worked split when the column is the bank's own, and when it is the centre's.
+
+    For the centre's column the bank receives the per-level sums under opaque ids, orders and scans
+    them itself, and names the left levels by id; only the centre knows they are codes 0 and 2.
+    """
+    cfg = SecureBoostConfig(max_bins=16, key_bits=1024, insecure_test_key=True, n_workers=1, **MISSING_KW)
+    zeros = np.zeros((10, 1))
+    Xg, Xh = (zeros, XC) if side == "host" else (XC, zeros)
+    guest = SecureBoostGuest("bank", "centre", Xg, YC, cfg, categorical=[0] if side == "guest" else ())
+    host = SecureBoostHost("centre", "bank", Xh, cfg, categorical=[0] if side == "host" else ())
+    run_local({"bank": guest, "centre": host})
+    (tree,) = guest.model.trees
+    if side == "host":
+        assert tree.owner[0] == OWNER_HOST and tree.levels(0) is None  # the bank holds no level
+        i = int(host.model.positions(tree.split_id[:1])[0])
+        assert host.model.levels(i).tolist() == [0.0, 2.0] and bool(host.model.missing_left[i])
+    else:
+        assert tree.owner[0] == OWNER_GUEST and tree.levels(0).tolist() == [0.0, 2.0] and bool(tree.missing_left[0])
+    assert tree.gain[0] == pytest.approx(CAT_GAIN, abs=1e-6)
+    assert (tree.value[tree.left[0]], tree.value[tree.right[0]]) == pytest.approx(CAT_LEAVES, abs=1e-6)
+    new_g, new_h = (np.zeros((7, 1)), XC_NEW) if side == "host" else (XC_NEW, np.zeros((7, 1)))
+    np.testing.assert_allclose(predict_local(guest.model, host.model, new_g, new_h), CAT_NEW, atol=1e-6)

@@ -282,6 +282,10 @@ def test_nothing_plaintext_leaves_either_party():
         "features",
         "thresholds",
         "trees",
+        "missing_left",  # per split id, the learned direction of a missing value (issue 17)
+        "cat_start",  # per split id, its left level codes if it splits a categorical column (issue 17)
+        "cat_count",
+        "cat_levels",
     }
 
 

@@ -22,10 +22,18 @@ which ``searchsorted`` places after everything -- gets a bin of its own, the las
 "bin <= last value bin" then isolates the missing rows, and every other split sends them right;
 on raw values ``NaN <= t`` is false, i.e. right as well, so binned and raw predictions still
 agree. A column without missing training values sends a NaN met at prediction time right too.
+
+Categorical columns (issue 17; declared by the caller, values are level codes): the thresholds
+are the column's distinct training codes themselves, and a value's bin is the index of its code
+(exact match); a code never seen in training falls in the bin after the last code, which no
+training row occupies and so no split ever sends left. The missing bin follows as for any column.
+Splits on such a column are level sets, not thresholds (``protocols.gbdt.plain``, section
+"categorical columns").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +65,7 @@ class BinEdges:
     """Per-feature split thresholds: ``thresholds[j]`` is increasing, ``n_bins[j] - 1`` long."""
 
     thresholds: list[np.ndarray]
+    categorical: frozenset[int] = frozenset()  # columns whose thresholds are level codes
 
     @property
     def n_features(self) -> int:
@@ -76,7 +85,27 @@ class BinEdges:
         out = np.empty(X.shape, dtype=np.uint8)
         for j, t in enumerate(self.thresholds):
             out[:, j] = np.searchsorted(t, X[:, j], side="left")
+            if j in self.categorical:
+                out[:, j] = self._level_bins(j, X[:, j])
         return out
+
+    def _level_bins(self, j: int, x: np.ndarray) -> np.ndarray:
+        """Bins of categorical column ``j``: the code's index; unseen codes the unoccupied bin after them."""
+        t = self.thresholds[j]
+        codes = t[:-1] if t.size and t[-1] == MISSING_THRESHOLD else t
+        idx = np.searchsorted(codes, x, side="left")
+        seen = (idx < codes.size) & (codes[np.minimum(idx, max(codes.size - 1, 0))] == x) if codes.size else idx < 0
+        out = np.where(seen, idx, codes.size)
+        if codes.size < t.size:
+            out = np.where(np.isnan(x), t.size, out)  # the missing bin
+        return out
+
+    def levels(self, feature: int, bins: np.ndarray) -> np.ndarray:
+        """The level codes of bins of a categorical column (the missing bin and unseen bin have none)."""
+        t = self.thresholds[feature]
+        codes = t[:-1] if t.size and t[-1] == MISSING_THRESHOLD else t
+        b = np.asarray(bins, dtype=np.int64)
+        return np.sort(codes[b[b < codes.size]])
 
     def threshold(self, feature: int, bin_index: int) -> float:
         """The raw-value threshold of the split "bin <= bin_index" on ``feature``."""
@@ -84,23 +113,35 @@ class BinEdges:
 
     # -- node-local persistence ------------------------------------------------------------
     def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(all thresholds concatenated, per-feature counts): for party state, never the wire."""
+        """(all thresholds concatenated, per-feature counts): for party state, never the wire.
+
+        A categorical column's count is stored as ``-(count + 1)`` (so the pair stays two arrays).
+        """
         flat = np.concatenate(self.thresholds) if self.thresholds else np.zeros(0)
-        return flat.astype(np.float64), np.array([t.size for t in self.thresholds], dtype=np.int64)
+        sizes = [-(t.size + 1) if j in self.categorical else t.size for j, t in enumerate(self.thresholds)]
+        return flat.astype(np.float64), np.array(sizes, dtype=np.int64)
 
     @classmethod
     def from_arrays(cls, flat: np.ndarray, sizes: np.ndarray) -> BinEdges:
+        sizes = np.asarray(sizes, dtype=np.int64)
+        cats = frozenset(int(j) for j in np.flatnonzero(sizes < 0))
+        sizes = np.where(sizes < 0, -sizes - 1, sizes)
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return cls([np.asarray(flat[bounds[j] : bounds[j + 1]], dtype=np.float64).copy() for j in range(len(sizes))])
+        return cls(
+            [np.asarray(flat[bounds[j] : bounds[j + 1]], dtype=np.float64).copy() for j in range(len(sizes))], cats
+        )
 
 
-def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features") -> BinEdges:
-    """Quantile thresholds for every column of ``X`` (see the module docstring)."""
+def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features", categorical: Sequence[int] = ()) -> BinEdges:
+    """Quantile thresholds for every column of ``X``; level codes for ``categorical`` columns (module docstring)."""
     if not 2 <= max_bins <= MAX_BINS_LIMIT:
         raise BinningError(f"max_bins must be in [2, {MAX_BINS_LIMIT}], got {max_bins}")
     X = _check_matrix(X, what)
     if X.shape[0] == 0:
         raise BinningError(f"{what}: no rows to fit bins on")
+    cats = frozenset(int(j) for j in categorical)
+    if any(not 0 <= j < X.shape[1] for j in cats):
+        raise BinningError(f"{what}: categorical columns {sorted(cats)} outside [0, {X.shape[1]})")
     thresholds = []
     for j in range(X.shape[1]):
         full = X[:, j]
@@ -108,7 +149,15 @@ def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features") -> Bi
         col = full[~missing]
         distinct = np.unique(col)
         value_bins = max_bins - int(missing.any())  # the missing bin counts towards max_bins
-        if distinct.size == 0:
+        if j in cats:
+            # one bin per level plus the never-occupied "unseen level" bin
+            if distinct.size + 1 > value_bins:
+                raise BinningError(
+                    f"{what}: categorical column {j} has {distinct.size} levels, at most {value_bins - 1} fit "
+                    f"in max_bins={max_bins} (raise max_bins or merge rare levels)"
+                )
+            t = distinct
+        elif distinct.size == 0:
             t = np.zeros(0)
         elif distinct.size <= value_bins:
             t = (distinct[:-1] + distinct[1:]) / 2.0
@@ -120,4 +169,4 @@ def fit_bins(X: np.ndarray, max_bins: int = 32, *, what: str = "features") -> Bi
         if missing.any():
             t = np.append(t, MISSING_THRESHOLD)
         thresholds.append(np.ascontiguousarray(t, dtype=np.float64))
-    return BinEdges(thresholds)
+    return BinEdges(thresholds, cats)

@@ -12,6 +12,7 @@ binned once in ``__init__``, and errors name the party, step, tree and level.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -34,10 +35,10 @@ def required_features(X: np.ndarray | None, who: str, what: str, n_cols: int | N
     return checked
 
 
-def fit_party_bins(X: np.ndarray, max_bins: int, who: str) -> BinEdges:
+def fit_party_bins(X: np.ndarray, max_bins: int, who: str, categorical: Sequence[int] = ()) -> BinEdges:
     """This party's quantile bins of its own training features (a ValueError names the party)."""
     try:
-        return fit_bins(X, max_bins, what=f"{who}: X_train")
+        return fit_bins(X, max_bins, what=f"{who}: X_train", categorical=categorical)
     except BinningError as exc:
         raise ValueError(str(exc)) from None
 
@@ -100,6 +101,7 @@ class SecureBoostParty(RestartableParty):
         X_val: np.ndarray | None,
         config: SecureBoostConfig,
         bins: BinEdges | None,
+        categorical: Sequence[int] = (),
     ) -> None:
         if not isinstance(config, SecureBoostConfig):
             raise TypeError("config must be a SecureBoostConfig (use SecureBoostConfig.from_section)")
@@ -112,7 +114,8 @@ class SecureBoostParty(RestartableParty):
         if self.X.shape[0] == 0:
             raise ValueError(f"{who}: X_train has no rows")
         self.X_val = as_features(X_val, who, "X_val", self.X.shape[1], allow_nan=True)
-        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who)
+        # categorical: own columns split by level sets (issue 17); restored bins remember them
+        self.bins = bins if bins is not None else fit_party_bins(self.X, config.max_bins, who, categorical)
         if self.bins.n_features != self.X.shape[1]:
             raise ValueError(f"{who}: bin edges for {self.bins.n_features} features, X_train has {self.X.shape[1]}")
         self.Xb = self.bins.transform(self.X)

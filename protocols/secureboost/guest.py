@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from protocols.common.inputs import as_labels
 from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
+from protocols.gbdt.params import GBDTParams
 from protocols.gbdt.plain import (
     OWNER_GUEST,
     OWNER_HOST,
@@ -28,10 +29,13 @@ from protocols.gbdt.plain import (
     Tree,
     TreeBuilder,
     base_score,
+    best_split,
+    binned_go_left,
     can_split,
-    candidate_mask,
+    categorical_order,
     first_max,
     logloss,
+    missing_bins,
     node_histograms,
     quantized_grad_hess,
     roc_auc,
@@ -64,7 +68,8 @@ from protocols.secureboost.model import SecureBoostGuestModel
 
 log = logging.getLogger(__name__)
 
-HostCandidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # opaque ids, decrypted G_L, H_L of one node
+# of one node: opaque ids, decrypted G_L, H_L (per level for categorical groups), group, level row count
+HostCandidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -114,11 +119,14 @@ class SecureBoostGuest(SecureBoostParty):
         y_val: np.ndarray | None = None,
         bins: BinEdges | None = None,
         on_tree: Callable[[dict], None] | None = None,
+        categorical: Sequence[int] = (),
     ) -> None:
         who = f"guest {name!r}"
         if (X_val is None) != (y_val is None):
             raise ValueError(f"{who}: give both X_val and y_val, or neither")
-        super().__init__(name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins)
+        super().__init__(
+            name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins, categorical=categorical
+        )
         self.on_tree = on_tree  # called with each tree's history record (metrics, ledger)
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         y = as_labels(y_train, n, who, "y_train", signed=False)
@@ -446,6 +454,13 @@ class SecureBoostGuest(SecureBoostParty):
         cand_id = np.asarray(msg.cand_id, dtype=np.uint64)
         if cand_node.shape != cand_id.shape or cand_node.ndim != 1:
             raise self._fail("candidate node/id arrays differ in length")
+        lg = np.asarray(msg.level_group, dtype=np.int64)
+        lc = np.asarray(msg.level_count, dtype=np.int64)
+        if lg.ndim != 1 or lc.shape != lg.shape or lg.size > cand_id.size or (lg < 1).any() or (lc < 1).any():
+            raise self._fail("categorical level groups/counts malformed (wrong length, or a group < 1 or count < 1)")
+        n_thr = cand_id.size - lg.size  # the level entries come last
+        group = np.concatenate([np.zeros(n_thr, dtype=np.int64), lg])
+        count = np.concatenate([np.zeros(n_thr, dtype=np.int64), lc])
         if cand_node.size and not np.isin(cand_node, nodes).all():
             raise self._fail("candidates refer to nodes outside this level")
         pk = self._sk.public_key
@@ -471,19 +486,22 @@ class SecureBoostGuest(SecureBoostParty):
         out: dict[int, HostCandidates] = {}
         for nd in nodes:
             sel = cand_node == nd
-            out[nd] = (cand_id[sel], GL[sel], HL[sel])
+            out[nd] = (cand_id[sel], GL[sel], HL[sel], group[sel], count[sel])
         return out
 
     def _decide(self, level: int, nodes: list[int], host: dict[int, HostCandidates] | None) -> SbSplits:
         """Best split per node over own and host candidates; apply guest splits right away."""
         s, p, tb = self.s, self.params, self._tb
         B = self.B
+        miss_bin = missing_bins(self.bins)
         pos = np.full(len(tb.left), -1, dtype=np.int64)
         pos[nodes] = np.arange(len(nodes))
         rows = np.flatnonzero(pos[s.node_of_row] >= 0)
         local = pos[s.node_of_row[rows]]
         hg, hh, cnt = node_histograms(self.Xb, rows, local, len(nodes), B, s.g, s.h)
         kinds, sids, lefts, rights, exp_l, exp_r = [], [], [], [], [], []
+        level_ids: list[int] = []  # chosen left levels of categorical host splits
+        n_levels = [0] * len(nodes)
         tbits: list[np.ndarray] = []
         vbits: list[np.ndarray] = []
         s.pending, s.flagged = [], []
@@ -492,39 +510,40 @@ class SecureBoostGuest(SecureBoostParty):
         scale = 2.0**-p.precision_bits
         for k, node in enumerate(nodes):
             G, H = tb.G[node], tb.H[node]
-            mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
-            GL, HL, NL = (np.cumsum(a[k], axis=1) for a in (hg, hh, cnt))
-            ig, gg = first_max(np.where(mask, split_gains(GL, HL, G, H, p), -np.inf).ravel())
+            own = best_split(hg[k], hh[k], cnt[k], self.n_bins, miss_bin, G, H, p, self.bins.categorical)
+            gg = -np.inf if own is None else own.gain
             cand = host.get(node) if host is not None else None
-            ih, gh = (-1, -np.inf) if cand is None else first_max(split_gains(cand[1], cand[2], G, H, p))
-            if cand is not None and gh > gg and gh > 0:
-                ids, hGL, hHL = cand
-                gl, hl = int(hGL[ih]), int(hHL[ih])
-                lid, rid = tb.split(
-                    node, OWNER_HOST, -1, float("nan"), int(ids[ih]), gh, (gl, hl, 0), (G - gl, H - hl, 0)
-                )
-                s.pending.append([node, int(ids[ih]), gl, hl])
+            hbest = None if cand is None else host_best_split(cand, G, H, p)
+            gh = -np.inf if hbest is None else hbest[1]
+            if hbest is not None and gh > gg and gh > 0:
+                sid, gh, gl, hl, left_ids = hbest
+                lid, rid = tb.split(node, OWNER_HOST, -1, float("nan"), sid, gh, (gl, hl, 0), (G - gl, H - hl, 0))
+                s.pending.append([node, sid, gl, hl])
                 kinds.append(KIND_HOST)
-                sids.append(int(ids[ih]))
+                sids.append(sid)
+                level_ids += left_ids
+                n_levels[k] = len(left_ids)
                 # the host adds the row-count rule (it knows the partition first)
                 fl = [deeper and hl * scale >= mcw2, deeper and (H - hl) * scale >= mcw2]
-            elif ig >= 0 and gg > 0:
-                f, b = divmod(ig, B)
-                gl, hl, nl = int(GL[f, b]), int(HL[f, b]), int(NL[f, b])
+            elif own is not None and gg > 0:
+                f, b, ml, lb = own.feature, own.bin, own.missing_left, own.left_bins
+                gl, hl, nl = own.GL, own.HL, own.NL
                 lid, rid = tb.split(
                     node,
                     OWNER_GUEST,
                     f,
-                    self.bins.threshold(f, b),
+                    float("nan") if lb is not None else self.bins.threshold(f, b),
                     0,
                     gg,
                     (gl, hl, nl),
                     (G - gl, H - hl, tb.n[node] - nl),
+                    ml,
+                    self.bins.levels(f, np.array(lb)).tolist() if lb is not None else None,
                 )
                 at = rows[local == k]
                 vat = np.flatnonzero(s.node_of_val == node)
-                go = self.Xb[at, f] <= b
-                vgo = self.Xb_val[vat, f] <= b
+                go = binned_go_left(self.Xb[at, f], b, ml, int(miss_bin[f]), lb)
+                vgo = binned_go_left(self.Xb_val[vat, f], b, ml, int(miss_bin[f]), lb)
                 s.node_of_row[at[go]], s.node_of_row[at[~go]] = lid, rid
                 s.node_of_val[vat[vgo]], s.node_of_val[vat[~vgo]] = lid, rid
                 tbits.append(go)
@@ -558,4 +577,38 @@ class SecureBoostGuest(SecureBoostParty):
             expand_right=np.array(exp_r, dtype=bool),
             train_bits=pack_bits(tbits),
             val_bits=pack_bits(vbits),
+            level_ids=np.array(level_ids, dtype=np.uint64),
+            n_levels=np.array(n_levels, dtype=np.int32),
         )
+
+
+def host_best_split(
+    cand: HostCandidates, G: int, H: int, p: GBDTParams
+) -> tuple[int, float, int, int, list[int]] | None:
+    """The host's best candidate of a node: (split id, gain, G_L, H_L, left level ids) or None.
+
+    Threshold candidates (group 0) are scored as they are; each categorical group's levels are
+    ordered by ``G / (H + lambda)`` exactly as the reference orders a categorical column
+    (:func:`protocols.gbdt.plain.categorical_order`, same integers, same level order) and its
+    prefixes scored, ``min_samples_leaf`` applied with the level counts the host sent. A
+    categorical split is named by one of its left level ids.
+    """
+    ids, cGL, cHL, group, count = cand
+    best: tuple[int, float, int, int, list[int]] | None = None
+    thr = np.flatnonzero(group == 0)
+    i, gain = first_max(split_gains(cGL[thr], cHL[thr], G, H, p))
+    if i >= 0:
+        j = int(thr[i])
+        best = (int(ids[j]), gain, int(cGL[j]), int(cHL[j]), [])
+    for g in np.unique(group[group > 0]).tolist():
+        at = np.flatnonzero(group == g)
+        order = at[categorical_order(cGL[at], cHL[at], count[at], p)]
+        if order.size < 2:
+            continue
+        gl, hl, nl = (np.cumsum(a[order])[:-1] for a in (cGL, cHL, count))
+        ok = (nl >= p.min_samples_leaf) & (int(count[at].sum()) - nl >= p.min_samples_leaf)
+        i, gain = first_max(np.where(ok, split_gains(gl, hl, G, H, p), -np.inf))
+        if i >= 0 and (best is None or gain > best[1]):
+            left = [int(v) for v in ids[order[: i + 1]]]
+            best = (left[0], gain, int(gl[i]), int(hl[i]), left)
+    return best

@@ -4,13 +4,16 @@ The host never holds a decryption key. It adds the guest's ciphertexts into per-
 (smaller child directly, larger child by subtraction, each feature's fullest bin as total minus
 the rest), forms candidate left sums, filters them by ``min_samples_leaf``, shuffles them, names
 them with fresh random ids and packs them several per ciphertext (hot loops in
-:mod:`protocols.secureboost.kernels`). Only it knows which (feature, threshold) an id stands for.
+:mod:`protocols.secureboost.kernels`). Only it knows which (feature, threshold) an id stands for,
+and which way a missing value goes at it: a feature with missing values offers each threshold
+twice, missing rows right and left (:mod:`protocols.gbdt.plain`), as two unrelated ids.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +21,7 @@ import numpy as np
 
 from protocols.common.party import Envelope, open_envelope
 from protocols.gbdt.binning import BinEdges
-from protocols.gbdt.plain import candidate_mask
+from protocols.gbdt.plain import binned_go_left, candidate_grid, missing_bins
 from protocols.paillier import PaillierError, PublicKey
 from protocols.secureboost import checkpoint, messages
 from protocols.secureboost._base import SecureBoostParty, SecureBoostState, check_sender
@@ -39,7 +42,7 @@ from protocols.secureboost.kernels import (
     take_rows,
 )
 from protocols.secureboost.messages import KIND_GUEST, KIND_HOST, KIND_LEAF, PROTOCOL, pack_bits, unpack_bits
-from protocols.secureboost.model import SecureBoostHostModel
+from protocols.secureboost.model import SecureBoostHostModel, categorical_arrays
 
 PARALLEL_MIN_MULTS = 20_000  # below this many ciphertext additions a level runs serially
 PARALLEL_MIN_SHIFTS = 64  # below this many candidates packing runs serially
@@ -81,11 +84,15 @@ class _HostState(SecureBoostState):
     cand_node: Any
     cand_feature: Any
     cand_bin: Any
+    cand_missing_left: Any  # learned direction of missing values of each candidate (issue 17)
+    cand_group: Any  # 0: a threshold candidate; k >= 1: a level of the node's k-th categorical column
     model_tree: list
     model_node: list
     model_id: list
     model_feature: list
     model_bin: list
+    model_missing_left: list
+    model_levels: list  # per split: the left level codes of a categorical split, [] otherwise
     n_trees_final: int
     gain_ids: Any
     gains: Any
@@ -99,9 +106,19 @@ class SecureBoostHost(SecureBoostParty):
     state_type = _HostState
     array_dtypes = {
         **dict.fromkeys(
-            ("node_of_row", "node_of_val", "frontier", "hist_nodes", "cand_node", "cand_feature", "cand_bin"),
+            (
+                "node_of_row",
+                "node_of_val",
+                "frontier",
+                "hist_nodes",
+                "cand_node",
+                "cand_feature",
+                "cand_bin",
+                "cand_group",
+            ),
             np.int64,
         ),
+        "cand_missing_left": np.bool_,
         "cand_id": np.uint64,
         "gain_ids": np.uint64,
         "gains": np.float64,
@@ -116,8 +133,11 @@ class SecureBoostHost(SecureBoostParty):
         *,
         X_val: np.ndarray | None = None,
         bins: BinEdges | None = None,
+        categorical: Sequence[int] = (),
     ) -> None:
-        super().__init__(name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins)
+        super().__init__(
+            name=name, peer=peer, X_train=X_train, X_val=X_val, config=config, bins=bins, categorical=categorical
+        )
         self._pk: PublicKey | None = None
         n, nv = self.X.shape[0], self.Xb_val.shape[0]
         e_i, e_u = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
@@ -138,11 +158,15 @@ class SecureBoostHost(SecureBoostParty):
             cand_node=e_i,
             cand_feature=e_i,
             cand_bin=e_i,
+            cand_missing_left=np.zeros(0, dtype=bool),
+            cand_group=e_i,
             model_tree=[],
             model_node=[],
             model_id=[],
             model_feature=[],
             model_bin=[],
+            model_missing_left=[],
+            model_levels=[],
             n_trees_final=-1,
             gain_ids=e_u,
             gains=np.zeros(0),
@@ -182,18 +206,24 @@ class SecureBoostHost(SecureBoostParty):
 
     @property
     def model(self) -> SecureBoostHostModel:
-        """The lookup table opaque id -> (feature, threshold) of the kept trees."""
+        """The lookup table opaque id -> (feature, threshold, missing direction) of the kept trees."""
         s = self.s
         keep = self._kept()
         feats = np.array(s.model_feature, dtype=np.int64)[keep]
         bins_ = np.array(s.model_bin, dtype=np.int64)[keep]
-        thr = np.array([self.bins.threshold(int(f), int(b)) for f, b in zip(feats, bins_)], dtype=np.float64)
+        thr = np.array(
+            [self.bins.threshold(int(f), int(b)) if b >= 0 else np.nan for f, b in zip(feats, bins_)], dtype=np.float64
+        )
+        levels = [lv for lv, k in zip(s.model_levels, keep.tolist()) if k]
+        is_cat = bins_ < 0
         return SecureBoostHostModel(
             self.X.shape[1],
             np.array(s.model_id, dtype=np.uint64)[keep],
             feats,
             thr,
             np.array(s.model_tree, dtype=np.int64)[keep],
+            np.array(s.model_missing_left, dtype=bool)[keep],
+            *categorical_arrays(levels, is_cat),
         )
 
     def feature_importance(self) -> dict[str, Any]:
@@ -331,6 +361,7 @@ class SecureBoostHost(SecureBoostParty):
         except ValueError as exc:
             raise self._fail(f"guest partition bitmask has the wrong length: {exc}") from None
         cand_index = {int(c): j for j, c in enumerate(s.cand_id.tolist())}
+        level_sets = self._level_sets(msg, kind)
         split_nodes, tbits, vbits = [], [], []
         expanded: list[int] = []
         derived: dict[int, tuple[int, int]] = {}
@@ -352,14 +383,23 @@ class SecureBoostHost(SecureBoostParty):
                 j = cand_index.get(int(msg.split_id[i]))
                 if j is None or int(s.cand_node[j]) != nd:
                     raise self._fail(f"split id {int(msg.split_id[i])} is not a candidate of node {nd}")
-                f, b = int(s.cand_feature[j]), int(s.cand_bin[j])
-                go = self.Xb[rows, f] <= b
-                vgo = self.Xb_val[vrows, f] <= b
+                f, b, ml = int(s.cand_feature[j]), int(s.cand_bin[j]), bool(s.cand_missing_left[j])
+                mb = int(missing_bins(self.bins)[f])
+                chosen = next(level_sets)
+                if chosen and not s.cand_group[j]:
+                    raise self._fail(f"level ids sent for the threshold split of node {nd}")
+                left_bins = self._chosen_levels(nd, j, chosen) if s.cand_group[j] else None
+                if left_bins is not None:
+                    b, ml = -1, mb in left_bins
+                go = binned_go_left(self.Xb[rows, f], b, ml, mb, left_bins)
+                vgo = binned_go_left(self.Xb_val[vrows, f], b, ml, mb, left_bins)
+                s.model_levels.append([] if left_bins is None else self.bins.levels(f, np.array(left_bins)).tolist())
                 s.model_tree.append(s.tree)
                 s.model_node.append(nd)
                 s.model_id.append(int(msg.split_id[i]))
                 s.model_feature.append(f)
                 s.model_bin.append(b)
+                s.model_missing_left.append(ml)
                 split_nodes.append(nd)
                 tbits.append(go)
                 vbits.append(vgo)
@@ -394,6 +434,29 @@ class SecureBoostHost(SecureBoostParty):
         if not expanded:
             s.expect = "gradients"
         return [reply]
+
+    def _level_sets(self, msg: messages.SbSplits, kind: np.ndarray) -> Iterator[list[int]]:
+        """The chosen left level ids of each categorical host split, in decision order."""
+        n_levels = np.asarray(msg.n_levels, dtype=np.int64)
+        level_ids = np.asarray(msg.level_ids, dtype=np.uint64)
+        if n_levels.shape != kind.shape or n_levels.min(initial=0) < 0 or int(n_levels.sum()) != level_ids.size:
+            raise self._fail("level id counts do not match the decisions or the level ids (wrong length)")
+        if (n_levels[kind != KIND_HOST] != 0).any():
+            raise self._fail("level ids sent for a decision that is not a host split")
+        bounds = np.concatenate([[0], np.cumsum(n_levels)])
+        return iter([level_ids[bounds[i] : bounds[i + 1]].tolist() for i in range(kind.size) if kind[i] == KIND_HOST])
+
+    def _chosen_levels(self, nd: int, j: int, ids: list[int]) -> list[int]:
+        """Bins of the left levels the guest chose at node ``nd`` (``j``: the split id's candidate)."""
+        s = self.s
+        index = {int(c): i for i, c in enumerate(s.cand_id.tolist())}
+        at = [index.get(int(i), -1) for i in ids]
+        group = np.flatnonzero((s.cand_node == nd) & (s.cand_group == s.cand_group[j]))
+        if not ids or j not in at or any(a not in group for a in at) or len(set(at)) != len(at):
+            raise self._fail(f"categorical split of node {nd}: level ids are not levels of the split's column")
+        if len(at) >= group.size:
+            raise self._fail(f"categorical split of node {nd}: every level goes left")
+        return sorted(int(s.cand_bin[a]) for a in at)
 
     # -- encrypted histograms ---------------------------------------------------------------------
     def _histograms(self, direct: list[int], derived: dict[int, tuple[int, int]]) -> dict[int, Histogram]:
@@ -488,14 +551,39 @@ class SecureBoostHost(SecureBoostParty):
         c_node: list[int] = []
         c_feat: list[int] = []
         c_bin: list[int] = []
+        c_ml: list[bool] = []
+        c_group: list[int] = []
+        lv: dict[str, list] = {k: [] for k in ("cts", "node", "feat", "bin", "group", "count")}  # level entries
+        miss_bin = missing_bins(self.bins)
+        cats = sorted(self.bins.categorical)
         for k, nd in enumerate(nodes):
-            mask = candidate_mask(cnt[k], self.n_bins, p.min_samples_leaf)
-            node_cts, node_meta = candidate_left_sums(hist[nd], self.n_bins, B, mask, nsq)
+            mask = candidate_grid(cnt[k], self.n_bins, miss_bin, p.min_samples_leaf)
+            mask[cats] = False  # categorical columns: level sums below, no thresholds
+            node_cts, node_meta = candidate_left_sums(hist[nd], self.n_bins, B, mask, miss_bin, nsq)
             perm = rng.permutation(len(node_cts))
             cts += [node_cts[i] for i in perm]
             c_node += [nd] * len(perm)
             c_feat += [node_meta[i][0] for i in perm]
             c_bin += [node_meta[i][1] for i in perm]
+            c_ml += [node_meta[i][2] for i in perm]
+            c_group += [0] * len(perm)
+            # categorical columns in random order, each a group of its non-empty levels in level order
+            groups = [(f, np.flatnonzero(cnt[k, f] > 0)) for f in cats]
+            groups = [groups[i] for i in rng.permutation(len(groups)) if groups[i][1].size >= 2]
+            for g, (f, levels) in enumerate(groups, start=1):
+                lv["cts"] += [hist[nd][f * B + int(b)] for b in levels]
+                lv["node"] += [nd] * levels.size
+                lv["feat"] += [f] * levels.size
+                lv["bin"] += levels.tolist()
+                lv["group"] += [g] * levels.size
+                lv["count"] += cnt[k, f, levels].tolist()
+        # level entries go last, so a run without categorical columns sends no level arrays at all
+        cts += lv["cts"]
+        c_node += lv["node"]
+        c_feat += lv["feat"]
+        c_bin += lv["bin"]
+        c_ml += [False] * len(lv["cts"])
+        c_group += lv["group"]
         ids = _fresh_ids(len(cts), set(s.model_id))
         layout = GHLayout(s.precision_bits, self.X.shape[0], self._pk.bits)
         K = layout.slots
@@ -517,6 +605,8 @@ class SecureBoostHost(SecureBoostParty):
         s.cand_node = np.array(c_node, dtype=np.int64)
         s.cand_feature = np.array(c_feat, dtype=np.int64)
         s.cand_bin = np.array(c_bin, dtype=np.int64)
+        s.cand_missing_left = np.array(c_ml, dtype=bool)
+        s.cand_group = np.array(c_group, dtype=np.int64)
         s.hist_nodes = np.array(nodes, dtype=np.int64)
         s.hist_blob = b"".join(mpz_to_blob(hist[nd], width) for nd in nodes)
         msg = messages.SbLevelReply(
@@ -532,5 +622,7 @@ class SecureBoostHost(SecureBoostParty):
             cand_id=ids,
             slots=K,
             packed=packed,
+            level_group=np.array(lv["group"], dtype=np.int32),
+            level_count=np.array(lv["count"], dtype=np.int64),
         )
         return self.send(self.peer, msg)

@@ -143,23 +143,30 @@ def subtract_histograms(parents: Sequence[Histogram], smalls: Sequence[Histogram
 
 
 def candidate_left_sums(
-    hist: Histogram, n_bins: np.ndarray, n_bins_max: int, mask: np.ndarray, nsq: mpz
-) -> tuple[list[mpz], list[tuple[int, int]]]:
-    """Encrypted left sums of one node's candidates "bin <= b" where ``mask[f, b]``, and their (f, b).
+    hist: Histogram, n_bins: np.ndarray, n_bins_max: int, mask: np.ndarray, miss_bin: np.ndarray, nsq: mpz
+) -> tuple[list[mpz], list[tuple[int, int, bool]]]:
+    """Encrypted left sums of one node's candidates where ``mask[f, d, b]``, and their (f, b, missing left).
 
-    Prefix products over each feature's bins, in feature then bin order.
+    ``mask`` is the grid of :func:`protocols.gbdt.plain.candidate_grid`: ``d = 0`` is "bin <= b"
+    (missing right), ``d = 1`` "bin <= b or missing" -- the same prefix product times the
+    feature's missing bin ``miss_bin[f]``. Prefix products over each feature's bins, in
+    feature then bin order.
     """
     sums: list[mpz] = []
-    where: list[tuple[int, int]] = []
+    where: list[tuple[int, int, bool]] = []
     for f in range(len(n_bins)):
         acc = ONE
+        m = hist[f * n_bins_max + int(miss_bin[f])] if miss_bin[f] >= 0 else ONE
         for b in range(int(n_bins[f]) - 1):
             c = hist[f * n_bins_max + b]
             if c != ONE:
                 acc = acc * c % nsq
-            if mask[f, b]:
+            if mask[f, 0, b]:
                 sums.append(acc)
-                where.append((f, b))
+                where.append((f, b, False))
+            if mask[f, 1, b]:
+                sums.append(acc * m % nsq)
+                where.append((f, b, True))
     return sums, where
 
 

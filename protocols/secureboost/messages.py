@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROTOCOL = "fedcredit-secureboost/1"
+PROTOCOL = "fedcredit-secureboost/2"  # /2: categorical host columns (level groups, chosen level ids)
 
 # SbSplits.kind values
 KIND_LEAF, KIND_GUEST, KIND_HOST = 0, 1, 2
@@ -54,6 +54,13 @@ class SbLevelReply:
     concatenated and ``np.packbits``-ed. ``nodes`` lists the nodes whose candidates follow;
     ``cand_node[j]`` and ``cand_id[j]`` say which node and which opaque split candidate ``j``
     is; candidate ``j`` sits in slot ``j % slots`` of packed ciphertext ``j // slots``.
+
+    Categorical host columns (issue 17) send no thresholds but per-level sums, as the **last**
+    ``L = level_group.size`` candidates: candidate ``J - L + i`` (``J`` candidates in all) is a
+    level of its node's ``level_group[i]``-th categorical column (``>= 1``; one entry per
+    non-empty level, missing counting as a level, in the host's level order; the column is not
+    named and the level is an opaque id) holding ``level_count[i]`` rows, so the guest can apply
+    ``min_samples_leaf`` to the level prefixes it scores. All others are threshold candidates.
     """
 
     protocol: str
@@ -68,6 +75,8 @@ class SbLevelReply:
     cand_id: np.ndarray
     slots: int
     packed: bytes
+    level_group: np.ndarray
+    level_count: np.ndarray
 
 
 @dataclass
@@ -79,6 +88,9 @@ class SbSplits:
     ``expand_*`` say whether the guest wants the child's histograms (it may still be split:
     enough hessian; the host additionally drops children with too few rows). Guest splits come
     with bitmasks over the node's training / validation rows as in :class:`SbLevelReply`.
+    A host split on a categorical column names its left levels: ``level_ids`` holds them for all
+    such nodes, ``n_levels[i]`` how many belong to node ``i`` (0 for every other decision);
+    ``split_id[i]`` is then one of them (it names the split in both model halves).
     """
 
     protocol: str
@@ -93,6 +105,8 @@ class SbSplits:
     expand_right: np.ndarray
     train_bits: np.ndarray
     val_bits: np.ndarray
+    level_ids: np.ndarray
+    n_levels: np.ndarray
 
 
 @dataclass

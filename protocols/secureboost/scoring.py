@@ -31,7 +31,7 @@ import numpy as np
 
 from protocols.common.channel import Channel, ChannelError, new_private_key, public_key_of
 from protocols.common.party import Envelope, ProtocolError, RestartableParty, data_digest, open_envelope
-from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, sigmoid
+from protocols.gbdt.plain import OWNER_GUEST, OWNER_HOST, raw_go_left, sigmoid
 from protocols.secureboost._base import check_sender, required_features
 from protocols.secureboost.messages import PROTOCOL, SbDirectionQuery, SbScoringDone
 from protocols.secureboost.model import ModelError, SecureBoostGuestModel, SecureBoostHostModel
@@ -230,7 +230,11 @@ class SecureBoostScoringGuest(_ScoringParty):
                 if g.size == 0:
                     break
                 k = pos[t, g]
-                go_left = self.X[g, tree.feature[k]] <= tree.threshold[k]
+                x = self.X[g, tree.feature[k]]
+                go_left = (x <= tree.threshold[k]) | (tree.missing_left[k] & np.isnan(x))  # NaN: learned way
+                for node in np.unique(k[tree.cat_start[k] >= 0]).tolist():  # categorical: a level set
+                    at = k == node
+                    go_left[at] = raw_go_left(x[at], np.nan, bool(tree.missing_left[node]), tree.levels(node))
                 pos[t, g] = np.where(go_left, tree.left[k], tree.right[k])
             h = np.flatnonzero(tree.owner[pos[t]] == OWNER_HOST)
             ask_r.append(h)

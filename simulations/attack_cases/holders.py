@@ -501,7 +501,7 @@ class PowerOfTwoGuest(SecureBoostGuest):
     def _decrypt_candidates(self, msg: SbLevelReply, nodes: list[int]) -> dict:
         out = super()._decrypt_candidates(msg, nodes)
         if msg.tree == 0 and msg.level == 0:
-            ids, _, HL = out[0]
+            ids, _, HL = out[0][:3]  # (ids, G_L, H_L, group, level count)
             self.membership = {int(i): int(v) for i, v in zip(ids, HL)}
             raise _AttackDone  # the guest has what it came for; it walks away (the host sees a dropped run)
         return out
