@@ -386,6 +386,27 @@ CANARIES: list[Canary] = [
         ],
         "the bank scans a centre column's levels in code order, not by G/H: its trees leave the reference",
     ),
+    # -- SecureBoost runs take sparse public records as they are (issue 17) --------------------------
+    Canary(
+        "secureboost-run/missing-values-imputed-by-the-split",
+        "parties/vertical/alignment_phases.py",
+        "pre = LocalPreprocessor(keep_missing=trees).fit(",
+        "pre = LocalPreprocessor(keep_missing=False).fit(",
+        [
+            "tests/test_secureboost_sparse_run.py::test_secureboost_runs_on_missing_and_categorical_centre_data_and_beats_bank_only"
+        ],
+        "a SecureBoost run refuses (or would impute) the centre's empty cells instead of learning their direction",
+    ),
+    Canary(
+        "secureboost-run/categorical-columns-read-as-numbers",
+        "parties/vertical/alignment_phases.py",
+        "passthrough=[trees and n in data.categorical for n in data.feature_names],",
+        "passthrough=[False for n in data.feature_names],",
+        [
+            "tests/test_secureboost_sparse_run.py::test_secureboost_runs_on_missing_and_categorical_centre_data_and_beats_bank_only"
+        ],
+        "declared categorical columns are z-scored like amounts, so level codes no longer reach the trees as levels",
+    ),
 ]
 
 

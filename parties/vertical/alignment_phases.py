@@ -164,6 +164,13 @@ class SplitPhase(Phase[SplitSender | SplitReceiver]):
         rows = get_array(node, COMMON_ROWS)
         train_rows = rows[~test & ~val]
         if node.scenario.mode != "scorecard":  # a scorecard encodes by WOE (scorecard_phases), missing values allowed
-            pre = LocalPreprocessor().fit(data.features[train_rows], data.feature_names)
+            # trees take missing values as they are (a learned direction per split) and declared
+            # categorical columns as level codes; LR refuses missing values, naming row and column
+            trees = node.scenario.mode == "secureboost"
+            pre = LocalPreprocessor(keep_missing=trees).fit(
+                data.features[train_rows],
+                data.feature_names,
+                passthrough=[trees and n in data.categorical for n in data.feature_names],
+            )
             node.put(PREPROCESSOR, json.dumps(pre.to_dict()))
         return {"train": int((~test & ~val).sum()), "validation": int(val.sum()), "test": int(test.sum())}

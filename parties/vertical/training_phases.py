@@ -138,6 +138,26 @@ class SecureBoostPhase(_TwoPartyTraining):
     count_key = "trees"
     config_type, bank_type, centre_type = sb.SecureBoostConfig, sb.SecureBoostGuest, sb.SecureBoostHost
 
+    def create(self, node: NodeRuntime, params: dict) -> RestartableParty:
+        """As every training phase, plus this party's declared categorical columns (split by level
+        sets; the restored state's bins remember them)."""
+        cfg = node.scenario.settings(self.config_type)
+        d = self.features(node)
+        data = node.data()
+        cats = [j for j, n in enumerate(data.feature_names) if n in data.categorical]
+        if node.role == "bank":
+            return self.bank_type(
+                node.name,
+                params["peer"],
+                d["X_train"],
+                d["y_train"],
+                cfg,
+                X_val=d["X_val"],
+                y_val=d["y_val"],
+                categorical=cats,
+            )
+        return self.centre_type(node.name, params["peer"], d["X_train"], cfg, X_val=d["X_val"], categorical=cats)
+
     def model_part(self, node: NodeRuntime, party: RestartableParty) -> dict:
         model = party.model
         return {
