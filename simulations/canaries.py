@@ -407,6 +407,23 @@ CANARIES: list[Canary] = [
         ],
         "declared categorical columns are z-scored like amounts, so level codes no longer reach the trees as levels",
     ),
+    # -- federated binning: the bank reads only the low window of each bin sum ----------------------
+    Canary(
+        "binning/bin-sums-unmasked",
+        "protocols/binning/centre.py",
+        "masks = [secrets.randbelow(pk.n - (1 << int(w))) for w in windows]",
+        "masks = [0 for w in windows]",
+        ["tests/test_attacks_holders.py::test_binning_window_bounds_what_power_of_two_labels_place"],
+        "a bank that encrypts 2^t instead of 0/1 labels reads the centre's fine bin of hundreds of rows",
+    ),
+    Canary(
+        "binning/bin-sums-not-rerandomised",
+        "protocols/binning/centre.py",
+        "sums=sums.add_plain(masks).to_bytes(),",
+        "sums=sums.add_plain(masks).to_bytes(be_secure=False),",
+        ["tests/test_binning.py::test_sums_are_rerandomised_before_they_leave"],
+        "the bank can test which of its own label ciphertexts a bin sum holds",
+    ),
 ]
 
 

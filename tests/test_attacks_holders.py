@@ -58,6 +58,7 @@ def test_holder_cases_are_registered_for_the_attack_runner():
         "bank/power-of-two-gradients/secureboost",
         "bank/inflated-validation-residuals/hetero-lr",
         "bank/repeat-queries/inference",
+        "bank/power-of-two-labels/binning",
     } <= names
 
 
@@ -112,3 +113,17 @@ def test_dishonest_centre_label_channel_at_production_sizes_is_p_c_times_window_
         legacy=False, n=8192, batch_size=4096, p_c=10, key_bits=2048
     )
     assert (correct, claimed, rows0, bound, caught) == (740, 740, 4096, 980, None)
+
+
+def test_control_power_of_two_labels_place_every_tagged_row_without_the_binning_window(tmp_path: Path):
+    """Control: the centre before the window hands the bank every bin sum in full."""
+    r = holders.bank_power_of_two_labels_binning(tmp_path, legacy=True)
+    assert "200 rows placed" in r.detail and r.within_bound is False
+
+
+def test_binning_window_bounds_what_power_of_two_labels_place(tmp_path: Path):
+    """A bank that encrypts 2^t instead of 0/1 labels reads only bit_length(count) bits per bin:
+    at most bit_length(rows) rows placed in the centre's bins per run (11 at 2,000 rows)."""
+    r = holders.bank_power_of_two_labels_binning(tmp_path)
+    placed = int(r.detail.split(": ")[1].split(" rows placed")[0])
+    assert r.attacker == "bank" and r.within_bound and placed <= 11 and handled(r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gmpy2
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,9 +125,15 @@ def test_sums_are_rerandomised_before_they_leave(keypair):
     codes = centre.codes[:, 1]
     plain_product = enc_labels[np.flatnonzero(codes == 0)].sum().ciphertexts[0]  # what a lazy centre would send
     sent = wire.decode(centre.receive(out)[0].payload, EncryptedBinSums)
-    first = EncryptedVector.from_bytes(pk, sent.sums).ciphertexts[int(centre.bins[0].n_bins)]
-    assert first != plain_product  # the bank cannot link the sum to its own ciphertexts' randomness
-    assert keypair[1].decrypt(EncryptedVector(pk, [first]))[0] == int(y[codes == 0].sum())
+    at = int(centre.bins[0].n_bins)
+    first = EncryptedVector.from_bytes(pk, sent.sums).ciphertexts[at]
+    # The masked sum is product * (1+n)^R; without re-randomisation, dividing by the bank's own
+    # product leaves (1+n)^R, which is 1 mod n: the bank could test which of its ciphertexts a bin holds.
+    link = first * gmpy2.invert(plain_product, pk.nsquare) % pk.nsquare
+    assert link % pk.n != 1  # the bank cannot link the sum to its own ciphertexts' randomness
+    w = int(sent.counts[at]).bit_length()
+    d = int(keypair[1].decrypt_raw([first])[0])
+    assert (d - int(sent.mask_low[at])) % (1 << w) == int(y[codes == 0].sum())
 
 
 def type_for(name: str):

@@ -14,7 +14,14 @@ import numpy as np
 
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
-from protocols.binning.messages import BankState, BinningResult, CentreKept, EncryptedBinSums, EncryptedLabels
+from protocols.binning.messages import (
+    BankState,
+    BinningResult,
+    CentreKept,
+    EncryptedBinSums,
+    EncryptedLabels,
+    window_bits,
+)
 from protocols.binning.woe import ColumnWoe, drop_correlated, merge_column, select_by_iv, woe_encode, woe_iv
 from protocols.common import wire
 from protocols.common.party import Envelope, Party, data_digest, open_envelope
@@ -113,8 +120,16 @@ class BinningBank(Party):
             raise self._fail(f"binning step 2: bad encrypted sums: {exc}") from None
         if len(enc) != msg.counts.size:
             raise self._fail(f"binning step 2: {len(enc)} sums for {msg.counts.size} bins")
-        events = np.array([int(v) for v in self._sk.decrypt(enc)], dtype=np.int64)
         counts = msg.counts.astype(np.int64)
+        if msg.mask_low.shape != counts.shape:
+            raise self._fail(f"binning step 2: {msg.mask_low.size} masks for {counts.size} bins")
+        # each sum arrives as sum + R_b; only its low w_b bits are readable (R_b's low bits are given)
+        windows = window_bits(counts)
+        raw = self._sk.decrypt_raw(enc.ciphertexts)
+        events = np.array(
+            [(int(d) - int(m)) & ((1 << int(w)) - 1) for d, m, w in zip(raw, msg.mask_low.tolist(), windows.tolist())],
+            dtype=np.int64,
+        )
         n, n_events = len(self.y), int(self.y.sum())
         offs = np.concatenate([[0], np.cumsum(msg.n_bins)])
         out = []

@@ -9,11 +9,20 @@ it needs to WOE-encode its columns for the scorecard.
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 
 from protocols.binning.config import BinningConfig
 from protocols.binning.fine import ColumnBins, fine_bin
-from protocols.binning.messages import BinningResult, CentreKept, CentreState, EncryptedBinSums, EncryptedLabels
+from protocols.binning.messages import (
+    BinningResult,
+    CentreKept,
+    CentreState,
+    EncryptedBinSums,
+    EncryptedLabels,
+    window_bits,
+)
 from protocols.binning.woe import ColumnWoe, drop_correlated, woe_encode
 from protocols.common import wire
 from protocols.common.party import Envelope, Party, ProtocolError, data_digest, open_envelope
@@ -125,12 +134,15 @@ class BinningCentre(Party):
         sums = parts[0]
         for p in parts[1:]:
             sums = sums.concat(p)
+        windows = window_bits(np.asarray(counts, dtype=np.int64))
+        masks = [secrets.randbelow(pk.n - (1 << int(w))) for w in windows]
         return EncryptedBinSums(
             columns=self.names,
             kinds=[cb.kind for cb in self.bins],
             n_bins=np.asarray(n_bins, dtype=np.int32),
             counts=np.asarray(counts, dtype=np.int64),
-            sums=sums.to_bytes(),  # not fresh (sums of the bank's ciphertexts): re-randomised here
+            sums=sums.add_plain(masks).to_bytes(),  # not fresh (sums of the bank's ciphertexts): re-randomised
+            mask_low=np.array([r & ((1 << int(w)) - 1) for r, w in zip(masks, windows)], dtype=np.int64),
         )
 
     # -- step 4 ------------------------------------------------------------------------------

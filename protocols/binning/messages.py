@@ -22,13 +22,17 @@ class EncryptedBinSums:
 
     ``n_bins[j]`` fine bins for column ``columns[j]`` (the last is its missing bin); ``counts``
     and the ciphertexts in ``sums`` are concatenated in column order. No edges, no level names.
+    Each sum is masked so that the bank, which decrypts it, learns only its low ``w_b`` bits --
+    all an honest 0/1 label sum of ``count_b`` rows has (``docs/protocols/binning.md``, "A bank
+    that encrypts more than 0/1").
     """
 
     columns: list[str]
     kinds: list[str]
     n_bins: np.ndarray  # int32, one per column
     counts: np.ndarray  # int64, sum(n_bins)
-    sums: bytes
+    sums: bytes  # [[sum of y + R_b]] per bin: R_b uniform in [0, n - 2^w_b), w_b = bit length of count_b
+    mask_low: np.ndarray  # int64, R_b mod 2^w_b: the bank reads only the low w_b bits of each sum
 
 
 @dataclass
@@ -83,3 +87,10 @@ class CentreState:
     peer: str
     data_digest: str
     sums_sent: bool
+
+
+def window_bits(counts: np.ndarray) -> np.ndarray:
+    """Bits the bank may read of each bin's label sum: an honest sum of 0/1 labels over ``count``
+    rows is at most ``count``, so ``bit_length(count)`` bits (at least 1) hold all of it."""
+    c = np.maximum(np.asarray(counts, dtype=np.int64), 1)
+    return np.array([int(v).bit_length() for v in c.tolist()], dtype=np.int64)

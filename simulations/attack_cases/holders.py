@@ -23,6 +23,11 @@ from typing import Any
 import numpy as np
 
 from fedcredit.data import uscc
+from protocols.binning.bank import BinningBank
+from protocols.binning.centre import BinningCentre
+from protocols.binning.config import BinningConfig
+from protocols.binning.messages import EncryptedBinSums, EncryptedLabels
+from protocols.binning.messages import window_bits as bin_window_bits
 from protocols.common.channel import new_private_key
 from protocols.common.party import Envelope, ProtocolError, run_local
 from protocols.hetero_lr import BankLR, CentreLR, HeteroLRConfig
@@ -32,7 +37,7 @@ from protocols.inference import BankModelPart, CentreModelPart, InferenceBank, I
 from protocols.inference.bodies import PartialsBody, RequestBody, pack_usccs
 from protocols.inference.messages import PROTOCOL, InferenceKey, InferencePartials, InferenceRequest
 from protocols.inference.quota import QueryBook, QueryPolicy
-from protocols.paillier import EncryptedVector
+from protocols.paillier import EncryptedVector, PublicKey, generate_keypair
 from protocols.secureboost import SecureBoostConfig, SecureBoostGuest, SecureBoostHost
 from protocols.secureboost.kernels import GHLayout
 from protocols.secureboost.messages import SbLevelReply
@@ -651,4 +656,102 @@ def bank_inflated_validation_residuals(workdir: Path, *, legacy: bool = False) -
         bound=f"<= L = {L} bits per validation aggregate, i.e. <= {bound_scores} partial scores (documented); "
         f"measured {recovered}",
         within_bound=recovered <= bound_scores,
+    )
+
+
+# -- dishonest bank, federated binning: power-of-two "labels" -> the centre's row-to-bin map -------
+BIN_TAGS = 200  # rows the bank tags with 2^t instead of its label (well past any honest window)
+
+
+class _BinningDone(Exception):
+    """Raised by the attacker once it has read the decrypted bin sums (it never finishes the run)."""
+
+
+class PowerOfTwoLabelsBank(BinningBank):
+    """Encrypts ``2^t`` for row ``t < BIN_TAGS`` and 0 elsewhere instead of its 0/1 labels, then
+    reads every decrypted bin sum: bit ``t`` set in bin ``b`` of column ``j`` says row ``t`` lies in
+    the centre's fine bin ``b`` of column ``j``."""
+
+    def start(self) -> list[Envelope]:
+        assert self._sk is not None
+        tags = np.array([1 << t if t < BIN_TAGS else 0 for t in range(len(self.y))], dtype=object)
+        enc = self._sk.encrypt(tags)
+        msg = EncryptedLabels(public_key=self._sk.public_key.to_bytes(), n_rows=len(self.y), labels=enc.to_bytes())
+        return [self.send(self.peer, msg)]
+
+    def decrypt_counts(self, msg: EncryptedBinSums) -> list:
+        assert self._sk is not None
+        raw = [
+            int(d) for d in self._sk.decrypt_raw(EncryptedVector.from_bytes(self._sk.public_key, msg.sums).ciphertexts)
+        ]
+        # everything the bank can read: the decryption minus the low mask bits it is given (with a
+        # windowed centre the bits above each window are covered by the rest of the mask)
+        n = int(self._sk.public_key.n)
+        self.readable = [(d - int(m)) % n for d, m in zip(raw, msg.mask_low.tolist())]
+        self.n_bins = msg.n_bins.copy()
+        raise _BinningDone
+
+
+class LegacyUnmaskedCentre(BinningCentre):
+    """CONTROL ONLY: the centre before the window -- every bin sum decrypts in full at the bank."""
+
+    def _bin_sums(self, msg: EncryptedLabels) -> EncryptedBinSums:
+        out = super()._bin_sums(msg)
+        pk = PublicKey.from_bytes(msg.public_key, insecure_test_key=True)
+        enc = EncryptedVector.from_bytes(pk, msg.labels)
+        parts = []
+        for j, cb in enumerate(self.bins):
+            for b in range(cb.n_bins):
+                rows = np.flatnonzero(self.codes[:, j] == b)
+                parts.append(enc[rows].sum() if rows.size else pk.encrypt_zero(1))
+        sums = parts[0]
+        for p in parts[1:]:
+            sums = sums.concat(p)
+        out.sums, out.mask_low = sums.to_bytes(), np.zeros_like(out.mask_low)
+        return out
+
+
+def _run_binning_tags(legacy: bool) -> tuple[int, int, int, int]:
+    """(rows placed in every centre column, rows tagged, bound in rows, aligned rows)."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    Xc = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 0.2).astype(np.int8)
+    cfg = BinningConfig(key_bits=KEY_BITS, insecure_test_key=True, min_bin_rows=50)
+    _, sk = generate_keypair(KEY_BITS, insecure_test_key=True)
+
+    bank = PowerOfTwoLabelsBank("bank", "centre", np.zeros((n, 0)), [], y, cfg, private_key=sk)
+    centre = (LegacyUnmaskedCentre if legacy else BinningCentre)("centre", "bank", Xc, ["c0", "c1", "c2"], cfg)
+    try:
+        run_local({"bank": bank, "centre": centre})
+    except _BinningDone:
+        pass
+    placed = np.ones(BIN_TAGS, dtype=bool)
+    offs = np.concatenate([[0], np.cumsum(bank.n_bins)])
+    for j in range(len(bank.n_bins)):
+        vals = bank.readable[offs[j] : offs[j + 1]]
+        truth = centre.codes[:BIN_TAGS, j]
+        for t in range(BIN_TAGS):
+            hits = [b for b, v in enumerate(vals) if (v >> t) & 1]
+            placed[t] &= hits == [int(truth[t])]
+    bound = int(bin_window_bits(np.array([n]))[0])  # no bin holds more than n rows
+    return int(placed.sum()), BIN_TAGS, bound, n
+
+
+@attack("bank/power-of-two-labels/binning")
+def bank_power_of_two_labels_binning(workdir: Path, *, legacy: bool = False) -> AttackResult:
+    """Bounded: the bank reads only the low ``bit_length(count)`` bits of each bin sum, so at most
+    ``bit_length(rows)`` tagged rows are placed in the centre's bins per run (control: all 200)."""
+    placed, tagged, bound, n = _run_binning_tags(legacy)
+    return _result(
+        "bank/power-of-two-labels/binning",
+        "bank",
+        None,
+        leaked=placed > 0,
+        detail=(
+            f"bank encrypted 2^t as the 'label' of {tagged} of {n} rows: {placed} rows placed in their fine bin "
+            "of every centre column"
+        ),
+        bound=f"<= bit_length(rows) = {bound} rows per run (documented window); measured {placed}",
+        within_bound=placed <= bound,
     )
