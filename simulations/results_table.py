@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = (
     "vertical-lr",
     "secureboost",
+    "scorecard",
     "vertical-lr-synthetic",
     "horizontal-plain",
     "horizontal-secagg",
@@ -99,6 +100,13 @@ def config_row(name: str, m: dict) -> str:
     elif mode == "secureboost":
         size = f"{m.get('trees')} trees"
         ref = f"pooled GBDT {_c(m, 'gbdt_joint')}, bank only {_c(m, 'gbdt_bank_only')}"
+    elif mode == "scorecard":
+        kept = len(m.get("bank_columns_kept", [])) + len(m.get("centre_columns_kept", []))
+        size = f"{m.get('epochs')} LR epochs on {kept} WOE columns"
+        ref = (
+            f"pooled scorecard, same bins {_c(m, 'same_bins_sklearn_lr')}; "
+            f"optbinning scorecard {_c(m, 'optbinning_scorecard')}"
+        )
     else:
         planned = tomllib.loads((ROOT / "configs" / f"{name}.toml").read_text()).get("lr", {}).get("epochs")
         stopped = planned is not None and m.get("epochs") is not None and m["epochs"] < planned

@@ -45,3 +45,14 @@ def test_an_unverified_run_is_refused(tmp_path):
     fake_run(tmp_path, "vertical-lr", "vertical-lr", {"auc": 0.7, "ks": 0.3, "epochs": 5}, ok=False)
     with pytest.raises(SystemExit, match="verified ledger"):
         results_table.main(["--out", str(tmp_path), "--reuse", "--only", "vertical-lr"])
+
+
+def test_scorecard_row_names_its_pooled_scorecards(tmp_path, capsys):
+    central = {"same_bins_sklearn_lr": {"auc": 0.7586}, "optbinning_scorecard": {"auc": 0.7588}}
+    metrics = {"auc": 0.7565, "ks": 0.3956, "epochs": 5, "centralised": central}
+    metrics.update(bank_columns_kept=["a", "b"], centre_columns_kept=["c"])
+    fake_run(tmp_path, "scorecard", "scorecard", metrics)
+    assert results_table.main(["--out", str(tmp_path), "--reuse", "--only", "scorecard"]) == 0
+    out = capsys.readouterr().out
+    assert "| `configs/scorecard.toml` | 5 LR epochs on 3 WOE columns | **0.7565** | 0.3956 |" in out
+    assert "pooled scorecard, same bins 0.7586; optbinning scorecard 0.7588 |" in out
