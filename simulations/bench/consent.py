@@ -7,7 +7,9 @@ expired, out of scope, another purpose, forged):
 * ``import_s``  -- the one-off first sight: every signature verified once into the centre's
                    verified-token store (``fedcredit consent import``), per token ``import_us``
                    (wall time over ``workers`` processes); ``ed25519_verify_us`` is the floor, one
-                   bare ``cryptography`` Ed25519 verification on one core, measured alongside, and
+                   bare Ed25519 verification on one core through the backend in use
+                   (``ed25519_backend``: libsodium via PyNaCl, else ``cryptography``; the
+                   OpenSSL figure is ``ed25519_openssl_verify_us``), measured alongside, and
                    ``import_overhead`` = import_us * workers / ed25519_verify_us (1.0 = nothing
                    but the crypto);
 * ``store_load_s`` + ``exchange_s`` = ``extra_per_run_s``, the figure the 2 s target is about
@@ -64,23 +66,30 @@ def _tokens(n: int, cache: Path) -> tuple[list[str], list[str], str, dict]:
     return ids, m.tokens, m.revocation_list, {"issue_s": issue_s, "kinds": kinds, "issuer": demo_issuer(5)}
 
 
-def _ed25519_floor_us(tokens: list[str], issuer) -> float:  # type: ignore[no-untyped-def]
-    """One bare Ed25519 verification (pyca), on this core, over these tokens' signing inputs."""
+def _ed25519_floor_us(tokens: list[str], issuer) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """One bare Ed25519 verification on this core over these tokens' signing inputs: through the
+    backend tokens.py uses (IssuerKey.verifies: libsodium if installed) and through
+    ``cryptography`` (OpenSSL), for comparison."""
     import base64
     import contextlib
 
     from cryptography.exceptions import InvalidSignature
 
-    key = issuer.public.key
     pairs = []
     for t in tokens:
         signing_input, sig = t.encode().rsplit(b".", 1)
         pairs.append((base64.urlsafe_b64decode(sig + b"=="), signing_input))
     t0 = time.perf_counter()
     for sig, msg in pairs:
-        with contextlib.suppress(InvalidSignature):  # the forged share: costs the same
+        issuer.public.verifies(sig, msg)  # the forged share costs the same
+    backend = time.perf_counter() - t0
+    key = issuer.public.key
+    t0 = time.perf_counter()
+    for sig, msg in pairs:
+        with contextlib.suppress(InvalidSignature):
             key.verify(sig, msg)
-    return (time.perf_counter() - t0) / max(1, len(pairs)) * 1e6
+    openssl = time.perf_counter() - t0
+    return backend / max(1, len(pairs)) * 1e6, openssl / max(1, len(pairs)) * 1e6
 
 
 def _one_run(ids, raw, policy, store_path, key):  # type: ignore[no-untyped-def]
@@ -120,7 +129,7 @@ def main() -> None:
 def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     from fedcredit.consent.check import ConsentPolicy, VerifiedStore, store_key
     from fedcredit.consent.demo import epoch
-    from fedcredit.consent.tokens import RevocationList
+    from fedcredit.consent.tokens import ED25519_BACKEND, RevocationList
     from protocols.common import parallel
 
     prog.phase(f"issuing {args.firms} consent tokens (cached after the first run)")
@@ -139,7 +148,7 @@ def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
         import_s: float | None = time.perf_counter() - t
     else:
         import_s = None  # store cached from an earlier run of this benchmark
-    floor_us = _ed25519_floor_us(tokens[: min(2000, len(tokens))], issuer)
+    floor_us, openssl_us = _ed25519_floor_us(tokens[: min(2000, len(tokens))], issuer)
     workers = parallel.default_workers()
     policy = ConsentPolicy(
         keys, ("bank", "credit_centre"), "credit_risk_modelling", frozenset({"tax", "court"}),
@@ -167,7 +176,9 @@ def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
         "import_s": None if import_s is None else round(import_s, 2),
         "import_us": None if import_s is None else round(import_s / args.firms * 1e6, 1),
         "workers": workers,
+        "ed25519_backend": ED25519_BACKEND,
         "ed25519_verify_us": round(floor_us, 1),
+        "ed25519_openssl_verify_us": round(openssl_us, 1),
         "import_overhead": None if import_s is None else round(import_s / args.firms * 1e6 * workers / floor_us, 2),
         "store_load_s": round(load_s, 3),
         "exchange_s": round(exchange_s, 3),
