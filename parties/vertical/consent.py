@@ -31,6 +31,7 @@ from fedcredit.consent.check import (
     check_bundle,
     check_keys,
     check_tokens,
+    same_keys,
     store_key,
 )
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
@@ -175,7 +176,7 @@ def centre_policy(node: NodeRuntime, bank: str) -> ConsentPolicy:
 def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
     s = settings(node)
     # Kept across runs (not in the run's node dir): each token's signature is verified once.
-    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.npz"
+    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.bin"
     path = Path(str(_node_setting(node, "consent-store", s.store) or default))
     return path, path.with_name(path.name + ".key")
 
@@ -206,7 +207,7 @@ class _StoreJudge(Judge):
         all_ids = self.node.data().ids
         ids = [all_ids[i] for i in rows]
         store, store_path, key = self._store()
-        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        known = self._rows[1] if self._rows is not None and same_keys(self._rows[0], keys) else None
         result = check_keys(ids, keys, positions, tokens, centre_policy(self.node, self.bank), store, known)
         if result.verified_now:
             store.save(store_path, key)
