@@ -270,3 +270,20 @@ def test_check_keys_reuses_rows_only_for_the_same_store_lookup(issuer):
     assert not accepted[1]
     direct = check_keys(IDS, swapped, asked, toks[9], _policy(issuer, ("t2",)), store, np.zeros(3, np.int64))
     assert direct.reasons.tolist() == judge.result.reasons.tolist()
+
+
+def test_a_subject_longer_than_a_uscc_is_not_cut_down_to_one(issuer):
+    """Planted: a (trusted-issuer) token whose ``sub`` is a USCC plus junk. A fixed-width
+    subject column would truncate it to the USCC and accept it for that firm; it must be
+    ``wrong_subject``, on first sight and from the store."""
+    claims = {
+        "iss": issuer.name, "sub": IDS[0] + "X", "aud": list(AUD), "purpose": "credit_risk_modelling",
+        "cats": ["tax"], "nbf": AT - DAY, "exp": AT + DAY, "iat": AT - DAY, "jti": "long-sub",
+    }  # fmt: skip
+    tok = issuer._sign(claims, tokens_mod.TOKEN_TYP).encode()
+    good = issuer.issue(IDS[1], AUD, "credit_risk_modelling", ("tax",), AT - DAY, AT + DAY, token_id="ok").encode()
+    store = VerifiedStore()
+    for _ in range(2):  # first sight, then from the store
+        res = check_tokens(IDS[:2], [tok, good], _policy(issuer), store)
+        assert res.reasons.tolist() == ["wrong_subject", ""]
+    assert sorted(store.cols["sub"].tolist()) == sorted([b"", IDS[1].encode()])

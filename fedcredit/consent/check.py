@@ -35,6 +35,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -259,13 +260,15 @@ class VerifiedStore:
     def add_rejected(self, token: bytes, reason: str, keyset: bytes) -> None:
         self.rejected[hashlib.sha256(token).digest()] = (reason, keyset)
 
-    def _code(self, name: str, value: str) -> int:
+    def _codes(self, name: str, values: list[str]) -> np.ndarray:
+        """Codes of ``values`` in table ``name`` (new values appended): one dict lookup each."""
         table = self.tables[name]
-        try:
-            return table.index(value)
-        except ValueError:
-            table.append(value)
-            return len(table) - 1
+        index = {v: i for i, v in enumerate(table)}
+        for v in dict.fromkeys(values):  # distinct, in first-seen order
+            if v not in index:
+                index[v] = len(table)
+                table.append(v)
+        return np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
 
     def add_many(
         self, tokens: Sequence[str | bytes], grants: Sequence[Grant], issuers: Mapping[str, IssuerKey]
@@ -282,17 +285,20 @@ class VerifiedStore:
         gs = [g for g, k in zip(grants, keep.tolist(), strict=True) if k]
         if not gs:
             return
+        n = len(gs)
+        tag = {name: f"{name}#{k.fingerprint}" for name, k in issuers.items()}  # once per issuer, not per grant
+        subs = [g.sub.encode() for g in gs]
         new = {
             "digest": d[keep],
-            "sub": np.array([g.sub.encode() for g in gs], dtype="S18"),
-            "jti": np.array([jti_hash(g.jti) for g in gs], dtype=np.uint64),
-            "iss": np.array([self._code("iss", f"{g.iss}#{issuers[g.iss].fingerprint}") for g in gs], dtype=np.int32),
-            "aud": np.array([self._code("aud", _joined(g.aud)) for g in gs], dtype=np.int32),
-            "purpose": np.array([self._code("purpose", g.purpose) for g in gs], dtype=np.int32),
-            "cats": np.array([self._code("cats", _joined(g.cats)) for g in gs], dtype=np.int32),
-            "nbf": np.array([g.nbf for g in gs], dtype=np.int64),
-            "exp": np.array([g.exp for g in gs], dtype=np.int64),
-            "iat": np.array([g.iat for g in gs], dtype=np.int64),
+            # a subject that is not exactly 18 bytes cannot be a USCC: filed as b"", it never
+            # matches a row (an "S18" column would otherwise cut "USCC+junk" down to "USCC")
+            "sub": np.array([b if len(b) == 18 else b"" for b in subs], dtype="S18"),
+            "jti": np.fromiter(map(jti_hash, map(attrgetter("jti"), gs)), dtype=np.uint64, count=n),
+            "iss": self._codes("iss", [tag[g.iss] for g in gs]),
+            "aud": self._codes("aud", [_joined(g.aud) for g in gs]),
+            "purpose": self._codes("purpose", list(map(attrgetter("purpose"), gs))),
+            "cats": self._codes("cats", [_joined(g.cats) for g in gs]),
+            **{k: np.fromiter(map(attrgetter(k), gs), dtype=np.int64, count=n) for k in _INTS},
         }
         merged = {k: np.concatenate([self.cols[k], new[k]]) for k in self.cols}
         order = np.argsort(_prefix(merged["digest"]), kind="stable")
