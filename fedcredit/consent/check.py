@@ -113,17 +113,32 @@ def bundle_keys(bundle: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return keys, starts, ends
 
 
+_BLOCK = 1 << 15  # rows per block in rows_equal: its temporaries stay in cache and are reused
+
+
 def rows_equal(col: np.ndarray, idx: np.ndarray, want: np.ndarray) -> np.ndarray:
     """``col[idx] == want`` for fixed-width byte strings, compared as raw bytes (every byte, so
-    exactly numpy's equality for these zero-padded values): gathering and comparing ``uint8``
-    rows is ~1.5x faster than numpy's string gather and comparison on a million keys."""
+    exactly numpy's equality for these zero-padded values), block by block: gathering and
+    comparing ``uint8`` rows in cache-sized blocks is ~2x faster than numpy's string gather and
+    comparison on a million keys, and never allocates a million-row temporary."""
     width = col.dtype.itemsize
     want = np.ascontiguousarray(want, dtype=col.dtype)
-    if col.size == 0 or width == 0:
-        return np.zeros(want.size, dtype=bool)
+    out = np.zeros(want.size, dtype=bool)
+    if col.size == 0 or width == 0 or want.size == 0:
+        return out
     table = np.ascontiguousarray(col).view(np.uint8).reshape(-1, width)
-    got = np.take(table, idx, axis=0)
-    return np.asarray((got == want.view(np.uint8).reshape(-1, width)).all(axis=1))
+    if idx.min() < 0 or idx.max() >= len(table):  # checked once here, so the blocks may use mode="clip"
+        raise IndexError(f"row index outside the {len(table)}-row column")
+    wanted = want.view(np.uint8).reshape(-1, width)
+    got = np.empty((min(_BLOCK, want.size), width), dtype=np.uint8)
+    same = np.empty(got.shape, dtype=bool)
+    for a in range(0, want.size, _BLOCK):
+        b = min(a + _BLOCK, want.size)
+        g, e = got[: b - a], same[: b - a]
+        np.take(table, idx[a:b], axis=0, out=g, mode="clip")  # "raise" would copy through a buffer
+        np.equal(g, wanted[a:b], out=e)
+        e.all(axis=1, out=out[a:b])
+    return out
 
 
 def _joined(values: tuple[str, ...]) -> str:
