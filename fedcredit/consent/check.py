@@ -579,12 +579,13 @@ def check_keys(
     No bundle of the whole intersection is ever scanned. ``rows`` may pass ``store.rows(keys)``
     if the caller already has it (:meth:`StoreJudge.unknown` does), to look the keys up once."""
     n = len(ids)
-    keys = np.array(keys, dtype=f"S{SIG_CHARS}")  # a copy: the whole tokens' keys replace the sent ones
+    # The sent keys are not copied (a million of them): the whole tokens' own keys override the
+    # sent ones at ``positions`` in every lookup instead (``override`` below).
+    keys = np.asarray(keys, dtype=f"S{SIG_CHARS}")
     positions = np.asarray(positions, dtype=np.int64)
     fkeys, starts, ends = bundle_keys(tokens, positions.size)
     full = np.zeros(n, dtype=bool)
     full[positions] = True
-    keys[positions] = fkeys
     rows = store.rows(keys) if rows is None or rows.shape != (n,) else rows.copy()
     rows[positions] = store.rows(fkeys)
     code = np.zeros(n, dtype=np.int8)
@@ -595,7 +596,7 @@ def check_keys(
     where = np.full(n, -1, dtype=np.int64)
     where[positions] = np.arange(positions.size)
     todo = [(pos, tokens[starts[j] : ends[j]]) for pos, j in zip(*_pairs(unseen & full, where), strict=True)]
-    return _judge(ids, keys, code, todo, policy, store, rows)
+    return _judge(ids, keys, code, todo, policy, store, rows, (positions, fkeys))
 
 
 def _pairs(mask: np.ndarray, where: np.ndarray) -> tuple[list[int], list[int]]:
@@ -611,9 +612,11 @@ def _judge(
     policy: ConsentPolicy,
     store: VerifiedStore,
     rows: np.ndarray | None,
+    override: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CheckResult:
     """Verify (once) the tokens in ``todo`` (position, whole token), file the good ones, then
-    judge every position whose code is still 0 on the store's verified claims."""
+    judge every position whose code is still 0 on the store's verified claims. ``override``
+    (positions, their whole tokens' keys) replaces ``keys`` there in a fresh lookup."""
     n = len(ids)
     keyset = store.keyset(policy.issuers)
     fresh: list[tuple[int, bytes]] = []
@@ -637,6 +640,8 @@ def _judge(
         store.add_many(good_t, good_g, policy.issuers)  # rows move: look up again
     if good_g or rows is None:
         rows = store.rows(keys)
+        if override is not None:
+            rows[override[0]] = store.rows(override[1])
     have = (rows >= 0) & (code == 0)
     code[(rows < 0) & (code == 0)] = _CODE["malformed"]  # cannot happen: every unseen token was verified
     names = [v.split("#")[0] for v in store.tables["iss"]]
