@@ -25,6 +25,11 @@ expired, out of scope, another purpose, forged):
                    reported; ``repeats_s`` / ``repeats_cpu_s`` give all ``--repeat`` of them
                    (under load, CPU seconds are closer to a quiet machine's wall time).
 
+``--share RUN_DIR`` instead prints the consent phase's share of a finished run's wall time (the
+issue's <= 5 % of ``make demo``), from the coordinator ledger's record times:
+``rm -rf runs/consent-demo && make demo && python simulations/bench/consent.py --share runs/demo``
+for a cold start (demo tokens signed and verified for the first time), ``make demo`` again warm.
+
 The check's verdicts are compared with the spoiled shares the tokens were made with. The last
 line printed is JSON.
 
@@ -115,13 +120,41 @@ def _one_run(ids, raw, policy, store_path, key):  # type: ignore[no-untyped-def]
     return load_s, exchange_s, time.process_time() - cpu, judge, parties, transcript
 
 
+def consent_share(run_dir: Path) -> dict:
+    """The consent phase's share of a finished run (e.g. ``runs/demo`` after ``make demo``): from
+    the coordinator ledger's ``psi`` record (end of alignment) to its ``consent_check`` record
+    (end of the consent exchange), over the run's first-to-last record. Cold = delete the demo
+    token cache and the centre's store first (``rm -rf runs/consent-demo``)."""
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "ledger.sqlite") as db:
+        rows = db.execute("SELECT kind, ts FROM fedcredit_records ORDER BY seq").fetchall()
+    when = {k: dt.datetime.fromisoformat(ts.rstrip("Z")) for k, ts in reversed(rows)}  # first of each kind
+    if "psi" not in when or "consent_check" not in when:
+        raise SystemExit(f"{run_dir}: no psi / consent_check record (not a finished vertical run?)")
+    run_s = dt.datetime.fromisoformat(rows[-1][1].rstrip("Z")) - dt.datetime.fromisoformat(rows[0][1].rstrip("Z"))
+    consent_s = (when["consent_check"] - when["psi"]).total_seconds()
+    return {
+        "run": str(run_dir),
+        "run_s": round(run_s.total_seconds(), 2),
+        "consent_s": round(consent_s, 2),
+        "consent_share_pct": round(100 * consent_s / run_s.total_seconds(), 2),
+        "target_pct": 5.0,
+        "loadavg_now": os.getloadavg()[0],  # now, not during the run
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--firms", type=int, default=1_000_000)
     ap.add_argument("--cache", type=Path, default=Path("runs/bench-consent"))
     ap.add_argument("--repeat", type=int, default=3, help="per-run exchanges measured (the first is reported)")
+    ap.add_argument("--share", type=Path, metavar="RUN_DIR", help="only print the consent share of a finished run")
     add_progress_flag(ap)
     args = ap.parse_args()
+    if args.share is not None:
+        print(json.dumps(consent_share(args.share)))
+        return
     with BenchProgress("consent", phases=3, no_progress=args.no_progress) as prog:
         _bench(args, prog)
 
