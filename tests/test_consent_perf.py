@@ -287,3 +287,30 @@ def test_a_subject_longer_than_a_uscc_is_not_cut_down_to_one(issuer):
         res = check_tokens(IDS[:2], [tok, good], _policy(issuer), store)
         assert res.reasons.tolist() == ["wrong_subject", ""]
     assert sorted(store.cols["sub"].tolist()) == sorted([b"", IDS[1].encode()])
+
+
+def test_the_unverified_subject_is_what_pyjwt_reads_and_none_for_junk(issuer):
+    import jwt
+
+    tok = issuer.issue(IDS[0], AUD, "credit_risk_modelling", ("tax",), AT - DAY, AT + DAY)
+    assert tokens_mod.unverified_subject(tok) == jwt.decode(tok, options={"verify_signature": False})["sub"]
+    head, body, sig = tok.split(".")
+    lst, num_sub = (base64.urlsafe_b64encode(r).rstrip(b"=").decode() for r in (b"[1]", b'{"sub": 5}'))
+    for junk in (
+        "not-a-token", f"{head}.{body}", f"{head}.{body}.{sig}.x", f"{head}.{body}=.{sig}", f"{head}.%%%.{sig}",
+        f"{lst}.{body}.{sig}", f"{head}.{lst}.{sig}", f"{head}.{num_sub}.{sig}", "ü.ü.ü",
+    ):  # fmt: skip
+        assert tokens_mod.unverified_subject(junk) is None, junk
+
+
+def test_the_bank_reads_its_token_file_once_per_version(issuer, tmp_path):
+    from parties.vertical.consent import _token_file
+
+    a = issuer.issue(IDS[0], AUD, "credit_risk_modelling", ("tax",), AT - DAY, AT + DAY, token_id="a")
+    b = issuer.issue(IDS[0], AUD, "loan_decision", ("tax", "court"), AT - DAY, AT + DAY, token_id="b")
+    path = tmp_path / "tokens.txt"
+    path.write_text(a + "\n")
+    first = _token_file(path)
+    assert first == {IDS[0]: a} and _token_file(path) is first  # the same step again: not re-read
+    path.write_text(b + "\n")  # planted: the bank's file changes between runs
+    assert _token_file(path) == {IDS[0]: b}

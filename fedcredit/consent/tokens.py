@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
@@ -412,9 +411,19 @@ def read_tokens(path: str | os.PathLike[str]) -> list[str]:
 
 
 def unverified_subject(token: str) -> str | None:
-    """The ``sub`` claim *without* verification: only to file a token under its enterprise."""
+    """The ``sub`` claim *without* verification: only to file a token under its enterprise.
+
+    Parsed directly (three segments, a JSON-object header, the payload's ``sub``), as PyJWT's
+    unverified decode would, at a fraction of its cost: a bank files every token of its file
+    this way (1M tokens: seconds, not half a minute). The centre verifies every claim anyway."""
     try:
-        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
-    except jwt.PyJWTError:
+        parts = token.encode("ascii").split(b".")
+        if len(parts) != 3:
+            return None
+        if not isinstance(json.loads(_b64d(parts[0])), dict):
+            return None
+        claims = json.loads(_b64d(parts[1]))
+    except (UnicodeError, binascii.Error, ValueError):
         return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
     return sub if isinstance(sub, str) else None

@@ -91,14 +91,35 @@ def bank_tokens(node: NodeRuntime, peer: str, ids: list[str] | None = None) -> d
         )
         return dict(zip(ids, material.tokens, strict=True))
     try:
-        tokens = read_tokens(node.scenario.resolve(str(path)))
+        return _token_file(Path(node.scenario.resolve(str(path))))
     except TokenError as exc:
         raise ConsentSetupError(f"bank {node.name!r}: {exc}") from None
+
+
+_TOKEN_FILES: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
+def _token_file(path: Path) -> dict[str, str]:
+    """The bank's tokens by claimed subject, read once per version of the file in this process
+    (a run asks at every step; 1M tokens take seconds to parse). A changed file (inode, size or
+    mtime) is read again. Callers must not change the dict (it is shared)."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+    hit = _TOKEN_FILES.get(str(path))
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
     by_id: dict[str, str] = {}
-    for t in tokens:  # filed by their claimed subject; the centre verifies every claim
+    for t in read_tokens(path):  # filed by their claimed subject; the centre verifies every claim
         sub = unverified_subject(t)
         if sub is not None:
             by_id[sub] = t
+    if stamp is not None:
+        if len(_TOKEN_FILES) >= 4:
+            _TOKEN_FILES.clear()
+        _TOKEN_FILES[str(path)] = (stamp, by_id)
     return by_id
 
 
