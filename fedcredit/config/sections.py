@@ -151,7 +151,7 @@ class ConsentSettings(Settings):
         (), "centre: issuers' signed revocation lists (node_config consent-revocations)"
     )
     store: str | None = setting(
-        None, "verified-token store, kept across runs; absent = runs/consent-store/store-<party>.npz"
+        None, "verified-token store, kept across runs; absent = runs/consent-store/store-<party>.bin"
     )
     column_categories: tuple[str, ...] = setting(
         (), "data category of centre columns not in the schema, 'column=category'"

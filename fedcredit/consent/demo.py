@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -36,7 +37,9 @@ def epoch(day: dt.date) -> int:
     return calendar.timegm(day.timetuple()) + DAY // 2
 
 
+@functools.lru_cache(maxsize=8)
 def demo_issuer(seed: int) -> Issuer:
+    """The demo issuer of ``seed`` (one per process: every step asks for it)."""
     return Issuer.from_seed(DEMO_ISSUER, str(seed).encode())
 
 
@@ -45,10 +48,25 @@ def _jti(seed: int, uscc: str) -> str:
 
 
 def demo_revocation_list(ids: list[str], *, seed: int, shares: DemoShares, day: dt.date) -> str:
-    """The demo issuer's signed revocation list (version 1) naming the revoked demo tokens of ``ids``."""
-    kinds = shares.kinds(ids, seed)
-    revoked = [_jti(seed, u) for u, k in zip(ids, kinds, strict=True) if k == "revoked"]
-    return demo_issuer(seed).revocation_list(1, revoked, epoch(day) - DAY)
+    """The demo issuer's signed revocation list (version 1) naming the revoked demo tokens of ``ids``.
+
+    Memoised per process by everything it depends on (the centre asks at every step of a run and
+    at every inference query; drawing the kinds hashes every id)."""
+    memo_key = hashlib.sha256(
+        json.dumps([seed, shares.__dict__, day.isoformat()]).encode() + b"\n" + "\n".join(ids).encode()
+    ).digest()
+    hit = _RL_MEMO.get(memo_key)
+    if hit is None:
+        kinds = shares.kinds(ids, seed)
+        revoked = [_jti(seed, u) for u, k in zip(ids, kinds, strict=True) if k == "revoked"]
+        hit = demo_issuer(seed).revocation_list(1, revoked, epoch(day) - DAY)
+        if len(_RL_MEMO) >= 8:
+            _RL_MEMO.clear()
+        _RL_MEMO[memo_key] = hit
+    return hit
+
+
+_RL_MEMO: dict[bytes, str] = {}  # public demo data: nothing secret
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ Claims (all required)::
 The header carries ``kid`` = the issuer name, so a verifier picks the key without trusting the
 claims first. Issuer keys travel as JWKs (RFC 8037 OKP/Ed25519) with ``kid`` = issuer name.
 
-Hot paths (signing demo tokens, verifying a first sighting of 1M tokens) use the raw
-``cryptography`` Ed25519 API on the compact serialisation directly: PyJWT's per-token overhead
+Hot paths (signing demo tokens, verifying a first sighting of 1M tokens) use a raw Ed25519 API
+on the compact serialisation directly: libsodium's through PyNaCl when installed (verification
+~55 us against OpenSSL's ~105 us through ``cryptography``; a stricter check: it also refuses
+small-order keys and R points, which an honest signer never produces), else ``cryptography``'s.
+Both produce the same deterministic RFC 8032 signatures. PyJWT's per-token overhead
 (parsing the header twice, generic dispatch) cost as much as the signature check itself. The bytes
 are the ones PyJWT writes (same header and claim JSON, same base64url), which tests check byte for
 byte, and PyJWT verifies them; the verifier here is *stricter* than PyJWT's (strict base64url, no
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -40,12 +44,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
 
 from fedcredit.data import uscc as uscc_mod
+
+try:  # libsodium: twice as fast as OpenSSL's Ed25519 verification (pyproject.toml: pynacl)
+    from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
+    from nacl.exceptions import BadSignatureError
+
+    ED25519_BACKEND = "libsodium"
+except ImportError:  # pragma: no cover - pynacl is a dependency; cryptography alone still works
+    ED25519_BACKEND = "cryptography"
 
 ALG = "EdDSA"
 TOKEN_TYP = "fedcredit-consent+jwt"
@@ -75,9 +86,26 @@ class IssuerKey:
     name: str
     key: Ed25519PublicKey
 
-    @property
+    @functools.cached_property
     def raw(self) -> bytes:
         return self.key.public_bytes_raw()
+
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        """Whether ``signature`` is this key's Ed25519 signature of ``message`` (libsodium when
+        available, else ``cryptography``; see the module docstring)."""
+        if len(signature) != 64:
+            return False
+        if ED25519_BACKEND == "libsodium":
+            try:
+                crypto_sign_open(signature + message, self.raw)
+            except BadSignatureError:
+                return False
+            return True
+        try:
+            self.key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
 
     @property
     def fingerprint(self) -> str:
@@ -132,6 +160,9 @@ class Issuer:
         self.name = name
         self._key = private_key
         self.public = IssuerKey(name, private_key.public_key())
+        self._sodium_sk = (
+            crypto_sign_seed_keypair(private_key.private_bytes_raw())[1] if ED25519_BACKEND == "libsodium" else b""
+        )
         self._headers: dict[str, bytes] = {}  # typ -> encoded header segment
 
     @classmethod
@@ -206,7 +237,13 @@ class Issuer:
             header = {"alg": ALG, "kid": self.name, "typ": typ}
             head = self._headers[typ] = _b64e(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
         signing_input = head + b"." + _b64e(json.dumps(claims, separators=(",", ":")).encode())
-        return (signing_input + b"." + _b64e(self._key.sign(signing_input))).decode("ascii")
+        return (signing_input + b"." + _b64e(self.sign_raw(signing_input))).decode("ascii")
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message`` (deterministic: the same from either backend)."""
+        if self._sodium_sk:
+            return bytes(crypto_sign(message, self._sodium_sk)[:64])
+        return self._key.sign(message)
 
     def revocation_list(self, version: int, token_ids: Iterable[str], issued_at: int) -> str:
         """A signed, versioned list of revoked token ids (a later version supersedes)."""
@@ -289,9 +326,7 @@ def _verify(token: str | bytes, issuers: Mapping[str, IssuerKey], typ: str) -> d
         sig = _b64d(sig_seg)
     except (binascii.Error, ValueError) as exc:
         raise TokenRejected("malformed", f"signature is not base64url ({exc})") from None
-    try:
-        issuers[kid].key.verify(sig, raw[: len(head) + 1 + len(body)])
-    except InvalidSignature:
+    if not issuers[kid].verifies(sig, raw[: len(head) + 1 + len(body)]):
         raise TokenRejected("forged", f"signature does not verify under issuer {kid!r}'s key") from None
     try:
         claims = json.loads(_b64d(body))
@@ -376,9 +411,19 @@ def read_tokens(path: str | os.PathLike[str]) -> list[str]:
 
 
 def unverified_subject(token: str) -> str | None:
-    """The ``sub`` claim *without* verification: only to file a token under its enterprise."""
+    """The ``sub`` claim *without* verification: only to file a token under its enterprise.
+
+    Parsed directly (three segments, a JSON-object header, the payload's ``sub``), as PyJWT's
+    unverified decode would, at a fraction of its cost: a bank files every token of its file
+    this way (1M tokens: seconds, not half a minute). The centre verifies every claim anyway."""
     try:
-        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
-    except jwt.PyJWTError:
+        parts = token.encode("ascii").split(b".")
+        if len(parts) != 3:
+            return None
+        if not isinstance(json.loads(_b64d(parts[0])), dict):
+            return None
+        claims = json.loads(_b64d(parts[1]))
+    except (UnicodeError, binascii.Error, ValueError):
         return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
     return sub if isinstance(sub, str) else None

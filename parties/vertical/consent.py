@@ -31,6 +31,7 @@ from fedcredit.consent.check import (
     check_bundle,
     check_keys,
     check_tokens,
+    same_keys,
     store_key,
 )
 from fedcredit.consent.demo import DemoShares, demo_issuer, demo_material, demo_revocation_list, epoch
@@ -90,14 +91,35 @@ def bank_tokens(node: NodeRuntime, peer: str, ids: list[str] | None = None) -> d
         )
         return dict(zip(ids, material.tokens, strict=True))
     try:
-        tokens = read_tokens(node.scenario.resolve(str(path)))
+        return _token_file(Path(node.scenario.resolve(str(path))))
     except TokenError as exc:
         raise ConsentSetupError(f"bank {node.name!r}: {exc}") from None
+
+
+_TOKEN_FILES: dict[str, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
+def _token_file(path: Path) -> dict[str, str]:
+    """The bank's tokens by claimed subject, read once per version of the file in this process
+    (a run asks at every step; 1M tokens take seconds to parse). A changed file (inode, size or
+    mtime) is read again. Callers must not change the dict (it is shared)."""
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+    hit = _TOKEN_FILES.get(str(path))
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
     by_id: dict[str, str] = {}
-    for t in tokens:  # filed by their claimed subject; the centre verifies every claim
+    for t in read_tokens(path):  # filed by their claimed subject; the centre verifies every claim
         sub = unverified_subject(t)
         if sub is not None:
             by_id[sub] = t
+    if stamp is not None:
+        if len(_TOKEN_FILES) >= 4:
+            _TOKEN_FILES.clear()
+        _TOKEN_FILES[str(path)] = (stamp, by_id)
     return by_id
 
 
@@ -175,7 +197,7 @@ def centre_policy(node: NodeRuntime, bank: str) -> ConsentPolicy:
 def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
     s = settings(node)
     # Kept across runs (not in the run's node dir): each token's signature is verified once.
-    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.npz"
+    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.bin"
     path = Path(str(_node_setting(node, "consent-store", s.store) or default))
     return path, path.with_name(path.name + ".key")
 
@@ -206,7 +228,7 @@ class _StoreJudge(Judge):
         all_ids = self.node.data().ids
         ids = [all_ids[i] for i in rows]
         store, store_path, key = self._store()
-        known = self._rows[1] if self._rows is not None and self._rows[0] is keys else None
+        known = self._rows[1] if self._rows is not None and same_keys(self._rows[0], keys) else None
         result = check_keys(ids, keys, positions, tokens, centre_policy(self.node, self.bank), store, known)
         if result.verified_now:
             store.save(store_path, key)

@@ -59,7 +59,11 @@ def token_keys(tokens: Sequence[bytes]) -> bytes:
     simply a key the centre does not know, so it asks for the whole token and names its defect
     (:func:`token_key` gives the same verdict per token, for a caller holding one)."""
     k = KEY_CHARS
-    return np.array([t[-k:] for t in tokens] or [b""], dtype=f"S{k}")[: len(tokens)].tobytes()
+    tails = [t[-k:] for t in tokens]
+    joined = b"".join(tails)
+    if len(joined) == k * len(tails):  # no tail is longer than k, so every one is exactly k: done
+        return joined
+    return np.array(tails or [b""], dtype=f"S{k}")[: len(tokens)].tobytes()  # zero-pad the short ones
 
 
 @dataclass
