@@ -216,7 +216,12 @@ def call(path: Path, frame: Frame, timeout: float | None = None) -> Frame:
                 f"cannot reach the node service at {path} ({exc.strerror or exc}); "
                 "is `fedcredit node serve` running, and may this account use its socket?"
             ) from None
-        send_frame(sock, frame)
+        try:
+            send_frame(sock, frame)
+        except (BrokenPipeError, ConnectionResetError):
+            # the service refused us (e.g. a uid it does not allow) and closed while we were still
+            # sending: its answer saying why is already in our receive buffer, so read it
+            return recv_frame(sock)
         return recv_frame(sock)
     finally:
         sock.close()
