@@ -55,6 +55,7 @@ def _counter_app() -> ClientApp:
 
 
 def _query(boom: bool = False) -> Message:
+    server_context()  # Flower stamps a new Message with the running task's identity (set it here too)
     msg = Message(
         RecordDict({"q": ConfigRecord({"boom": boom})}), dst_node_id=7, message_type="query.count", group_id="g"
     )
