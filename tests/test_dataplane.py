@@ -131,9 +131,10 @@ def test_messages_go_over_the_stream_after_one_flower_invitation(fed: Federation
         # the bank dialled in; the centre's service has no data-plane CA, declined, stays on Flower
         assert server.link("bank") is not None and server.link("credit_centre") is None
         assert "no data-plane CA" in grid.declined["credit_centre"]
-        assert flower_calls.count(1000) == 1  # only the bank's invitation went over Flower
+        # the invitations rode along the first call over Flower; then the bank's queries took the stream
+        assert flower_calls.count(1000) == 2  # invitation + first query
         assert flower_calls.count(1001) == 4  # the centre: invitation + three queries
-        assert services[1000]._dataplane is not None and services[1000]._dataplane.answered == 3
+        assert services[1000]._dataplane is not None and services[1000]._dataplane.answered == 2
         stats = grid.stats()
         assert stats["by_phase"]["p"] == {
             "flower_round_trips": 3,
@@ -142,7 +143,7 @@ def test_messages_go_over_the_stream_after_one_flower_invitation(fed: Federation
         }
         # only the bank now: the call is a data-plane round trip, not a Flower one
         grid.send_and_receive([_query(1000)], timeout=30)
-        assert grid.stats()["by_phase"]["p"]["dataplane_round_trips"] == 1 and flower_calls.count(1000) == 1
+        assert grid.stats()["by_phase"]["p"]["dataplane_round_trips"] == 1 and flower_calls.count(1000) == 2
         assert server.refusals == []
     finally:
         server.stop()
@@ -272,7 +273,7 @@ def _tamper_first_inbox(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return done
 
 
-def _run_over_dataplane(tmp_path: Path, short_dir: Path, fed: FederationKeys) -> tuple[dict, Path, list[int], dict]:
+def _run_over_dataplane(tmp_path: Path, short_dir: Path, fed: FederationKeys) -> tuple[dict, Path, list[str], dict]:
     scenario_path = tmp_path / "data" / "scenario.toml"
     scenario = config.load(scenario_path)
     out = tmp_path / "svc"
@@ -308,10 +309,10 @@ def _run_over_dataplane(tmp_path: Path, short_dir: Path, fed: FederationKeys) ->
                 except lc.ChannelError:
                     assert time.monotonic() < deadline, [p.read_text() for p in tmp_path.glob("*.log")]
                     time.sleep(0.2)
-        flower_calls: list[int] = []
+        flower_calls: list[str] = []
 
         def forwarder(message: Message, context: Context) -> Message:
-            flower_calls.append(context.node_id)
+            flower_calls.append(message.metadata.message_type)
             return forward(sockets[context.node_id], message, context, wait=2.0)
 
         node_keys = {n: load_public_key(keys / n / peers.KEY_FILE) for n in names}
@@ -372,10 +373,48 @@ def test_vertical_run_over_the_data_plane_matches_in_process(
     m = json.loads((out / "metrics.json").read_text())
     for key in ("auc", "ks", "gini", "log_loss"):
         assert m[key] == pytest.approx(m_ref[key], abs=1e-9), key
-    # only the invitation crossed Flower; every relay step (hello .. close) went over the streams
-    assert sorted(flower_calls) == [1000, 1001], flower_calls
-    assert stats["flower_round_trips"] == 1 and stats["dataplane_round_trips"] >= m_ref["flower_round_trips"]
+    # Flower carried the control plane only (invitation, introduction, each phase's start, the
+    # final head); every relay step inside a phase went down the streams
+    assert set(flower_calls) <= dp.CONTROL_TYPES | {dp.INVITE}, set(flower_calls)
+    assert flower_calls.count(dp.INVITE) == 2 and transport.STEP not in flower_calls
+    phases = {h for h in m["transport"]["by_phase"]}
+    assert stats["flower_round_trips"] == len(phases) + 1  # hello and one init per phase, then close
+    assert (
+        stats["dataplane_round_trips"] + stats["flower_round_trips"] == m_ref["flower_round_trips"] + 2
+    )  # + hello, close
     assert m["transport"]["streams"] == ["bank", "credit_centre"] and stats["refusals"] == []
-    assert m["transport"]["flower_round_trips"] == 1 and m["relay_steps"] == m_ref["flower_round_trips"]
+    assert m["relay_steps"] == m_ref["flower_round_trips"]
     report = _verify(out)
     assert report.ok, report.errors
+
+
+# -- the real deployment (`fedcredit deploy local`: SuperLink, SuperNodes, node services) ---------
+@pytest.mark.deployment
+@pytest.mark.timeout(1200)
+def test_deployed_flower_round_trips_do_not_grow_with_batches(tmp_path: Path) -> None:
+    from fedcredit.deploy.local import DeployOptions, deploy_local
+
+    scenario = write_subset(tmp_path / "data")
+    text = scenario.read_text()
+    runs = {}
+    for batch in (8192, 1024):  # 4,000 rows: one mini-batch per epoch, then four
+        sc = tmp_path / f"batch-{batch}.toml"
+        sc.write_text(text.replace("batch_size = 8192", f"batch_size = {batch}"))
+        summary = deploy_local(DeployOptions(scenario=sc, out=tmp_path / f"run-{batch}", startup_timeout=180))
+        assert summary["status"]["status"] == "completed", summary["status"]
+        assert summary["left_running"] == []
+        v = summary["verification"]
+        assert v["ok"], v["errors"]
+        assert sorted(Path(p).parent.name for p in v["egress_logs"]) == ["bank", "credit_centre"]
+        assert all(m.split("/")[0] == m.split("/")[1] != "0" for m in v["egress_matched"].values()), v
+        runs[batch] = json.loads((tmp_path / f"run-{batch}" / "metrics.json").read_text())
+    small, large = runs[8192], runs[1024]
+    # more mini-batches: more relay steps (all recorded in the ledger), the same Flower round trips
+    assert large["relay_steps"] > small["relay_steps"]
+    assert small["flower_round_trips"] == large["flower_round_trips"] <= 10  # hello + one init per phase
+    assert large["dataplane_round_trips"] >= large["relay_steps"]  # and the hello
+    assert large["transport"]["streams"] == ["bank", "credit_centre"] and large["transport"]["refusals"] == []
+    hl = large["deployment"]["transport"]["by_phase"]["hetero_lr"]
+    assert (
+        hl["flower_round_trips"] == 0 and hl["dataplane_round_trips"] > 0 and hl["dataplane_seconds_per_round_trip"] > 0
+    )

@@ -49,6 +49,7 @@ from flwr.app import ConfigRecord, Error, Message, RecordDict
 from flwr.serverapp import Grid
 
 from parties.common import local_channel as lc
+from parties.common import transport
 from parties.common.delegating import DelegatingGrid
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ PROTOCOL = "fedcredit-dataplane/1"
 METHOD = "/fedcredit.DataPlane/Connect"
 INVITE = "query.fc_dataplane"  # the Flower message type of an invitation (handled by the node service)
 RECORD = "dataplane"  # the ConfigRecord carrying an invitation / its answer
+# control-plane messages, always through Flower: introduction, a phase's start and finish, the final head
+CONTROL_TYPES = frozenset({transport.HELLO, transport.INIT, transport.FINISH, transport.CLOSE})
 ERROR_CODE = 1003  # Flower error code of a reply the data plane could not deliver
 # Paillier ciphertexts of a 300,000-row batch are hundreds of MB: no gRPC size cap below int32
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -94,6 +97,12 @@ def decode_frame(raw: bytes) -> lc.Frame:
     if pos != len(raw):
         raise lc.ChannelError(f"data-plane frame of {len(raw)} bytes, its header says {pos}")
     return lc.Frame(header, blobs)
+
+
+def _rpc_code(exc: grpc.RpcError) -> object:
+    """The status code of a gRPC error (a server-side stream error may carry none)."""
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else type(exc).__name__
 
 
 def _json_frame(header: dict[str, Any]) -> bytes:
@@ -323,7 +332,7 @@ class DataPlaneServer:
                     link.deliver(raw)
                 link.fail(f"party {party!r} closed its data-plane stream")
             except grpc.RpcError as exc:
-                link.fail(f"the data-plane stream of party {party!r} broke: {exc.code()}")
+                link.fail(f"the data-plane stream of party {party!r} broke: {_rpc_code(exc)}")
             except Exception as exc:  # noqa: BLE001 - a reader thread must not die silently
                 link.fail(f"the data-plane stream of party {party!r} broke: {type(exc).__name__}: {exc}")
 
@@ -361,12 +370,17 @@ def phase_of(group_id: str) -> str:
 
 
 class DataPlaneGrid(DelegatingGrid):
-    """``inner`` (Flower) with each invited node's messages sent over its data-plane stream.
+    """``inner`` (Flower) with each invited node's protocol steps sent over its data-plane stream.
 
     ``parties``: Flower node id -> party, for the nodes to invite (the registered node ids of the
-    deployment). The first call to :meth:`send_and_receive` invites them all in one Flower round
-    trip; a node that declines, cannot connect, or whose stream later breaks is served by
-    ``inner`` as before. Counts every round trip per phase and transport (:meth:`stats`).
+    deployment). The invitations ride along the first Flower call (the nodes' introduction), so
+    they cost no round trip of their own. Flower stays the control plane: messages of
+    ``control_types`` -- introduction, each phase's start and finish, the final tree head -- go
+    through Flower, so a node whose SuperNode is gone (its Flower authentication lapsed) stops the
+    run at the next phase as before; the relay steps inside a phase, whose number grows with
+    batches and epochs, go down the streams. A node that declined, could not connect, or whose
+    stream broke is served by ``inner`` throughout. Counts every round trip per phase and
+    transport (:meth:`stats`).
     """
 
     def __init__(
@@ -376,36 +390,30 @@ class DataPlaneGrid(DelegatingGrid):
         parties: Mapping[int, str],
         *,
         run_config: Mapping[str, Any] | None = None,
-        invite_timeout: float = 60.0,
+        control_types: Iterable[str] = CONTROL_TYPES,
     ) -> None:
         self.inner = inner
         self.server = server
         self.parties = dict(parties)
         self.run_config = dict(run_config or {})
-        self.invite_timeout = invite_timeout
+        self.control_types = frozenset(control_types)
         self.invited: set[int] = set()
         self.declined: dict[str, str] = {}
         self.tally: dict[str, PhaseTally] = {}
 
     # -- invitations ---------------------------------------------------------------------------
-    def _invite(self, node_ids: Iterable[int], timeout: float | None) -> None:
-        todo = [n for n in node_ids if n in self.parties and n not in self.invited]
-        if not todo:
-            return
+    def _invitations(self, node_ids: Iterable[int]) -> list[Message]:
+        todo = sorted(n for n in node_ids if n in self.parties and n not in self.invited)
         self.invited.update(todo)
-        msgs = [
+        return [
             Message(
                 self.server.invite(self.parties[n]).to_record(), dst_node_id=n, message_type=INVITE, group_id=RECORD
             )
             for n in todo
         ]
-        t = time.perf_counter()
-        replies = list(
-            self.inner.send_and_receive(msgs, timeout=min(timeout or self.invite_timeout, self.invite_timeout))
-        )
-        tally = self.tally.setdefault(RECORD, PhaseTally())
-        tally.flower += 1
-        tally.flower_seconds += time.perf_counter() - t
+
+    def _answered(self, invites: list[Message], replies: list[Message]) -> None:
+        """Which invited nodes now have an authenticated stream; the others stay on Flower."""
         answered = set()
         for rep in replies:
             party = self.parties.get(rep.metadata.src_node_id, "?")
@@ -418,30 +426,35 @@ class DataPlaneGrid(DelegatingGrid):
                     self.declined[party] = str(rec.get("error", "declined"))
             if party not in self.declined and self.server.link(party) is None:
                 self.declined[party] = "accepted but no authenticated stream"
-        for n in todo:
-            if self.parties[n] not in answered:
-                self.declined[self.parties[n]] = "no answer to the invitation"
-        for party, why in self.declined.items():
-            log.warning("data plane: %s stays on Flower: %s", party, why)
+        for m in invites:
+            party = self.parties[m.metadata.dst_node_id]
+            if party not in answered:
+                self.declined[party] = "no answer to the invitation"
+        for party in {self.parties[m.metadata.dst_node_id] for m in invites} & set(self.declined):
+            log.warning("data plane: %s stays on Flower: %s", party, self.declined[party])
 
     # -- the Grid call the relay makes ---------------------------------------------------------
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         msgs = list(messages)
-        self._invite({m.metadata.dst_node_id for m in msgs}, timeout)
+        invites = self._invitations({m.metadata.dst_node_id for m in msgs})
         t = time.perf_counter()
         streamed: list[tuple[Message, str, Future[lc.Frame]]] = []
         flower: list[Message] = []
         for m in msgs:
             party = self.parties.get(m.metadata.dst_node_id)
             link = self.server.link(party) if party is not None else None
-            if link is None or party is None:
+            if link is None or party is None or m.metadata.message_type in self.control_types:
                 flower.append(m)
                 continue
             m.metadata.__dict__["_message_id"] = m.object_id  # as Flower's grid does before pushing
             header = {"protocol": PROTOCOL, "op": "message", "run_config": self.run_config, "task_id": 0}
             raw = encode_frame(lc.message_to_frame(header, m))
             streamed.append((m, party, link.send(m.metadata.message_id, raw)))
-        replies: list[Message] = list(self.inner.send_and_receive(flower, timeout=timeout)) if flower else []
+        replies: list[Message] = []
+        if flower or invites:
+            got = list(self.inner.send_and_receive(invites + flower, timeout=timeout))
+            self._answered(invites, [r for r in got if r.metadata.message_type == INVITE])
+            replies = [r for r in got if r.metadata.message_type != INVITE]
         end = None if timeout is None else time.monotonic() + timeout
         for m, party, fut in streamed:
             try:
@@ -459,10 +472,9 @@ class DataPlaneGrid(DelegatingGrid):
                 continue
             replies.append(reply)
         seconds = time.perf_counter() - t
-        phases = {phase_of(m.metadata.group_id) for m in msgs}
-        for ph in phases:
+        for ph in {phase_of(m.metadata.group_id) for m in msgs}:
             tally = self.tally.setdefault(ph, PhaseTally())
-            if flower:
+            if flower or invites:
                 tally.flower += 1
                 tally.flower_seconds += seconds
             elif streamed:
@@ -536,8 +548,8 @@ class DataPlaneClient:
                 self._out.put(encode_frame(reply))
                 self.answered += 1
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                log.warning("data-plane stream ended: %s", exc.code())
+            if _rpc_code(exc) != grpc.StatusCode.CANCELLED:
+                log.warning("data-plane stream ended: %s", _rpc_code(exc))
         finally:
             self.closed.set()
             self._out.put(None)
