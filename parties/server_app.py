@@ -95,11 +95,11 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, 
             metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout, resume=checkpoint)
         metrics.setdefault("seconds", round(time.time() - started, 2))
         transport_stats = getattr(grid, "stats", None)
-        if callable(transport_stats):  # the data plane: which round trips went over Flower, which not
+        if callable(transport_stats):
+            # the data plane: how the relay steps travelled. ``flower_round_trips`` keeps counting the
+            # relay's steps (as in simulation, where each is one); ``transport`` splits them by transport
             metrics["transport"] = transport_stats()
             metrics["relay_steps"] = metrics.get("flower_round_trips")
-            metrics["flower_round_trips"] = metrics["transport"]["flower_round_trips"]
-            metrics["dataplane_round_trips"] = metrics["transport"]["dataplane_round_trips"]
         _write_json(out_dir / "metrics.json", metrics)
         recorder.close("completed", {"metrics": {k: metrics[k] for k in ("auc", "ks", "gini") if k in metrics}})
         status.update(status="completed", metrics_path=str(out_dir / "metrics.json"))

@@ -411,8 +411,9 @@ def test_deployed_flower_round_trips_do_not_grow_with_batches(tmp_path: Path) ->
     small, large = runs[8192], runs[1024]
     # more mini-batches: more relay steps (all recorded in the ledger), the same Flower round trips
     assert large["relay_steps"] > small["relay_steps"]
-    assert small["flower_round_trips"] == large["flower_round_trips"] <= 10  # hello + one init per phase
-    assert large["dataplane_round_trips"] >= large["relay_steps"]  # and the hello
+    flower = [r["transport"]["flower_round_trips"] for r in (small, large)]
+    assert flower[0] == flower[1] <= 10, flower  # hello + one init per phase
+    assert large["transport"]["dataplane_round_trips"] > small["transport"]["dataplane_round_trips"]
     assert large["transport"]["streams"] == ["bank", "credit_centre"] and large["transport"]["refusals"] == []
     hl = large["deployment"]["transport"]["by_phase"]["hetero_lr"]
     assert (

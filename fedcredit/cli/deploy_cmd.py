@@ -200,8 +200,8 @@ def _print(summary: dict) -> None:
     )
     if lat.get("dataplane_round_trips") is not None:
         console.print(
-            f"of the relay's {lat.get('ledger_round_trips')} steps, {lat.get('dataplane_round_trips')} went over "
-            f"the data plane (streams: {lat.get('dataplane_streams')})",
+            f"transport: {lat.get('flower_only_round_trips')} through Flower (introduction, phase starts, final "
+            f"head), {lat.get('dataplane_round_trips')} over the data plane (streams: {lat.get('dataplane_streams')})",
             markup=False,
         )
     console.print(
