@@ -165,7 +165,10 @@ def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = No
         # Flower's deployment grid sleeps 3 s between polls for replies: poll promptly instead
         resume = _flag(context, "resume")
         prompt = PromptGrid(grid)
-        server = start_dataplane(context) if _flag(context, "dataplane") else None
+        # horizontal rounds are few (one per round, not per batch) and run Flower's own workflows
+        # (SecAgg+): they stay on Flower; the data plane carries the vertical protocols' steps
+        use_dataplane = _flag(context, "dataplane") and sc.mode != "horizontal"
+        server = start_dataplane(context) if use_dataplane else None
         try:
             run_grid: Grid = (
                 prompt

@@ -200,7 +200,7 @@ def _print(summary: dict) -> None:
     )
     if lat.get("dataplane_round_trips") is not None:
         console.print(
-            f"transport: {lat.get('flower_only_round_trips')} through Flower (introduction, phase starts, final "
+            f"transport: {lat.get('transport_flower_round_trips')} through Flower (introduction, phase starts, final "
             f"head), {lat.get('dataplane_round_trips')} over the data plane (streams: {lat.get('dataplane_streams')})",
             markup=False,
         )

@@ -606,7 +606,7 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
     transport = metrics.get("transport")
     if isinstance(transport, dict):  # the data plane carried some relay steps (parties.common.dataplane)
         out["dataplane_round_trips"] = transport.get("dataplane_round_trips")
-        out["flower_only_round_trips"] = transport.get("flower_round_trips")  # of all exchanges, these used Flower
+        out["transport_flower_round_trips"] = transport.get("flower_round_trips")  # of all exchanges, these used Flower
         out["dataplane_streams"] = transport.get("streams")
         out["transport_by_phase"] = transport.get("by_phase")
     if epochs and train_seconds is not None:
