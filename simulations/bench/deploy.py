@@ -19,14 +19,16 @@ the other and reports:
 * with ``--compare-flower``: the same deployment again with ``--no-dataplane`` (every step through
   Flower), its figures under ``flower_only``; ``--no-dataplane`` measures only that one.
 
-``--rows N`` runs the one-epoch synthetic variant instead (issue #16: deployed epoch time at most
-1.5x the simulated one): ``fedcredit data synth`` tables of N firms, hetero-LR one epoch, 2048-bit
-keys, batch 4096; reported as above plus ``sim_/deploy_train_seconds`` (the training phase alone).
+``--firms N`` runs the one-epoch synthetic variant instead (issue #16: deployed epoch time at most
+1.5x the simulated one): ``fedcredit data synth`` tables of N firms and one bank, hetero-LR one
+epoch, 2048-bit keys, batch 4096; reported as above plus ``rows`` (the aligned rows trained on:
+about 40 % of the firms with the generator's default profile, so ``--firms 750000`` for ~300,000
+rows), ``sim_/deploy_train_seconds`` (the training phase alone) and their ``train_ratio``.
 
 The last line printed is JSON. Record ``uptime``'s load average with the figures.
 
     .venv/bin/python simulations/bench/deploy.py [--scenario configs/vertical-lr.toml] [--out runs/bench-deploy]
-                                                 [--compare-flower | --no-dataplane] [--rows 300000]
+                                                 [--compare-flower | --no-dataplane] [--firms 750000]
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def main() -> None:
     p.add_argument("--skip-sim", action="store_true", help="only deploy (sim figures from an earlier --out)")
     p.add_argument("--no-dataplane", action="store_true", help="deploy with every relay step through Flower")
     p.add_argument("--compare-flower", action="store_true", help="also deploy with --no-dataplane, side by side")
-    p.add_argument("--rows", type=int, default=0, help="one-epoch synthetic scenario of this many firms instead")
+    p.add_argument("--firms", type=int, default=0, help="one-epoch synthetic scenario of this many firms instead")
     add_progress_flag(p)
     args = p.parse_args()
     with BenchProgress("deploy", phases=3, no_progress=args.no_progress) as prog:
@@ -134,6 +136,7 @@ early_stopping_patience = 0
 
 def _rows_scenario(fedcredit: str, out: Path, rows: int, env: dict[str, str]) -> str:
     """A one-epoch scenario on ``rows`` synthetic firms (tables generated once under ``out``)."""
+    # firms, really: the aligned rows are the bank's customers the centre knows (metrics.json)
     data = out / f"sme-{rows}"
     if not (data / "README.md").exists():
         cmd = [fedcredit, "data", "synth", "--firms", str(rows), "--banks", "1", "--seed", "7", "--out", str(data)]
@@ -170,8 +173,8 @@ def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     env.setdefault("FLWR_HOME", str(out / "flwr-home"))
     env.setdefault("RAY_TMPDIR", str(out / "ray"))
     out.mkdir(parents=True, exist_ok=True)
-    if args.rows:
-        args.scenario = _rows_scenario(fedcredit, out, args.rows, env)
+    if args.firms:
+        args.scenario = _rows_scenario(fedcredit, out, args.firms, env)
     if not args.skip_sim:
         shutil.rmtree(out / "sim", ignore_errors=True)
     shutil.rmtree(out / "deploy", ignore_errors=True)
@@ -234,8 +237,10 @@ def _bench(args: argparse.Namespace, prog: BenchProgress) -> None:
     figures = _deploy_figures(out / "deploy", dep_s)
     for key in ("flower_round_trips", "dataplane_round_trips", "transport_by_phase"):
         result[key] = figures[key]
-    if args.rows:
-        result.update(rows=args.rows, sim_train_seconds=m_sim.get("train_seconds"))
+    if args.firms:
+        result.update(
+            firms=args.firms, rows=m_dep.get("rows_intersection"), sim_train_seconds=m_sim.get("train_seconds")
+        )
         result["deploy_train_seconds"] = figures["deploy_train_seconds"]
         if m_sim.get("train_seconds") and figures["deploy_train_seconds"]:
             result["train_ratio"] = round(float(figures["deploy_train_seconds"]) / float(m_sim["train_seconds"]), 2)
