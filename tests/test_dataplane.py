@@ -145,6 +145,11 @@ def test_messages_go_over_the_stream_after_one_flower_invitation(fed: Federation
         grid.send_and_receive([_query(1000)], timeout=30)
         assert grid.stats()["by_phase"]["p"]["dataplane_round_trips"] == 1 and flower_calls.count(1000) == 2
         assert server.refusals == []
+        # an invitation sent down a stream (to make the node dial elsewhere) is refused by the node
+        sneaky = Message(server.invite("bank").to_record(), dst_node_id=1000, message_type=dp.INVITE, group_id="p/2")
+        (rep,) = list(grid.send_and_receive([sneaky], timeout=30))
+        assert rep.has_error() and "no invitations over the data plane" in rep.error.reason
+        assert server.link("bank") is not None  # and keeps its stream
     finally:
         server.stop()
         for s in services.values():
