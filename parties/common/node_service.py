@@ -32,12 +32,11 @@ from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
-from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 from flwr.supercore.task_identity import TaskIdentity
 
 from parties.common import dataplane as dp
 from parties.common import local_channel as lc
+from parties.common.state_file import decode_state, encode_state
 
 log = logging.getLogger(__name__)
 ClientHandler = Callable[[Message, Context], Message]
@@ -77,18 +76,10 @@ class ContextStore:
         p = self.path(run_id)
         if not p.exists():
             return RecordDict()
-        frame = lc.read_frame_file(p)
-        state = inflate_object_from_contents(str(frame.header["root"]), dict(zip(frame.header["objects"], frame.blobs)))
-        if not isinstance(state, RecordDict):
-            raise lc.ChannelError(f"{p}: holds a {type(state).__name__}, not a Flower RecordDict")
-        return state
+        return decode_state(lc.read_frame_file(p), str(p))
 
     def save(self, run_id: int) -> None:
-        ctx = self._live[run_id]
-        objects = {oid: obj.deflate() for oid, obj in get_all_nested_objects(ctx.state).items()}
-        ids = list(objects)
-        frame = lc.Frame({"root": ctx.state.object_id, "objects": ids, "run_id": run_id}, [objects[i] for i in ids])
-        lc.write_frame_file(self.path(run_id), frame)
+        lc.write_frame_file(self.path(run_id), encode_state(self._live[run_id].state, run_id))
 
     def forget(self, run_id: int) -> None:
         """Drop the in-memory Context (after a failed message: the next one reloads the saved state)."""
