@@ -22,6 +22,7 @@ from fedcredit.config import Scenario
 from fedcredit.config.sections import RunSettings
 from fedcredit.ledger import LedgerError
 from parties.common.checkpoint import CheckpointError, CoordinatorCheckpoint
+from parties.common.dataplane import DataPlaneGrid, DataPlaneServer
 from parties.common.polling import PromptGrid
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
@@ -93,6 +94,12 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, 
 
             metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout, resume=checkpoint)
         metrics.setdefault("seconds", round(time.time() - started, 2))
+        transport_stats = getattr(grid, "stats", None)
+        if callable(transport_stats):
+            # the data plane: how the relay steps travelled. ``flower_round_trips`` keeps counting the
+            # relay's steps (as in simulation, where each is one); ``transport`` splits them by transport
+            metrics["transport"] = transport_stats()
+            metrics["relay_steps"] = metrics.get("flower_round_trips")
         _write_json(out_dir / "metrics.json", metrics)
         recorder.close("completed", {"metrics": {k: metrics[k] for k in ("auc", "ks", "gini") if k in metrics}})
         status.update(status="completed", metrics_path=str(out_dir / "metrics.json"))
@@ -156,10 +163,53 @@ def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = No
         sc = scenario or _scenario_from(context)
         out = out_dir or Path(str(context.run_config.get("out-dir", f"runs/{sc.name}")))
         # Flower's deployment grid sleeps 3 s between polls for replies: poll promptly instead
-        resume = str(context.run_config.get("resume", "")).lower() in ("1", "true", "yes")
-        coordinate(PromptGrid(grid), context, sc, Path(out), resume=resume)
+        resume = _flag(context, "resume")
+        prompt = PromptGrid(grid)
+        # horizontal rounds are few (one per round, not per batch) and run Flower's own workflows
+        # (SecAgg+): they stay on Flower; the data plane carries the vertical protocols' steps
+        use_dataplane = _flag(context, "dataplane") and sc.mode != "horizontal"
+        server = start_dataplane(context) if use_dataplane else None
+        try:
+            run_grid: Grid = (
+                prompt
+                if server is None
+                else DataPlaneGrid(prompt, server, _dataplane_parties(context), run_config=dict(context.run_config))
+            )
+            coordinate(run_grid, context, sc, Path(out), resume=resume)
+        finally:
+            if server is not None:
+                server.stop()
 
     return app
+
+
+def _flag(context: Context, key: str) -> bool:
+    return str(context.run_config.get(key, "")).lower() in ("1", "true", "yes")
+
+
+def _dataplane_parties(context: Context) -> dict[int, str]:
+    """Flower node id -> party, from the deployment's registered node ids (run config ``node-ids``)."""
+    ids = json.loads(str(context.run_config.get("node-ids") or "{}"))
+    return {int(nid): str(party) for party, nid in ids.items()}
+
+
+def start_dataplane(context: Context) -> DataPlaneServer | None:
+    """The coordinator's data-plane server, from the run config; None (Flower only) if it cannot start.
+
+    ``dataplane-cert``/``dataplane-key``: a TLS certificate the federation CA signed (deploy local
+    reuses the SuperLink's); ``dataplane-node-keys``: JSON party -> PEM of its provisioned node key.
+    """
+    from fedcredit.ledger import load_public_key
+
+    rc = context.run_config
+    try:
+        keys = {p: load_public_key(path) for p, path in json.loads(str(rc["dataplane-node-keys"])).items()}
+        cert = Path(str(rc["dataplane-cert"])).read_bytes()
+        key = Path(str(rc["dataplane-key"])).read_bytes()
+        return DataPlaneServer(keys, cert, key, int(context.run_id), host=str(rc.get("dataplane-host", "127.0.0.1")))
+    except Exception as exc:  # noqa: BLE001 - the run goes on over Flower alone, and says so
+        log.warning("data plane not started (every message goes over Flower): %s: %s", type(exc).__name__, exc)
+        return None
 
 
 app = build_server_app()

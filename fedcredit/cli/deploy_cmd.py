@@ -114,6 +114,12 @@ def deploy_local_cmd(
         help="Continue the interrupted vertical run in this run directory from its last checkpoint "
         "(replaces --out; the ledger records the interruption and the resumption).",
     ),
+    dataplane: bool = typer.Option(
+        True,
+        "--dataplane/--no-dataplane",
+        help="Relay protocol messages over the coordinator's TLS data-plane stream that each node service "
+        "dials (default), or every message through Flower.",
+    ),
 ) -> None:
     """Run a scenario with each party as its own Flower SuperNode process (TLS + node auth)."""
     from fedcredit import config as fconfig
@@ -132,6 +138,7 @@ def deploy_local_cmd(
         data=_parse_data(data),
         run_timeout=run_timeout,
         resume=resume is not None,
+        dataplane=dataplane,
     )
     try:
         loaded = fconfig.load(scenario)
@@ -191,6 +198,12 @@ def _print(summary: dict) -> None:
         f"(by phase {lat.get('round_trips_by_phase')}), median {lat.get('seconds_per_round_trip_median')} s each",
         markup=False,
     )
+    if lat.get("dataplane_round_trips") is not None:
+        console.print(
+            f"transport: {lat.get('transport_flower_round_trips')} through Flower (introduction, phase starts, final "
+            f"head), {lat.get('dataplane_round_trips')} over the data plane (streams: {lat.get('dataplane_streams')})",
+            markup=False,
+        )
     console.print(
         f"training: {lat.get('train_round_trips_per_epoch')} round trips and "
         f"{lat.get('train_wall_seconds_per_epoch')} s wall time per epoch "

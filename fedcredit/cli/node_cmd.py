@@ -48,6 +48,7 @@ def serve(
         state_dir=cfg.state_dir,
         group=cfg.group,
         allowed_uids=cfg.allow_uids,
+        dataplane_ca=cfg.dataplane_ca,
     )
     try:
         service.bind()

@@ -100,6 +100,9 @@ class DeployOptions:
     pin_bundle: bool = True  # SuperNodes accept only the code-free bundle this command builds
     warm_clientapp: bool = True  # fork per-message ClientApps from a warm process (no interpreter start)
     resume: bool = False  # continue the interrupted run in OUT from its checkpoint.json (vertical runs)
+    # relay messages over the coordinator's streaming data plane (parties.common.dataplane) once the
+    # node services dialled in; Flower stays the control plane. Needs node_service.
+    dataplane: bool = True
 
 
 @dataclass
@@ -239,6 +242,7 @@ class Deployment:
         """The node service's configuration (``fedcredit node serve --config``): data, keys, socket."""
         cfg = self.party_node_config(party)
         cfg["socket"] = str(self.node_socket(party))
+        cfg["dataplane-ca"] = str(self.keys.ca_cert)  # the operator's own trust anchor for the data plane
         return cfg
 
     def start_node_service(self, party: str) -> None:
@@ -404,6 +408,20 @@ class Deployment:
         }
         if self.opts.resume:
             run_config["resume"] = "true"
+        if self.opts.dataplane and self.opts.node_service:
+            # the coordinator's data-plane server: TLS with the SuperLink's CA-signed certificate; it
+            # authenticates each node service against the party's provisioned node (egress) key
+            run_config.update(
+                {
+                    "dataplane": "true",
+                    "dataplane-host": self.opts.host,
+                    "dataplane-cert": str(self.keys.server_cert),
+                    "dataplane-key": str(self.keys.server_key),
+                    "dataplane-node-keys": json.dumps(
+                        {p: str(self.keys.party(p).egress_pub) for p in self.node_ids}, sort_keys=True
+                    ),
+                }
+            )
         app = write_app_dir(self.flower / "app", run_config, server=self.opts.server_app, client=self.opts.client_app)
         (self.flower / "run-config.toml").write_text(tomli_w.dumps(run_config))
         self.app_dir = app
@@ -585,6 +603,12 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         "train_seconds": train_seconds,
         "run_seconds": run_seconds,
     }
+    transport = metrics.get("transport")
+    if isinstance(transport, dict):  # the data plane carried some relay steps (parties.common.dataplane)
+        out["dataplane_round_trips"] = transport.get("dataplane_round_trips")
+        out["transport_flower_round_trips"] = transport.get("flower_round_trips")  # of all exchanges, these used Flower
+        out["dataplane_streams"] = transport.get("streams")
+        out["transport_by_phase"] = transport.get("by_phase")
     if epochs and train_seconds is not None:
         out["train_seconds_per_epoch"] = round(float(train_seconds) / float(epochs), 2)
     secs = [float(h["seconds"]) for h in history if isinstance(h, dict) and h.get("seconds") is not None]
@@ -706,6 +730,8 @@ def _add_round_trips(path: Path, latency: dict[str, Any]) -> None:
             "train_round_trips_per_epoch",
         )
     }
+    if "transport" in metrics:  # the relay steps above, split by transport (Flower / data plane)
+        metrics["deployment"]["transport"] = metrics["transport"]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, default=float))
     tmp.replace(path)

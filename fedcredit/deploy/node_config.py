@@ -8,7 +8,10 @@ Keys: ``party``, ``role``, ``data``, ``node-dir``, ``egress-key``, ``peer-keys``
 peers file: the public node keys it trusts), ``scenario`` (as before) and
 ``socket`` (where the service listens; default ``NODE_DIR/service/node.sock``), ``state-dir``
 (persisted protocol state; default ``NODE_DIR/service/state``), ``group`` (an OS group whose
-members -- the SuperNode's account -- may use the socket), ``allow-uids`` (extra uids allowed).
+members -- the SuperNode's account -- may use the socket), ``allow-uids`` (extra uids allowed),
+``dataplane-ca`` (the federation CA certificate this operator trusts for the coordinator's
+streaming data plane; without it the service declines data-plane invitations and every message
+goes through Flower).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import tomllib
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
-SERVICE_KEYS = ("socket", "state-dir", "group", "allow-uids")
+SERVICE_KEYS = ("socket", "state-dir", "group", "allow-uids", "dataplane-ca")
 # consent-*: the party's own consent material (docs/consent.md); outside [consent] mode = "demo"
 # the run refuses to start without it, so a production node must be able to name it here.
 NODE_KEYS = (
@@ -51,6 +54,7 @@ class NodeServiceConfig:
     state_dir: Path
     group: str | None = None
     allow_uids: set[int] = field(default_factory=set)
+    dataplane_ca: Path | None = None
 
     @property
     def party(self) -> str:
@@ -97,4 +101,15 @@ def load_node_config(path: Path, *, socket: Path | None = None, state_dir: Path 
         state_dir=Path(state_dir or doc.get("state-dir") or node_dir / "service" / "state"),
         group=doc.get("group"),
         allow_uids=set(uids),
+        dataplane_ca=_ca_path(path, doc.get("dataplane-ca")),
     )
+
+
+def _ca_path(path: Path, value: object) -> Path | None:
+    """The data-plane CA certificate named in the config, checked to exist (None if not named)."""
+    if not value:
+        return None
+    ca = Path(str(value))
+    if not ca.is_file():
+        raise NodeConfigError(f"{path}: dataplane-ca {ca} is not a file")
+    return ca

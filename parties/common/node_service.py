@@ -12,7 +12,10 @@ continues where it stopped. The ClientApp becomes a forwarder
 
 The service runs the *same* handler entry point as simulation (the ClientApp built by
 ``parties.client_app.build_client_app``; passed in, so this module knows no app). One message is
-handled at a time, as a SuperNode does.
+handled at a time, as a SuperNode does -- whether it came through the forwarder or down the
+data-plane stream (:mod:`parties.common.dataplane`): a coordinator's invitation (``dataplane_ca``
+set, i.e. the operator trusts a federation CA for it) makes the service dial out to the
+coordinator's data plane and answer the messages sent there with the same handler and Context.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
-from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 from flwr.supercore.task_identity import TaskIdentity
 
+from parties.common import dataplane as dp
 from parties.common import local_channel as lc
+from parties.common.state_file import decode_state, encode_state
 
 log = logging.getLogger(__name__)
 ClientHandler = Callable[[Message, Context], Message]
@@ -73,18 +76,10 @@ class ContextStore:
         p = self.path(run_id)
         if not p.exists():
             return RecordDict()
-        frame = lc.read_frame_file(p)
-        state = inflate_object_from_contents(str(frame.header["root"]), dict(zip(frame.header["objects"], frame.blobs)))
-        if not isinstance(state, RecordDict):
-            raise lc.ChannelError(f"{p}: holds a {type(state).__name__}, not a Flower RecordDict")
-        return state
+        return decode_state(lc.read_frame_file(p), str(p))
 
     def save(self, run_id: int) -> None:
-        ctx = self._live[run_id]
-        objects = {oid: obj.deflate() for oid, obj in get_all_nested_objects(ctx.state).items()}
-        ids = list(objects)
-        frame = lc.Frame({"root": ctx.state.object_id, "objects": ids, "run_id": run_id}, [objects[i] for i in ids])
-        lc.write_frame_file(self.path(run_id), frame)
+        lc.write_frame_file(self.path(run_id), encode_state(self._live[run_id].state, run_id))
 
     def forget(self, run_id: int) -> None:
         """Drop the in-memory Context (after a failed message: the next one reloads the saved state)."""
@@ -102,9 +97,12 @@ class NodeService:
     state_dir: Path
     group: str | None = None  # an OS group whose members (the SuperNode's account) may connect
     allowed_uids: set[int] = field(default_factory=set)  # besides this service's own uid
+    dataplane_ca: Path | None = None  # the operator's federation CA: accept data-plane invitations
     handled: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _sock: socket.socket | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # one message at a time
+    _dataplane: dp.DataPlaneClient | None = None
 
     def __post_init__(self) -> None:
         self.store = ContextStore(self.state_dir)
@@ -113,6 +111,12 @@ class NodeService:
     # -- one message ----------------------------------------------------------------------------
     def handle(self, message: Message, header: Mapping[str, Any]) -> Message:
         """Run the handler on this run's persisted Context; persist it; return the reply."""
+        if message.metadata.message_type == dp.INVITE:
+            return self.join_dataplane(message)
+        with self._lock:
+            return self._handle(message, header)
+
+    def _handle(self, message: Message, header: Mapping[str, Any]) -> Message:
         run_id = int(message.metadata.run_id)
         node_id = int(message.metadata.dst_node_id)
         TaskIdentity.run_id, TaskIdentity.node_id = run_id, node_id
@@ -129,6 +133,50 @@ class NodeService:
         self.store.save(run_id)  # before the reply leaves: a crash after it cannot lose the step
         self.handled += 1
         return reply
+
+    # -- the data plane -------------------------------------------------------------------------
+    def join_dataplane(self, message: Message) -> Message:
+        """Dial out to the coordinator's data plane the invitation names; answer whether it worked.
+
+        The server must present a certificate of the CA in *this operator's* configuration
+        (``dataplane-ca``); without one configured, invitations are declined and everything stays
+        on Flower. The node proves itself with its egress (node) key over the invitation."""
+
+        def answer(ok: bool, error: str = "") -> Message:
+            return Message(RecordDict({dp.RECORD: ConfigRecord({"ok": ok, "error": error})}), reply_to=message)
+
+        if self.dataplane_ca is None:
+            return answer(False, "this node service has no data-plane CA configured (dataplane-ca)")
+        try:
+            from fedcredit.ledger import load_private_key
+
+            inv = dp.Invitation.from_message(message)
+            key = load_private_key(str(self.node_config["egress-key"]))
+            client = dp.DataPlaneClient(
+                inv, self.dataplane_ca.read_bytes(), key, str(self.node_config.get("party")), self._answer_frame
+            )
+            client.connect()
+        except Exception as exc:  # noqa: BLE001 - declined: the coordinator keeps this node on Flower
+            log.warning("data-plane invitation declined: %s", exc)
+            return answer(False, f"{type(exc).__name__}: {exc}")
+        if self._dataplane is not None:
+            self._dataplane.close()
+        self._dataplane = client
+        log.info("data plane: connected to %s (run %s)", inv.address, inv.run_id)
+        return answer(True)
+
+    def _answer_frame(self, frame: lc.Frame) -> lc.Frame:
+        """One request frame from the data-plane stream, answered exactly as a forwarded message."""
+        t = time.perf_counter()
+        message = lc.frame_to_message(frame)
+        mid = message.metadata.message_id
+        if message.metadata.message_type == dp.INVITE:
+            return lc.Frame({"ok": False, "reply_to": mid, "error": "no invitations over the data plane"}, [])
+        log.info("received %s over the data plane (group %s)", message.metadata.message_type, message.metadata.group_id)
+        reply = self.handle(message, frame.header)
+        seconds = time.perf_counter() - t
+        log.info("answered %s in %.3f s", message.metadata.message_type, seconds)
+        return lc.message_to_frame({"ok": True, "reply_to": mid, "service_seconds": round(seconds, 4)}, reply)
 
     def _serve_one(self, conn: socket.socket) -> None:
         uid = lc.peer_uid(conn)
@@ -189,6 +237,8 @@ class NodeService:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._dataplane is not None:
+            self._dataplane.close()
 
     def close(self) -> None:
         if self._sock is not None:
