@@ -285,7 +285,9 @@ def test_hand_worked_min_samples_leaf_keeps_small_children_out():
 #   t = 3.5: GL = .5, HL = .75  -> 1/2 [.25/1.75 + .25/2.25] = .126984
 #   t = 5.5: GL = .5, HL = 1.25 -> .126984
 #   "not missing" (t = MISSING_THRESHOLD: every value left, NaN alone right):
-#            GL = 1, HL = 1.5, GR = -1, HR = .5 -> 1/2 [1/2.5 + 1/1.5] = .533333 (the best)
+#            GL = 1, HL = 1.5, GR = -1, HR = .5 -> 1/2 [1/2.5 + 1/1.5] = .533333 (the best, tied with
+#            its mirror "x <= 4.5 with NaN left": GL = -1, HL = 1.5, GR = 1, HR = .5; the reference's
+#            scan order takes the missing split, the federated guest may take either)
 # guest x     = [1, 1, 2, 2, 1, 1, 2, 2]: t = 1.5: GL = 1, HL = 1 -> 1/2 [1/2 + 1/2] = .5 (the runner-up)
 # Leaves -G/(H + lam): left (values) -1/2.5 = -.4, right (missing) 1/1.5 = .666667.
 YM = np.array([0, 1, 0, 1, 0, 0, 1, 1], dtype=float)
@@ -326,14 +328,25 @@ def test_hand_worked_missing_values_decide_the_split_in_federated_secureboost():
     (tree,) = guest.model.trees
     assert tree.left[0] >= 0 and tree.owner[0] == OWNER_HOST  # the centre's column with the NaNs
     f, thr = host.model.lookup(int(tree.split_id[0]))
-    assert (int(f), float(thr)) == (0, MISSING_THRESHOLD)
     assert tree.gain[0] == pytest.approx(MISSING_GAIN, abs=1e-6)  # quantised gradients
-    assert tree.value[tree.left[0]] == pytest.approx(MISSING_LEAVES[0], abs=1e-6)
-    assert tree.value[tree.right[0]] == pytest.approx(MISSING_LEAVES[1], abs=1e-6)
-    # new applicants: a NaN goes to the missing leaf, any value (even one never seen) to the other
-    Xh_new = np.array([[np.nan], [1.0], [100.0], [-3.0], [np.nan]])
-    Xg_new = np.array([[1.0], [2.0], [1.0], [2.0], [2.0]])
-    np.testing.assert_allclose(predict_local(guest.model, host.model, Xg_new, Xh_new), _hand_proba(Xh_new), atol=1e-6)
+    Xh_new = np.array([[np.nan], [1.0], [100.0], [-3.0], [np.nan], [4.0], [5.0]])
+    Xg_new = np.array([[1.0], [2.0], [1.0], [2.0], [2.0], [1.0], [2.0]])
+    got = predict_local(guest.model, host.model, Xg_new, Xh_new)
+    if float(thr) == MISSING_THRESHOLD:  # the reference's choice (its scan order breaks the tie below)
+        assert int(f) == 0 and not host.model.goes_left_when_missing(int(tree.split_id[0]))
+        assert tree.value[tree.left[0]] == pytest.approx(MISSING_LEAVES[0], abs=1e-6)
+        assert tree.value[tree.right[0]] == pytest.approx(MISSING_LEAVES[1], abs=1e-6)
+        # new applicants: a NaN goes to the missing leaf, any value (even one never seen) to the other
+        np.testing.assert_allclose(got, _hand_proba(Xh_new), atol=1e-6)
+        return
+    # An exact tie the guest may pick instead (host ids are shuffled, so federated ties fall either
+    # way): "x <= 4.5, NaN left" puts {1, 2, 3, 4, NaN, NaN} (G = -1, H = 1.5) against {5, 6}
+    # (G = 1, H = .5): the mirror image of the missing split, the same gain, leaves .4 and -2/3.
+    assert (int(f), float(thr)) == (0, 4.5) and host.model.goes_left_when_missing(int(tree.split_id[0]))
+    assert tree.value[tree.left[0]] == pytest.approx(1 / 2.5, abs=1e-6)
+    assert tree.value[tree.right[0]] == pytest.approx(-1 / 1.5, abs=1e-6)
+    left = np.isnan(Xh_new[:, 0]) | (Xh_new[:, 0] <= 4.5)
+    np.testing.assert_allclose(got, _sig(np.where(left, 1 / 2.5, -1 / 1.5)), atol=1e-6)
 
 
 # -- hand-worked: the learned direction of missing values decides the split (issue 17) -----------
