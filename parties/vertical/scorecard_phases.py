@@ -32,7 +32,7 @@ import pandas as pd
 from fedcredit import metrics
 from parties.common.node import NodeRuntime
 from parties.vertical.phase import COMMON_ROWS, MODEL, TEST_MASK, VAL_MASK, Phase, RestartablePhase, get_array, get_json
-from parties.vertical.training_phases import HeteroLRPhase, _Done
+from parties.vertical.training_phases import HeteroLRPhase, LocalPhase, _Done
 from protocols.binning.bank import BinningBank
 from protocols.binning.centre import BinningCentre
 from protocols.binning.config import BinningConfig
@@ -184,17 +184,8 @@ def _scale(node: NodeRuntime) -> ScorecardConfig:
     return node.scenario.settings(ScorecardConfig)
 
 
-class PointsPhase(Phase[_Done]):
+class PointsPhase(LocalPhase):
     """Each party computes and keeps its own points table (no message; relayed for the record)."""
-
-    def create(self, node: NodeRuntime, params: dict) -> _Done:
-        return _Done(node.name)
-
-    def dump(self, party: _Done) -> bytes:
-        return party.name.encode()
-
-    def restore(self, node: NodeRuntime, state: bytes) -> _Done:
-        return _Done(state.decode())
 
     def finish(self, node: NodeRuntime, party: _Done) -> dict:
         table, base = points_table(node)
@@ -255,18 +246,9 @@ class ScorecardScorePhase(RestartablePhase[BankScorer | CentreScorer]):
 # -- release ----------------------------------------------------------------------------------
 
 
-class ScorecardReleasePhase(Phase[_Done]):
+class ScorecardReleasePhase(LocalPhase):
     """Each party writes its own model part: LR coefficients on WOE, its WOE encoder (as the
     ``preprocessor`` joint inference applies) and, at the bank, the points scale."""
-
-    def create(self, node: NodeRuntime, params: dict) -> _Done:
-        return _Done(node.name)
-
-    def dump(self, party: _Done) -> bytes:
-        return party.name.encode()
-
-    def restore(self, node: NodeRuntime, state: bytes) -> _Done:
-        return _Done(state.decode())
 
     def finish(self, node: NodeRuntime, party: _Done) -> dict:
         if node.get(MODEL) is None:

@@ -263,8 +263,9 @@ class _Done(Party):
         return True
 
 
-class ReleasePhase(Phase[_Done]):
-    """Each party writes ITS OWN model part (and preprocessing) to its own storage."""
+class LocalPhase(Phase[_Done]):
+    """A phase in which each party only works on its own node (no message to its peer); it still
+    goes through the relay so its outcome is in the signed ledger. Subclasses write ``finish``."""
 
     def create(self, node: NodeRuntime, params: dict) -> _Done:
         return _Done(node.name)
@@ -274,6 +275,10 @@ class ReleasePhase(Phase[_Done]):
 
     def restore(self, node: NodeRuntime, state: bytes) -> _Done:
         return _Done(state.decode())
+
+
+class ReleasePhase(LocalPhase):
+    """Each party writes ITS OWN model part (and preprocessing) to its own storage."""
 
     def finish(self, node: NodeRuntime, party: _Done) -> dict:
         if node.get(MODEL) is None:
