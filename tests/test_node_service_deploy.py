@@ -92,8 +92,19 @@ def test_bank_node_service_killed_mid_epoch_restarts_and_finishes(tmp_path: Path
     scenario = write_subset(tmp_path / "data")
     ref = run_scenario_in_process(config.load(scenario), tmp_path / "ref")
     assert ref["status"] == "completed", ref
+    # Over Flower: the forwarder holds a message that arrives while the service is down until it is
+    # back. On the data plane a step already in flight when the service dies is lost with the
+    # stream and stops the run naming the party (docs/deploy.md), and this kill cannot be timed
+    # to fall between two steps under load, so the restart is tested on the Flower path.
     dep = Deployment(
-        DeployOptions(scenario=scenario, out=tmp_path / "run", startup_timeout=120, run_timeout=600, poll_seconds=0.1)
+        DeployOptions(
+            scenario=scenario,
+            out=tmp_path / "run",
+            startup_timeout=120,
+            run_timeout=600,
+            poll_seconds=0.1,
+            dataplane=False,
+        )
     )
     service_log = tmp_path / "run" / "logs" / "bank.service.log"
     killed: list[int] = []
