@@ -314,3 +314,30 @@ def test_the_bank_reads_its_token_file_once_per_version(issuer, tmp_path):
     assert first == {IDS[0]: a} and _token_file(path) is first  # the same step again: not re-read
     path.write_text(b + "\n")  # planted: the bank's file changes between runs
     assert _token_file(path) == {IDS[0]: b}
+
+
+def test_store_key_created_by_two_runs_at_once_is_one_key(tmp_path):
+    """Two runs of one centre start together on a fresh node (CentreHost): both must get the same,
+    complete key (a plain O_EXCL create made the second run fail with FileExistsError)."""
+    import threading
+
+    from fedcredit.consent.check import store_key
+
+    path = tmp_path / "store-centre.bin.key"
+    barrier, got, errors = threading.Barrier(8), [], []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            got.append(store_key(path))
+        except Exception as exc:  # noqa: BLE001 - the failure this test is about
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 8 and len(set(got)) == 1 and len(got[0]) == 32
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left

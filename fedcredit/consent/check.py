@@ -445,10 +445,23 @@ def store_key(path: str | os.PathLike[str]) -> bytes:
     """The node-local HMAC key of the store, created (owner-only) on first use."""
     p = Path(path)
     if not p.exists():
+        # Written whole under a private name, then linked into place: two runs of one centre that
+        # start at once (CentreHost) both see no key; one link wins, the other reads the winner's
+        # complete key (never a half-written file, never a second key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32))
+        tmp = p.with_name(f"{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, p)
+            except FileExistsError:
+                pass  # another run created it first: use theirs
+        finally:
+            tmp.unlink(missing_ok=True)
     key = p.read_bytes()
     if len(key) != 32:
         raise StoreError(f"{p}: store key must be 32 bytes")
