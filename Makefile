@@ -21,8 +21,10 @@ install: $(STAMP)
 
 ## Main job: a full simulated joint-modelling run on the bundled data; ends by printing the path
 ## of its report (runs/demo/report.html: plots, training, per-party and compliance views).
+## First the demo issuer's tokens reach the centre's store, verified once, as an identity service
+## delivers real ones (`fedcredit consent import`); the run then re-checks them (docs/consent.md).
 demo: $(STAMP)
-	$(BIN)/fedcredit simulate configs/vertical-lr.toml --out $(OUT)
+	$(BIN)/fedcredit simulate configs/vertical-lr.toml --deliver-demo-tokens --out $(OUT)
 
 ## The README's quality figures, regenerated: `fedcredit simulate` on every shipped training
 ## config (into runs/results/), then the Markdown rows printed from each run's metrics.json.

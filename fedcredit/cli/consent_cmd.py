@@ -1,10 +1,11 @@
-"""`fedcredit consent keygen|issue|import|list|revoke`: manage consent tokens (docs/consent.md).
+"""`fedcredit consent keygen|issue|import|list|revoke|demo`: manage consent tokens (docs/consent.md).
 
 * ``keygen``  — an issuer's Ed25519 key: private JWK (owner-only) and public JWK (``.pub.jwk``);
 * ``issue``   — sign a token for one enterprise and append it to a token file;
 * ``import``  — verify a token file once into a verified-token store (HMAC-bound, node-local);
 * ``list``    — what a token file holds, each token's verdict and status on a day;
 * ``revoke``  — add token ids to the issuer's signed revocation list and bump its version.
+* ``demo``    — deliver a demo scenario's tokens into its centre's store ahead of runs.
 """
 
 from __future__ import annotations
@@ -191,3 +192,32 @@ def revoke(
     except TokenError as exc:
         raise fail(console, exc) from None
     console.print(f"revocation list {plain(revocations)}: version {version}, {len(ids)} revoked token id(s)")
+
+
+@app.command(name="demo")
+def demo(
+    scenario_path: Path = typer.Argument(
+        ..., help='Scenario with [consent] mode = "demo" (e.g. configs/vertical-lr.toml).'
+    ),
+) -> None:
+    """Deliver a demo scenario's tokens to its centre ahead of runs, as an identity service would.
+
+    Issues (or reuses) each bank's demo tokens and verifies them once into the centre's store,
+    like ``import`` does for real tokens; ``make demo`` runs this before the run, so the run's
+    consent phase re-checks claims, dates and revocations of tokens already verified."""
+    from fedcredit import config
+    from fedcredit.cli.simulate_cmd import ensure_synthetic_data
+    from parties.vertical.consent import ConsentSetupError, deliver_demo_tokens
+
+    try:
+        scenario = config.load(scenario_path)
+        ensure_synthetic_data(scenario)
+        done = deliver_demo_tokens(scenario)
+    except (config.ConfigError, ConsentSetupError, OSError) as exc:
+        raise fail(console, exc) from None
+    for d in done:
+        refused = f", refused {plain(d.refused)}" if d.refused else ""
+        console.print(
+            f"{plain(d.bank)} -> {plain(d.centre)}: {d.tokens} demo tokens (issued or reused in {d.issue_s:.2f} s), "
+            f"{d.added} newly verified into {plain(d.store)} in {d.verify_s:.2f} s{refused}"
+        )

@@ -18,11 +18,14 @@ keys and revocation lists stops the run with an error saying what is missing.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fedcredit.config import Scenario
 from fedcredit.config.sections import ConsentSettings
 from fedcredit.consent import ConsentRegistry
 from fedcredit.consent.check import (
@@ -43,6 +46,8 @@ from fedcredit.consent.tokens import (
     read_tokens,
     unverified_subject,
 )
+from fedcredit.data.loaders import load_party_data
+from fedcredit.data.readers import ReadOptions
 from fedcredit.data.schema import CENTRE_CATEGORIES, column_categories
 from parties.common.node import NodeRuntime
 from parties.vertical.phase import COMMON_ROWS, Phase, get_array, put_array
@@ -194,12 +199,18 @@ def centre_policy(node: NodeRuntime, bank: str) -> ConsentPolicy:
     return ConsentPolicy(issuers, (bank, node.name), node.scenario.purpose, frozenset(cats), epoch(s.day), revocations)
 
 
-def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
-    s = settings(node)
-    # Kept across runs (not in the run's node dir): each token's signature is verified once.
-    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{node.name}.bin"
-    path = Path(str(_node_setting(node, "consent-store", s.store) or default))
+def store_paths(s: ConsentSettings, centre: str, configured: object = None) -> tuple[Path, Path]:
+    """The verified-token store of node ``centre`` and its HMAC key: ``configured`` (the node's
+    ``consent-store``), else ``[consent] store``, else one per node beside the demo tokens (demo
+    mode) or in ``runs/consent-store``. Kept across runs (not in a run's node dir): each token's
+    signature is verified once."""
+    default = Path(s.demo_dir if s.mode == "demo" else "runs/consent-store") / f"store-{centre}.bin"
+    path = Path(str(configured or s.store or default))
     return path, path.with_name(path.name + ".key")
+
+
+def _store_paths(node: NodeRuntime) -> tuple[Path, Path]:
+    return store_paths(settings(node), node.name, node.context.node_config.get("consent-store"))
 
 
 class _StoreJudge(Judge):
@@ -327,3 +338,75 @@ def centre_query_check(node: NodeRuntime, bank: str) -> Callable[[list[str], byt
         return [str(r) for r in result.reasons.tolist()]
 
     return check
+
+
+# -- demo: the enterprise-identity service delivers the tokens to the centre ahead of runs --------
+
+
+@dataclass
+class DemoDelivery:
+    """What :func:`deliver_demo_tokens` did for one (bank, centre) pair."""
+
+    bank: str
+    centre: str
+    store: str
+    tokens: int
+    added: int
+    refused: dict[str, int]
+    issue_s: float
+    verify_s: float
+
+
+def deliver_demo_tokens(scenario: Scenario) -> list[DemoDelivery]:
+    """Issue (or reuse) each bank's demo tokens and verify them into each centre's store.
+
+    In production the platform's enterprise-identity service hands the centre every token an
+    enterprise signs, and the centre verifies it on arrival (``fedcredit consent import``); runs
+    then find the intersection's tokens already verified and only re-check claims, revocation and
+    dates. This does the same for a demo scenario, before any run: the tokens are exactly those
+    the bank will present (same cache), and the store is the one the centre's node opens
+    (:func:`store_paths`; a node-level ``consent-store`` override is not visible here). Forged
+    tokens are refused here and again in the run. Nothing is delivered outside demo mode."""
+    s = scenario.settings(ConsentSettings)
+    if s.mode != "demo":
+        raise ConsentSetupError(
+            'demo token delivery needs [consent] mode = "demo" (real tokens: fedcredit consent import)'
+        )
+    out: list[DemoDelivery] = []
+    for bank in scenario.parties_with_role("bank"):
+        ids = load_party_data(
+            scenario.resolve(bank.data), "bank", party=bank.name, part="all", seed=scenario.seed, scaled=False,
+            opts=ReadOptions.from_mapping(bank.options, where=f"[parties.{bank.name}]"),
+        ).ids  # fmt: skip
+        for centre in scenario.parties_with_role("credit_centre"):
+            t0 = time.perf_counter()
+            material = demo_material(
+                ids,
+                audience=(bank.name, centre.name),  # the order the bank's node uses (bank_tokens)
+                purpose=scenario.purpose,
+                categories=CENTRE_CATEGORIES,
+                day=s.day,
+                seed=scenario.seed,
+                shares=_demo_shares(s),
+                cache_dir=Path(s.demo_dir),
+            )
+            t1 = time.perf_counter()
+            store_path, key_path = store_paths(s, centre.name)
+            key = store_key(key_path)
+            store = VerifiedStore.load(store_path, key)
+            added, refused = store.verify_and_add(material.tokens, {material.issuer.name: material.issuer})
+            if added:
+                store.save(store_path, key)
+            out.append(
+                DemoDelivery(
+                    bank.name,
+                    centre.name,
+                    str(store_path),
+                    len(material.tokens),
+                    added,
+                    dict(sorted(refused.items())),
+                    round(t1 - t0, 3),
+                    round(time.perf_counter() - t1, 3),
+                )  # fmt: skip
+            )
+    return out
