@@ -1,6 +1,6 @@
 """Platform simulation: one credit centre of N firms serving K banks, each training its own model.
 
-    PYTHONPATH=. .venv/bin/python simulations/credit_platform.py --firms 4000000 --banks 10
+    .venv/bin/python simulations/platform.py --firms 4000000 --banks 10   (or credit_platform.py)
 
 1. ``fedcredit data synth``'s generator writes the centre's table and K banks' books (most of a
    bank's customers are known to the centre, 5-15 % are not).
@@ -31,8 +31,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# (named credit_platform, not platform: a simulations/platform.py shadowed the standard library's
-# ``platform`` module for every script in this directory, e.g. attacks.py and canaries.py)
+# (named credit_platform: ``simulations/platform.py``, the command issue 19 names, is a thin entry
+# point that must not shadow the standard library's ``platform``; see its docstring)
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE.parent))
 
