@@ -105,7 +105,8 @@ def bench_lr(
     cfg = HeteroLRConfig(
         epochs=1, batch_size=batch, key_bits=key_bits, insecure_test_key=key_bits < 2048, early_stopping_patience=0
     )
-    os.environ["FEDCREDIT_PAILLIER_WORKERS"] = "1"
+    # one Paillier worker per party process (each child sets it for itself): not set here, where
+    # it would outlive this function and make the SecureBoost bench after it serial
     nodes = {r: hlr._ProcessNode(r, data, cfg, 1) for r in ("bank", "centre")}
     load = os.getloadavg()[0]
     try:
