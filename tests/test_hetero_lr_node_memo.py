@@ -39,18 +39,18 @@ insecure_test_key = true
 def test_training_restores_reuse_the_frozen_inputs(tmp_path):
     write_vertical_subset(tmp_path, 800)
     sc = config.loads(SCENARIO.format(bank=tmp_path / "bank.csv", centre=tmp_path / "centre.csv"))
-    training_phases._ALIGNED.clear()
+    training_phases._ALIGNED._memo.clear()
     hits, misses = _base._DIGESTS.hits, _base._DIGESTS.misses
     status = run_scenario_in_process(sc, tmp_path / "out")
     assert status["status"] == "completed", status
     assert _base._DIGESTS.hits - hits >= 6  # every restore after each node's first build
     assert _base._DIGESTS.misses - misses <= 2  # one digest per node
-    assert {w for w, _ in training_phases._ALIGNED} >= {"bank", "credit_centre"}
-    for _, _, d in training_phases._ALIGNED.values():
+    assert {w for w, _ in training_phases._ALIGNED._memo} >= {"bank", "credit_centre"}
+    for _, _, d in training_phases._ALIGNED._memo.values():
         assert all(not a.flags.writeable for a in d.values())
 
 
 @pytest.fixture(autouse=True)
 def _forget():
     yield
-    training_phases._ALIGNED.clear()
+    training_phases._ALIGNED._memo.clear()

@@ -32,12 +32,11 @@ import pandas as pd
 from fedcredit import metrics
 from parties.common.node import NodeRuntime
 from parties.vertical.phase import COMMON_ROWS, MODEL, TEST_MASK, VAL_MASK, Phase, RestartablePhase, get_array, get_json
-from parties.vertical.training_phases import HeteroLRPhase, LocalPhase, _Done
+from parties.vertical.training_phases import FrozenInputs, HeteroLRPhase, LocalPhase, _Done
 from protocols.binning.bank import BinningBank
 from protocols.binning.centre import BinningCentre
 from protocols.binning.config import BinningConfig
 from protocols.hetero_lr import BankLR, BankScorer, CentreLR, CentreScorer, HeteroLRConfig
-from protocols.hetero_lr.memo import frozen
 from protocols.scorecard.config import ScorecardConfig
 from protocols.scorecard.encoder import WoeEncoder
 from protocols.scorecard.local import PointsTable, describe_bins
@@ -119,37 +118,27 @@ class BinningPhase(Phase[BinningParty]):
 
 # -- hetero-LR on WOE -------------------------------------------------------------------------
 
-_WOE: dict[tuple[str, str], tuple[str, Any, dict[str, np.ndarray]]] = {}
+_WOE = FrozenInputs(WOE_ENCODER)
 
 
 def woe_aligned(node: NodeRuntime) -> dict[str, np.ndarray]:
     """This party's WOE-encoded kept columns (and the bank's labels) per split, frozen and kept per
-    process for the same inputs (the hetero-LR parties then restore in O(1) rows; see
-    :func:`parties.vertical.training_phases._frozen_aligned`)."""
-    data = node.data()
-    h = hashlib.sha256()
-    for key in (COMMON_ROWS, TEST_MASK, VAL_MASK):
-        raw = node.get_bytes(key) or b""
-        h.update(len(raw).to_bytes(8, "big") + raw)
-    h.update(str(node.get(WOE_ENCODER)).encode())
-    who, inputs = (node.name, node.role), h.hexdigest()
-    hit = _WOE.get(who)
-    if hit is not None and hit[0] == inputs and hit[1] is data:
-        return hit[2]
-    enc = encoder(node)
-    rows, test, val = _masks(node)
-    W = enc.transform(enc.select(data.features[rows], data.feature_names))
-    train = ~test & ~val
-    d = {"X_train": W[train], "X_val": W[val], "X_test": W[test]}
-    if data.labels is not None:
-        y = data.labels[rows].astype(np.int8)
-        d.update(y_train=y[train], y_val=y[val], y_test=y[test])
-    d = {k: frozen(v) for k, v in d.items()}
-    _WOE.pop(who, None)
-    _WOE[who] = (inputs, data, d)
-    while len(_WOE) > 4:
-        _WOE.pop(next(iter(_WOE)))
-    return d
+    process for the same inputs (:class:`~parties.vertical.training_phases.FrozenInputs`: the
+    hetero-LR parties then restore in O(1) rows)."""
+
+    def build() -> dict[str, np.ndarray]:
+        data = node.data()
+        enc = encoder(node)
+        rows, test, val = _masks(node)
+        W = enc.transform(enc.select(data.features[rows], data.feature_names))
+        train = ~test & ~val
+        d = {"X_train": W[train], "X_val": W[val], "X_test": W[test]}
+        if data.labels is not None:
+            y = data.labels[rows].astype(np.int8)
+            d.update(y_train=y[train], y_val=y[val], y_test=y[test])
+        return d
+
+    return _WOE.get(node, build)
 
 
 def scorecard_lr_config(node: NodeRuntime) -> HeteroLRConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -103,33 +104,48 @@ class HeteroLRPhase(_TwoPartyTraining):
         return _frozen_aligned(node)
 
 
-_ALIGNED: dict[tuple[str, str], tuple[str, Any, dict[str, np.ndarray]]] = {}
+class FrozenInputs:
+    """Per-node frozen arrays built from a phase's inputs, reused across the steps of a process.
+
+    An entry is kept per node (name, role) and used only for the same SHA-256 over the phase
+    inputs in node state (common rows, split masks, and the ``encoder_key`` entry: the fitted
+    preprocessor or WOE encoder) and the very data object ``node.data()`` returned (its
+    per-process cache; the entry keeps it alive). Anything else changed means a fresh build, and
+    the party's restore still compares its data digest with the state's. A process hosting many
+    runs keeps only the latest ``keep`` nodes' inputs.
+    """
+
+    def __init__(self, encoder_key: str, keep: int = 4) -> None:
+        self.encoder_key, self.keep = encoder_key, keep
+        self._memo: dict[tuple[str, str], tuple[str, Any, dict[str, np.ndarray]]] = {}
+
+    def get(self, node: NodeRuntime, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """The frozen arrays for ``node``'s current inputs: ``build()`` frozen, or the kept ones."""
+        data = node.data()
+        h = hashlib.sha256()
+        for name in (COMMON_ROWS, TEST_MASK, VAL_MASK):
+            raw = node.get_bytes(name) or b""
+            h.update(len(raw).to_bytes(8, "big") + raw)
+        h.update(str(node.get(self.encoder_key)).encode())
+        who, inputs = (node.name, node.role), h.hexdigest()
+        hit = self._memo.get(who)
+        if hit is not None and hit[0] == inputs and hit[1] is data:
+            return hit[2]
+        d = {k: frozen(v) for k, v in build().items()}
+        self._memo.pop(who, None)
+        self._memo[who] = (inputs, data, d)
+        while len(self._memo) > self.keep:
+            self._memo.pop(next(iter(self._memo)))
+        return d
+
+
+_ALIGNED = FrozenInputs(PREPROCESSOR)
 
 
 def _frozen_aligned(node: NodeRuntime) -> dict[str, np.ndarray]:
-    """:func:`aligned_features` as :func:`~protocols.hetero_lr.memo.frozen` arrays, reused across steps.
-
-    Kept per node (name, role) and used only for the same SHA-256 over the phase inputs in node
-    state (common rows, split masks, preprocessor) and the very data object ``node.data()``
-    returned (its per-process cache; the entry keeps it alive). Anything else changed means a
-    fresh build, and the party's restore still compares its data digest with the state's.
-    """
-    data = node.data()
-    h = hashlib.sha256()
-    for name in (COMMON_ROWS, TEST_MASK, VAL_MASK):
-        raw = node.get_bytes(name) or b""
-        h.update(len(raw).to_bytes(8, "big") + raw)
-    h.update(str(node.get(PREPROCESSOR)).encode())
-    who, inputs = (node.name, node.role), h.hexdigest()
-    hit = _ALIGNED.get(who)
-    if hit is not None and hit[0] == inputs and hit[1] is data:
-        return hit[2]
-    d = {k: frozen(v) for k, v in aligned_features(node).items()}
-    _ALIGNED.pop(who, None)
-    _ALIGNED[who] = (inputs, data, d)
-    while len(_ALIGNED) > 4:  # a process hosting many runs keeps only the latest nodes' inputs
-        _ALIGNED.pop(next(iter(_ALIGNED)))
-    return d
+    """:func:`aligned_features` as :func:`~protocols.hetero_lr.memo.frozen` arrays, reused across
+    steps (:class:`FrozenInputs`)."""
+    return _ALIGNED.get(node, lambda: aligned_features(node))
 
 
 class SecureBoostPhase(_TwoPartyTraining):
