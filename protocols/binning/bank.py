@@ -27,7 +27,7 @@ from protocols.common import wire
 from protocols.common.party import Envelope, Party, data_digest, open_envelope
 from protocols.paillier import EncryptedVector, PaillierError, PrivateKey, generate_keypair
 
-from .centre import BinningError
+from .centre import BinningError, decode_state
 
 _WAIT_SUMS, _WAIT_KEPT, _DONE = "sums", "kept", "done"
 STATE_VERSION = "binning-bank-state/1"
@@ -215,12 +215,7 @@ class BinningBank(Party):
         categorical: dict[str, int] | None = None,
     ) -> BinningBank:
         """The party again from :meth:`to_state` bytes and the same data (refused on other data)."""
-        try:
-            s = wire.decode(state, BankState)
-        except wire.WireError as exc:
-            raise BinningError(f"bank binning state cannot be restored: {exc}") from None
-        if s.version != STATE_VERSION:
-            raise BinningError(f"bank binning state is {s.version!r}, not {STATE_VERSION!r}")
+        s = decode_state(state, BankState, STATE_VERSION, "bank")
         sk = PrivateKey.from_bytes(s.private_key, insecure_test_key=config.insecure_test_key) if s.private_key else None
         party = cls(s.name, s.peer, X, names, y, config, categorical=categorical, private_key=sk)
         if party._digest != s.data_digest:

@@ -10,6 +10,7 @@ it needs to WOE-encode its columns for the scorecard.
 from __future__ import annotations
 
 import secrets
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -31,8 +32,27 @@ from protocols.paillier import EncryptedVector, PaillierError, PublicKey
 STATE_VERSION = "binning-centre-state/1"
 
 
+class _Versioned(Protocol):
+    version: str
+
+
+S = TypeVar("S", bound=_Versioned)
+
+
 class BinningError(ProtocolError):
     """Federated binning cannot go on; the message names the party, step and column."""
+
+
+def decode_state(state: bytes, cls: type[S], version: str, role: str) -> S:
+    """A binning party's persisted state (``cls``, written at ``version``), or a
+    :class:`BinningError` naming the ``role`` whose state it is. Both roles restore through it."""
+    try:
+        s = wire.decode(state, cls)
+    except wire.WireError as exc:
+        raise BinningError(f"{role} binning state cannot be restored: {exc}") from None
+    if s.version != version:
+        raise BinningError(f"{role} binning state is {s.version!r}, not {version!r}")
+    return s
 
 
 class BinningCentre(Party):
@@ -96,12 +116,7 @@ class BinningCentre(Party):
         categorical: dict[str, int] | None = None,
     ) -> BinningCentre:
         """The party again from :meth:`to_state` bytes and the same data (refused on other data)."""
-        try:
-            s = wire.decode(state, CentreState)
-        except wire.WireError as exc:
-            raise BinningError(f"centre binning state cannot be restored: {exc}") from None
-        if s.version != STATE_VERSION:
-            raise BinningError(f"centre binning state is {s.version!r}, not {STATE_VERSION!r}")
+        s = decode_state(state, CentreState, STATE_VERSION, "centre")
         party = cls(s.name, s.peer, X, names, config, categorical=categorical)
         if party._digest != s.data_digest:
             raise party._fail("the data given to from_state is not the data this party was built with")
