@@ -15,6 +15,7 @@ from pathlib import Path
 from fedcredit.config import Scenario
 from parties.client_app import build_client_app
 from parties.common import peers
+from parties.common.exchange import ExchangeHub
 from parties.common.grid import InProcessGrid, Tap, server_context
 from parties.server_app import coordinate
 
@@ -26,6 +27,7 @@ def run_scenario_in_process(
     tap: Tap | None = None,
     prepare_grid: Callable[[InProcessGrid], None] | None = None,
     resume: bool = False,
+    stream: bool | ExchangeHub = True,
 ) -> dict:
     """Run ``scenario`` end to end; returns the coordinator's status (as in ``status.json``).
 
@@ -36,4 +38,4 @@ def run_scenario_in_process(
     grid = InProcessGrid(build_client_app(scenario, out), len(scenario.parties), tap=tap)
     if prepare_grid is not None:
         prepare_grid(grid)
-    return coordinate(grid, server_context(), scenario, out, resume=resume)
+    return coordinate(grid, server_context(), scenario, out, resume=resume, stream=stream)

@@ -23,11 +23,13 @@ from fedcredit.config.sections import RunSettings
 from fedcredit.ledger import LedgerError
 from parties.common.checkpoint import CheckpointError, CoordinatorCheckpoint
 from parties.common.dataplane import DataPlaneGrid, DataPlaneServer
+from parties.common.exchange import ExchangeHub
 from parties.common.polling import PromptGrid
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
 
 log = logging.getLogger(__name__)
+STREAMED_MODES = frozenset({"vertical-lr", "scorecard"})  # modes whose training streams
 
 
 def _scenario_from(context: Context) -> Scenario:
@@ -43,12 +45,31 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp.replace(path)
 
 
-def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, *, resume: bool = False) -> dict:
+def coordinate(
+    grid: Grid,
+    context: Context,
+    scenario: Scenario,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    stream: bool | ExchangeHub = True,
+) -> dict:
     """Run one scenario end to end; returns the status dict also written to status.json.
 
     ``resume`` continues the interrupted run in ``out_dir`` from its ``checkpoint.json``
-    (vertical training only; :mod:`parties.common.checkpoint`).
+    (vertical training only; :mod:`parties.common.checkpoint`). ``stream``: where vertical
+    training streams its exchanges (:mod:`parties.common.exchange`): a hub the caller runs (TLS,
+    deployment), True for a loopback hub of this run's own (simulation, in-process: every node
+    on this machine), False for none (one relay step per exchange). ``[run] stream = false``
+    turns streaming off whatever is passed.
     """
+    if stream is True and scenario.mode in STREAMED_MODES and scenario.settings(RunSettings).stream:
+        hub = ExchangeHub()
+        try:
+            return coordinate(grid, context, scenario, out_dir, resume=resume, stream=hub)
+        finally:
+            hub.stop()
+    exchange = stream if isinstance(stream, ExchangeHub) and scenario.settings(RunSettings).stream else None
     out_dir.mkdir(parents=True, exist_ok=True)
     key = None
     if "coordinator-key" in context.run_config:
@@ -92,7 +113,9 @@ def coordinate(grid: Grid, context: Context, scenario: Scenario, out_dir: Path, 
         else:
             from parties.vertical.server import run_vertical
 
-            metrics = run_vertical(grid, scenario, recorder, out_dir, timeout=timeout, resume=checkpoint)
+            metrics = run_vertical(
+                grid, scenario, recorder, out_dir, timeout=timeout, resume=checkpoint, exchange=exchange
+            )
         metrics.setdefault("seconds", round(time.time() - started, 2))
         transport_stats = getattr(grid, "stats", None)
         if callable(transport_stats):
@@ -152,8 +175,14 @@ def require_launch_config(context: Context) -> None:
         raise RuntimeError(NOT_A_FLWR_RUN_APP)
 
 
-def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = None) -> ServerApp:
-    """The coordinator's ServerApp; without ``scenario``/``out_dir`` they come from the run config."""
+def build_server_app(
+    scenario: Scenario | None = None, out_dir: Path | None = None, *, stream: bool = True
+) -> ServerApp:
+    """The coordinator's ServerApp; without ``scenario``/``out_dir`` they come from the run config.
+
+    Simulation (``scenario`` given) streams training through a loopback hub when ``stream``
+    (every node runs on this machine); a deployment streams through a TLS hub next to the data
+    plane, with its certificate, and not at all without one."""
     app = ServerApp()
 
     @app.main()
@@ -169,14 +198,18 @@ def build_server_app(scenario: Scenario | None = None, out_dir: Path | None = No
         # (SecAgg+): they stay on Flower; the data plane carries the vertical protocols' steps
         use_dataplane = _flag(context, "dataplane") and sc.mode != "horizontal"
         server = start_dataplane(context) if use_dataplane else None
+        hub = start_hub(context) if server is not None else None
         try:
             run_grid: Grid = (
                 prompt
                 if server is None
                 else DataPlaneGrid(prompt, server, _dataplane_parties(context), run_config=dict(context.run_config))
             )
-            coordinate(run_grid, context, sc, Path(out), resume=resume)
+            simulated = scenario is not None and out_dir is not None
+            coordinate(run_grid, context, sc, Path(out), resume=resume, stream=hub or (simulated and stream))
         finally:
+            if hub is not None:
+                hub.stop()
             if server is not None:
                 server.stop()
 
@@ -191,6 +224,18 @@ def _dataplane_parties(context: Context) -> dict[int, str]:
     """Flower node id -> party, from the deployment's registered node ids (run config ``node-ids``)."""
     ids = json.loads(str(context.run_config.get("node-ids") or "{}"))
     return {int(nid): str(party) for party, nid in ids.items()}
+
+
+def start_hub(context: Context) -> ExchangeHub | None:
+    """The TLS exchange hub of a deployment (the data plane's certificate); None if it cannot start."""
+    rc = context.run_config
+    try:
+        cert = Path(str(rc["dataplane-cert"])).read_bytes()
+        key = Path(str(rc["dataplane-key"])).read_bytes()
+        return ExchangeHub(host=str(rc.get("dataplane-host", "127.0.0.1")), cert_pem=cert, key_pem=key)
+    except Exception as exc:  # noqa: BLE001 - training then relays one step per exchange, and says so
+        log.warning("exchange hub not started (one relay step per exchange): %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def start_dataplane(context: Context) -> DataPlaneServer | None:

@@ -424,6 +424,33 @@ CANARIES: list[Canary] = [
         ["tests/test_binning.py::test_sums_are_rerandomised_before_they_leave"],
         "the bank can test which of its own label ciphertexts a bin sum holds",
     ),
+    Canary(
+        "exchange/node-skips-verification-in-stream",
+        "parties/vertical/client.py",
+        "accept=lambda sub, inbox: node.accept_inbox(request.phase, sub, list(inbox), request.announced),",
+        "accept=lambda sub, inbox: [e.plain() for e in inbox],",
+        [
+            "tests/test_attacks_coordinator.py::test_coordinator_attack_is_refused_or_detected_and_leaks_nothing"
+            "[coordinator/stream-alter/hetero-lr]"
+        ],
+        "the hub hands a node altered envelopes inside a streamed epoch and the party computes on them",
+    ),
+    Canary(
+        "exchange/hub-skips-ledger",
+        "parties/common/exchange.py",
+        "self.record(substep(self.step, self.m), self.round, described, sorted(self.posts))",
+        "None",
+        ["tests/test_exchange.py::test_streamed_run_verifies_exchange_by_exchange"],
+        "a streamed epoch's envelopes cross boundaries without a ledger record",
+    ),
+    Canary(
+        "exchange/hub-ignores-token",
+        "parties/common/exchange.py",
+        'invited = s.tokens.pop(str(hello.get("token", "")), None)',
+        "invited = party",
+        ["tests/test_exchange.py::test_hub_refuses_a_wrong_token_another_partys_token_and_a_spent_one"],
+        "anyone on the network joins a streamed step as a party and takes its mail",
+    ),
 ]
 
 

@@ -49,6 +49,11 @@ class RunSettings(Settings):
     )
     seed: int = setting(42, "seed of splits and schedules; sections' own `seed` defaults to it", ge=0)
     step_timeout: float = setting(900.0, "seconds the coordinator waits for one protocol step", gt=0)
+    stream: bool = setting(
+        True,
+        "vertical training streams each epoch's (tree's) exchanges in one coordinator step; "
+        "false: one relay step per exchange",
+    )
 
     @classmethod
     def from_section(cls, table: Mapping[str, Any] | None) -> RunSettings:

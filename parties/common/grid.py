@@ -21,8 +21,10 @@ Building the apps of a scenario and running them here is the entry-point layer's
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.common.constant import ErrorCode
@@ -66,6 +68,7 @@ class InProcessGrid(Grid):
         self._run = Run.create_empty(run_id)
         self._outbox: dict[str, Message] = {}
         self._pushed = 0
+        self._lock = threading.Lock()
         self.contexts = {
             FIRST_NODE_ID + i: Context(
                 run_id=run_id,
@@ -103,12 +106,22 @@ class InProcessGrid(Grid):
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        """Every node answers at once, as real nodes do: a streamed step (:mod:`parties.common.exchange`)
+        needs its parties running together. Taps see the exchanges in message order."""
+        inbound = [m for m in (self._outbox.pop(mid, None) for mid in message_ids) if m is not None]
+        if len(inbound) <= 1:
+            answered = [self._deliver(m) for m in inbound]
+        else:
+            with ThreadPoolExecutor(max_workers=len(inbound), thread_name_prefix="in-process-node") as pool:
+                answered = list(pool.map(self._deliver, inbound))
         replies = []
-        for mid in message_ids:
-            inbound = self._outbox.pop(mid, None)
-            reply = None if inbound is None else self._deliver(inbound)
-            if reply is not None:
-                replies.append(reply)
+        for msg, got in zip(inbound, answered):
+            if got is None:
+                continue
+            reply = self._ship(got)
+            if self.tap is not None:
+                self.tap(msg.metadata.dst_node_id, msg, reply)
+            replies.append(reply)
         return replies
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
@@ -120,7 +133,8 @@ class InProcessGrid(Grid):
         try:
             return wire_copy(msg)
         finally:
-            self.wire_seconds += time.perf_counter() - t
+            with self._lock:
+                self.wire_seconds += time.perf_counter() - t
 
     def _deliver(self, inbound: Message) -> Message | None:
         """The node's reply as the coordinator receives it; None if the node is down."""
@@ -136,7 +150,4 @@ class InProcessGrid(Grid):
             reply = Message(
                 Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=f"{type(exc)}:<'{exc}'>"), reply_to=inbound
             )
-        reply = self._ship(reply)
-        if self.tap is not None:
-            self.tap(node_id, inbound, reply)
         return reply

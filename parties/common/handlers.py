@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 from fedcredit.config import Scenario
-from parties.common import transport
+from parties.common import exchange, transport
 from parties.common.node import NodeRuntime
 from parties.common.transport import NodeReply
 from protocols.common.party import Envelope
@@ -39,6 +39,7 @@ class RelayRequest:
     step: str
     params: dict
     inbox: list[Envelope]
+    announced: dict = field(default_factory=dict)  # the session announcement (to sign and verify mid-step)
 
 
 NodeStep = Callable[[NodeRuntime, RelayRequest], NodeReply]  # computes this node's reply
@@ -54,10 +55,12 @@ def answer(
 ) -> Message:
     node_name, step = "?", "?"
     node: NodeRuntime | None = None
+    params: dict = {}
     try:
         node = NodeRuntime(context, scenario_of(context), out_dir)
         node_name = node.name
         phase, step, params, signed_inbox = transport.read_request(message.content)
+        params = params if isinstance(params, dict) else {}
         announced = transport.read_session(message.content)
         # authenticate before any party sees a byte: verified envelopes are logged as received
         inbox = node.accept_inbox(phase, step, list(signed_inbox), announced)
@@ -66,7 +69,7 @@ def answer(
             node.cosign(heads, step)
         if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
             raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
-        reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox))
+        reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox, announced))
         outbox = node.seal_outbox(phase, step, reply.outbox, announced)
         summary_bytes = transport.canonical_json(reply.summary)
         node.log_egress(step, outbox, summary_bytes)
@@ -78,10 +81,22 @@ def answer(
                 node.log_failure(step, f"{type(exc).__name__}: {exc}")
             except Exception:  # noqa: BLE001 - the error reply below matters more than this record
                 log.exception("party %s could not log its failure", node_name)
+        if node is not None and isinstance(params.get(exchange.PARAM), dict) and not getattr(exc, "reported", False):
+            # a streamed step: peers already in the stream must not wait for this node
+            exchange.ExchangeClient.report_failure(
+                params[exchange.PARAM], node.name, f"{type(exc).__name__}: {exc}", ca_pem=_ca(node)
+            )
         return Message(
             Error(code=ERROR_CODE, reason=f"party {node_name!r} at {step!r}: {type(exc).__name__}: {exc}"),
             reply_to=message,
         )
+
+
+def _ca(node: NodeRuntime) -> bytes | None:
+    try:
+        return node.stream_ca()
+    except OSError:
+        return None
 
 
 def answer_close(message: Message, context: Context, scenario_of: ScenarioProvider, out_dir: Path | None) -> Message:

@@ -120,15 +120,19 @@ class NodeRuntime:
         run_id = str(self.get("run_id"))
         return EgressLog.create(self.egress_path, self.signing_key(), run_id=run_id, node=self.name)
 
-    def log_egress(self, step: str, outbox: list[Envelope], summary_bytes: bytes) -> None:
-        """Sign and record every payload this node is about to send (never the payload itself)."""
+    def log_egress(self, step: str, outbox: list[Envelope], summary_bytes: bytes | None) -> None:
+        """Sign and record every payload this node is about to send (never the payload itself).
+
+        ``summary_bytes`` None: an exchange inside a streamed step, which sends the coordinator
+        no summary (:mod:`parties.common.exchange`)."""
         elog = self._log()
         try:
             with elog.batch():  # one commit per step
                 for env in outbox:
                     seq = env.seq if isinstance(env, SignedEnvelope) else None
                     elog.record_sent(kind=env.kind, recipient=env.recipient, step=step, payload=env.payload, seq=seq)
-                elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
+                if summary_bytes is not None:
+                    elog.record_sent(kind="Summary", recipient="coordinator", step=step, payload=summary_bytes)
         finally:
             elog.close()
 
@@ -313,6 +317,11 @@ class NodeRuntime:
             )
             accepted.append(checked.plain())
         return accepted
+
+    def stream_ca(self) -> bytes | None:
+        """The CA this node's operator trusts for the coordinator's TLS endpoints (``dataplane-ca``)."""
+        path = self.context.node_config.get("dataplane-ca")
+        return Path(str(path)).read_bytes() if path else None
 
     def seal_outbox(self, phase: str, step: str, outbox: list[Envelope], announced: dict) -> list[Envelope]:
         """``outbox`` signed by this node's key, each with the next seq of its stream."""

@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
 from parties.common import transport
+from parties.common.exchange import PARAM, ExchangeHub, StreamOutcome
 from parties.common.recorder import Recorder
 from parties.common.transport import NodeReply
 from protocols.common.party import Envelope
@@ -67,6 +70,43 @@ class Relay:
         self.round = 0
         self.steps = 0
         self.prefix = ""  # "r<n>:" on every step name of a run's n-th resumed segment
+        # streamed steps (parties.common.exchange): the phases whose steps stream, and the hub
+        self.exchange: ExchangeHub | None = None
+        self.streamed: Collection[str] = ()
+        self.streamed_steps = 0
+
+    @property
+    def exchanges(self) -> int:
+        """Exchanges (sub-steps) run inside streamed steps so far."""
+        return 0 if self.exchange is None else self.exchange.exchanges
+
+    def _record_exchange(self, step: str, round_: int, messages: list[dict], participants: list[str]) -> None:
+        self.recorder.step(step, round_, messages, participants=participants)
+
+    def _send(self, msgs: list[Message], streamed: bool) -> list[Message]:
+        """The grid round trip; a streamed step may last an epoch, so it is bounded by the hub's
+        liveness (no exchange for ``timeout`` seconds aborts it) rather than by one timeout."""
+        if not streamed or self.exchange is None:
+            return list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        hub = self.exchange
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-stream")
+        fut = pool.submit(lambda: list(self.grid.send_and_receive(msgs, timeout=None)))
+        stalled_at: float | None = None
+        try:
+            while True:
+                try:
+                    return fut.result(timeout=1.0)
+                except FutureTimeout:
+                    pass
+                if hub.idle_seconds() > self.timeout:
+                    hub.abort("coordinator", f"no exchange for {self.timeout:.0f} s")
+                if hub.session is not None and hub.session.done and stalled_at is None:
+                    stalled_at = time.monotonic()
+                if stalled_at is not None and time.monotonic() - stalled_at > max(60.0, self.timeout / 10):
+                    log.warning("streamed step ended but not every node answered; giving up on them")
+                    return []  # the nodes that did not answer are named below
+        finally:
+            pool.shutdown(wait=False)
 
     def call(
         self,
@@ -75,11 +115,16 @@ class Relay:
         step: str,
         requests: dict[str, tuple[dict, list[Envelope]]],
         heads: dict[str, dict] | None = None,
+        *,
+        streamed: bool = False,
     ) -> dict[str, NodeReply]:
         """One Flower round trip to the named parties; records the step in the ledger.
 
         ``heads``: per party, the signed tree head (and its proofs) it must check and co-sign
-        before doing the step (given at each phase's init: one head per phase boundary)."""
+        before doing the step (given at each phase's init: one head per phase boundary).
+        ``streamed``: the requests carry invitations to the hub's open session; each party's
+        reply then carries, as its outbox, what it posted in the stream's last exchange
+        (recorded there, delivered by the next step)."""
         msgs, order = [], []
         heads = heads or {}
         for name, (params, inbox) in requests.items():
@@ -95,7 +140,8 @@ class Relay:
             )
             order.append(name)
         by_node = {m.metadata.dst_node_id: p for m, p in zip(msgs, order)}
-        replies = list(self.grid.send_and_receive(msgs, timeout=self.timeout))
+        replies = self._send(msgs, streamed)
+        outcome = self.exchange.close() if streamed and self.exchange is not None else StreamOutcome()
         # Flower answers for an unreachable node itself (from the SuperLink's id), so map replies
         # to the message they answer first, and fall back to the sender id.
         by_message = {m.metadata.message_id: p for m, p in zip(msgs, order) if m.metadata.message_id}
@@ -150,8 +196,12 @@ class Relay:
                     for p, m in metrics.items()
                 ),
             )
+        if outcome.failure is not None:  # the root cause: the others were aborted because of it
+            self._fail(*outcome.failure)
         if failures:
             self._fail(failures[0][0], step, failures[0][1])
+        for party, r in out.items():
+            r.outbox.extend(e for e in outcome.leftover if e.sender == party)
         if self.on_step:
             self.on_step(step, out)
         return out
@@ -216,7 +266,16 @@ class Relay:
             for env in inflight:
                 inbox.setdefault(env.recipient, []).append(env)
             self.round = n
-            replies = self.call(transport.STEP, phase, f"{self.prefix}{phase}/{n}", {p: ({}, inbox[p]) for p in inbox})
+            name = f"{self.prefix}{phase}/{n}"
+            if self.exchange is not None and phase in self.streamed:
+                invites = self.exchange.open(
+                    name, n, sorted(inbox), set(self.nodes), self._record_exchange, self.timeout
+                )
+                requests = {p: ({PARAM: invites[p]}, inbox[p]) for p in inbox}
+                replies = self.call(transport.STEP, phase, name, requests, streamed=True)
+                self.streamed_steps += 1
+            else:
+                replies = self.call(transport.STEP, phase, name, {p: ({}, inbox[p]) for p in inbox})
             absorb(replies)
             finished.update({p: r.finished for p, r in replies.items()})
         unfinished = [p for p, done in finished.items() if not done]
@@ -228,5 +287,5 @@ class Relay:
                 transport.FINISH, phase, f"{self.prefix}{phase}/finish", {p: (params[p], []) for p in remaining}
             )
             results.update({p: r.summary for p, r in done.items()})
-        log.info("phase %s done: %d relay steps", phase, n)
+        log.info("phase %s done: %d relay steps (%d exchanges streamed in all)", phase, n, self.exchanges)
         return results

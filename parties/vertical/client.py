@@ -13,11 +13,12 @@ from pathlib import Path
 from flwr.clientapp import ClientApp
 
 from parties.common import checkpoint, transport
+from parties.common.exchange import PARAM, ExchangeClient, StreamInvite, stream_party
 from parties.common.handlers import RelayRequest, ScenarioProvider, register_steps
 from parties.common.node import NodeRuntime
 from parties.common.transport import NodeReply
 from parties.vertical.registry import phase_named
-from protocols.common.party import Party, RestartableParty
+from protocols.common.party import Envelope, Party, RestartableParty
 
 # phases of a training run a resumed coordinator can continue after (not release, not inference)
 RESUMABLE = frozenset({"align", "consent", "split", "hetero_lr", "secureboost", "score"})
@@ -47,7 +48,10 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
         if state is None:
             raise RuntimeError(f"no state for phase {phase!r}: step {request.step!r} arrived before init")
         party = adapter.restore(node, state)
-        outbox = party.receive(request.inbox) if kind == transport.STEP else []
+        if kind == transport.STEP and PARAM in request.params:
+            outbox = _stream(node, request, party)
+        else:
+            outbox = party.receive(request.inbox) if kind == transport.STEP else []
     if kind == transport.FINISH:
         summary = adapter.finish(node, party)
     elif party.finished:
@@ -61,6 +65,33 @@ def phase_step(node: NodeRuntime, request: RelayRequest) -> NodeReply:
     if label is not None:
         summary[checkpoint.REPORTED] = _checkpoint(node, label)
     return NodeReply(outbox, party.finished, summary)
+
+
+def _stream(node: NodeRuntime, request: RelayRequest, party: Party) -> list[Envelope]:
+    """A streamed step (:mod:`parties.common.exchange`): join the coordinator's hub first, then run
+    the party exchange by exchange until a checkpoint boundary or its end. Every envelope is
+    signed, verified and logged under its sub-step as a relayed one is; what the party posted last
+    is delivered by the coordinator's next step, so this step's own reply carries none."""
+    client = ExchangeClient(StreamInvite.from_params(request.params[PARAM]), node.name, ca_pem=node.stream_ca())
+
+    def seal(sub: str, outbox: list[Envelope]) -> list[Envelope]:
+        sealed = node.seal_outbox(request.phase, sub, outbox, request.announced)
+        node.log_egress(sub, sealed, None)
+        return sealed
+
+    def pause() -> bool:
+        return isinstance(party, RestartableParty) and party.resume_point() is not None
+
+    stream_party(
+        client,
+        request.step,
+        party,
+        request.inbox,
+        seal=seal,
+        accept=lambda sub, inbox: node.accept_inbox(request.phase, sub, list(inbox), request.announced),
+        pause=pause,
+    )
+    return []
 
 
 def _resume_label(phase: str, kind: str, party: Party) -> str | None:

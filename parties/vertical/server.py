@@ -35,6 +35,7 @@ from flwr.serverapp import Grid
 from fedcredit.config import Scenario
 from fedcredit.config.sections import ConsentSettings
 from parties.common.checkpoint import REPORTED, CoordinatorCheckpoint
+from parties.common.exchange import ExchangeHub
 from parties.common.introduction import introduce
 from parties.common.recorder import LedgerRecorder
 from parties.common.relay import RunFailed
@@ -45,6 +46,10 @@ TRAIN_PHASE = {"vertical-lr": "hetero_lr", "secureboost": "secureboost", "scorec
 # mode = "scorecard": binning before training, points after it, and its own scoring and release
 # (parties.vertical.scorecard_phases)
 SCORE_PHASE = {"scorecard": "scorecard_score"}
+# training phases whose steps stream through the coordinator's hub (parties.common.exchange): the
+# hetero-LR ones, whose exchanges are lockstep. SecureBoost's parties mostly take turns (one has mail
+# at a time), so a stream would stop after one exchange: it stays one relay step per exchange
+STREAMED_PHASES = frozenset({"hetero_lr", "scorecard_lr"})
 RELEASE_PHASE = {"scorecard": "scorecard_release"}
 
 
@@ -99,6 +104,7 @@ def run_vertical(
     *,
     timeout: float = 900.0,
     resume: CoordinatorCheckpoint | None = None,
+    exchange: ExchangeHub | None = None,
 ) -> dict:
     """Run a vertical training scenario end to end; returns (and the caller writes) ``metrics.json``.
 
@@ -122,6 +128,8 @@ def run_vertical(
     ck = resume or CoordinatorCheckpoint(run_id=recorder.run_id, scenario_hash=scenario.config_hash, label="start")
     ck.segment = segment
     relay.on_step = _checkpointer(ck, out_dir, train_phase)
+    if exchange is not None:  # training streams each epoch's (tree's) exchanges in one step
+        relay.exchange, relay.streamed = exchange, STREAMED_PHASES
 
     def phase(name: str, params: dict[str, dict] = pair) -> dict:
         """Run phase ``name``, or hand back its result when a resumed run already completed it."""
@@ -186,6 +194,8 @@ def run_vertical(
         "train_seconds": round(train_seconds, 2),
         "seconds": round(time.monotonic() - t0, 2),
         "flower_round_trips": relay.steps,
+        "streamed_steps": relay.streamed_steps,
+        "streamed_exchanges": relay.exchanges,
         "resumed": resumed_from,
         "psi": align[bank],
         "feature_importance": {

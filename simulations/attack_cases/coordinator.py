@@ -32,6 +32,7 @@ from fedcredit import config
 from fedcredit.ledger import load_public_key, read_records, verify
 from fedcredit.ledger.verify import VerificationReport
 from parties.common import transport
+from parties.common.exchange import ExchangeHub
 from parties.common.grid import InProcessGrid
 from parties.in_process import run_scenario_in_process
 from protocols.common import signing, wire
@@ -123,18 +124,25 @@ class Tamper:
 
         grid.push_messages = tampered_push  # type: ignore[method-assign]
 
+    def apply(self, step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        """``rewrite`` on one delivery to the target, with the bookkeeping of what changed."""
+        new = self.rewrite(step, list(inbox))
+        if [e.payload for e in new] == [e.payload for e in inbox] and new == inbox:
+            return inbox
+        self.fired = self.fired or step
+        self.dropped += [e for e in inbox if e not in new]
+        self.planted += [hashlib.sha256(e.payload).hexdigest() for e in new if e not in inbox]
+        return new
+
     def _rewrite(self, msg: Message) -> Message:
         if msg.metadata.message_type not in (transport.INIT, transport.STEP, transport.FINISH):
             return msg
         phase, step, params, inbox = transport.read_request(msg.content)
         if not inbox or inbox[0].recipient != self.target:  # the relay knows whom it delivers to
             return msg
-        new = self.rewrite(step, list(inbox))
-        if [e.payload for e in new] == [e.payload for e in inbox] and new == inbox:
+        new = self.apply(step, list(inbox))
+        if new is inbox:
             return msg
-        self.fired = self.fired or step
-        self.dropped += [e for e in inbox if e not in new]
-        self.planted += [hashlib.sha256(e.payload).hexdigest() for e in new if e not in inbox]
         content = transport.request(
             phase=phase, step=step, params=params, inbox=new, session=transport.read_session(msg.content)
         )
@@ -146,12 +154,28 @@ class Tamper:
         )
 
 
-def at_step(phase: str, n: int, fn: Callable[[list[SignedEnvelope]], list[SignedEnvelope]]) -> Rewrite:
-    """Apply ``fn`` to the inbox of step ``phase/n`` only (once)."""
+class TamperingHub(ExchangeHub):
+    """The coordinator's exchange hub, handing the target of ``tamper`` what the tamper makes of
+    each delivery inside a streamed step (sub-steps ``<phase>/<n>.<m>``)."""
+
+    def __init__(self, tamper: Tamper) -> None:
+        super().__init__()
+        self.tamper = tamper
+
+    def deliver(self, step: str, recipient: str, envelopes: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        return envelopes if recipient != self.tamper.target else self.tamper.apply(step, envelopes)
+
+
+def at_step(
+    phase: str, n: int, fn: Callable[[list[SignedEnvelope]], list[SignedEnvelope]], exchange: int | None = None
+) -> Rewrite:
+    """Apply ``fn`` to the inbox of step ``phase/n`` only (once); with ``exchange`` m, to the
+    delivery of exchange ``phase/n.m`` inside that streamed step."""
     done: list[bool] = []
+    name = f"{phase}/{n}" if exchange is None else f"{phase}/{n}.{exchange}"
 
     def rewrite(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
-        if step != f"{phase}/{n}" or done or not inbox:
+        if step != name or done or not inbox:
             return inbox
         done.append(True)
         return fn(inbox)
@@ -184,7 +208,11 @@ class Outcome:
 def run(work: Path, tamper: Tamper, *, mode: str = "vertical-lr") -> Outcome:
     sc = scenario(work, mode)
     out = work / "run"
-    status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc))
+    hub = TamperingHub(tamper)  # streamed training's deliveries are the coordinator's too
+    try:
+        status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc), stream=hub)
+    finally:
+        hub.stop()
     report = verify(
         out / "ledger.sqlite",
         public_key=load_public_key(out / "coordinator_pub.pem"),
@@ -392,6 +420,55 @@ def inject(work: Path) -> AttackResult:
     return verdict("coordinator/inject/hetero-lr", o, "coordinator injected an envelope no party sent")
 
 
+# -- inside a streamed epoch: the hub is the coordinator's, and as untrusted -----------------------
+# Step hetero_lr/1 streams the first epoch; exchange 3 is the first batch's masked decryptions.
+
+
+@attack("coordinator/stream-alter/hetero-lr")
+def stream_alter(work: Path) -> AttackResult:
+    def flip(e: SignedEnvelope) -> SignedEnvelope:
+        b = bytearray(e.payload)
+        b[len(b) // 2] ^= 0x01
+        return dataclasses.replace(e, payload=bytes(b))
+
+    o = run(work, Tamper(CENTRE, at_step("hetero_lr", 1, _replace_from(BANK, flip), exchange=3)))
+    return _refused_in_stream(verdict("coordinator/stream-alter/hetero-lr", o, "hub flipped a bit mid-epoch"), o)
+
+
+def _refused_in_stream(r: AttackResult, o: Outcome) -> AttackResult:
+    """Planted bytes inside a stream must be refused by the recipient's node before its party
+    sees them; a run that only stopped later (the party computed on them) is not caught."""
+    if o.refused_by(o.tamper.target):
+        return r
+    return dataclasses.replace(r, refused_or_detected=False, detail=r.detail + f"; {o.tamper.target} never refused it")
+
+
+@attack("coordinator/stream-drop/hetero-lr")
+def stream_drop(work: Path) -> AttackResult:
+    o = run(work, Tamper(CENTRE, at_step("hetero_lr", 1, lambda inbox: [e for e in inbox if e.sender != BANK], 4)))
+    return verdict("coordinator/stream-drop/hetero-lr", o, "hub withheld the bank's envelope mid-epoch")
+
+
+@attack("coordinator/stream-replay/hetero-lr")
+def stream_replay(work: Path) -> AttackResult:
+    kept: list[SignedEnvelope] = []
+
+    def rewrite(step: str, inbox: list[SignedEnvelope]) -> list[SignedEnvelope]:
+        if step == "hetero_lr/1.2":
+            kept.extend(inbox)  # the bank's partials of the first batch...
+        if step == "hetero_lr/1.5" and kept:
+            return [dataclasses.replace(kept[0]), *inbox]  # ...handed over again a batch later
+        return inbox
+
+    t = Tamper(CENTRE, rewrite)
+    o = run(work, t)
+    t.planted = []  # a replay plants no new bytes; accepting it a second time is the leak
+    again = kept[0].seq if kept else -1
+    accepted_twice = sum(1 for r in o.logs.get(CENTRE, []) if r["kind"] == "received" and r["payload"]["seq"] == again)
+    r = verdict("coordinator/stream-replay/hetero-lr", o, "hub replayed an earlier exchange's bank envelope")
+    return _refused_in_stream(dataclasses.replace(r, leaked=accepted_twice > 1), o)
+
+
 # -- joint inference: the coordinator in the middle of a loan decision -------------------------
 
 
@@ -440,7 +517,11 @@ at = "2025-06-01"
 def run_inference(work: Path, tamper: Tamper) -> Outcome:
     sc = _inference_scenario(work)
     out = work / "run"
-    status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc))
+    hub = TamperingHub(tamper)  # streamed training's deliveries are the coordinator's too
+    try:
+        status = run_scenario_in_process(sc, out, prepare_grid=lambda g: tamper.install(g, sc), stream=hub)
+    finally:
+        hub.stop()
     report = verify(
         out / "ledger.sqlite",
         public_key=load_public_key(out / "coordinator_pub.pem"),

@@ -113,6 +113,28 @@ class _LocalNode:
         self.cpu += time.process_time() - c0
         return out, party.finished
 
+    def stream(self, invite: dict, inbox: list[Envelope]) -> tuple[int, bool]:
+        """One streamed step (parties.common.exchange) against the coordinator's hub: the party
+        stays in memory from ``inbox`` to the next epoch boundary or its end; returns the
+        exchanges it posted and whether it finished."""
+        from parties.common.exchange import ExchangeClient, StreamInvite, stream_party
+
+        c0 = time.process_time()
+        party = _make(self.role, self.data, self.cfg, self.state)
+        client = ExchangeClient(StreamInvite.from_params(invite), self.role)
+        posted = stream_party(
+            client,
+            "hetero_lr/bench",
+            party,
+            inbox,
+            seal=lambda sub, out: out,
+            accept=lambda sub, got: [e.plain() for e in got],
+            pause=lambda: party.resume_point() is not None,
+        )
+        self.state = party.to_state()
+        self.cpu += time.process_time() - c0
+        return posted, party.finished
+
 
 def _node_main(conn, role: str, data: dict, cfg_dict: dict, workers: int) -> None:
     os.environ["FEDCREDIT_PAILLIER_WORKERS"] = str(workers)
@@ -122,6 +144,10 @@ def _node_main(conn, role: str, data: dict, cfg_dict: dict, workers: int) -> Non
         if msg is None:
             break
         try:
+            if isinstance(msg, tuple) and msg[0] == "stream":
+                posted, fin = node.stream(msg[1], msg[2])
+                conn.send(("ok", posted, fin, node.cpu))
+                continue
             out, fin = node.call(msg if msg != "start" else None)
             conn.send(("ok", out, fin, node.cpu))
         except Exception as exc:  # noqa: BLE001 - report, do not hang the relay
@@ -143,6 +169,9 @@ class _ProcessNode:
 
     def send(self, inbox: list[Envelope] | None) -> None:
         self.conn.send("start" if inbox is None else inbox)
+
+    def send_stream(self, invite: dict, inbox: list[Envelope]) -> None:
+        self.conn.send(("stream", invite, inbox))
 
     def result(self) -> tuple[list[Envelope], bool]:
         status, out, fin, cpu = self.conn.recv()

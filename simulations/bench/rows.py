@@ -8,9 +8,12 @@ profile), generated per size — not the 30k bundled rows tiled — already alig
 benchmarked separately), each column signed-log1p then z-scored by its own party.
 
 * hetero-LR: one epoch, 2048-bit keys, batch 4096, each party in its own process with one
-  Paillier worker (one core per party), relayed step by step as the coordinator does
-  (:func:`simulations.bench.hetero_lr`'s process nodes). Reported: wall and CPU seconds, relay
-  steps, and each party process's peak RSS (``VmHWM``).
+  Paillier worker (one core per party) (:func:`simulations.bench.hetero_lr`'s process nodes),
+  the epoch *streamed* as the coordinator runs it (:mod:`parties.common.exchange`: one hub
+  session per coordinator step, the parties in memory exchanging inside it); ``--relayed``: one
+  coordinator step per exchange, each party reloaded from its state every step. Reported: wall
+  and CPU seconds, the coordinator's relay steps and the exchanges inside them, and each party
+  process's peak RSS (``VmHWM``).
 * SecureBoost: one tree, depth 5, 32 bins, 2048-bit keys, both parties in one process with the
   kernels' worker pool on all cores (``run_local``; parties kept in memory between steps).
   Reported: seconds per tree, relay steps per tree, peak RSS of the process and of its workers.
@@ -100,8 +103,45 @@ def _children_cpu() -> tuple[float, float]:
     return cpu, peak
 
 
+def _streamed_epoch(nodes: dict, out: list, tick: Callable[..., None]) -> tuple[int, int, int]:
+    """The coordinator's side of a streamed epoch (parties.common.exchange): one hub session per
+    coordinator step, the parties exchanging inside it until the epoch boundary or their end.
+    Returns (coordinator steps, exchanges, bytes relayed)."""
+    from parties.common.exchange import ExchangeHub
+
+    hub = ExchangeHub()
+    steps, nbytes = 0, [0]
+
+    def record(step: str, round_: int, messages: list[dict], participants: list[str]) -> None:
+        nbytes[0] += sum(int(m["size"]) for m in messages)
+        tick()
+
+    try:
+        while out:
+            steps += 1
+            boxes = hlr._route(out)
+            invites = hub.open(f"hetero_lr/{steps}", steps, sorted(boxes), set(nodes), record, 3600.0)
+            for role, inbox in boxes.items():
+                nodes[role].send_stream(invites[role], inbox)
+            for role in boxes:
+                nodes[role].result()
+            outcome = hub.close()
+            if outcome.failure is not None:
+                raise RuntimeError(f"streamed step failed: {outcome.failure}")
+            out = outcome.leftover
+    finally:
+        hub.stop()
+    return steps, hub.exchanges, nbytes[0]
+
+
 def bench_lr(
-    rows: int, key_bits: int, batch: int, max_steps: int = 0, tick: Callable[..., None] = lambda *a, **k: None
+    rows: int,
+    key_bits: int,
+    batch: int,
+    max_steps: int = 0,
+    tick: Callable[..., None] = lambda *a, **k: None,
+    *,
+    stream: bool = True,
 ) -> dict:
     Xb, Xc, y = (frozen(a) for a in aligned_rows(rows))  # as a node loads its data: once, read-only
     data = {"Xb": Xb, "y": y, "Xc": Xc}
@@ -118,7 +158,10 @@ def bench_lr(
         out = [e for n in nodes.values() for e in n.result()[0]]
         setup_cpu = {r: n.cpu for r, n in nodes.items()}
         t0 = time.perf_counter()
-        steps, nbytes = 0, 0
+        steps, nbytes, exchanges = 0, 0, 0
+        if stream and not max_steps:
+            steps, exchanges, nbytes = _streamed_epoch(nodes, out, tick)
+            out = []
         while out and not (max_steps and steps >= max_steps):
             steps += 1
             nbytes += sum(e.size for e in out)
@@ -144,7 +187,9 @@ def bench_lr(
         "batches": batches_per_epoch(rows, batch),
         "epoch_seconds": round(wall, 2),
         "epoch_cpu_seconds": cpu,
-        "relay_steps": steps,
+        "relay_steps": steps,  # the coordinator's steps (streamed: the exchanges ran inside them)
+        "streamed": stream and not max_steps,
+        "exchanges": exchanges if stream and not max_steps else steps,
         "partial_epoch": partial,  # --max-steps stopped it: figures cover the first relay_steps only
         "relayed_mb": round(nbytes / 1e6, 1),
         "peak_rss_mb": peak,
@@ -225,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-steps", type=int, default=0, help="hetero-LR: stop after this many relay steps (memory/per-step probe)"
     )
+    ap.add_argument(
+        "--relayed", action="store_true", help="hetero-LR: one coordinator step per exchange instead of streamed epochs"
+    )
     add_progress_flag(ap)
     args = ap.parse_args(argv)
     runs = [(rows, model) for rows in args.rows for model in ("lr", "sb") if not args.only or model == args.only]
@@ -239,7 +287,7 @@ def _bench(args: argparse.Namespace, runs: list[tuple[int, str]], prog: BenchPro
             prog.phase(f"hetero-LR epoch, {rows} rows")
             planned = hlr.expected_relay_steps(batches_per_epoch(rows, args.batch_size))
             with prog.steps("relay step", total=min(planned, args.max_steps or planned)) as tick:
-                r = bench_lr(rows, args.key_bits, args.batch_size, args.max_steps, tick)
+                r = bench_lr(rows, args.key_bits, args.batch_size, args.max_steps, tick, stream=not args.relayed)
         else:
             prog.phase(f"SecureBoost tree, {rows} rows")
             r = bench_sb(rows, args.key_bits)
@@ -274,6 +322,7 @@ def summary(results: list[dict]) -> dict:
             "wall_ratio": round(hi[wall] / lo[wall], 2),
             "cpu_ratio": round(cpu(hi) / cpu(lo), 2),
             "relay_steps": {r["rows"]: r.get("relay_steps", r.get("relay_steps_per_tree")) for r in rs},
+            "exchanges": {r["rows"]: r.get("exchanges", r.get("relay_steps_per_tree")) for r in rs},
             "peak_rss_mb": {r["rows"]: r["peak_rss_mb"] for r in rs},
         }
     out["load_avg"] = round(os.getloadavg()[0], 2)
