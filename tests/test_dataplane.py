@@ -397,7 +397,7 @@ def test_vertical_run_over_the_data_plane_matches_in_process(
 # -- the real deployment (`fedcredit deploy local`: SuperLink, SuperNodes, node services) ---------
 @pytest.mark.deployment
 @pytest.mark.timeout(1200)
-def test_deployed_flower_round_trips_do_not_grow_with_batches(tmp_path: Path) -> None:
+def test_deployed_steps_do_not_grow_with_batches(tmp_path: Path) -> None:
     from fedcredit.deploy.local import DeployOptions, deploy_local
 
     scenario = write_subset(tmp_path / "data")
@@ -415,11 +415,14 @@ def test_deployed_flower_round_trips_do_not_grow_with_batches(tmp_path: Path) ->
         assert all(m.split("/")[0] == m.split("/")[1] != "0" for m in v["egress_matched"].values()), v
         runs[batch] = json.loads((tmp_path / f"run-{batch}" / "metrics.json").read_text())
     small, large = runs[8192], runs[1024]
-    # more mini-batches: more relay steps (all recorded in the ledger), the same Flower round trips
-    assert large["relay_steps"] > small["relay_steps"]
+    # more mini-batches: more exchanges (each recorded in the ledger), streamed inside the same
+    # training steps (one per epoch, on the data plane) and the same Flower round trips
+    assert large["streamed_exchanges"] > small["streamed_exchanges"] > 0
+    assert large["streamed_steps"] == small["streamed_steps"] > 0
+    lr_steps = [r["transport"]["by_phase"]["hetero_lr"]["dataplane_round_trips"] for r in (small, large)]
+    assert lr_steps[0] == lr_steps[1], lr_steps
     flower = [r["transport"]["flower_round_trips"] for r in (small, large)]
     assert flower[0] == flower[1] <= 10, flower  # hello + one init per phase
-    assert large["transport"]["dataplane_round_trips"] > small["transport"]["dataplane_round_trips"]
     assert large["transport"]["streams"] == ["bank", "credit_centre"] and large["transport"]["refusals"] == []
     hl = large["deployment"]["transport"]["by_phase"]["hetero_lr"]  # its init over Flower, its steps not
     assert hl["flower_round_trips"] == 1 and hl["dataplane_round_trips"] > 0

@@ -296,7 +296,7 @@ def test_bank_service_killed_mid_epoch_and_restarted_gives_the_same_model(
     reference: Path, tmp_path: Path, short_dir: Path
 ) -> None:
     _copy_data(reference, tmp_path)
-    status, out, _opened, procs = _run_through_services(tmp_path, short_dir, restart_bank_before="hetero_lr/3")
+    status, out, _opened, procs = _run_through_services(tmp_path, short_dir, restart_bank_before="hetero_lr/2")
     assert procs[0].returncode == -9, "the bank's first service was not SIGKILLed"  # the planted crash happened
     assert len(procs) == 3, "the bank's service was not restarted"
     assert status["status"] == "completed", status

@@ -100,7 +100,9 @@ def verified(out: Path):
 
 @pytest.fixture(scope="module")
 def interrupted(scenario, tmp_path_factory) -> Path:
-    """A run directory whose coordinator was killed three training steps after epoch 2's checkpoint."""
+    """A run directory whose coordinator was killed right after epoch 3's streamed step: the nodes
+    streamed the whole epoch (the hub recorded its exchanges), the coordinator never recorded the
+    step nor the epoch-3 checkpoint, so the run resumes from epoch 2's."""
     out = tmp_path_factory.mktemp("interrupted") / "run"
 
     def capture(inbox):  # what the coordinator could keep of segment 0, for the replay test
@@ -110,7 +112,7 @@ def interrupted(scenario, tmp_path_factory) -> Path:
     recorder = Tamper("credit_centre", lambda step, inbox: capture(inbox) if step.startswith("hetero_lr/") else inbox)
     with pytest.raises(CoordinatorKilled):
         run_scenario_in_process(
-            scenario, out, tap=kill_after(out, epochs=2, extra_steps=3), prepare_grid=recorder.install
+            scenario, out, tap=kill_after(out, epochs=2, extra_steps=0), prepare_grid=recorder.install
         )
     assert not (out / "status.json").exists()  # nothing ran after the kill
     ck = json.loads((out / "checkpoint.json").read_text())

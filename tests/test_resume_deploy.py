@@ -21,11 +21,12 @@ pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1500)]
 
 def test_coordinator_killed_mid_run_resumes_with_the_uninterrupted_model(tmp_path: Path) -> None:
     scenario = write_subset(tmp_path / "data", n_bank=3000)
-    # six epochs of several batches, so the kill after epoch 1 leaves training to resume: on the
-    # data plane an epoch takes seconds, and under load one poll of the deployment can take as
-    # long (with three epochs the run once finished before the poll that was to kill it)
-    text = scenario.read_text().replace("epochs = 1\nbatch_size = 8192", "epochs = 6\nbatch_size = 1024")
-    assert "epochs = 6" in text
+    # twenty epochs of several batches, so the kill after epoch 1 leaves training to resume (and
+    # lands in a streamed epoch, killing the hub under the nodes): streamed, an epoch takes well
+    # under a second, and under load one poll of the deployment can take as long (with six
+    # epochs the run finished before the poll that was to kill it)
+    text = scenario.read_text().replace("epochs = 1\nbatch_size = 8192", "epochs = 20\nbatch_size = 512")
+    assert "epochs = 20" in text
     scenario.write_text(text)
     ref = run_scenario_in_process(config.load(scenario), tmp_path / "ref")
     assert ref["status"] == "completed", ref

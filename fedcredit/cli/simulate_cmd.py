@@ -72,9 +72,14 @@ def run_simulation_scenario(
             "log_to_driver": True,
         },
     }
+    # a streamed step (parties.common.exchange) needs both its nodes running at once: Ray must have
+    # room for two ClientApp actors, else training relays one step per exchange
+    slots = int((sim.ray_cpus or os.cpu_count() or 2) // sim.client_cpus)
+    if slots < 2:
+        log.warning("Ray runs one party at a time (%d CPU slot): training is not streamed", slots)
     t0 = time.time()
     run_simulation(
-        server_app=build_server_app(scenario, out),
+        server_app=build_server_app(scenario, out, stream=slots >= 2),
         client_app=build_client_app(scenario, out),
         num_supernodes=len(scenario.parties),
         backend_config=backend_config,

@@ -532,7 +532,13 @@ def _cross_check_ingress(
                 continue  # reported above as a refusal
             msg = f"egress log {lk.path} record #{pos}: {_fmt_link(key)} never reached {recipient!r}"
             sent_at = order.get(key[3], -1)
-            later = sorted((order[s], s) for s in links[recipient].served if order.get(s, -1) > sent_at)
+            # a streamed step's own record follows its exchanges (``<step>.<m>``) in the ledger, but
+            # the step began before them: serving it is not a later chance to deliver
+            later = sorted(
+                (order[s], s)
+                for s in links[recipient].served
+                if order.get(s, -1) > sent_at and not key[3].startswith(s + ".")
+            )
             seg = _segment(key[3])
             if segments is not None and seg in segments.interrupted:
                 # only a later step of the same segment could have delivered it: the segment's

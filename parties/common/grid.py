@@ -34,6 +34,8 @@ from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_conte
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
+from parties.common.transport import STEP
+
 ClientHandler = Callable[[Message, Context], Message]  # a ClientApp, or any callable that answers like one
 Tap = Callable[[int, Message, Message], None]  # (node id, request as the node got it, reply as sent)
 FIRST_NODE_ID = 1000
@@ -106,23 +108,26 @@ class InProcessGrid(Grid):
         return ids
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
-        """Every node answers at once, as real nodes do: a streamed step (:mod:`parties.common.exchange`)
-        needs its parties running together. Taps see the exchanges in message order."""
+        """Replies in message order. The nodes of a relayed protocol step answer at once, as real
+        nodes do (a streamed step, :mod:`parties.common.exchange`, needs its parties running
+        together); every other batch is delivered one message after the other, each reply seen
+        by ``tap`` before the next message is delivered (tests rely on that order)."""
         inbound = [m for m in (self._outbox.pop(mid, None) for mid in message_ids) if m is not None]
-        if len(inbound) <= 1:
-            answered = [self._deliver(m) for m in inbound]
-        else:
+        if len(inbound) > 1 and all(m.metadata.message_type == STEP for m in inbound):
             with ThreadPoolExecutor(max_workers=len(inbound), thread_name_prefix="in-process-node") as pool:
                 answered = list(pool.map(self._deliver, inbound))
+            return [r for m, r in zip(inbound, answered) if r is not None and self._tapped(m, r)]
         replies = []
-        for msg, got in zip(inbound, answered):
-            if got is None:
-                continue
-            reply = self._ship(got)
-            if self.tap is not None:
-                self.tap(msg.metadata.dst_node_id, msg, reply)
-            replies.append(reply)
+        for msg in inbound:
+            reply = self._deliver(msg)
+            if reply is not None and self._tapped(msg, reply):
+                replies.append(reply)
         return replies
+
+    def _tapped(self, msg: Message, reply: Message) -> bool:
+        if self.tap is not None:
+            self.tap(msg.metadata.dst_node_id, msg, reply)
+        return True
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         return self.pull_messages(self.push_messages(messages))
@@ -137,7 +142,7 @@ class InProcessGrid(Grid):
                 self.wire_seconds += time.perf_counter() - t
 
     def _deliver(self, inbound: Message) -> Message | None:
-        """The node's reply as the coordinator receives it; None if the node is down."""
+        """The node's reply as the coordinator receives it (shipped); None if the node is down."""
         node_id = inbound.metadata.dst_node_id
         if node_id in self.down:
             return None
@@ -150,4 +155,4 @@ class InProcessGrid(Grid):
             reply = Message(
                 Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=f"{type(exc)}:<'{exc}'>"), reply_to=inbound
             )
-        return reply
+        return self._ship(reply)

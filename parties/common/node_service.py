@@ -121,7 +121,10 @@ class NodeService:
         node_id = int(message.metadata.dst_node_id)
         TaskIdentity.run_id, TaskIdentity.node_id = run_id, node_id
         TaskIdentity.task_id = int(header.get("task_id") or 0)
-        ctx = self.store.get(run_id, node_id, self.node_config, header.get("run_config") or {})
+        node_config = dict(self.node_config)
+        if self.dataplane_ca is not None:  # the same trust anchor for the exchange hub (streamed steps)
+            node_config["dataplane-ca"] = str(self.dataplane_ca)
+        ctx = self.store.get(run_id, node_id, node_config, header.get("run_config") or {})
         try:
             reply = self.handler(message, ctx)
         except Exception as exc:  # noqa: BLE001 - as Flower's runtime: an error reply, state untouched

@@ -196,8 +196,8 @@ class Relay:
                     for p, m in metrics.items()
                 ),
             )
-        if outcome.failure is not None:  # the root cause: the others were aborted because of it
-            self._fail(*outcome.failure)
+        if outcome.failure is not None and (outcome.failure[0] != "coordinator" or not failures):
+            self._fail(*outcome.failure)  # the root cause: the others were aborted because of it
         if failures:
             self._fail(failures[0][0], step, failures[0][1])
         for party, r in out.items():

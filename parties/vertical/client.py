@@ -75,6 +75,8 @@ def _stream(node: NodeRuntime, request: RelayRequest, party: Party) -> list[Enve
     client = ExchangeClient(StreamInvite.from_params(request.params[PARAM]), node.name, ca_pem=node.stream_ca())
 
     def seal(sub: str, outbox: list[Envelope]) -> list[Envelope]:
+        if node.spec.options.get("fail_at_step") == sub:  # fault injection, as for relayed steps
+            raise RuntimeError(f"injected failure at {sub} (scenario option fail_at_step)")
         sealed = node.seal_outbox(request.phase, sub, outbox, request.announced)
         node.log_egress(sub, sealed, None)
         return sealed
