@@ -427,8 +427,8 @@ CANARIES: list[Canary] = [
     Canary(
         "exchange/node-skips-verification-in-stream",
         "parties/vertical/client.py",
-        "accept=lambda sub, inbox: node.accept_inbox(request.phase, sub, list(inbox), request.announced),",
-        "accept=lambda sub, inbox: [e.plain() for e in inbox],",
+        "return node.accept_inbox(request.phase, sub, list(inbox), request.announced)",
+        "return [e.plain() for e in inbox]",
         [
             "tests/test_attacks_coordinator.py::test_coordinator_attack_is_refused_or_detected_and_leaks_nothing"
             "[coordinator/stream-alter/hetero-lr]"

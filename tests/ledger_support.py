@@ -1,11 +1,14 @@
-"""Test helper: forge a stretch of a signed log consistently, as an attacker with a key would."""
+"""Test helpers for signed logs: verify a run directory as an auditor does, and forge a stretch of
+a signed log consistently, as an attacker with a key would."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from fedcredit.ledger import VerificationReport, load_public_key, verify
 from fedcredit.ledger.keys import sign_hash
 from fedcredit.ledger.records import record_hash
 
@@ -37,3 +40,13 @@ def rewrite_signed(
             (text, prev, h, sign_hash(key, h), rec.seq),
         )
         prev = h
+
+
+def verified(out: Path) -> VerificationReport:
+    """``ledger verify`` of run directory ``out``: its ledger under the coordinator's key, cross-checked
+    against every node's egress log."""
+    return verify(
+        out / "ledger.sqlite",
+        public_key=load_public_key(out / "coordinator_pub.pem"),
+        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
+    )

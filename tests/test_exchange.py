@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ledger_support import verified
 
 from fedcredit import config
-from fedcredit.ledger import load_public_key, read_records, verify
+from fedcredit.ledger import read_records
 from parties.common.exchange import (
     ExchangeClient,
     ExchangeError,
@@ -41,14 +42,6 @@ def _with_batch(work: Path, batch: int) -> config.Scenario:
 
 def _metrics(out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())
-
-
-def _verify(out: Path):
-    return verify(
-        out / "ledger.sqlite",
-        public_key=load_public_key(out / "coordinator_pub.pem"),
-        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +95,7 @@ def test_streamed_run_trains_exactly_the_relayed_model(all_runs):
 def test_streamed_run_verifies_exchange_by_exchange(all_runs):
     runs = _completed(all_runs)
     out = runs["many"]
-    report = _verify(out)
+    report = verified(out)
     assert report.ok, report.errors[:3]
     steps = [json.loads(r.payload_text).get("step") for r in read_records(out / "ledger.sqlite") if r.kind == "step"]
     exchanges = [s for s in steps if s.startswith("hetero_lr/") and "." in s]
@@ -114,7 +107,7 @@ def test_streamed_run_verifies_exchange_by_exchange(all_runs):
         assert sent_in_stream and sent_in_stream <= set(exchanges)
 
 
-def test_a_dropped_exchange_record_is_named_by_verify(all_runs, tmp_path):
+def test_a_dropped_exchange_record_is_named_byverified(all_runs, tmp_path):
     """The ledger's exchange records are what verify matches node logs against: remove one."""
     runs = _completed(all_runs)
     import shutil
@@ -126,7 +119,7 @@ def test_a_dropped_exchange_record_is_named_by_verify(all_runs, tmp_path):
         rows = conn.execute("SELECT seq, payload FROM fedcredit_records WHERE kind='step'").fetchall()
         seq = next(s for s, p in rows if '"hetero_lr/1.3"' in p)
         conn.execute("DELETE FROM fedcredit_records WHERE seq=?", (seq,))
-    report = _verify(copy)
+    report = verified(copy)
     assert not report.ok
     assert any("hetero_lr/1.3" in e or f"#{seq}" in e for e in report.errors), report.errors[:3]
 

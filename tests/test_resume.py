@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_vertical_subset
+from ledger_support import verified
 
 from fedcredit import config
 from fedcredit.ledger import load_public_key, read_records, verify
@@ -88,14 +89,6 @@ def kill_after(out: Path, epochs: int, extra_steps: int):
 
 def model_digests(out: Path) -> dict[str, str]:
     return {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (out / "nodes").glob("*/model.json")}
-
-
-def verified(out: Path):
-    return verify(
-        out / "ledger.sqlite",
-        public_key=load_public_key(out / "coordinator_pub.pem"),
-        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
-    )
 
 
 @pytest.fixture(scope="module")

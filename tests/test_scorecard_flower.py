@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from conftest import write_vertical_subset
 from leak_support import Needle, NeedleIndex, feature_needles
+from ledger_support import verified
 
 from fedcredit import config
 from fedcredit import metrics as M
-from fedcredit.ledger import load_public_key, read_records, verify
+from fedcredit.ledger import read_records
 from parties.common import transport
 from parties.in_process import run_scenario_in_process
 
@@ -51,14 +52,6 @@ batch_size = 512
 key_bits = 1024
 insecure_test_key = true
 """
-
-
-def verified(out: Path):
-    return verify(
-        out / "ledger.sqlite",
-        public_key=load_public_key(out / "coordinator_pub.pem"),
-        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
-    )
 
 
 @pytest.fixture(scope="module")

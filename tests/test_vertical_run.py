@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import write_vertical_subset
 from leak_support import NeedleIndex, node_needles
+from ledger_support import verified
 
 from fedcredit import config
 from fedcredit.config.sections import RunSettings
 from fedcredit.features import LocalPreprocessor
-from fedcredit.ledger import load_public_key, verify
 from parties.common import transport
 from parties.in_process import run_scenario_in_process
 from protocols.common import wire
@@ -58,14 +58,6 @@ batch_size = 512
 
 
 FAST_KEYS = "key_bits = 1024\ninsecure_test_key = true"
-
-
-def verified(out: Path):
-    return verify(
-        out / "ledger.sqlite",
-        public_key=load_public_key(out / "coordinator_pub.pem"),
-        egress=sorted((out / "nodes").glob("*/egress.sqlite")),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -73,26 +73,30 @@ def _stream(node: NodeRuntime, request: RelayRequest, party: Party) -> list[Enve
     signed, verified and logged under its sub-step as a relayed one is; what the party posted last
     is delivered by the coordinator's next step, so this step's own reply carries none."""
     client = ExchangeClient(StreamInvite.from_params(request.params[PARAM]), node.name, ca_pem=node.stream_ca())
+    at = [f"{request.step}.1"]  # the exchange this node is in
 
     def seal(sub: str, outbox: list[Envelope]) -> list[Envelope]:
+        at[0] = sub
         if node.spec.options.get("fail_at_step") == sub:  # fault injection, as for relayed steps
             raise RuntimeError(f"injected failure at {sub} (scenario option fail_at_step)")
         sealed = node.seal_outbox(request.phase, sub, outbox, request.announced)
         node.log_egress(sub, sealed, None)
         return sealed
 
+    def accept(sub: str, inbox: list) -> list[Envelope]:
+        at[0] = sub
+        return node.accept_inbox(request.phase, sub, list(inbox), request.announced)
+
     def pause() -> bool:
         return isinstance(party, RestartableParty) and party.resume_point() is not None
 
-    stream_party(
-        client,
-        request.step,
-        party,
-        request.inbox,
-        seal=seal,
-        accept=lambda sub, inbox: node.accept_inbox(request.phase, sub, list(inbox), request.announced),
-        pause=pause,
-    )
+    try:
+        stream_party(client, request.step, party, request.inbox, seal=seal, accept=accept, pause=pause)
+    except Exception as exc:
+        # the node log says which exchange failed: it was served that one (an envelope the hub
+        # withheld from it is then a drop, not a run that stopped first)
+        node.log_failure(at[0], f"{type(exc).__name__}: {exc}")
+        raise
     return []
 
 
