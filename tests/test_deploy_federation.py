@@ -313,5 +313,6 @@ def test_vertical_lr_deployment_matches_simulation(background: Background) -> No
     lat = summary["latency"]
     assert lat["ledger_round_trips"] == m_dep["flower_round_trips"] + 1  # + the hello exchange
     assert lat["train_round_trips_per_epoch"] > 0 and lat["train_wall_seconds_per_epoch"] > 0
-    assert lat["round_trips_by_phase"]["hetero_lr"] >= 3
+    assert lat["round_trips_by_phase"]["hetero_lr"] >= 2  # init and the streamed epoch (+ closing)
+    assert lat["streamed_exchanges"] > 0
     assert "round trips" in out

@@ -618,11 +618,15 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         return out
     from fedcredit.ledger import read_records
 
-    steps = [
+    records = [
         (r.payload.get("step", "?"), dt.datetime.fromisoformat(r.ts.replace("Z", "+00:00")))
         for r in read_records(ledger)
         if r.kind == "step"
     ]
+    # the coordinator's round trips; the exchanges streamed inside a step (``hetero_lr/2.17``) are
+    # step records too, counted apart
+    steps = [(n, t) for n, t in records if not _is_exchange(n)]
+    out["streamed_exchanges"] = len(records) - len(steps)
     by_phase: dict[str, int] = {}
     for name, _ in steps:
         phase = _phase_of(name)
@@ -643,6 +647,12 @@ def epoch_latency(metrics: dict[str, Any], ledger: Path | None, run_seconds: flo
         out["train_round_trips_per_epoch"] = round(len(inner) / float(epochs), 2)
         out["train_wall_seconds_per_epoch"] = round((train[-1][1] - train[0][1]).total_seconds() / float(epochs), 2)
     return out
+
+
+def _is_exchange(step: object) -> bool:
+    """An exchange inside a streamed step: ``<phase>/<n>.<m>`` (parties.common.exchange)."""
+    last = str(step).rsplit("/", 1)[-1]
+    return "." in last and all(part.isdigit() for part in last.split("."))
 
 
 def _phase_of(step: object) -> str:

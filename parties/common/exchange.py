@@ -254,20 +254,27 @@ class ExchangeHub:
         self.session: _Session | None = None
         self.refusals: list[str] = []
         self.exchanges = 0  # over all streamed steps (metrics)
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=32), options=GRPC_OPTIONS)
+        self.host, self._creds = host, (cert_pem, key_pem)
+        self._server: grpc.Server | None = None
+        self.address = ""
+
+    def _start(self) -> None:
+        """Listen, on the first streamed step: not while a simulation engine is still starting its
+        processes from this one (Ray forks them, and gRPC threads must not be running then)."""
+        self._server = server = grpc.server(ThreadPoolExecutor(max_workers=32), options=GRPC_OPTIONS)
         handler = grpc.method_handlers_generic_handler(
             "fedcredit.Exchange", {"Join": grpc.stream_stream_rpc_method_handler(self._join)}
         )
-        self._server.add_generic_rpc_handlers((handler,))
-        if self.tls:
-            assert cert_pem is not None and key_pem is not None
-            port = self._server.add_secure_port(f"{host}:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+        server.add_generic_rpc_handlers((handler,))
+        cert_pem, key_pem = self._creds
+        if cert_pem is not None and key_pem is not None:
+            port = server.add_secure_port(f"{self.host}:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
         else:
-            port = self._server.add_insecure_port(f"{host}:0")
+            port = server.add_insecure_port(f"{self.host}:0")
         if not port:
-            raise ExchangeError(f"cannot bind the exchange hub on {host}")
-        self.address = f"{host}:{port}"
-        self._server.start()
+            raise ExchangeError(f"cannot bind the exchange hub on {self.host}")
+        self.address = f"{self.host}:{port}"
+        server.start()
         log.info("exchange hub listening on %s (%s)", self.address, "TLS" if self.tls else "loopback, plaintext")
 
     # -- the relay's side ----------------------------------------------------------------------
@@ -278,6 +285,8 @@ class ExchangeHub:
         parties); returns each party's invitation params."""
         if self.session is not None and not self.session.done:
             raise ExchangeError(f"streamed step {self.session.step!r} is still open")
+        if self._server is None:
+            self._start()
         s = _Session(step, round_, parties, set(known), record, timeout, self.deliver)
         self.session = s
         by_party = {p: t for t, p in s.tokens.items()}
@@ -317,7 +326,8 @@ class ExchangeHub:
 
     def stop(self, grace: float = 2.0) -> None:
         self.abort("coordinator", "the coordinator stopped the exchange hub")
-        self._server.stop(grace).wait(grace + 1)
+        if self._server is not None:
+            self._server.stop(grace).wait(grace + 1)
 
     # -- one node's stream ---------------------------------------------------------------------
     def _refuse(self, who: str, reason: str) -> bytes:
