@@ -109,6 +109,35 @@ def _json_frame(header: dict[str, Any]) -> bytes:
     return encode_frame(lc.Frame(header, []))
 
 
+def serve_stream(
+    method: str,
+    handler: Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]],
+    host: str,
+    *,
+    workers: int,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    error: type[Exception] = DataPlaneError,
+) -> tuple[grpc.Server, str]:
+    """A started gRPC server whose one bidi-stream ``method`` (``/service/Name``) of raw bytes is
+    ``handler`` (generic handler, no .proto), on an ephemeral port of ``host``: TLS with
+    ``cert_pem``/``key_pem``, plaintext without. Returns it and its ``host:port``; ``error`` if the
+    port cannot be bound. The data plane and the exchange hub (:mod:`parties.common.exchange`)."""
+    service, name = method.strip("/").split("/")
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {name: grpc.stream_stream_rpc_method_handler(handler)}),)
+    )
+    if cert_pem is not None and key_pem is not None:
+        port = server.add_secure_port(f"{host}:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+    else:
+        port = server.add_insecure_port(f"{host}:0")
+    if not port:
+        raise error(f"cannot bind a {service} server on {host}")
+    server.start()
+    return server, f"{host}:{port}"
+
+
 # -- invitation and the node's proof of identity ---------------------------------------------------
 @dataclass(frozen=True)
 class Invitation:
@@ -242,17 +271,9 @@ class DataPlaneServer:
         self.refusals: list[str] = []
         self._tokens: dict[str, str] = {}  # token -> party (spent on first use)
         self._lock = threading.Lock()
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=16), options=GRPC_OPTIONS)
-        handler = grpc.method_handlers_generic_handler(
-            "fedcredit.DataPlane", {"Connect": grpc.stream_stream_rpc_method_handler(self._connect)}
+        self._server, self.address = serve_stream(
+            METHOD, self._connect, host, workers=16, cert_pem=cert_pem, key_pem=key_pem, error=DataPlaneError
         )
-        self._server.add_generic_rpc_handlers((handler,))
-        creds = grpc.ssl_server_credentials([(key_pem, cert_pem)])
-        port = self._server.add_secure_port(f"{host}:0", creds)
-        if not port:
-            raise DataPlaneError(f"cannot bind the data-plane server on {host}")
-        self.address = f"{host}:{port}"
-        self._server.start()
         log.info("data plane listening on %s (session %s)", self.address, self.session)
 
     def invite(self, party: str) -> Invitation:

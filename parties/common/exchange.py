@@ -43,14 +43,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
 from parties.common import local_channel as lc
-from parties.common.dataplane import GRPC_OPTIONS, decode_frame, encode_frame
+from parties.common.dataplane import GRPC_OPTIONS, decode_frame, encode_frame, serve_stream
 from parties.common.transport import RelayBatch
 from protocols.common import wire
 from protocols.common.party import Envelope
@@ -261,20 +260,10 @@ class ExchangeHub:
     def _start(self) -> None:
         """Listen, on the first streamed step: not while a simulation engine is still starting its
         processes from this one (Ray forks them, and gRPC threads must not be running then)."""
-        self._server = server = grpc.server(ThreadPoolExecutor(max_workers=32), options=GRPC_OPTIONS)
-        handler = grpc.method_handlers_generic_handler(
-            "fedcredit.Exchange", {"Join": grpc.stream_stream_rpc_method_handler(self._join)}
-        )
-        server.add_generic_rpc_handlers((handler,))
         cert_pem, key_pem = self._creds
-        if cert_pem is not None and key_pem is not None:
-            port = server.add_secure_port(f"{self.host}:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
-        else:
-            port = server.add_insecure_port(f"{self.host}:0")
-        if not port:
-            raise ExchangeError(f"cannot bind the exchange hub on {self.host}")
-        self.address = f"{self.host}:{port}"
-        server.start()
+        self._server, self.address = serve_stream(
+            METHOD, self._join, self.host, workers=32, cert_pem=cert_pem, key_pem=key_pem, error=ExchangeError
+        )
         log.info("exchange hub listening on %s (%s)", self.address, "TLS" if self.tls else "loopback, plaintext")
 
     # -- the relay's side ----------------------------------------------------------------------

@@ -67,8 +67,7 @@ def answer(
         heads = transport.read_tlog(message.content)
         if heads:  # a phase boundary: check and co-sign the coordinator's tree head before the step
             node.cosign(heads, step)
-        if node.spec.options.get("fail_at_step") == step:  # fault injection for resilience tests
-            raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
+        node.fail_if_injected(step)
         reply = step_fn(node, RelayRequest(kind, phase, step, params, inbox, announced))
         outbox = node.seal_outbox(phase, step, reply.outbox, announced)
         summary_bytes = transport.canonical_json(reply.summary)

@@ -318,6 +318,12 @@ class NodeRuntime:
             accepted.append(checked.plain())
         return accepted
 
+    def fail_if_injected(self, step: str) -> None:
+        """Fault injection for resilience tests: raise at ``step`` (a relay step or an exchange
+        inside a streamed one) when the party's scenario options say ``fail_at_step`` = it."""
+        if self.spec.options.get("fail_at_step") == step:
+            raise RuntimeError(f"injected failure at {step} (scenario option fail_at_step)")
+
     def stream_ca(self) -> bytes | None:
         """The CA this node's operator trusts for the coordinator's TLS endpoints (``dataplane-ca``)."""
         path = self.context.node_config.get("dataplane-ca")

@@ -77,8 +77,7 @@ def _stream(node: NodeRuntime, request: RelayRequest, party: Party) -> list[Enve
 
     def seal(sub: str, outbox: list[Envelope]) -> list[Envelope]:
         at[0] = sub
-        if node.spec.options.get("fail_at_step") == sub:  # fault injection, as for relayed steps
-            raise RuntimeError(f"injected failure at {sub} (scenario option fail_at_step)")
+        node.fail_if_injected(sub)
         sealed = node.seal_outbox(request.phase, sub, outbox, request.announced)
         node.log_egress(sub, sealed, None)
         return sealed

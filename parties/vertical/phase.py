@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -87,16 +88,21 @@ def get_json(node: NodeRuntime, key: str) -> dict:
     return json.loads(str(node.get(key)))
 
 
-def aligned_features(node: NodeRuntime) -> dict[str, np.ndarray]:
-    """This party's preprocessed features (and labels for the bank) in common order, per split."""
+def aligned_splits(node: NodeRuntime, transform: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """``transform`` of this party's raw features in common order (and labels for the bank), per
+    split: ``X_train``/``X_val``/``X_test`` (and ``y_*``), from the split phase's masks."""
     data = node.data()
     rows = get_array(node, COMMON_ROWS)
     test, val = get_array(node, TEST_MASK), get_array(node, VAL_MASK)
-    pre = LocalPreprocessor.from_dict(get_json(node, PREPROCESSOR))
-    X = pre.transform(data.features[rows])
+    X = transform(data.features[rows])
     train = ~test & ~val
     out = {"X_train": X[train], "X_val": X[val], "X_test": X[test]}
     if data.labels is not None:
         y = data.labels[rows].astype(np.int8)
         out.update(y_train=y[train], y_val=y[val], y_test=y[test])
     return out
+
+
+def aligned_features(node: NodeRuntime) -> dict[str, np.ndarray]:
+    """This party's preprocessed features (and labels for the bank) in common order, per split."""
+    return aligned_splits(node, LocalPreprocessor.from_dict(get_json(node, PREPROCESSOR)).transform)

@@ -31,7 +31,17 @@ import pandas as pd
 
 from fedcredit import metrics
 from parties.common.node import NodeRuntime
-from parties.vertical.phase import COMMON_ROWS, MODEL, TEST_MASK, VAL_MASK, Phase, RestartablePhase, get_array, get_json
+from parties.vertical.phase import (
+    COMMON_ROWS,
+    MODEL,
+    TEST_MASK,
+    VAL_MASK,
+    Phase,
+    RestartablePhase,
+    aligned_splits,
+    get_array,
+    get_json,
+)
 from parties.vertical.training_phases import FrozenInputs, HeteroLRPhase, LocalPhase, _Done
 from protocols.binning.bank import BinningBank
 from protocols.binning.centre import BinningCentre
@@ -127,16 +137,8 @@ def woe_aligned(node: NodeRuntime) -> dict[str, np.ndarray]:
     hetero-LR parties then restore in O(1) rows)."""
 
     def build() -> dict[str, np.ndarray]:
-        data = node.data()
-        enc = encoder(node)
-        rows, test, val = _masks(node)
-        W = enc.transform(enc.select(data.features[rows], data.feature_names))
-        train = ~test & ~val
-        d = {"X_train": W[train], "X_val": W[val], "X_test": W[test]}
-        if data.labels is not None:
-            y = data.labels[rows].astype(np.int8)
-            d.update(y_train=y[train], y_val=y[val], y_test=y[test])
-        return d
+        enc, names = encoder(node), node.data().feature_names
+        return aligned_splits(node, lambda F: enc.transform(enc.select(F, names)))
 
     return _WOE.get(node, build)
 
